@@ -1,0 +1,14 @@
+"""
+statsmodels-hetmixed: linear mixed models with heteroskedastic residuals.
+
+``HetMixedLM`` extends statsmodels' ``MixedLM`` with a log-linear residual
+variance function, ``log sigma2_ij = w_ij' a``.
+"""
+
+from .model import HetMixedLM
+from .results import HetMixedLMResults, HetMixedLMResultsWrapper
+
+__version__ = "0.1.0"
+
+__all__ = ["HetMixedLM", "HetMixedLMResults", "HetMixedLMResultsWrapper",
+           "__version__"]

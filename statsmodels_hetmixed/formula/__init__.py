@@ -1,0 +1,1 @@
+"""Formula interface, in the style of ``statsmodels.formula``."""

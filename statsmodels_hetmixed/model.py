@@ -1,0 +1,928 @@
+"""
+HetMixedLM: statsmodels' MixedLM with a residual variance function.
+
+    y_ij = x_ij' beta + z_ij' u_i + e_ij,   u_i ~ N(0, G),
+    e_ij ~ N(0, sigma2_ij),                  log sigma2_ij = w_ij' a.
+
+With no variance design (``exog_var`` / ``var_formula``), W is a column of
+ones and the model is MixedLM's.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pandas as pd
+import patsy
+from scipy import optimize
+from statsmodels.base import model as base
+from statsmodels.regression.mixed_linear_model import (
+    MixedLM,
+    MixedLMParams,
+    VCSpec,
+    _convert_vc,
+    _handle_missing,
+)
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+from . import _engine
+from .params import ParamLayout, psd_factor
+from .variance import LogLinearVariance
+
+__all__ = ["HetMixedLM"]
+
+# Convergence: the Newton decrement g' (-H)^-1 g bounds twice the possible
+# further gain in log-likelihood.  Below this the fit is converged.
+_NEWTON_DECREMENT_TOL = 1e-8
+_MAX_NEWTON_STEPS = 20
+
+
+def _column_names(arr, prefix):
+    if isinstance(arr, pd.DataFrame):
+        return [str(c) for c in arr.columns]
+    if isinstance(arr, pd.Series):
+        return [str(arr.name) if arr.name is not None else f"{prefix}1"]
+    a = np.asarray(arr)
+    k = 1 if a.ndim == 1 else a.shape[1]
+    return [f"{prefix}{j + 1}" for j in range(k)]
+
+
+def _as_float_matrix(arr, what, names):
+    """2-d float array, with an error that names non-numeric or bad columns."""
+    a = np.asarray(arr)
+    if a.ndim == 1:
+        a = a[:, None]
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        bad = []
+        for j in range(a.shape[1]):
+            try:
+                np.asarray(a[:, j], dtype=np.float64)
+            except (TypeError, ValueError):
+                bad.append(names[j] if j < len(names) else str(j))
+        if bad:
+            raise ValueError(
+                f"{what} has non-numeric column(s) {bad}. Encode categorical "
+                "variables as dummy columns (the formula interface does this "
+                "with C(...))."
+            )
+    a = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        bad = [names[j] if j < len(names) else str(j)
+               for j in np.flatnonzero(~finite.all(axis=0))]
+        raise ValueError(
+            f"{what} has missing or infinite values in column(s) {bad} "
+            f"({int((~finite).any(axis=1).sum())} rows). Drop those rows, or "
+            "pass missing='drop'."
+        )
+    return a
+
+
+def _check_full_rank(mat, what, names, hint):
+    if mat.shape[1] == 0:
+        return
+    rank = np.linalg.matrix_rank(mat)
+    if rank < mat.shape[1]:
+        # Name the columns that are linear combinations of earlier ones.
+        redundant, kept = [], []
+        for j in range(mat.shape[1]):
+            if np.linalg.matrix_rank(mat[:, kept + [j]]) == len(kept) + 1:
+                kept.append(j)
+            else:
+                redundant.append(names[j])
+        raise ValueError(
+            f"{what} is singular (rank {rank} < {mat.shape[1]} columns): "
+            f"{redundant} are linear combinations of the other columns. {hint}"
+        )
+
+
+class HetMixedLM(MixedLM):
+    __doc__ = """
+    Linear mixed model with a log-linear residual variance function.
+
+    The mean and random-effects structure are those of
+    :class:`statsmodels.regression.mixed_linear_model.MixedLM`; in addition
+    the residual variance of observation j in group i is
+    ``sigma2_ij = exp(w_ij' a)``, with ``w_ij`` the rows of ``exog_var``.
+
+    Parameters
+    ----------
+    endog : 1d array_like
+        The dependent variable.
+    exog : 2d array_like
+        Fixed-effects design (include a constant column for an intercept).
+    groups : 1d array_like
+        Group labels; observations in different groups are independent.
+    exog_re : 2d array_like, optional
+        Random-effects design.  Defaults to a random intercept (unless only
+        variance components are given), as in MixedLM.
+    exog_vc : VCSpec, optional
+        Variance components, as in MixedLM.
+    exog_var : 2d array_like, optional
+        Residual variance design W (include a constant column).  Defaults to
+        a single constant column named ``Intercept``: the model is then
+        MixedLM's.
+    use_sqrt : bool
+        Accepted for compatibility with MixedLM; the optimisation always
+        uses a Cholesky factor of the random-effects covariance.
+    missing : {"none", "drop", "raise"}
+        Missing-value handling.  With "none" or "raise", missing values give
+        an error that names the columns.
+
+    See Also
+    --------
+    HetMixedLM.from_formula, statsmodels_hetmixed.formula.api.hetmixedlm
+
+    Notes
+    -----
+    The log-likelihood is evaluated with per-group cross products of the
+    rows weighted by 1 / sigma2_ij and q x q algebra broadcast over groups
+    (q = number of random effects), with analytic gradients.  ``params``
+    holds, in order: fixed effects, the lower triangle of ``cov_re``, the
+    variance-component variances and the variance-function coefficients
+    (named ``var:<column>``).  Unlike ``MixedLMResults.params``, variances
+    are on their natural scale, not divided by a residual scale.
+
+    Examples
+    --------
+    >>> import statsmodels_hetmixed.formula.api as hmf
+    >>> from statsmodels_hetmixed.datasets import hsb
+    >>> data = hsb.load_pandas().data
+    >>> model = hmf.hetmixedlm("mathach ~ female", data, groups="school",
+    ...                        var_formula="~ female")
+    >>> result = model.fit(reml=False)
+    >>> print(result.summary())
+    """
+
+    def __init__(
+        self,
+        endog,
+        exog,
+        groups,
+        exog_re=None,
+        exog_vc=None,
+        exog_var=None,
+        use_sqrt=True,
+        missing="none",
+        **kwargs,
+    ):
+        allowed = ["missing_idx", "model_spec", "formula"]
+        for key in kwargs:
+            if key not in allowed:
+                raise ValueError(
+                    f"argument {key} not permitted for HetMixedLM initialization"
+                )
+        if exog is None:
+            raise ValueError(
+                "exog is required; for an intercept-only mean use a column of ones"
+            )
+        if missing not in ("none", "drop", "raise"):
+            raise ValueError("missing must be 'none', 'drop' or 'raise'")
+        self.use_sqrt = use_sqrt
+        self.reml = True
+        self.fe_pen = None
+        self.re_pen = None
+        self.cov_pen = None
+        self._freepat = None
+
+        if isinstance(exog_vc, dict):
+            warnings.warn(
+                "Using deprecated variance components format",
+                FutureWarning,
+                stacklevel=2,
+            )
+            exog_vc = _convert_vc(exog_vc)
+        self.exog_vc = exog_vc if exog_vc is not None else VCSpec([], [], [])
+        self.k_vc = len(self.exog_vc.names)
+
+        var_names = (
+            ["Intercept"] if exog_var is None else _column_names(exog_var, "VAR")
+        )
+        re_given = exog_re is not None
+        extra = {"groups": groups, "exog_re": exog_re}
+        if exog_var is not None:
+            extra["exog_var"] = exog_var
+        for name in ("exog", "exog_re", "exog_var"):
+            arr = exog if name == "exog" else extra.get(name)
+            if isinstance(arr, np.ndarray) and arr.ndim == 1:
+                if name == "exog":
+                    exog = arr[:, None]
+                else:
+                    extra[name] = arr[:, None]
+        base.LikelihoodModel.__init__(
+            self, endog, exog, missing=missing, **extra, **kwargs
+        )
+        self._init_keys.extend(["use_sqrt", "exog_vc"])
+
+        # Validate and convert the data.
+        self.endog = _as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
+        self.exog = _as_float_matrix(self.exog, "exog", self.exog_names or [])
+        if self.exog_names is None:
+            self.exog_names = [f"FE{k + 1:d}" for k in range(self.exog.shape[1])]
+        self.k_fe = self.exog.shape[1]
+        n = len(self.endog)
+        if exog_var is None:
+            self.exog_var = np.ones((n, 1))
+        else:
+            self.exog_var = _as_float_matrix(self.exog_var, "exog_var", var_names)
+        if self.exog_var.shape[0] != n:
+            raise ValueError("exog_var must have one row per observation")
+        self.data.exog_var_names = var_names
+
+        if re_given:
+            self.exog_re = _as_float_matrix(
+                self.exog_re, "exog_re", _column_names(exog_re, "Z")
+            )
+            self.data.exog_re = self.exog_re
+            self.k_re = self.exog_re.shape[1]
+            self.k_re2 = self.k_re * (self.k_re + 1) // 2
+        elif self.k_vc == 0:
+            self.k_re = 1
+            self.k_re2 = 1
+            self.exog_re = np.ones((n, 1))
+            self.data.exog_re = self.exog_re
+            exog_re = ["Group"]  # MixedLM's name for a default random intercept
+        else:
+            self.k_re = 0
+            self.k_re2 = 0
+            self.exog_re = None
+
+        self._set_groups(self.groups)
+        self.variance_function = LogLinearVariance(self.exog_var, var_names)
+        self.k_var = self.variance_function.k_var
+        exog_z, vc_slots = self._build_exog_z()
+        self.layout = ParamLayout(self.k_fe, self.k_re, self.k_vc, self.k_var,
+                                  vc_slots)
+        self._grouped = _engine.GroupedData.build(
+            self.endog, self.exog, exog_z, self._group_index, self.n_groups
+        )
+
+        if not self.data._param_names:
+            names, re_names, re_names_full = self._make_param_names(exog_re)
+            self.data.param_names = names
+            self.data.exog_re_names = re_names
+            self.data.exog_re_names_full = re_names_full
+        self.k_params = self.layout.k_params
+        self.nobs = n
+        self.n_totobs = n
+
+        _check_full_rank(self.exog, "The fixed-effects design (exog)",
+                         self.exog_names,
+                         "Remove or recode those terms of the mean formula.")
+        _check_full_rank(self.exog_var, "The variance design (exog_var)",
+                         var_names,
+                         "Remove those terms from var_formula / exog_var.")
+        if self.k_re + self.k_vc > 0 and self._group_sizes.max() < 2:
+            raise ValueError(
+                "Every group has a single observation, so the random effects "
+                "cannot be told apart from the residual variance. Check the "
+                "groups variable."
+            )
+
+    # ------------------------------------------------------------------
+    # Construction helpers
+    def _set_groups(self, groups):
+        groups = np.asarray(groups)
+        if groups.ndim != 1 or len(groups) != len(self.endog):
+            raise ValueError("groups must be 1-dimensional with one label per row")
+        if pd.isna(groups).any():
+            raise ValueError(
+                "groups has missing values; drop those rows or pass missing='drop'"
+            )
+        codes, labels = pd.factorize(groups, sort=True)
+        if len(labels) < 2:
+            raise ValueError(
+                "groups has a single level: a mixed model needs at least two "
+                "groups. Use OLS/WLS for data without grouping."
+            )
+        self._group_index = codes.astype(np.intp)
+        self.group_labels = list(np.asarray(labels).tolist())
+        self.n_groups = len(self.group_labels)
+        self._group_sizes = np.bincount(codes, minlength=self.n_groups)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(self._group_sizes)])
+        self.row_indices = {
+            lab: order[bounds[i]:bounds[i + 1]]
+            for i, lab in enumerate(self.group_labels)
+        }
+
+    def _build_exog_z(self):
+        """Random-effects design with variance components padded per group."""
+        n = len(self.endog)
+        parts = [self.exog_re] if self.k_re > 0 else []
+        slots, offset = [], self.k_re
+        for k in range(self.k_vc):
+            mats = self.exog_vc.mats[k]
+            width = max((m.shape[1] for m in mats), default=0)
+            block = np.zeros((n, width))
+            for i, lab in enumerate(self.group_labels):
+                mat = mats[i]
+                mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat)
+                block[self.row_indices[lab], : mat.shape[1]] = mat
+            if not np.isfinite(block).all():
+                raise ValueError(
+                    f"variance component {self.exog_vc.names[k]!r} has missing "
+                    "or infinite values"
+                )
+            parts.append(block)
+            slots.append(np.arange(offset, offset + width))
+            offset += width
+        exog_z = np.hstack(parts) if parts else np.zeros((n, 0))
+        return exog_z, slots
+
+    def _make_param_names(self, exog_re):
+        names, re_names, re_names_full = super()._make_param_names(exog_re)
+        names = names + self._var_param_names()
+        return names, re_names, re_names_full
+
+    def _var_param_names(self):
+        from .params import VAR_PREFIX
+
+        return [VAR_PREFIX + v for v in self.data.exog_var_names]
+
+    # MixedLM keeps per-group copies of the data; its own methods (and
+    # user code written for MixedLM) may read them, so build them on demand.
+    @functools.cached_property
+    def endog_li(self):
+        return self.group_list(self.endog)
+
+    @functools.cached_property
+    def exog_li(self):
+        return self.group_list(self.exog)
+
+    @functools.cached_property
+    def exog_re_li(self):
+        return None if self.exog_re is None else self.group_list(self.exog_re)
+
+    @functools.cached_property
+    def exog_re2_li(self):
+        if self.exog_re_li is None:
+            return None
+        return [x.T @ x for x in self.exog_re_li]
+
+    @functools.cached_property
+    def _aex_r(self):
+        return [self._augment_exog(i) for i in range(self.n_groups)]
+
+    @functools.cached_property
+    def _aex_r2(self):
+        return [a.T @ a for a in self._aex_r]
+
+    @functools.cached_property
+    def _lin_quad(self):
+        return self._reparam()
+
+    @property
+    def _lin(self):
+        return self._lin_quad[0]
+
+    @property
+    def _quad(self):
+        return self._lin_quad[1]
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_formula(
+        cls,
+        formula,
+        data,
+        re_formula=None,
+        vc_formula=None,
+        var_formula=None,
+        subset=None,
+        use_sparse=False,
+        missing="none",
+        *args,
+        **kwargs,
+    ):
+        """
+        Create a HetMixedLM from formulas and a DataFrame.
+
+        Parameters
+        ----------
+        formula : str
+            Mean formula, e.g. ``"mathach ~ female + ses"``.
+        data : pandas.DataFrame
+            The data.
+        re_formula : str, optional
+            One-sided formula for the random effects (default: random
+            intercept), as in ``MixedLM.from_formula``.
+        vc_formula : dict, optional
+            Variance-component formulas, as in ``MixedLM.from_formula``.
+        var_formula : str, optional
+            One-sided formula for the log residual variance, e.g.
+            ``"~ female + ses"``.  Default: a constant variance.
+        subset : array_like, optional
+            Rows of ``data`` to use (boolean mask or index labels).
+        use_sparse : bool
+            Passed on to the variance-component design, as in MixedLM.
+        missing : {"none", "drop", "raise"}
+            "drop" removes rows with a missing value in any variable used by
+            any formula or in ``groups``; "none" and "raise" give an error
+            naming the columns with missing values.
+        groups : str or array_like
+            Keyword, required: the grouping variable (a column name or one
+            label per row).
+        **kwargs
+            Passed on to the model; ``eval_env`` as in statsmodels.
+
+        Returns
+        -------
+        HetMixedLM
+        """
+        if "groups" not in kwargs:
+            raise TypeError("'groups' is a required keyword argument of from_formula")
+        if not isinstance(data, pd.DataFrame):
+            data = pd.DataFrame(data)
+        if subset is not None:
+            data = data.loc[subset]
+        groups = kwargs.pop("groups")
+        group_name = None
+        if isinstance(groups, str):
+            if groups not in data.columns:
+                raise ValueError(f"groups column {groups!r} is not in data")
+            group_name = groups
+            groups = np.asarray(data[groups])
+        else:
+            groups = np.asarray(groups)
+            if len(groups) != len(data):
+                raise ValueError("groups must have one label per row of data")
+        eval_env = _capture_eval_env(kwargs.pop("eval_env", None))
+
+        # One missing-value mask over every formula, var_formula included.
+        formulas = {} if vc_formula is None else dict(vc_formula)
+        if var_formula is not None:
+            formulas["\0var"] = var_formula
+        kept, kept_groups = _handle_missing(
+            data, groups, formula, re_formula, formulas or None
+        )
+        if len(kept) < len(data):
+            if missing == "drop":
+                data, groups = data.loc[kept.index], kept_groups
+            else:
+                cols = [c for c in kept.columns if data[c].isna().any()]
+                if pd.isna(groups).any():
+                    cols.append(group_name or "groups")
+                raise ValueError(
+                    f"Missing values in {cols} ({len(data) - len(kept)} rows). "
+                    "Drop those rows or pass missing='drop'."
+                )
+        kwargs["missing"] = "none"
+
+        exog_var = None
+        var_spec = None
+        if var_formula is not None:
+            exog_var = patsy.dmatrix(
+                var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
+                NA_action="raise",
+                return_type="dataframe",
+            )
+            var_spec = exog_var.design_info
+        mod = super().from_formula(
+            formula,
+            data,
+            re_formula=re_formula,
+            vc_formula=vc_formula,
+            subset=None,
+            use_sparse=use_sparse,
+            # A column name lets MixedLM label the random intercept with it.
+            groups=group_name if group_name is not None else groups,
+            exog_var=exog_var,
+            eval_env=eval_env,
+            *args,
+            **kwargs,
+        )
+        mod.var_formula = var_formula
+        mod._var_design_info = var_spec
+        return mod
+
+    # ------------------------------------------------------------------
+    # Likelihood
+    def _evaluate_factor(self, factor, var_params, fe_params=None,
+                         gradient=False, reml=None):
+        reml = self.reml if reml is None else reml
+        r = self.variance_function.variance(var_params)
+        return _engine.evaluate(self._grouped, factor, r, reml,
+                                fe_params=fe_params, gradient=gradient)
+
+    def _split_any(self, params):
+        if isinstance(params, MixedLMParams):
+            raise TypeError(
+                "HetMixedLM takes packed parameter vectors in its own layout "
+                "(see HetMixedLM.layout), not MixedLMParams"
+            )
+        return self.layout.split(params)
+
+    def loglike(self, params, profile_fe=True):
+        """
+        Log-likelihood (REML criterion when the model was last fit by REML).
+
+        Parameters
+        ----------
+        params : array_like
+            Natural parameter vector, with (``k_params``) or without
+            (``k_params - k_fe``) the fixed effects.
+        profile_fe : bool
+            If True, or if ``params`` has no fixed effects, the fixed effects
+            are replaced by their GLS estimates.
+
+        Returns
+        -------
+        float
+        """
+        fe, cov_re, vcomp, var_params = self._split_any(params)
+        natural = self.layout.join(None, cov_re, vcomp, var_params)
+        factor = self.layout.factor_from_natural(natural)
+        fe = None if profile_fe else fe
+        try:
+            return self._evaluate_factor(factor, var_params, fe_params=fe).llf
+        except np.linalg.LinAlgError:
+            return -np.inf
+
+    def score(self, params, profile_fe=True):
+        """
+        Gradient of ``loglike`` in the natural parameters.
+
+        With ``profile_fe`` (or a vector without fixed effects) the gradient
+        of the profile log-likelihood in the covariance and variance-function
+        parameters; otherwise (ML only) also the fixed-effects block first.
+        """
+        fe, cov_re, vcomp, var_params = self._split_any(params)
+        natural = self.layout.join(None, cov_re, vcomp, var_params)
+        use_fe = None if profile_fe else fe
+        ev = self._evaluate_factor(self.layout.factor_from_natural(natural),
+                                   var_params, fe_params=use_fe, gradient=True)
+        g = self._grad_natural(ev, var_params)
+        if use_fe is None:
+            return g
+        return np.concatenate([ev.score_fe, g])
+
+    def _grad_natural(self, ev, var_params):
+        g_var = self.variance_function.gradient(var_params, ev.grad_eta)
+        return self.layout.grad_natural(ev.grad_cov, g_var)
+
+    def hessian(self, params):
+        """
+        Hessian of the log-likelihood in the natural parameters.
+
+        The fixed-effects block is ``-X'V^-1 X``; the covariance and
+        variance-function block is the Hessian of the log-likelihood profiled
+        over the fixed effects (REML: of the REML criterion), computed by
+        finite differences of the analytic gradient; the cross block is
+        zero (see the documentation on standard errors).
+
+        Returns
+        -------
+        hess : ndarray
+        sing : bool
+            True if the fixed-effects information matrix is singular.
+        """
+        fe, cov_re, vcomp, var_params = self._split_any(params)
+        natural = self.layout.join(None, cov_re, vcomp, var_params)
+        h_cov, ev = self._hessian_natural(natural)
+        kfe = self.k_fe
+        hess = np.zeros((self.k_params, self.k_params))
+        hess[:kfe, :kfe] = -ev.xtvix
+        hess[kfe:, kfe:] = h_cov
+        return hess, False
+
+    def _hessian_natural(self, natural, free=None):
+        """Forward differences of the analytic natural gradient."""
+        lay = self.layout
+
+        def grad(x):
+            _, _, _, var_params = lay.split(x)
+            ev = self._evaluate_factor(lay.factor_from_natural(x), var_params,
+                                       gradient=True)
+            return self._grad_natural(ev, var_params), ev
+
+        g0, ev0 = grad(natural)
+        k = natural.size
+        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
+        floor = np.full(k, 1e-3 * scale)
+        floor[lay.var_nofe] = 1.0
+        hess = np.zeros((k, k))
+        for j in range(k):
+            if free is not None and not free[j]:
+                continue
+            h = 1e-6 * max(abs(natural[j]), floor[j])
+            x = natural.copy()
+            x[j] += h
+            hess[:, j] = (grad(x)[0] - g0) / h
+        hess = 0.5 * (hess + hess.T)
+        return hess, ev0
+
+    # ------------------------------------------------------------------
+    def _start_theta(self):
+        """Starting values: OLS, then log squared residuals regressed on W."""
+        y, X = self.endog, self.exog
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        resid = y - X @ beta
+        total = max(float(np.mean(resid**2)), 1e-12)
+        share_re = 0.25 if self.k_re + self.k_vc > 0 else 0.0
+        lay = self.layout
+        Z = self._grouped.exog_z
+        zz = np.maximum((Z**2).mean(axis=0), 1e-12) if Z.shape[1] else np.zeros(0)
+        chol = np.zeros((self.k_re, self.k_re))
+        np.fill_diagonal(chol, np.sqrt(share_re * total / zz[: self.k_re]))
+        vc_sd = [np.sqrt(share_re * total / zz[s].mean()) for s in lay.vc_slots]
+        a = self.variance_function.start_params(resid, 1.0 - share_re)
+        return np.concatenate([chol[np.tril_indices(self.k_re)], vc_sd, a])
+
+    def _objective(self, theta):
+        lay = self.layout
+        try:
+            ev = self._evaluate_factor(lay.factor(theta), theta[lay.var_nofe],
+                                       gradient=True)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(theta)
+        g_var = self.variance_function.gradient(theta[lay.var_nofe], ev.grad_eta)
+        g = lay.grad_theta(theta, ev.grad_cov, g_var)
+        return -ev.llf, -g
+
+    def fit(
+        self,
+        start_params=None,
+        reml=True,
+        niter_sa=0,
+        do_cg=True,
+        fe_pen=None,
+        cov_pen=None,
+        free=None,
+        full_output=False,
+        method=None,
+        **fit_kwargs,
+    ):
+        """
+        Fit the model by ML or REML.
+
+        Parameters
+        ----------
+        start_params : array_like, optional
+            Natural parameter vector (with or without fixed effects).  The
+            default starts from OLS residuals: a regression of their log
+            squares on W gives the variance function.
+        reml : bool
+            REML if True (the default, as in MixedLM), else ML.
+        niter_sa : int
+            Ignored (as in MixedLM).
+        do_cg : bool
+            If False, return results at the starting values.
+        fe_pen, cov_pen : None
+            Penalties are not supported; passing one raises an error.
+        free : array_like or MixedLMParams, optional
+            0/1 mask over the natural parameter vector (with or without the
+            fixed effects): 0 holds a covariance or variance-function
+            parameter at its starting value.  Fixed effects cannot be held.
+            Holding off-diagonal ``cov_re`` entries at zero fits independent
+            random effects.
+        full_output : bool
+            Record the log-likelihood at each iteration in ``results.hist``.
+        method : str or list of str, optional
+            scipy.optimize.minimize method(s) tried in turn (default "bfgs");
+            each run is followed by Newton steps on the analytic gradient.
+        **fit_kwargs
+            ``gtol`` and ``maxiter`` for the optimiser.
+
+        Returns
+        -------
+        HetMixedLMResults
+            (wrapped so that pandas input gives labelled output).
+        """
+        from .results import HetMixedLMResults, HetMixedLMResultsWrapper
+
+        if fe_pen is not None or cov_pen is not None:
+            raise NotImplementedError(
+                "Penalised estimation is not available in HetMixedLM; use "
+                "statsmodels' MixedLM.fit_regularized for penalised fits."
+            )
+        unknown = set(fit_kwargs) - {"gtol", "maxiter", "disp"}
+        if unknown:
+            raise TypeError(f"unexpected fit arguments: {sorted(unknown)}")
+        self.reml = bool(reml)
+        lay = self.layout
+        if method is None:
+            method = ["bfgs"]
+        elif isinstance(method, str):
+            method = [method]
+
+        if start_params is None:
+            theta = self._start_theta()
+        else:
+            if isinstance(start_params, MixedLMParams):
+                raise TypeError("start_params must be a natural parameter vector")
+            _, cov_re, vcomp, var_params = lay.split(start_params)
+            theta = lay.theta_from_natural(lay.join(None, cov_re, vcomp, var_params))
+        free_theta = self._free_mask(free, theta)
+
+        hist = [] if full_output else None
+        converged = False
+        decrement = None
+        n_iter = 0
+        if do_cg:
+            for meth in method:
+                theta, n_it = self._minimize(theta, free_theta, meth, fit_kwargs, hist)
+                n_iter += n_it
+                theta, converged, decrement = self._newton_polish(theta, free_theta)
+                if converged:
+                    break
+                if meth is not method[-1]:
+                    warnings.warn(
+                        f"Retrying HetMixedLM optimization after {meth}",
+                        ConvergenceWarning, stacklevel=2)
+        natural = lay.natural_from_theta(theta)
+        free_nat = None if free_theta is None else free_theta.copy()
+        h_cov, ev = self._hessian_natural(natural, free_nat)
+        g_nat = self._grad_natural(ev, natural[lay.var_nofe])
+        # Variances at zero are on the boundary: their gradient need not
+        # vanish there, and the MLE may sit on it.
+        at_bound = self._at_boundary(natural)
+        judged = ~at_bound if free_nat is None else (free_nat & ~at_bound)
+        max_grad = float(np.max(np.abs(g_nat[judged]), initial=0.0))
+        if do_cg and not converged:
+            warnings.warn(
+                "HetMixedLM optimization did not converge: the largest "
+                f"log-likelihood gradient component is {max_grad:.3g}. Try other "
+                "start_params or method, or simplify the model.",
+                ConvergenceWarning, stacklevel=2)
+        if do_cg and at_bound.any():
+            warnings.warn(
+                "The MLE is on the boundary of the parameter space: a random-"
+                "effect variance is zero.", ConvergenceWarning, stacklevel=2)
+
+        cov_params = self._cov_params(ev, h_cov, free_nat)
+        fe_params = ev.fe_params
+        params = np.concatenate([fe_params, natural])
+        # statsmodels multiplies normalized_cov_params by results.scale.
+        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
+        res = HetMixedLMResults(self, params, cov_params / scale)
+        res._finish(ev, converged=converged, max_grad=max_grad,
+                    decrement=decrement, n_iter=n_iter, hist=hist,
+                    method=method, free=free_nat)
+        return HetMixedLMResultsWrapper(res)
+
+    def _minimize(self, theta, free, meth, fit_kwargs, hist):
+        full = theta.copy()
+        idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
+        nobs = self.nobs
+
+        def fun(x):
+            full[idx] = x
+            f, g = self._objective(full)
+            return f / nobs, g[idx] / nobs
+
+        def callback(xk, *args):
+            if hist is not None:
+                hist.append(-fun(np.asarray(xk))[0] * nobs)
+
+        if idx.size == 0:
+            return theta, 0
+        options = {"maxiter": fit_kwargs.get("maxiter", 1000)}
+        if meth.lower() in ("bfgs", "l-bfgs-b", "lbfgs", "cg"):
+            options["gtol"] = fit_kwargs.get("gtol", 1e-7)
+        meth = {"lbfgs": "L-BFGS-B"}.get(meth.lower(), meth)
+        jac = meth.lower() not in ("nelder-mead", "nm", "powell")
+        meth = {"nm": "Nelder-Mead"}.get(meth.lower(), meth)
+        objective = fun if jac else (lambda x: fun(x)[0])
+        with np.errstate(all="ignore"):
+            res = optimize.minimize(objective, theta[idx], jac=jac, method=meth,
+                                    options=options, callback=callback)
+        full[idx] = res.x
+        return full, int(getattr(res, "nit", 0))
+
+    def _newton_polish(self, theta, free):
+        """Newton steps in theta with a finite-difference Hessian of the gradient."""
+        idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
+        if idx.size == 0:
+            return theta, True, 0.0
+        decrement = None
+        for _ in range(_MAX_NEWTON_STEPS):
+            f0, g0 = self._objective(theta)
+            g0 = g0[idx]
+            hess = np.zeros((idx.size, idx.size))
+            for jj, j in enumerate(idx):
+                h = 1e-6 * max(abs(theta[j]), 1e-2)
+                t = theta.copy()
+                t[j] += h
+                hess[:, jj] = (self._objective(t)[1][idx] - g0) / h
+            hess = 0.5 * (hess + hess.T)
+            try:
+                chol = np.linalg.cholesky(hess)
+            except np.linalg.LinAlgError:
+                return theta, False, None  # not locally convex: leave as is
+            step = -_engine._chol_solve(chol, g0)
+            decrement = float(-g0 @ step)
+            if decrement < _NEWTON_DECREMENT_TOL:
+                return theta, True, decrement
+            t = 1.0
+            while t > 1e-4:
+                cand = theta.copy()
+                cand[idx] += t * step
+                if self._objective(cand)[0] <= f0 + 1e-12 * abs(f0):
+                    theta = cand
+                    break
+                t *= 0.5
+            else:
+                return theta, False, decrement
+        return theta, False, decrement
+
+    def _free_mask(self, free, theta):
+        """0/1 mask over theta, from a mask over the natural parameters."""
+        if free is None:
+            return None
+        lay = self.layout
+        if isinstance(free, MixedLMParams):
+            mask = np.concatenate([
+                np.asarray(free.cov_re)[np.tril_indices(self.k_re)],
+                np.asarray(free.vcomp, dtype=float),
+                np.ones(self.k_var),
+            ])
+            fe_mask = np.asarray(free.fe_params)
+        else:
+            free = np.asarray(free, dtype=float)
+            if free.size == lay.k_params:
+                fe_mask, mask = free[lay.fe], free[lay.k_fe:]
+            elif free.size == lay.k_params - lay.k_fe:
+                fe_mask, mask = np.ones(self.k_fe), free
+            else:
+                raise ValueError(f"free must have length {lay.k_params} or "
+                                 f"{lay.k_params - lay.k_fe}")
+        if np.any(np.asarray(fe_mask) == 0):
+            raise NotImplementedError(
+                "HetMixedLM cannot hold fixed effects at given values; use an "
+                "offset (subtract them from endog) instead.")
+        mask = mask != 0
+        # Cholesky entries held at their value keep the matching cov_re
+        # entries fixed only for zero patterns without fill-in; check it.
+        k = self.k_re
+        if k > 1:
+            fixed = np.zeros((k, k), bool)
+            fixed[np.tril_indices(k)] = ~mask[lay.re_nofe]
+            if np.any(np.diag(fixed)):
+                raise NotImplementedError(
+                    "Holding a random-effect variance fixed is not supported; "
+                    "only off-diagonal covariances can be held (at zero).")
+            rng = np.random.default_rng(0)
+            L = np.tril(rng.uniform(1, 2, (k, k))) * ~fixed
+            start = lay.cov_re_from_vech(
+                lay.natural_from_theta(theta)[lay.re_nofe])
+            if not np.allclose(start[fixed], 0) or not np.allclose((L @ L.T)[fixed], 0):
+                raise NotImplementedError(
+                    "Covariances can only be held at zero, in a pattern of "
+                    "independent blocks of random effects.")
+            theta[lay.re_nofe] = np.where(mask[lay.re_nofe], theta[lay.re_nofe], 0)
+        return mask
+
+    def _at_boundary(self, natural):
+        """Mask of variances (cov_re diagonal, variance components) at zero."""
+        lay = self.layout
+        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
+        mask = np.zeros(natural.size, bool)
+        diag = np.cumsum(np.arange(1, self.k_re + 1)) - 1  # (i, i) in the vech
+        variances = np.concatenate([diag, np.arange(lay.k_re2, lay.k_cov)])
+        mask[variances] = natural[variances] <= 1e-8 * scale
+        return mask
+
+    def _cov_params(self, ev, h_cov, free):
+        kfe = self.k_fe
+        cov = np.zeros((self.k_params, self.k_params))
+        cov[:kfe, :kfe] = np.linalg.inv(ev.xtvix)
+        idx = np.arange(h_cov.shape[0]) if free is None else np.flatnonzero(free)
+        if idx.size:
+            info = -h_cov[np.ix_(idx, idx)]
+            try:
+                np.linalg.cholesky(info)
+                inv = np.linalg.inv(info)
+            except np.linalg.LinAlgError:
+                warnings.warn(
+                    "The Hessian of the log-likelihood in the variance "
+                    "parameters is not negative definite (a variance on the "
+                    "boundary or a non-identified parameter); their standard "
+                    "errors are unreliable.", ConvergenceWarning, stacklevel=3)
+                inv = np.linalg.pinv(info)
+            full = kfe + idx
+            cov[np.ix_(full, full)] = inv
+        return cov
+
+
+def _capture_eval_env(eval_env):
+    """
+    The namespace for the formulas, as a dict (statsmodels' preferred form),
+    captured relative to the user's call of from_formula.
+    """
+    if isinstance(eval_env, dict):
+        return eval_env
+    if isinstance(eval_env, patsy.EvalEnvironment):
+        namespaces = eval_env._namespaces
+    elif eval_env == -1:
+        return {}
+    else:
+        depth = 0 if eval_env is None else int(eval_env)
+        # +2: this helper and from_formula sit between the caller and here.
+        namespaces = patsy.EvalEnvironment.capture(depth + 2)._namespaces
+    merged = {}
+    for ns in reversed(namespaces):  # earlier namespaces take precedence
+        merged.update(ns)
+    return merged

@@ -1,0 +1,92 @@
+"""The text summary of HetMixedLM results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from statsmodels.iolib import summary2
+
+
+def _fmt(values, fmt="%.3f"):
+    return [fmt % v if np.isfinite(v) else "" for v in values]
+
+
+def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
+                  alpha=0.05):
+    model = res.model
+    lay = model.layout
+    names = list(model.data.param_names)
+    if xname_fe is not None:
+        if len(xname_fe) != lay.k_fe:
+            raise ValueError(f"xname_fe should be a list of length {lay.k_fe}")
+        names[lay.fe] = xname_fe
+    if xname_re is not None:
+        if len(xname_re) != lay.k_cov:
+            raise ValueError(f"xname_re should be a list of length {lay.k_cov}")
+        names[lay.k_fe:lay.k_fe + lay.k_cov] = xname_re
+
+    smry = summary2.Summary()
+    sizes = model._group_sizes
+    info = {
+        "Model:": "HetMixedLM",
+        "Dependent Variable:": yname or model.endog_names,
+        "No. Observations:": str(model.nobs),
+        "No. Groups:": str(model.n_groups),
+        "Min. group size:": f"{sizes.min():.0f}",
+        "Max. group size:": f"{sizes.max():.0f}",
+        "Mean group size:": f"{sizes.mean():.1f}",
+        "Method:": res.method,
+        "Log-Likelihood:" if not res.reml else "REML criterion:": f"{res.llf:.4f}",
+        "AIC:" if not res.reml else "AIC (REML):": f"{res.aic:.4f}",
+        "BIC:" if not res.reml else "BIC (REML):": f"{res.bic:.4f}",
+        "No. parameters:": str(res.df_modl),
+        "Converged:": "Yes" if res.converged else
+        f"No (max |gradient| {res.max_grad:.2g})",
+    }
+    smry.add_dict(info)
+    smry.add_title(title or "Mixed Linear Model with Heteroskedastic Residuals")
+
+    q = -norm.ppf(alpha / 2)
+    lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
+    params, bse = np.asarray(res.params), np.asarray(res.bse)
+
+    # Fixed effects and random-effects (co)variances, as MixedLM.
+    k = lay.k_fe + lay.k_cov
+    table = np.full((k, 6), np.nan)
+    table[:, 0] = params[:k]
+    table[:, 1] = bse[:k]
+    fe = lay.fe
+    table[fe, 2] = params[fe] / bse[fe]
+    table[fe, 3] = 2 * norm.sf(np.abs(table[fe, 2]))
+    table[fe, 4] = params[fe] - q * bse[fe]
+    table[fe, 5] = params[fe] + q * bse[fe]
+    df = pd.DataFrame(table, index=names[:k],
+                      columns=["Coef.", "Std.Err.", "z", "P>|z|", lo, hi])
+    for col in df.columns:
+        df[col] = _fmt(df[col].to_numpy())
+    smry.add_df(df, align="r")
+
+    # Residual variance function.
+    var = lay.var
+    a, se = params[var], bse[var]
+    z = a / se
+    vt = pd.DataFrame({
+        "Log variance": list(model.data.exog_var_names),
+        "Coef.": _fmt(a),
+        "Std.Err.": _fmt(se),
+        "z": _fmt(z),
+        "P>|z|": _fmt(2 * norm.sf(np.abs(z))),
+        lo: _fmt(a - q * se),
+        hi: _fmt(a + q * se),
+        "exp(Coef.)": _fmt(np.exp(a), "%.4g"),
+    })
+    smry.add_df(vt, index=False, align="r")
+    smry.add_text("Residual variance function (log link): log sigma2 = W a. "
+                  "exp(Coef.) is the residual variance at W = 0 for the "
+                  "Intercept, and a ratio of variances per unit of the other "
+                  "columns.")
+    if not res.converged:
+        smry.add_text("Warning: the optimization did not converge; estimates "
+                      "and standard errors may be wrong.")
+    return smry
