@@ -49,24 +49,32 @@ def _column_names(arr, prefix):
     return [f"{prefix}{j + 1}" for j in range(k)]
 
 
+def _check_numeric(arr, what):
+    """Raise an error naming the non-numeric columns of an input."""
+    if arr is None:
+        return
+    frame = pd.DataFrame(arr) if not isinstance(arr, pd.DataFrame) else arr
+    bad = []
+    for name, col in frame.items():
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        try:
+            np.asarray(col, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad.append(str(name))
+    if bad:
+        raise ValueError(
+            f"{what} has non-numeric column(s) {bad}. Encode categorical "
+            "variables as dummy columns (the formula interface does this "
+            "with C(...))."
+        )
+
+
 def _as_float_matrix(arr, what, names):
-    """2-d float array, with an error that names non-numeric or bad columns."""
+    """2-d float array, with an error that names columns with bad values."""
     a = np.asarray(arr)
     if a.ndim == 1:
         a = a[:, None]
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        bad = []
-        for j in range(a.shape[1]):
-            try:
-                np.asarray(a[:, j], dtype=np.float64)
-            except (TypeError, ValueError):
-                bad.append(names[j] if j < len(names) else str(j))
-        if bad:
-            raise ValueError(
-                f"{what} has non-numeric column(s) {bad}. Encode categorical "
-                "variables as dummy columns (the formula interface does this "
-                "with C(...))."
-            )
     a = np.asarray(a, dtype=np.float64)
     finite = np.isfinite(a)
     if not finite.all():
@@ -211,6 +219,10 @@ class HetMixedLM(MixedLM):
                     exog = arr[:, None]
                 else:
                     extra[name] = arr[:, None]
+        for what, arr in (("endog", endog), ("exog", exog),
+                          ("exog_re", extra["exog_re"]),
+                          ("exog_var", extra.get("exog_var"))):
+            _check_numeric(arr, what)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
@@ -741,7 +753,11 @@ class HetMixedLM(MixedLM):
         at_bound = self._at_boundary(natural)
         judged = ~at_bound if free_nat is None else (free_nat & ~at_bound)
         max_grad = float(np.max(np.abs(g_nat[judged]), initial=0.0))
-        if do_cg and not converged:
+        if not do_cg:
+            warnings.warn("do_cg=False: the optimization was skipped and the "
+                          "results are at the starting values.", UserWarning,
+                          stacklevel=2)
+        elif not converged:
             warnings.warn(
                 "HetMixedLM optimization did not converge: the largest "
                 f"log-likelihood gradient component is {max_grad:.3g}. Try other "

@@ -1,0 +1,254 @@
+"""HetMixedLM and its results: API, tests, residuals, bad input."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import statsmodels_hetmixed.formula.api as hmf
+from statsmodels_hetmixed import HetMixedLM
+
+from .conftest import RESULTS
+
+# nlme ML log-likelihoods on HSB, mathach ~ female, random intercept by school
+# (tests/results/r_reference.json): homoskedastic and varIdent(~1|female).
+LLF_NULL = -23526.6604839877
+LLF_FEMALE = -23522.9324668594
+
+
+@pytest.fixture(scope="module")
+def hsb_fits(hsb_data):
+    kw = dict(groups="school")
+    het = hmf.hetmixedlm("mathach ~ female", hsb_data, var_formula="~ female",
+                         **kw).fit(reml=False)
+    hom = hmf.hetmixedlm("mathach ~ female", hsb_data, **kw).fit(reml=False)
+    return het, hom
+
+
+def test_labelled_output(hsb_fits):
+    het, _ = hsb_fits
+    assert list(het.var_params.index) == ["Intercept", "female"]
+    assert list(het.bse_var.index) == ["Intercept", "female"]
+    assert list(het.params.index) == ["Intercept", "female", "school Var",
+                                      "var:Intercept", "var:female"]
+    assert het.cov_params().shape == (5, 5)
+    assert list(het.conf_int().index) == list(het.params.index)
+    assert het.tvalues["var:female"] == pytest.approx(
+        het.params["var:female"] / het.bse["var:female"])
+    assert het.df_modl == 5
+    assert het.aic == pytest.approx(-2 * het.llf + 10)
+    assert het.bic == pytest.approx(-2 * het.llf + 5 * np.log(7185))
+    assert isinstance(het.resid_pearson, pd.Series)
+
+
+def test_summary_reads_right(hsb_fits):
+    het, _ = hsb_fits
+    text = het.summary().as_text()
+    for piece in ["HetMixedLM", "Log-Likelihood:", "-23522.9325", "Converged:",
+                  "Yes", "school Var", "Log variance", "exp(Coef.)",
+                  "Residual variance function (log link)"]:
+        assert piece in text, piece
+    reml = hmf.hetmixedlm("mathach ~ female", het.model.data.frame,
+                          groups="school", var_formula="~ female").fit()
+    assert "REML criterion:" in reml.summary().as_text()
+
+
+def test_wald_and_t_tests_on_variance_block(hsb_fits):
+    het, _ = hsb_fits
+    wt = het.wald_test("var:female = 0", scalar=True)
+    z = het.params["var:female"] / het.bse["var:female"]
+    assert wt.statistic == pytest.approx(z**2)
+    assert wt.pvalue == pytest.approx(2 * stats.norm.sf(abs(z)))
+    tt = het.t_test("var:female = 0")
+    assert tt.effect[0] == pytest.approx(het.params["var:female"])
+    joint = het.wald_test("female = 0, var:female = 0", scalar=True)
+    b = het.params[["female", "var:female"]].to_numpy()
+    cov = het.cov_params().loc[["female", "var:female"], ["female", "var:female"]]
+    assert joint.statistic == pytest.approx(b @ np.linalg.solve(cov, b))
+    assert joint.pvalue == pytest.approx(stats.chi2.sf(joint.statistic, 2))
+
+
+def test_lr_test_matches_r(hsb_fits):
+    het, hom = hsb_fits
+    lr, p, df = het.compare_lr_test(hom)
+    assert df == 1
+    assert lr == pytest.approx(2 * (LLF_FEMALE - LLF_NULL), abs=1e-5)
+    assert p == pytest.approx(stats.chi2.sf(lr, 1))
+    with pytest.raises(ValueError, match="larger model"):
+        hom.compare_lr_test(het)
+
+
+def test_reml_lr_test_refuses_different_fixed_effects(hsb_data):
+    a = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school").fit()
+    b = hmf.hetmixedlm("mathach ~ female + ses", hsb_data, groups="school",
+                       var_formula="~ female").fit()
+    with pytest.raises(ValueError, match="REML log-likelihoods of models with "
+                                         "different fixed effects"):
+        b.compare_lr_test(a)
+    c = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school").fit(reml=False)
+    with pytest.raises(ValueError, match="same method"):
+        b.compare_lr_test(c)
+
+
+def test_residuals_and_variances(hsb_fits, hsb_data):
+    het, _ = hsb_fits
+    a = het.var_params
+    expected = np.exp(a["Intercept"] + a["female"] * hsb_data["female"])
+    np.testing.assert_allclose(het.predict_variance(), expected)
+    np.testing.assert_allclose(het.resid_pearson, het.resid / np.sqrt(expected))
+    np.testing.assert_allclose(het.residuals("normalized"), het.resid_pearson)
+    np.testing.assert_allclose(het.residuals("response"),
+                               hsb_data["mathach"] - het.fittedvalues)
+    new = pd.DataFrame({"female": [0, 1]}, index=["boy", "girl"])
+    pv = het.predict_variance(new)
+    assert list(pv.index) == ["boy", "girl"]
+    np.testing.assert_allclose(pv, np.exp([a.iloc[0], a.sum()]))
+    with pytest.raises(ValueError, match="type must be"):
+        het.residuals("studentized")
+
+
+def test_score_and_hessian_are_derivatives_of_loglike(hsb_fits):
+    het, _ = hsb_fits
+    model = het.model
+    x = np.asarray(het.params)[model.k_fe:] * np.array([1.1, 0.95, 1.2])
+    g = model.score(x)
+    h = 1e-5
+    for k in range(x.size):
+        e = np.zeros_like(x)
+        e[k] = h * max(1, abs(x[k]))
+        num = (model.loglike(x + e) - model.loglike(x - e)) / (2 * e[k])
+        assert g[k] == pytest.approx(num, rel=1e-5)
+    full = np.asarray(het.params) * 1.01
+    gf = model.score(full, profile_fe=False)
+    e = np.zeros_like(full)
+    e[1] = 1e-5
+    num = (model.loglike(full + e, profile_fe=False)
+           - model.loglike(full - e, profile_fe=False)) / 2e-5
+    assert gf[1] == pytest.approx(num, rel=1e-5)
+    hess, _ = model.hessian(np.asarray(het.params))
+    assert np.all(np.linalg.eigvalsh(hess) < 0)
+
+
+def test_blups_use_the_heteroskedastic_weights(hsb_fits, hsb_data):
+    het, _ = hsb_fits
+    school = hsb_data["school"].iloc[0]
+    rows = (hsb_data["school"] == school).to_numpy()
+    r = np.asarray(het.predict_variance())[rows]
+    tau2 = het.cov_re.iloc[0, 0]
+    resid = hsb_data["mathach"].to_numpy()[rows] - np.asarray(
+        het.model.exog[rows] @ het.fe_params)
+    blup = tau2 * np.sum(resid / r) / (1 + tau2 * np.sum(1 / r))
+    assert het.random_effects[school].iloc[0] == pytest.approx(blup, rel=1e-10)
+
+
+def test_missing_only_in_variance_covariate(hsb_data):
+    data = hsb_data.copy()
+    data["w"] = data["ses"]
+    data.loc[[3, 50, 700], "w"] = np.nan
+    with pytest.raises(ValueError, match=r"Missing values in \['w'\]"):
+        hmf.hetmixedlm("mathach ~ female", data, groups="school", var_formula="~ w")
+    res = hmf.hetmixedlm("mathach ~ female", data, groups="school",
+                         var_formula="~ w", missing="drop").fit(reml=False)
+    assert res.nobs == len(data) - 3
+    direct = hmf.hetmixedlm("mathach ~ female", data.dropna(), groups="school",
+                            var_formula="~ w").fit(reml=False)
+    assert res.llf == pytest.approx(direct.llf, abs=1e-8)
+
+
+def test_nan_in_variance_design_array(hsb_data):
+    w = np.column_stack([np.ones(len(hsb_data)), hsb_data["ses"]])
+    w[10, 1] = np.nan
+    with pytest.raises(ValueError, match="exog_var has missing or infinite"):
+        HetMixedLM(hsb_data["mathach"], np.ones((len(hsb_data), 1)),
+                   hsb_data["school"], exog_var=w)
+
+
+def test_collinear_variance_design(hsb_data):
+    data = hsb_data.assign(male=1 - hsb_data["female"])
+    with pytest.raises(ValueError, match=r"variance design.*singular.*\['male'\]"):
+        hmf.hetmixedlm("mathach ~ 1", data, groups="school",
+                       var_formula="~ female + male")
+
+
+def test_collinear_mean_design(hsb_data):
+    data = hsb_data.assign(ses2=2 * hsb_data["ses"])
+    with pytest.raises(ValueError, match=r"fixed-effects design.*\['ses2'\]"):
+        hmf.hetmixedlm("mathach ~ ses + ses2", data, groups="school")
+
+
+def test_single_group(hsb_data):
+    data = hsb_data.assign(one=1)
+    with pytest.raises(ValueError, match="single level"):
+        hmf.hetmixedlm("mathach ~ female", data, groups="one")
+
+
+def test_all_groups_of_size_one(hsb_data):
+    data = hsb_data.assign(row=np.arange(len(hsb_data)))
+    with pytest.raises(ValueError, match="single observation"):
+        hmf.hetmixedlm("mathach ~ female", data, groups="row")
+
+
+def test_string_column_in_array_interface(hsb_data):
+    exog = pd.DataFrame({"const": 1.0, "sex": np.where(hsb_data["female"] == 1,
+                                                       "F", "M")})
+    with pytest.raises(ValueError, match=r"non-numeric column\(s\) \['sex'\]"):
+        HetMixedLM(hsb_data["mathach"], exog, hsb_data["school"])
+    with pytest.raises(ValueError, match=r"exog_var has non-numeric"):
+        HetMixedLM(hsb_data["mathach"], np.ones((len(hsb_data), 1)),
+                   hsb_data["school"], exog_var=exog)
+
+
+def test_string_variable_in_variance_formula_is_categorical(hsb_data):
+    data = hsb_data.assign(sex=np.where(hsb_data["female"] == 1, "F", "M"))
+    res = hmf.hetmixedlm("mathach ~ female", data, groups="school",
+                         var_formula="~ sex").fit(reml=False)
+    assert res.llf == pytest.approx(LLF_FEMALE, abs=1e-6)
+    assert list(res.var_params.index) == ["Intercept", "sex[T.M]"]
+
+
+def test_unconverged_fit_warns_and_says_so(hsb_data, monkeypatch):
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    import statsmodels_hetmixed.model as model_module
+
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                           var_formula="~ female")
+    # Two optimiser iterations and no Newton polish cannot converge.
+    monkeypatch.setattr(model_module, "_MAX_NEWTON_STEPS", 0)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        res = model.fit(reml=False, maxiter=2)
+    assert not res.converged
+    assert res.max_grad > 1e-3
+    text = res.summary().as_text()
+    assert "No (max |gradient|" in text
+    assert "did not converge" in text
+
+
+def test_skipped_optimisation_is_not_converged(hsb_data):
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school")
+    with pytest.warns(UserWarning, match="do_cg=False"):
+        res = model.fit(do_cg=False)
+    assert not res.converged
+
+
+def test_penalties_are_refused(hsb_data):
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school")
+    with pytest.raises(NotImplementedError, match="Penalised"):
+        model.fit(cov_pen=object())
+
+
+def test_free_holds_covariance_at_zero():
+    data = pd.read_csv(RESULTS / "data" / "sim_slope.csv")
+    model = hmf.hetmixedlm("y ~ x + t", data, groups="g", re_formula="1 + t",
+                           var_formula="~ fb + fc + x")
+    free = np.ones(model.k_params - model.k_fe)
+    free[1] = 0  # the g x t covariance
+    res = model.fit(free=free, reml=False)
+    assert res.converged
+    assert res.cov_re.iloc[0, 1] == 0
+    assert res.bse["g x t Cov"] == 0
+    full = model.fit(reml=False)
+    assert res.llf < full.llf
+    assert res.df_modl == full.df_modl - 1
