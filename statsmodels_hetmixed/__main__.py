@@ -106,6 +106,13 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
+def _columns_text(columns, limit=20):
+    """The first ``limit`` column names, for error messages."""
+    columns = [str(c) for c in columns]
+    more = ", ..." if len(columns) > limit else ""
+    return ", ".join(columns[:limit]) + more
+
+
 def _read_csv(path):
     import pandas as pd
 
@@ -128,8 +135,9 @@ def _read_csv(path):
     if data.shape[1] < 2 or len(data) == 0:
         raise _UsageError(
             f"cannot read {path} as CSV: found {len(data)} rows and "
-            f"{data.shape[1]} column(s); expected a header row naming the "
-            "columns and one row per observation")
+            f"{data.shape[1]} column(s); expected comma-separated values "
+            "with a header row naming the columns and one row per "
+            "observation")
     return data
 
 
@@ -138,10 +146,8 @@ def _formula_error(exc, source, columns):
     text = str(exc)
     missing = re.search(r"NameError: name '([^']+)' is not defined", text)
     if missing:
-        shown = ", ".join(map(str, columns[:20]))
-        more = ", ..." if len(columns) > 20 else ""
         return (f"column {missing.group(1)!r} is not in {source} "
-                f"(columns: {shown}{more})")
+                f"(columns: {_columns_text(columns)})")
     message = getattr(exc, "message", None) or text.splitlines()[0]
     origin = getattr(exc, "origin", None)
     code = getattr(origin, "code", None)
@@ -189,9 +195,8 @@ def _run(args):
         reml = True if args.reml is None else args.reml
         if groups not in data.columns:
             raise _UsageError(
-                f"--groups column {groups!r} is not in {source} (columns: "
-                f"{', '.join(map(str, data.columns[:20]))}"
-                f"{', ...' if data.shape[1] > 20 else ''})")
+                f"--groups column {groups!r} is not in {source} "
+                f"(columns: {_columns_text(data.columns)})")
 
     try:
         # A clean namespace for the formulas: only the data columns and
@@ -200,7 +205,7 @@ def _run(args):
                                re_formula=re_formula, var_formula=var_formula,
                                missing=args.missing, eval_env={"np": np})
     except patsy.PatsyError as exc:
-        raise _UsageError(_formula_error(exc, source, list(data.columns))) from None
+        raise _UsageError(_formula_error(exc, source, data.columns)) from None
     except ValueError as exc:
         message = _one_line(exc)
         if "missing='drop'" in message:

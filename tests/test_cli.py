@@ -1,0 +1,283 @@
+"""The command-line interface: ``hetmixedlm`` / ``python -m statsmodels_hetmixed``."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from statsmodels_hetmixed.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_module(*args):
+    """Run ``python -m statsmodels_hetmixed`` with the package from this tree."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return subprocess.run(
+        [sys.executable, "-m", "statsmodels_hetmixed", *args],
+        capture_output=True, text=True, env=env, timeout=300)
+
+
+def summary_line(out, label):
+    """The summary line that holds ``label``."""
+    lines = [line for line in out.splitlines() if label in line]
+    assert lines, f"{label!r} not in output:\n{out}"
+    return lines[0]
+
+
+def assert_usage_error(rc, err, *fragments):
+    """Exit status 2 and one line on stderr, with the fragments in it."""
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("hetmixedlm: error: ")
+    assert "Traceback" not in err
+    for frag in fragments:
+        assert frag in lines[0]
+
+
+@pytest.fixture(scope="module")
+def sim_data():
+    """30 groups of 10; residual SD 1 in level a, 2 in level b."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=300)
+    grp = np.where(rng.random(300) < 0.5, "a", "b")
+    y = (1 + x + rng.normal(size=30)[g]
+         + rng.normal(size=300) * np.where(grp == "a", 1.0, 2.0))
+    return pd.DataFrame({"y": y, "x": x, "g": g, "grp": grp})
+
+
+@pytest.fixture
+def csv_file(tmp_path, sim_data):
+    path = tmp_path / "sim.csv"
+    sim_data.to_csv(path, index=False)
+    return str(path)
+
+
+# ----------------------------------------------------------------------
+# The bundled HSB example
+def test_hsb_example_module():
+    proc = run_module()
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    first = out.splitlines()[0]
+    assert first.startswith("Fitting HetMixedLM by ML: mathach ~ female")
+    assert "7185 observations in 160 groups" in first
+    assert "Yes" in summary_line(out, "Converged:")
+    assert "-23522.93" in summary_line(out, "Log-Likelihood:")
+    assert "Log variance" in out
+    assert "Traceback" not in proc.stderr
+
+
+def test_hsb_example_reml_flag(capsys):
+    assert main(["--reml"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Fitting HetMixedLM by REML")
+    assert "REML" in summary_line(out, "Method:")
+    assert "REML criterion:" in out
+
+
+def test_help(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ["--data", "--formula", "--groups", "--re-formula",
+                   "--var-formula", "--reml", "--ml", "--missing", "examples:"]:
+        assert option in out
+
+
+def test_version(capsys):
+    from statsmodels_hetmixed import __version__
+
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------
+# CSV input
+def test_csv_fit_reml_default(csv_file, capsys):
+    rc = main(["--data", csv_file, "--formula", "y ~ x", "--groups", "g",
+               "--var-formula", "~ grp"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert out.startswith("Fitting HetMixedLM by REML: y ~ x")
+    assert "300 observations in 30 groups" in out.splitlines()[0]
+    assert "REML" in summary_line(out, "Method:")
+    assert "Yes" in summary_line(out, "Converged:")
+    # log(4) = 1.386: group b has four times the residual variance.
+    coef = float(summary_line(out, "grp[T.b]").split()[1])
+    assert 0.9 < coef < 1.9
+
+
+def test_csv_fit_ml_and_random_slope(csv_file, capsys):
+    rc = main(["--data", csv_file, "--formula", "y ~ x", "--groups", "g",
+               "--re-formula", "~ x", "--ml"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "ML" in summary_line(out, "Method:")
+    assert "Log-Likelihood:" in out
+    assert "x Var" in out
+
+
+def test_numpy_in_formulas(csv_file, capsys):
+    rc = main(["--data", csv_file, "--formula", "np.exp(y / 10) ~ x",
+               "--groups", "g", "--var-formula", "~ np.abs(x)", "--ml"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "np.abs(x)" in out
+
+
+def test_missing_values(tmp_path, sim_data, capsys):
+    data = sim_data.copy()
+    data.loc[[3, 7], "x"] = np.nan
+    path = tmp_path / "na.csv"
+    data.to_csv(path, index=False)
+    args = ["--data", str(path), "--formula", "y ~ x", "--groups", "g"]
+
+    rc = main(args)
+    out, err = capsys.readouterr()
+    assert_usage_error(rc, err, "Missing values", "'x'", "--missing drop")
+
+    rc = main(args + ["--missing", "drop"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "298 observations" in out.splitlines()[0]
+
+
+def test_convergence_warning_is_shown(tmp_path, capsys):
+    # Group means are exactly equal: the group variance estimate is zero.
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(20), 8)
+    e = rng.normal(size=160)
+    e = e - pd.Series(e).groupby(g).transform("mean").to_numpy()
+    path = tmp_path / "bound.csv"
+    pd.DataFrame({"y": e, "g": g}).to_csv(path, index=False)
+    rc = main(["--data", str(path), "--formula", "y ~ 1", "--groups", "g"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "ConvergenceWarning" in err
+    assert "boundary" in err
+    assert "Mixed Linear Model" in out
+
+
+# ----------------------------------------------------------------------
+# Bad input: exit status 2, one line on stderr
+def test_file_not_found(tmp_path, capsys):
+    path = str(tmp_path / "nope.csv")
+    rc = main(["--data", path, "--formula", "y ~ x", "--groups", "g"])
+    assert_usage_error(rc, capsys.readouterr().err, "not found", path)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"a,b\n1,2\n3,4,5\n", "Expected 2 fields"),
+    (b"\x00\x01\xff\xfe\x89PNG", "cannot read"),
+    (b"", "empty"),
+    (b"y\n1\n2\n", "header row"),
+], ids=["ragged", "binary", "empty", "one-column"])
+def test_unreadable_csv(tmp_path, capsys, content, fragment):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    rc = main(["--data", str(path), "--formula", "y ~ x", "--groups", "g"])
+    assert_usage_error(rc, capsys.readouterr().err, "as CSV", fragment)
+
+
+def test_directory_as_data(tmp_path, capsys):
+    rc = main(["--data", str(tmp_path), "--formula", "y ~ x", "--groups", "g"])
+    assert_usage_error(rc, capsys.readouterr().err, "directory")
+
+
+@pytest.mark.parametrize("extra", [
+    ["--formula", "y ~ z", "--groups", "g"],
+    ["--formula", "z ~ x", "--groups", "g"],
+    ["--formula", "y ~ x", "--groups", "g", "--re-formula", "~ z"],
+    ["--formula", "y ~ x", "--groups", "g", "--var-formula", "~ z"],
+], ids=["mean", "response", "re_formula", "var_formula"])
+def test_column_not_in_file(csv_file, capsys, extra):
+    rc = main(["--data", csv_file] + extra)
+    assert_usage_error(rc, capsys.readouterr().err, "column 'z' is not in",
+                       "columns: y, x, g, grp")
+
+
+def test_groups_not_in_file(csv_file, capsys):
+    rc = main(["--data", csv_file, "--formula", "y ~ x", "--groups", "school"])
+    assert_usage_error(rc, capsys.readouterr().err, "--groups", "'school'",
+                       "is not in")
+
+
+def test_formula_does_not_see_local_names(csv_file, capsys):
+    # "args" and "data" are local variables of the CLI code: a formula must
+    # only see the columns of the file (and np).
+    for name in ["args", "data"]:
+        rc = main(["--data", csv_file, "--formula", f"y ~ {name}",
+                   "--groups", "g"])
+        assert_usage_error(rc, capsys.readouterr().err,
+                           f"column {name!r} is not in")
+
+
+@pytest.mark.parametrize("extra", [
+    ["--formula", "y ~ x"],
+    ["--formula", "y ~ x", "--groups", "g"],
+    ["--groups", "g"],
+    ["--re-formula", "~ x"],
+    ["--var-formula", "~ x"],
+])
+def test_formula_without_data(capsys, extra):
+    rc = main(extra)
+    assert_usage_error(rc, capsys.readouterr().err, "--data")
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--groups", "g"], "--formula is required"),
+    (["--formula", "y ~ x"], "--groups COL is required"),
+])
+def test_data_without_formula_or_groups(csv_file, capsys, extra, fragment):
+    rc = main(["--data", csv_file] + extra)
+    assert_usage_error(rc, capsys.readouterr().err, fragment)
+
+
+def test_formula_syntax_error(csv_file, capsys):
+    rc = main(["--data", csv_file, "--formula", "y ~ x +", "--groups", "g"])
+    assert_usage_error(rc, capsys.readouterr().err, "invalid formula",
+                       "'y ~ x +'")
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--formula", "y ~ x + x2"], "singular"),
+    (["--formula", "y ~ x", "--var-formula", "~ x + x2"], "singular"),
+    (["--formula", "grp ~ x"], "non-numeric"),
+], ids=["exog", "exog_var", "endog"])
+def test_model_value_error(tmp_path, sim_data, capsys, extra, fragment):
+    data = sim_data.assign(x2=2 * sim_data["x"])
+    path = tmp_path / "sing.csv"
+    data.to_csv(path, index=False)
+    rc = main(["--data", str(path), "--groups", "g"] + extra)
+    assert_usage_error(rc, capsys.readouterr().err, fragment)
+
+
+def test_single_group(tmp_path, sim_data, capsys):
+    path = tmp_path / "one.csv"
+    sim_data.assign(g=0).to_csv(path, index=False)
+    rc = main(["--data", str(path), "--formula", "y ~ x", "--groups", "g"])
+    assert_usage_error(rc, capsys.readouterr().err, "single level")
+
+
+def test_bad_options(capsys):
+    assert main(["--reml", "--ml"]) == 2
+    assert "not allowed" in capsys.readouterr().err
+    assert main(["--missing", "maybe"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["--bogus"]) == 2
+    assert "unrecognized" in capsys.readouterr().err
+
+
+def test_error_from_module_has_no_traceback(tmp_path):
+    proc = run_module("--data", str(tmp_path / "nope.csv"),
+                      "--formula", "y ~ x", "--groups", "g")
+    assert_usage_error(proc.returncode, proc.stderr, "not found")
+    assert proc.stdout == ""
