@@ -70,6 +70,25 @@ def _check_numeric(arr, what):
         )
 
 
+def _var_column_names(exog_var):
+    """Names of the variance design's columns; for arrays, statsmodels'
+    convention for exog ("const" for a constant column, else w1, w2, ...)."""
+    if isinstance(exog_var, (pd.DataFrame, pd.Series)):
+        return _column_names(exog_var, "w")
+    a = np.asarray(exog_var)
+    a = a[:, None] if a.ndim == 1 else a
+    names, k = [], 0
+    for j in range(a.shape[1]):
+        col = a[:, j]
+        if np.issubdtype(col.dtype, np.number) and len(col) and np.all(col == col[0]) \
+                and col[0] != 0 and "const" not in names:
+            names.append("const")
+        else:
+            k += 1
+            names.append(f"w{k}")
+    return names
+
+
 def _as_float_matrix(arr, what, names):
     """2-d float array, with an error that names columns with bad values."""
     a = np.asarray(arr)
@@ -206,7 +225,7 @@ class HetMixedLM(MixedLM):
         self.k_vc = len(self.exog_vc.names)
 
         var_names = (
-            ["Intercept"] if exog_var is None else _column_names(exog_var, "VAR")
+            ["Intercept"] if exog_var is None else _var_column_names(exog_var)
         )
         re_given = exog_re is not None
         extra = {"groups": groups, "exog_re": exog_re}
@@ -343,6 +362,12 @@ class HetMixedLM(MixedLM):
             offset += width
         exog_z = np.hstack(parts) if parts else np.zeros((n, 0))
         return exog_z, slots
+
+    def fit_regularized(self, *args, **kwargs):
+        """Not available: HetMixedLM has no penalised estimation."""
+        raise NotImplementedError(
+            "fit_regularized is not available for HetMixedLM; use statsmodels' "
+            "MixedLM.fit_regularized (homoskedastic residuals) instead.")
 
     def _make_param_names(self, exog_re):
         names, re_names, re_names_full = super()._make_param_names(exog_re)
@@ -486,11 +511,18 @@ class HetMixedLM(MixedLM):
         exog_var = None
         var_spec = None
         if var_formula is not None:
-            exog_var = patsy.dmatrix(
-                var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
-                NA_action="raise",
-                return_type="dataframe",
-            )
+            try:
+                exog_var = patsy.dmatrix(
+                    var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
+                    NA_action="raise", return_type="dataframe",
+                )
+            except patsy.PatsyError as exc:
+                if "missing values" not in str(exc):
+                    raise
+                raise ValueError(
+                    f"var_formula {var_formula!r} gives missing values (for "
+                    "example the log of a non-positive number). Drop or fix "
+                    "those rows before fitting.") from exc
             var_spec = exog_var.design_info
         mod = super().from_formula(
             formula,
@@ -765,8 +797,9 @@ class HetMixedLM(MixedLM):
                 ConvergenceWarning, stacklevel=2)
         if do_cg and at_bound.any():
             warnings.warn(
-                "The MLE is on the boundary of the parameter space: a random-"
-                "effect variance is zero.", ConvergenceWarning, stacklevel=2)
+                f"The {'REML' if self.reml else 'ML'} estimate is on the "
+                "boundary of the parameter space: a random-effect variance is "
+                "zero.", ConvergenceWarning, stacklevel=2)
 
         cov_params = self._cov_params(ev, h_cov, free_nat)
         fe_params = ev.fe_params

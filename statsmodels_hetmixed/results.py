@@ -61,6 +61,8 @@ class HetMixedLMResults(MixedLMResults):
                 free):
         model = self.model
         lay = model.layout
+        model.data.cov_param_names = list(
+            model.data.param_names[lay.k_fe:lay.k_fe + lay.k_cov])
         fe, cov_re, vcomp, var_params = lay.split(self.params)
         self.fe_params = fe
         self.cov_re = cov_re
@@ -330,16 +332,16 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError(
                 f"The restricted model has {df_other} parameters and this one "
                 f"{self.df_modl}: call compare_lr_test on the larger model.")
-        lr = 2.0 * (self.llf - other.llf)
+        lr = float(2.0 * (self.llf - other.llf))
         return lr, float(stats.chi2.sf(lr, df_diff)), df_diff
 
     def profile_re(self, *args, **kwargs):
         """Not available for HetMixedLM (it profiles MixedLM's scaled
         parameterisation); use ``compare_lr_test`` on refits instead."""
         raise NotImplementedError(
-            "profile_re is not available for HetMixedLM results; fit the "
-            "model with the parameter held fixed (fit(free=...)) and use "
-            "compare_lr_test.")
+            "profile_re is not available for HetMixedLM results; to test a "
+            "random-effect variance, fit the model without that random "
+            "effect and use compare_lr_test.")
 
     # ------------------------------------------------------------------
     def summary(self, yname=None, xname_fe=None, xname_re=None, title=None,
@@ -373,6 +375,9 @@ class HetMixedLMResults(MixedLMResults):
 
 class HetMixedLMResultsWrapper(MixedLMResultsWrapper):
     _attrs = {
+        # MixedLM labels bse_re with the random-effect names only, which
+        # fails with variance components; label it with the full names.
+        "bse_re": ("generic_columns", "cov_param_names"),
         "var_params": ("generic_columns", "exog_var_names"),
         "bse_var": ("generic_columns", "exog_var_names"),
         "resid_pearson": "rows",
@@ -380,7 +385,9 @@ class HetMixedLMResultsWrapper(MixedLMResultsWrapper):
         "resid_var": "rows",
     }
     _wrap_attrs = wrap.union_dicts(MixedLMResultsWrapper._wrap_attrs, _attrs)
-    _wrap_methods = MixedLMResultsWrapper._wrap_methods
+    _methods = {"residuals": "rows"}
+    _wrap_methods = wrap.union_dicts(MixedLMResultsWrapper._wrap_methods,
+                                     _methods)
 
 
 wrap.populate_wrapper(HetMixedLMResultsWrapper, HetMixedLMResults)

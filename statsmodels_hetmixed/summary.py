@@ -55,6 +55,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     k = lay.k_fe + lay.k_cov
     table = np.full((k, 6), np.nan)
     table[:, 0] = params[:k]
+    # Parameters held fixed (fit(free=...)) have no standard error.
+    bse = np.where(bse > 0, bse, np.nan)
     table[:, 1] = bse[:k]
     fe = lay.fe
     table[fe, 2] = params[fe] / bse[fe]
@@ -82,10 +84,17 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         "exp(Coef.)": _fmt(np.exp(a), "%.4g"),
     })
     smry.add_df(vt, index=False, align="r")
+    const = model.variance_function.const_direction
+    carriers = [] if const is None else np.flatnonzero(np.abs(const) > 1e-8)
+    if len(carriers) == 1:  # one column is the intercept
+        name = model.data.exog_var_names[int(carriers[0])]
+        note = (f"exp(Coef.) is the residual variance where the other columns "
+                f"are 0 for {name}, and a ratio of variances per unit of each "
+                "other column.")
+    else:
+        note = "exp(Coef.) is a multiplicative factor on the residual variance."
     smry.add_text("Residual variance function (log link): log sigma2 = W a. "
-                  "exp(Coef.) is the residual variance at W = 0 for the "
-                  "Intercept, and a ratio of variances per unit of the other "
-                  "columns.")
+                  + note)
     if not res.converged:
         smry.add_text("Warning: the optimization did not converge; estimates "
                       "and standard errors may be wrong.")

@@ -252,3 +252,43 @@ def test_free_holds_covariance_at_zero():
     full = model.fit(reml=False)
     assert res.llf < full.llf
     assert res.df_modl == full.df_modl - 1
+
+
+def test_fit_regularized_is_refused(hsb_data):
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school")
+    with pytest.raises(NotImplementedError, match="fit_regularized"):
+        model.fit_regularized()
+
+
+def test_variance_components_only_labels():
+    data = pd.read_csv(RESULTS / "data" / "sim_vc.csv")
+    res = hmf.hetmixedlm("y ~ x", data, groups="g", vc_formula={"c": "0 + C(c)"},
+                         var_formula="~ z").fit()
+    assert list(res.bse_re.index) == ["c Var"]
+    assert isinstance(res.residuals("pearson"), pd.Series)
+
+
+def test_held_parameters_print_without_standard_error():
+    data = pd.read_csv(RESULTS / "data" / "sim_slope.csv")
+    model = hmf.hetmixedlm("y ~ x + t", data, groups="g", re_formula="1 + t")
+    free = np.ones(model.k_params - model.k_fe)
+    free[1] = 0
+    text = model.fit(free=free).summary().as_text()
+    row = [line for line in text.splitlines() if line.startswith("g x t Cov")][0]
+    assert row.split()[4:] == ["0.000"]  # estimate only, no Std.Err.
+
+
+def test_array_variance_design_names(hsb_data):
+    w = np.column_stack([np.ones(len(hsb_data)), hsb_data["female"]])
+    res = HetMixedLM(hsb_data["mathach"], w, hsb_data["school"],
+                     exog_var=w).fit(reml=False)
+    assert list(res.model.data.exog_var_names) == ["const", "w1"]
+    assert res.llf == pytest.approx(LLF_FEMALE, abs=1e-6)
+    assert "for const" in res.summary().as_text()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log")
+def test_transform_giving_nan_in_variance_formula(hsb_data):
+    with pytest.raises(ValueError, match="gives missing values"):
+        hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                       var_formula="~ np.log(ses)")

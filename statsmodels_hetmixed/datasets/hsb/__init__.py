@@ -10,21 +10,21 @@ Source: R package nlme, data sets ``MathAchieve`` (students) and
 ``MathAchSchool`` (schools), merged by school with ``derive_hsb.R`` in this
 folder.  Rows keep the order of ``MathAchieve``.
 
-Columns
--------
-school : school identifier
-mathach : mathematics achievement score
-female : 1 for female students, 0 for male
-minority : 1 for minority students, 0 otherwise
-ses : socio-economic status (standardized composite)
-meanses : school mean of ``ses`` in these 7,185 rows (this differs slightly
-    from nlme's ``MEANSES`` column, which was computed on a larger sample)
-cses : ``ses - meanses`` (school-centred ses)
-sector : 0 public, 1 Catholic
-size : school enrolment
-pracad : proportion of students in the academic track
-disclim : disciplinary climate scale
-himinty : 1 if more than 40% of students are minority, else 0
+Columns:
+
+- ``school``: school identifier
+- ``mathach``: mathematics achievement score
+- ``female``: 1 for female students, 0 for male
+- ``minority``: 1 for minority students, 0 otherwise
+- ``ses``: socio-economic status (standardized composite)
+- ``meanses``: school mean of ``ses`` in these 7,185 rows (differs slightly
+  from nlme's ``MEANSES`` column, which was computed on a larger sample)
+- ``cses``: ``ses - meanses`` (school-centred ses)
+- ``sector``: 0 public, 1 Catholic
+- ``size``: school enrolment
+- ``pracad``: proportion of students in the academic track
+- ``disclim``: disciplinary climate scale
+- ``himinty``: 1 if more than 40% of students are minority, else 0
 """
 
 from pathlib import Path
@@ -44,7 +44,8 @@ NOTE = """::
 
     Number of observations: 7185 students in 160 schools
     Number of variables: 12
-    Variables: see the module docstring.
+    Variables: school, mathach, female, minority, ses, meanses, cses,
+    sector, size, pracad, disclim, himinty (described in DESCRLONG).
 """
 
 _CSV = Path(__file__).with_name("hsb.csv")
