@@ -66,6 +66,7 @@ class GroupedData:
     exog_z: np.ndarray
     group_index: np.ndarray
     indicator: sp.csr_array
+    exog_endog: np.ndarray  # [exog, endog], for one pass of cross products
 
     @classmethod
     def build(cls, endog, exog, exog_z, group_index, n_groups):
@@ -73,12 +74,15 @@ class GroupedData:
         indicator = sp.csr_array(
             (np.ones(n), (group_index, np.arange(n))), shape=(n_groups, n)
         )
+        endog = np.ascontiguousarray(endog, dtype=np.float64)
+        exog = np.ascontiguousarray(exog, dtype=np.float64)
         return cls(
-            np.ascontiguousarray(endog, dtype=np.float64),
-            np.ascontiguousarray(exog, dtype=np.float64),
+            endog,
+            exog,
             np.ascontiguousarray(exog_z, dtype=np.float64),
             np.asarray(group_index, dtype=np.intp),
             indicator,
+            np.column_stack([exog, endog]),
         )
 
     @property
@@ -90,29 +94,26 @@ class GroupedData:
         return self.indicator.shape[0]
 
 
-def group_cross(data, left, right, weights, symmetric=False):
+def group_cross(data, left, right, weights):
     """
-    Per-group weighted cross products ``sum_j w_j left_j right_j'``.
+    Per-group weighted cross products ``sum_j w_j left_j right_j'``
+    (unweighted when ``weights`` is None).
 
-    Returns an array of shape (n_groups, k_left, k_right).  With
-    ``symmetric=True`` (``left is right``) only one triangle is computed.
+    Returns an array of shape (n_groups, k_left, k_right).  The row-wise
+    products are formed C-contiguous (the sparse product would copy anything
+    else) in blocks of left columns that keep temporaries under
+    ``_CHUNK_ELEMENTS``.
     """
     n, k_left = left.shape
     k_right = right.shape[1]
-    if symmetric:
-        ia, ib = np.triu_indices(k_left)
-    else:
-        ia, ib = np.divmod(np.arange(k_left * k_right), k_right)
     out = np.empty((data.n_groups, k_left, k_right))
-    wleft = left * weights[:, None]
-    block = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for start in range(0, len(ia), block):
-        a = ia[start:start + block]
-        b = ib[start:start + block]
-        sums = data.indicator @ (wleft[:, a] * right[:, b])
-        out[:, a, b] = sums
-        if symmetric:
-            out[:, b, a] = sums
+    wleft = left if weights is None else left * weights[:, None]
+    block = max(1, _CHUNK_ELEMENTS // max(n * k_right, 1))
+    for start in range(0, k_left, block):
+        stop = min(k_left, start + block)
+        prods = wleft[:, start:stop, None] * right[:, None, :]
+        sums = data.indicator @ prods.reshape(n, -1)
+        out[:, start:stop, :] = sums.reshape(-1, stop - start, k_right)
     return out
 
 
@@ -155,9 +156,11 @@ class Evaluation:
     # Gradient pieces, present when requested:
     grad_cov: np.ndarray | None = None   # (q, q) d llf / d G (symmetric form)
     grad_eta: np.ndarray | None = None   # (n,) d llf / d log r_j
+    info: np.ndarray | None = None       # expected information, if requested
 
 
-def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False):
+def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
+             info_directions=None):
     """
     Log-likelihood (and optionally its gradient) of the Gaussian LMM.
 
@@ -179,6 +182,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False):
         ``log r_j`` for every row.  With ``fe_params`` given and ML, this is
         the gradient at fixed ``fe_params``; with profiling the envelope
         theorem makes it the profile gradient.
+    info_directions : tuple (cov_dirs, var_dirs), optional
+        With ``gradient``: also the expected information, see
+        ``_expected_information``.
 
     Raises
     ------
@@ -190,9 +196,11 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False):
     q = Z.shape[1]
     winv = 1.0 / resid_var
 
-    # Per-group cross products: A = Z'R^-1 Z and B = Z'R^-1 X.
-    A = group_cross(data, Z, Z, winv, symmetric=True)
-    B = group_cross(data, Z, X, winv)
+    # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y.
+    A = group_cross(data, Z, Z, winv)
+    A = 0.5 * (A + A.transpose(0, 2, 1))
+    Bb = group_cross(data, Z, data.exog_endog, winv)
+    B, b = Bb[:, :, :p], Bb[:, :, p]
     Lt = factor.T
     M = Lt @ A @ factor
     M[:, np.arange(q), np.arange(q)] += 1.0
@@ -216,7 +224,6 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False):
                 "X'V^-1 X is singular: the fixed-effects design is collinear"
             ) from exc
     if fe_params is None:
-        b = group_cross(data, Z, y[:, None], winv)[:, :, 0]
         xtviy = Xw.T @ y - np.einsum("iqp,iq->p", KB, b)
         fe_params = _chol_solve(chol_H, xtviy)
 
@@ -256,7 +263,48 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False):
         g += ((xt @ Hinv) * xt).sum(axis=1) * winv
     ev.grad_cov = 0.5 * (grad_cov + grad_cov.T)
     ev.grad_eta = 0.5 * g
+    if info_directions is not None:
+        ev.info = _expected_information(data, K, A, zvz, zkz, winv,
+                                        *info_directions)
     return ev
+
+
+def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):
+    """
+    Expected (Fisher) information of the ML log-likelihood,
+    ``I_kl = 1/2 tr(V^-1 V_k V^-1 V_l)``, for parameters whose derivatives
+    of V are ``Z E_k Z'`` (``cov_dirs``: (k_cov, q, q)) and
+    ``diag(d_l)`` with ``d_l = d sigma2 / d param_l``, given as
+    ``var_dirs = d log sigma2 / d param = d / r`` ((n, k_var); for the log
+    link that is simply W).
+
+    Per group, with C = Z'V^-1 Z and T_l = sum_j d_jl z_j z_j' / r_j^2:
+
+        I(E_k, E_k') = 1/2 tr(E_k C E_k' C)
+        I(d_l, E_k)  = 1/2 tr(E_k (I - A K) T_l (I - K A))
+        I(d_l, d_m)  = 1/2 [sum_j d_jl d_jm (1 - 2 z_j'K z_j / r_j) / r_j^2
+                            + tr(K T_l K T_m)]
+
+    It is used as the scoring matrix of the optimiser (for REML too, where
+    it differs by O(p / n)); standard errors use the observed information.
+    """
+    Z = data.exog_z
+    n, q = Z.shape
+    k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
+    dw = var_dirs * winv[:, None]  # d_l / r^2
+    zd = (Z[:, :, None] * dw[:, None, :]).reshape(n, q * k_var)
+    T = group_cross(data, Z, zd, None).reshape(-1, q, q, k_var)
+    ika = np.eye(q) - K @ A
+    info = np.empty((k_cov + k_var, k_cov + k_var))
+    F = np.einsum("kab,ibc->kiac", cov_dirs, zvz)
+    info[:k_cov, :k_cov] = 0.5 * np.einsum("kiac,lica->kl", F, F)
+    Mv = np.einsum("iab,iacl,icd->lbd", ika, T, ika)
+    info[k_cov:, :k_cov] = 0.5 * np.einsum("kdb,lbd->lk", cov_dirs, Mv)
+    info[:k_cov, k_cov:] = info[k_cov:, :k_cov].T
+    KT = np.einsum("iab,ibcl->iacl", K, T)
+    rowpart = var_dirs.T @ (var_dirs * (1.0 - 2.0 * zkz * winv)[:, None])
+    info[k_cov:, k_cov:] = 0.5 * (rowpart + np.einsum("iacl,icam->lm", KT, KT))
+    return info
 
 
 def _chol_solve(chol, rhs):

@@ -35,7 +35,7 @@ __all__ = ["HetMixedLM"]
 
 # Convergence: the Newton decrement g' (-H)^-1 g bounds twice the possible
 # further gain in log-likelihood.  Below this the fit is converged.
-_NEWTON_DECREMENT_TOL = 1e-8
+_NEWTON_DECREMENT_TOL = 1e-10
 _MAX_NEWTON_STEPS = 20
 
 
@@ -748,7 +748,7 @@ class HetMixedLM(MixedLM):
         self.reml = bool(reml)
         lay = self.layout
         if method is None:
-            method = ["bfgs"]
+            method = ["scoring", "bfgs"]
         elif isinstance(method, str):
             method = [method]
 
@@ -762,23 +762,37 @@ class HetMixedLM(MixedLM):
         free_theta = self._free_mask(free, theta)
 
         hist = [] if full_output else None
-        converged = False
-        decrement = None
         n_iter = 0
         if do_cg:
             for meth in method:
-                theta, n_it = self._minimize(theta, free_theta, meth, fit_kwargs, hist)
+                if meth == "scoring":
+                    theta, n_it, done = self._fisher_scoring(
+                        theta, free_theta, fit_kwargs.get("maxiter", 200), hist)
+                else:
+                    theta, n_it, done = self._minimize(
+                        theta, free_theta, meth, fit_kwargs, hist)
                 n_iter += n_it
-                theta, converged, decrement = self._newton_polish(theta, free_theta)
-                if converged:
+                if done:
                     break
                 if meth is not method[-1]:
                     warnings.warn(
                         f"Retrying HetMixedLM optimization after {meth}",
                         ConvergenceWarning, stacklevel=2)
+        # Convergence is judged on the observed information: the Newton
+        # decrement of the analytic gradient, over the free parameters that
+        # are not variances on the boundary.
         natural = lay.natural_from_theta(theta)
         free_nat = None if free_theta is None else free_theta.copy()
         h_cov, ev = self._hessian_natural(natural, free_nat)
+        decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
+        converged = do_cg and decrement is not None and \
+            decrement < _NEWTON_DECREMENT_TOL
+        if do_cg and not converged:
+            theta, _, _ = self._newton_polish(theta, free_theta)
+            natural = lay.natural_from_theta(theta)
+            h_cov, ev = self._hessian_natural(natural, free_nat)
+            decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
+            converged = decrement is not None and decrement < _NEWTON_DECREMENT_TOL
         g_nat = self._grad_natural(ev, natural[lay.var_nofe])
         # Variances at zero are on the boundary: their gradient need not
         # vanish there, and the MLE may sit on it.
@@ -812,6 +826,80 @@ class HetMixedLM(MixedLM):
                     method=method, free=free_nat)
         return HetMixedLMResultsWrapper(res)
 
+    def _observed_decrement(self, natural, h_cov, ev, free):
+        """g' (-H)^-1 g over free parameters not on the boundary, or None
+        when -H is not positive definite there."""
+        g = self._grad_natural(ev, natural[self.layout.var_nofe])
+        keep = ~self._at_boundary(natural)
+        if free is not None:
+            keep &= free
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            return 0.0
+        try:
+            chol = np.linalg.cholesky(-h_cov[np.ix_(idx, idx)])
+        except np.linalg.LinAlgError:
+            return None
+        return float(g[idx] @ _engine._chol_solve(chol, g[idx]))
+
+    def _fisher_scoring(self, theta, free, maxiter, hist):
+        """
+        Fisher scoring in theta with a backtracking line search.
+
+        The scoring matrix is the expected information (engine), mapped to
+        theta by the Jacobian of the parameter transform; near-singular
+        directions (variances near zero) are damped.  Returns (theta,
+        iterations, converged by the scoring decrement).
+        """
+        lay = self.layout
+        vf = self.variance_function
+        idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
+        cov_dirs = lay.cov_directions()
+
+        def evaluate(th):
+            a = th[lay.var_nofe]
+            r = vf.variance(a)
+            ev = _engine.evaluate(self._grouped, lay.factor(th), r, self.reml,
+                                  gradient=True,
+                                  info_directions=(cov_dirs, vf.log_derivative(a)))
+            return ev, lay.grad_natural(ev.grad_cov, vf.gradient(a, ev.grad_eta))
+
+        try:
+            ev, g_nat = evaluate(theta)
+        except np.linalg.LinAlgError:
+            return theta, 0, False
+        for it in range(1, maxiter + 1):
+            if hist is not None:
+                hist.append(ev.llf)
+            jac = lay.jacobian(theta)[:, idx]
+            g = jac.T @ g_nat
+            info = jac.T @ ev.info @ jac
+            info = 0.5 * (info + info.T)
+            ridge = 1e-10 * max(np.max(np.diag(info)), 1e-300)
+            try:
+                chol = np.linalg.cholesky(info + ridge * np.eye(idx.size))
+            except np.linalg.LinAlgError:
+                return theta, it, False
+            step = _engine._chol_solve(chol, g)
+            decrement = float(g @ step)
+            if decrement < _NEWTON_DECREMENT_TOL:
+                return theta, it, True
+            t = 1.0
+            while True:
+                cand = theta.copy()
+                cand[idx] += t * step
+                try:
+                    ev_c, g_c = evaluate(cand)
+                    if ev_c.llf >= ev.llf - 1e-12 * abs(ev.llf):
+                        break
+                except np.linalg.LinAlgError:
+                    pass
+                t *= 0.5
+                if t < 1e-8:
+                    return theta, it, False
+            theta, ev, g_nat = cand, ev_c, g_c
+        return theta, maxiter, False
+
     def _minimize(self, theta, free, meth, fit_kwargs, hist):
         full = theta.copy()
         idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
@@ -827,7 +915,7 @@ class HetMixedLM(MixedLM):
                 hist.append(-fun(np.asarray(xk))[0] * nobs)
 
         if idx.size == 0:
-            return theta, 0
+            return theta, 0, True
         options = {"maxiter": fit_kwargs.get("maxiter", 1000)}
         if meth.lower() in ("bfgs", "l-bfgs-b", "lbfgs", "cg"):
             options["gtol"] = fit_kwargs.get("gtol", 1e-7)
@@ -839,7 +927,7 @@ class HetMixedLM(MixedLM):
             res = optimize.minimize(objective, theta[idx], jac=jac, method=meth,
                                     options=options, callback=callback)
         full[idx] = res.x
-        return full, int(getattr(res, "nit", 0))
+        return full, int(getattr(res, "nit", 0)), bool(res.success)
 
     def _newton_polish(self, theta, free):
         """Newton steps in theta with a finite-difference Hessian of the gradient."""

@@ -150,12 +150,39 @@ class ParamLayout:
         g_vc = [dL[s, s].sum() for s in self.vc_slots]
         return np.concatenate([g_re, g_vc, grad_var])
 
+    def cov_directions(self):
+        """
+        dG / d(natural covariance parameter), one q x q matrix per parameter:
+        ``e_i e_j' + e_j e_i'`` for cov_re entry (i, j) (``e_i e_i'`` on the
+        diagonal), and the identity on its slots for a variance component.
+        """
+        dirs = np.zeros((self.k_cov, self.q, self.q))
+        for k, (i, j) in enumerate(zip(*self._tril)):
+            dirs[k, i, j] = dirs[k, j, i] = 1.0
+        for k, slots in enumerate(self.vc_slots):
+            dirs[self.k_re2 + k, slots, slots] = 1.0
+        return dirs
+
     def grad_natural(self, grad_cov, grad_var):
         """Gradient in the natural vector (without fixed effects)."""
-        k = self.k_re
-        gpsi = grad_cov[:k, :k] * (2.0 - np.eye(k))  # symmetric pairs count twice
-        g_vc = [np.diag(grad_cov)[s].sum() for s in self.vc_slots]
-        return np.concatenate([gpsi[self._tril], g_vc, grad_var])
+        g_cov = np.einsum("kab,ab->k", self.cov_directions(), grad_cov)
+        return np.concatenate([g_cov, grad_var])
+
+    def jacobian(self, theta):
+        """d natural / d theta (without fixed effects).
+
+        Central differences, which are exact (to rounding) because the map
+        is quadratic in theta.
+        """
+        k = theta.size
+        jac = np.empty((k, k))
+        for j in range(k):
+            h = 1e-4 * max(1.0, abs(theta[j]))
+            step = np.zeros(k)
+            step[j] = h
+            jac[:, j] = (self.natural_from_theta(theta + step)
+                         - self.natural_from_theta(theta - step)) / (2 * h)
+        return jac
 
     # ------------------------------------------------------------------
     def names(self, fe_names, re_names, vc_names, var_names):

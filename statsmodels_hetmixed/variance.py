@@ -69,6 +69,10 @@ class LogLinearVariance:
         """d llf / d var_params from d llf / d log sigma2_ij."""
         return self.exog_var.T @ grad_log_variance
 
+    def log_derivative(self, var_params):
+        """d log sigma2_ij / d var_params, an (n, k_var) array: W."""
+        return self.exog_var
+
     def start_params(self, resid, total_share=1.0):
         """
         Starting values from a regression of log squared residuals on W.

@@ -90,3 +90,31 @@ def test_singular_random_effects_covariance_is_allowed():
     a = np.array([0.1, 0.2])
     ev = evaluate(data, L, np.exp(W @ a), reml=True)
     assert ev.llf == pytest.approx(dense_llf(data, g, W, L, a, True), abs=1e-10)
+
+
+def test_expected_information_matches_dense_trace_formula():
+    """I_kl = 1/2 tr(V^-1 V_k V^-1 V_l), computed with the n x n matrices."""
+    data, g, W, L = _problem(7)
+    a = np.array([0.2, -0.3])
+    r = np.exp(W @ a)
+    q = L.shape[0]
+    dirs = []
+    for i in range(q):
+        for j in range(i + 1):
+            e = np.zeros((q, q))
+            e[i, j] = e[j, i] = 1.0
+            dirs.append(e)
+    cov_dirs = np.array(dirs)
+    ev = evaluate(data, L, r, False, gradient=True, info_directions=(cov_dirs, W))
+    Z = data.exog_z
+    n = len(r)
+    same = g[:, None] == g[None, :]
+    V = np.diag(r) + (Z @ L @ L.T @ Z.T) * same
+    Vi = np.linalg.inv(V)
+    derivs = [(Z @ d @ Z.T) * same for d in cov_dirs]
+    derivs += [np.diag(r * W[:, k]) for k in range(W.shape[1])]
+    k = len(derivs)
+    dense = np.array([[0.5 * np.trace(Vi @ derivs[i] @ Vi @ derivs[j])
+                       for j in range(k)] for i in range(k)])
+    assert n == Z.shape[0]
+    np.testing.assert_allclose(ev.info, dense, rtol=1e-10, atol=1e-12)

@@ -208,6 +208,7 @@ def test_string_variable_in_variance_formula_is_categorical(hsb_data):
     assert list(res.var_params.index) == ["Intercept", "sex[T.M]"]
 
 
+@pytest.mark.filterwarnings("ignore:Retrying HetMixedLM optimization")
 def test_unconverged_fit_warns_and_says_so(hsb_data, monkeypatch):
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
