@@ -29,7 +29,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from . import _engine
 from .params import ParamLayout, psd_factor
-from .variance import LogLinearVariance
+from .variance import make_variance_function
 
 __all__ = ["HetMixedLM"]
 
@@ -151,6 +151,12 @@ class HetMixedLM(MixedLM):
         Residual variance design W (include a constant column).  Defaults to
         a single constant column named ``Intercept``: the model is then
         MixedLM's.
+    var_link : {"log", "identity"}
+        ``"log"`` (default): ``log sigma2_ij = w_ij' a``.  ``"identity"``:
+        ``sigma2_ij = w_ij' theta`` with ``theta >= 0`` on non-negative
+        columns (additive variances, the parameterisation of Stata's
+        dummy-variance-level models; one variance per level with
+        ``"~ 0 + C(g)"``).
     use_sqrt : bool
         Accepted for compatibility with MixedLM; the optimisation always
         uses a Cholesky factor of the random-effects covariance.
@@ -193,6 +199,7 @@ class HetMixedLM(MixedLM):
         exog_var=None,
         use_sqrt=True,
         missing="none",
+        var_link="log",
         **kwargs,
     ):
         allowed = ["missing_idx", "model_spec", "formula"]
@@ -245,7 +252,7 @@ class HetMixedLM(MixedLM):
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
-        self._init_keys.extend(["use_sqrt", "exog_vc"])
+        self._init_keys.extend(["use_sqrt", "exog_vc", "var_link"])
 
         # Validate and convert the data.
         self.endog = _as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
@@ -281,11 +288,13 @@ class HetMixedLM(MixedLM):
             self.exog_re = None
 
         self._set_groups(self.groups)
-        self.variance_function = LogLinearVariance(self.exog_var, var_names)
+        self.variance_function = make_variance_function(
+            var_link, self.exog_var, var_names)
+        self.var_link = var_link
         self.k_var = self.variance_function.k_var
         exog_z, vc_slots = self._build_exog_z()
         self.layout = ParamLayout(self.k_fe, self.k_re, self.k_vc, self.k_var,
-                                  vc_slots)
+                                  vc_slots, self.variance_function.square_root)
         self._grouped = _engine.GroupedData.build(
             self.endog, self.exog, exog_z, self._group_index, self.n_groups
         )
@@ -432,6 +441,7 @@ class HetMixedLM(MixedLM):
         use_sparse=False,
         missing="none",
         *args,
+        var_by=None,
         **kwargs,
     ):
         """
@@ -449,8 +459,16 @@ class HetMixedLM(MixedLM):
         vc_formula : dict, optional
             Variance-component formulas, as in ``MixedLM.from_formula``.
         var_formula : str, optional
-            One-sided formula for the log residual variance, e.g.
-            ``"~ female + ses"``.  Default: a constant variance.
+            One-sided formula for the residual variance function, e.g.
+            ``"~ female + ses"`` (log link: for log sigma2).  Default: a
+            constant variance.
+        var_by : str, optional
+            Name of a categorical column: one residual variance per level
+            (Stata's ``residuals(independent, by(g))``, nlme's ``varIdent``),
+            i.e. ``var_formula="~ 0 + C(var_by)"`` with ``var_link="identity"``
+            unless ``var_link`` is given.  Excludes ``var_formula``.
+        var_link : {"log", "identity"}
+            Keyword: the link of the variance function (see HetMixedLM).
         subset : array_like, optional
             Rows of ``data`` to use (boolean mask or index labels).
         use_sparse : bool
@@ -487,6 +505,17 @@ class HetMixedLM(MixedLM):
             if len(groups) != len(data):
                 raise ValueError("groups must have one label per row of data")
         eval_env = _capture_eval_env(kwargs.pop("eval_env", None))
+        if var_by is not None:
+            if var_formula is not None:
+                raise ValueError("give either var_by or var_formula, not both")
+            if var_by not in data.columns:
+                raise ValueError(f"var_by column {var_by!r} is not in data")
+            if data[var_by].nunique(dropna=True) < 2:
+                raise ValueError(
+                    f"var_by column {var_by!r} has a single level: there is "
+                    "nothing to give separate variances to.")
+            var_formula = f"~ 0 + C({var_by})"
+            kwargs.setdefault("var_link", "identity")
 
         # One missing-value mask over every formula, var_formula included.
         formulas = {} if vc_formula is None else dict(vc_formula)
@@ -539,6 +568,7 @@ class HetMixedLM(MixedLM):
             **kwargs,
         )
         mod.var_formula = var_formula
+        mod.var_by = var_by
         mod._var_design_info = var_spec
         return mod
 
@@ -668,7 +698,10 @@ class HetMixedLM(MixedLM):
         share_re = 0.25 if self.k_re + self.k_vc > 0 else 0.0
         lay = self.layout
         Z = self._grouped.exog_z
-        zz = np.maximum((Z**2).mean(axis=0), 1e-12) if Z.shape[1] else np.zeros(0)
+        # Mean square of each random-effects column over the rows where it is
+        # non-zero: columns of a variance component often touch few rows.
+        nonzero = np.maximum((Z != 0).sum(axis=0), 1)
+        zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
         chol = np.zeros((self.k_re, self.k_re))
         np.fill_diagonal(chol, np.sqrt(share_re * total / zz[: self.k_re]))
         vc_sd = [np.sqrt(share_re * total / zz[s].mean()) for s in lay.vc_slots]
@@ -678,11 +711,12 @@ class HetMixedLM(MixedLM):
     def _objective(self, theta):
         lay = self.layout
         try:
-            ev = self._evaluate_factor(lay.factor(theta), theta[lay.var_nofe],
+            var_params = lay.var_from_theta(theta)
+            ev = self._evaluate_factor(lay.factor(theta), var_params,
                                        gradient=True)
         except np.linalg.LinAlgError:
             return np.inf, np.zeros_like(theta)
-        g_var = self.variance_function.gradient(theta[lay.var_nofe], ev.grad_eta)
+        g_var = self.variance_function.gradient(var_params, ev.grad_eta)
         g = lay.grad_theta(theta, ev.grad_cov, g_var)
         return -ev.llf, -g
 
@@ -857,7 +891,7 @@ class HetMixedLM(MixedLM):
         cov_dirs = lay.cov_directions()
 
         def evaluate(th):
-            a = th[lay.var_nofe]
+            a = lay.var_from_theta(th)
             r = vf.variance(a)
             ev = _engine.evaluate(self._grouped, lay.factor(th), r, self.reml,
                                   gradient=True,
@@ -1013,12 +1047,16 @@ class HetMixedLM(MixedLM):
         return mask
 
     def _at_boundary(self, natural):
-        """Mask of variances (cov_re diagonal, variance components) at zero."""
+        """Mask of variances at zero: cov_re diagonal, variance components,
+        and identity-link variance-function parameters."""
         lay = self.layout
         scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
         mask = np.zeros(natural.size, bool)
         diag = np.cumsum(np.arange(1, self.k_re + 1)) - 1  # (i, i) in the vech
-        variances = np.concatenate([diag, np.arange(lay.k_re2, lay.k_cov)])
+        variances = [diag, np.arange(lay.k_re2, lay.k_cov)]
+        if lay.var_square_root:
+            variances.append(np.arange(lay.k_cov, lay.k_cov + lay.k_var))
+        variances = np.concatenate(variances)
         mask[variances] = natural[variances] <= 1e-8 * scale
         return mask
 

@@ -12,8 +12,9 @@ Two parameter vectors are used.
 * The *optimisation* vector (no fixed effects, which are profiled out by GLS):
   the lower triangle of the Cholesky factor of ``cov_re``, the standard
   deviation of each variance component, and the variance-function
-  parameters.  Every value of it gives a valid model, so it can be searched
-  without constraints, and zero variances are reachable.
+  parameters (their square roots when they are variances, as with the
+  identity link).  Every value of it gives a valid model, so it can be
+  searched without constraints, and zero variances are reachable.
 """
 
 from __future__ import annotations
@@ -38,9 +39,13 @@ class ParamLayout:
     vc_slots : list of ndarray
         For each variance component, the columns of the padded random-effects
         design (see ``_engine.GroupedData.exog_z``) that belong to it.
+    var_square_root : bool
+        Whether the optimisation vector holds square roots of the
+        variance-function parameters (non-negative variances).
     """
 
-    def __init__(self, k_fe, k_re, k_vc, k_var, vc_slots):
+    def __init__(self, k_fe, k_re, k_vc, k_var, vc_slots, var_square_root=False):
+        self.var_square_root = bool(var_square_root)
         self.k_fe = int(k_fe)
         self.k_re = int(k_re)
         self.k_vc = int(k_vc)
@@ -114,11 +119,16 @@ class ParamLayout:
             L[slots, slots] = sd
         return L
 
+    def var_from_theta(self, theta):
+        """Variance-function parameters from theta."""
+        v = theta[self.var_nofe]
+        return v**2 if self.var_square_root else v.copy()
+
     def natural_from_theta(self, theta):
         """Natural vector (without fixed effects) from theta."""
         L = self.factor(theta)[: self.k_re, : self.k_re]
         return self.join(
-            None, L @ L.T, theta[self.vc_nofe] ** 2, theta[self.var_nofe]
+            None, L @ L.T, theta[self.vc_nofe] ** 2, self.var_from_theta(theta)
         )
 
     def theta_from_natural(self, natural):
@@ -126,6 +136,10 @@ class ParamLayout:
         _, cov_re, vcomp, var_params = self.split(natural)
         if np.any(vcomp < 0):
             raise ValueError("variance components must be non-negative")
+        if self.var_square_root:
+            if np.any(var_params < 0):
+                raise ValueError("identity-link variances must be non-negative")
+            var_params = np.sqrt(var_params)
         chol = psd_factor(cov_re)
         return np.concatenate(
             [chol[self._tril], np.sqrt(vcomp), var_params]
@@ -148,6 +162,8 @@ class ParamLayout:
         dL = 2.0 * grad_cov @ L
         g_re = dL[: self.k_re, : self.k_re][self._tril]
         g_vc = [dL[s, s].sum() for s in self.vc_slots]
+        if self.var_square_root:
+            grad_var = 2.0 * theta[self.var_nofe] * grad_var
         return np.concatenate([g_re, g_vc, grad_var])
 
     def cov_directions(self):

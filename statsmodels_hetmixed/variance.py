@@ -23,19 +23,24 @@ _LOG_CHI2_1_MEAN = -1.2703628454614782
 _ETA_LIMIT = 700.0
 
 
-class LogLinearVariance:
-    """
-    Log-linear residual variance, ``log sigma2_ij = w_ij' a``.
+def make_variance_function(link, exog_var, names):
+    """The variance function for ``var_link`` (``"log"`` or ``"identity"``)."""
+    classes = {"log": LogLinearVariance, "identity": AdditiveVariance}
+    if link not in classes:
+        raise ValueError(
+            f"var_link must be 'log' (log-linear variance function) or "
+            f"'identity' (additive variances, as Stata's dummy-variance-level "
+            f"models), not {link!r}")
+    return classes[link](exog_var, names)
 
-    Parameters
-    ----------
-    exog_var : ndarray (n, k_var)
-        The variance design W.  Must have full column rank.
-    names : list of str
-        Column names of W.
-    """
 
-    link = "log"
+class _VarianceFunction:
+    """Shared set-up: the design W and the constant direction it spans."""
+
+    link = None
+    # Whether the optimiser works on square roots of the parameters (which
+    # keeps them non-negative and lets them reach zero).
+    square_root = False
 
     def __init__(self, exog_var, names):
         self.exog_var = np.ascontiguousarray(exog_var, dtype=np.float64)
@@ -59,6 +64,25 @@ class LogLinearVariance:
     def linear_predictor(self, var_params, exog_var=None):
         w = self.exog_var if exog_var is None else exog_var
         return w @ var_params
+
+    def log_scale(self, var_params):
+        """Mean over rows of log sigma2_ij (log of the geometric mean)."""
+        return float(np.mean(np.log(self.variance(var_params))))
+
+
+class LogLinearVariance(_VarianceFunction):
+    """
+    Log-linear residual variance, ``log sigma2_ij = w_ij' a``.
+
+    Parameters
+    ----------
+    exog_var : ndarray (n, k_var)
+        The variance design W.  Must have full column rank.
+    names : list of str
+        Column names of W.
+    """
+
+    link = "log"
 
     def variance(self, var_params, exog_var=None):
         """Residual variances sigma2_ij."""
@@ -90,3 +114,61 @@ class LogLinearVariance:
     def log_scale(self, var_params):
         """Mean over rows of log sigma2_ij (log of the geometric mean)."""
         return float(np.mean(self.linear_predictor(var_params)))
+
+
+class AdditiveVariance(_VarianceFunction):
+    """
+    Additive residual variance, ``sigma2_ij = w_ij' theta`` with
+    ``theta >= 0`` and non-negative columns of W.
+
+    This is the parameterisation of Stata's dummy-variance-level models
+    (``mixed y x || g: || nid: male, nocons``): with W = (1, male),
+    ``theta = (var(Residual), var(male))``.  With W the dummies of every
+    level of a factor and no intercept (``"~ 0 + C(g)"``), theta holds one
+    residual variance per level, as Stata's ``residuals(independent, by(g))``
+    and nlme's ``varIdent``.
+    """
+
+    link = "identity"
+    square_root = True
+
+    def __init__(self, exog_var, names):
+        super().__init__(exog_var, names)
+        negative = [names[j] for j in range(self.k_var)
+                    if np.any(self.exog_var[:, j] < 0)]
+        if negative:
+            raise ValueError(
+                f"var_link='identity' needs non-negative variance-design "
+                f"columns (each adds a non-negative variance), but {negative} "
+                "has negative values. Use dummies (e.g. male rather than a "
+                "-1/1 coding) or the log link, var_link='log'.")
+        if np.any(self.exog_var.sum(axis=1) <= 0):
+            raise ValueError(
+                "var_link='identity': some rows have an all-zero variance design, "
+                "so their residual variance would be zero. Include an intercept "
+                "(var(Residual)) or one dummy per level.")
+
+    def variance(self, var_params, exog_var=None):
+        r = self.linear_predictor(var_params, exog_var)
+        # Variances exactly zero are outside the model; keep the likelihood
+        # finite so that the optimiser's line search can step back.
+        return np.maximum(r, 1e-300)
+
+    def gradient(self, var_params, grad_log_variance):
+        """d llf / d theta from d llf / d log sigma2_ij."""
+        return self.exog_var.T @ (grad_log_variance / self.variance(var_params))
+
+    def log_derivative(self, var_params):
+        """d log sigma2_ij / d theta = W / sigma2."""
+        return self.exog_var / self.variance(var_params)[:, None]
+
+    def start_params(self, resid, total_share=1.0):
+        """Non-negative least squares of squared residuals on W."""
+        from scipy.optimize import nnls
+
+        sq = resid**2 * total_share
+        coef, _ = nnls(self.exog_var, sq)
+        floor = 0.05 * np.mean(sq)
+        # Start inside the parameter space: a variance at exactly zero has a
+        # zero gradient in the square-root parameterisation.
+        return np.maximum(coef, floor)

@@ -6,7 +6,10 @@ import pytest
 from statsmodels_hetmixed._engine import GroupedData, evaluate
 
 
-def _problem(seed=1):
+LAYOUTS = ["padded", "sparse"]
+
+
+def _problem(seed=1, layout="auto"):
     rng = np.random.default_rng(seed)
     m = 7
     sizes = rng.integers(1, 6, m)  # includes one-row groups
@@ -17,7 +20,7 @@ def _problem(seed=1):
     y = 2 * rng.standard_normal(n) + X @ [1, 2, 3]
     W = np.column_stack([np.ones(n), rng.standard_normal(n)])
     L = np.tril(rng.standard_normal((3, 3))) * 0.7
-    return GroupedData.build(y, X, Z, g, m), g, W, L
+    return GroupedData.build(y, X, Z, g, m, layout=layout), g, W, L
 
 
 def dense_llf(data, g, W, L, a, reml, beta=None):
@@ -39,10 +42,11 @@ def dense_llf(data, g, W, L, a, reml, beta=None):
     return llf - 0.5 * n * np.log(2 * np.pi)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("reml", [False, True])
 @pytest.mark.parametrize("fixed_beta", [False, True])
-def test_llf_and_gradient_match_dense(reml, fixed_beta):
-    data, g, W, L = _problem()
+def test_llf_and_gradient_match_dense(reml, fixed_beta, layout):
+    data, g, W, L = _problem(layout=layout)
     a = np.array([0.3, 0.5])
     beta = np.array([0.5, 1.5, 2.5]) if fixed_beta and not reml else None
     ev = evaluate(data, L, np.exp(W @ a), reml, fe_params=beta, gradient=True)
@@ -65,8 +69,9 @@ def test_llf_and_gradient_match_dense(reml, fixed_beta):
             assert grad_L[i, j] == pytest.approx(num, rel=1e-6, abs=1e-7)
 
 
-def test_blup_and_conditional_covariance_match_dense():
-    data, g, W, L = _problem(3)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_blup_and_conditional_covariance_match_dense(layout):
+    data, g, W, L = _problem(3, layout)
     a = np.array([-0.2, 0.4])
     r = np.exp(W @ a)
     ev = evaluate(data, L, r, reml=False)
@@ -82,9 +87,10 @@ def test_blup_and_conditional_covariance_match_dense():
         np.testing.assert_allclose(ev.cond_cov[i], cond, atol=1e-10)
 
 
-def test_singular_random_effects_covariance_is_allowed():
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_singular_random_effects_covariance_is_allowed(layout):
     """A singular G (variance on the boundary) still gives the likelihood."""
-    data, g, W, L = _problem(5)
+    data, g, W, L = _problem(5, layout)
     L[1:, 1:] = 0.0
     L[1:, 0] = 0.0
     a = np.array([0.1, 0.2])
@@ -92,9 +98,10 @@ def test_singular_random_effects_covariance_is_allowed():
     assert ev.llf == pytest.approx(dense_llf(data, g, W, L, a, True), abs=1e-10)
 
 
-def test_expected_information_matches_dense_trace_formula():
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_expected_information_matches_dense_trace_formula(layout):
     """I_kl = 1/2 tr(V^-1 V_k V^-1 V_l), computed with the n x n matrices."""
-    data, g, W, L = _problem(7)
+    data, g, W, L = _problem(7, layout)
     a = np.array([0.2, -0.3])
     r = np.exp(W @ a)
     q = L.shape[0]
