@@ -1026,24 +1026,35 @@ class HetMixedLM(MixedLM):
                 "offset (subtract them from endog) instead.")
         mask = mask != 0
         # Cholesky entries held at their value keep the matching cov_re
-        # entries fixed only for zero patterns without fill-in; check it.
+        # entries fixed only in two cases, checked here: a random effect
+        # held out entirely (its variance and covariances at zero), and
+        # covariances held at zero in patterns without fill-in.
         k = self.k_re
-        if k > 1:
+        if k > 0:
             fixed = np.zeros((k, k), bool)
             fixed[np.tril_indices(k)] = ~mask[lay.re_nofe]
-            if np.any(np.diag(fixed)):
-                raise NotImplementedError(
-                    "Holding a random-effect variance fixed is not supported; "
-                    "only off-diagonal covariances can be held (at zero).")
-            rng = np.random.default_rng(0)
-            L = np.tril(rng.uniform(1, 2, (k, k))) * ~fixed
+            fixed = fixed | fixed.T
             start = lay.cov_re_from_vech(
                 lay.natural_from_theta(theta)[lay.re_nofe])
-            if not np.allclose(start[fixed], 0) or not np.allclose((L @ L.T)[fixed], 0):
+            held_out = np.diag(fixed).copy()
+            for i in np.flatnonzero(held_out):
+                if not fixed[i].all() or not np.allclose(start[i], 0):
+                    raise NotImplementedError(
+                        "A random-effect variance can only be held at zero, "
+                        "together with all its covariances.")
+            rng = np.random.default_rng(0)
+            L = np.tril(rng.uniform(1, 2, (k, k))) * ~fixed
+            L[held_out] = 0.0
+            if not np.allclose(start[fixed], 0) or \
+                    not np.allclose((L @ L.T)[fixed], 0):
                 raise NotImplementedError(
                     "Covariances can only be held at zero, in a pattern of "
                     "independent blocks of random effects.")
-            theta[lay.re_nofe] = np.where(mask[lay.re_nofe], theta[lay.re_nofe], 0)
+            chol = np.zeros((k, k))
+            chol[np.tril_indices(k)] = theta[lay.re_nofe]
+            chol[fixed] = 0.0
+            chol[held_out] = 0.0
+            theta[lay.re_nofe] = chol[np.tril_indices(k)]
         return mask
 
     def _at_boundary(self, natural):

@@ -14,6 +14,9 @@ from statsmodels.regression.mixed_linear_model import (
 from statsmodels.tools._decorators import cache_readonly
 
 from . import _engine
+from .delta import delta_method
+from .lrtest import LRTestResult
+from .params import VAR_PREFIX
 
 __all__ = ["HetMixedLMResults", "HetMixedLMResultsWrapper"]
 
@@ -287,7 +290,7 @@ class HetMixedLMResults(MixedLMResults):
             r_matrix = r
         return super(MixedLMResults, self).t_test(r_matrix, use_t=use_t)
 
-    def compare_lr_test(self, restricted):
+    def compare_lr_test(self, restricted, boundary="auto"):
         """
         Likelihood-ratio test of this (larger) model against a restricted one.
 
@@ -295,20 +298,28 @@ class HetMixedLMResults(MixedLMResults):
         ----------
         restricted : HetMixedLMResults or MixedLMResults
             Fit of a model nested in this one, on the same data.
+        boundary : "auto", list of str, or None
+            Restricted parameters whose null value (zero) is on the boundary
+            of the parameter space: random-effect and variance-component
+            variances, and identity-link variances (e.g. Stata's
+            ``var(male)``).  ``"auto"`` finds them among the parameters of
+            this model that the restricted one lacks; None treats none as
+            on the boundary (plain chi2).
 
         Returns
         -------
-        lr_stat : float
-        p_value : float
-            From chi2(df_diff); conservative when the null puts a variance on
-            the boundary of its parameter space.
-        df_diff : int
+        LRTestResult
+            Unpacks as ``(lr_stat, p_value, df_diff)``; its ``distribution``
+            says which reference distribution gave the p-value: chi2(df), or
+            with k variances on the boundary the chi-bar-square mixture of
+            chi2(df - k), ..., chi2(df) (Self and Liang 1987; for one
+            variance, 1/2 chi2(df - 1) + 1/2 chi2(df)).
 
         Raises
         ------
         ValueError
-            If the two fits use different methods, different data, or are
-            REML fits with different fixed effects (REML criteria are then not
+            If the two fits use different methods or data, or are REML fits
+            with different fixed effects (REML criteria are then not
             comparable).
         """
         other = getattr(restricted, "_results", restricted)
@@ -332,8 +343,224 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError(
                 f"The restricted model has {df_other} parameters and this one "
                 f"{self.df_modl}: call compare_lr_test on the larger model.")
-        lr = float(2.0 * (self.llf - other.llf))
-        return lr, float(stats.chi2.sf(lr, df_diff)), df_diff
+        if isinstance(boundary, str) and boundary == "auto":
+            other_names = set(other.model.data.param_names)
+            dropped = [n for n in self.model.data.param_names if n not in other_names]
+            boundary = [n for n in dropped if self._is_variance(n)]
+        boundary = list(boundary or [])
+        cov = None
+        if len(boundary) > 1:
+            cov = np.asarray(self.cov_params())
+            idx = [list(self.model.data.param_names).index(n) for n in boundary]
+            cov = cov[np.ix_(idx, idx)]
+        return LRTestResult(2.0 * (self.llf - other.llf), df_diff, boundary, cov)
+
+    def _is_variance(self, name):
+        """Whether a parameter is a variance with its boundary at zero."""
+        names = list(self.model.data.param_names)
+        pos = names.index(name)
+        lay = self.model.layout
+        k = pos - lay.k_fe
+        if 0 <= k < lay.k_re2:
+            return k in set(np.cumsum(np.arange(1, lay.k_re + 1)) - 1)
+        if lay.k_re2 <= k < lay.k_cov:
+            return True
+        if lay.k_cov <= k and self.model.var_link == "identity":
+            return not self._is_intercept_column(k - lay.k_cov)
+        return False
+
+    def _is_intercept_column(self, j):
+        const = self.model.variance_function.const_direction
+        if const is None:
+            return False
+        carriers = np.flatnonzero(np.abs(const) > 1e-8)
+        return len(carriers) == 1 and carriers[0] == j
+
+    def lr_test_vs_linear(self):
+        """
+        Likelihood-ratio test against the model without random effects
+        (Stata's footer "LR test vs. linear model"): the same mean and
+        residual variance function, every random-effect variance and
+        variance component zero.  Boundary-aware (chi-bar-square).
+
+        Returns
+        -------
+        LRTestResult
+        """
+        model = self.model
+        lay = model.layout
+        start = np.asarray(self.params, dtype=float)[lay.k_fe:].copy()
+        start[: lay.k_cov] = 0.0
+        free = np.ones(start.size)
+        free[: lay.k_cov] = 0
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            linear = model.fit(start_params=start, free=free, reml=self.reml)
+        model.reml = self.reml
+        names = list(model.data.param_names)[lay.k_fe:lay.k_fe + lay.k_cov]
+        boundary = [n for n in names if self._is_variance(n)]
+        cov = np.asarray(self.cov_params())[lay.k_fe:lay.k_fe + lay.k_cov,
+                                            lay.k_fe:lay.k_fe + lay.k_cov]
+        keep = [names.index(n) for n in boundary]
+        return LRTestResult(2.0 * (self.llf - linear.llf), lay.k_cov, boundary,
+                            cov[np.ix_(keep, keep)])
+
+    # ------------------------------------------------------------------
+    # Functions of the parameters
+    def nlcom(self, func, names=None, alpha=0.05, log_ci=False):
+        """
+        Delta-method estimates of functions of the parameters (Stata's
+        ``nlcom``).
+
+        Parameters
+        ----------
+        func : callable
+            Receives the parameters as a Series labelled like ``params``
+            (e.g. ``p["var:Intercept"]``) and returns a scalar or a vector.
+        names : list of str, optional
+            Labels of the result's rows.
+        alpha : float
+            1 - confidence level.
+        log_ci : bool
+            Intervals on the log scale (for positive quantities).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Coef., Std.Err., z, P>|z| and the confidence interval.
+
+        Examples
+        --------
+        Residual variance of girls and the difference to boys:
+
+        >>> res.nlcom(lambda p: [np.exp(p["var:Intercept"] + p["var:female"]),
+        ...                      np.exp(p["var:Intercept"] + p["var:female"])
+        ...                      - np.exp(p["var:Intercept"])],
+        ...           names=["var(girls)", "girls - boys"])
+        """
+        labels = list(self.model.data.param_names)
+
+        def f(x):
+            return np.asarray(func(pd.Series(x, index=labels)), dtype=float)
+
+        return delta_method(f, np.asarray(self.params, dtype=float),
+                            np.asarray(self.cov_params(), dtype=float),
+                            names=names, alpha=alpha, log_ci=log_ci)
+
+    def _distinct_var_rows(self):
+        """Distinct rows of W, in order of appearance, with labels."""
+        w = self.model.variance_function.exog_var
+        rows, first = np.unique(w, axis=0, return_index=True)
+        rows = rows[np.argsort(first)]
+        names = list(self.model.data.exog_var_names)
+        var_by = getattr(self.model, "var_by", None)
+        labels = []
+        for row in rows:
+            if var_by is not None:
+                j = int(np.flatnonzero(row)[0])
+                level = names[j][names[j].index("[") + 1:-1]
+                labels.append(f"{var_by}={level}")
+            else:
+                parts = [f"{n}={v:g}" for n, v, j in
+                         zip(names, row, range(len(names)))
+                         if not self._is_intercept_column(j)]
+                labels.append(", ".join(parts) if parts else "all")
+        return rows, labels
+
+    def residual_variance_table(self, alpha=0.05):
+        """
+        Residual variance for each distinct row of the variance design
+        (e.g. each level of a categorical variable), with delta-method
+        standard errors and confidence intervals on the log scale.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        rows, labels = self._distinct_var_rows()
+        if len(rows) > 200:
+            raise ValueError(
+                f"The variance design has {len(rows)} distinct rows (a "
+                "continuous covariate?); use predict_variance for chosen "
+                "values instead.")
+        vf, var = self.model.variance_function, self.model.layout.var
+        table = delta_method(lambda x: vf.variance(x[var], rows),
+                             np.asarray(self.params, dtype=float),
+                             np.asarray(self.cov_params(), dtype=float),
+                             names=labels, alpha=alpha, log_ci=True)
+        return table.drop(columns=["z", "P>|z|"]).rename(
+            columns={"Coef.": "Variance"})
+
+    def _saturated_rows(self):
+        rows, _ = self._distinct_var_rows()
+        if rows.shape[0] != rows.shape[1] or \
+                np.linalg.matrix_rank(rows) < rows.shape[1]:
+            raise ValueError(
+                "Converting between the additive and log-linear forms needs a "
+                "variance design fixed by its distinct rows (an intercept and "
+                "the dummies of one categorical variable, or one dummy per "
+                f"level); this one has {rows.shape[0]} distinct rows for "
+                f"{rows.shape[1]} columns.")
+        return rows
+
+    def to_loglinear(self, alpha=0.05):
+        """
+        The log-linear coefficients (log sigma2 = W a) equivalent to an
+        identity-link (additive) fit, with delta-method standard errors.
+
+        For W = (1, male): ``a_0 = log var(Residual)`` and
+        ``a_1 = log(var(Residual) + var(male)) - a_0``.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        if self.model.var_link != "identity":
+            raise ValueError("to_loglinear converts identity-link (additive) "
+                             "fits; this fit is already log-linear.")
+        rows = self._saturated_rows()
+        var = self.model.layout.var
+        return delta_method(lambda x: np.linalg.solve(rows, np.log(rows @ x[var])),
+                            np.asarray(self.params, dtype=float),
+                            np.asarray(self.cov_params(), dtype=float),
+                            names=list(self.model.data.exog_var_names),
+                            alpha=alpha)
+
+    def to_additive(self, alpha=0.05):
+        """
+        The additive variances (sigma2 = W theta, Stata's ``var(Residual)``
+        and ``var(dummy)``) equivalent to a log-linear fit, with
+        delta-method standard errors (intervals on the log scale).
+
+        A negative additive variance means that Stata's form cannot fit
+        these data with this reference level: the reference category must
+        have the smallest variance there.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        if self.model.var_link != "log":
+            raise ValueError("to_additive converts log-linear fits; this fit "
+                             "is already additive.")
+        rows = self._saturated_rows()
+        var = self.model.layout.var
+        names = ["var(Residual)" if self._is_intercept_column(j) else f"var({n})"
+                 for j, n in enumerate(self.model.data.exog_var_names)]
+        table = delta_method(lambda x: np.linalg.solve(rows, np.exp(rows @ x[var])),
+                             np.asarray(self.params, dtype=float),
+                             np.asarray(self.cov_params(), dtype=float),
+                             names=names, alpha=alpha, log_ci=True)
+        if (table["Coef."] < 0).any():
+            import warnings
+
+            warnings.warn(
+                "An additive variance is negative: the reference category "
+                "does not have the smallest residual variance, which the "
+                "additive (Stata) form requires.", UserWarning, stacklevel=2)
+        return table
 
     def profile_re(self, *args, **kwargs):
         """Not available for HetMixedLM (it profiles MixedLM's scaled

@@ -31,7 +31,8 @@
 #       glmmTMB_cell  glmmTMB(..., dispformula = ~ 0 + factor(occ)):  d_k = log sigma2_k
 #       glmmTMB_ref   glmmTMB(..., dispformula = ~ factor(occ)):      a = (log sigma2_1,
 #                     log(sigma2_k / sigma2_1), k = 2..5)
-#       hom           {nlme, lme4, glmmTMB}: homoskedastic fits (sigma2_k all equal)
+#       hom           {nlme, lme4, glmmTMB}: homoskedastic fits; the single residual
+#                     variance is keyed "all" (sigma2 = {"all": ...})
 #       lr_test       LR statistic 2 (llf_het - llf_hom), df 4, chi-square p-value
 #                     (from nlme; the REML test is valid: same mean model)
 #     hsb_female_cell: {description, data, nobs, n_groups, mean_formula, random,
@@ -380,7 +381,7 @@ fit_tmb <- function(spec, dat, method) {
   thn <- grep("^theta", colnames(Vf), value = TRUE)
   d <- fixef(fit)$disp
   stopifnot(length(dn) == length(d), length(thn) == 1)
-  th <- fit$fit$par[names(fit$fit$par) == "theta"]
+  th <- unname(fit$fit$par[names(fit$fit$par) == "theta"])
   tau2 <- exp(2 * th)
   vc <- unclass(VarCorr(fit)$cond[[1]])
   stopifnot(abs(vc[1, 1] - tau2) < 1e-10 * tau2)
@@ -401,8 +402,11 @@ fit_tmb <- function(spec, dat, method) {
   Vd <- Vf[dn, dn, drop = FALSE]; dimnames(Vd) <- list(names(d), names(d))
   Vl <- Lmap %*% Vd %*% t(Lmap)
   # check against the per-row dispersion reported by glmmTMB
-  s2_row <- unname(exp(ls2)[keys[as.character(dat[[spec$wvar]])]])
-  if (spec$disp_kind == "hom") stopifnot(abs(sigma(fit)^2 - exp(ls2[1])) < 1e-10 * exp(ls2[1]))
+  s2_row <- if (spec$disp_kind == "hom") rep(exp(ls2[[1]]), nrow(dat)) else
+    unname(exp(ls2)[keys[as.character(dat[[spec$wvar]])]])
+  stopifnot(all(is.finite(s2_row)))
+  if (spec$disp_kind == "hom" && !is.na(glmmTMB_disp_scale))
+    stopifnot(abs(sigma(fit)^2 - exp(ls2[1])) < 1e-10 * exp(ls2[1]))
   X <- model.matrix(spec$fixed, dat)
   out$vcov_fixef <- mat(gls_vcov(X, dat[[spec$grp]], tau2, s2_row))
   out$vcov_fixef_tmb <- mat(vcov(fit)$cond)
@@ -459,7 +463,7 @@ fit_lme4 <- function(spec, dat, method) {
        nobs = as.integer(nobs(fit)), fixef = vec(fixef(fit)),
        vcov_fixef = mat(gls_vcov(X, dat[[spec$grp]], tau2, rep(s2, nrow(dat)))),
        vcov_fixef_lme4 = mat(as.matrix(vcov(fit))),
-       tau2 = tau2, tau2_se = NULL, sigma2 = s2, sigma2_se = NULL,
+       tau2 = tau2, tau2_se = NULL, sigma2 = list(all = s2), sigma2_se = NULL,
        theta = vec(getME(fit, "theta")))
 }
 
@@ -472,7 +476,7 @@ spec_occ_nlme_hom <- c(base_occ[names(base_occ) != "wvar"],
                        list(wvar = NULL, keys = c("1" = "all")))
 spec_occ_cell <- c(base_occ, list(disp = ~ 0 + factor(occ), disp_kind = "cell", keys = occ_keys))
 spec_occ_ref <- c(base_occ, list(disp = ~ factor(occ), disp_kind = "ref", keys = occ_keys))
-spec_occ_hom <- c(base_occ, list(disp = ~ 1, disp_kind = "hom", keys = occ_keys))
+spec_occ_hom <- c(base_occ, list(disp = ~ 1, disp_kind = "hom", keys = c("1" = "all")))
 
 hsb_keys <- c("0" = "male", "1" = "female")
 base_hsb <- list(fixed = mathach ~ female, random = ~ 1 | school,
@@ -507,7 +511,6 @@ for (method in c("ML", "REML")) {
     if (glmmTMB_disp_scale == "log_sigma") hom_tmb <- fit_tmb(spec_occ_hom, occ, method)
   }
   hom_tmb$fit_object <- NULL
-  # collapse the per-occasion copies of the single variance for the hom fit
   r$nlme <- fit_nlme(spec_occ_nlme, occ, method)
   r$glmmTMB_cell <- fit_tmb(spec_occ_cell, occ, method)
   r$glmmTMB_ref <- fit_tmb(spec_occ_ref, occ, method)
