@@ -878,50 +878,72 @@ class HetMixedLM(MixedLM):
 
     def _fisher_scoring(self, theta, free, maxiter, hist):
         """
-        Fisher scoring in theta with a backtracking line search.
+        Fisher scoring in the natural parameters, with the analytic expected
+        information (engine) as scoring matrix and a backtracking line search.
 
-        The scoring matrix is the expected information (engine), mapped to
-        theta by the Jacobian of the parameter transform; near-singular
-        directions (variances near zero) are damped.  Returns (theta,
-        iterations, converged by the scoring decrement).
+        Variances with a boundary at zero are handled by an active set: a
+        step never takes them below zero, and one at zero whose gradient
+        points outside is held there (the Kuhn-Tucker condition of a
+        boundary maximum).  Random-effect covariance matrices must stay
+        positive semi-definite; where that blocks progress, the caller falls
+        back to quasi-Newton in the Cholesky parameterisation.
+
+        Returns (theta, iterations, converged by the scoring decrement).
         """
         lay = self.layout
         vf = self.variance_function
-        idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
         cov_dirs = lay.cov_directions()
+        nat = lay.natural_from_theta(theta)
+        k = nat.size
+        free_mask = np.ones(k, bool) if free is None else np.asarray(free, bool)
+        box = self._scalar_variances()
 
-        def evaluate(th):
-            a = lay.var_from_theta(th)
+        def evaluate(x):
+            _, cov_re, _, a = lay.split(x)
+            if self.k_re > 1 and np.linalg.eigvalsh(cov_re)[0] < -1e-12 * max(
+                    1.0, np.abs(cov_re).max()):
+                raise np.linalg.LinAlgError("cov_re is not positive semi-definite")
             r = vf.variance(a)
-            ev = _engine.evaluate(self._grouped, lay.factor(th), r, self.reml,
-                                  gradient=True,
+            ev = _engine.evaluate(self._grouped, lay.factor_from_natural(x), r,
+                                  self.reml, gradient=True,
                                   info_directions=(cov_dirs, vf.log_derivative(a)))
             return ev, lay.grad_natural(ev.grad_cov, vf.gradient(a, ev.grad_eta))
 
         try:
-            ev, g_nat = evaluate(theta)
+            ev, g = evaluate(nat)
         except np.linalg.LinAlgError:
             return theta, 0, False
         for it in range(1, maxiter + 1):
             if hist is not None:
                 hist.append(ev.llf)
-            jac = lay.jacobian(theta)[:, idx]
-            g = jac.T @ g_nat
-            info = jac.T @ ev.info @ jac
+            active = box & (nat <= 0) & (g <= 0)
+            work = np.flatnonzero(free_mask & ~active)
+            if work.size == 0:
+                return lay.theta_from_natural(nat), it, True
+            info = ev.info[np.ix_(work, work)]
             info = 0.5 * (info + info.T)
-            ridge = 1e-10 * max(np.max(np.diag(info)), 1e-300)
+            ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
             try:
-                chol = np.linalg.cholesky(info + ridge * np.eye(idx.size))
+                chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
             except np.linalg.LinAlgError:
-                return theta, it, False
-            step = _engine._chol_solve(chol, g)
-            decrement = float(g @ step)
+                return lay.theta_from_natural(nat), it, False
+            step = _engine._chol_solve(chol, g[work])
+            decrement = float(g[work] @ step)
             if decrement < _NEWTON_DECREMENT_TOL:
-                return theta, it, True
-            t = 1.0
+                return lay.theta_from_natural(nat), it, True
+            # Longest step that keeps the boxed variances non-negative.
+            t_max = 1.0
+            bounded = box[work] & (step < 0)
+            if bounded.any():
+                t_max = min(1.0, float(np.min(-nat[work][bounded] / step[bounded])))
+            t = t_max
             while True:
-                cand = theta.copy()
-                cand[idx] += t * step
+                cand = nat.copy()
+                cand[work] += t * step
+                cand[box] = np.maximum(cand[box], 0.0)
+                if t == t_max and t_max < 1.0:
+                    hit = work[bounded][np.argmin(-nat[work][bounded] / step[bounded])]
+                    cand[hit] = 0.0
                 try:
                     ev_c, g_c = evaluate(cand)
                     if ev_c.llf >= ev.llf - 1e-12 * abs(ev.llf):
@@ -929,10 +951,21 @@ class HetMixedLM(MixedLM):
                 except np.linalg.LinAlgError:
                     pass
                 t *= 0.5
-                if t < 1e-8:
-                    return theta, it, False
-            theta, ev, g_nat = cand, ev_c, g_c
-        return theta, maxiter, False
+                if t < 1e-10:
+                    return lay.theta_from_natural(nat), it, False
+            nat, ev, g = cand, ev_c, g_c
+        return lay.theta_from_natural(nat), maxiter, False
+
+    def _scalar_variances(self):
+        """Mask of natural parameters that are single variances >= 0."""
+        lay = self.layout
+        mask = np.zeros(lay.k_cov + lay.k_var, bool)
+        if self.k_re == 1:
+            mask[0] = True
+        mask[lay.k_re2:lay.k_cov] = True
+        if lay.var_square_root:
+            mask[lay.var_nofe] = True
+        return mask
 
     def _minimize(self, theta, free, meth, fit_kwargs, hist):
         full = theta.copy()

@@ -184,36 +184,6 @@ class ParamLayout:
         g_cov = np.einsum("kab,ab->k", self.cov_directions(), grad_cov)
         return np.concatenate([g_cov, grad_var])
 
-    def jacobian(self, theta):
-        """d natural / d theta (without fixed effects).
-
-        Central differences, which are exact (to rounding) because the map
-        is quadratic in theta.
-        """
-        k = theta.size
-        jac = np.empty((k, k))
-        for j in range(k):
-            h = 1e-4 * max(1.0, abs(theta[j]))
-            step = np.zeros(k)
-            step[j] = h
-            jac[:, j] = (self.natural_from_theta(theta + step)
-                         - self.natural_from_theta(theta - step)) / (2 * h)
-        return jac
-
-    # ------------------------------------------------------------------
-    def names(self, fe_names, re_names, vc_names, var_names):
-        """Full parameter names, MixedLM's followed by the variance function."""
-        out = list(fe_names)
-        for i in range(self.k_re):
-            for j in range(i + 1):
-                if i == j:
-                    out.append(f"{re_names[i]} Var")
-                else:
-                    out.append(f"{re_names[j]} x {re_names[i]} Cov")
-        out += [f"{v} Var" for v in vc_names]
-        out += [VAR_PREFIX + str(v) for v in var_names]
-        return out
-
 
 def psd_factor(cov):
     """

@@ -345,8 +345,19 @@ class HetMixedLMResults(MixedLMResults):
                 f"{self.df_modl}: call compare_lr_test on the larger model.")
         if isinstance(boundary, str) and boundary == "auto":
             other_names = set(other.model.data.param_names)
-            dropped = [n for n in self.model.data.param_names if n not in other_names]
-            boundary = [n for n in dropped if self._is_variance(n)]
+            ours = list(self.model.data.param_names)
+            dropped = [n for n in ours if n not in other_names]
+            # Identity-link variances are on the boundary only when the
+            # restricted variance design drops them (sets them to zero), not
+            # when it re-parameterises (e.g. equal variances across levels).
+            other_var = {n for n in other_names if n.startswith(VAR_PREFIX)}
+            constant_only = len(other_var) <= 1  # one variance: any link
+            var_nested = (
+                (constant_only or getattr(other.model, "var_link", "log")
+                 == self.model.var_link)
+                and other_var <= {n for n in ours if n.startswith(VAR_PREFIX)})
+            boundary = [n for n in dropped if self._is_variance(n)
+                        and (var_nested or not n.startswith(VAR_PREFIX))]
         boundary = list(boundary or [])
         cov = None
         if len(boundary) > 1:

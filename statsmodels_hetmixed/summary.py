@@ -69,8 +69,20 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         df[col] = _fmt(df[col].to_numpy())
     smry.add_df(df, align="r")
 
-    # Residual variance function.
-    var = lay.var
+    if model.var_link == "identity":
+        _identity_link_block(smry, res, params, bse, q, lo, hi)
+    else:
+        _log_link_block(smry, res, params, bse, q, lo, hi)
+    if not res.converged:
+        smry.add_text("Warning: the optimization did not converge; estimates "
+                      "and standard errors may be wrong.")
+    return smry
+
+
+def _log_link_block(smry, res, params, bse, q, lo, hi):
+    """Coefficients of log sigma2, with exp() as variances / ratios."""
+    model = res.model
+    var = model.layout.var
     a, se = params[var], bse[var]
     z = a / se
     vt = pd.DataFrame({
@@ -84,18 +96,43 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         "exp(Coef.)": _fmt(np.exp(a), "%.4g"),
     })
     smry.add_df(vt, index=False, align="r")
-    const = model.variance_function.const_direction
-    carriers = [] if const is None else np.flatnonzero(np.abs(const) > 1e-8)
-    if len(carriers) == 1:  # one column is the intercept
-        name = model.data.exog_var_names[int(carriers[0])]
+    names = list(model.data.exog_var_names)
+    intercept = [j for j in range(len(names)) if res._is_intercept_column(j)]
+    if intercept:
         note = (f"exp(Coef.) is the residual variance where the other columns "
-                f"are 0 for {name}, and a ratio of variances per unit of each "
-                "other column.")
+                f"are 0 for {names[intercept[0]]}, and a ratio of variances per "
+                "unit of each other column.")
     else:
         note = "exp(Coef.) is a multiplicative factor on the residual variance."
     smry.add_text("Residual variance function (log link): log sigma2 = W a. "
                   + note)
-    if not res.converged:
-        smry.add_text("Warning: the optimization did not converge; estimates "
-                      "and standard errors may be wrong.")
-    return smry
+
+
+def _identity_link_block(smry, res, params, bse, q, lo, hi):
+    """Stata-like block of additive residual variances."""
+    model = res.model
+    var = model.layout.var
+    theta, se = params[var], bse[var]
+    names = list(model.data.exog_var_names)
+    var_by = getattr(model, "var_by", None)
+    labels = []
+    for j, name in enumerate(names):
+        if res._is_intercept_column(j):
+            labels.append("var(Residual)")
+        elif var_by is not None and "[" in name:
+            labels.append(f"var(Residual: {var_by}={name[name.index('[') + 1:-1]})")
+        else:
+            labels.append(f"var({name})")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where(theta > 0, q * se / theta, np.nan)
+    vt = pd.DataFrame({
+        "Residual variances": labels,
+        "Estimate": _fmt(theta),
+        "Std.Err.": _fmt(se),
+        lo: _fmt(theta * np.exp(-half)),
+        hi: _fmt(theta * np.exp(half)),
+    })
+    smry.add_df(vt, index=False, align="r")
+    smry.add_text("Residual variances (identity link): sigma2 = W theta, each "
+                  "theta >= 0. Confidence intervals are computed on the log "
+                  "scale, as in Stata.")
