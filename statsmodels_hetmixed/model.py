@@ -372,6 +372,25 @@ class HetMixedLM(MixedLM):
         exog_z = np.hstack(parts) if parts else np.zeros((n, 0))
         return exog_z, slots
 
+    def __getstate__(self):
+        # patsy design information cannot be pickled; rebuild it from the
+        # data on unpickling, as statsmodels does for its own formulas.
+        state = self.__dict__.copy()
+        state["_var_design_info"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        formula = state.get("var_formula")
+        frame = getattr(self.data, "frame", None)
+        if formula is not None and frame is not None:
+            try:
+                self._var_design_info = patsy.dmatrix(
+                    formula, frame, eval_env=patsy.EvalEnvironment([{"np": np}]),
+                    return_type="dataframe").design_info
+            except (patsy.PatsyError, NameError):
+                pass  # predict_variance on new data will say it cannot
+
     def fit_regularized(self, *args, **kwargs):
         """Not available: HetMixedLM has no penalised estimation."""
         raise NotImplementedError(

@@ -66,6 +66,13 @@ class HetMixedLMResults(MixedLMResults):
         lay = model.layout
         model.data.cov_param_names = list(
             model.data.param_names[lay.k_fe:lay.k_fe + lay.k_cov])
+        # remove_data() stores into _cache (missing in MixedLMResults of
+        # statsmodels 0.15, whose own remove_data fails) and wipes the
+        # model's data attributes, ours included.
+        self._cache = {}
+        for name in ("_grouped", "exog_var", "variance_function.exog_var"):
+            if name not in model._data_attr:
+                model._data_attr.append(name)
         fe, cov_re, vcomp, var_params = lay.split(self.params)
         self.fe_params = fe
         self.cov_re = cov_re
@@ -262,6 +269,13 @@ class HetMixedLMResults(MixedLMResults):
                 getattr(model, "var_formula", None) is None and \
                 model.data.exog_var_names == ["Intercept"]:
             w = np.ones((len(exog), 1))
+        elif transform and isinstance(exog, pd.DataFrame) and \
+                getattr(model, "var_formula", None) is not None:
+            raise ValueError(
+                "The variance formula could not be rebuilt for new data (a "
+                "model loaded from a pickle whose var_formula uses names "
+                "other than numpy as np); pass the variance design as an "
+                "array with transform=False.")
         else:
             w = np.asarray(exog, dtype=float)
             if w.ndim == 1:

@@ -293,3 +293,26 @@ def test_transform_giving_nan_in_variance_formula(hsb_data):
     with pytest.raises(ValueError, match="gives missing values"):
         hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
                        var_formula="~ np.log(ses)")
+
+
+def test_pickle_round_trip(hsb_fits, tmp_path):
+    from statsmodels.iolib.smpickle import load_pickle
+
+    het, _ = hsb_fits
+    path = tmp_path / "fit.pickle"
+    het.save(path)
+    back = load_pickle(path)
+    assert back.llf == het.llf
+    np.testing.assert_allclose(back.params, het.params)
+    new = pd.DataFrame({"female": [0, 1]})
+    np.testing.assert_allclose(back.predict_variance(new), het.predict_variance(new))
+    assert "HetMixedLM" in back.summary().as_text()
+
+
+def test_remove_data_keeps_summary(hsb_data):
+    res = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                         var_formula="~ female").fit(reml=False)
+    text = res.summary().as_text()
+    res.remove_data()
+    assert res.model._grouped is None
+    assert res.summary().as_text() == text
