@@ -206,10 +206,13 @@ class Evaluation:
     grad_cov: np.ndarray | None = None   # (q, q) d llf / d G (symmetric form)
     grad_eta: np.ndarray | None = None   # (n,) d llf / d log r_j
     info: np.ndarray | None = None       # expected information, if requested
+    llf_groups: np.ndarray | None = None       # (m,) per-group llf (ML)
+    vinv_resid: np.ndarray | None = None       # (n,) V^-1 (y - X b)
+    grad_cov_groups: np.ndarray | None = None  # (m, q, q) per-group grad_cov
 
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
-             info_directions=None):
+             info_directions=None, endog=None, per_group=False):
     """
     Log-likelihood (and optionally its gradient) of the Gaussian LMM.
 
@@ -234,13 +237,26 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     info_directions : tuple (cov_dirs, var_dirs), optional
         With ``gradient``: also the expected information, see
         ``_expected_information``.
+    endog : ndarray (n,), optional
+        Replaces ``data.endog`` (e.g. the response minus a per-group offset).
+    per_group : bool
+        Also return each group's log-likelihood (``llf_groups``) and, with
+        ``gradient``, each group's ``grad_cov`` (``grad_cov_groups``).  ML
+        only.
 
     Raises
     ------
     NotPositiveDefiniteError
         When X'V^-1 X is singular (collinear fixed-effects design).
     """
-    y, X, Z = data.endog, data.exog, data.exog_z
+    X, Z = data.exog, data.exog_z
+    if endog is None:
+        y, exog_endog = data.endog, data.exog_endog
+    else:
+        y = np.asarray(endog, dtype=np.float64)
+        exog_endog = np.column_stack([X, y])
+    if per_group and reml:
+        raise ValueError("per-group log-likelihoods are for ML only")
     n, p = X.shape
     q = Z.shape[1]
     winv = 1.0 / resid_var
@@ -248,13 +264,14 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y.
     A = group_cross(data, Z, Z, winv)
     A = 0.5 * (A + A.transpose(0, 2, 1))
-    Bb = group_cross(data, Z, data.exog_endog, winv)
+    Bb = group_cross(data, Z, exog_endog, winv)
     B, b = Bb[:, :, :p], Bb[:, :, p]
     Lt = factor.T
     M = Lt @ A @ factor
     M[:, np.arange(q), np.arange(q)] += 1.0
     chol_M = np.linalg.cholesky(M)
-    logdet_M = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum()
+    logdet_M_groups = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum(axis=1)
+    logdet_M = logdet_M_groups.sum()
     # K = L M^-1 L'
     K = factor @ np.linalg.solve(M, np.broadcast_to(Lt, M.shape))
     K = 0.5 * (K + K.transpose(0, 2, 1))
@@ -290,6 +307,13 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
 
     score_fe = Xw.T @ resid - np.einsum("iqp,iq->p", B, blup)
     ev = Evaluation(llf, fe_params, xtvix, blup, K, resid, score_fe)
+    if per_group:
+        gi, m = data.group_index, data.n_groups
+        sizes = np.bincount(gi, minlength=m)
+        row_terms = np.log(resid_var) + resid * resid * winv
+        ev.llf_groups = -0.5 * (sizes * _LOG_2PI + logdet_M_groups
+                                + np.bincount(gi, weights=row_terms, minlength=m)
+                                - np.einsum("ia,ia->i", e, blup))
     if not gradient:
         return ev
 
@@ -297,9 +321,13 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     AK = A @ K
     s = e - np.einsum("iab,ib->ia", A, blup)
     zvz = A - AK @ A
-    grad_cov = 0.5 * (np.einsum("ia,ib->ab", s, s) - zvz.sum(axis=0))
+    grad_cov_groups = 0.5 * (s[:, :, None] * s[:, None, :] - zvz)
+    grad_cov = grad_cov_groups.sum(axis=0)
+    if per_group:
+        ev.grad_cov_groups = grad_cov_groups
     # d llf / d log r_j
     cond_resid = resid - rows_times_group(data, Z, blup)
+    ev.vinv_resid = cond_resid * winv  # V^-1 (y - X b), row by row
     zkz = (rows_times_group(data, Z, K) * Z).sum(axis=1)
     g = cond_resid * cond_resid * winv - 1.0 + zkz * winv
     if reml:

@@ -125,3 +125,26 @@ def test_expected_information_matches_dense_trace_formula(layout):
                        for j in range(k)] for i in range(k)])
     assert n == Z.shape[0]
     np.testing.assert_allclose(ev.info, dense, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_per_group_pieces_sum_to_totals(layout):
+    data, g, W, L = _problem(11, layout)
+    a = np.array([0.1, -0.2])
+    beta = np.array([0.3, 1.0, 2.0])
+    y = data.endog + 0.5
+    ev = evaluate(data, L, np.exp(W @ a), False, fe_params=beta, gradient=True,
+                  endog=y, per_group=True)
+    shifted = GroupedData.build(y, data.exog, data.exog_z, g, data.n_groups,
+                                layout=layout)
+    ref = evaluate(shifted, L, np.exp(W @ a), False, fe_params=beta, gradient=True)
+    assert ev.llf == pytest.approx(ref.llf, abs=1e-10)
+    assert ev.llf_groups.sum() == pytest.approx(ev.llf, abs=1e-10)
+    np.testing.assert_allclose(ev.grad_cov_groups.sum(axis=0), ref.grad_cov, atol=1e-10)
+    # One group's llf is the dense likelihood of that group alone.
+    rows = g == 0
+    V = np.diag(np.exp(W[rows] @ a)) + data.exog_z[rows] @ L @ L.T @ data.exog_z[rows].T
+    e = y[rows] - data.exog[rows] @ beta
+    dense = -0.5 * (rows.sum() * np.log(2 * np.pi) + np.linalg.slogdet(V)[1]
+                    + e @ np.linalg.solve(V, e))
+    assert ev.llf_groups[0] == pytest.approx(dense, abs=1e-10)
