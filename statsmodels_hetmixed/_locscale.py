@@ -246,3 +246,176 @@ def loglike(data, quad, beta, a, L, gradient=False):
                                 ev.grad_cov_groups) @ L_uu,
     }
     return llf_groups, grad, post
+
+
+# ----------------------------------------------------------------------
+# Fitting
+_DECREMENT_TOL = 1e-11
+
+
+@dataclass
+class LocationScaleFit:
+    """Estimates of a location-scale model (natural scale and Cholesky)."""
+
+    beta: np.ndarray
+    var_params: np.ndarray
+    factor: np.ndarray        # L, Sigma = L L', scale effects first
+    llf: float
+    llf_groups: np.ndarray
+    quad: Quadrature
+    posterior: np.ndarray     # (m, K) node weights given the data
+    cov_theta: np.ndarray     # covariance of theta (inverse observed information)
+    free: np.ndarray          # mask of estimated theta entries
+    converged: bool
+    max_grad: float
+    n_iter: int
+
+
+class ThetaLayout:
+    """theta = (beta, a, lower triangle of L) for a location-scale model."""
+
+    def __init__(self, p, k_var, q_w, q_u, independent=False):
+        self.p, self.k_var, self.q_w, self.q_u = p, k_var, q_w, q_u
+        self.d = q_w + q_u
+        self.tril = np.tril_indices(self.d)
+        self.size = p + k_var + len(self.tril[0])
+        self.free = np.ones(self.size, bool)
+        if independent:
+            rows, cols = self.tril
+            cross = (rows >= q_w) & (cols < q_w)
+            self.free[p + k_var:][cross] = False
+
+    def pack(self, beta, a, L):
+        return np.concatenate([beta, a, L[self.tril]])
+
+    def unpack(self, theta):
+        p, k = self.p, self.k_var
+        L = np.zeros((self.d, self.d))
+        L[self.tril] = theta[p + k:]
+        return theta[:p], theta[p:p + k], L
+
+    def gradient(self, grad):
+        q_w = self.q_w
+        gL = np.zeros((self.d, self.d))
+        gL[:q_w, :q_w] = grad["L_ww"]
+        gL[q_w:, :q_w] = grad["L_uw"]
+        gL[q_w:, q_w:] = grad["L_uu"]
+        return np.concatenate([grad["beta"], grad["a"], np.tril(gL)[self.tril]])
+
+
+def adapt(data, layout, theta, previous=None):
+    beta, a, L = layout.unpack(theta)
+    start = None if previous is None else previous.modes
+    modes, B, _ = find_modes(data, beta, a, L, start=start)
+    return Quadrature(modes, B)
+
+
+def _value_and_grad(data, layout, theta, quad):
+    beta, a, L = layout.unpack(theta)
+    llf_g, grad, post = loglike(data, quad, beta, a, L, gradient=True)
+    return llf_g.sum(), layout.gradient(grad), post, llf_g
+
+
+def _hessian_fd(data, layout, theta, quad, g0):
+    idx = np.flatnonzero(layout.free)
+    hess = np.zeros((layout.size, layout.size))
+    for j in idx:
+        h = 1e-6 * max(abs(theta[j]), 1e-2)
+        t = theta.copy()
+        t[j] += h
+        hess[:, j] = (_value_and_grad(data, layout, t, quad)[1] - g0) / h
+    hess = 0.5 * (hess + hess.T)
+    return hess[np.ix_(idx, idx)]
+
+
+def _positive_definite_or_none(mat):
+    if mat is None or not np.all(np.isfinite(mat)):
+        return None
+    mat = 0.5 * (mat + mat.T)
+    try:
+        np.linalg.cholesky(mat)
+    except np.linalg.LinAlgError:
+        return None
+    return mat
+
+
+def fit(data, layout, theta, max_outer=30, maxiter=2000):
+    """
+    Maximise the adaptive-quadrature log-likelihood.
+
+    Alternates quasi-Newton runs with the nodes fixed (exact gradient) and
+    re-adaptation of the nodes, then Newton steps with a finite-difference
+    Hessian of the analytic gradient until the Newton decrement at freshly
+    adapted nodes is below tolerance.
+    """
+    from scipy import optimize
+
+    idx = np.flatnonzero(layout.free)
+    nobs = len(data.endog)
+    quad = adapt(data, layout, theta)
+    n_iter = 0
+    llf_prev = -np.inf
+    # Quasi-Newton started from the finite-difference Hessian: few iterations.
+    _, g0, _, _ = _value_and_grad(data, layout, theta, quad)
+    h0 = _hessian_fd(data, layout, theta, quad, g0)
+    hess_inv0 = _positive_definite_or_none(np.linalg.pinv(-h0) * nobs)
+    for _ in range(max_outer):
+        def fun(x, quad=quad):
+            t = theta.copy()
+            t[idx] = x
+            try:
+                v, g, _, _ = _value_and_grad(data, layout, t, quad)
+            except np.linalg.LinAlgError:
+                return np.inf, np.zeros(idx.size)
+            return -v / nobs, -g[idx] / nobs
+
+        with np.errstate(all="ignore"):
+            res = optimize.minimize(fun, theta[idx], jac=True, method="BFGS",
+                                    options={"gtol": 1e-8, "maxiter": maxiter,
+                                             "hess_inv0": hess_inv0})
+        hess_inv0 = _positive_definite_or_none(getattr(res, "hess_inv", None))
+        n_iter += int(res.nit)
+        theta = theta.copy()
+        theta[idx] = res.x
+        quad = adapt(data, layout, theta, quad)
+        llf = _value_and_grad(data, layout, theta, quad)[0]
+        if abs(llf - llf_prev) < 1e-8:
+            break
+        llf_prev = llf
+    # Newton polish at adapted nodes; convergence by the Newton decrement.
+    converged = False
+    for _ in range(20):
+        value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
+        hess = _hessian_fd(data, layout, theta, quad, g)
+        try:
+            chol = np.linalg.cholesky(-hess)
+        except np.linalg.LinAlgError:
+            break
+        step = _engine._chol_solve(chol, g[idx])
+        decrement = float(g[idx] @ step)
+        if decrement < _DECREMENT_TOL:
+            converged = True
+            break
+        t_len = 1.0
+        while t_len > 1e-6:
+            cand = theta.copy()
+            cand[idx] += t_len * step
+            try:
+                if _value_and_grad(data, layout, cand, quad)[0] >= value:
+                    break
+            except np.linalg.LinAlgError:
+                pass
+            t_len *= 0.5
+        theta = cand
+        quad = adapt(data, layout, theta, quad)
+    value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
+    hess = _hessian_fd(data, layout, theta, quad, g)
+    cov = np.zeros((layout.size, layout.size))
+    try:
+        cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
+    except np.linalg.LinAlgError:
+        cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
+    beta, a, L = layout.unpack(theta)
+    return LocationScaleFit(beta, a, L, float(value), llf_g, quad, post, cov,
+                            layout.free.copy(), converged,
+                            float(np.max(np.abs(g[idx]), initial=0.0)), n_iter)

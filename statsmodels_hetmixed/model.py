@@ -151,6 +151,11 @@ class HetMixedLM(MixedLM):
         Residual variance design W (include a constant column).  Defaults to
         a single constant column named ``Intercept``: the model is then
         MixedLM's.
+    exog_var_re : 2d array_like, optional
+        Design of random effects in the log residual variance (one or two
+        columns): ``log sigma2_ij = w_ij' a + v_ij' omega_i``, with
+        ``(u_i, omega_i)`` jointly normal (a mixed-effects location-scale
+        model, fitted by ML with adaptive Gauss-Hermite quadrature).
     var_link : {"log", "identity"}
         ``"log"`` (default): ``log sigma2_ij = w_ij' a``.  ``"identity"``:
         ``sigma2_ij = w_ij' theta`` with ``theta >= 0`` on non-negative
@@ -200,6 +205,7 @@ class HetMixedLM(MixedLM):
         use_sqrt=True,
         missing="none",
         var_link="log",
+        exog_var_re=None,
         **kwargs,
     ):
         allowed = ["missing_idx", "model_spec", "formula"]
@@ -238,7 +244,11 @@ class HetMixedLM(MixedLM):
         extra = {"groups": groups, "exog_re": exog_re}
         if exog_var is not None:
             extra["exog_var"] = exog_var
-        for name in ("exog", "exog_re", "exog_var"):
+        var_re_names = None
+        if exog_var_re is not None:
+            var_re_names = ["var:" + v for v in _column_names(exog_var_re, "v")]
+            extra["exog_var_re"] = exog_var_re
+        for name in ("exog", "exog_re", "exog_var", "exog_var_re"):
             arr = exog if name == "exog" else extra.get(name)
             if isinstance(arr, np.ndarray) and arr.ndim == 1:
                 if name == "exog":
@@ -247,7 +257,8 @@ class HetMixedLM(MixedLM):
                     extra[name] = arr[:, None]
         for what, arr in (("endog", endog), ("exog", exog),
                           ("exog_re", extra["exog_re"]),
-                          ("exog_var", extra.get("exog_var"))):
+                          ("exog_var", extra.get("exog_var")),
+                          ("exog_var_re", extra.get("exog_var_re"))):
             _check_numeric(arr, what)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
@@ -288,6 +299,7 @@ class HetMixedLM(MixedLM):
             self.exog_re = None
 
         self._set_groups(self.groups)
+        self._set_scale_effects(var_re_names)
         self.variance_function = make_variance_function(
             var_link, self.exog_var, var_names)
         self.var_link = var_link
@@ -305,6 +317,9 @@ class HetMixedLM(MixedLM):
             self.data.exog_re_names = re_names
             self.data.exog_re_names_full = re_names_full
         self.k_params = self.layout.k_params
+        if self.k_var_re:
+            d = self.k_re + self.k_var_re
+            self.k_params = self.k_fe + d * (d + 1) // 2 + self.k_var
         self.nobs = n
         self.n_totobs = n
 
@@ -323,6 +338,39 @@ class HetMixedLM(MixedLM):
 
     # ------------------------------------------------------------------
     # Construction helpers
+    def _set_scale_effects(self, names):
+        """Validate the random scale-effects design (location-scale models)."""
+        if names is None:
+            self.exog_var_re = None
+            self.k_var_re = 0
+            self.var_re_names = []
+            return
+        v = _as_float_matrix(self.exog_var_re, "exog_var_re",
+                             [n[len("var:"):] for n in names])
+        if v.shape[1] not in (1, 2):
+            raise ValueError("Random scale effects (exog_var_re / var_re_formula) "
+                             f"need one or two columns, not {v.shape[1]}.")
+        if self.k_vc:
+            raise NotImplementedError(
+                "Random scale effects together with variance components are "
+                "not available; use re_formula for the mean's random effects.")
+        gi, m = self._group_index, self.n_groups
+        sizes = np.maximum(self._group_sizes, 1)
+        constant = []
+        for j in range(v.shape[1]):
+            mean_j = np.bincount(gi, weights=v[:, j], minlength=m) / sizes
+            spread = np.abs(v[:, j] - mean_j[gi]).max()
+            constant.append(spread <= 1e-12 * max(1.0, np.abs(v[:, j]).max()))
+        if v.shape[1] == 2 and all(constant):
+            raise ValueError(
+                f"The random scale effects {names} do not vary within groups: "
+                "a random scale slope on a group-level variable cannot be told "
+                "apart from the random scale intercept. Use the variable in "
+                "var_formula (fixed) instead.")
+        self.exog_var_re = v
+        self.k_var_re = v.shape[1]
+        self.var_re_names = list(names)
+
     def _set_groups(self, groups):
         groups = np.asarray(groups)
         if groups.ndim != 1 or len(groups) != len(self.endog):
@@ -399,6 +447,11 @@ class HetMixedLM(MixedLM):
 
     def _make_param_names(self, exog_re):
         names, re_names, re_names_full = super()._make_param_names(exog_re)
+        if getattr(self, "k_var_re", 0):
+            # Location-scale: the (co)variances of the joint random effects,
+            # the mean's first, then the scale effects.
+            joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
+            names = joint
         names = names + self._var_param_names()
         return names, re_names, re_names_full
 
@@ -461,6 +514,7 @@ class HetMixedLM(MixedLM):
         missing="none",
         *args,
         var_by=None,
+        var_re_formula=None,
         **kwargs,
     ):
         """
@@ -488,6 +542,11 @@ class HetMixedLM(MixedLM):
             unless ``var_link`` is given.  Excludes ``var_formula``.
         var_link : {"log", "identity"}
             Keyword: the link of the variance function (see HetMixedLM).
+        var_re_formula : str, optional
+            Keyword: random effects in the log residual variance, e.g.
+            ``"~ 1"`` (a random scale intercept) or ``"~ cses"`` (intercept
+            and slope): a location-scale model, fitted by ML with adaptive
+            quadrature (see ``fit``).
         subset : array_like, optional
             Rows of ``data`` to use (boolean mask or index labels).
         use_sparse : bool
@@ -540,6 +599,8 @@ class HetMixedLM(MixedLM):
         formulas = {} if vc_formula is None else dict(vc_formula)
         if var_formula is not None:
             formulas["\0var"] = var_formula
+        if var_re_formula is not None:
+            formulas["\0var_re"] = var_re_formula
         kept, kept_groups = _handle_missing(
             data, groups, formula, re_formula, formulas or None
         )
@@ -572,6 +633,14 @@ class HetMixedLM(MixedLM):
                     "example the log of a non-positive number). Drop or fix "
                     "those rows before fitting.") from exc
             var_spec = exog_var.design_info
+        if var_re_formula is not None:
+            exog_var_re = patsy.dmatrix(
+                var_re_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
+                NA_action="raise", return_type="dataframe")
+            exog_var_re.columns = [
+                (group_name or "Group") if c == "Intercept" else c
+                for c in exog_var_re.columns]
+            kwargs["exog_var_re"] = exog_var_re
         mod = super().from_formula(
             formula,
             data,
@@ -588,6 +657,7 @@ class HetMixedLM(MixedLM):
         )
         mod.var_formula = var_formula
         mod.var_by = var_by
+        mod.var_re_formula = var_re_formula
         mod._var_design_info = var_spec
         return mod
 
@@ -750,6 +820,8 @@ class HetMixedLM(MixedLM):
         free=None,
         full_output=False,
         method=None,
+        n_quad=None,
+        re_cov="joint",
         **fit_kwargs,
     ):
         """
@@ -778,8 +850,18 @@ class HetMixedLM(MixedLM):
         full_output : bool
             Record the log-likelihood at each iteration in ``results.hist``.
         method : str or list of str, optional
-            scipy.optimize.minimize method(s) tried in turn (default "bfgs");
-            each run is followed by Newton steps on the analytic gradient.
+            Optimisers tried in turn: "scoring" (Fisher scoring with the
+            analytic expected information, the default first choice) or a
+            scipy.optimize.minimize method (default fallback "bfgs"); the
+            result is checked, and if needed polished, by Newton steps on
+            the analytic gradient.
+        n_quad : int, optional
+            Location-scale models: quadrature nodes per dimension of the
+            random scale effects (default 15 for one, 8 for two; 1 is the
+            Laplace approximation).
+        re_cov : {"joint", "independent"}
+            Location-scale models: correlated mean and scale random effects
+            (default) or independent blocks.
         **fit_kwargs
             ``gtol`` and ``maxiter`` for the optimiser.
 
@@ -790,6 +872,14 @@ class HetMixedLM(MixedLM):
         """
         from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
+        if self.k_var_re:
+            from .locscale import fit_location_scale
+
+            return fit_location_scale(self, reml=reml, start_params=start_params,
+                                      n_quad=n_quad, re_cov=re_cov, do_cg=do_cg)
+        if n_quad is not None or re_cov != "joint":
+            raise ValueError("n_quad and re_cov apply to location-scale models "
+                             "(var_re_formula / exog_var_re) only")
         if fe_pen is not None or cov_pen is not None:
             raise NotImplementedError(
                 "Penalised estimation is not available in HetMixedLM; use "

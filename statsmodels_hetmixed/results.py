@@ -61,9 +61,11 @@ class HetMixedLMResults(MixedLMResults):
     """
 
     def _finish(self, ev, converged, max_grad, decrement, n_iter, hist, method,
-                free):
+                free, layout=None):
         model = self.model
-        lay = model.layout
+        # The parameter layout of this fit (the model's, or that of a
+        # location-scale fit, whose random effects are joint).
+        self.layout = lay = model.layout if layout is None else layout
         model.data.cov_param_names = list(
             model.data.param_names[lay.k_fe:lay.k_fe + lay.k_cov])
         # remove_data() stores into _cache (missing in MixedLMResults of
@@ -113,13 +115,13 @@ class HetMixedLMResults(MixedLMResults):
     @cache_readonly
     def bse_var(self):
         """Standard errors of ``var_params``."""
-        return self.bse[self.model.layout.var]
+        return self.bse[self.layout.var]
 
     @cache_readonly
     def bse_re(self):
         """Standard errors of the ``cov_re`` lower triangle and the
         variance components (on the variances' natural scale)."""
-        lay = self.model.layout
+        lay = self.layout
         return self.bse[lay.k_fe:lay.k_fe + lay.k_cov]
 
     @cache_readonly
@@ -146,7 +148,7 @@ class HetMixedLMResults(MixedLMResults):
         model = self.model
         cols = list(range(self.k_re))
         names = list(model.data.exog_re_names) if self.k_re else []
-        for j, slots in enumerate(model.layout.vc_slots):
+        for j, slots in enumerate(self.layout.vc_slots):
             colnames = model.exog_vc.colnames[j][group_ix]
             cols.extend(slots[: len(colnames)])
             names.extend(f"{model.exog_vc.names[j]}[{c}]" for c in colnames)
@@ -384,7 +386,7 @@ class HetMixedLMResults(MixedLMResults):
         """Whether a parameter is a variance with its boundary at zero."""
         names = list(self.model.data.param_names)
         pos = names.index(name)
-        lay = self.model.layout
+        lay = self.layout
         k = pos - lay.k_fe
         if 0 <= k < lay.k_re2:
             return k in set(np.cumsum(np.arange(1, lay.k_re + 1)) - 1)
@@ -510,7 +512,7 @@ class HetMixedLMResults(MixedLMResults):
                 f"The variance design has {len(rows)} distinct rows (a "
                 "continuous covariate?); use predict_variance for chosen "
                 "values instead.")
-        vf, var = self.model.variance_function, self.model.layout.var
+        vf, var = self.model.variance_function, self.layout.var
         table = delta_method(lambda x: vf.variance(x[var], rows),
                              np.asarray(self.params, dtype=float),
                              np.asarray(self.cov_params(), dtype=float),
@@ -546,7 +548,7 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError("to_loglinear converts identity-link (additive) "
                              "fits; this fit is already log-linear.")
         rows = self._saturated_rows()
-        var = self.model.layout.var
+        var = self.layout.var
         return delta_method(lambda x: np.linalg.solve(rows, np.log(rows @ x[var])),
                             np.asarray(self.params, dtype=float),
                             np.asarray(self.cov_params(), dtype=float),
@@ -571,7 +573,7 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError("to_additive converts log-linear fits; this fit "
                              "is already additive.")
         rows = self._saturated_rows()
-        var = self.model.layout.var
+        var = self.layout.var
         names = ["var(Residual)" if self._is_intercept_column(j) else f"var({n})"
                  for j, n in enumerate(self.model.data.exog_var_names)]
         table = delta_method(lambda x: np.linalg.solve(rows, np.exp(rows @ x[var])),

@@ -15,7 +15,7 @@ def _fmt(values, fmt="%.3f"):
 def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
                   alpha=0.05):
     model = res.model
-    lay = model.layout
+    lay = res.layout
     names = list(model.data.param_names)
     if xname_fe is not None:
         if len(xname_fe) != lay.k_fe:
@@ -82,7 +82,7 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
 def _log_link_block(smry, res, params, bse, q, lo, hi):
     """Coefficients of log sigma2, with exp() as variances / ratios."""
     model = res.model
-    var = model.layout.var
+    var = res.layout.var
     a, se = params[var], bse[var]
     z = a / se
     vt = pd.DataFrame({
@@ -111,7 +111,7 @@ def _log_link_block(smry, res, params, bse, q, lo, hi):
 def _identity_link_block(smry, res, params, bse, q, lo, hi):
     """Stata-like block of additive residual variances."""
     model = res.model
-    var = model.layout.var
+    var = res.layout.var
     theta, se = params[var], bse[var]
     names = list(model.data.exog_var_names)
     var_by = getattr(model, "var_by", None)

@@ -1,0 +1,266 @@
+"""
+Mixed-effects location-scale models: random effects in the log residual
+variance, jointly normal with the mean's random effects.
+
+    log sigma2_ij = w_ij' a + v_ij' omega_i,    (u_i, omega_i) ~ N(0, Sigma)
+
+Built with ``hetmixedlm(..., var_re_formula="~ 1")`` (or ``exog_var_re``)
+and fitted by ML with adaptive Gauss-Hermite quadrature over omega (the
+mean's random effects are integrated analytically); see ``_locscale``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+from statsmodels.tools._decorators import cache_readonly
+
+from . import _locscale
+from .delta import delta_method, numerical_jacobian
+from .params import ParamLayout, psd_factor
+from .results import HetMixedLMResults
+
+__all__ = ["LocationScaleResults"]
+
+# Default nodes per dimension of the random scale effects.
+DEFAULT_NODES = {1: 15, 2: 8}
+
+
+def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
+                       re_cov="joint", do_cg=True):
+    """Fit a location-scale HetMixedLM (called by ``HetMixedLM.fit``)."""
+    from .model import HetMixedLM
+    from .results import HetMixedLMResultsWrapper
+
+    if reml:
+        raise ValueError(
+            "Location-scale models (random scale effects) are fitted by "
+            "maximum likelihood: call fit(reml=False). The REML criterion is "
+            "not defined once the residual variances are random.")
+    if model.var_link != "log":
+        raise ValueError("Random scale effects need the log link (var_link='log').")
+    if re_cov not in ("joint", "independent"):
+        raise ValueError("re_cov must be 'joint' (correlated mean and scale "
+                         "random effects) or 'independent'")
+    if start_params is not None:
+        raise NotImplementedError("start_params are not available for "
+                                  "location-scale fits")
+    q_w, q_u = model.k_var_re, model.k_re
+    d = q_u + q_w
+    if n_quad is None:
+        n_quad = DEFAULT_NODES[q_w]
+    data = _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var,
+        model.exog_var_re, model._group_index, model.n_groups, n_quad)
+    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
+                                   independent=(re_cov == "independent"))
+    # Starting values: the fit without random scale effects.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = HetMixedLM(model.endog, model.exog, model._group_index,
+                          exog_re=model.exog_re, exog_var=model.exog_var).fit(reml=False)
+    L0 = np.zeros((d, d))
+    L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
+    L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
+    theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params), L0)
+    if do_cg:
+        fit = _locscale.fit(data, layout, theta)
+    else:
+        fit = _locscale.fit(data, layout, theta, max_outer=0)
+        fit.converged = False
+    if do_cg and not fit.converged:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+        warnings.warn(
+            "Location-scale optimization did not converge (largest gradient "
+            f"component {fit.max_grad:.3g}); try more quadrature nodes or a "
+            "simpler model.", ConvergenceWarning, stacklevel=3)
+
+    perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # mean effects first
+    tril = np.tril_indices(d)
+
+    def natural(th):
+        beta, a, L = layout.unpack(th)
+        sigma = (L @ L.T)[np.ix_(perm, perm)]
+        return np.concatenate([beta, sigma[tril], a])
+
+    theta_hat = layout.pack(fit.beta, fit.var_params, fit.factor)
+    params, jac = numerical_jacobian(natural, theta_hat)
+    cov = jac @ fit.cov_theta @ jac.T
+    free = np.ones(len(params) - model.k_fe, bool)
+    if re_cov == "independent":
+        rows, cols = tril
+        free[:len(rows)] = ~((rows >= q_u) & (cols < q_u))
+    scale = np.exp(model.variance_function.log_scale(fit.var_params))
+    res = LocationScaleResults(model, params, cov / scale)
+    eb = _posterior(data, fit, layout)
+    state = SimpleNamespace(llf=fit.llf, blup=eb.mean[:, :q_u],
+                            cond_cov=eb.cov[:, :q_u, :q_u])
+    res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
+                decrement=None, n_iter=fit.n_iter, hist=None,
+                method=["adaptive Gauss-Hermite quadrature"], free=free,
+                layout=ParamLayout(model.k_fe, d, 0, model.k_var, []))
+    res._finish_location_scale(fit, eb, n_quad, re_cov)
+    return HetMixedLMResultsWrapper(res)
+
+
+def _posterior(data, fit, layout):
+    """Posterior means and covariances of (u_i, omega_i) given the data,
+    by the adaptive quadrature rule (law of total variance over the nodes)."""
+    q_w = data.q_w
+    L_ww, L_uw, L_uu = _locscale._split_factor(fit.factor, q_w)
+    m, K = fit.posterior.shape
+    tk = fit.quad.node_values(data)                       # (m, K, q_w)
+    t_rows = tk.reshape(m * K, q_w)[data.rep_pseudo]
+    ev = _locscale.conditional(data, data.replicated, data.rep_rows, t_rows,
+                               fit.beta, fit.var_params, fit.factor)
+    blup = ev.blup.reshape(m, K, -1)                       # E[u - L_uw t | t, y]
+    mean_u = blup + tk @ L_uw.T
+    mean_w = tk @ L_ww.T
+    mu = np.concatenate([mean_u, mean_w], axis=2)         # (m, K, d)
+    d = mu.shape[2]
+    within = np.zeros((m, K, d, d))
+    within[:, :, :L_uu.shape[0], :L_uu.shape[0]] = ev.cond_cov.reshape(
+        m, K, L_uu.shape[0], L_uu.shape[0])
+    p = fit.posterior[:, :, None]
+    mean = (p * mu).sum(axis=1)
+    second = np.einsum("ik,ikab->iab", fit.posterior,
+                       within + mu[:, :, :, None] * mu[:, :, None, :])
+    cov = second - mean[:, :, None] * mean[:, None, :]
+    return SimpleNamespace(mean=mean, cov=cov)
+
+
+class LocationScaleResults(HetMixedLMResults):
+    """
+    Results of a location-scale HetMixedLM (random scale effects).
+
+    ``params`` holds the fixed effects, the lower triangle of the joint
+    covariance matrix of the random effects (the mean's first, then the
+    scale effects, named ``var:...``), and the variance-function
+    coefficients ``a``.  ``cov_re`` is the mean's block (as in MixedLM);
+    ``cov_re_joint`` the whole matrix.
+
+    ``var_params`` (``a``) give the residual variance of a median group,
+    ``exp(w'a)`` (omega = 0); ``population_residual_variance`` gives the
+    population average ``exp(w'a + v' Sigma_omega v / 2)``.
+    """
+
+    def _finish_location_scale(self, fit, eb, n_quad, re_cov):
+        model = self.model
+        q_u = model.k_re
+        names = list(model.data.exog_re_names) + list(model.var_re_names)
+        joint = self.cov_re
+        self.cov_re_joint = pd.DataFrame(joint, index=names, columns=names)
+        self.cov_re = joint[:q_u, :q_u]
+        self.cov_re_unscaled = self.cov_re / self.scale
+        self.n_quad = n_quad
+        self.re_cov = re_cov
+        self._eb = eb
+        self._ls_fit = fit
+        self.method = "ML"
+        self.reml = False
+
+    @cache_readonly
+    def corr_re_joint(self):
+        """Correlations of the joint random effects (DataFrame)."""
+        cov = self.cov_re_joint
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cov / np.outer(sd, sd)
+
+    @cache_readonly
+    def random_effects(self):
+        """
+        Empirical-Bayes predictions (posterior means) of each group's mean
+        and scale random effects: dict of Series by group label.
+        """
+        names = list(self.model.data.exog_re_names) + list(self.model.var_re_names)
+        return {lab: pd.Series(self._eb.mean[i], index=names)
+                for i, lab in enumerate(self.model.group_labels)}
+
+    @cache_readonly
+    def random_effects_cov(self):
+        """Posterior covariance matrices of (u_i, omega_i), by group."""
+        names = list(self.model.data.exog_re_names) + list(self.model.var_re_names)
+        return {lab: pd.DataFrame(self._eb.cov[i], index=names, columns=names)
+                for i, lab in enumerate(self.model.group_labels)}
+
+    @cache_readonly
+    def resid_var(self):
+        """Predicted residual variance of each observation,
+        ``exp(w'a + v' omega_hat_i)`` with the groups' predicted scale effects."""
+        model = self.model
+        q_u = model.k_re
+        omega = self._eb.mean[:, q_u:]
+        eta = model.exog_var @ self._var_params + np.einsum(
+            "ja,ja->j", model.exog_var_re, omega[model._group_index])
+        return np.exp(eta)
+
+    def group_icc(self):
+        """
+        Each group's intraclass correlation ``tau2 / (tau2 + sigma2_i)``,
+        with tau2 the random-intercept variance of the mean (first random
+        effect) and sigma2_i the geometric mean of the group's predicted
+        residual variances.
+
+        Returns
+        -------
+        pandas.Series
+        """
+        model = self.model
+        logv = np.bincount(model._group_index, weights=np.log(self.resid_var),
+                           minlength=model.n_groups) / model._group_sizes
+        tau2 = float(np.asarray(self.cov_re)[0, 0])
+        return pd.Series(tau2 / (tau2 + np.exp(logv)), index=model.group_labels,
+                         name="ICC")
+
+    def population_residual_variance(self, exog_var=None, exog_var_re=None,
+                                     alpha=0.05):
+        """
+        Population-averaged residual variance
+        ``E[sigma2] = exp(w'a + v' Sigma_omega v / 2)`` with delta-method
+        standard errors, for the given design rows (default: the distinct
+        rows of the data's designs).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        model = self.model
+        if exog_var is None:
+            both = np.hstack([model.exog_var, model.exog_var_re])
+            rows, first = np.unique(both, axis=0, return_index=True)
+            rows = rows[np.argsort(first)]
+            if len(rows) > 200:
+                raise ValueError("Too many distinct design rows; pass exog_var "
+                                 "and exog_var_re for chosen values.")
+            w, v = rows[:, :model.k_var], rows[:, model.k_var:]
+        else:
+            w = np.atleast_2d(np.asarray(exog_var, float))
+            v = np.atleast_2d(np.asarray(exog_var_re, float))
+        lay = self.layout
+        q_u = model.k_re
+        labels = [", ".join(f"{n}={x:g}" for n, x in zip(model.data.exog_var_names, row))
+                  for row in w]
+
+        def func(x):
+            cov = lay.cov_re_from_vech(x[lay.re])[q_u:, q_u:]
+            return np.exp(w @ x[lay.var] + 0.5 * np.einsum("ja,ab,jb->j", v, cov, v))
+
+        table = delta_method(func, np.asarray(self.params, float),
+                             np.asarray(self.cov_params(), float), names=labels,
+                             alpha=alpha, log_ci=True)
+        return table.drop(columns=["z", "P>|z|"]).rename(columns={"Coef.": "Variance"})
+
+    def lr_test_vs_linear(self):
+        raise NotImplementedError(
+            "lr_test_vs_linear is not available for location-scale fits; "
+            "compare with the fit without random effects by compare_lr_test.")
+
+    def to_additive(self, alpha=0.05):
+        raise NotImplementedError(
+            "to_additive is not available for location-scale fits: with random "
+            "scale effects the variances are not additive in the groups.")

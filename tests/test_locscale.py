@@ -1,0 +1,145 @@
+"""Location-scale models: quadrature accuracy, equivalences, recovery."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate
+
+import statsmodels_hetmixed.formula.api as hmf
+from statsmodels_hetmixed import HetMixedLM, _locscale
+
+
+def _simulate(n_groups=60, size=12, seed=3, var_omega=0.3, corr=-0.4):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), size)
+    x = rng.standard_normal(len(g))
+    h = rng.integers(0, 2, n_groups)[g]
+    sd = np.array([1.0, np.sqrt(var_omega)])
+    cov = np.outer(sd, sd) * np.array([[1, corr], [corr, 1]])
+    u, omega = rng.multivariate_normal([0, 0], cov, n_groups).T
+    log_var = 0.2 - 0.5 * h + 0.3 * x + omega[g]
+    y = 1 + 0.5 * x + 0.4 * h + u[g] + np.exp(0.5 * log_var) * rng.standard_normal(len(g))
+    return pd.DataFrame({"y": y, "x": x, "h": h, "g": g}), cov
+
+
+@pytest.fixture(scope="module")
+def small():
+    data, _ = _simulate(n_groups=8, size=6, seed=11)
+    return data
+
+
+def _brute_force_llf(model, res):
+    """Marginal log-likelihood by adaptive numerical integration (scipy.quad)
+    over the standardized scale effect of each group, at the estimates."""
+    fit = res._ls_fit
+    total = 0.0
+    for i in range(model.n_groups):
+        rows = np.flatnonzero(model._group_index == i)
+        data = _locscale.LocationScaleData.build(
+            model.endog[rows], model.exog[rows], model.exog_re[rows],
+            model.exog_var[rows], model.exog_var_re[rows], np.zeros(len(rows), int),
+            1, 1)
+
+        def f(t):
+            ev = _locscale.conditional(data, data.single, np.arange(len(rows)),
+                                       np.full((len(rows), 1), t), fit.beta,
+                                       fit.var_params, fit.factor)
+            return ev.llf_groups[0]
+
+        c = f(0.0)
+        val, _ = integrate.quad(
+            lambda t: np.exp(f(t) - c - 0.5 * t * t) / np.sqrt(2 * np.pi),
+            -15, 15, epsabs=1e-14, epsrel=1e-13, limit=400)
+        total += c + np.log(val)
+    return total
+
+
+def test_quadrature_matches_brute_force_integration(small):
+    model = hmf.hetmixedlm("y ~ x + h", small, groups="g", var_formula="~ x + h",
+                           var_re_formula="~ 1")
+    res = model.fit(reml=False, n_quad=20)
+    assert res.llf == pytest.approx(_brute_force_llf(model, res), abs=1e-6)
+
+
+def test_nodes_doubling_is_stable(hsb_data):
+    fits = [hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                           var_formula="~ sector", var_re_formula="~ 1"
+                           ).fit(reml=False, n_quad=k) for k in (8, 16, 32)]
+    for a, b in zip(fits, fits[1:]):
+        assert a.converged and b.converged
+        assert a.llf == pytest.approx(b.llf, rel=1e-8)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-4, atol=1e-6)
+
+
+def test_zero_scale_variance_is_hetmixedlm(small):
+    """Holding the scale random effect (and its covariance) at zero gives
+    the HetMixedLM fit without it."""
+    model = hmf.hetmixedlm("y ~ x + h", small, groups="g", var_formula="~ x + h",
+                           var_re_formula="~ 1")
+    plain = HetMixedLM(model.endog, model.exog, model._group_index,
+                       exog_var=model.exog_var).fit(reml=False)
+    data = _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
+        model._group_index, model.n_groups, 10)
+    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, 1, 1)
+    layout.free[model.k_fe + model.k_var:][:2] = False  # L_ww and L_uw
+    L = np.array([[0.0, 0.0], [0.0, 0.7]])
+    theta = layout.pack(np.zeros(model.k_fe), np.zeros(model.k_var), L)
+    fit = _locscale.fit(data, layout, theta)
+    assert fit.converged
+    assert fit.llf == pytest.approx(plain.llf, abs=1e-8)
+    # Both optimisers stop at a Newton decrement of about 1e-10, which on
+    # these 48 rows leaves differences of about 1e-5 standard errors.
+    np.testing.assert_allclose(fit.beta, plain.fe_params, rtol=1e-5)
+    np.testing.assert_allclose(fit.var_params, plain.var_params, atol=1e-5)
+    assert fit.factor[1, 1] ** 2 == pytest.approx(plain.cov_re[0, 0], rel=1e-5)
+
+
+def test_parameter_recovery():
+    data, cov = _simulate(n_groups=300, size=15, seed=5)
+    res = hmf.hetmixedlm("y ~ x + h", data, groups="g", var_formula="~ x + h",
+                         var_re_formula="~ 1").fit(reml=False)
+    assert res.converged
+    truth = {"Intercept": 1, "x": 0.5, "h": 0.4, "g Var": cov[0, 0],
+             "g x var:g Cov": cov[0, 1], "var:g Var": cov[1, 1],
+             "var:Intercept": 0.2, "var:x": 0.3, "var:h": -0.5}
+    z = (res.params[list(truth)] - pd.Series(truth)) / res.bse[list(truth)]
+    assert np.all(np.abs(z) < 3.5), z
+
+
+def test_results_api(hsb_data):
+    res = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                         var_formula="~ sector", var_re_formula="~ 1").fit(reml=False)
+    assert list(res.cov_re_joint.index) == ["school", "var:school"]
+    assert res.cov_re.shape == (1, 1)
+    assert list(res.random_effects[1224].index) == ["school", "var:school"]
+    pop = res.population_residual_variance()
+    a = res.var_params
+    s2w = res.cov_re_joint.iloc[1, 1]
+    assert pop["Variance"].iloc[0] == pytest.approx(np.exp(a.iloc[0] + s2w / 2))
+    icc = res.group_icc()
+    assert len(icc) == 160 and icc.between(0, 1).all()
+    text = res.summary().as_text()
+    assert "var:school Var" in text and "Converged:" in text
+    base = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                          var_formula="~ sector").fit(reml=False)
+    lr = res.compare_lr_test(base)
+    assert lr.df == 2
+    assert lr.boundary == ["var:school Var"]
+
+
+def test_bad_input(hsb_data):
+    with pytest.raises(ValueError, match="do not vary within groups"):
+        hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                       var_re_formula="~ sector")
+    model = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                           var_re_formula="~ 1")
+    with pytest.raises(ValueError, match="positive integer"):
+        model.fit(reml=False, n_quad=0)
+    with pytest.raises(ValueError, match="reml=False"):
+        model.fit()
+    with pytest.raises(ValueError, match="one or two columns"):
+        hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                       var_re_formula="~ ses + cses + female")
