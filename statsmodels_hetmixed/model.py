@@ -953,10 +953,13 @@ class HetMixedLM(MixedLM):
                 "start_params or method, or simplify the model.",
                 ConvergenceWarning, stacklevel=2)
         if do_cg and at_bound.any():
+            names = list(self.data.param_names)[self.k_fe:]
+            zero = [names[j] for j in np.flatnonzero(at_bound)]
             warnings.warn(
                 f"The {'REML' if self.reml else 'ML'} estimate is on the "
-                "boundary of the parameter space: a random-effect variance is "
-                "zero.", ConvergenceWarning, stacklevel=2)
+                f"boundary of the parameter space: the variance(s) {zero} are "
+                "zero; their standard errors and Wald tests are not reliable.",
+                ConvergenceWarning, stacklevel=2)
 
         cov_params = self._cov_params(ev, h_cov, free_nat)
         fe_params = ev.fe_params

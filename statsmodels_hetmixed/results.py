@@ -477,24 +477,29 @@ class HetMixedLMResults(MixedLMResults):
                             names=names, alpha=alpha, log_ci=log_ci)
 
     def _distinct_var_rows(self):
-        """Distinct rows of W, in order of appearance, with labels."""
+        """Distinct rows of W with labels, in the order of the columns that
+        identify them (levels in order), else of first appearance."""
         w = self.model.variance_function.exog_var
         rows, first = np.unique(w, axis=0, return_index=True)
         rows = rows[np.argsort(first)]
         names = list(self.model.data.exog_var_names)
         var_by = getattr(self.model, "var_by", None)
-        labels = []
+        others = [j for j in range(len(names)) if not self._is_intercept_column(j)]
+        labels, keys = [], []
         for row in rows:
+            active = [j for j in others if row[j] != 0]
             if var_by is not None:
-                j = int(np.flatnonzero(row)[0])
-                level = names[j][names[j].index("[") + 1:-1]
-                labels.append(f"{var_by}={level}")
+                j = active[0]
+                labels.append(f"{var_by}={names[j][names[j].index('[') + 1:-1]}")
+            elif not active:
+                labels.append("reference" if others else "all")
+            elif set(np.unique(row[others])) <= {0.0, 1.0}:
+                labels.append(", ".join(names[j] for j in active))
             else:
-                parts = [f"{n}={v:g}" for n, v, j in
-                         zip(names, row, range(len(names)))
-                         if not self._is_intercept_column(j)]
-                labels.append(", ".join(parts) if parts else "all")
-        return rows, labels
+                labels.append(", ".join(f"{names[j]}={row[j]:g}" for j in others))
+            keys.append(min(active) if active else -1)
+        order = np.argsort(keys, kind="stable")
+        return rows[order], [labels[k] for k in order]
 
     def residual_variance_table(self, alpha=0.05):
         """
