@@ -250,11 +250,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         When X'V^-1 X is singular (collinear fixed-effects design).
     """
     X, Z = data.exog, data.exog_z
-    if endog is None:
-        y, exog_endog = data.endog, data.exog_endog
-    else:
-        y = np.asarray(endog, dtype=np.float64)
-        exog_endog = np.column_stack([X, y])
+    y = data.endog if endog is None else np.asarray(endog, dtype=np.float64)
     if per_group and reml:
         raise ValueError("per-group log-likelihoods are for ML only")
     n, p = X.shape
@@ -264,8 +260,12 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y.
     A = group_cross(data, Z, Z, winv)
     A = 0.5 * (A + A.transpose(0, 2, 1))
-    Bb = group_cross(data, Z, exog_endog, winv)
-    B, b = Bb[:, :, :p], Bb[:, :, p]
+    if endog is None:
+        Bb = group_cross(data, Z, data.exog_endog, winv)
+        B, b = Bb[:, :, :p], Bb[:, :, p]
+    else:
+        B = group_cross(data, Z, X, winv)
+        b = group_cross(data, Z, y[:, None], winv)[:, :, 0]
     Lt = factor.T
     M = Lt @ A @ factor
     M[:, np.arange(q), np.arange(q)] += 1.0

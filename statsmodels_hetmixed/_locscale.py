@@ -57,6 +57,22 @@ def quadrature_rule(n_nodes, dim):
 
 
 @dataclass
+class Rows:
+    """The row arrays an evaluation reads (data rows, or replicated rows)."""
+
+    endog: np.ndarray
+    exog: np.ndarray
+    exog_re: np.ndarray
+    exog_var: np.ndarray
+    exog_var_re: np.ndarray
+
+    def take(self, index):
+        return Rows(*(np.ascontiguousarray(arr[index]) for arr in
+                      (self.endog, self.exog, self.exog_re, self.exog_var,
+                       self.exog_var_re)))
+
+
+@dataclass
 class LocationScaleData:
     """Data of a location-scale model and its node-replicated layout."""
 
@@ -73,6 +89,8 @@ class LocationScaleData:
     replicated: _engine.GroupedData  # groups x nodes
     rep_rows: np.ndarray      # row of the data behind each replicated row
     rep_pseudo: np.ndarray    # pseudo-group (group * K + node) of each
+    rows: Rows                # the data rows
+    rep: Rows                 # the replicated rows
 
     @classmethod
     def build(cls, endog, exog, exog_re, exog_var, exog_var_re, group_index,
@@ -94,12 +112,13 @@ class LocationScaleData:
         rep_rows = np.tile(np.arange(n), K)
         node_of_row = np.repeat(np.arange(K), n)
         rep_pseudo = group_index[rep_rows] * K + node_of_row
-        replicated = _engine.GroupedData.build(
-            endog[rep_rows], exog[rep_rows], exog_re[rep_rows], rep_pseudo,
-            n_groups * K)
+        rows = Rows(endog, exog, exog_re, exog_var, exog_var_re)
+        rep = rows.take(rep_rows)
+        replicated = _engine.GroupedData.build(rep.endog, rep.exog, rep.exog_re,
+                                               rep_pseudo, n_groups * K)
         return cls(endog, exog, exog_re, exog_var, exog_var_re,
                    np.asarray(group_index), int(n_groups), nodes, log_w,
-                   single, replicated, rep_rows, rep_pseudo)
+                   single, replicated, rep_rows, rep_pseudo, rows, rep)
 
     @property
     def q_w(self):
@@ -114,26 +133,28 @@ def _split_factor(L, q_w):
     return L[:q_w, :q_w], L[q_w:, :q_w], L[q_w:, q_w:]
 
 
-def conditional(data, grouped, rows, t_rows, beta, a, L, gradient=False):
+def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
     """
-    The engine's Gaussian log-likelihood of each (pseudo-)group given the
-    standardized scale effects ``t_rows`` (one row of t per data row).
+    The engine's Gaussian log-likelihood of each group (``replicated``
+    False) or each (group, node) pseudo-group given the standardized scale
+    effects ``t_rows`` (one row of t per row).
     """
+    rows = data.rep if replicated else data.rows
+    grouped = data.replicated if replicated else data.single
     L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
-    V, Z = data.exog_var_re[rows], data.exog_re[rows]
-    eta = data.exog_var[rows] @ a + np.einsum("ja,ja->j", V, t_rows @ L_ww.T)
-    offset = np.einsum("ja,ja->j", Z, t_rows @ L_uw.T)
+    eta = rows.exog_var @ a + np.einsum("ja,ja->j", rows.exog_var_re,
+                                        t_rows @ L_ww.T)
+    offset = np.einsum("ja,ja->j", rows.exog_re, t_rows @ L_uw.T)
     r = np.exp(np.clip(eta, -700.0, 700.0))
     return _engine.evaluate(grouped, L_uu, r, False, fe_params=beta,
-                            gradient=gradient, endog=data.endog[rows] - offset,
+                            gradient=gradient, endog=rows.endog - offset,
                             per_group=True)
 
 
 def _h_and_grad(data, t, beta, a, L):
     """h_i(t_i) = f_i(t_i) + log phi(t_i) and its gradient in t_i."""
-    rows = np.arange(len(data.endog))
     gi = data.group_index
-    ev = conditional(data, data.single, rows, t[gi], beta, a, L, gradient=True)
+    ev = conditional(data, False, t[gi], beta, a, L, gradient=True)
     L_ww, L_uw, _ = _split_factor(L, data.q_w)
     # d f / d t_b = sum_j [grad_eta_j (V_j L_ww)_b + vinv_resid_j (Z_j L_uw)_b]
     per_row = (ev.grad_eta[:, None] * (data.exog_var_re @ L_ww)
@@ -219,8 +240,7 @@ def loglike(data, quad, beta, a, L, gradient=False):
     m, K, d = data.n_groups, len(data.nodes), data.q_w
     tk = quad.node_values(data)                      # (m, K, d)
     t_rows = tk.reshape(m * K, d)[data.rep_pseudo]
-    ev = conditional(data, data.replicated, data.rep_rows, t_rows, beta, a, L,
-                     gradient=gradient)
+    ev = conditional(data, True, t_rows, beta, a, L, gradient=gradient)
     f = ev.llf_groups.reshape(m, K)
     log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
     log_phi_x = -0.5 * np.sum(data.nodes**2, axis=1) - 0.5 * d * _LOG_2PI
@@ -231,9 +251,8 @@ def loglike(data, quad, beta, a, L, gradient=False):
     if not gradient:
         return llf_groups, None, post
     w_rows = post.reshape(-1)[data.rep_pseudo]
-    rows = data.rep_rows
-    X, W = data.exog[rows], data.exog_var[rows]
-    V, Z = data.exog_var_re[rows], data.exog_re[rows]
+    rep = data.rep
+    X, W, V, Z = rep.exog, rep.exog_var, rep.exog_var_re, rep.exog_re
     ge = ev.grad_eta * w_rows
     vr = ev.vinv_resid * w_rows
     L_ww, L_uw, L_uu = _split_factor(L, d)
@@ -339,52 +358,56 @@ def _positive_definite_or_none(mat):
     return mat
 
 
-def fit(data, layout, theta, max_outer=30, maxiter=2000):
+def fit(data, layout, theta, optimise=True, maxiter=2000):
     """
     Maximise the adaptive-quadrature log-likelihood.
 
-    Alternates quasi-Newton runs with the nodes fixed (exact gradient) and
-    re-adaptation of the nodes, then Newton steps with a finite-difference
-    Hessian of the analytic gradient until the Newton decrement at freshly
-    adapted nodes is below tolerance.
+    A quasi-Newton run in which every evaluation re-adapts the nodes (warm
+    started at the previous modes, so one or two Newton steps per group) and
+    uses the gradient with those nodes held fixed -- which differs from the
+    gradient of the adaptive approximation only by the quadrature error --
+    then Newton steps with a finite-difference Hessian of the analytic
+    gradient, the nodes re-adapted at each, until the Newton decrement is
+    below tolerance.
     """
     from scipy import optimize
 
     idx = np.flatnonzero(layout.free)
     nobs = len(data.endog)
-    quad = adapt(data, layout, theta)
+    state = {"quad": adapt(data, layout, theta)}
     n_iter = 0
-    llf_prev = -np.inf
-    # Quasi-Newton started from the finite-difference Hessian: few iterations.
-    _, g0, _, _ = _value_and_grad(data, layout, theta, quad)
-    h0 = _hessian_fd(data, layout, theta, quad, g0)
-    hess_inv0 = _positive_definite_or_none(np.linalg.pinv(-h0) * nobs)
-    for _ in range(max_outer):
-        def fun(x, quad=quad):
+    if optimise:
+        # Quasi-Newton started from the finite-difference Hessian.
+        _, g0, _, _ = _value_and_grad(data, layout, theta, state["quad"])
+        h0 = _hessian_fd(data, layout, theta, state["quad"], g0)
+        # Far from the optimum -H may be indefinite: use |eigenvalues|.
+        vals, vecs = np.linalg.eigh(-h0)
+        vals = np.maximum(np.abs(vals), 1e-8 * max(np.abs(vals).max(), 1e-300))
+        hess_inv0 = (vecs / vals) @ vecs.T * nobs
+        hess_inv0 = 0.5 * (hess_inv0 + hess_inv0.T)
+
+        def fun(x):
             t = theta.copy()
             t[idx] = x
             try:
+                quad = adapt(data, layout, t, state["quad"])
                 v, g, _, _ = _value_and_grad(data, layout, t, quad)
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros(idx.size)
+            state["quad"] = quad
             return -v / nobs, -g[idx] / nobs
 
         with np.errstate(all="ignore"):
             res = optimize.minimize(fun, theta[idx], jac=True, method="BFGS",
-                                    options={"gtol": 1e-8, "maxiter": maxiter,
+                                    options={"gtol": 1e-7, "maxiter": maxiter,
                                              "hess_inv0": hess_inv0})
-        hess_inv0 = _positive_definite_or_none(getattr(res, "hess_inv", None))
-        n_iter += int(res.nit)
+        n_iter = int(res.nit)
         theta = theta.copy()
         theta[idx] = res.x
-        quad = adapt(data, layout, theta, quad)
-        llf = _value_and_grad(data, layout, theta, quad)[0]
-        if abs(llf - llf_prev) < 1e-8:
-            break
-        llf_prev = llf
+    quad = adapt(data, layout, theta, state["quad"])
     # Newton polish at adapted nodes; convergence by the Newton decrement.
     converged = False
-    for _ in range(20):
+    for _ in range(20 if optimise else 0):
         value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
         hess = _hessian_fd(data, layout, theta, quad, g)
         try:

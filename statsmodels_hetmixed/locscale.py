@@ -26,7 +26,7 @@ from .results import HetMixedLMResults
 __all__ = ["LocationScaleResults"]
 
 # Default nodes per dimension of the random scale effects.
-DEFAULT_NODES = {1: 15, 2: 8}
+DEFAULT_NODES = {1: 15, 2: 5}
 
 
 def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
@@ -66,11 +66,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
     L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
     theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params), L0)
-    if do_cg:
-        fit = _locscale.fit(data, layout, theta)
-    else:
-        fit = _locscale.fit(data, layout, theta, max_outer=0)
-        fit.converged = False
+    fit = _locscale.fit(data, layout, theta, optimise=do_cg)
     if do_cg and not fit.converged:
         from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
@@ -115,8 +111,8 @@ def _posterior(data, fit, layout):
     m, K = fit.posterior.shape
     tk = fit.quad.node_values(data)                       # (m, K, q_w)
     t_rows = tk.reshape(m * K, q_w)[data.rep_pseudo]
-    ev = _locscale.conditional(data, data.replicated, data.rep_rows, t_rows,
-                               fit.beta, fit.var_params, fit.factor)
+    ev = _locscale.conditional(data, True, t_rows, fit.beta, fit.var_params,
+                               fit.factor)
     blup = ev.blup.reshape(m, K, -1)                       # E[u - L_uw t | t, y]
     mean_u = blup + tk @ L_uw.T
     mean_w = tk @ L_ww.T

@@ -857,7 +857,7 @@ class HetMixedLM(MixedLM):
             the analytic gradient.
         n_quad : int, optional
             Location-scale models: quadrature nodes per dimension of the
-            random scale effects (default 15 for one, 8 for two; 1 is the
+            random scale effects (default 15 for one, 5 for two; 1 is the
             Laplace approximation).
         re_cov : {"joint", "independent"}
             Location-scale models: correlated mean and scale random effects

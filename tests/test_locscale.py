@@ -43,9 +43,8 @@ def _brute_force_llf(model, res):
             1, 1)
 
         def f(t):
-            ev = _locscale.conditional(data, data.single, np.arange(len(rows)),
-                                       np.full((len(rows), 1), t), fit.beta,
-                                       fit.var_params, fit.factor)
+            ev = _locscale.conditional(data, False, np.full((len(rows), 1), t),
+                                       fit.beta, fit.var_params, fit.factor)
             return ev.llf_groups[0]
 
         c = f(0.0)
