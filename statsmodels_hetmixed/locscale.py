@@ -167,6 +167,48 @@ class LocationScaleResults(HetMixedLMResults):
         with np.errstate(invalid="ignore", divide="ignore"):
             return cov / np.outer(sd, sd)
 
+    def re_table(self, alpha=0.05):
+        """
+        Standard deviations and correlations of the joint random effects,
+        with delta-method standard errors and confidence intervals (log
+        scale for SDs, Fisher's z for correlations).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        from scipy.stats import norm
+
+        lay = self.layout
+        names = list(self.cov_re_joint.index)
+        d = len(names)
+        pairs = [(i, j) for i in range(d) for j in range(i)]
+
+        def func(x):
+            cov = lay.cov_re_from_vech(x[lay.re])
+            sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+            corr = [cov[i, j] / (sd[i] * sd[j]) for i, j in pairs]
+            return np.concatenate([sd, corr])
+
+        labels = [f"SD({n})" for n in names] + \
+            [f"corr({names[j]}, {names[i]})" for i, j in pairs]
+        table = delta_method(func, np.asarray(self.params, float),
+                             np.asarray(self.cov_params(), float), names=labels,
+                             alpha=alpha)
+        est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
+        q = norm.ppf(1 - alpha / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo, hi = np.empty_like(est), np.empty_like(est)
+            half = q * se[:d] / est[:d]
+            lo[:d], hi[:d] = est[:d] * np.exp(-half), est[:d] * np.exp(half)
+            z = np.arctanh(est[d:])
+            half = q * se[d:] / (1 - est[d:] ** 2)
+            lo[d:], hi[d:] = np.tanh(z - half), np.tanh(z + half)
+        out = table[["Coef.", "Std.Err."]].rename(columns={"Coef.": "Estimate"})
+        out[f"[{alpha / 2:g}"] = lo
+        out[f"{1 - alpha / 2:g}]"] = hi
+        return out
+
     @cache_readonly
     def random_effects(self):
         """

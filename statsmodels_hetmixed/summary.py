@@ -69,6 +69,15 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         df[col] = _fmt(df[col].to_numpy())
     smry.add_df(df, align="r")
 
+    if hasattr(res, "re_table"):  # location-scale: SDs and correlations
+        ret = res.re_table(alpha=alpha).reset_index(names="Random effects")
+        for col in ret.columns[1:]:
+            ret[col] = _fmt(ret[col].to_numpy())
+        smry.add_df(ret, index=False, align="r")
+        smry.add_text(f"Location-scale model: random effects in the log residual "
+                      f"variance (var:...), ML by adaptive Gauss-Hermite "
+                      f"quadrature with {res.n_quad} nodes per dimension. "
+                      "Intervals: log scale for SDs, Fisher's z for correlations.")
     if model.var_link == "identity":
         _identity_link_block(smry, res, params, bse, q, lo, hi)
     else:

@@ -120,8 +120,19 @@ def test_results_api(hsb_data):
     assert pop["Variance"].iloc[0] == pytest.approx(np.exp(a.iloc[0] + s2w / 2))
     icc = res.group_icc()
     assert len(icc) == 160 and icc.between(0, 1).all()
+    table = res.re_table()
+    assert list(table.index) == ["SD(school)", "SD(var:school)",
+                                 "corr(school, var:school)"]
+    cov = res.cov_re_joint.to_numpy()
+    assert table["Estimate"].iloc[1] == pytest.approx(np.sqrt(cov[1, 1]))
+    assert table["Estimate"].iloc[2] == pytest.approx(
+        cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
+    # delta method for an SD: se(var) / (2 sd)
+    assert table["Std.Err."].iloc[1] == pytest.approx(
+        res.bse["var:school Var"] / (2 * np.sqrt(cov[1, 1])), rel=1e-5)
     text = res.summary().as_text()
     assert "var:school Var" in text and "Converged:" in text
+    assert "corr(school, var:school)" in text
     base = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
                           var_formula="~ sector").fit(reml=False)
     lr = res.compare_lr_test(base)
