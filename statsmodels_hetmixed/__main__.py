@@ -77,6 +77,20 @@ def _build_parser():
         "--var-formula", metavar="FORMULA", dest="var_formula",
         help='log residual variance, e.g. "~ x2" (default: constant '
              "variance).")
+    parser.add_argument(
+        "--var-link", choices=["log", "identity"], default=None,
+        dest="var_link",
+        help="link of the variance function: 'log' (default; with --var-by: "
+             "'identity') or 'identity' (additive variances, as Stata's "
+             "dummy-variance-level models).")
+    parser.add_argument(
+        "--var-by", metavar="COL", dest="var_by",
+        help="one residual variance per level of COL (instead of "
+             "--var-formula; Stata's residuals(independent, by(COL))).")
+    parser.add_argument(
+        "--var-re-formula", metavar="FORMULA", dest="var_re_formula",
+        help='random effects in the log residual variance, e.g. "~ 1" '
+             "(a location-scale model; fitted by ML).")
     method = parser.add_mutually_exclusive_group()
     method.add_argument(
         "--reml", dest="reml", action="store_const", const=True, default=None,
@@ -170,7 +184,7 @@ def _run(args):
     import statsmodels_hetmixed.formula.api as hmf
 
     model_options = [args.formula, args.groups, args.re_formula,
-                     args.var_formula]
+                     args.var_formula, args.var_by, args.var_re_formula]
     if args.data is None:
         if any(opt is not None for opt in model_options):
             raise _UsageError(
@@ -192,7 +206,9 @@ def _run(args):
         source = args.data
         formula, groups = args.formula, args.groups
         re_formula, var_formula = args.re_formula, args.var_formula
-        reml = True if args.reml is None else args.reml
+        # REML is not defined for location-scale models: ML by default there.
+        default_reml = args.var_re_formula is None
+        reml = default_reml if args.reml is None else args.reml
         if groups not in data.columns:
             raise _UsageError(
                 f"--groups column {groups!r} is not in {source} "
@@ -201,9 +217,17 @@ def _run(args):
     try:
         # A clean namespace for the formulas: only the data columns and
         # numpy, never this function's local variables.
+        extra = {}
+        if args.var_by is not None:
+            extra["var_by"] = args.var_by
+        if args.var_re_formula is not None:
+            extra["var_re_formula"] = args.var_re_formula
+        if args.var_link is not None:
+            extra["var_link"] = args.var_link
         model = hmf.hetmixedlm(formula, data, groups=groups,
                                re_formula=re_formula, var_formula=var_formula,
-                               missing=args.missing, eval_env={"np": np})
+                               missing=args.missing, eval_env={"np": np},
+                               **extra)
     except patsy.PatsyError as exc:
         raise _UsageError(_formula_error(exc, source, data.columns)) from None
     except ValueError as exc:

@@ -281,3 +281,23 @@ def test_error_from_module_has_no_traceback(tmp_path):
                       "--formula", "y ~ x", "--groups", "g")
     assert_usage_error(proc.returncode, proc.stderr, "not found")
     assert proc.stdout == ""
+
+
+def test_variance_options(tmp_path, capsys):
+    from statsmodels_hetmixed.__main__ import main
+    from statsmodels_hetmixed.datasets import hsb
+
+    path = tmp_path / "hsb.csv"
+    hsb.load_pandas().data.to_csv(path, index=False)
+    assert main(["--data", str(path), "--formula", "mathach ~ female",
+                 "--groups", "school", "--var-by", "female", "--ml"]) == 0
+    out = capsys.readouterr().out
+    assert "var(Residual: female=0)" in out and "-23522.9325" in out
+    assert main(["--data", str(path), "--formula", "mathach ~ sector",
+                 "--groups", "school", "--var-formula", "~ sector",
+                 "--var-re-formula", "~ 1"]) == 0
+    out = capsys.readouterr().out
+    assert "Method:" in out and "ML" in out and "SD(var:school)" in out
+    assert main(["--data", str(path), "--formula", "mathach ~ female",
+                 "--groups", "school", "--var-re-formula", "~ 1", "--reml"]) == 2
+    assert "reml=False" in capsys.readouterr().err
