@@ -153,3 +153,27 @@ def test_bad_input(hsb_data):
     with pytest.raises(ValueError, match="one or two columns"):
         hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
                        var_re_formula="~ ses + cses + female")
+
+
+def test_two_dimensional_quadrature_is_stable():
+    """Random scale intercept and slope (2-D quadrature, joint with a random
+    mean intercept): estimates and llf agree to 4 significant digits or
+    better as the nodes per dimension double."""
+    rng = np.random.default_rng(8)
+    n_groups, size = 80, 12
+    g = np.repeat(np.arange(n_groups), size)
+    x = rng.standard_normal(len(g))
+    u = rng.normal(0, 0.8, n_groups)
+    w0 = rng.normal(0, 0.4, n_groups)
+    w1 = rng.normal(0, 0.3, n_groups)
+    y = 1 + 0.5 * x + u[g] + np.exp(0.5 * (0.1 + 0.3 * x + w0[g] + w1[g] * x)) \
+        * rng.standard_normal(len(g))
+    data = pd.DataFrame({"y": y, "x": x, "g": g})
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
+                           var_re_formula="~ x")
+    fits = [model.fit(reml=False, n_quad=k) for k in (5, 10)]
+    for res in fits:
+        assert res.converged
+    assert fits[0].llf == pytest.approx(fits[1].llf, rel=1e-6)
+    np.testing.assert_allclose(fits[0].params, fits[1].params, rtol=1e-4, atol=2e-4)
+    assert list(fits[0].cov_re_joint.index) == ["g", "var:g", "var:x"]
