@@ -177,3 +177,19 @@ def test_two_dimensional_quadrature_is_stable():
     assert fits[0].llf == pytest.approx(fits[1].llf, rel=1e-6)
     np.testing.assert_allclose(fits[0].params, fits[1].params, rtol=1e-4, atol=2e-4)
     assert list(fits[0].cov_re_joint.index) == ["g", "var:g", "var:x"]
+
+
+def test_independent_blocks(small):
+    model = hmf.hetmixedlm("y ~ x + h", small, groups="g", var_formula="~ x + h",
+                           var_re_formula="~ 1")
+    joint = model.fit(reml=False)
+    indep = model.fit(reml=False, re_cov="independent")
+    assert indep.converged
+    assert indep.cov_re_joint.iloc[0, 1] == 0
+    assert indep.bse["g x var:g Cov"] == 0
+    assert indep.df_modl == joint.df_modl - 1
+    assert indep.llf <= joint.llf + 1e-8
+    lr = joint.compare_lr_test(indep)
+    assert lr.df == 1 and lr.boundary == []
+    with pytest.raises(ValueError, match="re_cov must be"):
+        model.fit(reml=False, re_cov="diagonal")
