@@ -28,6 +28,9 @@ import os
 
 import numpy as np
 
+# shared with the other data sets: 10-significant-digit rounding and the CSV writer
+from make_sim_data import r10, write_csv
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 
@@ -37,32 +40,6 @@ N_OCC = 5
 BETA = (10.0, 0.8, 0.5)          # intercept, time, x
 TAU2 = 2.0                       # random-intercept variance
 S2 = np.array([4.0, 1.0, 2.5, 6.0, 1.5])   # residual variance of occ 1..5
-
-
-def r10(x):
-    """Round to 10 significant digits (the values stored in the CSV)."""
-    x = np.asarray(x, dtype=float)
-    return np.array([float("%.10g" % v) for v in x.ravel()]).reshape(x.shape)
-
-
-def write_csv(path, columns):
-    """Write an ordered list of (name, array) pairs; ints as ints, floats %.10g."""
-    names = [c[0] for c in columns]
-    n = len(columns[0][1])
-    cols = []
-    for _, v in columns:
-        v = np.asarray(v)
-        if v.dtype.kind in "iu":
-            cols.append([str(int(a)) for a in v])
-        elif v.dtype.kind in "OUS":
-            cols.append([str(a) for a in v])
-        else:
-            cols.append(["%.10g" % a for a in v])
-        assert len(v) == n
-    with open(path, "w", newline="\n") as f:
-        f.write(",".join(names) + "\n")
-        for i in range(n):
-            f.write(",".join(c[i] for c in cols) + "\n")
 
 
 def make_sim_occasion(seed=SEED):

@@ -7,6 +7,7 @@
 #
 # Produced with R 4.2.2, nlme 3.1.162, lme4 1.1.31, glmmTMB 1.1.5, jsonlite 1.8.4
 # (exact versions are also stored in the JSON "meta" block).
+# Helpers shared with the other reference script are in r_common.R (same folder).
 #
 # Model: y_ij = x_ij' beta + z_ij' u_i + e_ij,  e_ij ~ N(0, sigma2_ij),
 #        log sigma2_ij = w_ij' a,  W = model.matrix(var formula) WITH intercept.
@@ -104,51 +105,13 @@
 #   (Lambda, column-wise lower triangle) = sd / sigma for 1x1 terms.
 # ---------------------------------------------------------------------------------
 
-suppressPackageStartupMessages({
-  library(nlme)
-  library(lme4)
-  library(glmmTMB)
-  library(jsonlite)
-})
-
 t_start <- Sys.time()
-args <- commandArgs(trailingOnly = FALSE)
-f <- sub("^--file=", "", args[grep("^--file=", args)])
-here <- if (length(f) == 1) dirname(normalizePath(f)) else getwd()
-root <- normalizePath(file.path(here, "..", ".."))
-datadir <- file.path(here, "data")
-hsbfile <- file.path(root, "statsmodels_hetmixed", "datasets", "hsb", "hsb.csv")
+here <- local({       # directory of this script (Rscript --file=...), else getwd()
+  f <- sub("^--file=", "", grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE))
+  if (length(f) == 1) dirname(normalizePath(f)) else getwd()
+})
+source(file.path(here, "r_common.R"))   # packages, root/datadir/hsbfile, shared helpers
 outfile <- file.path(here, "r_reference.json")
-
-# ------------------------------------------------------------------- JSON helpers
-vec <- function(x) {
-  if (is.null(x)) return(NULL)
-  x <- unlist(x)
-  nm <- names(x)
-  if (is.null(nm)) return(as.numeric(x))
-  out <- as.list(as.numeric(x))
-  names(out) <- make.unique(nm)
-  out
-}
-mat <- function(m) {
-  m <- as.matrix(m)
-  list(rownames = if (is.null(rownames(m))) NULL else I(rownames(m)),
-       colnames = if (is.null(colnames(m))) NULL else I(colnames(m)),
-       values = unname(matrix(as.numeric(m), nrow(m), ncol(m))))
-}
-
-# numerical Jacobian (central differences)
-jac <- function(fun, p, h = 1e-6) {
-  f0 <- fun(p)
-  J <- matrix(NA_real_, length(f0), length(p))
-  for (k in seq_along(p)) {
-    pp <- p; pm <- p
-    pp[k] <- pp[k] + h; pm[k] <- pm[k] - h
-    J[, k] <- (fun(pp) - fun(pm)) / (2 * h)
-  }
-  rownames(J) <- names(f0); colnames(J) <- names(p)
-  J
-}
 
 # (co)variance elements of a q x q covariance matrix, named
 cov_elements <- function(S) {
@@ -165,14 +128,13 @@ cov_elements <- function(S) {
 # ------------------------------------------------------------------- data
 read_sim <- function(name) read.csv(file.path(datadir, paste0(name, ".csv")),
                                     stringsAsFactors = FALSE)
-hsb <- read.csv(hsbfile)
-hsb$school <- factor(hsb$school, levels = unique(hsb$school))
+hsb <- read_hsb()
 sim_cont <- read_sim("sim_cont");   sim_cont$g <- factor(sim_cont$g)
 sim_slope <- read_sim("sim_slope"); sim_slope$g <- factor(sim_slope$g)
 sim_slope$f <- factor(sim_slope$f, levels = c("a", "b", "c"))
 sim_vc <- read_sim("sim_vc");       sim_vc$g <- factor(sim_vc$g)
 sim_vc$c <- factor(sim_vc$c)
-stopifnot(nrow(hsb) == 7185, nrow(sim_cont) > 0, nrow(sim_slope) == 1200,
+stopifnot(nrow(sim_cont) > 0, nrow(sim_slope) == 1200,
           nrow(sim_vc) == 1440)
 
 # ------------------------------------------------------------------- cases
@@ -237,14 +199,6 @@ nlme_weights <- function(spec) {
   })
   if (length(comps) == 1) comps[[1]] else do.call(varComb, comps)
 }
-
-nlme_controls <- list(
-  nlminb = lmeControl(maxIter = 500, msMaxIter = 500, msMaxEval = 2000,
-                      tolerance = 1e-10, msTol = 1e-13, niterEM = 50),
-  optim = lmeControl(maxIter = 500, msMaxIter = 500, msMaxEval = 2000,
-                     tolerance = 1e-10, msTol = 1e-13, niterEM = 50,
-                     opt = "optim", optimMethod = "BFGS")
-)
 
 fit_nlme_once <- function(cs, dat, method, ctl) {
   w <- nlme_weights(cs$nlme_var)
@@ -327,45 +281,18 @@ nlme_re_natural <- function(fit) {
 }
 
 fit_nlme <- function(cs, dat, method) {
-  fits <- list(); llfs <- c(); errs <- list()
-  for (cn in names(nlme_controls)) {
-    r <- tryCatch(fit_nlme_once(cs, dat, method, nlme_controls[[cn]]),
-                  error = function(e) e)
-    if (inherits(r, "error")) { errs[[cn]] <- conditionMessage(r); next }
-    fits[[cn]] <- r; llfs[cn] <- as.numeric(logLik(r))
-  }
-  if (length(fits) == 0) return(list(error = errs))
-  best <- names(which.max(llfs))
-  fit <- fits[[best]]
-  # apVar.  nlme's default finite-difference Hessian (fdHess on function values,
-  # .relStep = eps^(1/3)) is inaccurate for large log-likelihoods (HSB: |llf| ~ 2e4):
-  # SEs off by 1-2 %, and for hsb_slope by up to 50 % or not positive definite.
-  # We therefore refit (identical estimates: .relStep only affects apVar) with
-  # .relStep = 1e-4, which agrees with glmmTMB's AD-based Hessian to ~1e-4 relative,
-  # use that for all standard errors ("apVar"), and keep the default one as
-  # "apVar_default" for the record.
-  apVar_default <- fit$apVar
-  apctl <- NA_character_
-  for (alt in list(list(.relStep = 1e-4, minAbsParApVar = 0.05),
-                   list(.relStep = 1e-3, minAbsParApVar = 0.05),
-                   list(.relStep = 1e-5, minAbsParApVar = 0.05))) {
-    ctl <- nlme_controls[[best]]
-    ctl$.relStep <- alt$.relStep; ctl$minAbsParApVar <- alt$minAbsParApVar
-    r <- tryCatch(fit_nlme_once(cs, dat, method, ctl), error = function(e) e)
-    if (!inherits(r, "error") && !is.character(r$apVar) &&
-        abs(as.numeric(logLik(r)) - llfs[[best]]) < 1e-9 &&
-        max(abs(fixef(r) - fixef(fit))) < 1e-9) {
-      fit$apVar <- r$apVar
-      apctl <- sprintf(".relStep=%g, minAbsParApVar=%g", alt$.relStep, alt$minAbsParApVar)
-      break
-    }
-  }
-  if (is.na(apctl) && !is.character(apVar_default)) apctl <- "nlme default"
+  fit_once <- function(ctl) fit_nlme_once(cs, dat, method, ctl)
+  nb <- nlme_best_fit(fit_once)
+  if (is.null(nb$fit)) return(list(error = nb$errs))
+  # apVar with .relStep = 1e-4 (see nlme_refit_apvar in r_common.R)
+  ap <- nlme_refit_apvar(nb, fit_once)
+  fit <- ap$fit; apctl <- ap$control; apVar_default <- ap$apVar_default
 
   ll <- logLik(fit)
   out <- list(
-    converged = TRUE, optimizer = best, llf = as.numeric(ll),
-    llf_by_optimizer = vec(llfs), optimizer_errors = if (length(errs)) errs else NULL,
+    converged = TRUE, optimizer = nb$best, llf = as.numeric(ll),
+    llf_by_optimizer = vec(nb$llfs),
+    optimizer_errors = if (length(nb$errs)) nb$errs else NULL,
     df = as.integer(attr(ll, "df")), nobs = as.integer(attr(ll, "nobs")),
     fixef = vec(fixef(fit)), vcov_fixef = mat(vcov(fit)),
     sigma = fit$sigma)
@@ -413,15 +340,14 @@ fit_nlme <- function(cs, dat, method) {
   } else {
     V <- fit$apVar
     P <- attr(V, "Pars")
-    out$apVar <- mat(unclass(V)[seq_len(nrow(V)), seq_len(ncol(V)), drop = FALSE])
+    out$apVar <- mat(apvar_matrix(V))
     out$apVar_Pars <- vec(P)
     out$apVar_natural <- attr(V, "natural")
     out$apVar_control <- apctl
     if (is.character(apVar_default)) {
       out$apVar_default_message <- apVar_default
     } else {
-      out$apVar_default <- mat(unclass(apVar_default)[seq_len(nrow(apVar_default)),
-                                                      seq_len(ncol(apVar_default)), drop = FALSE])
+      out$apVar_default <- mat(apvar_matrix(apVar_default))
     }
     # varStruct parameters in apVar carry the prefix "varStruct"
     vsn <- names(p)
@@ -465,62 +391,13 @@ tmb_theta_jac <- function(th, q) {             # d(cov_elements)/d(theta), analy
 glmmTMB_disp_scale <- NA_character_   # set from hsb_null ML
 
 fit_tmb <- function(cs, dat, method) {
-  form <- as.formula(paste(deparse(cs$fixed), "+", cs$tmb_re))
   disp <- if (is.null(cs$tmb_disp)) ~ 1 else cs$tmb_disp
-  ctl_list <- list(
-    nlminb = glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4)),
-    optim_BFGS = glmmTMBControl(optimizer = optim,
-                                optArgs = list(method = "BFGS"),
-                                optCtrl = list(maxit = 1e4, reltol = 1e-12)))
-  fits <- list(); llfs <- c(); errs <- list(); first <- list()
-  for (cn in names(ctl_list)) {
-    r <- tryCatch(glmmTMB(form, dispformula = disp, data = dat,
-                          REML = (method == "REML"), control = ctl_list[[cn]]),
-                  error = function(e) e)
-    if (inherits(r, "error")) { errs[[cn]] <- conditionMessage(r); next }
-    first[[cn]] <- list(llf = as.numeric(logLik(r)), code = r$fit$convergence,
-                        message = r$fit$message,
-                        max_abs_gradient = max(abs(r$sdr$gradient.fixed)))
-    # Newton polish of the optimum (nlminb stops on relative function change,
-    # leaving parameter errors ~1e-6), then refit from the polished values so that
-    # every glmmTMB accessor reports them.
-    for (round in 1:3) {
-      if (max(abs(r$sdr$gradient.fixed)) < 1e-8) break
-      p <- r$fit$par
-      for (i in 1:5) {
-        g <- r$obj$gr(p)
-        if (max(abs(g)) < 1e-10) break
-        H <- optimHess(p, r$obj$fn, r$obj$gr)
-        pn <- p - solve(H, drop(g))
-        if (!all(is.finite(pn)) || r$obj$fn(pn) > r$obj$fn(p) + 1e-9) break
-        p <- pn
-      }
-      r2 <- tryCatch(glmmTMB(form, dispformula = disp, data = dat,
-                             REML = (method == "REML"), control = ctl_list[[cn]],
-                             start = split(unname(p), names(p))),
-                     error = function(e) e)
-      if (inherits(r2, "error") ||
-          as.numeric(logLik(r2)) < as.numeric(logLik(r)) - 1e-9) break
-      r <- r2
-    }
-    fits[[cn]] <- r; llfs[cn] <- as.numeric(logLik(r))
-    # stop after nlminb if it converged cleanly
-    if (cn == "nlminb" && r$fit$convergence == 0 && isTRUE(r$sdr$pdHess) &&
-        max(abs(r$sdr$gradient.fixed)) < 1e-6) break
-  }
-  if (length(fits) == 0) return(list(error = errs))
-  best <- names(which.max(llfs))
-  fit <- fits[[best]]
-  ll <- logLik(fit)
-  out <- list(
-    converged = (fit$fit$convergence == 0) && isTRUE(fit$sdr$pdHess),
-    convergence_code = fit$fit$convergence, convergence_message = fit$fit$message,
-    pdHess = fit$sdr$pdHess, max_abs_gradient = max(abs(fit$sdr$gradient.fixed)),
-    optimizer = best, llf = as.numeric(ll), llf_by_optimizer = vec(llfs),
-    first_pass = first[[best]],
-    optimizer_errors = if (length(errs)) errs else NULL,
-    df = as.integer(attr(ll, "df")), nobs = as.integer(nobs(fit)),
-    fixef = vec(fixef(fit)$cond), vcov_fixef = mat(vcov(fit)$cond))
+  # optim BFGS only when nlminb did not converge cleanly (max |gradient| < 1e-6)
+  pr <- tmb_fit_polished(re_formula(cs), disp, dat, method, accept_grad = 1e-6)
+  if (is.null(pr$fit)) return(list(error = pr$errs))
+  fit <- pr$fit
+  out <- c(tmb_fit_info(pr),
+           list(fixef = vec(fixef(fit)$cond), vcov_fixef = mat(vcov(fit)$cond)))
   Vf <- vcov(fit, full = TRUE)
   dn <- grep("^(d~|disp$)", colnames(Vf), value = TRUE)
   stopifnot(length(dn) == length(fixef(fit)$disp))
@@ -563,17 +440,14 @@ fit_tmb <- function(cs, dat, method) {
   fac <- if (identical(glmmTMB_disp_scale, "log_sigma")) 2 else 1
   a <- fac * fixef(fit)$disp; names(a) <- colnames(W)
   Va <- fac^2 * Vd; dimnames(Va) <- list(colnames(W), colnames(W))
-  out$a <- vec(a); out$a_se <- vec(sqrt(diag(Va))); out$a_vcov <- mat(Va)
+  out <- c(out, est_fields("a", a, Va))
   out$fit_object <- fit     # removed before writing
   out
 }
 
 # ------------------------------------------------------------------- lme4
 fit_lme4 <- function(cs, dat, method) {
-  form <- as.formula(paste(deparse(cs$fixed), "+", cs$tmb_re))
-  fit <- lmer(form, data = dat, REML = (method == "REML"),
-              control = lmerControl(optimizer = "bobyqa",
-                                    optCtrl = list(maxfun = 1e5, rhoend = 1e-12)))
+  fit <- fit_lmer(cs, dat, method)
   ll <- logLik(fit)
   vc <- VarCorr(fit)
   msgs <- fit@optinfo$conv$lme4$messages
@@ -608,10 +482,7 @@ for (cn in names(cases)) {
     r$nlme <- fit_nlme(cs, dat, method)
     r$glmmTMB <- fit_tmb(cs, dat, method)
     if (cn == "hsb_null" && method == "ML") {
-      fobj <- r$glmmTMB$fit_object
-      d0 <- fixef(fobj)$disp[[1]]; s <- sigma(fobj)
-      glmmTMB_disp_scale <- if (abs(d0 - log(s^2)) < 1e-6) "log_sigma2" else
-        if (abs(d0 - log(s)) < 1e-6) "log_sigma" else stop("unknown disp scale")
+      glmmTMB_disp_scale <- tmb_disp_scale(r$glmmTMB$fit_object)
       if (glmmTMB_disp_scale == "log_sigma") {   # redo a with the right factor
         r$glmmTMB <- fit_tmb(cs, dat, method)
       }
@@ -626,8 +497,7 @@ for (cn in names(cases)) {
         optimizer = if (is.null(r[[pk]]$optimizer)) "bobyqa" else r[[pk]]$optimizer,
         stringsAsFactors = FALSE)
     }
-    cat(sprintf("%-11s %-4s done in %.1f s\n", cn, method,
-                as.numeric(difftime(Sys.time(), t0, units = "secs"))))
+    cat(sprintf("%-11s %-4s done in %.1f s\n", cn, method, elapsed(t0)))
   }
 }
 
@@ -652,13 +522,7 @@ for (cn in names(cases)) for (method in c("ML", "REML")) {
       max(abs(a1$se[i1] / a2$se[i2] - 1)) } else NULL)
 }
 
-meta <- list(
-  R_version = R.version.string,
-  packages = lapply(c(nlme = "nlme", lme4 = "lme4", glmmTMB = "glmmTMB",
-                      TMB = "TMB", jsonlite = "jsonlite", Matrix = "Matrix"),
-                    function(p) as.character(packageVersion(p))),
-  date = format(Sys.time(), "%Y-%m-%d %H:%M:%S %Z"),
-  platform = R.version$platform,
+meta <- c(meta_header(), list(
   glmmTMB_disp_scale = glmmTMB_disp_scale,
   data_files = list(hsb = "statsmodels_hetmixed/datasets/hsb/hsb.csv",
                     sim_cont = "tests/results/data/sim_cont.csv",
@@ -676,13 +540,10 @@ meta <- list(
     "re_cov_elements: natural-scale random-effect variances/covariances with delta-method SEs (nlme from apVar, glmmTMB from the theta block of vcov(full=TRUE)).",
     "sim_vc_hom is an extra homoskedastic case so that lme4 can be compared on the nested structure."),
   agreement = agree,
-  runtime_seconds = as.numeric(difftime(Sys.time(), t_start, units = "secs")))
+  runtime_seconds = elapsed(t_start)))
 names(meta$data_md5) <- c("hsb", "sim_cont", "sim_slope", "sim_vc")
 
-json <- toJSON(list(meta = meta, cases = res), digits = NA, auto_unbox = TRUE,
-               null = "null", na = "null", pretty = TRUE)
-writeLines(json, outfile)
-cat("wrote", outfile, "\n\n")
+write_reference_json(meta, res, outfile)
 
 tab$llf <- sprintf("%.6f", tab$llf)
 print(tab, row.names = FALSE)

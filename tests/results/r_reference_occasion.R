@@ -10,6 +10,7 @@
 # (exact versions are also stored in the JSON "meta" block).  Conventions (JSON
 # encoding, optimiser settings, nlme apVar step, glmmTMB Newton polish) are those of
 # r_reference.R; its header documents the parameter maps of each package.
+# Helpers shared with the other reference script are in r_common.R (same folder).
 #
 # ---------------------------------------------------------------------------------
 # Models
@@ -99,42 +100,18 @@
 #   from the (theta, d_male, d_female) block of vcov(fit, full = TRUE).
 # ---------------------------------------------------------------------------------
 
-suppressPackageStartupMessages({
-  library(nlme)
-  library(lme4)
-  library(glmmTMB)
-  library(jsonlite)
-})
-
 t_start <- Sys.time()
-args <- commandArgs(trailingOnly = FALSE)
-f <- sub("^--file=", "", args[grep("^--file=", args)])
-here <- if (length(f) == 1) dirname(normalizePath(f)) else getwd()
-root <- normalizePath(file.path(here, "..", ".."))
-datadir <- file.path(here, "data")
+here <- local({       # directory of this script (Rscript --file=...), else getwd()
+  f <- sub("^--file=", "", grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE))
+  if (length(f) == 1) dirname(normalizePath(f)) else getwd()
+})
+source(file.path(here, "r_common.R"))   # packages, root/datadir/hsbfile, shared helpers
 occfile <- file.path(datadir, "sim_occasion.csv")
-hsbfile <- file.path(root, "statsmodels_hetmixed", "datasets", "hsb", "hsb.csv")
 outfile <- file.path(here, "r_reference_occasion.json")
 LLF_TOL <- 1e-6       # nlme vs glmmTMB llf agreement required
 GRAD_TOL <- 1e-8      # glmmTMB max |gradient| required after polishing
 
-# ------------------------------------------------------------------- JSON helpers
-vec <- function(x) {
-  if (is.null(x)) return(NULL)
-  x <- unlist(x)
-  nm <- names(x)
-  if (is.null(nm)) return(as.numeric(x))
-  out <- as.list(as.numeric(x))
-  names(out) <- make.unique(nm)
-  out
-}
-mat <- function(m) {
-  m <- as.matrix(m)
-  list(rownames = if (is.null(rownames(m))) NULL else I(rownames(m)),
-       colnames = if (is.null(colnames(m))) NULL else I(colnames(m)),
-       values = unname(matrix(as.numeric(m), nrow(m), ncol(m))))
-}
-
+# ------------------------------------------------------------------- helpers
 # (X' V^-1 X)^-1 for a random-intercept model, V_i = tau2 J + diag(s2_i)
 gls_vcov <- function(X, grp, tau2, s2) {
   A <- matrix(0, ncol(X), ncol(X))
@@ -147,25 +124,36 @@ gls_vcov <- function(X, grp, tau2, s2) {
   S
 }
 
+# joint delta-method vcov of (tau2, sigma2_*) from the block (re, p) of V, where
+# tau2 = exp(2 re) and log sigma2 = L p (sigma2 = s2)
+tau2_sigma2_vcov <- function(tau2, s2, L, V, re, p) {
+  J <- matrix(0, 1 + length(s2), 1 + length(p),
+              dimnames = list(c("tau2", names(s2)), c(re, p)))
+  J[1, 1] <- 2 * tau2
+  J[-1, -1] <- diag(s2, length(s2)) %*% L
+  J %*% V[c(re, p), c(re, p)] %*% t(J)
+}
+
+# log-linear coefficients with intercept from log sigma2 per level (ls2, vcov Vl):
+# a = (logsigma2_1, logsigma2_k - logsigma2_1); fields a, a_se, a_vcov
+cells_to_a <- function(ls2, Vl, keys) {
+  A <- cbind(1, diag(length(keys))[, -1, drop = FALSE])   # logsigma2 = A a
+  Ainv <- solve(A)
+  an <- c("(Intercept)", unname(keys)[-1])
+  a <- drop(Ainv %*% ls2); names(a) <- an
+  Va <- Ainv %*% Vl %*% t(Ainv); dimnames(Va) <- list(an, an)
+  est_fields("a", a, Va)
+}
+
 # ------------------------------------------------------------------- data
 occ <- read.csv(occfile)
 stopifnot(nrow(occ) == 600, identical(sort(unique(occ$occ)), 1:5),
           all(table(occ$id) == 5), all(occ$time == occ$occ - 1))
 occ$id <- factor(occ$id, levels = unique(occ$id))
 occ_levels <- as.character(1:5)
-hsb <- read.csv(hsbfile)
-hsb$school <- factor(hsb$school, levels = unique(hsb$school))
-stopifnot(nrow(hsb) == 7185)
+hsb <- read_hsb()
 
 # ------------------------------------------------------------------- nlme
-nlme_controls <- list(
-  nlminb = lmeControl(maxIter = 500, msMaxIter = 500, msMaxEval = 2000,
-                      tolerance = 1e-10, msTol = 1e-13, niterEM = 50),
-  optim = lmeControl(maxIter = 500, msMaxIter = 500, msMaxEval = 2000,
-                     tolerance = 1e-10, msTol = 1e-13, niterEM = 50,
-                     opt = "optim", optimMethod = "BFGS")
-)
-
 # spec: list(fixed, random, grp, weights_var (NULL = homoskedastic), keys (named
 #       chr: level -> output key, in output order))
 fit_nlme_once <- function(spec, dat, method, ctl) {
@@ -177,42 +165,20 @@ fit_nlme_once <- function(spec, dat, method, ctl) {
 }
 
 fit_nlme <- function(spec, dat, method) {
-  fits <- list(); llfs <- c(); errs <- list()
-  for (cn in names(nlme_controls)) {
-    r <- tryCatch(fit_nlme_once(spec, dat, method, nlme_controls[[cn]]),
-                  error = function(e) e)
-    if (inherits(r, "error")) { errs[[cn]] <- conditionMessage(r); next }
-    fits[[cn]] <- r; llfs[cn] <- as.numeric(logLik(r))
-  }
-  if (length(fits) == 0) stop("nlme failed: ", paste(unlist(errs), collapse = "; "))
-  best <- names(which.max(llfs))
-  fit <- fits[[best]]
-  # apVar with .relStep = 1e-4 (see r_reference.R: nlme's default step is inaccurate
-  # for large |llf|); estimates must be unchanged
-  apVar_default <- fit$apVar
-  apctl <- NA_character_
-  for (rs in c(1e-4, 1e-3, 1e-5)) {
-    ctl <- nlme_controls[[best]]
-    ctl$.relStep <- rs; ctl$minAbsParApVar <- 0.05
-    r <- tryCatch(fit_nlme_once(spec, dat, method, ctl), error = function(e) e)
-    if (!inherits(r, "error") && !is.character(r$apVar) &&
-        abs(as.numeric(logLik(r)) - llfs[[best]]) < 1e-9 &&
-        max(abs(fixef(r) - fixef(fit))) < 1e-9) {
-      fit$apVar <- r$apVar
-      apctl <- sprintf(".relStep=%g, minAbsParApVar=0.05", rs)
-      break
-    }
-  }
-  if (is.na(apctl)) {
-    if (is.character(apVar_default)) stop("nlme apVar not available: ", apVar_default)
-    apctl <- "nlme default"
-  }
+  fit_once <- function(ctl) fit_nlme_once(spec, dat, method, ctl)
+  nb <- nlme_best_fit(fit_once)
+  if (is.null(nb$fit)) stop("nlme failed: ", paste(unlist(nb$errs), collapse = "; "))
+  # apVar with .relStep = 1e-4 (see nlme_refit_apvar in r_common.R: nlme's default
+  # step is inaccurate for large |llf|); estimates must be unchanged
+  ap <- nlme_refit_apvar(nb, fit_once)
+  fit <- ap$fit; apctl <- ap$control; apVar_default <- ap$apVar_default
+  if (is.na(apctl)) stop("nlme apVar not available: ", apVar_default)
   ll <- logLik(fit)
   keys <- spec$keys                                    # level -> key
   lev <- names(keys)
-  out <- list(converged = TRUE, optimizer = best, llf = as.numeric(ll),
-              llf_by_optimizer = vec(llfs),
-              optimizer_errors = if (length(errs)) errs else NULL,
+  out <- list(converged = TRUE, optimizer = nb$best, llf = as.numeric(ll),
+              llf_by_optimizer = vec(nb$llfs),
+              optimizer_errors = if (length(nb$errs)) nb$errs else NULL,
               df = as.integer(attr(ll, "df")), nobs = as.integer(attr(ll, "nobs")),
               fixef = vec(fixef(fit)), vcov_fixef = mat(vcov(fit)),
               sigma = fit$sigma)
@@ -247,10 +213,10 @@ fit_nlme <- function(spec, dat, method) {
   # apVar and delta method
   V <- fit$apVar
   P <- attr(V, "Pars")
-  V <- unclass(V)[seq_len(nrow(V)), seq_len(ncol(V)), drop = FALSE]
+  V <- apvar_matrix(V)
   out$apVar <- mat(V); out$apVar_Pars <- vec(P); out$apVar_control <- apctl
   out$apVar_default <- if (is.character(apVar_default)) apVar_default else
-    mat(unclass(apVar_default)[seq_len(nrow(apVar_default)), seq_len(ncol(apVar_default)), drop = FALSE])
+    mat(apvar_matrix(apVar_default))
   re_name <- grep("^reStruct", names(P), value = TRUE)
   stopifnot(length(re_name) == 1, abs(exp(2 * P[[re_name]]) - tau2) < 1e-8 * tau2)
   # apVar names of the unconstrained varIdent coefficients: "varStruct" (one),
@@ -274,31 +240,15 @@ fit_nlme <- function(spec, dat, method) {
   ls2 <- drop(L %*% P[pn])
   stopifnot(max(abs(exp(ls2) - s2_lev_or(fit, vs, lev, keys))) < 1e-8 * max(exp(ls2)))
   Vl <- L %*% V[pn, pn, drop = FALSE] %*% t(L)
-  out$logsigma2 <- vec(ls2); out$logsigma2_se <- vec(setNames(sqrt(diag(Vl)), names(ls2)))
-  out$logsigma2_vcov <- mat(Vl); out$logsigma2_map <- mat(L)
+  out <- c(out, est_fields("logsigma2", ls2, Vl))
+  out$logsigma2_map <- mat(L)
   s2 <- exp(ls2)
-  Vs <- diag(s2, length(s2)) %*% Vl %*% diag(s2, length(s2))
-  dimnames(Vs) <- list(names(s2), names(s2))
-  out$sigma2 <- vec(s2); out$sigma2_se <- vec(setNames(sqrt(diag(Vs)), names(s2)))
-  out$sigma2_vcov <- mat(Vs)
+  out <- c(out, est_fields("sigma2", s2, exp_vcov(s2, Vl)))
   # joint natural-scale vcov of (tau2, sigma2_*): Jacobian wrt (reStruct, p)
-  J <- matrix(0, 1 + length(s2), 1 + length(pn),
-              dimnames = list(c("tau2", names(s2)), c(re_name, pn)))
-  J[1, 1] <- 2 * tau2
-  J[-1, -1] <- diag(s2, length(s2)) %*% L
-  Vn <- J %*% V[c(re_name, pn), c(re_name, pn)] %*% t(J)
+  Vn <- tau2_sigma2_vcov(tau2, s2, L, V, re_name, pn)
   out$tau2 <- tau2; out$tau2_se <- sqrt(Vn[1, 1])
   out$var_params_vcov <- mat(Vn)
-  if (length(lev) > 1) {
-    # log-linear with intercept: a = (logsigma2_1, logsigma2_k - logsigma2_1)
-    A <- cbind(1, diag(length(lev))[, -1, drop = FALSE])   # logsigma2 = A a
-    Ainv <- solve(A)
-    a <- drop(Ainv %*% ls2)
-    an <- c("(Intercept)", unname(keys)[-1])
-    names(a) <- an
-    Va <- Ainv %*% Vl %*% t(Ainv); dimnames(Va) <- list(an, an)
-    out$a <- vec(a); out$a_se <- vec(setNames(sqrt(diag(Va)), an)); out$a_vcov <- mat(Va)
-  }
+  if (length(lev) > 1) out <- c(out, cells_to_a(ls2, Vl, keys))
   out
 }
 # residual variances by level from the nlme fit (for a consistency check)
@@ -311,71 +261,25 @@ s2_lev_or <- function(fit, vs, lev, keys) {
 # ------------------------------------------------------------------- glmmTMB
 glmmTMB_disp_scale <- NA_character_
 
-fit_tmb_polished <- function(form, disp, dat, method) {
-  ctl_list <- list(
-    nlminb = glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4)),
-    optim_BFGS = glmmTMBControl(optimizer = optim,
-                                optArgs = list(method = "BFGS"),
-                                optCtrl = list(maxit = 1e4, reltol = 1e-12)))
-  fits <- list(); llfs <- c(); errs <- list(); first <- list()
-  for (cn in names(ctl_list)) {
-    r <- tryCatch(glmmTMB(form, dispformula = disp, data = dat,
-                          REML = (method == "REML"), control = ctl_list[[cn]]),
-                  error = function(e) e)
-    if (inherits(r, "error")) { errs[[cn]] <- conditionMessage(r); next }
-    first[[cn]] <- list(llf = as.numeric(logLik(r)), code = r$fit$convergence,
-                        message = r$fit$message,
-                        max_abs_gradient = max(abs(r$sdr$gradient.fixed)))
-    # Newton polish + refit from the polished values (as in r_reference.R)
-    for (round in 1:3) {
-      if (max(abs(r$sdr$gradient.fixed)) < GRAD_TOL) break
-      p <- r$fit$par
-      for (i in 1:5) {
-        g <- r$obj$gr(p)
-        if (max(abs(g)) < 1e-10) break
-        H <- optimHess(p, r$obj$fn, r$obj$gr)
-        pn <- p - solve(H, drop(g))
-        if (!all(is.finite(pn)) || r$obj$fn(pn) > r$obj$fn(p) + 1e-9) break
-        p <- pn
-      }
-      r2 <- tryCatch(glmmTMB(form, dispformula = disp, data = dat,
-                             REML = (method == "REML"), control = ctl_list[[cn]],
-                             start = split(unname(p), names(p))),
-                     error = function(e) e)
-      if (inherits(r2, "error") ||
-          as.numeric(logLik(r2)) < as.numeric(logLik(r)) - 1e-9) break
-      r <- r2
-    }
-    fits[[cn]] <- r; llfs[cn] <- as.numeric(logLik(r))
-    if (cn == "nlminb" && r$fit$convergence == 0 && isTRUE(r$sdr$pdHess) &&
-        max(abs(r$sdr$gradient.fixed)) < GRAD_TOL) break
-  }
-  if (length(fits) == 0) stop("glmmTMB failed: ", paste(unlist(errs), collapse = "; "))
-  best <- names(which.max(llfs))
-  fit <- fits[[best]]
+# the shared optimiser/polish loop, with the acceptance checks of this script
+fit_tmb_checked <- function(form, disp, dat, method) {
+  pr <- tmb_fit_polished(form, disp, dat, method, accept_grad = GRAD_TOL,
+                         polish_grad = GRAD_TOL)
+  if (is.null(pr$fit)) stop("glmmTMB failed: ", paste(unlist(pr$errs), collapse = "; "))
+  fit <- pr$fit
   mg <- max(abs(fit$sdr$gradient.fixed))
   if (!(mg < GRAD_TOL)) stop(sprintf("glmmTMB max |gradient| %.3e >= %g", mg, GRAD_TOL))
   stopifnot(fit$fit$convergence == 0, isTRUE(fit$sdr$pdHess))
-  list(fit = fit, best = best, llfs = llfs, first = first[[best]], errs = errs)
+  pr
 }
 
 # spec: fixed, tmb_re, grp, disp (formula), disp_kind ("cell", "ref", "hom"),
 #       wvar, keys (level -> key)
 fit_tmb <- function(spec, dat, method) {
-  form <- as.formula(paste(deparse(spec$fixed), "+", spec$tmb_re))
-  pr <- fit_tmb_polished(form, spec$disp, dat, method)
+  pr <- fit_tmb_checked(re_formula(spec), spec$disp, dat, method)
   fit <- pr$fit
-  ll <- logLik(fit)
-  out <- list(
-    converged = (fit$fit$convergence == 0) && isTRUE(fit$sdr$pdHess),
-    convergence_code = fit$fit$convergence, convergence_message = fit$fit$message,
-    pdHess = fit$sdr$pdHess, max_abs_gradient = max(abs(fit$sdr$gradient.fixed)),
-    optimizer = pr$best, llf = as.numeric(ll), llf_by_optimizer = vec(pr$llfs),
-    first_pass = pr$first,
-    optimizer_errors = if (length(pr$errs)) pr$errs else NULL,
-    df = as.integer(attr(ll, "df")), nobs = as.integer(nobs(fit)),
-    dispformula = deparse(spec$disp),
-    fixef = vec(fixef(fit)$cond))
+  out <- c(tmb_fit_info(pr),
+           list(dispformula = deparse(spec$disp), fixef = vec(fixef(fit)$cond)))
   Vf <- vcov(fit, full = TRUE)
   dn <- grep("^(d~|disp$)", colnames(Vf), value = TRUE)
   thn <- grep("^theta", colnames(Vf), value = TRUE)
@@ -412,36 +316,22 @@ fit_tmb <- function(spec, dat, method) {
   out$vcov_fixef_tmb <- mat(vcov(fit)$cond)
   out$tau2 <- tau2; out$tau2_se <- 2 * tau2 * out$theta_se
   s2 <- exp(ls2)
-  out$logsigma2 <- vec(ls2)
-  out$logsigma2_se <- vec(setNames(sqrt(diag(Vl)), names(ls2)))
-  out$logsigma2_vcov <- mat(Vl)
-  Vs <- diag(s2, length(s2)) %*% Vl %*% diag(s2, length(s2))
-  dimnames(Vs) <- list(names(s2), names(s2))
-  out$sigma2 <- vec(s2); out$sigma2_se <- vec(setNames(sqrt(diag(Vs)), names(s2)))
-  out$sigma2_vcov <- mat(Vs)
+  out <- c(out, est_fields("logsigma2", ls2, Vl),
+           est_fields("sigma2", s2, exp_vcov(s2, Vl)))
   # joint natural-scale vcov of (tau2, sigma2_*)
-  J <- matrix(0, 1 + length(s2), 1 + length(d),
-              dimnames = list(c("tau2", names(s2)), c(thn, dn)))
-  J[1, 1] <- 2 * tau2
-  J[-1, -1] <- diag(s2, length(s2)) %*% Lmap
-  Vn <- J %*% Vf[c(thn, dn), c(thn, dn)] %*% t(J)
-  out$var_params_vcov <- mat(Vn)
+  out$var_params_vcov <- mat(tau2_sigma2_vcov(tau2, s2, Lmap, Vf, thn, dn))
   if (spec$disp_kind == "ref") {
     an <- c("(Intercept)", unname(keys)[-1])
     stopifnot(length(d) == length(an))
     a <- fac * d; names(a) <- an
     Va <- fac^2 * Vd; dimnames(Va) <- list(an, an)
-    out$a <- vec(a); out$a_se <- vec(setNames(sqrt(diag(Va)), an)); out$a_vcov <- mat(Va)
+    out <- c(out, est_fields("a", a, Va))
   }
   if (spec$disp_kind == "cell") {
     out$d <- vec(setNames(fac * d, unname(keys)))
     out$d_se <- vec(setNames(fac * sqrt(diag(Vd)), unname(keys)))
     # a from the cell fit (same model): a = (d_1, d_k - d_1)
-    A <- cbind(1, diag(length(lev))[, -1, drop = FALSE]); Ainv <- solve(A)
-    an <- c("(Intercept)", unname(keys)[-1])
-    a <- drop(Ainv %*% ls2); names(a) <- an
-    Va <- Ainv %*% Vl %*% t(Ainv); dimnames(Va) <- list(an, an)
-    out$a <- vec(a); out$a_se <- vec(setNames(sqrt(diag(Va)), an)); out$a_vcov <- mat(Va)
+    out <- c(out, cells_to_a(ls2, Vl, keys))
   }
   out$fit_object <- fit      # removed before writing
   out
@@ -449,10 +339,7 @@ fit_tmb <- function(spec, dat, method) {
 
 # ------------------------------------------------------------------- lme4
 fit_lme4 <- function(spec, dat, method) {
-  form <- as.formula(paste(deparse(spec$fixed), "+", spec$tmb_re))
-  fit <- lmer(form, data = dat, REML = (method == "REML"),
-              control = lmerControl(optimizer = "bobyqa",
-                                    optCtrl = list(maxfun = 1e5, rhoend = 1e-12)))
+  fit <- fit_lmer(spec, dat, method)
   ll <- logLik(fit)
   msgs <- fit@optinfo$conv$lme4$messages
   tau2 <- as.numeric(VarCorr(fit)[[1]][1, 1])
@@ -504,10 +391,7 @@ for (method in c("ML", "REML")) {
   # homoskedastic glmmTMB first (sets the dispersion scale)
   hom_tmb <- fit_tmb(spec_occ_hom, occ, method)
   if (method == "ML") {
-    fobj <- hom_tmb$fit_object
-    d0 <- fixef(fobj)$disp[[1]]; s <- sigma(fobj)
-    glmmTMB_disp_scale <- if (abs(d0 - log(s^2)) < 1e-6) "log_sigma2" else
-      if (abs(d0 - log(s)) < 1e-6) "log_sigma" else stop("unknown disp scale")
+    glmmTMB_disp_scale <- tmb_disp_scale(hom_tmb$fit_object)
     if (glmmTMB_disp_scale == "log_sigma") hom_tmb <- fit_tmb(spec_occ_hom, occ, method)
   }
   hom_tmb$fit_object <- NULL
@@ -559,8 +443,7 @@ for (method in c("ML", "REML")) {
             r$nlme$varIdent_reference_level == "1")
   agree$sim_occasion[[method]] <- ag
   res$sim_occasion[[method]] <- r
-  cat(sprintf("sim_occasion    %-4s done in %.1f s\n", method,
-              as.numeric(difftime(Sys.time(), t0, units = "secs"))))
+  cat(sprintf("sim_occasion    %-4s done in %.1f s\n", method, elapsed(t0)))
 }
 
 # ------------------------------------------------------------------- run: HSB
@@ -623,18 +506,11 @@ for (method in c("ML", "REML")) {
             r$nlme$varIdent_reference_level == "1")
   agree$hsb_female_cell[[method]] <- ag
   res$hsb_female_cell[[method]] <- r
-  cat(sprintf("hsb_female_cell %-4s done in %.1f s\n", method,
-              as.numeric(difftime(Sys.time(), t0, units = "secs"))))
+  cat(sprintf("hsb_female_cell %-4s done in %.1f s\n", method, elapsed(t0)))
 }
 
 # ------------------------------------------------------------------- write
-meta <- list(
-  R_version = R.version.string,
-  packages = lapply(c(nlme = "nlme", lme4 = "lme4", glmmTMB = "glmmTMB",
-                      TMB = "TMB", jsonlite = "jsonlite", Matrix = "Matrix"),
-                    function(p) as.character(packageVersion(p))),
-  date = format(Sys.time(), "%Y-%m-%d %H:%M:%S %Z"),
-  platform = R.version$platform,
+meta <- c(meta_header(), list(
   glmmTMB_disp_scale = glmmTMB_disp_scale,
   data_files = list(sim_occasion = "tests/results/data/sim_occasion.csv",
                     hsb = "statsmodels_hetmixed/datasets/hsb/hsb.csv"),
@@ -648,12 +524,9 @@ meta <- list(
     "nlme varIdent reference level = first level met in lme's (grouped) data order: occ 1 for sim_occasion, female == 1 for HSB (see varIdent_reference_level).",
     "lme4 gives no SEs for variance parameters (tau2_se, sigma2_se absent)."),
   agreement = agree,
-  runtime_seconds = as.numeric(difftime(Sys.time(), t_start, units = "secs")))
+  runtime_seconds = elapsed(t_start)))
 
-json <- toJSON(list(meta = meta, cases = res), digits = NA, auto_unbox = TRUE,
-               null = "null", na = "null", pretty = TRUE)
-writeLines(json, outfile)
-cat("wrote", outfile, "\n\n")
+write_reference_json(meta, res, outfile)
 
 # ------------------------------------------------------------------- summary
 fmt <- function(x, se) sprintf("%.6f (%.6f)", x, se)
