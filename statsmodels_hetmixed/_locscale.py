@@ -198,7 +198,7 @@ def find_modes(data, beta, a, L, start=None, tol=1e-10, max_iter=50):
         t = np.where(accept[:, None], cand, t)
         h = np.where(accept, h_c, h)
         g = np.where(accept[:, None], g_c, g)
-    hess = _hessian(data, t, g, beta, a, L)
+    hess = _hessian(data, t, g, beta, a, L, central=True)
     neg = -0.5 * (hess + hess.transpose(0, 2, 1))
     vals, vecs = np.linalg.eigh(neg)
     vals = np.maximum(vals, 1e-8)
@@ -207,13 +207,23 @@ def find_modes(data, beta, a, L, start=None, tol=1e-10, max_iter=50):
     return t, B, h
 
 
-def _hessian(data, t, g, beta, a, L, step=1e-5):
+def _hessian(data, t, g, beta, a, L, central=False):
+    """Hessian of h in t by differences of the analytic gradient: forward
+    (for Newton directions) or central (accurate to about 1e-8, for the
+    scale factors B, whose log det the Laplace rule differentiates)."""
     m, d = t.shape
     hess = np.empty((m, d, d))
+    step = 1e-4 if central else 1e-5
     for b in range(d):
-        tb = t.copy()
-        tb[:, b] += step
-        hess[:, :, b] = (_h_and_grad(data, tb, beta, a, L)[1] - g) / step
+        up = t.copy()
+        up[:, b] += step
+        g_up = _h_and_grad(data, up, beta, a, L)[1]
+        if central:
+            down = t.copy()
+            down[:, b] -= step
+            hess[:, :, b] = (g_up - _h_and_grad(data, down, beta, a, L)[1]) / (2 * step)
+        else:
+            hess[:, :, b] = (g_up - g) / step
     return 0.5 * (hess + hess.transpose(0, 2, 1))
 
 
@@ -332,7 +342,33 @@ def adapt(data, layout, theta, previous=None):
 def _value_and_grad(data, layout, theta, quad):
     beta, a, L = layout.unpack(theta)
     llf_g, grad, post = loglike(data, quad, beta, a, L, gradient=True)
-    return llf_g.sum(), layout.gradient(grad), post, llf_g
+    g = layout.gradient(grad)
+    if len(data.nodes) == 1:
+        g = g + _laplace_scale_gradient(data, layout, theta, quad)
+    return llf_g.sum(), g, post, llf_g
+
+
+def _log_det_B(quad):
+    return np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum()
+
+
+def _laplace_scale_gradient(data, layout, theta, quad, rel_step=1e-4):
+    """
+    d log|B(theta)| / d theta for the Laplace rule (one node), by central
+    differences with the nodes re-adapted.  With several nodes the
+    integral hardly depends on where they are placed, and this term is
+    dropped; with one node (Laplace) it is part of the gradient (the mode's
+    own movement does not matter: h is stationary there).
+    """
+    out = np.zeros(layout.size)
+    for j in np.flatnonzero(layout.free):
+        h = rel_step * max(abs(theta[j]), 1e-2)
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        out[j] = (_log_det_B(adapt(data, layout, up, quad))
+                  - _log_det_B(adapt(data, layout, down, quad))) / (2 * h)
+    return out
 
 
 def _hessian_fd(data, layout, theta, quad, g0):

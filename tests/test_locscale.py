@@ -193,3 +193,15 @@ def test_independent_blocks(small):
     assert lr.df == 1 and lr.boundary == []
     with pytest.raises(ValueError, match="re_cov must be"):
         model.fit(reml=False, re_cov="diagonal")
+
+
+def test_laplace_is_close_to_quadrature(small):
+    """One node (Laplace) differentiates the rule's scale factor too; its
+    maximum is near the adaptive-quadrature one."""
+    model = hmf.hetmixedlm("y ~ x + h", small, groups="g", var_formula="~ x + h",
+                           var_re_formula="~ 1")
+    laplace = model.fit(reml=False, n_quad=1)
+    aghq = model.fit(reml=False, n_quad=20)
+    assert laplace.converged
+    assert laplace.llf == pytest.approx(aghq.llf, abs=0.05)
+    np.testing.assert_allclose(laplace.fe_params, aghq.fe_params, atol=0.05)
