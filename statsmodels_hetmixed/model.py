@@ -917,10 +917,6 @@ class HetMixedLM(MixedLM):
                 n_iter += n_it
                 if done:
                     break
-                if meth is not method[-1]:
-                    warnings.warn(
-                        f"Retrying HetMixedLM optimization after {meth}",
-                        ConvergenceWarning, stacklevel=2)
         # Convergence is judged on the observed information: the Newton
         # decrement of the analytic gradient, over the free parameters that
         # are not variances on the boundary.
@@ -931,11 +927,17 @@ class HetMixedLM(MixedLM):
         converged = do_cg and decrement is not None and \
             decrement < _NEWTON_DECREMENT_TOL
         if do_cg and not converged:
-            theta, _, _ = self._newton_polish(theta, free_theta)
+            # Newton steps in the Cholesky parameterisation.  Its stationary
+            # points include maxima on the boundary of the covariance cone (a
+            # singular cov_re, e.g. a correlation of +-1), where the natural
+            # gradient need not vanish; there its decrement is the test.
+            theta, polished, theta_decrement = self._newton_polish(theta, free_theta)
             natural = lay.natural_from_theta(theta)
             h_cov, ev = self._hessian_natural(natural, free_nat)
             decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
             converged = decrement is not None and decrement < _NEWTON_DECREMENT_TOL
+            if not converged and polished:
+                converged, decrement = True, theta_decrement
         g_nat = self._grad_natural(ev, natural[lay.var_nofe])
         # Variances at zero are on the boundary: their gradient need not
         # vanish there, and the MLE may sit on it.
@@ -952,6 +954,17 @@ class HetMixedLM(MixedLM):
                 f"log-likelihood gradient component is {max_grad:.3g}. Try other "
                 "start_params or method, or simplify the model.",
                 ConvergenceWarning, stacklevel=2)
+        cov_re = lay.cov_re_from_vech(natural[lay.re_nofe])
+        if do_cg and self.k_re > 1 and not at_bound.any():
+            eig = np.linalg.eigvalsh(cov_re)
+            if eig[0] <= 1e-6 * max(eig[-1], 1e-300):
+                warnings.warn(
+                    "The random-effects covariance matrix is singular at the "
+                    "estimate (a correlation of +-1 or a redundant random "
+                    "effect): the estimate is on the boundary of the parameter "
+                    "space, and standard errors of cov_re are not reliable. "
+                    "Consider dropping a random effect.",
+                    ConvergenceWarning, stacklevel=2)
         if do_cg and at_bound.any():
             names = list(self.data.param_names)[self.k_fe:]
             zero = [names[j] for j in np.flatnonzero(at_bound)]

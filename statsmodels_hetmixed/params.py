@@ -187,11 +187,13 @@ class ParamLayout:
 
 def psd_factor(cov):
     """
-    A factor F with F F' = cov for a positive semi-definite matrix.
+    A lower-triangular factor L with L L' = cov for a positive
+    semi-definite matrix.
 
     The Cholesky factor when it exists; otherwise (a singular covariance
-    matrix, e.g. a variance on the boundary) a factor from the eigen
-    decomposition with negative eigenvalues set to zero.
+    matrix, e.g. a variance on the boundary) the triangular factor of the
+    eigen decomposition with negative eigenvalues set to zero: with
+    F = V sqrt(lambda) and F' = Q R, cov = F F' = R' R.
     """
     cov = np.asarray(cov, dtype=np.float64)
     if cov.size == 0:
@@ -199,5 +201,7 @@ def psd_factor(cov):
     try:
         return np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        vals, vecs = np.linalg.eigh(cov)
-        return vecs * np.sqrt(np.clip(vals, 0.0, None))
+        vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        lower = np.linalg.qr(root.T, mode="r").T
+        return lower * np.where(np.diag(lower) < 0, -1.0, 1.0)

@@ -148,3 +148,14 @@ def test_per_group_pieces_sum_to_totals(layout):
     dense = -0.5 * (rows.sum() * np.log(2 * np.pi) + np.linalg.slogdet(V)[1]
                     + e @ np.linalg.solve(V, e))
     assert ev.llf_groups[0] == pytest.approx(dense, abs=1e-10)
+
+
+def test_psd_factor_of_singular_matrix_is_lower_triangular():
+    from statsmodels_hetmixed.params import psd_factor
+
+    a = np.array([[1.0, 2.0, 0.5]])
+    cov = a.T @ a  # rank one
+    L = psd_factor(cov)
+    np.testing.assert_allclose(np.triu(L, 1), 0)
+    np.testing.assert_allclose(L @ L.T, cov, atol=1e-12)
+    assert np.all(np.diag(L) >= 0)

@@ -208,7 +208,6 @@ def test_string_variable_in_variance_formula_is_categorical(hsb_data):
     assert list(res.var_params.index) == ["Intercept", "sex[T.M]"]
 
 
-@pytest.mark.filterwarnings("ignore:Retrying HetMixedLM optimization")
 def test_unconverged_fit_warns_and_says_so(hsb_data, monkeypatch):
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
@@ -316,3 +315,40 @@ def test_remove_data_keeps_summary(hsb_data):
     res.remove_data()
     assert res.model._grouped is None
     assert res.summary().as_text() == text
+
+
+def test_random_slope_with_zero_variance_reaches_the_maximum():
+    """No random slope in the data: the maximum has a singular cov_re (a
+    correlation of +-1).  The fit must reach it (statsmodels' MixedLM stops
+    lower here), say so, and not lose it when converting parameterisations."""
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(7)
+    g = np.repeat(np.arange(40), 15)
+    x = rng.standard_normal(len(g))
+    h = rng.integers(0, 2, 40)[g]
+    y = 1 + 0.5 * x + 0.4 * h + rng.normal(0, 1.0, 40)[g] + \
+        np.exp(0.5 * (0.2 - 0.5 * h + 0.3 * x + rng.normal(0, 0.4, 40)[g])) * \
+        rng.standard_normal(len(g))
+    data = pd.DataFrame({"y": y, "x": x, "h": h, "g": g})
+    with pytest.warns(ConvergenceWarning, match="covariance matrix is singular"):
+        res = hmf.hetmixedlm("y ~ x + h", data, groups="g",
+                             re_formula="~ x").fit(reml=False)
+    assert res.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = smf.mixedlm("y ~ x + h", data, groups="g", re_formula="~ x").fit(reml=False)
+    assert res.llf >= ref.llf - 1e-6
+    # Direct check: no small step in any direction increases the llf.
+    model = res.model
+    x0 = np.asarray(res.params)[model.k_fe:]
+    base = model.loglike(x0)
+    for k in range(x0.size):
+        for step in (1e-4, -1e-4):
+            x1 = x0.copy()
+            x1[k] += step
+            cov = model.layout.cov_re_from_vech(x1[model.layout.re_nofe])
+            if np.linalg.eigvalsh(cov)[0] < 0:
+                continue  # outside the parameter space
+            assert model.loglike(x1) <= base + 1e-7
