@@ -87,6 +87,13 @@ def plot_random_effects_qq(results, ax=None):
     matplotlib.figure.Figure
         The figure holding the panels.
 
+    Raises
+    ------
+    ValueError
+        If ``ax`` does not hold one Axes per random effect.
+    ImportError
+        If matplotlib is not installed.
+
     Notes
     -----
     Empirical-Bayes predictions are shrunk towards zero, more so in small
@@ -151,6 +158,9 @@ def _var_re_design_info(model, frame):
     formula = getattr(model, "var_re_formula", None)
     if formula is None:
         return None
+    stored = getattr(model, "_var_re_design_info", None)
+    if stored is not None:
+        return stored
     try:
         mat = patsy.dmatrix(formula, frame,
                             eval_env=patsy.EvalEnvironment([{"np": np}]),
@@ -239,7 +249,8 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
         function is then straight in a linear ``x``).
     **line_kwargs
         Passed to ``Axes.plot`` for every group's line (default
-        ``lw=1, alpha=0.7``).
+        ``lw=1, alpha=0.7``); a ``color`` given here overrides the
+        colouring by ``by``.
 
     Returns
     -------
@@ -252,7 +263,16 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
     ValueError
         If ``x`` or ``by`` is not a column of the data, ``x`` is not used
         by the variance formulas or is categorical, ``by`` varies within a
-        group, or the model was not built from formulas.
+        group, ``data`` does not reproduce the model's variance designs, or
+        the model was not built from formulas.
+    ImportError
+        If matplotlib is not installed.
+
+    Notes
+    -----
+    The design of ``var_re_formula`` is rebuilt from ``data`` (the model
+    does not keep it), evaluated with numpy available as ``np``; the
+    rebuilt design is checked against the model's ``exog_var_re``.
 
     Examples
     --------
@@ -306,7 +326,8 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
     categorical = (cat_w | cat_v) & set(used)
     if x not in used:
         raise ValueError(
-            f"x={x!r} is not used by var_formula ({model.var_formula!r}) or "
+            f"x={x!r} is not used by var_formula "
+            f"({getattr(model, 'var_formula', None)!r}) or "
             f"var_re_formula ({getattr(model, 'var_re_formula', None)!r})")
     if x in categorical or not pd.api.types.is_numeric_dtype(frame[x]):
         raise ValueError(f"x={x!r} must be a numeric variable that enters the "
@@ -376,7 +397,21 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
                        for lev in levels]
             ax.legend(handles=handles, title=by, frameon=False)
     if log_scale:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+
+        # Plain numbers (40, 60) rather than 4 x 10^1; fewer minor labels
+        # the more decades the axis spans.
+        def minor(value, _pos):
+            low, high = ax.get_ylim()
+            mantissa = round(value / 10 ** np.floor(np.log10(value)))
+            if high < 12 * low or (high < 120 * low and mantissa in (2, 5)):
+                return f"{value:.3g}"
+            return ""
+
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor))
     ax.set_xlabel(x)
     ax.set_ylabel("Predicted residual variance")
     ax.set_title("Within-group residual variance")

@@ -281,8 +281,9 @@ class LocationScaleResults(HetMixedLMResults):
             v = np.atleast_2d(np.asarray(exog_var_re, float))
         lay = self.layout
         q_u = model.k_re
-        labels = [", ".join(f"{n}={x:g}" for n, x in zip(model.data.exog_var_names, row))
-                  for row in w]
+        var_names = list(model.data.exog_var_names) + list(model.var_re_names)
+        labels = [", ".join(f"{n}={x:g}" for n, x in zip(var_names, row))
+                  for row in np.hstack([w, v])]
 
         def func(x):
             cov = lay.cov_re_from_vech(x[lay.re])[q_u:, q_u:]

@@ -425,19 +425,23 @@ class HetMixedLM(MixedLM):
         # data on unpickling, as statsmodels does for its own formulas.
         state = self.__dict__.copy()
         state["_var_design_info"] = None
+        state["_var_re_design_info"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        formula = state.get("var_formula")
         frame = getattr(self.data, "frame", None)
-        if formula is not None and frame is not None:
+        for formula_key, info_key in (("var_formula", "_var_design_info"),
+                                      ("var_re_formula", "_var_re_design_info")):
+            formula = state.get(formula_key)
+            if formula is None or frame is None:
+                continue
             try:
-                self._var_design_info = patsy.dmatrix(
+                setattr(self, info_key, patsy.dmatrix(
                     formula, frame, eval_env=patsy.EvalEnvironment([{"np": np}]),
-                    return_type="dataframe").design_info
+                    return_type="dataframe").design_info)
             except (patsy.PatsyError, NameError):
-                pass  # predict_variance on new data will say it cannot
+                pass  # using it on new data will say it cannot
 
     def fit_regularized(self, *args, **kwargs):
         """Not available: HetMixedLM has no penalised estimation."""
@@ -637,6 +641,7 @@ class HetMixedLM(MixedLM):
             exog_var_re = patsy.dmatrix(
                 var_re_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
                 NA_action="raise", return_type="dataframe")
+            var_re_spec = exog_var_re.design_info
             exog_var_re.columns = [
                 (group_name or "Group") if c == "Intercept" else c
                 for c in exog_var_re.columns]
@@ -658,6 +663,7 @@ class HetMixedLM(MixedLM):
         mod.var_formula = var_formula
         mod.var_by = var_by
         mod.var_re_formula = var_re_formula
+        mod._var_re_design_info = var_re_spec if var_re_formula is not None else None
         mod._var_design_info = var_spec
         return mod
 

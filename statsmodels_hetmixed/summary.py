@@ -107,7 +107,12 @@ def _log_link_block(smry, res, params, bse, q, lo, hi):
     smry.add_df(vt, index=False, align="r")
     names = list(model.data.exog_var_names)
     intercept = [j for j in range(len(names)) if res._is_intercept_column(j)]
-    if intercept:
+    if intercept and hasattr(res, "re_table"):
+        note = (f"exp(Coef.) is the residual variance of a median group (random "
+                f"scale effects at 0) where the other columns are 0 for "
+                f"{names[intercept[0]]}, and a ratio of variances per unit of "
+                "each other column.")
+    elif intercept:
         note = (f"exp(Coef.) is the residual variance where the other columns "
                 f"are 0 for {names[intercept[0]]}, and a ratio of variances per "
                 "unit of each other column.")
