@@ -219,8 +219,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     Parameters
     ----------
     data : GroupedData
-    factor : ndarray (q, q)
-        Any ``L`` with ``G = L L'`` (lower triangular in practice).
+    factor : ndarray (q, q) or (n_groups, q, q)
+        Any ``L`` with ``G = L L'`` (lower triangular in practice), common to
+        all groups or one per group.
     resid_var : ndarray (n,)
         Residual variances ``r_j > 0``.
     reml : bool
@@ -266,7 +267,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     else:
         B = group_cross(data, Z, X, winv)
         b = group_cross(data, Z, y[:, None], winv)[:, :, 0]
-    Lt = factor.T
+    Lt = np.swapaxes(factor, -1, -2)  # one factor, or one per group
     M = Lt @ A @ factor
     M[:, np.arange(q), np.arange(q)] += 1.0
     chol_M = np.linalg.cholesky(M)

@@ -130,22 +130,38 @@ class LocationScaleData:
 
 
 def _split_factor(L, q_w):
-    return L[:q_w, :q_w], L[q_w:, :q_w], L[q_w:, q_w:]
+    return L[..., :q_w, :q_w], L[..., q_w:, :q_w], L[..., q_w:, q_w:]
+
+
+def _group_of_rows(data, replicated):
+    if replicated:
+        return data.rep_pseudo // len(data.nodes)
+    return data.group_index
+
+
+def _rows_times_factor(rows, L, groups, t_rows):
+    """sum_ab rows[j, a] L[a, b] t[j, b], L common or per group."""
+    if L.ndim == 2:
+        return np.einsum("ja,ja->j", rows, t_rows @ L.T)
+    return np.einsum("ja,jab,jb->j", rows, L[groups], t_rows)
 
 
 def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
     """
     The engine's Gaussian log-likelihood of each group (``replicated``
     False) or each (group, node) pseudo-group given the standardized scale
-    effects ``t_rows`` (one row of t per row).
+    effects ``t_rows`` (one row of t per row).  ``L`` is the joint factor,
+    common (d, d) or one per group (m, d, d).
     """
     rows = data.rep if replicated else data.rows
     grouped = data.replicated if replicated else data.single
     L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
-    eta = rows.exog_var @ a + np.einsum("ja,ja->j", rows.exog_var_re,
-                                        t_rows @ L_ww.T)
-    offset = np.einsum("ja,ja->j", rows.exog_re, t_rows @ L_uw.T)
+    groups = _group_of_rows(data, replicated)
+    eta = rows.exog_var @ a + _rows_times_factor(rows.exog_var_re, L_ww, groups, t_rows)
+    offset = _rows_times_factor(rows.exog_re, L_uw, groups, t_rows)
     r = np.exp(np.clip(eta, -700.0, 700.0))
+    if L_uu.ndim == 3 and replicated:
+        L_uu = np.repeat(L_uu, len(data.nodes), axis=0)  # pseudo = g * K + k
     return _engine.evaluate(grouped, L_uu, r, False, fe_params=beta,
                             gradient=gradient, endog=rows.endog - offset,
                             per_group=True)
@@ -157,8 +173,12 @@ def _h_and_grad(data, t, beta, a, L):
     ev = conditional(data, False, t[gi], beta, a, L, gradient=True)
     L_ww, L_uw, _ = _split_factor(L, data.q_w)
     # d f / d t_b = sum_j [grad_eta_j (V_j L_ww)_b + vinv_resid_j (Z_j L_uw)_b]
-    per_row = (ev.grad_eta[:, None] * (data.exog_var_re @ L_ww)
-               + ev.vinv_resid[:, None] * (data.exog_re @ L_uw))
+    if L.ndim == 2:
+        vl, zl = data.exog_var_re @ L_ww, data.exog_re @ L_uw
+    else:
+        vl = np.einsum("ja,jab->jb", data.exog_var_re, L_ww[gi])
+        zl = np.einsum("ja,jab->jb", data.exog_re, L_uw[gi])
+    per_row = ev.grad_eta[:, None] * vl + ev.vinv_resid[:, None] * zl
     grad = np.stack([np.bincount(gi, per_row[:, b], data.n_groups)
                      for b in range(data.q_w)], axis=1) - t
     h = ev.llf_groups - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
@@ -266,15 +286,28 @@ def loglike(data, quad, beta, a, L, gradient=False):
     ge = ev.grad_eta * w_rows
     vr = ev.vinv_resid * w_rows
     L_ww, L_uw, L_uu = _split_factor(L, d)
-    grad = {
-        "beta": X.T @ vr,
-        "a": W.T @ ge,
-        "L_ww": V.T @ (ge[:, None] * t_rows),        # [a, b]: v_a t_b
-        "L_uw": Z.T @ (vr[:, None] * t_rows),
-        "L_uu": 2.0 * np.einsum("i,iab->ab", post.reshape(-1),
-                                ev.grad_cov_groups) @ L_uu,
-    }
+    grad = {"beta": X.T @ vr, "a": W.T @ ge}
+    gamma = post.reshape(m, K, 1, 1) * ev.grad_cov_groups.reshape(
+        m, K, *ev.grad_cov_groups.shape[1:])
+    if L.ndim == 2:  # one factor: sums over groups
+        grad["L_ww"] = V.T @ (ge[:, None] * t_rows)   # [a, b]: v_a t_b
+        grad["L_uw"] = Z.T @ (vr[:, None] * t_rows)
+        grad["L_uu"] = 2.0 * gamma.sum(axis=(0, 1)) @ L_uu
+    else:  # one factor per group: per-group gradients
+        groups = data.rep_pseudo // K
+        grad["L_ww"] = _group_outer(groups, m, V, ge[:, None] * t_rows)
+        grad["L_uw"] = _group_outer(groups, m, Z, vr[:, None] * t_rows)
+        grad["L_uu"] = 2.0 * gamma.sum(axis=1) @ L_uu
     return llf_groups, grad, post
+
+
+def _group_outer(groups, m, left, right):
+    """Per-group sums of row outer products: (m, k_left, k_right)."""
+    out = np.empty((m, left.shape[1], right.shape[1]))
+    for a in range(left.shape[1]):
+        for b in range(right.shape[1]):
+            out[:, a, b] = np.bincount(groups, left[:, a] * right[:, b], m)
+    return out
 
 
 # ----------------------------------------------------------------------
@@ -323,13 +356,83 @@ class ThetaLayout:
         L[self.tril] = theta[p + k:]
         return theta[:p], theta[p:p + k], L
 
-    def gradient(self, grad):
+    def gradient(self, grad, theta=None):
         q_w = self.q_w
         gL = np.zeros((self.d, self.d))
         gL[:q_w, :q_w] = grad["L_ww"]
         gL[q_w:, :q_w] = grad["L_uw"]
         gL[q_w:, q_w:] = grad["L_uu"]
         return np.concatenate([grad["beta"], grad["a"], np.tril(gL)[self.tril]])
+
+
+class Level2Layout:
+    """
+    theta = (beta, a, C, E) for a location-scale model with level-2
+    variance functions: with S the group-level design (intercept first),
+
+        log var(effect k)_i = S_i c_k,     atanh corr(k, l)_i = S_i e_kl.
+
+    Each group's covariance is Sigma_i = D_i R_i D_i; it is positive
+    definite for two random effects, and checked (Cholesky) for more.  The
+    joint factor is per group, scale effects first (as ThetaLayout's L).
+    """
+
+    def __init__(self, p, k_var, q_w, q_u, S, independent=False):
+        self.p, self.k_var, self.q_w, self.q_u = p, k_var, q_w, q_u
+        self.d = d = q_w + q_u
+        self.S = np.asarray(S, float)
+        self.k_s = self.S.shape[1]
+        self.pairs = [(k, l) for k in range(d) for l in range(k)
+                      if not independent or (k < q_w) == (l < q_w)]
+        self.size = p + k_var + (d + len(self.pairs)) * self.k_s
+        self.free = np.ones(self.size, bool)
+
+    def pack(self, beta, a, C, E):
+        return np.concatenate([beta, a, np.ravel(C), np.ravel(E)])
+
+    def split(self, theta):
+        p, k, d, ks = self.p, self.k_var, self.d, self.k_s
+        C = theta[p + k:p + k + d * ks].reshape(d, ks)
+        E = theta[p + k + d * ks:].reshape(len(self.pairs), ks)
+        return theta[:p], theta[p:p + k], C, E
+
+    def sigma(self, theta):
+        """Each group's Sigma_i, SDs and correlations (pair order)."""
+        _, _, C, E = self.split(theta)
+        sd = np.exp(0.5 * self.S @ C.T)                      # (m, d)
+        rho = np.tanh(self.S @ E.T)                          # (m, pairs)
+        R = np.broadcast_to(np.eye(self.d), (len(sd), self.d, self.d)).copy()
+        for j, (k, l) in enumerate(self.pairs):
+            R[:, k, l] = R[:, l, k] = rho[:, j]
+        return sd[:, :, None] * R * sd[:, None, :], sd, rho
+
+    def unpack(self, theta):
+        beta, a, _, _ = self.split(theta)
+        sigma, _, _ = self.sigma(theta)
+        return beta, a, np.linalg.cholesky(sigma)  # LinAlgError if not PD
+
+    def gradient(self, grad, theta):
+        """Chain rule: per-group d llf / dL -> d llf / dSigma_i (backward
+        Cholesky: Sigma-bar = L^-T sym(Phi(L' L-bar)) L^-1) -> (C, E)."""
+        q_w, d = self.q_w, self.d
+        sigma, sd, rho = self.sigma(theta)
+        L = np.linalg.cholesky(sigma)
+        Lbar = np.zeros_like(L)
+        Lbar[:, :q_w, :q_w] = grad["L_ww"]
+        Lbar[:, q_w:, :q_w] = grad["L_uw"]
+        Lbar[:, q_w:, q_w:] = grad["L_uu"]
+        Lbar = np.tril(Lbar)
+        P = np.tril(np.swapaxes(L, 1, 2) @ Lbar)
+        P[:, np.arange(d), np.arange(d)] *= 0.5
+        Linv = np.linalg.inv(L)
+        sig_bar = np.swapaxes(Linv, 1, 2) @ (0.5 * (P + np.swapaxes(P, 1, 2))) @ Linv
+        eta_bar = (sig_bar * sigma).sum(axis=2)              # d / d log var_k
+        zeta_bar = np.stack([2.0 * sig_bar[:, k, l] * (1 - rho[:, j] ** 2)
+                             * sd[:, k] * sd[:, l]
+                             for j, (k, l) in enumerate(self.pairs)], axis=1) \
+            if self.pairs else np.zeros((len(sd), 0))
+        return np.concatenate([grad["beta"], grad["a"], (eta_bar.T @ self.S).ravel(),
+                               (zeta_bar.T @ self.S).ravel()])
 
 
 def adapt(data, layout, theta, previous=None):
@@ -342,7 +445,7 @@ def adapt(data, layout, theta, previous=None):
 def _value_and_grad(data, layout, theta, quad):
     beta, a, L = layout.unpack(theta)
     llf_g, grad, post = loglike(data, quad, beta, a, L, gradient=True)
-    g = layout.gradient(grad)
+    g = layout.gradient(grad, theta)
     if len(data.nodes) == 1:
         g = g + _laplace_scale_gradient(data, layout, theta, quad)
     return llf_g.sum(), g, post, llf_g
