@@ -91,6 +91,11 @@ def _build_parser():
         "--var-re-formula", metavar="FORMULA", dest="var_re_formula",
         help='random effects in the log residual variance, e.g. "~ 1" '
              "(a location-scale model; fitted by ML).")
+    parser.add_argument(
+        "--re-var-formula", metavar="FORMULA", dest="re_var_formula",
+        help='level-2 variance functions of a location-scale model, e.g. '
+             '"~ sector": random-effect log variances and atanh correlations '
+             "linear in group-level variables (needs --var-re-formula).")
     method = parser.add_mutually_exclusive_group()
     method.add_argument(
         "--reml", dest="reml", action="store_const", const=True, default=None,
@@ -184,7 +189,8 @@ def _run(args):
     import statsmodels_hetmixed.formula.api as hmf
 
     model_options = [args.formula, args.groups, args.re_formula,
-                     args.var_formula, args.var_by, args.var_re_formula]
+                     args.var_formula, args.var_by, args.var_re_formula,
+                     args.re_var_formula]
     if args.data is None:
         if any(opt is not None for opt in model_options):
             raise _UsageError(
@@ -222,6 +228,8 @@ def _run(args):
             extra["var_by"] = args.var_by
         if args.var_re_formula is not None:
             extra["var_re_formula"] = args.var_re_formula
+        if args.re_var_formula is not None:
+            extra["re_var_formula"] = args.re_var_formula
         if args.var_link is not None:
             extra["var_link"] = args.var_link
         model = hmf.hetmixedlm(formula, data, groups=groups,

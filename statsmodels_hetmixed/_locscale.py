@@ -328,6 +328,7 @@ class LocationScaleFit:
     posterior: np.ndarray     # (m, K) node weights given the data
     cov_theta: np.ndarray     # covariance of theta (inverse observed information)
     free: np.ndarray          # mask of estimated theta entries
+    theta: np.ndarray         # the estimate in the layout's parameterisation
     converged: bool
     max_grad: float
     n_iter: int
@@ -382,10 +383,14 @@ class Level2Layout:
         self.d = d = q_w + q_u
         self.S = np.asarray(S, float)
         self.k_s = self.S.shape[1]
-        self.pairs = [(k, l) for k in range(d) for l in range(k)
-                      if not independent or (k < q_w) == (l < q_w)]
+        self.pairs = [(k, l) for k in range(d) for l in range(k)]
         self.size = p + k_var + (d + len(self.pairs)) * self.k_s
         self.free = np.ones(self.size, bool)
+        if independent:  # correlations between mean and scale effects held at 0
+            for j, (k, l) in enumerate(self.pairs):
+                if (k < q_w) != (l < q_w):
+                    start = p + k_var + d * self.k_s + j * self.k_s
+                    self.free[start:start + self.k_s] = False
 
     def pack(self, beta, a, C, E):
         return np.concatenate([beta, a, np.ravel(C), np.ravel(E)])
@@ -396,11 +401,13 @@ class Level2Layout:
         E = theta[p + k + d * ks:].reshape(len(self.pairs), ks)
         return theta[:p], theta[p:p + k], C, E
 
-    def sigma(self, theta):
-        """Each group's Sigma_i, SDs and correlations (pair order)."""
+    def sigma(self, theta, S=None):
+        """Each group's Sigma_i, SDs and correlations (pair order); or at
+        the level-2 design rows ``S``."""
         _, _, C, E = self.split(theta)
-        sd = np.exp(0.5 * self.S @ C.T)                      # (m, d)
-        rho = np.tanh(self.S @ E.T)                          # (m, pairs)
+        S = self.S if S is None else np.atleast_2d(S)
+        sd = np.exp(0.5 * S @ C.T)                           # (m, d)
+        rho = np.tanh(S @ E.T)                               # (m, pairs)
         R = np.broadcast_to(np.eye(self.d), (len(sd), self.d, self.d)).copy()
         for j, (k, l) in enumerate(self.pairs):
             R[:, k, l] = R[:, l, k] = rho[:, j]
@@ -579,5 +586,5 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
         cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
     beta, a, L = layout.unpack(theta)
     return LocationScaleFit(beta, a, L, float(value), llf_g, quad, post, cov,
-                            layout.free.copy(), converged,
+                            layout.free.copy(), theta.copy(), converged,
                             float(np.max(np.abs(g[idx]), initial=0.0)), n_iter)

@@ -62,19 +62,14 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         warnings.simplefilter("ignore")
         base = HetMixedLM(model.endog, model.exog, model._group_index,
                           exog_re=model.exog_re, exog_var=model.exog_var).fit(reml=False)
+    if model.exog_re_var is not None:
+        return _fit_level2(model, data, base, n_quad, re_cov, do_cg)
     L0 = np.zeros((d, d))
     L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
     L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
     theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params), L0)
     fit = _locscale.fit(data, layout, theta, optimise=do_cg)
-    if do_cg and not fit.converged:
-        from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-        warnings.warn(
-            "Location-scale optimization did not converge (largest gradient "
-            f"component {fit.max_grad:.3g}); try more quadrature nodes or a "
-            "simpler model.", ConvergenceWarning, stacklevel=3)
-
+    _warn_unconverged(fit, do_cg)
     perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # mean effects first
     tril = np.tril_indices(d)
 
@@ -103,6 +98,81 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     return HetMixedLMResultsWrapper(res)
 
 
+def _warn_unconverged(fit, do_cg):
+    if do_cg and not fit.converged:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+        warnings.warn(
+            "Location-scale optimization did not converge (largest gradient "
+            f"component {fit.max_grad:.3g}); try more quadrature nodes or a "
+            "simpler model.", ConvergenceWarning, stacklevel=4)
+
+
+def _warn_singular(sigmas, do_cg):
+    """Warn when a group's joint covariance is (nearly) singular: a
+    correlation of +-1 or a variance of 0, on the boundary of the parameter
+    space, where standard errors are not reliable."""
+    if not do_cg:
+        return
+    eig = np.linalg.eigvalsh(sigmas)
+    if np.any(eig[:, 0] <= 1e-6 * np.maximum(eig[:, -1], 1e-300)):
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+        warnings.warn(
+            "The joint random-effects covariance matrix is (nearly) singular "
+            "for some groups (a correlation of +-1 or a zero variance): the "
+            "estimate is on the boundary of the parameter space and the "
+            "standard errors of those parameters are not reliable. Consider "
+            "a simpler random-effects or level-2 variance structure.",
+            ConvergenceWarning, stacklevel=4)
+
+
+def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
+    """Location-scale fit with level-2 variance functions (re_var_formula)."""
+    from .results import HetMixedLMResultsWrapper
+
+    q_w, q_u = model.k_var_re, model.k_re
+    S = model._re_var_group_design
+    layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, S,
+                                    independent=(re_cov == "independent"))
+    # Start: the fit without scale effects (intercepts of the level-2
+    # functions), scale SDs 0.3, no level-2 effects.
+    cov_u = np.asarray(base.cov_re)
+    var_u = np.maximum(np.diag(cov_u), 1e-4 * base.scale)
+    C0 = np.zeros((layout.d, layout.k_s))
+    C0[:q_w, 0] = np.log(0.09)
+    C0[q_w:, 0] = np.log(var_u)
+    E0 = np.zeros((len(layout.pairs), layout.k_s))
+    for j, (k, l) in enumerate(layout.pairs):
+        if k >= q_w and l >= q_w:
+            rho = cov_u[k - q_w, l - q_w] / np.sqrt(var_u[k - q_w] * var_u[l - q_w])
+            E0[j, 0] = np.arctanh(np.clip(rho, -0.9, 0.9))
+    theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
+                        C0, E0)
+    fit = _locscale.fit(data, layout, theta, optimise=do_cg)
+    _warn_unconverged(fit, do_cg)
+    _warn_singular(layout.sigma(fit.theta)[0], do_cg)
+    # Results order: fixed effects, level-2 coefficients, variance function.
+    p, k = model.k_fe, model.k_var
+    n_l2 = layout.size - p - k
+    order = np.r_[np.arange(p), np.arange(p + k, layout.size), np.arange(p, p + k)]
+    params = fit.theta[order]
+    cov = fit.cov_theta[np.ix_(order, order)]
+    scale = np.exp(model.variance_function.log_scale(fit.var_params))
+    res = Level2Results(model, params, cov / scale)
+    eb = _posterior(data, fit, layout)
+    state = SimpleNamespace(llf=fit.llf, blup=eb.mean[:, :q_u],
+                            cond_cov=eb.cov[:, :q_u, :q_u])
+    empty = [np.zeros(0, dtype=np.intp)] * n_l2
+    res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
+                decrement=None, n_iter=fit.n_iter, hist=None,
+                method=["adaptive Gauss-Hermite quadrature"],
+                free=layout.free[order][p:],
+                layout=ParamLayout(p, 0, n_l2, k, empty))
+    res._finish_level2(fit, eb, n_quad, re_cov, layout)
+    return HetMixedLMResultsWrapper(res)
+
+
 def _posterior(data, fit, layout):
     """Posterior means and covariances of (u_i, omega_i) given the data,
     by the adaptive quadrature rule (law of total variance over the nodes)."""
@@ -114,13 +184,15 @@ def _posterior(data, fit, layout):
     ev = _locscale.conditional(data, True, t_rows, fit.beta, fit.var_params,
                                fit.factor)
     blup = ev.blup.reshape(m, K, -1)                       # E[u - L_uw t | t, y]
-    mean_u = blup + tk @ L_uw.T
-    mean_w = tk @ L_ww.T
+    L_uw = np.broadcast_to(L_uw, (m,) + L_uw.shape[-2:])
+    L_ww = np.broadcast_to(L_ww, (m,) + L_ww.shape[-2:])
+    mean_u = blup + np.einsum("ikb,iab->ika", tk, L_uw)
+    mean_w = np.einsum("ikb,iab->ika", tk, L_ww)
     mu = np.concatenate([mean_u, mean_w], axis=2)         # (m, K, d)
     d = mu.shape[2]
     within = np.zeros((m, K, d, d))
-    within[:, :, :L_uu.shape[0], :L_uu.shape[0]] = ev.cond_cov.reshape(
-        m, K, L_uu.shape[0], L_uu.shape[0])
+    q_u = L_uu.shape[-1]
+    within[:, :, :q_u, :q_u] = ev.cond_cov.reshape(m, K, q_u, q_u)
     p = fit.posterior[:, :, None]
     mean = (p * mu).sum(axis=1)
     second = np.einsum("ik,ikab->iab", fit.posterior,
@@ -303,3 +375,118 @@ class LocationScaleResults(HetMixedLMResults):
         raise NotImplementedError(
             "to_additive is not available for location-scale fits: with random "
             "scale effects the variances are not additive in the groups.")
+
+
+class Level2Results(LocationScaleResults):
+    """
+    Results of a location-scale model with level-2 variance functions
+    (``re_var_formula``): each random effect's log variance and each
+    correlation's atanh are linear in group-level predictors S.
+
+    ``params`` holds the fixed effects, the level-2 coefficients (named
+    ``logvar(<effect>):<S column>`` and ``atanh corr(<e1>, <e2>):<S
+    column>``; z-tests in the summary), and the variance-function
+    coefficients.  ``cov_re_groups`` gives every group's covariance matrix;
+    ``cov_re_joint`` is the one at the reference (S = intercept only).
+    """
+
+    def _finish_level2(self, fit, eb, n_quad, re_cov, l2layout):
+        model = self.model
+        q_w, q_u = model.k_var_re, model.k_re
+        self._l2 = l2layout
+        self._l2_theta = fit.theta
+        self.vcomp = np.zeros(0)
+        names = list(model.data.exog_re_names) + list(model.var_re_names)
+        self._re_names = names
+        self._perm = np.r_[np.arange(q_w, q_w + q_u), np.arange(q_w)]
+        sigma, _, _ = l2layout.sigma(fit.theta)
+        self._sigma_groups = sigma[:, self._perm][:, :, self._perm]
+        reference = np.zeros((1, l2layout.k_s))
+        reference[0, 0] = 1.0
+        ref = l2layout.sigma(fit.theta, reference)[0][0][np.ix_(self._perm, self._perm)]
+        self.cov_re_joint = pd.DataFrame(ref, index=names, columns=names)
+        self.cov_re = ref[:q_u, :q_u]
+        self.cov_re_unscaled = self.cov_re / self.scale
+        self.n_quad, self.re_cov = n_quad, re_cov
+        self._eb, self._ls_fit = eb, fit
+        self.method, self.reml = "ML", False
+        self._z_rows = slice(0, len(self.params) - model.k_var)
+
+    def _is_variance(self, name):
+        return False  # level-2 coefficients and log-linear terms are interior
+
+    @cache_readonly
+    def cov_re_groups(self):
+        """Each group's joint random-effects covariance matrix (dict of
+        DataFrames by group label; mean effects first)."""
+        return {lab: pd.DataFrame(self._sigma_groups[i], index=self._re_names,
+                                  columns=self._re_names)
+                for i, lab in enumerate(self.model.group_labels)}
+
+    def re_table(self, alpha=0.05):
+        """
+        SDs and correlations of the random effects for each distinct row of
+        the level-2 design, with delta-method standard errors and intervals
+        (log scale for SDs, Fisher's z for correlations).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by (level-2 design row, quantity).
+        """
+        from scipy.stats import norm
+
+        model, lay = self.model, self._l2
+        rows, first = np.unique(model._re_var_group_design, axis=0, return_index=True)
+        rows = rows[np.argsort(first)]
+        p, k = model.k_fe, model.k_var
+        n_l2 = len(self.params) - p - k
+        names = self._re_names
+        perm = self._perm
+        d = len(names)
+        pairs = [(i, j) for i in range(d) for j in range(i)]
+        row_labels = [", ".join(f"{n}={v:g}" for n, v in
+                                zip(model.re_var_names[1:], r[1:])) or "all"
+                      for r in rows]
+
+        def func(x):
+            theta = np.concatenate([x[:p], x[p + n_l2:], x[p:p + n_l2]])
+            sig = lay.sigma(theta, rows)[0][:, perm][:, :, perm]
+            sd = np.sqrt(np.diagonal(sig, axis1=1, axis2=2))
+            corr = np.stack([sig[:, i, j] / (sd[:, i] * sd[:, j]) for i, j in pairs],
+                            axis=1) if pairs else np.zeros((len(rows), 0))
+            return np.concatenate([sd, corr], axis=1).ravel()
+
+        quantities = [f"SD({n})" for n in names] + \
+            [f"corr({names[j]}, {names[i]})" for i, j in pairs]
+        labels = [f"{r} | {q}" for r in row_labels for q in quantities]
+        table = delta_method(func, np.asarray(self.params, float),
+                             np.asarray(self.cov_params(), float), names=labels,
+                             alpha=alpha)
+        est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
+        is_sd = np.tile(np.r_[np.ones(d, bool), np.zeros(len(pairs), bool)], len(rows))
+        q = norm.ppf(1 - alpha / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            half_sd = q * se / est
+            z = np.arctanh(np.clip(est, -1 + 1e-15, 1 - 1e-15))
+            half_r = q * se / (1 - est**2)
+            lo = np.where(is_sd, est * np.exp(-half_sd), np.tanh(z - half_r))
+            hi = np.where(is_sd, est * np.exp(half_sd), np.tanh(z + half_r))
+        out = table[["Coef.", "Std.Err."]].rename(columns={"Coef.": "Estimate"})
+        out[f"[{alpha / 2:g}"] = lo
+        out[f"{1 - alpha / 2:g}]"] = hi
+        return out
+
+    def group_icc(self):
+        model = self.model
+        logv = np.bincount(model._group_index, weights=np.log(self.resid_var),
+                           minlength=model.n_groups) / model._group_sizes
+        tau2 = self._sigma_groups[:, 0, 0]
+        return pd.Series(tau2 / (tau2 + np.exp(logv)), index=model.group_labels,
+                         name="ICC")
+
+    def population_residual_variance(self, *args, **kwargs):
+        raise NotImplementedError(
+            "population_residual_variance is not available with level-2 "
+            "variance functions (the scale effects' variance differs by group); "
+            "use nlcom with the level-2 coefficients.")

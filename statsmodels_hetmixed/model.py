@@ -156,6 +156,11 @@ class HetMixedLM(MixedLM):
         columns): ``log sigma2_ij = w_ij' a + v_ij' omega_i``, with
         ``(u_i, omega_i)`` jointly normal (a mixed-effects location-scale
         model, fitted by ML with adaptive Gauss-Hermite quadrature).
+    exog_re_var : 2d array_like, optional
+        Location-scale models: group-level design S of level-2 variance
+        functions (constant within groups, first column a constant): the log
+        variance of each random effect and the atanh of each correlation
+        are linear in S.
     var_link : {"log", "identity"}
         ``"log"`` (default): ``log sigma2_ij = w_ij' a``.  ``"identity"``:
         ``sigma2_ij = w_ij' theta`` with ``theta >= 0`` on non-negative
@@ -206,6 +211,7 @@ class HetMixedLM(MixedLM):
         missing="none",
         var_link="log",
         exog_var_re=None,
+        exog_re_var=None,
         **kwargs,
     ):
         allowed = ["missing_idx", "model_spec", "formula"]
@@ -248,7 +254,11 @@ class HetMixedLM(MixedLM):
         if exog_var_re is not None:
             var_re_names = ["var:" + v for v in _column_names(exog_var_re, "v")]
             extra["exog_var_re"] = exog_var_re
-        for name in ("exog", "exog_re", "exog_var", "exog_var_re"):
+        re_var_names = None
+        if exog_re_var is not None:
+            re_var_names = _column_names(exog_re_var, "s")
+            extra["exog_re_var"] = exog_re_var
+        for name in ("exog", "exog_re", "exog_var", "exog_var_re", "exog_re_var"):
             arr = exog if name == "exog" else extra.get(name)
             if isinstance(arr, np.ndarray) and arr.ndim == 1:
                 if name == "exog":
@@ -258,7 +268,8 @@ class HetMixedLM(MixedLM):
         for what, arr in (("endog", endog), ("exog", exog),
                           ("exog_re", extra["exog_re"]),
                           ("exog_var", extra.get("exog_var")),
-                          ("exog_var_re", extra.get("exog_var_re"))):
+                          ("exog_var_re", extra.get("exog_var_re")),
+                          ("exog_re_var", extra.get("exog_re_var"))):
             _check_numeric(arr, what)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
@@ -300,6 +311,7 @@ class HetMixedLM(MixedLM):
 
         self._set_groups(self.groups)
         self._set_scale_effects(var_re_names)
+        self._set_level2_design(re_var_names)
         self.variance_function = make_variance_function(
             var_link, self.exog_var, var_names)
         self.var_link = var_link
@@ -319,7 +331,9 @@ class HetMixedLM(MixedLM):
         self.k_params = self.layout.k_params
         if self.k_var_re:
             d = self.k_re + self.k_var_re
-            self.k_params = self.k_fe + d * (d + 1) // 2 + self.k_var
+            k_s = len(self.re_var_names)
+            n_cov = d * (d + 1) // 2 if not k_s else (d + d * (d - 1) // 2) * k_s
+            self.k_params = self.k_fe + n_cov + self.k_var
         self.nobs = n
         self.n_totobs = n
 
@@ -370,6 +384,39 @@ class HetMixedLM(MixedLM):
         self.exog_var_re = v
         self.k_var_re = v.shape[1]
         self.var_re_names = list(names)
+
+    def _set_level2_design(self, names):
+        """Validate the level-2 variance-function design (group level)."""
+        if names is None:
+            self.exog_re_var = None
+            self.re_var_names = []
+            self._re_var_group_design = None
+            return
+        if not self.k_var_re:
+            raise ValueError(
+                "Level-2 variance functions (re_var_formula / exog_re_var) are "
+                "available for location-scale models: give var_re_formula too.")
+        s = _as_float_matrix(self.exog_re_var, "exog_re_var", names)
+        gi, m = self._group_index, self.n_groups
+        first = np.zeros(m, dtype=np.intp)
+        first[gi[::-1]] = np.arange(len(gi))[::-1]  # first row of each group
+        group_rows = s[first]
+        varying = [names[j] for j in range(s.shape[1])
+                   if np.abs(s[:, j] - group_rows[gi, j]).max() > 1e-12 * max(
+                       1.0, np.abs(s[:, j]).max())]
+        if varying:
+            raise ValueError(
+                f"The level-2 variance formula uses {varying}, which vary within "
+                "groups: a group's random-effect variances can only depend on "
+                "group-level variables (e.g. school means).")
+        if not np.allclose(s[:, 0], 1.0):
+            raise ValueError("The level-2 variance design needs an intercept "
+                             "as its first column.")
+        _check_full_rank(group_rows, "The level-2 variance design", names,
+                         "Remove those terms from re_var_formula.")
+        self.exog_re_var = s
+        self.re_var_names = list(names)
+        self._re_var_group_design = group_rows
 
     def _set_groups(self, groups):
         groups = np.asarray(groups)
@@ -451,13 +498,30 @@ class HetMixedLM(MixedLM):
 
     def _make_param_names(self, exog_re):
         names, re_names, re_names_full = super()._make_param_names(exog_re)
-        if getattr(self, "k_var_re", 0):
+        if getattr(self, "re_var_names", None):
+            # Level-2 variance functions: coefficients of each effect's log
+            # variance and each correlation's atanh (scale effects first).
+            effects = self.var_re_names + list(re_names)
+            names = names[:self.k_fe]
+            for k in range(len(effects)):
+                names += [f"logvar({effects[k]}):{c}" for c in self.re_var_names]
+            for k in range(len(effects)):
+                for j in range(k):
+                    if self._re_pair_included(k, j):
+                        names += [f"atanh corr({effects[j]}, {effects[k]}):{c}"
+                                  for c in self.re_var_names]
+        elif getattr(self, "k_var_re", 0):
             # Location-scale: the (co)variances of the joint random effects,
             # the mean's first, then the scale effects.
             joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
             names = joint
         names = names + self._var_param_names()
         return names, re_names, re_names_full
+
+    def _re_pair_included(self, k, j):
+        """Correlations modelled by the level-2 functions (all, as in the
+        joint covariance; the independent option is chosen at fit time)."""
+        return True
 
     def _var_param_names(self):
         from .params import VAR_PREFIX
@@ -519,6 +583,7 @@ class HetMixedLM(MixedLM):
         *args,
         var_by=None,
         var_re_formula=None,
+        re_var_formula=None,
         **kwargs,
     ):
         """
@@ -551,6 +616,11 @@ class HetMixedLM(MixedLM):
             ``"~ 1"`` (a random scale intercept) or ``"~ cses"`` (intercept
             and slope): a location-scale model, fitted by ML with adaptive
             quadrature (see ``fit``).
+        re_var_formula : str, optional
+            Keyword, location-scale models: level-2 variance functions, e.g.
+            ``"~ sector"``: the log variance of every random effect and the
+            atanh of every correlation are linear in these group-level
+            variables.
         subset : array_like, optional
             Rows of ``data`` to use (boolean mask or index labels).
         use_sparse : bool
@@ -605,6 +675,8 @@ class HetMixedLM(MixedLM):
             formulas["\0var"] = var_formula
         if var_re_formula is not None:
             formulas["\0var_re"] = var_re_formula
+        if re_var_formula is not None:
+            formulas["\0re_var"] = re_var_formula
         kept, kept_groups = _handle_missing(
             data, groups, formula, re_formula, formulas or None
         )
@@ -646,6 +718,10 @@ class HetMixedLM(MixedLM):
                 (group_name or "Group") if c == "Intercept" else c
                 for c in exog_var_re.columns]
             kwargs["exog_var_re"] = exog_var_re
+        if re_var_formula is not None:
+            kwargs["exog_re_var"] = patsy.dmatrix(
+                re_var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
+                NA_action="raise", return_type="dataframe")
         mod = super().from_formula(
             formula,
             data,
@@ -663,6 +739,7 @@ class HetMixedLM(MixedLM):
         mod.var_formula = var_formula
         mod.var_by = var_by
         mod.var_re_formula = var_re_formula
+        mod.re_var_formula = re_var_formula
         mod._var_re_design_info = var_re_spec if var_re_formula is not None else None
         mod._var_design_info = var_spec
         return mod

@@ -58,7 +58,9 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     # Parameters held fixed (fit(free=...)) have no standard error.
     bse = np.where(bse > 0, bse, np.nan)
     table[:, 1] = bse[:k]
-    fe = lay.fe
+    # z-tests for the fixed effects (and level-2 coefficients), not for
+    # variances.
+    fe = getattr(res, "_z_rows", lay.fe)
     table[fe, 2] = params[fe] / bse[fe]
     table[fe, 3] = 2 * norm.sf(np.abs(table[fe, 2]))
     table[fe, 4] = params[fe] - q * bse[fe]

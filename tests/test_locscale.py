@@ -205,3 +205,92 @@ def test_laplace_is_close_to_quadrature(small):
     assert laplace.converged
     assert laplace.llf == pytest.approx(aghq.llf, abs=0.05)
     np.testing.assert_allclose(laplace.fe_params, aghq.fe_params, atol=0.05)
+
+
+# ----------------------------------------------------------------------
+# Level-2 variance functions
+
+def _simulate_level2(n_groups=150, size=15, seed=21):
+    """Scale-effect variance and mean-scale correlation differ by a
+    group-level binary s: log var(omega) = log 0.1 + log 4 * s,
+    atanh corr = -0.5 * s; log var(u) = log 0.8."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), size)
+    s = rng.integers(0, 2, n_groups)
+    x = rng.standard_normal(len(g))
+    var_w = np.exp(np.log(0.1) + np.log(4.0) * s)
+    rho = np.tanh(-0.5 * s)
+    u = np.empty(n_groups)
+    w = np.empty(n_groups)
+    for i in range(n_groups):
+        cov = np.array([[0.8, rho[i] * np.sqrt(0.8 * var_w[i])],
+                        [rho[i] * np.sqrt(0.8 * var_w[i]), var_w[i]]])
+        u[i], w[i] = rng.multivariate_normal([0, 0], cov)
+    y = 1 + 0.5 * x + u[g] + np.exp(0.5 * (0.2 + 0.3 * x + w[g])) * \
+        rng.standard_normal(len(g))
+    return pd.DataFrame({"y": y, "x": x, "s": s[g], "g": g})
+
+
+def test_level2_gradient_matches_finite_differences():
+    data = _simulate_level2(n_groups=10, size=6)
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
+                           re_formula="~ x", var_re_formula="~ 1",
+                           re_var_formula="~ s")
+    ld = _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var,
+        model.exog_var_re, model._group_index, model.n_groups, 7)
+    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 2,
+                                 model._re_var_group_design)
+    rng = np.random.default_rng(0)
+    theta = lay.pack(np.array([0.9, 0.4]), np.array([0.1, 0.2]),
+                     rng.normal(0, 0.3, (3, 2)), rng.normal(0, 0.3, (3, 2)))
+    quad = _locscale.adapt(ld, lay, theta)
+    _, grad, _, _ = _locscale._value_and_grad(ld, lay, theta, quad)
+    for j in range(lay.size):
+        e = np.zeros(lay.size)
+        e[j] = 1e-6
+        num = (_locscale._value_and_grad(ld, lay, theta + e, quad)[0]
+               - _locscale._value_and_grad(ld, lay, theta - e, quad)[0]) / 2e-6
+        assert grad[j] == pytest.approx(num, rel=1e-6, abs=1e-7)
+
+
+def test_level2_intercept_only_is_the_plain_location_scale_model(small):
+    kw = dict(groups="g", var_formula="~ x + h", var_re_formula="~ 1")
+    plain = hmf.hetmixedlm("y ~ x + h", small, **kw).fit(reml=False)
+    level2 = hmf.hetmixedlm("y ~ x + h", small, re_var_formula="~ 1",
+                            **kw).fit(reml=False)
+    assert level2.converged
+    assert level2.llf == pytest.approx(plain.llf, abs=1e-7)
+    np.testing.assert_allclose(level2.cov_re_joint, plain.cov_re_joint, rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(level2.fe_params, plain.fe_params, rtol=1e-5)
+
+
+def test_level2_recovery_and_tests():
+    data = _simulate_level2()
+    kw = dict(groups="g", var_formula="~ x", var_re_formula="~ 1")
+    res = hmf.hetmixedlm("y ~ x", data, re_var_formula="~ s", **kw).fit(reml=False)
+    assert res.converged
+    truth = {"logvar(var:g):Intercept": np.log(0.1), "logvar(var:g):s": np.log(4.0),
+             "logvar(g):Intercept": np.log(0.8), "logvar(g):s": 0.0,
+             "atanh corr(var:g, g):Intercept": 0.0, "atanh corr(var:g, g):s": -0.5}
+    z = (res.params[list(truth)] - pd.Series(truth)) / res.bse[list(truth)]
+    assert np.all(np.abs(z) < 3.5), z
+    text = res.summary().as_text()
+    assert "logvar(var:g):s" in text and "s=1 | SD(var:g)" in text
+    plain = hmf.hetmixedlm("y ~ x", data, **kw).fit(reml=False)
+    lr = res.compare_lr_test(plain)
+    assert lr.df == 3 and lr.distribution == "chi2(3)"
+    assert len(res.cov_re_groups) == data["g"].nunique()
+
+
+def test_level2_bad_input(hsb_data):
+    with pytest.raises(ValueError, match="vary within groups"):
+        hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                       var_re_formula="~ 1", re_var_formula="~ ses")
+    with pytest.raises(ValueError, match="give var_re_formula too"):
+        hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                       re_var_formula="~ sector")
+    with pytest.raises(ValueError, match="intercept"):
+        hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                       var_re_formula="~ 1", re_var_formula="~ 0 + sector")
