@@ -301,3 +301,19 @@ def test_variance_options(tmp_path, capsys):
     assert main(["--data", str(path), "--formula", "mathach ~ female",
                  "--groups", "school", "--var-re-formula", "~ 1", "--reml"]) == 2
     assert "reml=False" in capsys.readouterr().err
+
+
+def test_level2_option(tmp_path, capsys):
+    from statsmodels_hetmixed.__main__ import main
+    from statsmodels_hetmixed.datasets import hsb
+
+    path = tmp_path / "hsb.csv"
+    hsb.load_pandas().data.to_csv(path, index=False)
+    assert main(["--data", str(path), "--formula", "mathach ~ sector",
+                 "--groups", "school", "--var-formula", "~ sector",
+                 "--var-re-formula", "~ 1", "--re-var-formula", "~ sector"]) == 0
+    out = capsys.readouterr().out
+    assert "logvar(var:school):sector" in out
+    assert main(["--data", str(path), "--formula", "mathach ~ sector",
+                 "--groups", "school", "--re-var-formula", "~ sector"]) == 2
+    assert "var_re_formula" in capsys.readouterr().err
