@@ -15,9 +15,15 @@ residual (within-school) variance:
 4. (2) with ``cses`` and ``sector:cses`` in the variance function and a
    random ``cses`` slope there too: four correlated random effects
    (mean intercept and slope, scale intercept and slope).
+5. (1) with level-2 variance functions (``re_var_formula="~ sector"``):
+   the variances of the school's mean and scale effects and their
+   correlation differ by sector.
 
 Each fit is timed and must converge without any warning (warnings are
-turned into errors).  Run from a source checkout::
+turned into errors).  The one exception is model (5), whose public-school
+correlation goes to the boundary (+1): the package's warning about a
+singular random-effects covariance is expected there, caught and printed;
+any other warning is still an error.  Run from a source checkout::
 
     python examples/hsb_location_scale.py [--figures DIR] [--check-nodes]
 
@@ -26,16 +32,22 @@ the schools' residual-variance functions of model (4) (needs matplotlib).
 """
 
 import argparse
+import re
+import textwrap
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed.datasets import hsb
 
 pd.set_option("display.width", 100)
+
+# The warning of a fit whose random-effects covariance is on the boundary.
+SINGULAR = "The joint random-effects covariance matrix is (nearly) singular"
 
 
 def load_data():
@@ -66,6 +78,32 @@ def fit(label, formula, data, **kwargs):
     return result, (seconds, cpu)
 
 
+def fit_on_boundary(label, formula, data, **kwargs):
+    """``fit`` for a model expected to end on the boundary: the warning
+    about a singular random-effects covariance is caught and printed, every
+    other warning is still an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("error")
+        warnings.filterwarnings("always", message=re.escape(SINGULAR),
+                                category=ConvergenceWarning)
+        result, times = fit(label, formula, data, **kwargs)
+    for w in caught:
+        print("\n" + textwrap.fill(f"Warning caught: {w.category.__name__}: "
+                                  f"{w.message}", 78))
+    return result, times
+
+
+def print_icc(result, sector):
+    """Range and by-sector medians of the school ICCs."""
+    icc = result.group_icc()
+    sector = sector.reindex(icc.index)
+    print(f"\nSchool ICCs: min {icc.min():.3f}, median {icc.median():.3f}, "
+          f"max {icc.max():.3f}")
+    print("  by sector (median): "
+          + ", ".join(f"{'Catholic' if s else 'public'} {m:.3f}"
+                      for s, m in icc.groupby(sector.to_numpy()).median().items()))
+
+
 def report(result, sector, design_rows=None):
     """The summary, the joint random-effects covariance and correlation,
     population-averaged residual variances and the range of school ICCs."""
@@ -82,13 +120,7 @@ def report(result, sector, design_rows=None):
         table = result.population_residual_variance(exog_var=w, exog_var_re=v)
         table.index = index
     print(table.to_string(float_format="{:.3f}".format))
-    icc = result.group_icc()
-    sector = sector.reindex(icc.index)
-    print(f"\nSchool ICCs: min {icc.min():.3f}, median {icc.median():.3f}, "
-          f"max {icc.max():.3f}")
-    print("  by sector (median): "
-          + ", ".join(f"{'Catholic' if s else 'public'} {m:.3f}"
-                      for s, m in icc.groupby(sector.to_numpy()).median().items()))
+    print_icc(result, sector)
 
 
 def lr(larger, smaller, what):
@@ -166,6 +198,44 @@ def main(argv=None):
          "CPU s": [times[k][1] for k in (1, 2, 3, 4)]},
         index=["(1)", "(2)", "(3)", "(4)"])
     print(table.to_string(float_format="{:.2f}".format))
+
+    # (5) model (1) with level-2 variance functions: the log variances of
+    # the school's mean and scale effects and the atanh of their
+    # correlation depend on sector.
+    m5, times[5] = fit_on_boundary("5", "mathach ~ sector", data,
+                                   var_formula="~ sector", var_re_formula="~ 1",
+                                   re_var_formula="~ sector")
+    print(m5.summary())
+    print("\nSDs and correlations by sector (re_table):")
+    print(m5.re_table().to_string(float_format="{:.4f}".format))
+    eb = pd.DataFrame(m5.random_effects).T
+    ratio = (eb["var:school"] / eb["school"])[sector.reindex(eb.index) == 0]
+    print(f"\nPublic schools, predicted var:school / school effect: "
+          f"{ratio.min():.5f} to {ratio.max():.5f}")
+    print_icc(m5, sector)
+    wald = m5.wald_test("logvar(var:school):sector = 0", scalar=True)
+    print(f"\nWald test, SD(var:school) equal in both sectors: "
+          f"chi2(1) = {wald.statistic:.2f}, p = {wald.pvalue:.3f}")
+    lr(m5, m1, "(5) vs (1)")
+    print(f"AIC (1) {m1.aic:.2f}, (5) {m5.aic:.2f}; "
+          f"BIC (1) {m1.bic:.2f}, (5) {m5.bic:.2f}")
+    # The same model with Catholic schools as the reference level: the
+    # public-school atanh coefficient, not the intercept, then carries the
+    # boundary, and the Catholic row's standard errors no longer depend on it.
+    m5c, _ = fit_on_boundary("5, Catholic schools as reference",
+                             "mathach ~ sector", data.assign(public=1 - data.sector),
+                             var_formula="~ sector", var_re_formula="~ 1",
+                             re_var_formula="~ public")
+    print(f"llf change {m5c.llf - m5.llf:.1e}")
+    print(m5c.re_table().to_string(float_format="{:.4f}".format))
+    # The simpler structure the warning suggests: no mean-scale correlations.
+    m5i, _ = fit_on_boundary("5, correlations held at 0", "mathach ~ sector",
+                             data, var_formula="~ sector", var_re_formula="~ 1",
+                             re_var_formula="~ sector", re_cov="independent")
+    c = m5i.params[["logvar(var:school):Intercept", "logvar(var:school):sector"]]
+    print(f"SD(var:school): public {np.exp(c.iloc[0] / 2):.2g}, "
+          f"Catholic {np.exp(c.sum() / 2):.3f}")
+    lr(m5, m5i, "(5) vs (5) with correlations held at 0")
 
     if args.check_nodes:
         m4b, _ = fit("4, 8 nodes per dimension", mean2, data, re_formula="~ cses",

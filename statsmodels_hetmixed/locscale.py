@@ -98,17 +98,17 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     return HetMixedLMResultsWrapper(res)
 
 
-def _warn_unconverged(fit, do_cg):
+def _warn_unconverged(fit, do_cg, stacklevel=4):
     if do_cg and not fit.converged:
         from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
         warnings.warn(
             "Location-scale optimization did not converge (largest gradient "
             f"component {fit.max_grad:.3g}); try more quadrature nodes or a "
-            "simpler model.", ConvergenceWarning, stacklevel=4)
+            "simpler model.", ConvergenceWarning, stacklevel=stacklevel)
 
 
-def _warn_singular(sigmas, do_cg):
+def _warn_singular(sigmas, do_cg, stacklevel=4):
     """Warn when a group's joint covariance is (nearly) singular: a
     correlation of +-1 or a variance of 0, on the boundary of the parameter
     space, where standard errors are not reliable."""
@@ -124,7 +124,7 @@ def _warn_singular(sigmas, do_cg):
             "estimate is on the boundary of the parameter space and the "
             "standard errors of those parameters are not reliable. Consider "
             "a simpler random-effects or level-2 variance structure.",
-            ConvergenceWarning, stacklevel=4)
+            ConvergenceWarning, stacklevel=stacklevel)
 
 
 def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
@@ -150,8 +150,9 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
                         C0, E0)
     fit = _locscale.fit(data, layout, theta, optimise=do_cg)
-    _warn_unconverged(fit, do_cg)
-    _warn_singular(layout.sigma(fit.theta)[0], do_cg)
+    # one call deeper than fit_location_scale's own warnings
+    _warn_unconverged(fit, do_cg, stacklevel=5)
+    _warn_singular(layout.sigma(fit.theta)[0], do_cg, stacklevel=5)
     # Results order: fixed effects, level-2 coefficients, variance function.
     p, k = model.k_fe, model.k_var
     n_l2 = layout.size - p - k
@@ -269,14 +270,16 @@ class LocationScaleResults(HetMixedLMResults):
                              alpha=alpha)
         est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
         q = norm.ppf(1 - alpha / 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.where(se > 0, se, np.nan)  # held or degenerate: no SE
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             lo, hi = np.empty_like(est), np.empty_like(est)
             half = q * se[:d] / est[:d]
             lo[:d], hi[:d] = est[:d] * np.exp(-half), est[:d] * np.exp(half)
             z = np.arctanh(est[d:])
             half = q * se[d:] / (1 - est[d:] ** 2)
             lo[d:], hi[d:] = np.tanh(z - half), np.tanh(z + half)
-        out = table[["Coef.", "Std.Err."]].rename(columns={"Coef.": "Estimate"})
+        out = table[["Coef."]].rename(columns={"Coef.": "Estimate"})
+        out["Std.Err."] = se
         out[f"[{alpha / 2:g}"] = lo
         out[f"{1 - alpha / 2:g}]"] = hi
         return out
@@ -466,13 +469,15 @@ class Level2Results(LocationScaleResults):
         est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
         is_sd = np.tile(np.r_[np.ones(d, bool), np.zeros(len(pairs), bool)], len(rows))
         q = norm.ppf(1 - alpha / 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.where(se > 1e-12 * np.maximum(np.abs(est), 1.0), se, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             half_sd = q * se / est
             z = np.arctanh(np.clip(est, -1 + 1e-15, 1 - 1e-15))
             half_r = q * se / (1 - est**2)
             lo = np.where(is_sd, est * np.exp(-half_sd), np.tanh(z - half_r))
             hi = np.where(is_sd, est * np.exp(half_sd), np.tanh(z + half_r))
-        out = table[["Coef.", "Std.Err."]].rename(columns={"Coef.": "Estimate"})
+        out = table[["Coef."]].rename(columns={"Coef.": "Estimate"})
+        out["Std.Err."] = se
         out[f"[{alpha / 2:g}"] = lo
         out[f"{1 - alpha / 2:g}]"] = hi
         return out

@@ -501,15 +501,15 @@ class HetMixedLM(MixedLM):
         if getattr(self, "re_var_names", None):
             # Level-2 variance functions: coefficients of each effect's log
             # variance and each correlation's atanh (scale effects first).
-            effects = self.var_re_names + list(re_names)
+            effects = self.var_re_names + list(re_names)  # internal order
+            shown = list(re_names) + self.var_re_names     # mean effects first
             names = names[:self.k_fe]
             for k in range(len(effects)):
                 names += [f"logvar({effects[k]}):{c}" for c in self.re_var_names]
             for k in range(len(effects)):
                 for j in range(k):
-                    if self._re_pair_included(k, j):
-                        names += [f"atanh corr({effects[j]}, {effects[k]}):{c}"
-                                  for c in self.re_var_names]
+                    a, b = sorted((effects[j], effects[k]), key=shown.index)
+                    names += [f"atanh corr({a}, {b}):{c}" for c in self.re_var_names]
         elif getattr(self, "k_var_re", 0):
             # Location-scale: the (co)variances of the joint random effects,
             # the mean's first, then the scale effects.
@@ -517,11 +517,6 @@ class HetMixedLM(MixedLM):
             names = joint
         names = names + self._var_param_names()
         return names, re_names, re_names_full
-
-    def _re_pair_included(self, k, j):
-        """Correlations modelled by the level-2 functions (all, as in the
-        joint covariance; the independent option is chosen at fit time)."""
-        return True
 
     def _var_param_names(self):
         from .params import VAR_PREFIX

@@ -273,7 +273,7 @@ def test_level2_recovery_and_tests():
     assert res.converged
     truth = {"logvar(var:g):Intercept": np.log(0.1), "logvar(var:g):s": np.log(4.0),
              "logvar(g):Intercept": np.log(0.8), "logvar(g):s": 0.0,
-             "atanh corr(var:g, g):Intercept": 0.0, "atanh corr(var:g, g):s": -0.5}
+             "atanh corr(g, var:g):Intercept": 0.0, "atanh corr(g, var:g):s": -0.5}
     z = (res.params[list(truth)] - pd.Series(truth)) / res.bse[list(truth)]
     assert np.all(np.abs(z) < 3.5), z
     text = res.summary().as_text()
