@@ -250,39 +250,13 @@ class LocationScaleResults(HetMixedLMResults):
         -------
         pandas.DataFrame
         """
-        from scipy.stats import norm
-
         lay = self.layout
-        names = list(self.cov_re_joint.index)
-        d = len(names)
-        pairs = [(i, j) for i in range(d) for j in range(i)]
 
-        def func(x):
-            cov = lay.cov_re_from_vech(x[lay.re])
-            sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-            corr = [cov[i, j] / (sd[i] * sd[j]) for i, j in pairs]
-            return np.concatenate([sd, corr])
+        def covariances(x):
+            return lay.cov_re_from_vech(x[lay.re])[None]
 
-        labels = [f"SD({n})" for n in names] + \
-            [f"corr({names[j]}, {names[i]})" for i, j in pairs]
-        table = delta_method(func, np.asarray(self.params, float),
-                             np.asarray(self.cov_params(), float), names=labels,
-                             alpha=alpha)
-        est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
-        q = norm.ppf(1 - alpha / 2)
-        se = np.where(se > 0, se, np.nan)  # held or degenerate: no SE
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            lo, hi = np.empty_like(est), np.empty_like(est)
-            half = q * se[:d] / est[:d]
-            lo[:d], hi[:d] = est[:d] * np.exp(-half), est[:d] * np.exp(half)
-            z = np.arctanh(est[d:])
-            half = q * se[d:] / (1 - est[d:] ** 2)
-            lo[d:], hi[d:] = np.tanh(z - half), np.tanh(z + half)
-        out = table[["Coef."]].rename(columns={"Coef.": "Estimate"})
-        out["Std.Err."] = se
-        out[f"[{alpha / 2:g}"] = lo
-        out[f"{1 - alpha / 2:g}]"] = hi
-        return out
+        return _sd_corr_table(self, covariances, list(self.cov_re_joint.index),
+                              None, alpha)
 
     @cache_readonly
     def random_effects(self):
@@ -435,52 +409,22 @@ class Level2Results(LocationScaleResults):
         Returns
         -------
         pandas.DataFrame
-            Indexed by (level-2 design row, quantity).
+            Indexed by "level-2 design row | quantity".
         """
-        from scipy.stats import norm
-
-        model, lay = self.model, self._l2
+        model, lay, perm = self.model, self._l2, self._perm
         rows, first = np.unique(model._re_var_group_design, axis=0, return_index=True)
         rows = rows[np.argsort(first)]
         p, k = model.k_fe, model.k_var
         n_l2 = len(self.params) - p - k
-        names = self._re_names
-        perm = self._perm
-        d = len(names)
-        pairs = [(i, j) for i in range(d) for j in range(i)]
         row_labels = [", ".join(f"{n}={v:g}" for n, v in
                                 zip(model.re_var_names[1:], r[1:])) or "all"
                       for r in rows]
 
-        def func(x):
+        def covariances(x):
             theta = np.concatenate([x[:p], x[p + n_l2:], x[p:p + n_l2]])
-            sig = lay.sigma(theta, rows)[0][:, perm][:, :, perm]
-            sd = np.sqrt(np.diagonal(sig, axis1=1, axis2=2))
-            corr = np.stack([sig[:, i, j] / (sd[:, i] * sd[:, j]) for i, j in pairs],
-                            axis=1) if pairs else np.zeros((len(rows), 0))
-            return np.concatenate([sd, corr], axis=1).ravel()
+            return lay.sigma(theta, rows)[0][:, perm][:, :, perm]
 
-        quantities = [f"SD({n})" for n in names] + \
-            [f"corr({names[j]}, {names[i]})" for i, j in pairs]
-        labels = [f"{r} | {q}" for r in row_labels for q in quantities]
-        table = delta_method(func, np.asarray(self.params, float),
-                             np.asarray(self.cov_params(), float), names=labels,
-                             alpha=alpha)
-        est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
-        is_sd = np.tile(np.r_[np.ones(d, bool), np.zeros(len(pairs), bool)], len(rows))
-        q = norm.ppf(1 - alpha / 2)
-        se = np.where(se > 1e-12 * np.maximum(np.abs(est), 1.0), se, np.nan)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            half_sd = q * se / est
-            z = np.arctanh(np.clip(est, -1 + 1e-15, 1 - 1e-15))
-            half_r = q * se / (1 - est**2)
-            lo = np.where(is_sd, est * np.exp(-half_sd), np.tanh(z - half_r))
-            hi = np.where(is_sd, est * np.exp(half_sd), np.tanh(z + half_r))
-        out = table[["Coef."]].rename(columns={"Coef.": "Estimate"})
-        out["Std.Err."] = se
-        out[f"[{alpha / 2:g}"] = lo
-        out[f"{1 - alpha / 2:g}]"] = hi
-        return out
+        return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha)
 
     def group_icc(self):
         model = self.model
@@ -495,3 +439,50 @@ class Level2Results(LocationScaleResults):
             "population_residual_variance is not available with level-2 "
             "variance functions (the scale effects' variance differs by group); "
             "use nlcom with the level-2 coefficients.")
+
+
+def _sd_corr_table(res, covariances, names, row_labels, alpha):
+    """
+    SDs and correlations of random effects, for one or more covariance
+    matrices ``covariances(params) -> (rows, d, d)``, with delta-method
+    standard errors and intervals: log scale for SDs, Fisher's z for
+    correlations.  Standard errors that vanish (held or degenerate
+    parameters) are left blank.
+    """
+    from scipy.stats import norm
+
+    d = len(names)
+    pairs = [(i, j) for i in range(d) for j in range(i)]
+
+    def func(x):
+        sig = covariances(x)
+        sd = np.sqrt(np.clip(np.diagonal(sig, axis1=1, axis2=2), 0, None))
+        corr = np.stack([sig[:, i, j] / (sd[:, i] * sd[:, j]) for i, j in pairs],
+                        axis=1) if pairs else np.zeros((len(sig), 0))
+        return np.concatenate([sd, corr], axis=1).ravel()
+
+    quantities = [f"SD({n})" for n in names] + \
+        [f"corr({names[j]}, {names[i]})" for i, j in pairs]
+    if row_labels is None:
+        labels = quantities
+    else:
+        labels = [f"{r} | {q}" for r in row_labels for q in quantities]
+    table = delta_method(func, np.asarray(res.params, float),
+                         np.asarray(res.cov_params(), float), names=labels,
+                         alpha=alpha)
+    est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
+    n_rows = 1 if row_labels is None else len(row_labels)
+    is_sd = np.tile(np.r_[np.ones(d, bool), np.zeros(len(pairs), bool)], n_rows)
+    q = norm.ppf(1 - alpha / 2)
+    se = np.where(se > 1e-12 * np.maximum(np.abs(est), 1.0), se, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        half_sd = q * se / est
+        z = np.arctanh(np.clip(est, -1 + 1e-15, 1 - 1e-15))
+        half_r = q * se / (1 - est**2)
+        lo = np.where(is_sd, est * np.exp(-half_sd), np.tanh(z - half_r))
+        hi = np.where(is_sd, est * np.exp(half_sd), np.tanh(z + half_r))
+    out = table[["Coef."]].rename(columns={"Coef.": "Estimate"})
+    out["Std.Err."] = se
+    out[f"[{alpha / 2:g}"] = lo
+    out[f"{1 - alpha / 2:g}]"] = hi
+    return out
