@@ -300,9 +300,13 @@ class LocationScaleResults(HetMixedLMResults):
         model = self.model
         logv = np.bincount(model._group_index, weights=np.log(self.resid_var),
                            minlength=model.n_groups) / model._group_sizes
-        tau2 = float(np.asarray(self.cov_re)[0, 0])
+        tau2 = self._intercept_variance()
         return pd.Series(tau2 / (tau2 + np.exp(logv)), index=model.group_labels,
                          name="ICC")
+
+    def _intercept_variance(self):
+        """Variance of the mean's first random effect (every group's)."""
+        return float(np.asarray(self.cov_re)[0, 0])
 
     def population_residual_variance(self, exog_var=None, exog_var_re=None,
                                      alpha=0.05):
@@ -426,13 +430,9 @@ class Level2Results(LocationScaleResults):
 
         return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha)
 
-    def group_icc(self):
-        model = self.model
-        logv = np.bincount(model._group_index, weights=np.log(self.resid_var),
-                           minlength=model.n_groups) / model._group_sizes
-        tau2 = self._sigma_groups[:, 0, 0]
-        return pd.Series(tau2 / (tau2 + np.exp(logv)), index=model.group_labels,
-                         name="ICC")
+    def _intercept_variance(self):
+        """Each group's variance of the mean's first random effect."""
+        return self._sigma_groups[:, 0, 0]
 
     def population_residual_variance(self, *args, **kwargs):
         raise NotImplementedError(
