@@ -829,15 +829,25 @@ class HetMixedLM(MixedLM):
         hess[kfe:, kfe:] = h_cov
         return hess, False
 
+    def _evaluate_natural(self, natural, info=False):
+        """Engine evaluation at a natural vector (without fixed effects):
+        (Evaluation, gradient in the natural parameters)."""
+        lay, vf = self.layout, self.variance_function
+        var_params = natural[lay.var_nofe]
+        directions = (lay.cov_directions(), vf.log_derivative(var_params)) \
+            if info else None
+        ev = _engine.evaluate(self._grouped, lay.factor_from_natural(natural),
+                              vf.variance(var_params), self.reml, gradient=True,
+                              info_directions=directions)
+        return ev, self._grad_natural(ev, var_params)
+
     def _hessian_natural(self, natural, free=None):
         """Forward differences of the analytic natural gradient."""
         lay = self.layout
 
         def grad(x):
-            _, _, _, var_params = lay.split(x)
-            ev = self._evaluate_factor(lay.factor_from_natural(x), var_params,
-                                       gradient=True)
-            return self._grad_natural(ev, var_params), ev
+            ev, g = self._evaluate_natural(x)
+            return g, ev
 
         g0, ev0 = grad(natural)
         k = natural.size
@@ -1094,23 +1104,17 @@ class HetMixedLM(MixedLM):
         Returns (theta, iterations, converged by the scoring decrement).
         """
         lay = self.layout
-        vf = self.variance_function
-        cov_dirs = lay.cov_directions()
         nat = lay.natural_from_theta(theta)
         k = nat.size
         free_mask = np.ones(k, bool) if free is None else np.asarray(free, bool)
         box = self._scalar_variances()
 
         def evaluate(x):
-            _, cov_re, _, a = lay.split(x)
+            cov_re = lay.cov_re_from_vech(x[lay.re_nofe])
             if self.k_re > 1 and np.linalg.eigvalsh(cov_re)[0] < -1e-12 * max(
                     1.0, np.abs(cov_re).max()):
                 raise np.linalg.LinAlgError("cov_re is not positive semi-definite")
-            r = vf.variance(a)
-            ev = _engine.evaluate(self._grouped, lay.factor_from_natural(x), r,
-                                  self.reml, gradient=True,
-                                  info_directions=(cov_dirs, vf.log_derivative(a)))
-            return ev, lay.grad_natural(ev.grad_cov, vf.gradient(a, ev.grad_eta))
+            return self._evaluate_natural(x, info=True)
 
         try:
             ev, g = evaluate(nat)
