@@ -56,6 +56,27 @@ def quadrature_rule(n_nodes, dim):
     return nodes, log_w
 
 
+# Step of the Laplace stencil, in units of the posterior SD of each
+# direction: small enough for a 1e-6 relative truncation error of the
+# second differences, large enough that rounding (about 1e-16 |g| / step^2)
+# stays below it.
+LAPLACE_STEP = 3e-3
+
+
+def laplace_stencil(dim, step=LAPLACE_STEP):
+    """
+    Points of the Laplace rule, in the scaled coordinates of the adapted
+    nodes: the mode, then +-step along each axis.  The log-likelihood
+    reads only the mode; the gradient also needs second differences of
+    the conditional gradients along the axes (see ``_laplace_weights``).
+    """
+    nodes = np.zeros((2 * dim + 1, dim))
+    for k in range(dim):
+        nodes[1 + 2 * k, k] = step
+        nodes[2 + 2 * k, k] = -step
+    return nodes, np.full(len(nodes), np.nan)
+
+
 @dataclass
 class Rows:
     """The row arrays an evaluation reads (data rows, or replicated rows)."""
@@ -84,13 +105,14 @@ class LocationScaleData:
     group_index: np.ndarray
     n_groups: int
     nodes: np.ndarray         # (K, q_w)
-    log_weights: np.ndarray   # (K,)
+    log_weights: np.ndarray   # (K,)  (unused by the Laplace rule)
     single: _engine.GroupedData     # one pseudo-group per group
     replicated: _engine.GroupedData  # groups x nodes
     rep_rows: np.ndarray      # row of the data behind each replicated row
     rep_pseudo: np.ndarray    # pseudo-group (group * K + node) of each
     rows: Rows                # the data rows
     rep: Rows                 # the replicated rows
+    laplace: bool = False     # one node: the Laplace rule on a stencil
 
     @classmethod
     def build(cls, endog, exog, exog_re, exog_var, exog_var_re, group_index,
@@ -105,6 +127,9 @@ class LocationScaleData:
             raise ValueError("random scale effects must have one or two "
                              f"dimensions, not {q_w}")
         nodes, log_w = quadrature_rule(n_nodes, q_w)
+        laplace = len(nodes) == 1
+        if laplace:
+            nodes, log_w = laplace_stencil(q_w)
         K = len(nodes)
         n = len(endog)
         single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
@@ -118,7 +143,7 @@ class LocationScaleData:
                                                rep_pseudo, n_groups * K)
         return cls(endog, exog, exog_re, exog_var, exog_var_re,
                    np.asarray(group_index), int(n_groups), nodes, log_w,
-                   single, replicated, rep_rows, rep_pseudo, rows, rep)
+                   single, replicated, rep_rows, rep_pseudo, rows, rep, laplace)
 
     @property
     def q_w(self):
@@ -169,27 +194,44 @@ def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
 
 def _h_and_grad(data, t, beta, a, L):
     """h_i(t_i) = f_i(t_i) + log phi(t_i) and its gradient in t_i."""
-    gi = data.group_index
-    ev = conditional(data, False, t[gi], beta, a, L, gradient=True)
-    L_ww, L_uw, _ = _split_factor(L, data.q_w)
-    # d f / d t_b = sum_j [grad_eta_j (V_j L_ww)_b + vinv_resid_j (Z_j L_uw)_b]
-    if L.ndim == 2:
-        vl, zl = data.exog_var_re @ L_ww, data.exog_re @ L_uw
-    else:
-        vl = np.einsum("ja,jab->jb", data.exog_var_re, L_ww[gi])
-        zl = np.einsum("ja,jab->jb", data.exog_re, L_uw[gi])
-    per_row = ev.grad_eta[:, None] * vl + ev.vinv_resid[:, None] * zl
-    grad = np.stack([np.bincount(gi, per_row[:, b], data.n_groups)
-                     for b in range(data.q_w)], axis=1) - t
+    ev = conditional(data, False, t[data.group_index], beta, a, L, gradient=True)
+    grad = _conditional_t_gradient(data, False, ev, L) - t
     h = ev.llf_groups - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
     return h, grad
 
 
-def find_modes(data, beta, a, L, start=None, tol=1e-10, max_iter=50):
+def _conditional_t_gradient(data, replicated, ev, L):
+    """
+    Gradient in t of each (pseudo-)group's conditional log-likelihood f
+    from an engine evaluation with ``gradient=True``:
+    d f / d t_b = sum_j [grad_eta_j (V_j L_ww)_b + vinv_resid_j (Z_j L_uw)_b].
+    """
+    rows = data.rep if replicated else data.rows
+    groups = _group_of_rows(data, replicated)
+    pseudo = data.rep_pseudo if replicated else data.group_index
+    n_pseudo = data.n_groups * (len(data.nodes) if replicated else 1)
+    L_ww, L_uw, _ = _split_factor(L, data.q_w)
+    if L.ndim == 2:
+        vl, zl = rows.exog_var_re @ L_ww, rows.exog_re @ L_uw
+    else:
+        vl = np.einsum("ja,jab->jb", rows.exog_var_re, L_ww[groups])
+        zl = np.einsum("ja,jab->jb", rows.exog_re, L_uw[groups])
+    per_row = ev.grad_eta[:, None] * vl + ev.vinv_resid[:, None] * zl
+    return np.stack([np.bincount(pseudo, per_row[:, b], n_pseudo)
+                     for b in range(data.q_w)], axis=1)
+
+
+def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
+               max_iter=50):
     """
     Each group's mode of h_i and the Cholesky factor B_i of the inverse
     negative Hessian there (Newton steps with step halving, vectorised over
     groups; the Hessian by differences of the analytic gradient).
+
+    Warm started (``start``, ``start_scale``: the modes and B of nearby
+    parameters), the steps first use the previous curvature B B' (one
+    gradient evaluation a step, linear convergence at the rate of the
+    curvature's change) and switch to fresh Hessians if that stalls.
 
     Returns (modes (m, q_w), B (m, q_w, q_w), h at the modes).
     """
@@ -197,15 +239,24 @@ def find_modes(data, beta, a, L, start=None, tol=1e-10, max_iter=50):
     t = np.zeros((m, d)) if start is None else start.copy()
     h, g = _h_and_grad(data, t, beta, a, L)
     eye = np.eye(d)
+    chord = None if start_scale is None else start_scale @ np.swapaxes(start_scale, 1, 2)
+    previous = np.inf
     for _ in range(max_iter):
-        hess = _hessian(data, t, g, beta, a, L)
-        # Newton direction where -H is positive definite, else gradient ascent.
-        neg = -hess
-        ok = np.all(np.linalg.eigvalsh(neg) > 1e-12, axis=1)
-        neg[~ok] = eye
-        step = np.linalg.solve(neg, g[:, :, None])[:, :, 0]
-        if np.max(np.abs(g)) < tol:
+        g_max = np.max(np.abs(g))
+        if g_max < tol:
             break
+        if chord is not None and g_max > 0.1 * previous:
+            chord = None  # slow: use the current Hessian from now on
+        previous = g_max
+        if chord is not None:
+            step = (chord @ g[:, :, None])[:, :, 0]
+        else:
+            hess = _hessian(data, t, g, beta, a, L)
+            # Newton direction where -H is positive definite, else gradient ascent.
+            neg = -hess
+            ok = np.all(np.linalg.eigvalsh(neg) > 1e-12, axis=1)
+            neg[~ok] = eye
+            step = np.linalg.solve(neg, g[:, :, None])[:, :, 0]
         scale = np.ones(m)
         for _half in range(30):
             cand = t + scale[:, None] * step
@@ -230,7 +281,7 @@ def find_modes(data, beta, a, L, start=None, tol=1e-10, max_iter=50):
 def _hessian(data, t, g, beta, a, L, central=False):
     """Hessian of h in t by differences of the analytic gradient: forward
     (for Newton directions) or central (accurate to about 1e-8, for the
-    scale factors B, whose log det the Laplace rule differentiates)."""
+    scale factors B, whose log det is part of the Laplace rule)."""
     m, d = t.shape
     hess = np.empty((m, d, d))
     step = 1e-4 if central else 1e-5
@@ -273,21 +324,33 @@ def loglike(data, quad, beta, a, L, gradient=False):
     ev = conditional(data, True, t_rows, beta, a, L, gradient=gradient)
     f = ev.llf_groups.reshape(m, K)
     log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
-    log_phi_x = -0.5 * np.sum(data.nodes**2, axis=1) - 0.5 * d * _LOG_2PI
     log_det_B = np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum(axis=1)
-    terms = f + log_prior + (data.log_weights - log_phi_x)[None, :]
-    llf_groups = log_det_B + logsumexp(terms, axis=1)
-    post = np.exp(terms - logsumexp(terms, axis=1, keepdims=True))  # (m, K)
-    if not gradient:
-        return llf_groups, None, post
-    w_rows = post.reshape(-1)[data.rep_pseudo]
+    if data.laplace:
+        # h at the mode + log|B| + (d/2) log(2 pi): the one-node rule.
+        llf_groups = log_det_B + f[:, 0] + log_prior[:, 0] + 0.5 * d * _LOG_2PI
+        post = np.zeros((m, K))
+        post[:, 0] = 1.0
+        if not gradient:
+            return llf_groups, None, post
+        weights = _laplace_weights(data, ev, quad, L)
+    else:
+        log_phi_x = -0.5 * np.sum(data.nodes**2, axis=1) - 0.5 * d * _LOG_2PI
+        terms = f + log_prior + (data.log_weights - log_phi_x)[None, :]
+        llf_groups = log_det_B + logsumexp(terms, axis=1)
+        post = np.exp(terms - logsumexp(terms, axis=1, keepdims=True))  # (m, K)
+        if not gradient:
+            return llf_groups, None, post
+        # The nodes held fixed, the gradient is the posterior-weighted
+        # average of the conditional gradients.
+        weights = post
+    w_rows = weights.reshape(-1)[data.rep_pseudo]
     rep = data.rep
     X, W, V, Z = rep.exog, rep.exog_var, rep.exog_var_re, rep.exog_re
     ge = ev.grad_eta * w_rows
     vr = ev.vinv_resid * w_rows
     L_ww, L_uw, L_uu = _split_factor(L, d)
     grad = {"beta": X.T @ vr, "a": W.T @ ge}
-    gamma = post.reshape(m, K, 1, 1) * ev.grad_cov_groups.reshape(
+    gamma = weights.reshape(m, K, 1, 1) * ev.grad_cov_groups.reshape(
         m, K, *ev.grad_cov_groups.shape[1:])
     if L.ndim == 2:  # one factor: sums over groups
         grad["L_ww"] = V.T @ (ge[:, None] * t_rows)   # [a, b]: v_a t_b
@@ -299,6 +362,36 @@ def loglike(data, quad, beta, a, L, gradient=False):
         grad["L_uw"] = _group_outer(groups, m, Z, vr[:, None] * t_rows)
         grad["L_uu"] = 2.0 * gamma.sum(axis=1) @ L_uu
     return llf_groups, grad, post
+
+
+def _laplace_weights(data, ev, quad, L):
+    """
+    Weights on the stencil points (mode t, t +- eps b_k, b_k the columns
+    of B) such that sum_p w_p grad_theta f(t_p) is the exact gradient of
+    the Laplace log-likelihood h(t(theta)) - 1/2 log|-H(t(theta), theta)|,
+    with M = (-H)^-1 = B B':
+
+    * grad_theta h at the mode (the mode's movement does not matter there);
+    * 1/2 sum_ab M_ab d^2/dt_a dt_b grad_theta f: the change of the
+      curvature at a fixed mode, = 1/2 sum_k second differences along b_k;
+    * v' d/dt grad_theta f with v = M kappa, kappa_c = 1/2 tr(M dH/dt_c):
+      the change of the curvature as the mode moves (dt/dtheta =
+      M d grad_t h / dtheta); kappa comes from second differences of the
+      t-gradients along b_k, and v = B c with c = B' kappa, so the
+      directional derivative is sum_k c_k (first difference along b_k).
+    """
+    m, K, d = data.n_groups, len(data.nodes), data.q_w
+    eps = np.max(np.abs(data.nodes))
+    # t-gradients of f (the prior's is linear in t: no second difference).
+    gt = _conditional_t_gradient(data, True, ev, L).reshape(m, K, d)
+    second = gt[:, 1::2, :] + gt[:, 2::2, :] - 2.0 * gt[:, :1, :]   # (m, k, c)
+    kappa = 0.5 * second.sum(axis=1) / eps**2                         # (m, c)
+    c = np.einsum("iak,ia->ik", quad.B, kappa)                        # B' kappa
+    weights = np.empty((m, K))
+    weights[:, 0] = 1.0 - d / eps**2
+    weights[:, 1::2] = 0.5 / eps**2 + c / (2.0 * eps)
+    weights[:, 2::2] = 0.5 / eps**2 - c / (2.0 * eps)
+    return weights
 
 
 def _group_outer(groups, m, left, right):
@@ -444,51 +537,51 @@ class Level2Layout:
 
 def adapt(data, layout, theta, previous=None):
     beta, a, L = layout.unpack(theta)
-    start = None if previous is None else previous.modes
-    modes, B, _ = find_modes(data, beta, a, L, start=start)
+    if previous is None:
+        modes, B, _ = find_modes(data, beta, a, L)
+    else:
+        modes, B, _ = find_modes(data, beta, a, L, start=previous.modes,
+                                 start_scale=previous.B)
     return Quadrature(modes, B)
 
 
 def _value_and_grad(data, layout, theta, quad):
+    """
+    Log-likelihood and gradient at ``theta``.  With several nodes the nodes
+    of ``quad`` are held fixed (the integral hardly depends on where they
+    are placed).  The Laplace rule is its nodes' placement, so its nodes
+    are re-adapted here (warm started: usually no Newton step).
+    """
+    if data.laplace:
+        quad = adapt(data, layout, theta, quad)
     beta, a, L = layout.unpack(theta)
     llf_g, grad, post = loglike(data, quad, beta, a, L, gradient=True)
     g = layout.gradient(grad, theta)
-    if len(data.nodes) == 1:
-        g = g + _laplace_scale_gradient(data, layout, theta, quad)
     return llf_g.sum(), g, post, llf_g
 
 
-def _log_det_B(quad):
-    return np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum()
-
-
-def _laplace_scale_gradient(data, layout, theta, quad, rel_step=1e-4):
-    """
-    d log|B(theta)| / d theta for the Laplace rule (one node), by central
-    differences with the nodes re-adapted.  With several nodes the
-    integral hardly depends on where they are placed, and this term is
-    dropped; with one node (Laplace) it is part of the gradient (the mode's
-    own movement does not matter: h is stationary there).
-    """
-    out = np.zeros(layout.size)
-    for j in np.flatnonzero(layout.free):
-        h = rel_step * max(abs(theta[j]), 1e-2)
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        out[j] = (_log_det_B(adapt(data, layout, up, quad))
-                  - _log_det_B(adapt(data, layout, down, quad))) / (2 * h)
-    return out
-
-
 def _hessian_fd(data, layout, theta, quad, g0):
+    """
+    Hessian of the free entries by differences of the analytic gradient.
+    With fixed nodes the gradient is smooth to rounding: forward steps of
+    1e-6.  The Laplace gradient re-adapts the nodes and takes second
+    differences on its stencil, which leaves noise of about 1e-7: central
+    steps of 1e-3 (truncation error about 1e-6, relative).
+    """
     idx = np.flatnonzero(layout.free)
     hess = np.zeros((layout.size, layout.size))
+    rel = 1e-3 if data.laplace else 1e-6
     for j in idx:
-        h = 1e-6 * max(abs(theta[j]), 1e-2)
-        t = theta.copy()
-        t[j] += h
-        hess[:, j] = (_value_and_grad(data, layout, t, quad)[1] - g0) / h
+        h = rel * max(abs(theta[j]), 1e-2)
+        up = theta.copy()
+        up[j] += h
+        g_up = _value_and_grad(data, layout, up, quad)[1]
+        if data.laplace:
+            down = theta.copy()
+            down[j] -= h
+            hess[:, j] = (g_up - _value_and_grad(data, layout, down, quad)[1]) / (2 * h)
+        else:
+            hess[:, j] = (g_up - g0) / h
     hess = 0.5 * (hess + hess.T)
     return hess[np.ix_(idx, idx)]
 

@@ -194,6 +194,15 @@ def _posterior(data, fit, layout):
     within = np.zeros((m, K, d, d))
     q_u = L_uu.shape[-1]
     within[:, :, :q_u, :q_u] = ev.cond_cov.reshape(m, K, q_u, q_u)
+    if data.laplace:
+        # Normal approximation at the mode, t ~ N(mode, B B'): the mean at
+        # the mode, and E[Cov | t] + J B B' J' with J = d mean / d t from
+        # central differences along the columns of B (the stencil points).
+        eps = np.max(np.abs(data.nodes))
+        jac_b = (mu[:, 1::2, :] - mu[:, 2::2, :]) / (2.0 * eps)      # (m, k, d)
+        mean = mu[:, 0, :]
+        cov = within[:, 0] + np.einsum("ika,ikb->iab", jac_b, jac_b)
+        return SimpleNamespace(mean=mean, cov=cov)
     p = fit.posterior[:, :, None]
     mean = (p * mu).sum(axis=1)
     second = np.einsum("ik,ikab->iab", fit.posterior,
