@@ -304,7 +304,57 @@ class HetMixedLMResults(MixedLMResults):
             if r.shape[1] == self.k_fe and self.k_fe != len(self.params):
                 r = np.hstack([r, np.zeros((r.shape[0], len(self.params) - self.k_fe))])
             r_matrix = r
+        self._warn_boundary_hypothesis(r_matrix)
         return super(MixedLMResults, self).t_test(r_matrix, use_t=use_t)
+
+    def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None,
+                  df_constraints=None, scalar=True):
+        """
+        Wald test of a joint linear hypothesis ``R params = q`` (see
+        ``statsmodels.base.model.LikelihoodModelResults.wald_test``).
+
+        Warns (``HypothesisTestWarning``) when the hypothesis sets a
+        variance to zero: that value is on the boundary of the parameter
+        space, where the Wald statistic has no chi2 distribution; use
+        ``compare_lr_test``, which is boundary-aware.
+        """
+        self._warn_boundary_hypothesis(r_matrix)
+        return super().wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=use_f,
+                                 df_constraints=df_constraints, scalar=scalar)
+
+    def _warn_boundary_hypothesis(self, r_matrix):
+        """Warn when a hypothesis row reads ``variance = 0``."""
+        import warnings
+
+        from patsy import DesignInfo
+        from statsmodels.tools.sm_exceptions import HypothesisTestWarning
+
+        names = list(self.model.data.param_names)
+        if isinstance(r_matrix, str):
+            constraint = DesignInfo(names).linear_constraint(r_matrix)
+            R, q = constraint.coefs, constraint.constants.ravel()
+        elif isinstance(r_matrix, tuple):
+            R = np.atleast_2d(np.asarray(r_matrix[0], float))
+            q = np.ravel(np.asarray(r_matrix[1], float)) if len(r_matrix) > 1 \
+                else np.zeros(len(R))
+        else:
+            R = np.atleast_2d(np.asarray(r_matrix, float))
+            q = np.zeros(len(R))
+        if R.shape[1] != len(names):
+            return
+        q = np.broadcast_to(q, (len(R),))
+        on_boundary = []
+        for row, value in zip(R, q):
+            nonzero = np.flatnonzero(row)
+            if len(nonzero) == 1 and value == 0 and self._is_variance(names[nonzero[0]]):
+                on_boundary.append(names[nonzero[0]])
+        if on_boundary:
+            warnings.warn(
+                f"The hypothesis sets {', '.join(on_boundary)} to zero, on the "
+                "boundary of the parameter space: the Wald p-value assumes an "
+                "interior value and is not valid there. Use compare_lr_test "
+                "with the fit without that variance (boundary-aware chi-bar-"
+                "square p-value).", HypothesisTestWarning, stacklevel=3)
 
     def compare_lr_test(self, restricted, boundary="auto"):
         """

@@ -70,6 +70,25 @@ def test_wald_and_t_tests_on_variance_block(hsb_fits):
     assert joint.pvalue == pytest.approx(stats.chi2.sf(joint.statistic, 2))
 
 
+def test_wald_test_of_a_zero_variance_warns(hsb_fits):
+    """A variance = 0 hypothesis is on the boundary: the Wald p-value is
+    not valid there, and the user is pointed at compare_lr_test."""
+    from statsmodels.tools.sm_exceptions import HypothesisTestWarning
+
+    het, _ = hsb_fits
+    for call in (lambda: het.wald_test("school Var = 0", scalar=True),
+                 lambda: het.t_test("school Var = 0"),
+                 lambda: het.wald_test(np.eye(5)[[2]], scalar=True)):
+        with pytest.warns(HypothesisTestWarning, match="school Var.*compare_lr_test"):
+            call()
+    # Interior hypotheses (log-variance contrasts, fixed effects, a
+    # variance at a non-zero value) do not warn.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        het.wald_test("var:female = 0, female = 0", scalar=True)
+        het.t_test("school Var = 8")
+
+
 def test_lr_test_matches_r(hsb_fits):
     het, hom = hsb_fits
     lr, p, df = het.compare_lr_test(hom)
