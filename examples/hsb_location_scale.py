@@ -21,8 +21,8 @@ residual (within-school) variance:
 
 Each fit is timed and must converge without any warning (warnings are
 turned into errors).  The one exception is model (5), whose public-school
-correlation goes to the boundary (+1): the package's warning about a
-singular random-effects covariance is expected there, caught and printed;
+correlation goes to the boundary (+1): the package's warning that names
+the quantities on the boundary is expected there, caught and printed;
 any other warning is still an error.  Run from a source checkout::
 
     python examples/hsb_location_scale.py [--figures DIR] [--check-nodes]
@@ -47,7 +47,7 @@ from statsmodels_hetmixed.datasets import hsb
 pd.set_option("display.width", 100)
 
 # The warning of a fit whose random-effects covariance is on the boundary.
-SINGULAR = "The joint random-effects covariance matrix is (nearly) singular"
+BOUNDARY = "The estimate is on the boundary of the parameter space"
 
 
 def load_data():
@@ -80,11 +80,11 @@ def fit(label, formula, data, **kwargs):
 
 def fit_on_boundary(label, formula, data, **kwargs):
     """``fit`` for a model expected to end on the boundary: the warning
-    about a singular random-effects covariance is caught and printed, every
+    that names the quantities on the boundary is caught and printed, every
     other warning is still an error."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("error")
-        warnings.filterwarnings("always", message=re.escape(SINGULAR),
+        warnings.filterwarnings("always", message=re.escape(BOUNDARY),
                                 category=ConvergenceWarning)
         result, times = fit(label, formula, data, **kwargs)
     for w in caught:
