@@ -560,7 +560,7 @@ class NewtonStep:
     step: np.ndarray          # over the free entries of theta
     flat_step: np.ndarray     # the part of ``step`` in the flat directions
     decrement: float          # Newton decrement where the data determine theta
-    flat_decrement: float     # the same along flat directions (curvature 1)
+    flat_decrement: float     # the same along flat directions (floored)
     cov: np.ndarray           # inverse information, flat directions left out
     flat: np.ndarray          # (n_flat, n_free) flat directions
     indefinite: bool          # a clearly negative curvature: not a maximum
@@ -602,17 +602,22 @@ def _newton(hess, g, n_outer, scale):
     vecs = vecs * scale[:, None]                       # back to theta units
     determined = vecs[:, ~flat]
     p_inv = (determined / vals[~flat]) @ determined.T
-    w = vecs[:, flat] / np.sqrt(floor)                 # curvature <= 1
-    w_g = w.T @ g_cov
-    step_cov = p_inv @ g_cov + w @ w_g
+    # Away from the maximum a clearly negative curvature is no boundary:
+    # step along it by its size (ascent), as along a flat one by the floor.
+    curvature = np.maximum(np.abs(vals[flat]), floor)
+    v_g = vecs[:, flat].T @ g_cov
+    flat_cov = vecs[:, flat] @ (v_g / curvature)
+    step_cov = p_inv @ g_cov + flat_cov
     step = np.concatenate([a_inv_g - a_inv_b @ step_cov, step_cov])
+    flat_step = np.concatenate([-a_inv_b @ flat_cov, flat_cov])
     a_inv = _engine._chol_solve(chol, np.eye(o))
     cross = -a_inv_b @ p_inv
     cov = np.block([[a_inv - cross @ a_inv_b.T, cross], [cross.T, p_inv]])
+    w = vecs[:, flat] / np.sqrt(floor)                 # curvature <= 1
     directions = np.concatenate([-a_inv_b @ w, w]).T  # the profile's path
-    return NewtonStep(step, directions.T @ w_g,
+    return NewtonStep(step, flat_step,
                       float(g[:o] @ a_inv_g + g_cov @ p_inv @ g_cov),
-                      float(w_g @ w_g), cov, directions,
+                      float(v_g @ (v_g / curvature)), cov, directions,
                       bool(vals.size and vals[0] < -floor))
 
 
@@ -686,22 +691,24 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
     converged = False
     for _ in range(20 if optimise else 0):
         value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
-        hess = _hessian_fd(data, layout, theta, quad, g)
         try:
+            hess = _hessian_fd(data, layout, theta, quad, g)
             newton = _newton(hess, g[idx], n_outer, scale)
-        except np.linalg.LinAlgError:
+        except np.linalg.LinAlgError:  # as below
             break
         if max(newton.decrement, newton.flat_decrement) < _DECREMENT_TOL:
             converged = not newton.indefinite
             break
         t_len = 1.0
-        while t_len > 1e-6:
+        while True:
             cand = theta.copy()
             cand[idx] += t_len * newton.step
             cand_value = _value_or_minus_inf(data, layout, cand, quad)
-            if cand_value >= value:
+            if cand_value >= value or t_len < 1e-6:
                 break
             t_len *= 0.5
+        if not cand_value >= value:
+            break  # no step up: stop where the log-likelihood is known
         if t_len == 1.0 and newton.flat_decrement >= _DECREMENT_TOL:
             # Along a flat direction the log-likelihood rises ever more
             # slowly towards its limit at the boundary, and the floored
@@ -718,17 +725,21 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
         quad = adapt(data, layout, theta, quad)
     if not converged:  # else the loop's last evaluation is at theta already
         value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
-        hess = _hessian_fd(data, layout, theta, quad, g)
+        hess = newton = None
         try:
+            hess = _hessian_fd(data, layout, theta, quad, g)
             newton = _newton(hess, g[idx], n_outer, scale)
-        except np.linalg.LinAlgError:
-            newton = None
+        except np.linalg.LinAlgError:  # -hess indefinite, or a step not PD
+            pass
     cov = np.zeros((layout.size, layout.size))
     if newton is None:
-        try:
-            cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
-        except np.linalg.LinAlgError:
-            cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
+        if hess is None:  # a difference step left the parameter space
+            cov[np.ix_(idx, idx)] = np.nan
+        else:
+            try:
+                cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
+            except np.linalg.LinAlgError:
+                cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
         flat, decrement = np.zeros((0, layout.size)), None
     else:
         cov[np.ix_(idx, idx)] = newton.cov
