@@ -414,9 +414,15 @@ class Level2Layout:
     Each group's covariance is Sigma_i = D_i R_i D_i; it is positive
     definite for two random effects, and checked (Cholesky) for more.  The
     joint factor is per group, scale effects first (as ThetaLayout's L).
+
+    ``terms`` (boolean, one row per function -- the variances, then the
+    correlations in ``pairs`` order -- and one column per column of S)
+    marks the coefficients estimated; the others are held at 0 (``free``).
+    ``independent`` holds the correlations between mean and scale effects
+    at 0.
     """
 
-    def __init__(self, p, k_var, q_w, q_u, S, independent=False):
+    def __init__(self, p, k_var, q_w, q_u, S, independent=False, terms=None):
         self.p, self.k_var, self.q_w, self.q_u = p, k_var, q_w, q_u
         self.d = d = q_w + q_u
         self.S = np.asarray(S, float)
@@ -424,6 +430,8 @@ class Level2Layout:
         self.pairs = [(k, l) for k in range(d) for l in range(k)]
         self.size = p + k_var + (d + len(self.pairs)) * self.k_s
         self.free = np.ones(self.size, bool)
+        if terms is not None:
+            self.free[p + k_var:] = np.asarray(terms, bool).ravel()
         if independent:  # correlations between mean and scale effects held at 0
             for j, (k, l) in enumerate(self.pairs):
                 if (k < q_w) != (l < q_w):

@@ -95,7 +95,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     state = SimpleNamespace(llf=fit.llf, blup=eb.mean[:, :q_u],
                             cond_cov=eb.cov[:, :q_u, :q_u])
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
-                decrement=None, n_iter=fit.n_iter, hist=None,
+                decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
                 layout=ParamLayout(model.k_fe, d, 0, model.k_var, []))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
@@ -155,8 +155,20 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     """Location-scale fit with level-2 variance functions (re_var_formula)."""
     q_w, q_u = model.k_var_re, model.k_re
     S = model._re_var_group_design
+    terms = model._re_var_terms
     layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, S,
-                                    independent=(re_cov == "independent"))
+                                    independent=(re_cov == "independent"),
+                                    terms=terms)
+    if terms is not None and re_cov == "independent":
+        held = [j for j, (k, l) in enumerate(layout.pairs)
+                if (k < q_w) != (l < q_w) and terms[layout.d + j, 1:].any()]
+        if held:
+            comps = model._level2_components(model.data.exog_re_names)
+            raise ValueError(
+                "re_cov='independent' holds the correlations between mean and "
+                "scale effects at 0 in every group, but re_var_formula gives "
+                + ", ".join(model._level2_key(comps[layout.d + j]) for j in held)
+                + " a formula: remove it, or fit with re_cov='joint'.")
     # Start: the fit without scale effects (intercepts of the level-2
     # functions), scale SDs 0.3, no level-2 effects.
     cov_u = np.asarray(base.cov_re)
@@ -174,10 +186,13 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     fit = _locscale.fit(data, layout, theta, optimise=do_cg)
     # one call deeper than fit_location_scale's own warnings
     _warn_unconverged(fit, do_cg, stacklevel=5)
-    # Results order: fixed effects, level-2 coefficients, variance function.
+    # Results order: fixed effects, level-2 coefficients (those of the
+    # functions' formulas), variance function.
     p, k = model.k_fe, model.k_var
-    n_l2 = layout.size - p - k
-    order = np.r_[np.arange(p), np.arange(p + k, layout.size), np.arange(p, p + k)]
+    level2 = p + k + (np.arange(layout.size - p - k) if terms is None
+                      else np.flatnonzero(terms.ravel()))
+    n_l2 = len(level2)
+    order = np.r_[np.arange(p), level2, np.arange(p, p + k)]
     params = fit.theta[order]
     cov = fit.cov_theta[np.ix_(order, order)]
     scale = np.exp(model.variance_function.log_scale(fit.var_params))
@@ -188,7 +203,7 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
                             cond_cov=eb.cov[:, :q_u, :q_u])
     empty = [np.zeros(0, dtype=np.intp)] * n_l2
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
-                decrement=None, n_iter=fit.n_iter, hist=None,
+                decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"],
                 free=layout.free[order][p:],
                 layout=ParamLayout(p, 0, n_l2, k, empty))
