@@ -721,12 +721,14 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
             # Along a flat direction the log-likelihood rises ever more
             # slowly towards its limit at the boundary, and the floored
             # curvature makes the step short: lengthen it (up to 64 times)
-            # while the log-likelihood still rises.
+            # while the log-likelihood still rises by more than the
+            # tolerance -- not further, where the covariance matrices of
+            # some groups become singular to machine precision.
             for k in range(6):
                 further = cand.copy()
                 further[idx] += 2.0 ** k * newton.flat_step
                 further_value = _value_or_minus_inf(data, layout, further, quad)
-                if not further_value > cand_value:
+                if not further_value > cand_value + _DECREMENT_TOL:
                     break
                 cand, cand_value = further, further_value
         theta = cand

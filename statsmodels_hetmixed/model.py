@@ -491,6 +491,7 @@ class HetMixedLM(MixedLM):
         correlation.
         """
         re_names = list(self.data.exog_re_names)
+        shown = re_names + list(self.var_re_names)  # as in cov_re_joint
         components = self._level2_components(re_names)
         accepted = {}
         for c, comp in enumerate(components):
@@ -515,12 +516,12 @@ class HetMixedLM(MixedLM):
                 given[c] = key
                 mask[c] = np.isin(self.re_var_names, cols)
         if unknown:
-            keys = [repr(self._level2_key(comp)) for comp in components]
-            d = len(re_names) + len(self.var_re_names)
+            d = len(shown)
+            corrs = [repr(self._level2_key(comp)) for comp in components[d:]]
             raise ValueError(
                 f"re_var_formula has unknown key(s) {unknown}. The keys are the "
-                f"random effects, for their variances ({', '.join(keys[:d])}), "
-                f"and their correlations ({', '.join(keys[d:])}; a tuple of two "
+                f"random effects, for their variances ({', '.join(map(repr, shown))}"
+                f"), and their correlations ({', '.join(corrs)}; a tuple of two "
                 "effect names also works).")
         self._re_var_terms = mask
         self.data.param_names = self._make_param_names(re_names)[0]
