@@ -210,8 +210,9 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     res._finish_level2(fit, eb, n_quad, re_cov, layout, order)
     boundary = res._boundary_quantities()
     _warn_boundary(boundary, "hold the quantity constant across groups (a dict "
-                   "re_var_formula without it), or use re_cov='independent' "
-                   "or a simpler random-effects structure", do_cg, stacklevel=5)
+                   "re_var_formula without it), or use "
+                   + ("" if re_cov == "independent" else "re_cov='independent' or ")
+                   + "a simpler random-effects structure", do_cg, stacklevel=5)
     if not boundary:  # nearly singular, yet determined: say so
         _warn_singular(layout.sigma(fit.theta)[0], do_cg, stacklevel=5)
     return LocationScaleResultsWrapper(res)
@@ -478,9 +479,15 @@ class Level2Results(LocationScaleResults):
 
     ``params`` holds the fixed effects, the level-2 coefficients (named
     ``logvar(<effect>):<S column>`` and ``atanh corr(<e1>, <e2>):<S
-    column>``; z-tests in the summary), and the variance-function
+    column>``; z-tests in the summary; with a dict ``re_var_formula`` only
+    the columns of each function's formula), and the variance-function
     coefficients.  ``cov_re_groups`` gives every group's covariance matrix;
     ``cov_re_joint`` is the one at the reference (S = intercept only).
+
+    A variance or correlation on the boundary for some row of S (a
+    correlation at +-1, a variance at 0) is named in a warning at fit
+    time; its ``re_table`` entries have no standard error or interval, nor
+    do the coefficients that carry it (see ``flat_directions``).
     """
 
     def _finish_level2(self, fit, eb, n_quad, re_cov, l2layout, positions):
