@@ -317,7 +317,7 @@ _DECREMENT_TOL = 1e-11
 # parameters at or below this fraction of the largest mark flat directions:
 # a condition number of 1e8 is a standard-error ratio of 1e4 between two
 # link-scale quantities, far beyond what data determine.
-FLAT_TOL = 1e-8
+_FLAT_TOL = 1e-8
 
 
 @dataclass
@@ -585,7 +585,7 @@ def _newton(hess, g, n_outer, scale):
     the free entries, full-rank designs) are profiled out by the Schur
     complement; the covariance block, in units of ``scale``, is split by
     its eigenvalues into well-determined directions and flat ones
-    (eigenvalue at most ``FLAT_TOL`` times the largest, or negative).  The
+    (eigenvalue at most ``_FLAT_TOL`` times the largest, or negative).  The
     step is Newton's in the determined directions and, in the flat ones,
     the gradient over a curvature floored at that tolerance, which keeps
     pushing towards the boundary while the likelihood still rises there.
@@ -605,7 +605,7 @@ def _newton(hess, g, n_outer, scale):
     vals, vecs = np.linalg.eigh(scale[:, None] * profile * scale[None, :])
     if vals.size and vals[-1] <= 0:
         raise np.linalg.LinAlgError("no direction of positive curvature")
-    floor = FLAT_TOL * vals[-1] if vals.size else 0.0
+    floor = _FLAT_TOL * vals[-1] if vals.size else 0.0
     flat = vals <= floor
     vecs = vecs * scale[:, None]                       # back to theta units
     determined = vecs[:, ~flat]

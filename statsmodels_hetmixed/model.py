@@ -475,7 +475,9 @@ class HetMixedLM(MixedLM):
     @staticmethod
     def _level2_key(component):
         """A level-2 function's key in a ``re_var_formula`` dict."""
-        return component[0] if len(component) == 1 else "corr({}, {})".format(*component)
+        if len(component) == 1:
+            return component[0]
+        return "corr({}, {})".format(*component)
 
     def _set_level2_terms(self, columns):
         """
@@ -615,7 +617,7 @@ class HetMixedLM(MixedLM):
             names = names[:self.k_fe]
             for c, comp in enumerate(self._level2_components(re_names)):
                 stem = (f"logvar({comp[0]})" if len(comp) == 1
-                        else "atanh corr({}, {})".format(*comp))
+                        else f"atanh {self._level2_key(comp)}")
                 names += [f"{stem}:{col}" for j, col in enumerate(self.re_var_names)
                           if terms is None or terms[c, j]]
         elif getattr(self, "k_var_re", 0):
