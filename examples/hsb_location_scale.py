@@ -17,13 +17,14 @@ residual (within-school) variance:
    (mean intercept and slope, scale intercept and slope).
 5. (1) with level-2 variance functions (``re_var_formula="~ sector"``):
    the variances of the school's mean and scale effects and their
-   correlation differ by sector.
+   correlation differ by sector.  (5b): only the scale effects' variance
+   and the correlation do (``re_var_formula`` as a dict).
 
 Each fit is timed and must converge without any warning (warnings are
-turned into errors).  The one exception is model (5), whose public-school
-correlation goes to the boundary (+1): the package's warning about a
-singular random-effects covariance is expected there, caught and printed;
-any other warning is still an error.  Run from a source checkout::
+turned into errors).  The exceptions are the variants of model (5), whose
+public-school correlation or scale-effect SD goes to the boundary (+1 or
+0): the package's warning that names the quantities on the boundary is
+expected there, caught and printed; any other warning is still an error.  Run from a source checkout::
 
     python examples/hsb_location_scale.py [--figures DIR] [--check-nodes]
 
@@ -47,7 +48,7 @@ from statsmodels_hetmixed.datasets import hsb
 pd.set_option("display.width", 100)
 
 # The warning of a fit whose random-effects covariance is on the boundary.
-SINGULAR = "The joint random-effects covariance matrix is (nearly) singular"
+BOUNDARY = "The estimate is on the boundary of the parameter space"
 
 
 def load_data():
@@ -80,11 +81,11 @@ def fit(label, formula, data, **kwargs):
 
 def fit_on_boundary(label, formula, data, **kwargs):
     """``fit`` for a model expected to end on the boundary: the warning
-    about a singular random-effects covariance is caught and printed, every
+    that names the quantities on the boundary is caught and printed, every
     other warning is still an error."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("error")
-        warnings.filterwarnings("always", message=re.escape(SINGULAR),
+        warnings.filterwarnings("always", message=re.escape(BOUNDARY),
                                 category=ConvergenceWarning)
         result, times = fit(label, formula, data, **kwargs)
     for w in caught:
@@ -221,13 +222,28 @@ def main(argv=None):
           f"BIC (1) {m1.bic:.2f}, (5) {m5.bic:.2f}")
     # The same model with Catholic schools as the reference level: the
     # public-school atanh coefficient, not the intercept, then carries the
-    # boundary, and the Catholic row's standard errors no longer depend on it.
+    # boundary; the fit and every standard error in re_table are the same.
     m5c, _ = fit_on_boundary("5, Catholic schools as reference",
                              "mathach ~ sector", data.assign(public=1 - data.sector),
                              var_formula="~ sector", var_re_formula="~ 1",
                              re_var_formula="~ public")
     print(f"llf change {m5c.llf - m5.llf:.1e}")
     print(m5c.re_table().to_string(float_format="{:.4f}".format))
+    se5, se5c = m5.re_table()["Std.Err."], m5c.re_table()["Std.Err."]
+    print(f"Largest relative difference of the re_table standard errors: "
+          f"{np.nanmax(np.abs(se5c.to_numpy() / se5.to_numpy() - 1)):.1e}")
+    # Level-2 functions one by one: the SD of the schools' mean effects
+    # (logvar(school):sector near 0) the same in both sectors.
+    m5b, _ = fit_on_boundary("5b, SD(school) common to both sectors",
+                             "mathach ~ sector", data, var_formula="~ sector",
+                             var_re_formula="~ 1",
+                             re_var_formula={"var:school": "~ sector",
+                                             "corr(school, var:school)": "~ sector"})
+    print(m5b.re_table().to_string(float_format="{:.4f}".format))
+    lr(m5, m5b, "(5) vs (5b)")
+    lr(m5b, m1, "(5b) vs (1)")
+    print(f"AIC (1) {m1.aic:.2f}, (5) {m5.aic:.2f}, (5b) {m5b.aic:.2f}; "
+          f"BIC (1) {m1.bic:.2f}, (5) {m5.bic:.2f}, (5b) {m5b.bic:.2f}")
     # The simpler structure the warning suggests: no mean-scale correlations.
     m5i, _ = fit_on_boundary("5, correlations held at 0", "mathach ~ sector",
                              data, var_formula="~ sector", var_re_formula="~ 1",

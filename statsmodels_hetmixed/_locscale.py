@@ -406,6 +406,11 @@ def _group_outer(groups, m, left, right):
 # ----------------------------------------------------------------------
 # Fitting
 _DECREMENT_TOL = 1e-11
+# Eigenvalues of the (unit-scaled, profiled) information of the covariance
+# parameters at or below this fraction of the largest mark flat directions:
+# a condition number of 1e8 is a standard-error ratio of 1e4 between two
+# link-scale quantities, far beyond what data determine.
+_FLAT_TOL = 1e-8
 
 
 @dataclass
@@ -425,6 +430,16 @@ class LocationScaleFit:
     converged: bool
     max_grad: float
     n_iter: int
+    # Flat directions of the log-likelihood (rows, in theta), scaled so that
+    # its curvature along each is at most 1: the data determine nothing
+    # along them (an estimate on the boundary of the parameter space).
+    flat_directions: np.ndarray = None
+    decrement: float = None
+
+    @property
+    def n_flat(self):
+        """Number of flat directions (0 for an interior maximum)."""
+        return 0 if self.flat_directions is None else len(self.flat_directions)
 
 
 class ThetaLayout:
@@ -458,6 +473,29 @@ class ThetaLayout:
         gL[q_w:, q_w:] = grad["L_uu"]
         return np.concatenate([grad["beta"], grad["a"], np.tril(gL)[self.tril]])
 
+    def unit_scale(self, data):
+        """
+        Typical size of each theta entry in the units of the data, so that
+        curvatures of different entries can be compared (see ``fit``):
+        row k of L carries the units of random effect k (1 / v_k for scale
+        effects, y / z_k for the mean's).  1 for beta and a, which ``fit``
+        never tests for flatness.
+        """
+        units = np.r_[1.0 / _column_rms(data.exog_var_re),
+                      _positive(np.std(data.endog)) / _column_rms(data.exog_re)]
+        out = np.ones(self.size)
+        out[self.p + self.k_var:] = units[self.tril[0]]
+        return out
+
+
+def _positive(x):
+    return np.where(x > 0, x, 1.0)
+
+
+def _column_rms(mat):
+    """Root mean square of each column (1 for an all-zero column)."""
+    return _positive(np.sqrt(np.mean(np.asarray(mat, float) ** 2, axis=0)))
+
 
 class Level2Layout:
     """
@@ -469,9 +507,15 @@ class Level2Layout:
     Each group's covariance is Sigma_i = D_i R_i D_i; it is positive
     definite for two random effects, and checked (Cholesky) for more.  The
     joint factor is per group, scale effects first (as ThetaLayout's L).
+
+    ``terms`` (boolean, one row per function -- the variances, then the
+    correlations in ``pairs`` order -- and one column per column of S)
+    marks the coefficients estimated; the others are held at 0 (``free``).
+    ``independent`` holds the correlations between mean and scale effects
+    at 0.
     """
 
-    def __init__(self, p, k_var, q_w, q_u, S, independent=False):
+    def __init__(self, p, k_var, q_w, q_u, S, independent=False, terms=None):
         self.p, self.k_var, self.q_w, self.q_u = p, k_var, q_w, q_u
         self.d = d = q_w + q_u
         self.S = np.asarray(S, float)
@@ -479,6 +523,8 @@ class Level2Layout:
         self.pairs = [(k, l) for k in range(d) for l in range(k)]
         self.size = p + k_var + (d + len(self.pairs)) * self.k_s
         self.free = np.ones(self.size, bool)
+        if terms is not None:
+            self.free[p + k_var:] = np.asarray(terms, bool).ravel()
         if independent:  # correlations between mean and scale effects held at 0
             for j, (k, l) in enumerate(self.pairs):
                 if (k < q_w) != (l < q_w):
@@ -487,6 +533,17 @@ class Level2Layout:
 
     def pack(self, beta, a, C, E):
         return np.concatenate([beta, a, np.ravel(C), np.ravel(E)])
+
+    def unit_scale(self, data=None):
+        """
+        Typical size of each theta entry (see ``ThetaLayout.unit_scale``):
+        a level-2 coefficient per unit of its column of S changes a log
+        variance or an atanh correlation, both free of the data's units.
+        """
+        out = np.ones(self.size)
+        out[self.p + self.k_var:] = np.tile(1.0 / _column_rms(self.S),
+                                            self.d + len(self.pairs))
+        return out
 
     def split(self, theta):
         p, k, d, ks = self.p, self.k_var, self.d, self.k_s
@@ -597,6 +654,83 @@ def _positive_definite_or_none(mat):
     return mat
 
 
+@dataclass
+class NewtonStep:
+    """Newton step, decrements and covariance at one point (``_newton``)."""
+
+    step: np.ndarray          # over the free entries of theta
+    flat_step: np.ndarray     # the part of ``step`` in the flat directions
+    decrement: float          # Newton decrement where the data determine theta
+    flat_decrement: float     # the same along flat directions (floored)
+    cov: np.ndarray           # inverse information, flat directions left out
+    flat: np.ndarray          # (n_flat, n_free) flat directions
+    indefinite: bool          # a clearly negative curvature: not a maximum
+
+
+def _newton(hess, g, n_outer, scale):
+    """
+    Newton step with the covariance parameters' flat directions set aside.
+
+    The log-likelihood can be flat only in the covariance parameters: at
+    the boundary of the parameter space (a correlation at +-1, a variance
+    at 0) it tends to a limit as a link-scale parameter runs to infinity.
+    The mean and variance-function coefficients (the first ``n_outer`` of
+    the free entries, full-rank designs) are profiled out by the Schur
+    complement; the covariance block, in units of ``scale``, is split by
+    its eigenvalues into well-determined directions and flat ones
+    (eigenvalue at most ``_FLAT_TOL`` times the largest, or negative).  The
+    step is Newton's in the determined directions and, in the flat ones,
+    the gradient over a curvature floored at that tolerance, which keeps
+    pushing towards the boundary while the likelihood still rises there.
+    The covariance is the inverse information with the flat directions
+    held fixed (for an interior maximum, the inverse of ``-hess``).
+
+    Raises LinAlgError if the mean and variance-function block of ``-hess``
+    is not positive definite, or if no covariance direction is.
+    """
+    neg = -0.5 * (hess + hess.T)
+    o = n_outer
+    chol = np.linalg.cholesky(neg[:o, :o])
+    a_inv_b = _engine._chol_solve(chol, neg[:o, o:])
+    a_inv_g = _engine._chol_solve(chol, g[:o])
+    profile = neg[o:, o:] - neg[o:, :o] @ a_inv_b
+    g_cov = g[o:] - a_inv_b.T @ g[:o]                  # profile gradient
+    vals, vecs = np.linalg.eigh(scale[:, None] * profile * scale[None, :])
+    if vals.size and vals[-1] <= 0:
+        raise np.linalg.LinAlgError("no direction of positive curvature")
+    floor = _FLAT_TOL * vals[-1] if vals.size else 0.0
+    flat = vals <= floor
+    vecs = vecs * scale[:, None]                       # back to theta units
+    determined = vecs[:, ~flat]
+    p_inv = (determined / vals[~flat]) @ determined.T
+    # Away from the maximum a clearly negative curvature is no boundary:
+    # step along it by its size (ascent), as along a flat one by the floor.
+    curvature = np.maximum(np.abs(vals[flat]), floor)
+    v_g = vecs[:, flat].T @ g_cov
+    flat_cov = vecs[:, flat] @ (v_g / curvature)
+    step_cov = p_inv @ g_cov + flat_cov
+    step = np.concatenate([a_inv_g - a_inv_b @ step_cov, step_cov])
+    flat_step = np.concatenate([-a_inv_b @ flat_cov, flat_cov])
+    a_inv = _engine._chol_solve(chol, np.eye(o))
+    cross = -a_inv_b @ p_inv
+    cov = np.block([[a_inv - cross @ a_inv_b.T, cross], [cross.T, p_inv]])
+    w = vecs[:, flat] / np.sqrt(floor)                 # curvature <= 1
+    directions = np.concatenate([-a_inv_b @ w, w]).T  # the profile's path
+    return NewtonStep(step, flat_step,
+                      float(g[:o] @ a_inv_g + g_cov @ p_inv @ g_cov),
+                      float(v_g @ (v_g / curvature)), cov, directions,
+                      bool(vals.size and vals[0] < -floor))
+
+
+def _value_or_minus_inf(data, layout, theta, quad):
+    """The log-likelihood at fixed nodes, -inf where some group's joint
+    covariance is not positive definite."""
+    try:
+        return _value_and_grad(data, layout, theta, quad)[0]
+    except np.linalg.LinAlgError:
+        return -np.inf
+
+
 def fit(data, layout, theta, optimise=True, maxiter=2000):
     """
     Maximise the adaptive-quadrature log-likelihood.
@@ -608,10 +742,20 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
     then Newton steps with a finite-difference Hessian of the analytic
     gradient, the nodes re-adapted at each, until the Newton decrement is
     below tolerance.
+
+    At the boundary of the parameter space the log-likelihood is flat in
+    some directions of the covariance parameters (see ``_newton``).  The
+    Newton steps and the decrement then work in the determined directions;
+    the fit has converged when that decrement is below tolerance and the
+    gradient along the flat directions is negligible too.  The flat
+    directions are recorded (``LocationScaleFit.flat_directions``) and left
+    out of the covariance.
     """
     from scipy import optimize
 
     idx = np.flatnonzero(layout.free)
+    n_outer = int(np.sum(idx < layout.p + layout.k_var))
+    scale = layout.unit_scale(data)[idx[n_outer:]]
     nobs = len(data.endog)
     state = {"quad": adapt(data, layout, theta)}
     n_iter = 0
@@ -648,36 +792,65 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
     converged = False
     for _ in range(20 if optimise else 0):
         value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
-        hess = _hessian_fd(data, layout, theta, quad, g)
         try:
-            chol = np.linalg.cholesky(-hess)
-        except np.linalg.LinAlgError:
+            hess = _hessian_fd(data, layout, theta, quad, g)
+            newton = _newton(hess, g[idx], n_outer, scale)
+        except np.linalg.LinAlgError:  # as below
             break
-        step = _engine._chol_solve(chol, g[idx])
-        decrement = float(g[idx] @ step)
-        if decrement < _DECREMENT_TOL:
-            converged = True
+        if max(newton.decrement, newton.flat_decrement) < _DECREMENT_TOL:
+            converged = not newton.indefinite
             break
         t_len = 1.0
-        while t_len > 1e-6:
+        while True:
             cand = theta.copy()
-            cand[idx] += t_len * step
-            try:
-                if _value_and_grad(data, layout, cand, quad)[0] >= value:
-                    break
-            except np.linalg.LinAlgError:
-                pass
+            cand[idx] += t_len * newton.step
+            cand_value = _value_or_minus_inf(data, layout, cand, quad)
+            if cand_value >= value or t_len < 1e-6:
+                break
             t_len *= 0.5
+        if not cand_value >= value:
+            break  # no step up: stop where the log-likelihood is known
+        if t_len == 1.0 and newton.flat_decrement >= _DECREMENT_TOL:
+            # Along a flat direction the log-likelihood rises ever more
+            # slowly towards its limit at the boundary, and the floored
+            # curvature makes the step short: lengthen it (up to 64 times)
+            # while the log-likelihood still rises by more than the
+            # tolerance -- not further, where the covariance matrices of
+            # some groups become singular to machine precision.
+            for k in range(6):
+                further = cand.copy()
+                further[idx] += 2.0 ** k * newton.flat_step
+                further_value = _value_or_minus_inf(data, layout, further, quad)
+                if not further_value > cand_value + _DECREMENT_TOL:
+                    break
+                cand, cand_value = further, further_value
         theta = cand
         quad = adapt(data, layout, theta, quad)
-    value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
-    hess = _hessian_fd(data, layout, theta, quad, g)
+    if not converged:  # else the loop's last evaluation is at theta already
+        value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
+        hess = newton = None
+        try:
+            hess = _hessian_fd(data, layout, theta, quad, g)
+            newton = _newton(hess, g[idx], n_outer, scale)
+        except np.linalg.LinAlgError:  # -hess indefinite, or a step not PD
+            pass
     cov = np.zeros((layout.size, layout.size))
-    try:
-        cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
-    except np.linalg.LinAlgError:
-        cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
+    if newton is None:
+        if hess is None:  # a difference step left the parameter space
+            cov[np.ix_(idx, idx)] = np.nan
+        else:
+            try:
+                cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
+            except np.linalg.LinAlgError:
+                cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
+        flat, decrement = np.zeros((0, layout.size)), None
+    else:
+        cov[np.ix_(idx, idx)] = newton.cov
+        flat = np.zeros((len(newton.flat), layout.size))
+        flat[:, idx] = newton.flat
+        decrement = newton.decrement
     beta, a, L = layout.unpack(theta)
     return LocationScaleFit(beta, a, L, float(value), llf_g, quad, post, cov,
                             layout.free.copy(), theta.copy(), converged,
-                            float(np.max(np.abs(g[idx]), initial=0.0)), n_iter)
+                            float(np.max(np.abs(g[idx]), initial=0.0)), n_iter,
+                            flat, decrement)

@@ -31,8 +31,11 @@ def delta_method(func, params, cov, names=None, alpha=0.05, log_ci=False):
     func : callable
         Maps the parameter vector to a scalar or a vector.
     params : ndarray
-    cov : ndarray
-        Covariance matrix of ``params``.
+    cov : ndarray or callable
+        Covariance matrix of ``params``, or a function that maps the
+        Jacobian of ``func`` (one row per component) to the covariance
+        matrix of the linearised function, such as a results object's
+        ``cov_params`` (which leaves undetermined components NaN).
     names : list of str, optional
         Labels of the function's components.
     alpha : float
@@ -48,7 +51,11 @@ def delta_method(func, params, cov, names=None, alpha=0.05, log_ci=False):
         Columns Coef., Std.Err., z, P>|z|, and the interval bounds.
     """
     est, jac = numerical_jacobian(func, params)
-    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, cov, jac), 0.0))
+    if callable(cov):
+        var = np.diag(np.atleast_2d(cov(jac)))
+    else:
+        var = np.einsum("ij,jk,ik->i", jac, cov, jac)
+    se = np.sqrt(np.maximum(var, 0.0))
     q = norm.ppf(1 - alpha / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = est / se

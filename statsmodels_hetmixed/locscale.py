@@ -16,24 +16,27 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from . import _locscale
 from .delta import delta_method, numerical_jacobian
 from .params import ParamLayout, psd_factor
-from .results import HetMixedLMResults
+from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __all__ = ["LocationScaleResults"]
 
 # Default nodes per dimension of the random scale effects.
 DEFAULT_NODES = {1: 15, 2: 5}
+# A combination of the parameters is undetermined when a flat direction
+# (curvature at most 1) would add more than this share to its variance.
+_FLAT_SHARE = 1e-3
 
 
 def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                        re_cov="joint", do_cg=True):
     """Fit a location-scale HetMixedLM (called by ``HetMixedLM.fit``)."""
     from .model import HetMixedLM
-    from .results import HetMixedLMResultsWrapper
 
     if reml:
         raise ValueError(
@@ -87,15 +90,19 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         free[:len(rows)] = ~((rows >= q_u) & (cols < q_u))
     scale = np.exp(model.variance_function.log_scale(fit.var_params))
     res = LocationScaleResults(model, params, cov / scale)
+    res.flat_directions = fit.flat_directions @ jac.T
     eb = _posterior(data, fit, layout)
     state = SimpleNamespace(llf=fit.llf, blup=eb.mean[:, :q_u],
                             cond_cov=eb.cov[:, :q_u, :q_u])
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
-                decrement=None, n_iter=fit.n_iter, hist=None,
+                decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
                 layout=ParamLayout(model.k_fe, d, 0, model.k_var, []))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
-    return HetMixedLMResultsWrapper(res)
+    _warn_boundary([f"{n} is not determined" for n in res._undetermined_params()],
+                   "use re_cov='independent' or a simpler random-effects "
+                   "structure", do_cg)
+    return LocationScaleResultsWrapper(res)
 
 
 def _warn_unconverged(fit, do_cg, stacklevel=4):
@@ -127,14 +134,41 @@ def _warn_singular(sigmas, do_cg, stacklevel=4):
             ConvergenceWarning, stacklevel=stacklevel)
 
 
+def _warn_boundary(quantities, remedy, do_cg, stacklevel=4):
+    """Warn that the estimate is on the boundary of the parameter space,
+    naming the quantities there (strings; none, no warning) and a
+    remedy."""
+    if not do_cg or not quantities:
+        return
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    warnings.warn(
+        "The estimate is on the boundary of the parameter space: "
+        + "; ".join(quantities) + ". The log-likelihood is flat there, so "
+        "the data do not determine these quantities: their standard errors, "
+        "and those of the coefficients that carry them, are NaN; the other "
+        "standard errors hold them at the boundary. Accept the boundary "
+        f"value, or {remedy}.", ConvergenceWarning, stacklevel=stacklevel)
+
+
 def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     """Location-scale fit with level-2 variance functions (re_var_formula)."""
-    from .results import HetMixedLMResultsWrapper
-
     q_w, q_u = model.k_var_re, model.k_re
     S = model._re_var_group_design
+    terms = model._re_var_terms
     layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, S,
-                                    independent=(re_cov == "independent"))
+                                    independent=(re_cov == "independent"),
+                                    terms=terms)
+    if terms is not None and re_cov == "independent":
+        held = [j for j, (k, l) in enumerate(layout.pairs)
+                if (k < q_w) != (l < q_w) and terms[layout.d + j, 1:].any()]
+        if held:
+            comps = model._level2_components(model.data.exog_re_names)
+            raise ValueError(
+                "re_cov='independent' holds the correlations between mean and "
+                "scale effects at 0 in every group, but re_var_formula gives "
+                + ", ".join(model._level2_key(comps[layout.d + j]) for j in held)
+                + " a formula: remove it, or fit with re_cov='joint'.")
     # Start: the fit without scale effects (intercepts of the level-2
     # functions), scale SDs 0.3, no level-2 effects.
     cov_u = np.asarray(base.cov_re)
@@ -152,26 +186,36 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     fit = _locscale.fit(data, layout, theta, optimise=do_cg)
     # one call deeper than fit_location_scale's own warnings
     _warn_unconverged(fit, do_cg, stacklevel=5)
-    _warn_singular(layout.sigma(fit.theta)[0], do_cg, stacklevel=5)
-    # Results order: fixed effects, level-2 coefficients, variance function.
+    # Results order: fixed effects, level-2 coefficients (those of the
+    # functions' formulas), variance function.
     p, k = model.k_fe, model.k_var
-    n_l2 = layout.size - p - k
-    order = np.r_[np.arange(p), np.arange(p + k, layout.size), np.arange(p, p + k)]
+    level2 = p + k + (np.arange(layout.size - p - k) if terms is None
+                      else np.flatnonzero(terms.ravel()))
+    n_l2 = len(level2)
+    order = np.r_[np.arange(p), level2, np.arange(p, p + k)]
     params = fit.theta[order]
     cov = fit.cov_theta[np.ix_(order, order)]
     scale = np.exp(model.variance_function.log_scale(fit.var_params))
     res = Level2Results(model, params, cov / scale)
+    res.flat_directions = fit.flat_directions[:, order]
     eb = _posterior(data, fit, layout)
     state = SimpleNamespace(llf=fit.llf, blup=eb.mean[:, :q_u],
                             cond_cov=eb.cov[:, :q_u, :q_u])
     empty = [np.zeros(0, dtype=np.intp)] * n_l2
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
-                decrement=None, n_iter=fit.n_iter, hist=None,
+                decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"],
                 free=layout.free[order][p:],
                 layout=ParamLayout(p, 0, n_l2, k, empty))
-    res._finish_level2(fit, eb, n_quad, re_cov, layout)
-    return HetMixedLMResultsWrapper(res)
+    res._finish_level2(fit, eb, n_quad, re_cov, layout, order)
+    boundary = res._boundary_quantities()
+    _warn_boundary(boundary, "hold the quantity constant across groups (a dict "
+                   "re_var_formula without it), or use "
+                   + ("" if re_cov == "independent" else "re_cov='independent' or ")
+                   + "a simpler random-effects structure", do_cg, stacklevel=5)
+    if not boundary:  # nearly singular, yet determined: say so
+        _warn_singular(layout.sigma(fit.theta)[0], do_cg, stacklevel=5)
+    return LocationScaleResultsWrapper(res)
 
 
 def _posterior(data, fit, layout):
@@ -224,7 +268,77 @@ class LocationScaleResults(HetMixedLMResults):
     ``var_params`` (``a``) give the residual variance of a median group,
     ``exp(w'a)`` (omega = 0); ``population_residual_variance`` gives the
     population average ``exp(w'a + v' Sigma_omega v / 2)``.
+
+    Attributes
+    ----------
+    flat_directions : ndarray
+        (n_flat, k_params): directions in ``params`` along which the
+        log-likelihood is flat (curvature at most 1 along each), empty for
+        an interior maximum.  They arise on the boundary of the parameter
+        space, e.g. a correlation at +-1 in some groups.  The covariance
+        (``cov_params``, ``bse``, ``t_test``, ``nlcom``, ``re_table``)
+        holds them fixed, and the variance of any parameter or function
+        that changes along one of them is NaN: the data do not determine
+        it.
+    n_flat : int
+        Their number.
     """
+
+    flat_directions = np.zeros((0, 0))
+
+    @property
+    def n_flat(self):
+        """Number of flat directions of the log-likelihood at the estimate."""
+        return len(self.flat_directions)
+
+    def cov_params(self, r_matrix=None, column=None, scale=None, cov_p=None,
+                   other=None):
+        """
+        Covariance of the parameters or of linear combinations of them, as
+        ``LikelihoodModelResults.cov_params``.
+
+        On the boundary of the parameter space (``flat_directions``) the
+        rows and columns of parameters, or of combinations (rows of
+        ``r_matrix`` / ``other``), that change along a flat direction are
+        NaN.
+        """
+        cov = super().cov_params(r_matrix=r_matrix, column=column, scale=scale,
+                                 cov_p=cov_p, other=other)
+        if not self.n_flat or cov_p is not None:
+            return cov
+        eye = np.eye(len(self.params))
+        if column is not None:
+            rows = others = eye[np.atleast_1d(column)]
+        elif r_matrix is not None:
+            rows = np.atleast_2d(np.asarray(r_matrix, float))
+            others = rows if other is None else np.atleast_2d(np.asarray(other, float))
+        else:
+            rows = others = eye
+        cov = np.array(cov, dtype=float, ndmin=2)
+        cov[self._undetermined(rows), :] = np.nan
+        cov[:, self._undetermined(others)] = np.nan
+        return cov[0, 0] if column is not None and np.ndim(column) == 0 else cov
+
+    def _undetermined(self, rows):
+        """
+        Which linear combinations (rows) of the parameters change along a
+        flat direction.  A flat direction's curvature is at most 1, so a
+        combination r picks up a variance of at least (r'v)^2 from it,
+        however flat it really is; undetermined when that is more than
+        _FLAT_SHARE of the variance from the determined directions.
+        """
+        flat = ((rows @ self.flat_directions.T) ** 2).sum(axis=1)
+        cov = super().cov_params()
+        determined = np.einsum("ij,jk,ik->i", rows, cov, rows)
+        return flat > _FLAT_SHARE * determined
+
+    def _undetermined_params(self):
+        """Names of the parameters whose standard errors are undetermined."""
+        names = list(self.model.data.param_names)
+        if not self.n_flat:
+            return []
+        bad = self._undetermined(np.eye(len(names)))
+        return [n for n, b in zip(names, bad) if b]
 
     def _finish_location_scale(self, fit, eb, n_quad, re_cov):
         model = self.model
@@ -351,9 +465,8 @@ class LocationScaleResults(HetMixedLMResults):
             cov = lay.cov_re_from_vech(x[lay.re])[q_u:, q_u:]
             return np.exp(w @ x[lay.var] + 0.5 * np.einsum("ja,ab,jb->j", v, cov, v))
 
-        table = delta_method(func, np.asarray(self.params, float),
-                             np.asarray(self.cov_params(), float), names=labels,
-                             alpha=alpha, log_ci=True)
+        table = delta_method(func, np.asarray(self.params, float), self.cov_params,
+                             names=labels, alpha=alpha, log_ci=True)
         return table.drop(columns=["z", "P>|z|"]).rename(columns={"Coef.": "Variance"})
 
     def lr_test_vs_linear(self):
@@ -375,15 +488,22 @@ class Level2Results(LocationScaleResults):
 
     ``params`` holds the fixed effects, the level-2 coefficients (named
     ``logvar(<effect>):<S column>`` and ``atanh corr(<e1>, <e2>):<S
-    column>``; z-tests in the summary), and the variance-function
+    column>``; z-tests in the summary; with a dict ``re_var_formula`` only
+    the columns of each function's formula), and the variance-function
     coefficients.  ``cov_re_groups`` gives every group's covariance matrix;
     ``cov_re_joint`` is the one at the reference (S = intercept only).
+
+    A variance or correlation on the boundary for some row of S (a
+    correlation at +-1, a variance at 0) is named in a warning at fit
+    time; its ``re_table`` entries have no standard error or interval, nor
+    do the coefficients that carry it (see ``flat_directions``).
     """
 
-    def _finish_level2(self, fit, eb, n_quad, re_cov, l2layout):
+    def _finish_level2(self, fit, eb, n_quad, re_cov, l2layout, positions):
         model = self.model
         q_w, q_u = model.k_var_re, model.k_re
         self._l2 = l2layout
+        self._positions = positions  # of params in the layout's theta
         self._l2_theta = fit.theta
         self.vcomp = np.zeros(0)
         names = list(model.data.exog_re_names) + list(model.var_re_names)
@@ -424,20 +544,77 @@ class Level2Results(LocationScaleResults):
         pandas.DataFrame
             Indexed by "level-2 design row | quantity".
         """
-        model, lay, perm = self.model, self._l2, self._perm
-        rows, first = np.unique(model._re_var_group_design, axis=0, return_index=True)
-        rows = rows[np.argsort(first)]
-        p, k = model.k_fe, model.k_var
-        n_l2 = len(self.params) - p - k
-        row_labels = [", ".join(f"{n}={v:g}" for n, v in
-                                zip(model.re_var_names[1:], r[1:])) or "all"
-                      for r in rows]
+        lay, perm = self._l2, self._perm
+        rows, row_labels = self._design_rows()
 
         def covariances(x):
-            theta = np.concatenate([x[:p], x[p + n_l2:], x[p:p + n_l2]])
-            return lay.sigma(theta, rows)[0][:, perm][:, :, perm]
+            return lay.sigma(self._theta(x), rows)[0][:, perm][:, :, perm]
 
-        return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha)
+        return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha,
+                              undetermined=self._on_boundary()[0].ravel())
+
+    def _theta(self, params):
+        """The layout's parameter vector from ``params``."""
+        theta = np.zeros(self._l2.size)
+        theta[self._positions] = params
+        return theta
+
+    def _design_rows(self):
+        """Distinct rows of the level-2 design, in order of appearance, and
+        their labels ("sector=1"; "all" without level-2 variables)."""
+        model = self.model
+        rows, first = np.unique(model._re_var_group_design, axis=0,
+                                return_index=True)
+        rows = rows[np.argsort(first)]
+        labels = [", ".join(f"{n}={v:g}" for n, v in
+                            zip(model.re_var_names[1:], r[1:])) or "all"
+                  for r in rows]
+        return rows, labels
+
+    def _boundary_quantities(self):
+        """
+        The re_table entries on the boundary, described as "corr(a, b) for
+        sector=0 is at +1" (see ``_on_boundary``).
+        """
+        bad, values = self._on_boundary()
+        _, labels = self._design_rows()
+        quantities = _sd_corr_names(self._re_names)
+        out = []
+        for r, q in zip(*np.nonzero(bad)):
+            where = "in all groups" if labels[r] == "all" else f"for {labels[r]}"
+            if q < len(self._re_names):  # a log variance
+                at = "0" if values[r, q] < 0 else "infinity"
+            else:
+                at = "+1" if values[r, q] > 0 else "-1"
+            out.append(f"{quantities[q]} {where} is at {at}")
+        return out
+
+    def _on_boundary(self):
+        """
+        Which re_table entries (design rows x quantities) are on the
+        boundary, and their link-scale values (log variance, atanh
+        correlation).
+
+        Judged on the link scale, S_r' c: there the flat direction shows,
+        whereas the SD or correlation itself saturates (tanh of a diverging
+        coefficient is 1 to machine precision, with a zero derivative).
+        """
+        lay, perm = self._l2, self._perm
+        rows, _ = self._design_rows()
+        # The layout's component (variances, then pairs) of each quantity.
+        comp = list(perm) + [lay.d + lay.pairs.index((max(perm[i], perm[j]),
+                                                       min(perm[i], perm[j])))
+                             for i in range(lay.d) for j in range(i)]
+        start, ks = lay.p + lay.k_var, lay.k_s
+        functionals = np.zeros((len(rows), len(comp), lay.size))
+        for q, c in enumerate(comp):
+            functionals[:, q, start + c * ks:start + (c + 1) * ks] = rows
+        functionals = functionals[..., self._positions].reshape(
+            len(rows) * len(comp), -1)
+        values = (functionals @ np.asarray(self.params, float)).reshape(len(rows), -1)
+        if not self.n_flat:
+            return np.zeros(values.shape, bool), values
+        return self._undetermined(functionals).reshape(values.shape), values
 
     def _intercept_variance(self):
         """Each group's variance of the mean's first random effect."""
@@ -450,13 +627,21 @@ class Level2Results(LocationScaleResults):
             "use nlcom with the level-2 coefficients.")
 
 
-def _sd_corr_table(res, covariances, names, row_labels, alpha):
+def _sd_corr_names(names):
+    """The quantities of an SD/correlation table: SDs, then correlations."""
+    d = len(names)
+    return [f"SD({n})" for n in names] + \
+        [f"corr({names[j]}, {names[i]})" for i in range(d) for j in range(i)]
+
+
+def _sd_corr_table(res, covariances, names, row_labels, alpha, undetermined=None):
     """
     SDs and correlations of random effects, for one or more covariance
     matrices ``covariances(params) -> (rows, d, d)``, with delta-method
     standard errors and intervals: log scale for SDs, Fisher's z for
     correlations.  Standard errors that vanish (held or degenerate
-    parameters) are left blank.
+    parameters) or are ``undetermined`` (a mask over the entries, rows
+    first; entries on the boundary) are left blank, with their intervals.
     """
     from scipy.stats import norm
 
@@ -470,20 +655,20 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha):
                         axis=1) if pairs else np.zeros((len(sig), 0))
         return np.concatenate([sd, corr], axis=1).ravel()
 
-    quantities = [f"SD({n})" for n in names] + \
-        [f"corr({names[j]}, {names[i]})" for i, j in pairs]
+    quantities = _sd_corr_names(names)
     if row_labels is None:
         labels = quantities
     else:
         labels = [f"{r} | {q}" for r in row_labels for q in quantities]
-    table = delta_method(func, np.asarray(res.params, float),
-                         np.asarray(res.cov_params(), float), names=labels,
-                         alpha=alpha)
+    table = delta_method(func, np.asarray(res.params, float), res.cov_params,
+                         names=labels, alpha=alpha)
     est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
     n_rows = 1 if row_labels is None else len(row_labels)
     is_sd = np.tile(np.r_[np.ones(d, bool), np.zeros(len(pairs), bool)], n_rows)
     q = norm.ppf(1 - alpha / 2)
     se = np.where(se > 1e-12 * np.maximum(np.abs(est), 1.0), se, np.nan)
+    if undetermined is not None:
+        se = np.where(undetermined, np.nan, se)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         half_sd = q * se / est
         z = np.arctanh(np.clip(est, -1 + 1e-15, 1 - 1e-15))
@@ -495,3 +680,12 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha):
     out[f"[{alpha / 2:g}"] = lo
     out[f"{1 - alpha / 2:g}]"] = hi
     return out
+
+
+class LocationScaleResultsWrapper(HetMixedLMResultsWrapper):
+    pass
+
+
+# The wrapper calls the methods of the class it is populated with: this
+# one's cov_params leaves undetermined combinations NaN.
+wrap.populate_wrapper(LocationScaleResultsWrapper, LocationScaleResults)

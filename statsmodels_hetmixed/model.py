@@ -125,6 +125,38 @@ def _check_full_rank(mat, what, names, hint):
         )
 
 
+def _level2_design(re_var_formula, data, eval_env):
+    """
+    The level-2 design of ``re_var_formula``: one formula, or a dict of
+    formulas by level-2 function, whose designs are joined (each column
+    once, in order of appearance).  Returns the design and, for a dict, the
+    columns of each function.
+    """
+    if isinstance(re_var_formula, dict):
+        formulas = dict(re_var_formula) or {None: "~ 1"}  # {}: all constant
+    else:
+        formulas = {None: re_var_formula}
+    parts, columns = [], {}
+    for key, formula in formulas.items():
+        part = patsy.dmatrix(formula, data, eval_env=eval_env, NA_action="raise",
+                             return_type="dataframe")
+        if key is not None and (part.shape[1] == 0 or part.columns[0] != "Intercept"):
+            raise ValueError(
+                f"re_var_formula[{key!r}] = {formula!r} needs an intercept: each "
+                "level-2 function is an intercept plus the formula's terms.")
+        parts.append(part)
+        if key is not None:
+            columns[key] = list(part.columns)
+    design = pd.concat(parts, axis=1)
+    for name in design.columns[design.columns.duplicated()].unique():
+        same = design.loc[:, design.columns == name].to_numpy()
+        if not np.allclose(same, same[:, :1]):
+            raise ValueError(f"Two formulas of re_var_formula give different "
+                             f"columns named {name!r}; rename one variable.")
+    design = design.loc[:, ~design.columns.duplicated()]
+    return design, (columns if isinstance(re_var_formula, dict) else None)
+
+
 class HetMixedLM(MixedLM):
     __doc__ = """
     Linear mixed model with a log-linear residual variance function.
@@ -328,12 +360,7 @@ class HetMixedLM(MixedLM):
             self.data.param_names = names
             self.data.exog_re_names = re_names
             self.data.exog_re_names_full = re_names_full
-        self.k_params = self.layout.k_params
-        if self.k_var_re:
-            d = self.k_re + self.k_var_re
-            k_s = len(self.re_var_names)
-            n_cov = d * (d + 1) // 2 if not k_s else (d + d * (d - 1) // 2) * k_s
-            self.k_params = self.k_fe + n_cov + self.k_var
+        self._set_k_params()
         self.nobs = n
         self.n_totobs = n
 
@@ -387,6 +414,7 @@ class HetMixedLM(MixedLM):
 
     def _set_level2_design(self, names):
         """Validate the level-2 variance-function design (group level)."""
+        self._re_var_terms = None  # every level-2 function uses every column
         if names is None:
             self.exog_re_var = None
             self.re_var_names = []
@@ -417,6 +445,89 @@ class HetMixedLM(MixedLM):
         self.exog_re_var = s
         self.re_var_names = list(names)
         self._re_var_group_design = group_rows
+
+    def _set_k_params(self):
+        self.k_params = self.layout.k_params
+        if self.k_var_re:
+            d = self.k_re + self.k_var_re
+            k_s = len(self.re_var_names)
+            if not k_s:
+                n_cov = d * (d + 1) // 2
+            elif self._re_var_terms is None:
+                n_cov = (d + d * (d - 1) // 2) * k_s
+            else:
+                n_cov = int(self._re_var_terms.sum())
+            self.k_params = self.k_fe + n_cov + self.k_var
+
+    def _level2_components(self, re_names):
+        """
+        The level-2 functions in the layout's order (variances of the
+        scale effects, then of the mean's, then the correlations): for
+        each, the random effects it concerns (one, or two in the order of
+        ``re_table``, mean effects first).
+        """
+        effects = list(self.var_re_names) + list(re_names)  # layout order
+        shown = list(re_names) + list(self.var_re_names)
+        pairs = [tuple(sorted((effects[j], effects[k]), key=shown.index))
+                 for k in range(len(effects)) for j in range(k)]
+        return [(e,) for e in effects] + pairs
+
+    @staticmethod
+    def _level2_key(component):
+        """A level-2 function's key in a ``re_var_formula`` dict."""
+        if len(component) == 1:
+            return component[0]
+        return "corr({}, {})".format(*component)
+
+    def _set_level2_terms(self, columns):
+        """
+        Restrict level-2 functions to some columns of the level-2 design:
+        ``columns`` maps ``re_var_formula`` dict keys to the names of the
+        columns of that function (intercept first); the other functions
+        keep only the intercept.  Coefficients of other columns are held
+        at zero and are not parameters of the model.
+
+        Keys: a random effect's name as in ``cov_re_joint`` (or
+        ``"SD(<name>)"`` as in ``re_table``) for its variance;
+        ``"corr(<a>, <b>)"`` or a tuple ``(a, b)``, in either order, for a
+        correlation.
+        """
+        re_names = list(self.data.exog_re_names)
+        shown = re_names + list(self.var_re_names)  # as in cov_re_joint
+        components = self._level2_components(re_names)
+        accepted = {}
+        for c, comp in enumerate(components):
+            if len(comp) == 1:
+                names = [comp[0], f"SD({comp[0]})"]
+            else:
+                names = [f"corr({a}, {b})" for a, b in (comp, comp[::-1])]
+                accepted[comp] = accepted[comp[::-1]] = c
+            accepted.update({"".join(n.split()): c for n in names})
+        mask = np.zeros((len(components), len(self.re_var_names)), bool)
+        mask[:, 0] = True  # every function has an intercept
+        given, unknown = {}, []
+        for key, cols in columns.items():
+            c = accepted.get("".join(key.split()) if isinstance(key, str) else key)
+            if c is None:
+                unknown.append(key)
+            elif c in given:
+                raise ValueError(
+                    f"re_var_formula keys {given[c]!r} and {key!r} name the same "
+                    f"level-2 function ({self._level2_key(components[c])}).")
+            else:
+                given[c] = key
+                mask[c] = np.isin(self.re_var_names, cols)
+        if unknown:
+            d = len(shown)
+            corrs = [repr(self._level2_key(comp)) for comp in components[d:]]
+            raise ValueError(
+                f"re_var_formula has unknown key(s) {unknown}. The keys are the "
+                f"random effects, for their variances ({', '.join(map(repr, shown))}"
+                f"), and their correlations ({', '.join(corrs)}; a tuple of two "
+                "effect names also works).")
+        self._re_var_terms = mask
+        self.data.param_names = self._make_param_names(re_names)[0]
+        self._set_k_params()
 
     def _set_groups(self, groups):
         groups = np.asarray(groups)
@@ -500,16 +611,15 @@ class HetMixedLM(MixedLM):
         names, re_names, re_names_full = super()._make_param_names(exog_re)
         if getattr(self, "re_var_names", None):
             # Level-2 variance functions: coefficients of each effect's log
-            # variance and each correlation's atanh (scale effects first).
-            effects = self.var_re_names + list(re_names)  # internal order
-            shown = list(re_names) + self.var_re_names     # mean effects first
+            # variance and each correlation's atanh (scale effects first),
+            # on the columns each function uses.
+            terms = self._re_var_terms
             names = names[:self.k_fe]
-            for k in range(len(effects)):
-                names += [f"logvar({effects[k]}):{c}" for c in self.re_var_names]
-            for k in range(len(effects)):
-                for j in range(k):
-                    a, b = sorted((effects[j], effects[k]), key=shown.index)
-                    names += [f"atanh corr({a}, {b}):{c}" for c in self.re_var_names]
+            for c, comp in enumerate(self._level2_components(re_names)):
+                stem = (f"logvar({comp[0]})" if len(comp) == 1
+                        else f"atanh {self._level2_key(comp)}")
+                names += [f"{stem}:{col}" for j, col in enumerate(self.re_var_names)
+                          if terms is None or terms[c, j]]
         elif getattr(self, "k_var_re", 0):
             # Location-scale: the (co)variances of the joint random effects,
             # the mean's first, then the scale effects.
@@ -611,11 +721,17 @@ class HetMixedLM(MixedLM):
             ``"~ 1"`` (a random scale intercept) or ``"~ cses"`` (intercept
             and slope): a location-scale model, fitted by ML with adaptive
             quadrature (see ``fit``).
-        re_var_formula : str, optional
+        re_var_formula : str or dict, optional
             Keyword, location-scale models: level-2 variance functions, e.g.
             ``"~ sector"``: the log variance of every random effect and the
             atanh of every correlation are linear in these group-level
-            variables.
+            variables.  A dict gives functions one by one, e.g.
+            ``{"var:school": "~ sector"}``: only the variance of the scale
+            effect ``var:school`` depends on ``sector``, the other variances
+            and correlations are constant.  Keys: a random effect's name as
+            in ``cov_re_joint`` (its variance) or ``"corr(a, b)"`` (a
+            correlation; also a tuple ``(a, b)``); every formula needs the
+            intercept.
         subset : array_like, optional
             Rows of ``data`` to use (boolean mask or index labels).
         use_sparse : bool
@@ -670,7 +786,13 @@ class HetMixedLM(MixedLM):
             formulas["\0var"] = var_formula
         if var_re_formula is not None:
             formulas["\0var_re"] = var_re_formula
-        if re_var_formula is not None:
+        if isinstance(re_var_formula, dict):
+            for j, (key, f) in enumerate(re_var_formula.items()):
+                if not isinstance(f, str):
+                    raise ValueError(f"re_var_formula[{key!r}] must be a formula "
+                                     f"string such as '~ sector', not {f!r}")
+                formulas[f"\0re_var{j}"] = f
+        elif re_var_formula is not None:
             formulas["\0re_var"] = re_var_formula
         kept, kept_groups = _handle_missing(
             data, groups, formula, re_formula, formulas or None
@@ -713,10 +835,10 @@ class HetMixedLM(MixedLM):
                 (group_name or "Group") if c == "Intercept" else c
                 for c in exog_var_re.columns]
             kwargs["exog_var_re"] = exog_var_re
+        re_var_columns = None
         if re_var_formula is not None:
-            kwargs["exog_re_var"] = patsy.dmatrix(
-                re_var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
-                NA_action="raise", return_type="dataframe")
+            kwargs["exog_re_var"], re_var_columns = _level2_design(
+                re_var_formula, data, patsy.EvalEnvironment([eval_env]))
         mod = super().from_formula(
             formula,
             data,
@@ -735,6 +857,8 @@ class HetMixedLM(MixedLM):
         mod.var_by = var_by
         mod.var_re_formula = var_re_formula
         mod.re_var_formula = re_var_formula
+        if isinstance(re_var_formula, dict):
+            mod._set_level2_terms(re_var_columns)
         mod._var_re_design_info = var_re_spec if var_re_formula is not None else None
         mod._var_design_info = var_spec
         return mod

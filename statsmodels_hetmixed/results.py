@@ -523,8 +523,8 @@ class HetMixedLMResults(MixedLMResults):
             return np.asarray(func(pd.Series(x, index=labels)), dtype=float)
 
         return delta_method(f, np.asarray(self.params, dtype=float),
-                            np.asarray(self.cov_params(), dtype=float),
-                            names=names, alpha=alpha, log_ci=log_ci)
+                            self.cov_params, names=names, alpha=alpha,
+                            log_ci=log_ci)
 
     def _distinct_var_rows(self):
         """Distinct rows of W with labels, in the order of the columns that

@@ -80,6 +80,11 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
                       f"variance (var:...), ML by adaptive Gauss-Hermite "
                       f"quadrature with {res.n_quad} nodes per dimension. "
                       "Intervals: log scale for SDs, Fisher's z for correlations.")
+        if getattr(res, "n_flat", 0):
+            smry.add_text("The estimate is on the boundary of the parameter space "
+                          "(see the warning): a blank standard error is not "
+                          "determined by the data, or belongs to a parameter "
+                          "held fixed.")
     if model.var_link == "identity":
         _identity_link_block(smry, res, params, bse, q, lo, hi)
     else:

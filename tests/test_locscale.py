@@ -138,6 +138,7 @@ def test_results_api(hsb_data):
     lr = res.compare_lr_test(base)
     assert lr.df == 2
     assert lr.boundary == ["var:school Var"]
+    assert res.n_flat == 0  # an interior maximum
 
 
 def test_bad_input(hsb_data):
@@ -349,3 +350,199 @@ def test_level2_bad_input(hsb_data):
     with pytest.raises(ValueError, match="intercept"):
         hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
                        var_re_formula="~ 1", re_var_formula="~ 0 + sector")
+
+
+def test_level2_bad_dict_input(small):
+    kw = dict(groups="g", var_formula="~ x", var_re_formula="~ 1")
+    data = small.assign(s=small["g"] % 2)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['scale'\].*"
+                       r"'g', 'var:g'.*'corr\(g, var:g\)'"):
+        hmf.hetmixedlm("y ~ x", data, re_var_formula={"scale": "~ s"}, **kw)
+    with pytest.raises(ValueError, match="name the same level-2 function"):
+        hmf.hetmixedlm("y ~ x", data, re_var_formula={"g": "~ s", "SD(g)": "~ s"},
+                       **kw)
+    with pytest.raises(ValueError, match="needs an intercept"):
+        hmf.hetmixedlm("y ~ x", data, re_var_formula={"var:g": "~ 0 + s"}, **kw)
+    with pytest.raises(ValueError, match="must be a formula string"):
+        hmf.hetmixedlm("y ~ x", data, re_var_formula={"var:g": 1}, **kw)
+    with pytest.raises(ValueError, match="vary within groups"):
+        hmf.hetmixedlm("y ~ x", data, re_var_formula={"var:g": "~ x"}, **kw)
+    model = hmf.hetmixedlm("y ~ x", data, re_var_formula={"corr(g, var:g)": "~ s"},
+                           **kw)
+    with pytest.raises(ValueError, match=r"re_cov='independent'.*corr\(g, var:g\)"):
+        model.fit(reml=False, re_cov="independent")
+    # Correlations in either order, or as a tuple; only their terms are
+    # parameters.
+    for key in ["corr(var:g,g)", ("var:g", "g")]:
+        model = hmf.hetmixedlm("y ~ x", data, re_var_formula={key: "~ s"}, **kw)
+        level2 = [n for n in model.data.param_names if "(" in n]
+        assert level2 == ["logvar(var:g):Intercept", "logvar(g):Intercept",
+                          "atanh corr(g, var:g):Intercept", "atanh corr(g, var:g):s"]
+        assert model.k_params == len(model.data.param_names) == 8
+
+
+def test_level2_dict_form():
+    """A dict with every function '~ s' is the string form; with the scale
+    effect's variance alone depending on s, the fit lies between the model
+    without level-2 variables and the full one, one parameter more than
+    the first."""
+    data = _simulate_level2(n_groups=80, size=10, seed=22)  # interior estimate
+    kw = dict(groups="g", var_formula="~ x", var_re_formula="~ 1")
+    full = hmf.hetmixedlm("y ~ x", data, re_var_formula="~ s", **kw).fit(reml=False)
+    every = {"g": "~ s", "var:g": "~ s", "corr(g, var:g)": "~ s"}
+    same = hmf.hetmixedlm("y ~ x", data, re_var_formula=every, **kw).fit(reml=False)
+    assert same.converged
+    assert same.llf == pytest.approx(full.llf, abs=1e-8)
+    pd.testing.assert_series_equal(same.params, full.params, rtol=1e-6)
+
+    scale_only = hmf.hetmixedlm("y ~ x", data, re_var_formula={"var:g": "~ s"},
+                                **kw).fit(reml=False)
+    plain = hmf.hetmixedlm("y ~ x", data, **kw).fit(reml=False)
+    assert scale_only.converged
+    assert plain.llf < scale_only.llf < full.llf
+    assert "logvar(var:g):s" in scale_only.params.index
+    assert "logvar(g):s" not in scale_only.params.index
+    assert not scale_only.bse.isna().any()
+    lr = scale_only.compare_lr_test(plain)
+    assert lr.df == 1 and lr.distribution == "chi2(1)"
+    assert full.compare_lr_test(scale_only).df == 2
+    # Constant functions are equal in both rows of re_table.
+    table = scale_only.re_table()
+    assert table.loc["s=0 | SD(g)", "Estimate"] == table.loc["s=1 | SD(g)", "Estimate"]
+    assert table.loc["s=0 | SD(var:g)", "Estimate"] != \
+        table.loc["s=1 | SD(var:g)", "Estimate"]
+
+
+# ----------------------------------------------------------------------
+# The boundary of the parameter space
+
+def _simulate_boundary(n_groups=40, size=8, seed=1):
+    """Level-2 data whose estimate is on the boundary: in the groups with
+    s = 0 the scale effect is a fixed multiple of the mean effect
+    (correlation +1), with s = 1 the correlation is -0.6.  ``t = 1 - s``
+    codes the same groups the other way round."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), size)
+    s = np.arange(n_groups) % 2
+    x = rng.standard_normal(len(g))
+    u = rng.normal(0, 1, n_groups)
+    z = rng.standard_normal(n_groups)
+    w = np.where(s == 0, 0.1 * u, 0.5 * (-0.6 * u + 0.8 * z))
+    y = 1 + 0.5 * x + u[g] + np.exp(0.5 * (0.2 + w[g])) * \
+        rng.standard_normal(len(g))
+    return pd.DataFrame({"y": y, "x": x, "s": s[g], "t": 1 - s[g], "g": g})
+
+
+def test_newton_step_interior_is_plain_newton():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 5))
+    info = a @ a.T + np.eye(5)
+    g = rng.standard_normal(5)
+    newton = _locscale._newton(-info, g, 2, np.ones(3))
+    np.testing.assert_allclose(newton.step, np.linalg.solve(info, g))
+    np.testing.assert_allclose(newton.cov, np.linalg.inv(info))
+    assert newton.decrement == pytest.approx(g @ np.linalg.solve(info, g))
+    assert newton.flat.shape == (0, 5) and newton.flat_decrement == 0
+    assert not newton.indefinite
+
+
+def test_newton_step_sets_a_flat_direction_aside():
+    """An information matrix with a null vector n (moving a covariance
+    parameter, the others following): the step, decrement and covariance
+    are those of the determined directions, and n is the flat one."""
+    rng = np.random.default_rng(2)
+    n = np.array([0.3, -0.2, 0.0, 1.0, -1.0])
+    n /= np.linalg.norm(n)
+    a = rng.standard_normal((5, 5))
+    proj = np.eye(5) - np.outer(n, n)
+    info = proj @ (a @ a.T + np.eye(5)) @ proj
+    x = rng.standard_normal(5)
+    for along in (0.0, 1e-3):
+        g = info @ x + along * n
+        newton = _locscale._newton(-info, g, 2, np.ones(3))
+        assert newton.flat.shape == (1, 5)
+        v = newton.flat[0] / np.linalg.norm(newton.flat[0])
+        assert abs(v @ n) == pytest.approx(1.0, abs=1e-8)
+        pinv = np.linalg.pinv(info)
+        if along == 0:
+            assert newton.decrement == pytest.approx(x @ info @ x, rel=1e-8)
+        # The gradient along the flat direction, over the floored curvature.
+        assert newton.flat_decrement == pytest.approx((g @ newton.flat[0]) ** 2,
+                                                      rel=1e-8, abs=1e-12)
+        assert (newton.flat_decrement > 1e-3) == (along > 0)
+        # The covariance of anything orthogonal to the flat direction.
+        r = proj @ rng.standard_normal(5)
+        assert r @ newton.cov @ r == pytest.approx(r @ pinv @ r, rel=1e-8)
+        np.testing.assert_allclose(info @ newton.cov @ info, info, atol=1e-8)
+
+
+@pytest.mark.parametrize("n_quad", [10, 20, 30])
+def test_level2_boundary_fit(n_quad):
+    """On the boundary the fit converges; the two codings of s agree in the
+    log-likelihood and in every standard error of re_table; the
+    correlation at +1 has no standard error or interval, named in one
+    warning; what does not depend on it keeps finite standard errors."""
+    data = _simulate_boundary()
+    kw = dict(groups="g", var_re_formula="~ 1")
+    fits, caught = {}, {}
+    for col in ("s", "t"):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            fits[col] = hmf.hetmixedlm("y ~ x", data, re_var_formula=f"~ {col}",
+                                       **kw).fit(reml=False, n_quad=n_quad)
+        caught[col] = [str(w.message) for w in record]
+    by_s, by_t = fits["s"], fits["t"]
+    assert by_s.converged and by_t.converged
+    assert by_s.n_flat == by_t.n_flat == 1
+    assert by_s.llf == pytest.approx(by_t.llf, abs=1e-6)
+    table_s, table_t = by_s.re_table(), by_t.re_table()
+    # Rows in order of appearance: s=0 (t=1) first.
+    np.testing.assert_allclose(table_s["Estimate"], table_t["Estimate"], rtol=1e-5)
+    np.testing.assert_allclose(table_s["Std.Err."], table_t["Std.Err."], rtol=1e-3)
+    assert table_s.index[2] == "s=0 | corr(g, var:g)"
+    bound = table_s.iloc[2]
+    assert bound["Estimate"] > 1 - 1e-8
+    assert bound.iloc[1:].isna().all()            # SE and interval
+    assert table_s["Std.Err."].drop(table_s.index[2]).notna().all()
+    assert len(caught["s"]) == 1
+    assert "corr(g, var:g) for s=0 is at +1" in caught["s"][0]
+    assert "corr(g, var:g) for t=1 is at +1" in caught["t"][0]
+    # The atanh coefficients carry the boundary, except the intercept of
+    # the t coding (the s=1 groups); their combination for s=1 does not.
+    atanh = ["atanh corr(g, var:g):Intercept", "atanh corr(g, var:g):s"]
+    assert by_s.bse[atanh].isna().all()
+    assert np.isfinite(by_t.bse["atanh corr(g, var:g):Intercept"])
+    assert np.isnan(by_t.bse["atanh corr(g, var:g):t"])
+    assert by_s.bse.drop(atanh).notna().all()
+    rows = pd.DataFrame(np.eye(len(by_s.params)), columns=by_s.params.index)
+    combined = by_s.t_test(rows[atanh].sum(axis=1).to_numpy())
+    assert combined.sd[0, 0] == pytest.approx(
+        by_t.bse["atanh corr(g, var:g):Intercept"], rel=1e-3)
+    assert np.isnan(by_s.t_test(rows[atanh[0]].to_numpy()).sd[0, 0])
+    corr = by_s.nlcom(lambda p: np.tanh(p[atanh[0]] + p[atanh[1]]))
+    assert corr["Std.Err."].iloc[0] == pytest.approx(table_s.iloc[5, 1], rel=1e-6)
+    assert "not determined" in by_s.summary().as_text()
+
+
+def test_level2_boundary_hsb(hsb_data):
+    """HSB, model 5 of the location-scale docs: the public-school
+    correlation is at +1; the Catholic one's standard error does not depend
+    on which sector is the reference level."""
+    kw = dict(groups="school", var_formula="~ sector", var_re_formula="~ 1")
+    fits = {}
+    for col, data in (("sector", hsb_data),
+                      ("public", hsb_data.assign(public=1 - hsb_data["sector"]))):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The estimate is on the boundary")
+            fits[col] = hmf.hetmixedlm("mathach ~ sector", data,
+                                       re_var_formula=f"~ {col}",
+                                       **kw).fit(reml=False, n_quad=10)
+    by_sector, by_public = fits["sector"], fits["public"]
+    assert by_sector.converged and by_public.converged
+    assert by_sector.llf == pytest.approx(by_public.llf, abs=1e-6)
+    catholic = by_sector.re_table().loc["sector=1 | corr(school, var:school)"]
+    also = by_public.re_table().loc["public=0 | corr(school, var:school)"]
+    assert catholic["Estimate"] == pytest.approx(-0.689, abs=1e-3)
+    assert catholic["Std.Err."] == pytest.approx(also["Std.Err."], rel=0.02)
+    public = by_sector.re_table().loc["sector=0 | corr(school, var:school)"]
+    assert public["Estimate"] > 1 - 1e-8 and np.isnan(public["Std.Err."])
