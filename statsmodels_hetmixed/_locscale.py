@@ -246,7 +246,7 @@ def _conditional_t_gradient(data, replicated, ev, L):
 
 
 def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
-               max_iter=50):
+               max_iter=50, central=True):
     """
     Each group's mode of h_i and the Cholesky factor B_i of the inverse
     negative Hessian there (Newton steps with step halving, vectorised over
@@ -293,7 +293,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         t = np.where(accept[:, None], cand, t)
         h = np.where(accept, h_c, h)
         g = np.where(accept[:, None], g_c, g)
-    hess = _hessian(data, t, g, beta, a, L, central=True)
+    hess = _hessian(data, t, g, beta, a, L, central=central)
     neg = -0.5 * (hess + hess.transpose(0, 2, 1))
     vals, vecs = np.linalg.eigh(neg)
     vals = np.maximum(vals, 1e-8)
@@ -616,13 +616,22 @@ class Level2Layout:
                                (zeta_bar.T @ self.S).ravel()])
 
 
-def adapt(data, layout, theta, previous=None):
+def adapt(data, layout, theta, previous=None, quick=False):
+    """
+    Nodes adapted to ``theta``: every group's mode and scale factor.
+    ``quick`` (quadrature rules only, for the quasi-Newton stage of
+    ``fit``): modes to 1e-5 and scales by forward differences -- with
+    several nodes the rule hardly depends on where they sit, and the
+    gradient at fixed nodes stays exact for the rule in use.
+    """
     beta, a, L = layout.unpack(theta)
+    quick = quick and not data.laplace
+    kw = {"tol": 1e-5, "central": False} if quick else {}
     if previous is None:
-        modes, B, _ = find_modes(data, beta, a, L)
+        modes, B, _ = find_modes(data, beta, a, L, **kw)
     else:
         modes, B, _ = find_modes(data, beta, a, L, start=previous.modes,
-                                 start_scale=previous.B)
+                                 start_scale=previous.B, **kw)
     return Quadrature(modes, B)
 
 
@@ -800,7 +809,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
             t = theta.copy()
             t[idx] = x
             try:
-                quad = adapt(data, layout, t, state["quad"])
+                quad = adapt(data, layout, t, state["quad"], quick=True)
                 v, g, _, _ = _value_and_grad(data, layout, t, quad)
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros(idx.size)
