@@ -52,9 +52,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     d = q_u + q_w
     if n_quad is None:
         n_quad = DEFAULT_NODES[q_w]
-    data = _locscale.LocationScaleData.build(
-        model.endog, model.exog, model.exog_re, model.exog_var,
-        model.exog_var_re, model._group_index, model.n_groups, n_quad)
+    data = _location_scale_data(model, n_quad)
     layout = _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
                                    independent=(re_cov == "independent"))
     # Starting values: the fit without random scale effects.
@@ -96,6 +94,14 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                 layout=ParamLayout(model.k_fe, d, 0, model.k_var, []))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
     return HetMixedLMResultsWrapper(res)
+
+
+def _location_scale_data(model, n_quad):
+    """The model's data laid out for quadrature with ``n_quad`` nodes per
+    dimension (for the fit, and for refits such as profile points)."""
+    return _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var,
+        model.exog_var_re, model._group_index, model.n_groups, n_quad)
 
 
 def _warn_unconverged(fit, do_cg, stacklevel=4):
@@ -416,19 +422,27 @@ class Level2Results(LocationScaleResults):
             Indexed by "level-2 design row | quantity".
         """
         model, lay, perm = self.model, self._l2, self._perm
-        rows, first = np.unique(model._re_var_group_design, axis=0, return_index=True)
-        rows = rows[np.argsort(first)]
+        rows, row_labels = self._level2_rows()
         p, k = model.k_fe, model.k_var
         n_l2 = len(self.params) - p - k
-        row_labels = [", ".join(f"{n}={v:g}" for n, v in
-                                zip(model.re_var_names[1:], r[1:])) or "all"
-                      for r in rows]
 
         def covariances(x):
             theta = np.concatenate([x[:p], x[p + n_l2:], x[p:p + n_l2]])
             return lay.sigma(theta, rows)[0][:, perm][:, :, perm]
 
         return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha)
+
+    def _level2_rows(self):
+        """The distinct rows of the level-2 design (in order of first
+        appearance) and their labels ("sector=1"; "all" for an intercept
+        only)."""
+        model = self.model
+        rows, first = np.unique(model._re_var_group_design, axis=0, return_index=True)
+        rows = rows[np.argsort(first)]
+        labels = [", ".join(f"{n}={v:g}" for n, v in
+                            zip(model.re_var_names[1:], r[1:])) or "all"
+                  for r in rows]
+        return rows, labels
 
     def _intercept_variance(self):
         """Each group's variance of the mean's first random effect."""
@@ -452,7 +466,8 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha):
     from scipy.stats import norm
 
     d = len(names)
-    pairs = [(i, j) for i in range(d) for j in range(i)]
+    quantities = _re_quantities(names)
+    pairs = [(i, j) for _, i, j in quantities[d:]]
 
     def func(x):
         sig = covariances(x)
@@ -461,12 +476,7 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha):
                         axis=1) if pairs else np.zeros((len(sig), 0))
         return np.concatenate([sd, corr], axis=1).ravel()
 
-    quantities = [f"SD({n})" for n in names] + \
-        [f"corr({names[j]}, {names[i]})" for i, j in pairs]
-    if row_labels is None:
-        labels = quantities
-    else:
-        labels = [f"{r} | {q}" for r in row_labels for q in quantities]
+    labels = _row_labels(row_labels, [q[0] for q in quantities])
     table = delta_method(func, np.asarray(res.params, float),
                          np.asarray(res.cov_params(), float), names=labels,
                          alpha=alpha)
@@ -486,3 +496,21 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha):
     out[f"[{alpha / 2:g}"] = lo
     out[f"{1 - alpha / 2:g}]"] = hi
     return out
+
+
+def _re_quantities(names):
+    """
+    The SDs and correlations of random effects named ``names`` as rows of
+    ``re_table()``: (label, i, j), with i == j for the SD of effect i and
+    i > j for the correlation of effects j and i.
+    """
+    d = len(names)
+    return [(f"SD({n})", i, i) for i, n in enumerate(names)] + \
+        [(f"corr({names[j]}, {names[i]})", i, j) for i in range(d) for j in range(i)]
+
+
+def _row_labels(row_labels, quantities):
+    """Table labels: the quantities, one block per level-2 design row."""
+    if row_labels is None:
+        return list(quantities)
+    return [f"{r} | {q}" for r in row_labels for q in quantities]
