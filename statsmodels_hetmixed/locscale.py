@@ -264,6 +264,177 @@ class LocationScaleResults(HetMixedLMResults):
         return _sd_corr_table(self, covariances, list(self.cov_re_joint.index),
                               None, alpha)
 
+    def profile_ci(self, names=None, alpha=0.05, variances=False):
+        """
+        Profile-likelihood confidence intervals for the standard deviations
+        (or variances) and correlations of the random effects.
+
+        A limit is a value at which the log-likelihood, maximised over all
+        other parameters with the SD or correlation held there, lies
+        ``chi2_1(1 - alpha) / 2`` below its maximum: the interval contains
+        the values that a likelihood-ratio test at level ``alpha`` does not
+        reject (as R's ``confint(fit, method = "profile")`` for lme4).  It
+        does not rely on the estimate being normal on any scale, unlike the
+        delta-method intervals of ``re_table()``, and is the better choice
+        for variance components when there are few groups (tens).
+
+        Parameters
+        ----------
+        names : str or list of str, optional
+            Rows of ``re_table()`` to profile, such as ``"SD(g)"`` or
+            ``"corr(g, var:g)"`` (with level-2 variance functions
+            ``"sector=1 | SD(g)"``); ``"Var(g)"`` asks for the variance.
+            Default: every SD and correlation.
+        alpha : float
+            1 - confidence level.
+        variances : bool
+            Add a ``Var(...)`` row after each SD row.  The limits are the
+            squared SD limits (profile intervals follow monotone
+            transformations).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed like ``re_table()``: ``Estimate``, the lower and upper
+            limits, and ``Method``: "profile", "profile (lower limit at
+            boundary)" when the log-likelihood stays within the critical
+            value all the way to a variance of 0 or a correlation of -1
+            (the limit is then 0 or -1), "profile (upper limit at
+            boundary)" at a correlation of +1, or "held" for correlations
+            held at 0 (``re_cov="independent"``), whose limits are NaN.
+
+        Warns
+        -----
+        ConvergenceWarning
+            If the log-likelihood recomputed at the estimate differs from
+            ``llf`` (by more than 1e-6), if a refit finds a larger
+            log-likelihood than the fit (which then had not reached the
+            maximum), if refits at some profile points stop unconverged
+            (their log-likelihoods are used, which can make the interval too
+            narrow), or if refits fail (those limits are NaN).
+
+        Notes
+        -----
+        Each point of the profile is a refit of the whole model with one
+        log variance (or atanh correlation) held fixed, warm-started from
+        the nearest point already computed, with the same number of
+        quadrature nodes as the fit (``n_quad``), so the profile is
+        comparable with ``llf``.  The search starts from the delta-method
+        interval on the log-variance / atanh scale, steps outwards until
+        the likelihood-ratio statistic exceeds the critical value and then
+        solves for the limit (scipy's ``brentq``, to 1e-5 on that scale).
+        One interval takes about 10 to 20 refits.
+
+        The limits for a variance search down to 2e-9 times the estimate
+        and those for a correlation out to +-0.9999983; a profile that
+        stays within the critical value up to there gives a limit of 0 or
+        +-1, the boundary of the parameter space.  At such a boundary the
+        coverage of likelihood-ratio intervals is no longer exact (the
+        statistic's distribution is a mixture).
+
+        Fixed effects and variance-function coefficients (``a``) are not
+        profiled: their Wald intervals, ``conf_int()``, are reliable (the
+        simulation in the package's benchmarks finds 93-96% coverage for
+        nominal 95% with 50 groups).
+
+        See Also
+        --------
+        re_table : delta-method intervals for the same quantities.
+        """
+        from scipy.stats import norm
+
+        from . import _profile
+
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
+        model = self.model
+        z = norm.ppf(1 - alpha / 2)
+        S, theta, rows, row_labels = self._profile_model()
+        re_names = list(self.cov_re_joint.index)
+        quantities = _re_quantities(re_names)
+        labels = _row_labels(row_labels, [q[0] for q in quantities])
+        var_labels = _row_labels(row_labels, [f"Var({n})" for n in re_names]
+                                 + [None] * (len(quantities) - len(re_names)))
+        wanted = _profile_rows_wanted(names, labels, var_labels, variances)
+        q_w, q_u = model.k_var_re, model.k_re
+        d, n_q = q_w + q_u, len(quantities)
+        perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # results -> layout order
+        data = _location_scale_data(model, self.n_quad)
+        estimates = self.re_table(alpha)["Estimate"].to_numpy()
+        limits = {}
+        problems = {"unconverged": [], "errors": [], "higher": []}
+
+        def make_layout(design):
+            return _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, design,
+                                          independent=(self.re_cov == "independent"))
+
+        for r, row in enumerate(rows):
+            positions = [k for k in sorted(wanted) if k // n_q == r]
+            if not positions:
+                continue
+            # This row's log variances and atanh correlations as entries of theta.
+            S_row, theta_row = _profile.change_basis(S, theta, make_layout(S), row)
+            layout = make_layout(S_row)
+            first_corr = layout.p + layout.k_var + d * layout.k_s
+            indices = []
+            for k in positions:
+                _, i, j = quantities[k % n_q]
+                if i == j:
+                    indices.append(layout.p + layout.k_var + perm[i] * layout.k_s)
+                else:
+                    pair = (max(perm[i], perm[j]), min(perm[i], perm[j]))
+                    indices.append(first_corr + layout.pairs.index(pair) * layout.k_s)
+            llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
+            if abs(llf_hat - self.llf) > _profile.LLF_TOL:
+                _warn_profile(
+                    f"The log-likelihood recomputed for the profile "
+                    f"({llf_hat:.8f}) differs from llf ({self.llf:.8f}); the "
+                    "profile intervals are relative to the recomputed value.")
+            for k, out in zip(positions, found):
+                limits[k] = out
+                if out is None:
+                    continue
+                if out["unconverged"]:
+                    problems["unconverged"].append(labels[k])
+                if out["errors"]:
+                    problems["errors"].append(f"{labels[k]} ({out['errors'][0]})")
+                if out["max_llf"] > llf_hat + _profile.LLF_TOL:
+                    problems["higher"].append(
+                        f"{labels[k]} (+{out['max_llf'] - llf_hat:.3g})")
+        if problems["higher"]:
+            _warn_profile(
+                "Refits with a random-effects parameter held found a larger "
+                "log-likelihood than the fit, which therefore had not reached "
+                "the maximum: " + ", ".join(problems["higher"]) + ". The "
+                "profile intervals are not reliable; refit (more quadrature "
+                "nodes, a simpler model).")
+        if problems["unconverged"]:
+            _warn_profile(
+                "Some refits at profile points stopped unconverged, for "
+                + ", ".join(problems["unconverged"]) + "; their log-likelihoods "
+                "were used, which can make those intervals too narrow.")
+        if problems["errors"]:
+            _warn_profile("Profile refits failed for " + ", ".join(problems["errors"])
+                          + "; those limits are NaN.")
+        return _profile_table(limits, wanted, labels, var_labels, estimates,
+                              [q[1] == q[2] for q in quantities], alpha)
+
+    def _profile_model(self):
+        """
+        The model as a Level2Layout for profiling: the group-level design
+        S (a column of ones: one covariance matrix), theta at the estimate,
+        the design rows whose SDs and correlations are profiled, and their
+        labels (None: one row, no labels).
+        """
+        from . import _profile
+
+        model, fit = self.model, self._ls_fit
+        S = np.ones((model.n_groups, 1))
+        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
+                                        model.k_re, S)
+        theta = _profile.cholesky_to_level2(layout, fit.beta, fit.var_params, fit.factor)
+        return S, theta, np.ones((1, 1)), None
+
     @cache_readonly
     def random_effects(self):
         """
@@ -432,6 +603,10 @@ class Level2Results(LocationScaleResults):
 
         return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha)
 
+    def _profile_model(self):
+        rows, labels = self._level2_rows()
+        return self.model._re_var_group_design, self._l2_theta, rows, labels
+
     def _level2_rows(self):
         """The distinct rows of the level-2 design (in order of first
         appearance) and their labels ("sector=1"; "all" for an intercept
@@ -510,7 +685,84 @@ def _re_quantities(names):
 
 
 def _row_labels(row_labels, quantities):
-    """Table labels: the quantities, one block per level-2 design row."""
+    """Table labels: the quantities, one block per level-2 design row (None
+    stays None)."""
     if row_labels is None:
         return list(quantities)
-    return [f"{r} | {q}" for r in row_labels for q in quantities]
+    return [None if q is None else f"{r} | {q}" for r in row_labels for q in quantities]
+
+
+def _warn_profile(message):
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    # stacklevel 3: the caller of profile_ci
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+
+
+def _profile_rows_wanted(names, labels, var_labels, variances):
+    """
+    The rows ``profile_ci`` reports: {table position: (SD or correlation
+    row, Var row)}, from the labels asked for (``names``; None for all).
+    A Var row shares the profile of its SD row.
+    """
+    has_var = [v is not None for v in var_labels]
+    if names is None:
+        return {k: (True, variances and has_var[k]) for k in range(len(labels))}
+    wanted = {}
+    for name in [names] if isinstance(names, str) else list(names):
+        if name in labels:
+            k = labels.index(name)
+            wanted[k] = (True, wanted.get(k, (False, False))[1]
+                         or (variances and has_var[k]))
+        elif name in var_labels:
+            k = var_labels.index(name)
+            wanted[k] = (wanted.get(k, (False, False))[0], True)
+        else:
+            valid = labels + [v for v in var_labels if v is not None]
+            raise ValueError(f"{name!r} is not a random-effects SD, variance or "
+                             f"correlation; use one of {valid}")
+    return wanted
+
+
+def _profile_table(limits, wanted, labels, var_labels, estimates, is_sd, alpha):
+    """
+    The table of ``profile_ci``: limits on the log-variance / atanh scale
+    (``_profile.profile_limits`` rows, None for held entries) by table
+    position, turned into SDs, variances and correlations.
+    """
+    n_q = len(is_sd)
+    index, est, lower, upper, method = [], [], [], [], []
+    for k in sorted(wanted):
+        sd_row, var_row = wanted[k]
+        out, sd = limits[k], is_sd[k % n_q]
+        if out is None:
+            lo = hi = np.nan
+            how = "held"
+        else:
+            if sd:
+                lo = 0.0 if out["lower_at_bound"] else np.exp(0.5 * out["lower"])
+                hi = np.inf if out["upper_at_bound"] else np.exp(0.5 * out["upper"])
+            else:
+                lo = -1.0 if out["lower_at_bound"] else np.tanh(out["lower"])
+                hi = 1.0 if out["upper_at_bound"] else np.tanh(out["upper"])
+            # An SD has no upper boundary: a profile still within the
+            # critical value 20 units of log variance above the estimate
+            # gives no finite limit.
+            at = [side for side in ("lower", "upper") if out[side + "_at_bound"]
+                  and not (sd and side == "upper")]
+            how = "profile" if not at else \
+                f"profile ({' and '.join(at)} limit at boundary)"
+            if sd and out["upper_at_bound"]:
+                how += " (no upper limit found)"
+        rows = [(labels[k], 1)] if sd_row else []
+        if var_row:
+            rows.append((var_labels[k], 2))
+        for label, power in rows:
+            index.append(label)
+            est.append(estimates[k] ** power)
+            lower.append(lo ** power if sd else lo)
+            upper.append(hi ** power if sd else hi)
+            method.append(how)
+    return pd.DataFrame({"Estimate": est, f"[{alpha / 2:g}": lower,
+                         f"{1 - alpha / 2:g}]": upper, "Method": method},
+                        index=index)
