@@ -19,8 +19,9 @@ residual (within-school) variance:
    the variances of the school's mean and scale effects and their
    correlation differ by sector.
 
-Each fit is timed and must converge without any warning (warnings are
-turned into errors).  The one exception is model (5), whose public-school
+Models (1) and (5) also get profile-likelihood intervals for their SDs
+and correlations (model 5 in two codings of sector).  Each fit is timed and must converge without any warning
+(warnings are turned into errors).  The one exception is model (5), whose public-school
 correlation goes to the boundary (+1): the package's warning about a
 singular random-effects covariance is expected there, caught and printed;
 any other warning is still an error.  Run from a source checkout::
@@ -151,6 +152,8 @@ def main(argv=None):
                        var_re_formula="~ 1")
     report(m1, sector)
     lr(m1, base1, "(1) vs no random scale effect")
+    print("\nProfile-likelihood intervals (profile_ci):")
+    print(m1.profile_ci(variances=True).to_string(float_format="{:.4f}".format))
 
     # (2) Raudenbush and Bryk's intercepts- and slopes-as-outcomes mean.
     mean2 = "mathach ~ sector + meanses + cses + sector:cses + meanses:cses"
@@ -228,6 +231,14 @@ def main(argv=None):
                              re_var_formula="~ public")
     print(f"llf change {m5c.llf - m5.llf:.1e}")
     print(m5c.re_table().to_string(float_format="{:.4f}".format))
+    # Profile-likelihood intervals, which do not depend on the reference
+    # level: all rows of the Catholic-reference fit, and the Catholic
+    # schools' correlation from the sector-coded fit.
+    print("\nProfile-likelihood intervals (profile_ci):")
+    print(m5c.profile_ci().to_string(float_format="{:.4f}".format))
+    print("\nThe same for the Catholic schools' correlation, sector-coded fit:")
+    print(m5.profile_ci("sector=1 | corr(school, var:school)")
+          .to_string(float_format="{:.4f}".format))
     # The simpler structure the warning suggests: no mean-scale correlations.
     m5i, _ = fit_on_boundary("5, correlations held at 0", "mathach ~ sector",
                              data, var_formula="~ sector", var_re_formula="~ 1",

@@ -273,10 +273,12 @@ class LocationScaleResults(HetMixedLMResults):
         other parameters with the SD or correlation held there, lies
         ``chi2_1(1 - alpha) / 2`` below its maximum: the interval contains
         the values that a likelihood-ratio test at level ``alpha`` does not
-        reject (as R's ``confint(fit, method = "profile")`` for lme4).  It
-        does not rely on the estimate being normal on any scale, unlike the
-        delta-method intervals of ``re_table()``, and is the better choice
-        for variance components when there are few groups (tens).
+        reject (as R's ``confint(fit, method = "profile")`` for lme4).
+        Unlike the delta-method intervals of ``re_table()`` it does not
+        rest on a quadratic approximation of the log-likelihood on some
+        scale.  That matters most for an SD near zero or a correlation near
+        +-1, and with level-2 variance functions, whose profile intervals do
+        not depend on which level is the reference.
 
         Parameters
         ----------
@@ -322,8 +324,10 @@ class LocationScaleResults(HetMixedLMResults):
         comparable with ``llf``.  The search starts from the delta-method
         interval on the log-variance / atanh scale, steps outwards until
         the likelihood-ratio statistic exceeds the critical value and then
-        solves for the limit (scipy's ``brentq``, to 1e-5 on that scale).
-        One interval takes about 10 to 20 refits.
+        solves for the limit (scipy's ``brentq``, until the signed root of
+        the statistic is within 1e-4 of the normal quantile, or to 1e-5 on
+        the log-variance / atanh scale).  One interval typically takes 5 to
+        10 refits.
 
         The limits for a variance search down to 2e-9 times the estimate
         and those for a correlation out to +-0.9999983; a profile that
@@ -334,8 +338,9 @@ class LocationScaleResults(HetMixedLMResults):
 
         Fixed effects and variance-function coefficients (``a``) are not
         profiled: their Wald intervals, ``conf_int()``, are reliable (the
-        simulation in the package's benchmarks finds 93-96% coverage for
-        nominal 95% with 50 groups).
+        package's coverage simulation with 50 groups finds 93% to 96% for
+        nominal 95%).  The docs section "Confidence intervals for variances
+        and correlations" compares the three kinds of interval.
 
         See Also
         --------
