@@ -24,7 +24,10 @@ SE, mean SE / empirical SD, coverage of the nominal 95% Wald interval
 (estimate +- 1.96 SE, on the parameter's own scale) with its binomial Monte
 Carlo SE; also the intervals of ``re_table()`` (log scale for SDs, Fisher's
 z for the correlation), non-converged fits, exceptions and warnings (counted
-by message, digits replaced by ``#``), time per fit.
+by message, digits replaced by ``#``), time per fit.  With ``--profile``,
+also the profile-likelihood intervals of ``profile_ci()`` for SD(u),
+SD(omega) and corr(u, omega) in model A (their coverage, how often a limit
+is at the boundary, warnings and time).
 
 Each replication draws its data from ``SeedSequence([seed, rep])``, so a
 replication's data do not depend on the number of workers.
@@ -33,7 +36,7 @@ Usage::
 
     PYTHONPATH=. python benchmarks/sim_coverage.py [--reps 500] [--seed 20240]
         [--start 0] [--workers 2] [--n-groups 50] [--group-size 25]
-        [--json FILE] [--markdown FILE] [--raw-json FILE]
+        [--profile] [--json FILE] [--markdown FILE] [--raw-json FILE]
 
 ``--start`` shifts the replication indices (``--start 500 --reps 500``
 gives 500 new replications); ``--n-groups`` / ``--group-size`` change the
@@ -96,6 +99,12 @@ RE_TRUTH = {
     "SD(var:g)": ("SD(omega), log-scale CI", np.sqrt(VAR_OMEGA)),
     "corr(g, var:g)": ("corr(u, omega), Fisher-z CI", CORR),
 }
+# profile_ci() rows of the full model (--profile).
+PROFILE_TRUTH = {
+    "SD(g)": ("SD(u), profile CI", np.sqrt(VAR_U)),
+    "SD(var:g)": ("SD(omega), profile CI", np.sqrt(VAR_OMEGA)),
+    "corr(g, var:g)": ("corr(u, omega), profile CI", CORR),
+}
 MODELS = {
     "A": "full: var_formula='~ x + z', var_re_formula='~ 1'",
     "B": "no random scale effect: var_formula='~ x + z'",
@@ -124,12 +133,13 @@ def _warning_key(w):
     return f"{w.category.__name__}: {msg}"
 
 
-def _fit_one(data, full):
+def _fit_one(data, full, profile=False):
     import statsmodels_hetmixed.formula.api as hmf
 
     kw = {"var_re_formula": "~ 1"} if full else {}
     out = {"error": None, "warnings": [], "converged": None}
     t0, c0 = time.perf_counter(), time.process_time()
+    res = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -147,6 +157,28 @@ def _fit_one(data, full):
                     for k in tab.index}
         except Exception as exc:  # record, do not stop the study
             out["error"] = f"{type(exc).__name__}: {exc}"
+            res = None
+    out["wall"] = time.perf_counter() - t0
+    out["cpu"] = time.process_time() - c0
+    out["warnings"] = [_warning_key(w) for w in caught]
+    if profile and res is not None:
+        out["profile"] = _profile_one(res)
+    return out
+
+
+def _profile_one(res):
+    """profile_ci() of a fit: rows [estimate, lower, upper], methods,
+    warnings, exception and time."""
+    out = {"error": None}
+    t0, c0 = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            tab = res.profile_ci()
+            out["rows"] = {k: [float(v) for v in tab.loc[k].iloc[:3]] for k in tab.index}
+            out["method"] = {k: str(tab.loc[k, "Method"]) for k in tab.index}
+        except Exception as exc:  # record, do not stop the study
+            out["error"] = f"{type(exc).__name__}: {exc}"
     out["wall"] = time.perf_counter() - t0
     out["cpu"] = time.process_time() - c0
     out["warnings"] = [_warning_key(w) for w in caught]
@@ -154,10 +186,11 @@ def _fit_one(data, full):
 
 
 def replicate(task):
-    rep, seed, n_groups, group_size = task
+    rep, seed, n_groups, group_size, profile = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, rep]))
     data = simulate(rng, n_groups, group_size)
-    return {"rep": rep, "A": _fit_one(data, True), "B": _fit_one(data, False)}
+    return {"rep": rep, "A": _fit_one(data, True, profile),
+            "B": _fit_one(data, False)}
 
 
 # ----------------------------------------------------------------------
@@ -172,7 +205,8 @@ def _coverage_stats(est, se, truth, lo=None, hi=None):
     cover = (lo <= truth) & (truth <= hi)
     p = float(np.mean(cover[ok])) if ok.any() else float("nan")
     emp_sd = float(np.std(est, ddof=1)) if n > 1 else float("nan")
-    mean_se = float(np.nanmean(se))
+    has_se = bool(np.isfinite(se).any())  # profile intervals have none
+    mean_se = float(np.nanmean(se)) if has_se else float("nan")
     return {
         "n": int(n),
         "n_finite_ci": int(ok.sum()),
@@ -183,10 +217,10 @@ def _coverage_stats(est, se, truth, lo=None, hi=None):
         "rel_bias": float((np.mean(est) - truth) / truth) if truth else float("nan"),
         "emp_sd": emp_sd,
         "mean_se": mean_se,
-        "median_se": float(np.nanmedian(se)),
+        "median_se": float(np.nanmedian(se)) if has_se else float("nan"),
         "se_sd_ratio": mean_se / emp_sd if emp_sd > 0 else float("nan"),
         "rmse_se_sd_ratio": float(np.sqrt(np.nanmean(se ** 2))) / emp_sd
-        if emp_sd > 0 else float("nan"),
+        if emp_sd > 0 and has_se else float("nan"),
         "coverage": p,
         "coverage_mcse": float(np.sqrt(p * (1 - p) / ok.sum())) if ok.any() else float("nan"),
         "truth_below_ci": float(np.mean(truth < lo[ok])) if ok.any() else float("nan"),
@@ -213,6 +247,16 @@ def summarise(results, converged_only=False):
                     "label": label,
                     **_coverage_stats(tab[:, 0], tab[:, 1], truth,
                                       lo=tab[:, 2], hi=tab[:, 3])}
+            profiled = [f["profile"] for f in fits
+                        if "profile" in f and f["profile"]["error"] is None]
+            for name, (label, truth) in (PROFILE_TRUTH.items() if profiled else ()):
+                tab = np.array([f["rows"][name] for f in profiled])
+                rows["profile " + name] = {
+                    "label": label,
+                    **_coverage_stats(tab[:, 0], np.full(len(tab), np.nan), truth,
+                                      lo=tab[:, 1], hi=tab[:, 2]),
+                    "at_boundary": int(sum("boundary" in f["method"][name]
+                                           for f in profiled))}
         out[m] = rows
     return out
 
@@ -241,6 +285,19 @@ def fit_counts(results):
             "wall_max": float(wall.max()),
             "cpu_mean": float(cpu.mean()),
         }
+        prof = [f["profile"] for f in fits if "profile" in f]
+        if prof:
+            pwall = np.array([p["wall"] for p in prof])
+            out[m]["profile"] = {
+                "fits": len(prof),
+                "errors": dict(Counter(p["error"] for p in prof if p["error"])),
+                "with_warnings": int(sum(1 for p in prof if p["warnings"])),
+                "warnings": dict(Counter(w for p in prof for w in p["warnings"])),
+                "wall_mean": float(pwall.mean()),
+                "wall_median": float(np.median(pwall)),
+                "wall_max": float(pwall.max()),
+                "cpu_mean": float(np.mean([p["cpu"] for p in prof])),
+            }
     return out
 
 
@@ -286,7 +343,8 @@ def table_markdown(summary, models=("A", "B")):
         "| SE/SD | coverage % (MC SE) | truth < CI / > CI % |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    names = list(TRUTH) + ["re_table " + k for k in RE_TRUTH]
+    names = list(TRUTH) + ["re_table " + k for k in RE_TRUTH] + \
+        ["profile " + k for k in PROFILE_TRUTH]
     for name in names:
         for m in models:
             row = summary[m].get(name)
@@ -309,7 +367,7 @@ def markdown_report(doc):
     cfg = doc["config"]
     a2a, a2b = s["A"]["var:z"], s["B"]["var:z"]
     full_cov = [(r["label"], 100 * r["coverage"]) for k, r in s["A"].items()
-                if not k.startswith("re_table")]
+                if not k.startswith(("re_table", "profile"))]
     outside = [f"{lab} ({cov:.1f}%)" for lab, cov in full_cov if not 92 <= cov <= 98]
     lines = [
         "## Coverage simulation: location-scale model vs. no random scale effect",
@@ -318,6 +376,7 @@ def markdown_report(doc):
         f"--seed {cfg['seed']} --workers {cfg['workers']}"
         + ("" if (cfg["n_groups"], cfg["group_size"]) == (N_GROUPS, GROUP_SIZE)
            else f" --n-groups {cfg['n_groups']} --group-size {cfg['group_size']}")
+        + (" --profile" if cfg.get("profile") else "")
         + "`.",
         "",
         "### Design",
@@ -338,6 +397,15 @@ def markdown_report(doc):
         "MC SE of a coverage: sqrt(p (1 - p) / n); of a bias: emp. SD / sqrt(n). "
         "Coverages outside 92-98% are in bold. Last column: how often the "
         "truth lies below the interval / above it (2.5 / 2.5 if symmetric).",
+    ]
+    if cfg.get("profile"):
+        lines.append(
+            "* The `profile` rows use the profile-likelihood intervals of "
+            "`profile_ci()` (limits where the log-likelihood, maximised over "
+            "the other parameters, is chi2_1(0.95) / 2 below its maximum); "
+            "they have no SE.  Intervals for var(u) and var(omega) are the "
+            "squared SD intervals and have the same coverage.")
+    lines += [
         "* In (B), `a0` is not the same parameter: without omega the residual "
         "variance is `exp(a0 + var(omega)/2 + ...)` on average, so its "
         f"pseudo-true value is about {ALPHA['Intercept'] + VAR_OMEGA / 2:.2f}; "
@@ -373,6 +441,26 @@ def markdown_report(doc):
             f"| {f['fits_with_warnings']} | {f['wall_mean']:.3f}, {f['wall_median']:.3f}, "
             f"{f['wall_max']:.2f} | {f['cpu_mean']:.3f} |")
     lines.append("")
+    for m in MODELS:
+        pf = c[m].get("profile")
+        if not pf:
+            continue
+        bounds = ", ".join(f"{r['label'].rsplit(', profile', 1)[0]} {r['at_boundary']}"
+                           for k, r in s[m].items() if k.startswith("profile "))
+        lines += [
+            f"Profile intervals (model {m}, `profile_ci()`, three intervals per "
+            f"fit): {pf['fits']} fits, {sum(pf['errors'].values())} exceptions, "
+            f"{pf['with_warnings']} with warnings; wall s per fit (mean, median, "
+            f"max) {pf['wall_mean']:.2f}, {pf['wall_median']:.2f}, "
+            f"{pf['wall_max']:.2f}; CPU s per fit {pf['cpu_mean']:.2f}. "
+            f"Intervals with a limit at the boundary (SD 0 or corr +-1): {bounds}.",
+            ""]
+        for k, v in sorted(pf["warnings"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"* {v} x `{k}`")
+        for k, v in pf["errors"].items():
+            lines.append(f"* {v} x exception `{k}`")
+        if pf["warnings"] or pf["errors"]:
+            lines.append("")
     for m in MODELS:
         f = c[m]
         if f["warnings"] or f["errors"]:
@@ -418,6 +506,8 @@ def main(argv=None):
                     help="groups per data set (design: %(default)s)")
     ap.add_argument("--group-size", type=int, default=GROUP_SIZE,
                     help="rows per group (design: %(default)s)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile-likelihood intervals (profile_ci) in model A")
     ap.add_argument("--json", default=None, help="summary JSON output")
     ap.add_argument("--markdown", default=None, help="Markdown report output")
     ap.add_argument("--raw-json", default=None,
@@ -426,7 +516,7 @@ def main(argv=None):
 
     info = machine_info()
     date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    tasks = [(rep, args.seed, args.n_groups, args.group_size)
+    tasks = [(rep, args.seed, args.n_groups, args.group_size, args.profile)
              for rep in range(args.start, args.start + args.reps)]
     print(f"{args.reps} replications, seed {args.seed}, {args.workers} worker(s); "
           f"{args.n_groups} groups x {args.group_size} rows", flush=True)
@@ -445,8 +535,12 @@ def main(argv=None):
                 el = time.perf_counter() - t0
                 a = np.mean([x["A"]["wall"] for x in results])
                 b = np.mean([x["B"]["wall"] for x in results])
+                prof = [x["A"]["profile"]["wall"] for x in results
+                        if "profile" in x["A"]]
                 print(f"  {i}/{len(tasks)} done, {el:.0f} s elapsed, "
-                      f"mean wall/fit A {a:.3f} s, B {b:.3f} s", flush=True)
+                      f"mean wall/fit A {a:.3f} s, B {b:.3f} s"
+                      + (f", profile_ci {np.mean(prof):.2f} s" if prof else ""),
+                      flush=True)
     finally:
         if pool is not None:
             pool.close()
@@ -461,7 +555,8 @@ def main(argv=None):
         "config": {"reps": args.reps, "seed": args.seed, "start": args.start,
                    "workers": args.workers, "n_groups": args.n_groups,
                    "group_size": args.group_size, "var_u": VAR_U, "var_omega": VAR_OMEGA,
-                   "corr": CORR, "beta": BETA, "alpha": ALPHA},
+                   "corr": CORR, "beta": BETA, "alpha": ALPHA,
+                   "profile": args.profile},
         "machine": info,
         "elapsed_s": elapsed,
         "fits": counts,
@@ -476,6 +571,8 @@ def main(argv=None):
     for m in MODELS:
         print(f"model {m}: not converged {counts[m]['not_converged']}, "
               f"exceptions {dict(counts[m]['errors'])}, warnings {counts[m]['warnings']}")
+        if "profile" in counts[m]:
+            print(f"model {m} profile_ci: {counts[m]['profile']}")
     print()
     print(table_markdown(doc["summary"]))
     if args.json:

@@ -20,11 +20,14 @@ residual (within-school) variance:
    correlation differ by sector.  (5b): only the scale effects' variance
    and the correlation do (``re_var_formula`` as a dict).
 
-Each fit is timed and must converge without any warning (warnings are
-turned into errors).  The exceptions are the variants of model (5), whose
-public-school correlation or scale-effect SD goes to the boundary (+1 or
-0): the package's warning that names the quantities on the boundary is
-expected there, caught and printed; any other warning is still an error.  Run from a source checkout::
+Models (1) and (5) also get profile-likelihood intervals for their SDs
+and correlations (model 5 in two codings of sector).  Each fit is timed
+and must converge without any warning (warnings are turned into errors).
+The exceptions are the variants of model (5), whose public-school
+correlation or scale-effect SD goes to the boundary (+1 or 0): the
+package's warning that names the quantities on the boundary is expected
+there, caught and printed; any other warning is still an error.  Run from
+a source checkout::
 
     python examples/hsb_location_scale.py [--figures DIR] [--check-nodes]
 
@@ -152,6 +155,8 @@ def main(argv=None):
                        var_re_formula="~ 1")
     report(m1, sector)
     lr(m1, base1, "(1) vs no random scale effect")
+    print("\nProfile-likelihood intervals (profile_ci):")
+    print(m1.profile_ci(variances=True).to_string(float_format="{:.4f}".format))
 
     # (2) Raudenbush and Bryk's intercepts- and slopes-as-outcomes mean.
     mean2 = "mathach ~ sector + meanses + cses + sector:cses + meanses:cses"
@@ -244,6 +249,14 @@ def main(argv=None):
     lr(m5b, m1, "(5b) vs (1)")
     print(f"AIC (1) {m1.aic:.2f}, (5) {m5.aic:.2f}, (5b) {m5b.aic:.2f}; "
           f"BIC (1) {m1.bic:.2f}, (5) {m5.bic:.2f}, (5b) {m5b.bic:.2f}")
+    # Profile-likelihood intervals, which do not depend on the reference
+    # level: all rows of the Catholic-reference fit, and the Catholic
+    # schools' correlation from the sector-coded fit.
+    print("\nProfile-likelihood intervals (profile_ci):")
+    print(m5c.profile_ci().to_string(float_format="{:.4f}".format))
+    print("\nThe same for the Catholic schools' correlation, sector-coded fit:")
+    print(m5.profile_ci("sector=1 | corr(school, var:school)")
+          .to_string(float_format="{:.4f}".format))
     # The simpler structure the warning suggests: no mean-scale correlations.
     m5i, _ = fit_on_boundary("5, correlations held at 0", "mathach ~ sector",
                              data, var_formula="~ sector", var_re_formula="~ 1",

@@ -55,9 +55,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     d = q_u + q_w
     if n_quad is None:
         n_quad = DEFAULT_NODES[q_w]
-    data = _locscale.LocationScaleData.build(
-        model.endog, model.exog, model.exog_re, model.exog_var,
-        model.exog_var_re, model._group_index, model.n_groups, n_quad)
+    data = _location_scale_data(model, n_quad)
     layout = _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
                                    independent=(re_cov == "independent"))
     # Starting values: the fit without random scale effects.
@@ -103,6 +101,14 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                    "use re_cov='independent' or a simpler random-effects "
                    "structure", do_cg)
     return LocationScaleResultsWrapper(res)
+
+
+def _location_scale_data(model, n_quad):
+    """The model's data laid out for quadrature with ``n_quad`` nodes per
+    dimension (for the fit, and for refits such as profile points)."""
+    return _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var,
+        model.exog_var_re, model._group_index, model.n_groups, n_quad)
 
 
 def _warn_unconverged(fit, do_cg, stacklevel=4):
@@ -381,6 +387,183 @@ class LocationScaleResults(HetMixedLMResults):
         return _sd_corr_table(self, covariances, list(self.cov_re_joint.index),
                               None, alpha)
 
+    def profile_ci(self, names=None, alpha=0.05, variances=False):
+        """
+        Profile-likelihood confidence intervals for the standard deviations
+        (or variances) and correlations of the random effects.
+
+        A limit is a value at which the log-likelihood, maximised over all
+        other parameters with the SD or correlation held there, lies
+        ``chi2_1(1 - alpha) / 2`` below its maximum: the interval contains
+        the values that a likelihood-ratio test at level ``alpha`` does not
+        reject (as R's ``confint(fit, method = "profile")`` for lme4).
+        Unlike the delta-method intervals of ``re_table()`` it does not
+        rest on a quadratic approximation of the log-likelihood on some
+        scale.  That matters most for an SD near zero or a correlation near
+        +-1, and with level-2 variance functions, whose profile intervals do
+        not depend on which level is the reference.
+
+        Parameters
+        ----------
+        names : str or list of str, optional
+            Rows of ``re_table()`` to profile, such as ``"SD(g)"`` or
+            ``"corr(g, var:g)"`` (with level-2 variance functions
+            ``"sector=1 | SD(g)"``); ``"Var(g)"`` asks for the variance.
+            Default: every SD and correlation.
+        alpha : float
+            1 - confidence level.
+        variances : bool
+            Add a ``Var(...)`` row after each SD row.  The limits are the
+            squared SD limits (profile intervals follow monotone
+            transformations).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed like ``re_table()``: ``Estimate``, the lower and upper
+            limits, and ``Method``: "profile", "profile (lower limit at
+            boundary)" when the log-likelihood stays within the critical
+            value all the way to a variance of 0 or a correlation of -1
+            (the limit is then 0 or -1), "profile (upper limit at
+            boundary)" at a correlation of +1, or "held" for correlations
+            held at 0 (``re_cov="independent"``), whose limits are NaN.
+
+        Warns
+        -----
+        ConvergenceWarning
+            If the log-likelihood recomputed at the estimate differs from
+            ``llf`` (by more than 1e-6), if a refit finds a larger
+            log-likelihood than the fit (which then had not reached the
+            maximum), if refits at some profile points stop unconverged
+            (their log-likelihoods are used, which can make the interval too
+            narrow), or if refits fail (those limits are NaN).
+
+        Notes
+        -----
+        Each point of the profile is a refit of the whole model with one
+        log variance (or atanh correlation) held fixed, warm-started from
+        the nearest point already computed, with the same number of
+        quadrature nodes as the fit (``n_quad``), so the profile is
+        comparable with ``llf``.  The search starts from the delta-method
+        interval on the log-variance / atanh scale, steps outwards until
+        the likelihood-ratio statistic exceeds the critical value and then
+        solves for the limit (scipy's ``brentq``, until the signed root of
+        the statistic is within 1e-4 of the normal quantile, or to 1e-5 on
+        the log-variance / atanh scale).  One interval typically takes 5 to
+        10 refits.
+
+        The limits for a variance search down to 2e-9 times the estimate
+        and those for a correlation out to +-0.9999983; a profile that
+        stays within the critical value up to there gives a limit of 0 or
+        +-1, the boundary of the parameter space.  At such a boundary the
+        coverage of likelihood-ratio intervals is no longer exact (the
+        statistic's distribution is a mixture).
+
+        Fixed effects and variance-function coefficients (``a``) are not
+        profiled: their Wald intervals, ``conf_int()``, are reliable (the
+        package's coverage simulation with 50 groups finds 93% to 96% for
+        nominal 95%).  The docs section "Confidence intervals for variances
+        and correlations" compares the three kinds of interval.
+
+        See Also
+        --------
+        re_table : delta-method intervals for the same quantities.
+        """
+        from scipy.stats import norm
+
+        from . import _profile
+
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
+        model = self.model
+        z = norm.ppf(1 - alpha / 2)
+        S, theta, rows, row_labels, terms = self._profile_model()
+        re_names = list(self.cov_re_joint.index)
+        quantities = _re_quantities(re_names)
+        labels = _row_labels(row_labels, [q[0] for q in quantities])
+        var_labels = _row_labels(row_labels, [f"Var({n})" for n in re_names]
+                                 + [None] * (len(quantities) - len(re_names)))
+        wanted = _profile_rows_wanted(names, labels, var_labels, variances)
+        q_w, q_u = model.k_var_re, model.k_re
+        d, n_q = q_w + q_u, len(quantities)
+        perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # results -> layout order
+        data = _location_scale_data(model, self.n_quad)
+        estimates = self.re_table(alpha)["Estimate"].to_numpy()
+        limits = {}
+        problems = {"unconverged": [], "errors": [], "higher": []}
+
+        def make_layout(design):
+            return _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, design,
+                                          independent=(self.re_cov == "independent"),
+                                          terms=terms)
+
+        for r, row in enumerate(rows):
+            positions = [k for k in sorted(wanted) if k // n_q == r]
+            if not positions:
+                continue
+            # This row's log variances and atanh correlations as entries of theta.
+            S_row, theta_row = _profile.change_basis(S, theta, make_layout(S), row)
+            layout = make_layout(S_row)
+            first_corr = layout.p + layout.k_var + d * layout.k_s
+            indices = []
+            for k in positions:
+                _, i, j = quantities[k % n_q]
+                if i == j:
+                    indices.append(layout.p + layout.k_var + perm[i] * layout.k_s)
+                else:
+                    pair = (max(perm[i], perm[j]), min(perm[i], perm[j]))
+                    indices.append(first_corr + layout.pairs.index(pair) * layout.k_s)
+            llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
+            if abs(llf_hat - self.llf) > _profile.LLF_TOL:
+                _warn_profile(
+                    f"The log-likelihood recomputed for the profile "
+                    f"({llf_hat:.8f}) differs from llf ({self.llf:.8f}); the "
+                    "profile intervals are relative to the recomputed value.")
+            for k, out in zip(positions, found):
+                limits[k] = out
+                if out is None:
+                    continue
+                if out["unconverged"]:
+                    problems["unconverged"].append(labels[k])
+                if out["errors"]:
+                    problems["errors"].append(f"{labels[k]} ({out['errors'][0]})")
+                if out["max_llf"] > llf_hat + _profile.LLF_TOL:
+                    problems["higher"].append(
+                        f"{labels[k]} (+{out['max_llf'] - llf_hat:.3g})")
+        if problems["higher"]:
+            _warn_profile(
+                "Refits with a random-effects parameter held found a larger "
+                "log-likelihood than the fit, which therefore had not reached "
+                "the maximum: " + ", ".join(problems["higher"]) + ". The "
+                "profile intervals are not reliable; refit (more quadrature "
+                "nodes, a simpler model).")
+        if problems["unconverged"]:
+            _warn_profile(
+                "Some refits at profile points stopped unconverged, for "
+                + ", ".join(problems["unconverged"]) + "; their log-likelihoods "
+                "were used, which can make those intervals too narrow.")
+        if problems["errors"]:
+            _warn_profile("Profile refits failed for " + ", ".join(problems["errors"])
+                          + "; those limits are NaN.")
+        return _profile_table(limits, wanted, labels, var_labels, estimates,
+                              [q[1] == q[2] for q in quantities], alpha)
+
+    def _profile_model(self):
+        """
+        The model as a Level2Layout for profiling: the group-level design
+        S (a column of ones: one covariance matrix), theta at the estimate,
+        the design rows whose SDs and correlations are profiled, and their
+        labels (None: one row, no labels).
+        """
+        from . import _profile
+
+        model, fit = self.model, self._ls_fit
+        S = np.ones((model.n_groups, 1))
+        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
+                                        model.k_re, S)
+        theta = _profile.cholesky_to_level2(layout, fit.beta, fit.var_params, fit.factor)
+        return S, theta, np.ones((1, 1)), None, None
+
     @cache_readonly
     def random_effects(self):
         """
@@ -578,7 +761,7 @@ class Level2Results(LocationScaleResults):
         """
         bad, values = self._on_boundary()
         _, labels = self._design_rows()
-        quantities = _sd_corr_names(self._re_names)
+        quantities = [q[0] for q in _re_quantities(self._re_names)]
         out = []
         for r, q in zip(*np.nonzero(bad)):
             where = "in all groups" if labels[r] == "all" else f"for {labels[r]}"
@@ -616,6 +799,15 @@ class Level2Results(LocationScaleResults):
             return np.zeros(values.shape, bool), values
         return self._undetermined(functionals).reshape(values.shape), values
 
+    def _profile_model(self):
+        # The fit's terms (a dict re_var_formula holds some at 0) carry
+        # over to the refits: the change of basis to a design row alters
+        # only the intercepts' coordinates (see _profile.change_basis).
+        lay = self._l2
+        terms = lay.free[lay.p + lay.k_var:].reshape(-1, lay.k_s)
+        rows, labels = self._design_rows()
+        return self.model._re_var_group_design, self._l2_theta, rows, labels, terms
+
     def _intercept_variance(self):
         """Each group's variance of the mean's first random effect."""
         return self._sigma_groups[:, 0, 0]
@@ -625,13 +817,6 @@ class Level2Results(LocationScaleResults):
             "population_residual_variance is not available with level-2 "
             "variance functions (the scale effects' variance differs by group); "
             "use nlcom with the level-2 coefficients.")
-
-
-def _sd_corr_names(names):
-    """The quantities of an SD/correlation table: SDs, then correlations."""
-    d = len(names)
-    return [f"SD({n})" for n in names] + \
-        [f"corr({names[j]}, {names[i]})" for i in range(d) for j in range(i)]
 
 
 def _sd_corr_table(res, covariances, names, row_labels, alpha, undetermined=None):
@@ -646,7 +831,8 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha, undetermined=None
     from scipy.stats import norm
 
     d = len(names)
-    pairs = [(i, j) for i in range(d) for j in range(i)]
+    quantities = _re_quantities(names)
+    pairs = [(i, j) for _, i, j in quantities[d:]]
 
     def func(x):
         sig = covariances(x)
@@ -655,11 +841,7 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha, undetermined=None
                         axis=1) if pairs else np.zeros((len(sig), 0))
         return np.concatenate([sd, corr], axis=1).ravel()
 
-    quantities = _sd_corr_names(names)
-    if row_labels is None:
-        labels = quantities
-    else:
-        labels = [f"{r} | {q}" for r in row_labels for q in quantities]
+    labels = _row_labels(row_labels, [q[0] for q in quantities])
     table = delta_method(func, np.asarray(res.params, float), res.cov_params,
                          names=labels, alpha=alpha)
     est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
@@ -680,6 +862,101 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha, undetermined=None
     out[f"[{alpha / 2:g}"] = lo
     out[f"{1 - alpha / 2:g}]"] = hi
     return out
+
+
+def _re_quantities(names):
+    """
+    The SDs and correlations of random effects named ``names`` as rows of
+    ``re_table()``: (label, i, j), with i == j for the SD of effect i and
+    i > j for the correlation of effects j and i.
+    """
+    d = len(names)
+    return [(f"SD({n})", i, i) for i, n in enumerate(names)] + \
+        [(f"corr({names[j]}, {names[i]})", i, j) for i in range(d) for j in range(i)]
+
+
+def _row_labels(row_labels, quantities):
+    """Table labels: the quantities, one block per level-2 design row (None
+    stays None)."""
+    if row_labels is None:
+        return list(quantities)
+    return [None if q is None else f"{r} | {q}" for r in row_labels for q in quantities]
+
+
+def _warn_profile(message):
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    # stacklevel 3: the caller of profile_ci
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+
+
+def _profile_rows_wanted(names, labels, var_labels, variances):
+    """
+    The rows ``profile_ci`` reports: {table position: (SD or correlation
+    row, Var row)}, from the labels asked for (``names``; None for all).
+    A Var row shares the profile of its SD row.
+    """
+    has_var = [v is not None for v in var_labels]
+    if names is None:
+        return {k: (True, variances and has_var[k]) for k in range(len(labels))}
+    wanted = {}
+    for name in [names] if isinstance(names, str) else list(names):
+        if name in labels:
+            k = labels.index(name)
+            wanted[k] = (True, wanted.get(k, (False, False))[1]
+                         or (variances and has_var[k]))
+        elif name in var_labels:
+            k = var_labels.index(name)
+            wanted[k] = (wanted.get(k, (False, False))[0], True)
+        else:
+            valid = labels + [v for v in var_labels if v is not None]
+            raise ValueError(f"{name!r} is not a random-effects SD, variance or "
+                             f"correlation; use one of {valid}")
+    return wanted
+
+
+def _profile_table(limits, wanted, labels, var_labels, estimates, is_sd, alpha):
+    """
+    The table of ``profile_ci``: limits on the log-variance / atanh scale
+    (``_profile.profile_limits`` rows, None for held entries) by table
+    position, turned into SDs, variances and correlations.
+    """
+    n_q = len(is_sd)
+    index, est, lower, upper, method = [], [], [], [], []
+    for k in sorted(wanted):
+        sd_row, var_row = wanted[k]
+        out, sd = limits[k], is_sd[k % n_q]
+        if out is None:
+            lo = hi = np.nan
+            how = "held"
+        else:
+            if sd:
+                lo = 0.0 if out["lower_at_bound"] else np.exp(0.5 * out["lower"])
+                hi = np.inf if out["upper_at_bound"] else np.exp(0.5 * out["upper"])
+            else:
+                lo = -1.0 if out["lower_at_bound"] else np.tanh(out["lower"])
+                hi = 1.0 if out["upper_at_bound"] else np.tanh(out["upper"])
+            # An SD has no upper boundary: a profile still within the
+            # critical value 20 units of log variance above the estimate
+            # gives no finite limit.
+            at = [side for side in ("lower", "upper") if out[side + "_at_bound"]
+                  and not (sd and side == "upper")]
+            how = "profile" if not at else \
+                f"profile ({' and '.join(at)} limit at boundary)"
+            if sd and out["upper_at_bound"]:
+                how += " (no upper limit found)"
+        rows = [(labels[k], 1)] if sd_row else []
+        if var_row:
+            rows.append((var_labels[k], 2))
+        for label, power in rows:
+            index.append(label)
+            est.append(estimates[k] ** power)
+            lower.append(lo ** power if sd else lo)
+            upper.append(hi ** power if sd else hi)
+            method.append(how)
+    return pd.DataFrame({"Estimate": est, f"[{alpha / 2:g}": lower,
+                         f"{1 - alpha / 2:g}]": upper, "Method": method},
+                        index=index)
 
 
 class LocationScaleResultsWrapper(HetMixedLMResultsWrapper):

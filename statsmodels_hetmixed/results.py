@@ -652,6 +652,16 @@ class HetMixedLMResults(MixedLMResults):
             "random-effect variance, fit the model without that random "
             "effect and use compare_lr_test.")
 
+    def profile_ci(self, *args, **kwargs):
+        """Profile-likelihood intervals for random-effects SDs and
+        correlations: available for location-scale models only (see
+        ``LocationScaleResults.profile_ci``)."""
+        raise NotImplementedError(
+            "profile_ci is available for location-scale models (random scale "
+            "effects, var_re_formula); for this model, fit it again with the "
+            "variance held at chosen values (fit(start_params=..., free=...)) "
+            "and use compare_lr_test.")
+
     # ------------------------------------------------------------------
     def summary(self, yname=None, xname_fe=None, xname_re=None, title=None,
                 alpha=0.05):

@@ -1,0 +1,235 @@
+"""
+Profile-likelihood confidence limits for the variances and correlations of
+the random effects of location-scale models (private; used by
+``LocationScaleResults.profile_ci``).
+
+The joint covariance matrix is written as in ``_locscale.Level2Layout``:
+log variances and atanh correlations, linear in a group-level design S
+(a column of ones for one covariance matrix).  One entry of theta -- the
+log variance or atanh correlation at one level-2 design row, after a change
+of basis of S that makes that row the first coordinate -- is held at a value
+through the layout's ``free`` mask and the rest refitted by
+``_locscale.fit``.  The limits are where the signed root of the likelihood
+ratio statistic, ``sign(t - t_hat) sqrt(2 (llf_hat - llf_profile(t)))``,
+crosses -+ the normal quantile.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy import optimize
+
+from . import _locscale
+
+# How far from the estimate the limits are sought, on the parameter's own
+# scale.  A log variance 20 below the estimate is a variance 2e-9 times as
+# large: a profile still within the critical value there is read as a limit
+# at variance 0 (the likelihood tends to that of the model without the
+# effect).  |atanh| 7 is |corr| = 0.9999983, read as +-1.
+LOGVAR_SPAN = 20.0
+ATANH_MAX = 7.0
+# A refit whose largest gradient component (of the total log-likelihood)
+# is this small is accepted even when the Newton polish did not confirm
+# convergence (flat directions: a correlation of an effect whose variance
+# is held near zero).
+ACCEPT_GRAD = 1e-3
+# Consistency of the profile with the fit's log-likelihood.
+LLF_TOL = 1e-6
+# A limit is where the signed root is within this of the normal quantile
+# (about 2e-4 in log-likelihood; on the log-variance or atanh scale a
+# fraction 1e-4 of the standard error).
+ROOT_TOL = 1e-4
+
+
+class ProfileError(RuntimeError):
+    """A refit at a profile point failed."""
+
+
+def change_basis(S, theta, layout, row):
+    """
+    Re-express a Level2Layout model so that ``row`` of the level-2 design
+    is the first coordinate: ``S' = S A^-1`` and ``C' = C A'``, ``E' = E A'``
+    with A the identity whose first row is ``row`` (invertible, because the
+    design's first column is the intercept).  Then the log variances and
+    atanh correlations at ``row`` are the first columns of C' and E'.  The
+    other columns of C' and E' equal those of C and E, so coefficients held
+    at 0 (the layout's ``terms``) stay at 0 -- the intercept, always
+    estimated, is the only one that changes.
+
+    Returns (S', theta').
+    """
+    k_s = S.shape[1]
+    A = np.eye(k_s)
+    A[0] = row
+    if row[0] != 1.0:
+        raise ValueError("the level-2 design row must start with the intercept (1)")
+    beta, a, C, E = layout.split(theta)
+    S_new = S @ np.linalg.inv(A)
+    return S_new, layout.pack(beta, a, C @ A.T, E @ A.T)
+
+
+def cholesky_to_level2(layout, beta, a, L):
+    """theta of a Level2Layout with S = 1 from a joint factor L (scale
+    effects first), log variances and atanh correlations clipped to the
+    search range (a variance of 0 or a correlation of +-1 has no finite
+    value there)."""
+    sigma = L @ L.T
+    var = np.diag(sigma)
+    # a zero variance: 2 LOGVAR_SPAN below the largest on the log scale
+    tiny = np.exp(-2 * LOGVAR_SPAN) * max(var.max(), 1e-300)
+    var = np.maximum(var, tiny)
+    sd = np.sqrt(var)
+    C = np.log(var)[:, None]
+    E = np.array([[np.arctanh(np.clip(sigma[k, l] / (sd[k] * sd[l]),
+                                      -np.tanh(ATANH_MAX), np.tanh(ATANH_MAX)))]
+                  for k, l in layout.pairs]).reshape(len(layout.pairs), 1)
+    return layout.pack(beta, a, C, E)
+
+
+class ProfileLikelihood:
+    """
+    The profile log-likelihood of entry ``index`` of a Level2Layout theta:
+    the maximum over the other free entries with that one held at ``t``,
+    each refit warm-started from the nearest point already computed.
+    """
+
+    def __init__(self, data, layout, theta_hat, index, llf_hat):
+        self.data = data
+        self.layout = copy.copy(layout)
+        self.layout.free = layout.free.copy()
+        self.layout.free[index] = False
+        self.index = index
+        # t -> (llf, theta); the estimate is the profile's maximum
+        self.points = {float(theta_hat[index]): (llf_hat, theta_hat.copy())}
+        self.unconverged = []   # t of refits accepted without convergence
+
+    def __call__(self, t):
+        t = float(t)
+        if t in self.points:
+            return self.points[t][0]
+        start = self._start(t)
+        try:
+            with np.errstate(all="ignore"):
+                fit = _locscale.fit(self.data, self.layout, start)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+            raise ProfileError(f"refit failed at {t:.6g}: {exc}") from exc
+        if not np.isfinite(fit.llf):
+            raise ProfileError(f"log-likelihood not finite at {t:.6g}")
+        if not fit.converged and not fit.max_grad <= ACCEPT_GRAD:
+            self.unconverged.append(t)
+        self.points[t] = (fit.llf, fit.theta)
+        return fit.llf
+
+    def _start(self, t):
+        """
+        The nearest computed point's estimate with the held entry at t;
+        correlations other than the held one are shrunk towards 0 until the
+        covariance matrices are positive definite (needed with three or
+        more random effects only).
+        """
+        near = min(self.points, key=lambda s: abs(s - t))
+        theta = self.points[near][1].copy()
+        theta[self.index] = t
+        lay = self.layout
+        others = np.zeros(lay.size, bool)
+        others[lay.p + lay.k_var + lay.d * lay.k_s:] = True
+        others[self.index] = False
+        for _ in range(60):
+            try:
+                lay.unpack(theta)
+                return theta
+            except np.linalg.LinAlgError:
+                theta[others] *= 0.5
+        raise ProfileError(f"no positive definite start at {t:.6g}")
+
+
+def find_limit(profile, t_hat, llf_hat, direction, step, bound, z, xtol,
+               ftol=ROOT_TOL):
+    """
+    The point beyond ``t_hat`` in ``direction`` (+1 or -1) where
+    ``sqrt(2 (llf_hat - profile(t)))`` reaches ``z``: steps outwards
+    (extrapolating the signed root, which is close to linear on the log /
+    atanh scale) until the statistic exceeds ``z``, then brentq, which
+    stops at ``xtol`` or where the root is within ``ftol`` of ``z``.
+
+    Returns (limit, at_bound); ``at_bound`` is True when the statistic
+    stays below ``z`` up to ``bound``, which is then returned.
+    """
+    def excess(t):
+        e = np.sqrt(2.0 * max(llf_hat - profile(t), 0.0)) - z
+        # brentq stops at an exact zero: a point within ftol is the limit
+        # (each evaluation is a refit, so the last bracket halvings that
+        # xtol alone would ask for are expensive).
+        return 0.0 if abs(e) < ftol else e
+
+    inner, inner_root = t_hat, 0.0
+    t = t_hat + direction * step
+    while True:
+        if direction * (t - bound) >= 0:
+            t = bound
+            if excess(t) < 0:
+                return bound, True
+            break
+        e = excess(t)
+        if e >= 0:
+            break
+        inner, inner_root = t, e + z
+        # Next trial: the linear extrapolation of the signed root through
+        # (t_hat, 0) and (inner, root), 10% beyond, to bracket the limit;
+        # between 1.2 and 4 times as far from t_hat.
+        factor = np.clip(1.1 * z / max(inner_root, 1e-12), 1.2, 4.0)
+        t = t_hat + factor * (inner - t_hat)
+    return optimize.brentq(excess, inner, t, xtol=xtol), False
+
+
+def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
+    """
+    Profile-likelihood limits for entries ``indices`` of a Level2Layout
+    theta (log variances or atanh correlations) at the estimate ``theta``.
+
+    Returns (llf at theta, list of dicts or None for held entries); each
+    dict has the estimate ``t_hat``, ``lower`` and ``upper`` on the
+    parameter's own scale (NaN where a refit failed), ``lower_at_bound`` /
+    ``upper_at_bound`` (the profile stays within ``z`` up to the end of the
+    search range), ``n_fits``, ``unconverged`` (held values whose refit was
+    accepted unconverged), ``errors`` and ``max_llf`` (the largest profile
+    log-likelihood met).
+    """
+    # The log-likelihood at the estimate with the same nodes and the same
+    # code as the profile points (the reference for the statistic), and the
+    # curvature on this scale for the first steps.
+    with np.errstate(all="ignore"):
+        check = _locscale.fit(data, layout, theta, optimise=False)
+    llf_hat = check.llf
+    first_corr = layout.p + layout.k_var + layout.d * layout.k_s
+    out = []
+    for index in indices:
+        if not layout.free[index]:
+            out.append(None)
+            continue
+        t_hat = float(theta[index])
+        se = np.sqrt(max(check.cov_theta[index, index], 0.0))
+        step = float(np.clip(z * se, 0.05, 2.0)) if np.isfinite(se) and se > 0 else 0.5
+        if index >= first_corr:
+            bounds = (-ATANH_MAX, ATANH_MAX)
+        else:
+            bounds = (t_hat - LOGVAR_SPAN, t_hat + LOGVAR_SPAN)
+        prof = ProfileLikelihood(data, layout, theta, index, llf_hat)
+        row = {"t_hat": t_hat, "errors": []}
+        for side, direction, bound in zip(("lower", "upper"), (-1, 1), bounds):
+            if direction * (t_hat - bound) >= 0:  # estimate at the boundary
+                row[side], row[side + "_at_bound"] = bound, True
+                continue
+            try:
+                row[side], row[side + "_at_bound"] = find_limit(
+                    prof, t_hat, llf_hat, direction, step, bound, z, xtol)
+            except ProfileError as exc:
+                row[side], row[side + "_at_bound"] = np.nan, False
+                row["errors"].append(str(exc))
+        row["n_fits"] = len(prof.points) - 1
+        row["unconverged"] = prof.unconverged
+        row["max_llf"] = max((v[0] for v in prof.points.values()), default=-np.inf)
+        out.append(row)
+    return llf_hat, out

@@ -1,0 +1,250 @@
+"""Profile-likelihood intervals for the random effects of location-scale
+models (LocationScaleResults.profile_ci)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.interpolate import CubicSpline
+from scipy.optimize import brentq
+from scipy.stats import chi2, norm
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+import statsmodels_hetmixed.formula.api as hmf
+from statsmodels_hetmixed import HetMixedLM, _locscale
+from statsmodels_hetmixed.locscale import _location_scale_data
+
+from .test_locscale import _simulate, _simulate_level2
+
+Z95 = norm.ppf(0.975)
+FORMULA = dict(groups="g", var_formula="~ x + h", var_re_formula="~ 1")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    data, _ = _simulate(n_groups=20, size=8, seed=5)
+    model = hmf.hetmixedlm("y ~ x + h", data, **FORMULA)
+    res = model.fit(reml=False)
+    assert res.converged
+    return model, res
+
+
+@pytest.fixture(scope="module")
+def profiled(fitted):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fitted[1].profile_ci(variances=True)
+
+
+def test_table(fitted, profiled):
+    _, res = fitted
+    wald = res.re_table()
+    assert list(profiled.index) == ["SD(g)", "Var(g)", "SD(var:g)", "Var(var:g)",
+                                    "corr(g, var:g)"]
+    assert list(profiled.columns) == ["Estimate", "[0.025", "0.975]", "Method"]
+    assert (profiled["Method"] == "profile").all()
+    for name in wald.index:
+        assert profiled.loc[name, "Estimate"] == wald.loc[name, "Estimate"]
+        lo, hi = profiled.loc[name, ["[0.025", "0.975]"]]
+        assert lo < wald.loc[name, "Estimate"] < hi
+        # same order of magnitude as the delta-method interval
+        wlo, whi = wald.loc[name, ["[0.025", "0.975]"]]
+        assert abs(lo - wlo) < 0.5 * (whi - wlo) and abs(hi - whi) < 0.5 * (whi - wlo)
+    for sd, var in (("SD(g)", "Var(g)"), ("SD(var:g)", "Var(var:g)")):
+        np.testing.assert_allclose(profiled.loc[var, ["Estimate", "[0.025", "0.975]"]]
+                                   .astype(float),
+                                   profiled.loc[sd, ["Estimate", "[0.025", "0.975]"]]
+                                   .astype(float) ** 2, rtol=1e-12)
+
+
+def test_constrained_refit_at_the_estimate_is_the_estimate(fitted):
+    """With the scale effects' log variance held at its estimate, a refit
+    from elsewhere returns the estimate and the fit's log-likelihood."""
+    model, res = fitted
+    S, theta, _, _, _ = res._profile_model()
+    data = _location_scale_data(model, res.n_quad)
+    layout = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1, S)
+    # the same function with the same quadrature as the fit
+    check = _locscale.fit(data, layout, theta, optimise=False)
+    assert check.llf == pytest.approx(res.llf, abs=1e-6)
+    held = model.k_fe + model.k_var          # log var(omega): scale effects first
+    layout.free[held] = False
+    start = theta + 0.2
+    start[held] = theta[held]
+    refit = _locscale.fit(data, layout, start)
+    assert refit.converged
+    assert refit.llf == pytest.approx(res.llf, abs=1e-6)
+    np.testing.assert_allclose(refit.theta, theta, atol=2e-4)
+
+
+def _grid_limits(values, llf, llf_hat, estimate):
+    """95% limits from a cubic spline through the signed root on a grid."""
+    root = np.sign(values - estimate) * np.sqrt(np.maximum(2 * (llf_hat - llf), 0))
+    spline = CubicSpline(values, root)
+    return (brentq(lambda v: spline(v) + Z95, values[0], estimate),
+            brentq(lambda v: spline(v) - Z95, estimate, values[-1]))
+
+
+def test_limits_match_a_brute_force_profile_on_a_grid(fitted, profiled):
+    """Refits on a grid of held values, interpolated.  SD(omega) is held
+    through the Cholesky layout (its first diagonal entry, the scale
+    effects coming first), a parameterisation that profile_ci does not
+    use; SD(u) and the correlation through the log-variance / atanh layout."""
+    model, res = fitted
+    fit = res._ls_fit
+    data = _location_scale_data(model, res.n_quad)
+    p, k = model.k_fe, model.k_var
+
+    def refit(layout, start, index, value):
+        theta = start.copy()
+        theta[index] = value
+        layout.free = np.ones(layout.size, bool)
+        layout.free[index] = False
+        out = _locscale.fit(data, layout, theta)
+        assert out.converged
+        return out.llf
+
+    chol = _locscale.ThetaLayout(p, k, 1, 1)
+    beta, a, L = chol.unpack(fit.theta)
+    L[:, 0] *= np.sign(L[0, 0])               # same Sigma, L[0, 0] = SD(omega)
+    start = chol.pack(beta, a, L)
+    lo, hi = profiled.loc["SD(var:g)", ["[0.025", "0.975]"]]
+    grid = np.linspace(0.9 * lo, 1.1 * hi, 13)
+    llf = [refit(chol, start, p + k, v) for v in grid]
+    np.testing.assert_allclose(_grid_limits(grid, np.array(llf), res.llf, L[0, 0]),
+                               [lo, hi], atol=1e-3)
+
+    S, theta, _, _, _ = res._profile_model()
+    level2 = _locscale.Level2Layout(p, k, 1, 1, S)
+    for name, index, to_scale in (("SD(g)", p + k + 1, lambda t: np.exp(0.5 * t)),
+                                  ("corr(g, var:g)", p + k + 2, np.tanh)):
+        lo, hi = profiled.loc[name, ["[0.025", "0.975]"]]
+        # a grid on the parameter's own scale, a little wider than the interval
+        t_lo = 1.1 * (np.log(lo**2) if name.startswith("SD") else np.arctanh(lo)) \
+            - 0.1 * theta[index]
+        t_hi = 1.1 * (np.log(hi**2) if name.startswith("SD") else np.arctanh(hi)) \
+            - 0.1 * theta[index]
+        grid = np.linspace(t_lo, t_hi, 13)
+        llf = [refit(level2, theta, index, v) for v in grid]
+        limits = _grid_limits(grid, np.array(llf), res.llf, theta[index])
+        np.testing.assert_allclose(to_scale(np.array(limits)), [lo, hi], atol=1e-3)
+
+
+def test_boundary_variance_zero():
+    """Data without scale effects: the scale effects' SD has lower limit 0,
+    because the profile stays within the critical value down to SD 0."""
+    data, _ = _simulate(n_groups=15, size=8, seed=1, var_omega=0.0)
+    model = hmf.hetmixedlm("y ~ x + h", data, **FORMULA)
+    res = model.fit(reml=False)
+    table = res.profile_ci(["SD(var:g)", "Var(var:g)"])
+    assert list(table.index) == ["SD(var:g)", "Var(var:g)"]
+    assert (table["[0.025"] == 0).all() and (table["0.975]"] > table["Estimate"]).all()
+    assert (table["Method"] == "profile (lower limit at boundary)").all()
+    # Check: with SD(omega) held at 1e-4 the log-likelihood is less than
+    # chi2_1(0.95) / 2 below the maximum.
+    fit = res._ls_fit
+    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, 1, 1)
+    layout.free[model.k_fe + model.k_var] = False
+    theta = fit.theta.copy()
+    theta[model.k_fe + model.k_var] = 1e-4
+    held = _locscale.fit(_location_scale_data(model, res.n_quad), layout, theta)
+    assert 0 < 2 * (res.llf - held.llf) < chi2.ppf(0.95, 1)
+
+
+def test_independent_correlation_is_held(fitted):
+    model, _ = fitted
+    res = model.fit(reml=False, re_cov="independent")
+    table = res.profile_ci(["SD(var:g)", "corr(g, var:g)"])
+    assert table.loc["corr(g, var:g)", "Method"] == "held"
+    assert table.loc["corr(g, var:g)", ["[0.025", "0.975]"]].isna().all()
+    assert table.loc["SD(var:g)", "Method"] == "profile"
+    assert np.isfinite(table.loc["SD(var:g)", ["[0.025", "0.975]"]].astype(float)).all()
+
+
+def test_names_alpha_and_bad_input(fitted, profiled):
+    model, res = fitted
+    one = res.profile_ci("Var(var:g)")
+    assert list(one.index) == ["Var(var:g)"]
+    np.testing.assert_allclose(one.iloc[0, :3].astype(float),
+                               profiled.loc["Var(var:g)"].iloc[:3].astype(float),
+                               rtol=1e-10)
+    narrow = res.profile_ci(["SD(var:g)"], alpha=0.5)
+    assert list(narrow.columns[1:3]) == ["[0.25", "0.75]"]
+    lo95, hi95 = profiled.loc["SD(var:g)", ["[0.025", "0.975]"]]
+    assert lo95 < narrow.iloc[0, 1] < narrow.iloc[0, 0] < narrow.iloc[0, 2] < hi95
+    with pytest.raises(ValueError, match="not a random-effects SD.*SD\\(g\\)"):
+        res.profile_ci("SD(x)")
+    with pytest.raises(ValueError, match="alpha"):
+        res.profile_ci(alpha=1.5)
+    plain = HetMixedLM(model.endog, model.exog, model._group_index,
+                       exog_re=model.exog_re, exog_var=model.exog_var).fit(reml=False)
+    with pytest.raises(NotImplementedError, match="location-scale"):
+        plain.profile_ci()
+
+
+def test_warns_when_the_fit_is_not_at_the_maximum(fitted):
+    model, _ = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start_only = model.fit(reml=False, do_cg=False)
+    with pytest.warns(ConvergenceWarning, match="larger log-likelihood"):
+        start_only.profile_ci("SD(var:g)")
+
+
+def test_level2_rows_match_a_recoded_reference():
+    """The limits at the level-2 row s = 1 (a change of basis of the
+    design) equal those at the reference row of the same model coded with
+    t = 1 - s."""
+    data = _simulate_level2(n_groups=30, size=8, seed=4)
+    data["t"] = 1 - data["s"]
+    kw = dict(groups="g", var_formula="~ x", var_re_formula="~ 1")
+    names = ["SD(var:g)", "corr(g, var:g)"]
+    by_s = hmf.hetmixedlm("y ~ x", data, re_var_formula="~ s", **kw).fit(reml=False)
+    by_t = hmf.hetmixedlm("y ~ x", data, re_var_formula="~ t", **kw).fit(reml=False)
+    assert by_s.llf == pytest.approx(by_t.llf, abs=1e-6)
+    a = by_s.profile_ci([f"s=1 | {n}" for n in names], variances=True)
+    b = by_t.profile_ci([f"t=0 | {n}" for n in names], variances=True)
+    assert list(a.index) == ["s=1 | SD(var:g)", "s=1 | Var(var:g)",
+                             "s=1 | corr(g, var:g)"]
+    np.testing.assert_allclose(a.iloc[:, :3].astype(float), b.iloc[:, :3].astype(float),
+                               atol=2e-4)
+    assert list(a["Method"]) == list(b["Method"])
+
+
+def test_level2_intercept_only_is_the_plain_profile(fitted, profiled):
+    model, _ = fitted
+    level2 = hmf.hetmixedlm("y ~ x + h", model.data.frame, re_var_formula="~ 1",
+                            **FORMULA).fit(reml=False)
+    table = level2.profile_ci("all | SD(var:g)")
+    np.testing.assert_allclose(table.iloc[0, :3].astype(float),
+                               profiled.loc["SD(var:g)"].iloc[:3].astype(float),
+                               atol=2e-4)
+
+
+def test_level2_dict_form_profiles_keep_held_terms():
+    """With a dict re_var_formula the refits keep the held coefficients at
+    0: a correlation constant across rows gets the same interval in both
+    rows, and no refit finds a larger log-likelihood than the fit (which
+    a refit with the held terms freed would)."""
+    data = _simulate_level2(n_groups=30, size=8, seed=4)
+    kw = dict(groups="g", var_formula="~ x", var_re_formula="~ 1")
+    res = hmf.hetmixedlm("y ~ x", data, re_var_formula={"var:g": "~ s"},
+                         **kw).fit(reml=False)
+    names = ["s=0 | corr(g, var:g)", "s=1 | corr(g, var:g)", "s=1 | SD(var:g)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = res.profile_ci(names)
+    lims = table.loc[names].iloc[:, :3].astype(float).to_numpy()
+    np.testing.assert_allclose(lims[0], lims[1], atol=1e-8)
+    assert np.all(lims[:, 1] < lims[:, 0]) and np.all(lims[:, 0] < lims[:, 2])
+    # The limit is where the LR statistic reaches chi2_1(0.95): refit with
+    # the held terms and the correlation fixed at the upper limit.
+    lay = res._l2
+    theta = res._l2_theta.copy()
+    first_corr = lay.p + lay.k_var + lay.d * lay.k_s
+    theta[first_corr] = np.arctanh(lims[1, 2])
+    held = _locscale.Level2Layout(lay.p, lay.k_var, lay.q_w, lay.q_u, lay.S,
+                                  terms=lay.free[lay.p + lay.k_var:].reshape(-1, lay.k_s))
+    held.free[first_corr] = False
+    refit = _locscale.fit(_location_scale_data(res.model, res.n_quad), held, theta)
+    assert 2 * (res.llf - refit.llf) == pytest.approx(Z95**2, abs=2e-3)
