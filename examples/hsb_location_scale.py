@@ -23,11 +23,14 @@ residual (within-school) variance:
 Models (1) and (5) also get profile-likelihood intervals for their SDs
 and correlations (model 5 in two codings of sector).  Each fit is timed
 and must converge without any warning (warnings are turned into errors).
-The exceptions are the variants of model (5), whose public-school
-correlation or scale-effect SD goes to the boundary (+1 or 0): the
-package's warning that names the quantities on the boundary is expected
-there, caught and printed; any other warning is still an error.  Run from
-a source checkout::
+The exceptions are fits whose estimate is on the boundary of the
+parameter space, where the package's warning is expected, caught and
+printed (any other warning is still an error): models (2) to (4), whose
+joint covariance of the mean and scale effects is singular (the random
+cses slope is a linear combination of the other effects: rank 2 of 3,
+and 2 of 4 in model (4)), and the variants of model (5), whose
+public-school correlation or scale-effect SD goes to +1 or 0.  Run from a
+source checkout::
 
     python examples/hsb_location_scale.py [--figures DIR] [--check-nodes]
 
@@ -160,15 +163,15 @@ def main(argv=None):
 
     # (2) Raudenbush and Bryk's intercepts- and slopes-as-outcomes mean.
     mean2 = "mathach ~ sector + meanses + cses + sector:cses + meanses:cses"
-    m2, times[2] = fit("2", mean2, data, re_formula="~ cses",
-                       var_formula="~ sector", var_re_formula="~ 1")
+    m2, times[2] = fit_on_boundary("2", mean2, data, re_formula="~ cses",
+                                   var_formula="~ sector", var_re_formula="~ 1")
     report(m2, sector)
     lr(m2, m1, "(2) vs (1)")
 
     # (3) school mean and SD of ses in the variance function.
-    m3, times[3] = fit("3", mean2, data, re_formula="~ cses",
-                       var_formula="~ sector + meanses + sdses",
-                       var_re_formula="~ 1")
+    m3, times[3] = fit_on_boundary("3", mean2, data, re_formula="~ cses",
+                                   var_formula="~ sector + meanses + sdses",
+                                   var_re_formula="~ 1")
     schools = data.groupby("school")[["meanses", "sdses"]].first()
     avg = schools.mean()
     rows3 = (["public, average school", "Catholic, average school"],
@@ -182,9 +185,9 @@ def main(argv=None):
 
     # (4) cses in the variance function, fixed and random; four correlated
     # random effects.
-    m4, times[4] = fit("4", mean2, data, re_formula="~ cses",
-                       var_formula="~ sector + cses + sector:cses",
-                       var_re_formula="~ cses")
+    m4, times[4] = fit_on_boundary("4", mean2, data, re_formula="~ cses",
+                                   var_formula="~ sector + cses + sector:cses",
+                                   var_re_formula="~ cses")
     rows4 = (["public, cses = 0", "Catholic, cses = 0"],
              [[1, 0, 0, 0], [1, 1, 0, 0]], [[1, 0], [1, 0]])
     report(m4, sector, rows4)
@@ -267,9 +270,10 @@ def main(argv=None):
     lr(m5, m5i, "(5) vs (5) with correlations held at 0")
 
     if args.check_nodes:
-        m4b, _ = fit("4, 8 nodes per dimension", mean2, data, re_formula="~ cses",
-                     var_formula="~ sector + cses + sector:cses",
-                     var_re_formula="~ cses", n_quad=8)
+        m4b, _ = fit_on_boundary("4, 8 nodes per dimension", mean2, data,
+                                 re_formula="~ cses",
+                                 var_formula="~ sector + cses + sector:cses",
+                                 var_re_formula="~ cses", n_quad=8)
         diff = (m4b.params - m4.params) / m4.bse
         print(f"llf change {m4b.llf - m4.llf:.2e}; largest parameter change "
               f"{diff.abs().max():.2g} standard errors ({diff.abs().idxmax()})")

@@ -97,9 +97,14 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
                 layout=ParamLayout(model.k_fe, d, 0, model.k_var, []))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
-    _warn_boundary([f"{n} is not determined" for n in res._undetermined_params()],
+    undetermined = res._undetermined_params()
+    _warn_boundary([f"{n} is not determined" for n in undetermined],
                    "use re_cov='independent' or a simpler random-effects "
                    "structure", do_cg)
+    if not undetermined:
+        # A singular Sigma is reachable without flat directions in the
+        # Cholesky parameters (a zero row of L): say so too.
+        _warn_singular(np.asarray(res.cov_re_joint)[None], do_cg)
     return LocationScaleResultsWrapper(res)
 
 
@@ -123,21 +128,35 @@ def _warn_unconverged(fit, do_cg, stacklevel=4):
 
 def _warn_singular(sigmas, do_cg, stacklevel=4):
     """Warn when a group's joint covariance is (nearly) singular: a
-    correlation of +-1 or a variance of 0, on the boundary of the parameter
-    space, where standard errors are not reliable."""
+    correlation of +-1, a variance of 0, or more generally a random effect
+    that is a linear combination of the others -- the boundary of the
+    parameter space, where standard errors are not reliable."""
     if not do_cg:
         return
-    eig = np.linalg.eigvalsh(sigmas)
-    if np.any(eig[:, 0] <= 1e-6 * np.maximum(eig[:, -1], 1e-300)):
+    rank, d = _smallest_rank(sigmas)
+    if rank < d:
         from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
         warnings.warn(
-            "The joint random-effects covariance matrix is (nearly) singular "
-            "for some groups (a correlation of +-1 or a zero variance): the "
-            "estimate is on the boundary of the parameter space and the "
-            "standard errors of those parameters are not reliable. Consider "
-            "a simpler random-effects or level-2 variance structure.",
-            ConvergenceWarning, stacklevel=stacklevel)
+            "The estimate is on the boundary of the parameter space: the "
+            "joint random-effects covariance matrix is singular "
+            + ("for some groups " if len(sigmas) > 1 else "")
+            + f"(rank {rank} of {d}: some random effects are linear "
+            "combinations of the others, e.g. a correlation of +-1 or a zero "
+            "variance). The standard errors of the random-effects parameters "
+            "are not reliable there. Accept the singular estimate, or simplify "
+            "the random-effects structure (fewer random effects, or "
+            "re_cov='independent'); profile_ci() gives intervals that remain "
+            "valid up to the boundary.", ConvergenceWarning, stacklevel=stacklevel)
+
+
+def _smallest_rank(sigmas):
+    """The smallest numerical rank among covariance matrices ``(n, d, d)``
+    (eigenvalues up to 1e-6 of the largest count as zero), and d."""
+    eig = np.linalg.eigvalsh(sigmas)
+    small = eig <= 1e-6 * np.maximum(eig[:, -1:], 1e-300)
+    d = sigmas.shape[-1]
+    return d - int(small.sum(axis=1).max()), d
 
 
 def _warn_boundary(quantities, remedy, do_cg, stacklevel=4):
@@ -360,6 +379,23 @@ class LocationScaleResults(HetMixedLMResults):
         self._ls_fit = fit
         self.method = "ML"
         self.reml = False
+
+    def _joint_covariances(self):
+        """Every distinct joint covariance matrix of (u_i, omega_i), (n, d, d)."""
+        return np.asarray(self.cov_re_joint)[None]
+
+    def covariance_rank(self):
+        """
+        Numerical rank of the joint random-effects covariance matrix (the
+        smallest over groups with level-2 variance functions) and its size;
+        a rank below the size is a singular estimate, on the boundary of
+        the parameter space.
+
+        Returns
+        -------
+        (int, int)
+        """
+        return _smallest_rank(self._joint_covariances())
 
     @cache_readonly
     def corr_re_joint(self):
@@ -807,6 +843,9 @@ class Level2Results(LocationScaleResults):
         terms = lay.free[lay.p + lay.k_var:].reshape(-1, lay.k_s)
         rows, labels = self._design_rows()
         return self.model._re_var_group_design, self._l2_theta, rows, labels, terms
+
+    def _joint_covariances(self):
+        return self._sigma_groups
 
     def _intercept_variance(self):
         """Each group's variance of the mean's first random effect."""

@@ -76,15 +76,23 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         for col in ret.columns[1:]:
             ret[col] = _fmt(ret[col].to_numpy())
         smry.add_df(ret, index=False, align="r")
+        rule = ("the Laplace approximation" if res.n_quad == 1 else
+                f"adaptive Gauss-Hermite quadrature with {res.n_quad} nodes per "
+                "dimension")
         smry.add_text(f"Location-scale model: random effects in the log residual "
-                      f"variance (var:...), ML by adaptive Gauss-Hermite "
-                      f"quadrature with {res.n_quad} nodes per dimension. "
+                      f"variance (var:...), ML by {rule}. "
                       "Intervals: log scale for SDs, Fisher's z for correlations.")
+        rank, d = res.covariance_rank()
         if getattr(res, "n_flat", 0):
             smry.add_text("The estimate is on the boundary of the parameter space "
                           "(see the warning): a blank standard error is not "
                           "determined by the data, or belongs to a parameter "
                           "held fixed.")
+        elif rank < d:
+            smry.add_text(f"The joint random-effects covariance matrix is singular "
+                          f"(rank {rank} of {d}): the estimate is on the boundary "
+                          "of the parameter space, where the standard errors of "
+                          "the random-effects parameters are not reliable.")
     if model.var_link == "identity":
         _identity_link_block(smry, res, params, bse, q, lo, hi)
     else:

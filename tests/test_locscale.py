@@ -546,3 +546,29 @@ def test_level2_boundary_hsb(hsb_data):
     assert catholic["Std.Err."] == pytest.approx(also["Std.Err."], rel=0.02)
     public = by_sector.re_table().loc["sector=0 | corr(school, var:school)"]
     assert public["Estimate"] > 1 - 1e-8 and np.isnan(public["Std.Err."])
+
+
+def test_singular_joint_covariance_warns_and_says_so():
+    """Without a scale effect in the data the maximum has a rank-1 joint
+    covariance (a correlation of -1 with a small scale SD): a boundary
+    estimate, reported by a warning, covariance_rank and the summary."""
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    data, _ = _simulate(n_groups=15, size=8, seed=1, var_omega=0.0)
+    model = hmf.hetmixedlm("y ~ x + h", data, groups="g", var_formula="~ x + h",
+                           var_re_formula="~ 1")
+    with pytest.warns(ConvergenceWarning, match=r"singular \(rank 1 of 2"):
+        res = model.fit(reml=False)
+    assert res.converged
+    assert res.covariance_rank() == (1, 2)
+    assert abs(res.corr_re_joint.iloc[0, 1]) > 0.9999
+    assert "singular (rank 1 of 2)" in " ".join(res.summary().as_text().split())
+    # An interior fit: full rank, no such warning or note.
+    interior, _ = _simulate(n_groups=40, size=10, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fine = hmf.hetmixedlm("y ~ x + h", interior, groups="g", var_formula="~ x + h",
+                              var_re_formula="~ 1").fit(reml=False, n_quad=1)
+    assert fine.covariance_rank() == (2, 2)
+    text = " ".join(fine.summary().as_text().split())
+    assert "singular" not in text and "by the Laplace approximation" in text
