@@ -28,7 +28,7 @@ from statsmodels.regression.mixed_linear_model import (
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from . import _engine
-from .params import ParamLayout, psd_factor
+from .params import ParamLayout
 from .variance import make_variance_function
 
 __all__ = ["HetMixedLM"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from statsmodels.base import wrapper as wrap
 from statsmodels.regression.mixed_linear_model import (
     MixedLMParams,
