@@ -769,9 +769,14 @@ def _value_or_minus_inf(data, layout, theta, quad):
         return -np.inf
 
 
-def fit(data, layout, theta, optimise=True, maxiter=2000):
+def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
     """
     Maximise the adaptive-quadrature log-likelihood.
+
+    ``covariance=False`` (refits whose standard errors are not wanted, such
+    as profile points): convergence is accepted on the decrement of a
+    reused Hessian, without the fresh one that would give the covariance,
+    and ``cov_theta`` is NaN.
 
     A quasi-Newton run in which every evaluation re-adapts the nodes (warm
     started at the previous modes, so one or two Newton steps per group) and
@@ -857,7 +862,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
             continue
         decrement = max(newton.decrement, newton.flat_decrement)
         if decrement < _DECREMENT_TOL:
-            if fresh and accurate:
+            if (fresh and accurate) or not covariance:
                 converged = not newton.indefinite
                 break
             fresh = confirm = True
@@ -904,6 +909,8 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
         except np.linalg.LinAlgError:  # -hess indefinite, or a step not PD
             pass
     cov = np.zeros((layout.size, layout.size))
+    if not covariance:
+        cov[np.ix_(idx, idx)] = np.nan
     if newton is None:
         if hess is None:  # a difference step left the parameter space
             cov[np.ix_(idx, idx)] = np.nan
@@ -914,7 +921,8 @@ def fit(data, layout, theta, optimise=True, maxiter=2000):
                 cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
         flat, decrement = np.zeros((0, layout.size)), None
     else:
-        cov[np.ix_(idx, idx)] = newton.cov
+        if covariance:
+            cov[np.ix_(idx, idx)] = newton.cov
         flat = np.zeros((len(newton.flat), layout.size))
         flat[:, idx] = newton.flat
         decrement = newton.decrement

@@ -112,7 +112,7 @@ class ProfileLikelihood:
         start = self._start(t)
         try:
             with np.errstate(all="ignore"):
-                fit = _locscale.fit(self.data, self.layout, start)
+                fit = _locscale.fit(self.data, self.layout, start, covariance=False)
         except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
             raise ProfileError(f"refit failed at {t:.6g}: {exc}") from exc
         if not np.isfinite(fit.llf):
