@@ -764,9 +764,12 @@ def _value_or_minus_inf(data, layout, theta, quad):
     """The log-likelihood at fixed nodes, -inf where some group's joint
     covariance is not positive definite."""
     try:
-        return _value_and_grad(data, layout, theta, quad)[0]
+        # Trial steps can overflow (a huge variance): that is -inf too.
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = _value_and_grad(data, layout, theta, quad)[0]
     except np.linalg.LinAlgError:
         return -np.inf
+    return value if np.isfinite(value) else -np.inf
 
 
 def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):

@@ -116,14 +116,15 @@ def _location_scale_data(model, n_quad):
         model.exog_var_re, model._group_index, model.n_groups, n_quad)
 
 
-def _warn_unconverged(fit, do_cg, stacklevel=4):
+def _warn_unconverged(fit, do_cg, stacklevel=4, hint=None):
     if do_cg and not fit.converged:
         from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
         warnings.warn(
             "Location-scale optimization did not converge (largest gradient "
-            f"component {fit.max_grad:.3g}); try more quadrature nodes or a "
-            "simpler model.", ConvergenceWarning, stacklevel=stacklevel)
+            f"component {fit.max_grad:.3g}); "
+            + (hint or "try more quadrature nodes or a simpler model."),
+            ConvergenceWarning, stacklevel=stacklevel)
 
 
 def _warn_singular(sigmas, do_cg, stacklevel=4):
@@ -209,8 +210,18 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
                         C0, E0)
     fit = _locscale.fit(data, layout, theta, optimise=do_cg)
+    # With three or more random effects the correlation functions do not
+    # keep every group's covariance positive definite by themselves: a
+    # maximum on that constraint stops the optimiser short.
+    hint = None
+    if layout.d >= 3 and _smallest_rank(layout.sigma(fit.theta)[0])[0] < layout.d:
+        hint = ("the maximum lies where some group's covariance matrix of the "
+                f"{layout.d} random effects becomes singular, a constraint the "
+                "level-2 correlation functions do not remove. Use fewer "
+                "correlated random effects: re_cov='independent' (mean and "
+                "scale effects in separate blocks), or fewer random effects.")
     # one call deeper than fit_location_scale's own warnings
-    _warn_unconverged(fit, do_cg, stacklevel=5)
+    _warn_unconverged(fit, do_cg, stacklevel=5, hint=hint)
     # Results order: fixed effects, level-2 coefficients (those of the
     # functions' formulas), variance function.
     p, k = model.k_fe, model.k_var

@@ -572,3 +572,25 @@ def test_singular_joint_covariance_warns_and_says_so():
     assert fine.covariance_rank() == (2, 2)
     text = " ".join(fine.summary().as_text().split())
     assert "singular" not in text and "by the Laplace approximation" in text
+
+
+def test_trial_step_with_overflow_is_minus_infinity():
+    """A Newton trial point with an astronomically large level-2 log
+    variance scores far below the start (or -inf), quietly: no numpy
+    overflow warning reaches the user."""
+    data = _simulate_level2(n_groups=10, size=6)
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
+                           var_re_formula="~ 1", re_var_formula="~ s")
+    ls = _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
+        model._group_index, model.n_groups, 5)
+    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
+                                 model._re_var_group_design)
+    theta = np.zeros(lay.size)
+    quad = _locscale.adapt(ls, lay, theta)
+    start = _locscale._value_or_minus_inf(ls, lay, theta, quad)
+    theta[lay.p + lay.k_var] = 1e6   # log var of the scale effect
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = _locscale._value_or_minus_inf(ls, lay, theta, quad)
+    assert value < start - 1000 and not np.isnan(value)
