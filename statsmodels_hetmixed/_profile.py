@@ -17,8 +17,10 @@ crosses -+ the normal quantile.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
+import pandas as pd
 from scipy import optimize
 
 from . import _locscale
@@ -233,3 +235,82 @@ def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
         row["max_llf"] = max((v[0] for v in prof.points.values()), default=-np.inf)
         out.append(row)
     return llf_hat, out
+
+
+# ----------------------------------------------------------------------
+# The table of profile_ci
+
+def warn(message):
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    # stacklevel 3: the caller of profile_ci
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+
+
+def rows_wanted(names, labels, var_labels, variances):
+    """
+    The rows ``profile_ci`` reports: {table position: (SD or correlation
+    row, Var row)}, from the labels asked for (``names``; None for all).
+    A Var row shares the profile of its SD row.
+    """
+    has_var = [v is not None for v in var_labels]
+    if names is None:
+        return {k: (True, variances and has_var[k]) for k in range(len(labels))}
+    wanted = {}
+    for name in [names] if isinstance(names, str) else list(names):
+        if name in labels:
+            k = labels.index(name)
+            wanted[k] = (True, wanted.get(k, (False, False))[1]
+                         or (variances and has_var[k]))
+        elif name in var_labels:
+            k = var_labels.index(name)
+            wanted[k] = (wanted.get(k, (False, False))[0], True)
+        else:
+            valid = labels + [v for v in var_labels if v is not None]
+            raise ValueError(f"{name!r} is not a random-effects SD, variance or "
+                             f"correlation; use one of {valid}")
+    return wanted
+
+
+def table(limits, wanted, labels, var_labels, estimates, is_sd, alpha):
+    """
+    The table of ``profile_ci``: limits on the log-variance / atanh scale
+    (``profile_limits`` rows, None for held entries) by table
+    position, turned into SDs, variances and correlations.
+    """
+    n_q = len(is_sd)
+    index, est, lower, upper, method = [], [], [], [], []
+    for k in sorted(wanted):
+        sd_row, var_row = wanted[k]
+        out, sd = limits[k], is_sd[k % n_q]
+        if out is None:
+            lo = hi = np.nan
+            how = "held"
+        else:
+            if sd:
+                lo = 0.0 if out["lower_at_bound"] else np.exp(0.5 * out["lower"])
+                hi = np.inf if out["upper_at_bound"] else np.exp(0.5 * out["upper"])
+            else:
+                lo = -1.0 if out["lower_at_bound"] else np.tanh(out["lower"])
+                hi = 1.0 if out["upper_at_bound"] else np.tanh(out["upper"])
+            # An SD has no upper boundary: a profile still within the
+            # critical value 20 units of log variance above the estimate
+            # gives no finite limit.
+            at = [side for side in ("lower", "upper") if out[side + "_at_bound"]
+                  and not (sd and side == "upper")]
+            how = "profile" if not at else \
+                f"profile ({' and '.join(at)} limit at boundary)"
+            if sd and out["upper_at_bound"]:
+                how += " (no upper limit found)"
+        rows = [(labels[k], 1)] if sd_row else []
+        if var_row:
+            rows.append((var_labels[k], 2))
+        for label, power in rows:
+            index.append(label)
+            est.append(estimates[k] ** power)
+            lower.append(lo ** power if sd else lo)
+            upper.append(hi ** power if sd else hi)
+            method.append(how)
+    return pd.DataFrame({"Estimate": est, f"[{alpha / 2:g}": lower,
+                         f"{1 - alpha / 2:g}]": upper, "Method": method},
+                        index=index)

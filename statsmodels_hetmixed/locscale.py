@@ -530,7 +530,7 @@ class LocationScaleResults(HetMixedLMResults):
         labels = _row_labels(row_labels, [q[0] for q in quantities])
         var_labels = _row_labels(row_labels, [f"Var({n})" for n in re_names]
                                  + [None] * (len(quantities) - len(re_names)))
-        wanted = _profile_rows_wanted(names, labels, var_labels, variances)
+        wanted = _profile.rows_wanted(names, labels, var_labels, variances)
         q_w, q_u = model.k_var_re, model.k_re
         d, n_q = q_w + q_u, len(quantities)
         perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # results -> layout order
@@ -562,7 +562,7 @@ class LocationScaleResults(HetMixedLMResults):
                     indices.append(first_corr + layout.pairs.index(pair) * layout.k_s)
             llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
             if abs(llf_hat - self.llf) > _profile.LLF_TOL:
-                _warn_profile(
+                _profile.warn(
                     f"The log-likelihood recomputed for the profile "
                     f"({llf_hat:.8f}) differs from llf ({self.llf:.8f}); the "
                     "profile intervals are relative to the recomputed value.")
@@ -578,21 +578,21 @@ class LocationScaleResults(HetMixedLMResults):
                     problems["higher"].append(
                         f"{labels[k]} (+{out['max_llf'] - llf_hat:.3g})")
         if problems["higher"]:
-            _warn_profile(
+            _profile.warn(
                 "Refits with a random-effects parameter held found a larger "
                 "log-likelihood than the fit, which therefore had not reached "
                 "the maximum: " + ", ".join(problems["higher"]) + ". The "
                 "profile intervals are not reliable; refit (more quadrature "
                 "nodes, a simpler model).")
         if problems["unconverged"]:
-            _warn_profile(
+            _profile.warn(
                 "Some refits at profile points stopped unconverged, for "
                 + ", ".join(problems["unconverged"]) + "; their log-likelihoods "
                 "were used, which can make those intervals too narrow.")
         if problems["errors"]:
-            _warn_profile("Profile refits failed for " + ", ".join(problems["errors"])
+            _profile.warn("Profile refits failed for " + ", ".join(problems["errors"])
                           + "; those limits are NaN.")
-        return _profile_table(limits, wanted, labels, var_labels, estimates,
+        return _profile.table(limits, wanted, labels, var_labels, estimates,
                               [q[1] == q[2] for q in quantities], alpha)
 
     def _profile_model(self):
@@ -931,82 +931,6 @@ def _row_labels(row_labels, quantities):
     if row_labels is None:
         return list(quantities)
     return [None if q is None else f"{r} | {q}" for r in row_labels for q in quantities]
-
-
-def _warn_profile(message):
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    # stacklevel 3: the caller of profile_ci
-    warnings.warn(message, ConvergenceWarning, stacklevel=3)
-
-
-def _profile_rows_wanted(names, labels, var_labels, variances):
-    """
-    The rows ``profile_ci`` reports: {table position: (SD or correlation
-    row, Var row)}, from the labels asked for (``names``; None for all).
-    A Var row shares the profile of its SD row.
-    """
-    has_var = [v is not None for v in var_labels]
-    if names is None:
-        return {k: (True, variances and has_var[k]) for k in range(len(labels))}
-    wanted = {}
-    for name in [names] if isinstance(names, str) else list(names):
-        if name in labels:
-            k = labels.index(name)
-            wanted[k] = (True, wanted.get(k, (False, False))[1]
-                         or (variances and has_var[k]))
-        elif name in var_labels:
-            k = var_labels.index(name)
-            wanted[k] = (wanted.get(k, (False, False))[0], True)
-        else:
-            valid = labels + [v for v in var_labels if v is not None]
-            raise ValueError(f"{name!r} is not a random-effects SD, variance or "
-                             f"correlation; use one of {valid}")
-    return wanted
-
-
-def _profile_table(limits, wanted, labels, var_labels, estimates, is_sd, alpha):
-    """
-    The table of ``profile_ci``: limits on the log-variance / atanh scale
-    (``_profile.profile_limits`` rows, None for held entries) by table
-    position, turned into SDs, variances and correlations.
-    """
-    n_q = len(is_sd)
-    index, est, lower, upper, method = [], [], [], [], []
-    for k in sorted(wanted):
-        sd_row, var_row = wanted[k]
-        out, sd = limits[k], is_sd[k % n_q]
-        if out is None:
-            lo = hi = np.nan
-            how = "held"
-        else:
-            if sd:
-                lo = 0.0 if out["lower_at_bound"] else np.exp(0.5 * out["lower"])
-                hi = np.inf if out["upper_at_bound"] else np.exp(0.5 * out["upper"])
-            else:
-                lo = -1.0 if out["lower_at_bound"] else np.tanh(out["lower"])
-                hi = 1.0 if out["upper_at_bound"] else np.tanh(out["upper"])
-            # An SD has no upper boundary: a profile still within the
-            # critical value 20 units of log variance above the estimate
-            # gives no finite limit.
-            at = [side for side in ("lower", "upper") if out[side + "_at_bound"]
-                  and not (sd and side == "upper")]
-            how = "profile" if not at else \
-                f"profile ({' and '.join(at)} limit at boundary)"
-            if sd and out["upper_at_bound"]:
-                how += " (no upper limit found)"
-        rows = [(labels[k], 1)] if sd_row else []
-        if var_row:
-            rows.append((var_labels[k], 2))
-        for label, power in rows:
-            index.append(label)
-            est.append(estimates[k] ** power)
-            lower.append(lo ** power if sd else lo)
-            upper.append(hi ** power if sd else hi)
-            method.append(how)
-    return pd.DataFrame({"Estimate": est, f"[{alpha / 2:g}": lower,
-                         f"{1 - alpha / 2:g}]": upper, "Method": method},
-                        index=index)
 
 
 class LocationScaleResultsWrapper(HetMixedLMResultsWrapper):
