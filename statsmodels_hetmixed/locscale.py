@@ -475,6 +475,15 @@ class LocationScaleResults(HetMixedLMResults):
             boundary)" at a correlation of +1, or "held" for correlations
             held at 0 (``re_cov="independent"``), whose limits are NaN.
 
+        Raises
+        ------
+        ValueError
+            For a bad name or ``alpha``, and when the joint covariance
+            matrix is singular in a way the refits' parameterisation (log
+            variances, atanh correlations) cannot hold: with three or more
+            random effects, a rank-deficient matrix without a correlation
+            of +-1 (e.g. HSB model 2).
+
         Warns
         -----
         ConvergenceWarning
@@ -543,6 +552,19 @@ class LocationScaleResults(HetMixedLMResults):
             return _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, design,
                                           independent=(self.re_cov == "independent"),
                                           terms=terms)
+
+        try:
+            make_layout(S).unpack(theta)
+        except np.linalg.LinAlgError:
+            rank, d = self.covariance_rank()
+            raise ValueError(
+                "profile_ci refits the model in terms of log variances and "
+                "atanh correlations, which cannot represent this estimate: its "
+                f"joint covariance matrix is singular (rank {rank} of {d}). "
+                "Intervals for it are not available; refit a simpler random-effects structure (e.g. "
+                "re_cov='independent'), whose estimate is inside the parameter "
+                "space, or read re_table() with the caution the boundary "
+                "warning gives.") from None
 
         for r, row in enumerate(rows):
             positions = [k for k in sorted(wanted) if k // n_q == r]

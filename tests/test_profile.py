@@ -249,3 +249,17 @@ def test_level2_dict_form_profiles_keep_held_terms():
     held.free[first_corr] = False
     refit = _locscale.fit(_location_scale_data(res.model, res.n_quad), held, theta)
     assert 2 * (res.llf - refit.llf) == pytest.approx(Z95**2, abs=2e-3)
+
+
+def test_singular_three_effect_estimate_is_refused_clearly(hsb_data):
+    """HSB model (2): the 3 x 3 joint covariance is singular at the
+    maximum with no correlation at +-1; the log-variance / atanh
+    parameterisation of the profile refits cannot hold it, and profile_ci
+    says so rather than failing inside the linear algebra."""
+    mean2 = "mathach ~ sector + meanses + cses + sector:cses + meanses:cses"
+    with pytest.warns(ConvergenceWarning, match=r"singular \(rank 2 of 3"):
+        res = hmf.hetmixedlm(mean2, hsb_data, groups="school", re_formula="~ cses",
+                             var_formula="~ sector", var_re_formula="~ 1"
+                             ).fit(reml=False, n_quad=7)
+    with pytest.raises(ValueError, match=r"singular \(rank 2 of 3\).*re_cov='independent'"):
+        res.profile_ci()
