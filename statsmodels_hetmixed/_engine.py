@@ -212,7 +212,8 @@ class Evaluation:
 
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
-             info_directions=None, endog=None, per_group=False):
+             info_directions=None, endog=None, per_group=False,
+             fe_summaries=True):
     """
     Log-likelihood (and optionally its gradient) of the Gaussian LMM.
 
@@ -244,6 +245,11 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         Also return each group's log-likelihood (``llf_groups``) and, with
         ``gradient``, each group's ``grad_cov`` (``grad_cov_groups``).  ML
         only.
+    fe_summaries : bool
+        Compute ``xtvix`` and ``score_fe``.  False (ML with ``fe_params``
+        given only) skips them and the cross products only they need, for
+        callers that use neither (the location-scale quadrature); they are
+        then None.
 
     Raises
     ------
@@ -261,7 +267,11 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y.
     A = group_cross(data, Z, Z, winv)
     A = 0.5 * (A + A.transpose(0, 2, 1))
-    if endog is None:
+    if not fe_summaries and (reml or fe_params is None):
+        raise ValueError("fe_summaries=False needs ML with fe_params given")
+    if not fe_summaries:
+        B = b = None
+    elif endog is None:
         Bb = group_cross(data, Z, data.exog_endog, winv)
         B, b = Bb[:, :, :p], Bb[:, :, p]
     else:
@@ -276,11 +286,13 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     # K = L M^-1 L'
     K = factor @ np.linalg.solve(M, np.broadcast_to(Lt, M.shape))
     K = 0.5 * (K + K.transpose(0, 2, 1))
-    KB = K @ B
-
-    Xw = X * winv[:, None]
-    xtvix = Xw.T @ X - np.einsum("iqp,iqr->pr", B, KB)
-    xtvix = 0.5 * (xtvix + xtvix.T)
+    if fe_summaries:
+        KB = K @ B
+        Xw = X * winv[:, None]
+        xtvix = Xw.T @ X - np.einsum("iqp,iqr->pr", B, KB)
+        xtvix = 0.5 * (xtvix + xtvix.T)
+    else:
+        xtvix = None
     if reml:
         fe_params = None
     if fe_params is None:
@@ -306,7 +318,8 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     else:
         llf = -0.5 * (n * _LOG_2PI + logdet_V + quad)
 
-    score_fe = Xw.T @ resid - np.einsum("iqp,iq->p", B, blup)
+    score_fe = (Xw.T @ resid - np.einsum("iqp,iq->p", B, blup)
+                if fe_summaries else None)
     ev = Evaluation(llf, fe_params, xtvix, blup, K, resid, score_fe)
     if per_group:
         gi, m = data.group_index, data.n_groups

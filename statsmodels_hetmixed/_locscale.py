@@ -213,7 +213,7 @@ def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
         L_uu = np.repeat(L_uu, len(data.nodes), axis=0)  # pseudo = g * K + k
     return _engine.evaluate(grouped, L_uu, r, False, fe_params=beta,
                             gradient=gradient, endog=rows.endog - offset,
-                            per_group=True)
+                            per_group=True, fe_summaries=False)
 
 
 def _h_and_grad(data, t, beta, a, L):
