@@ -594,3 +594,30 @@ def test_trial_step_with_overflow_is_minus_infinity():
         warnings.simplefilter("error")
         value = _locscale._value_or_minus_inf(ls, lay, theta, quad)
     assert value < start - 1000 and not np.isnan(value)
+
+
+def test_laplace_gradient_with_level2_functions():
+    """The Laplace gradient through the per-group factors of level-2
+    variance functions, against central differences with re-adapted nodes."""
+    data = _simulate_level2(n_groups=12, size=6, seed=4)
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
+                           var_re_formula="~ 1", re_var_formula="~ s")
+    ls = _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
+        model._group_index, model.n_groups, 1)
+    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
+                                 model._re_var_group_design)
+    theta = lay.pack(np.array([1.0, 0.5]), np.array([0.2, 0.3]),
+                     np.array([[np.log(0.2), 0.5], [np.log(0.6), -0.3]]),
+                     np.array([[-0.3, 0.4]]))
+    quad = _locscale.adapt(ls, lay, theta)
+    _, grad, _, _ = _locscale._value_and_grad(ls, lay, theta, quad)
+
+    def value(th):
+        beta, a, L = lay.unpack(th)
+        return _locscale.loglike(ls, _locscale.adapt(ls, lay, th, quad),
+                                 beta, a, L)[0].sum()
+
+    fd = np.array([(value(theta + 1e-5 * e) - value(theta - 1e-5 * e)) / 2e-5
+                   for e in np.eye(len(theta))])
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
