@@ -621,3 +621,18 @@ def test_laplace_gradient_with_level2_functions():
     fd = np.array([(value(theta + 1e-5 * e) - value(theta - 1e-5 * e)) / 2e-5
                    for e in np.eye(len(theta))])
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
+
+
+def test_pickle_round_trip_and_remove_data(small, tmp_path):
+    from statsmodels.iolib.smpickle import load_pickle
+
+    res = hmf.hetmixedlm("y ~ x + h", small, groups="g", var_formula="~ x + h",
+                         var_re_formula="~ 1").fit(reml=False)
+    path = tmp_path / "ls.pickle"
+    res.save(path)
+    back = load_pickle(path)
+    assert back.llf == res.llf
+    pd.testing.assert_frame_equal(back.re_table(), res.re_table())
+    pd.testing.assert_frame_equal(back.cov_re_joint, res.cov_re_joint)
+    res.remove_data()
+    assert "Location-scale model" in res.summary().as_text()
