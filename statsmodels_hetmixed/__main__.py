@@ -96,6 +96,16 @@ def _build_parser():
         help='level-2 variance functions of a location-scale model, e.g. '
              '"~ sector": random-effect log variances and atanh correlations '
              "linear in group-level variables (needs --var-re-formula).")
+    parser.add_argument(
+        "--n-quad", metavar="N", type=int, default=None, dest="n_quad",
+        help="location-scale models: quadrature nodes per dimension of the "
+             "random scale effects (default 15 for one, 5 for two; 1 is the "
+             "Laplace approximation).")
+    parser.add_argument(
+        "--re-cov", choices=["joint", "independent"], default=None,
+        dest="re_cov",
+        help="location-scale models: mean and scale random effects correlated "
+             "('joint', the default) or in separate blocks ('independent').")
     method = parser.add_mutually_exclusive_group()
     method.add_argument(
         "--reml", dest="reml", action="store_const", const=True, default=None,
@@ -244,12 +254,18 @@ def _run(args):
             message += " (command line: --missing drop)"
         raise _UsageError(message) from None
 
+    fit_options = {key: getattr(args, key) for key in ("n_quad", "re_cov")
+                   if getattr(args, key) is not None}
+    if fit_options and args.var_re_formula is None:
+        raise _UsageError(
+            "--n-quad and --re-cov apply to location-scale models: give "
+            "--var-re-formula too")
     method = "REML" if reml else "ML"
     print(_describe(model, method, source, formula, groups, re_formula,
                     var_formula))
     sys.stdout.flush()
     try:
-        result = model.fit(reml=reml)
+        result = model.fit(reml=reml, **fit_options)
     except ValueError as exc:
         raise _UsageError(f"the fit failed: {_one_line(exc)}") from None
     print(result.summary())

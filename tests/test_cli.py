@@ -317,3 +317,23 @@ def test_level2_option(tmp_path, capsys):
     assert main(["--data", str(path), "--formula", "mathach ~ sector",
                  "--groups", "school", "--re-var-formula", "~ sector"]) == 2
     assert "var_re_formula" in capsys.readouterr().err
+
+
+def test_quadrature_and_covariance_options(tmp_path, capsys):
+    """--n-quad 1 (Laplace) and --re-cov independent reach the fit; they
+    need --var-re-formula, and a bad node count is a clear error."""
+    from statsmodels_hetmixed.datasets import hsb
+
+    path = tmp_path / "hsb.csv"
+    hsb.load_pandas().data.to_csv(path, index=False)
+    base = ["--data", str(path), "--formula", "mathach ~ sector", "--groups",
+            "school", "--var-formula", "~ sector"]
+    assert main(base + ["--var-re-formula", "~ 1", "--n-quad", "1",
+                        "--re-cov", "independent"]) == 0
+    out = capsys.readouterr().out
+    assert "Laplace approximation" in " ".join(out.split())
+    assert "school x var:school Cov" in out
+    assert_usage_error(main(base + ["--n-quad", "5"]), capsys.readouterr().err,
+                       "--var-re-formula")
+    assert_usage_error(main(base + ["--var-re-formula", "~ 1", "--n-quad", "0"]),
+                       capsys.readouterr().err, "quadrature nodes")
