@@ -196,6 +196,29 @@ def test_independent_blocks(small):
         model.fit(reml=False, re_cov="diagonal")
 
 
+def _laplace_data(model):
+    return _locscale.LocationScaleData.build(
+        model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
+        model._group_index, model.n_groups, 1)
+
+
+def _laplace_gradient_and_differences(ls, lay, theta):
+    """The Laplace rule's analytic gradient at ``theta`` and central
+    differences of its log-likelihood with the nodes re-adapted at every
+    point (the total derivative); also the adapted nodes."""
+    quad = _locscale.adapt(ls, lay, theta)
+    _, grad, _, _ = _locscale._value_and_grad(ls, lay, theta, quad)
+
+    def value(th):
+        beta, a, L = lay.unpack(th)
+        return _locscale.loglike(ls, _locscale.adapt(ls, lay, th, quad),
+                                 beta, a, L)[0].sum()
+
+    fd = np.array([(value(theta + 1e-5 * e) - value(theta - 1e-5 * e)) / 2e-5
+                   for e in np.eye(len(theta))])
+    return quad, grad, fd
+
+
 @pytest.mark.parametrize("var_re", ["~ 1", "~ x"])
 def test_laplace_gradient_is_the_total_derivative(var_re, monkeypatch):
     """The Laplace rule moves with the parameters (mode and curvature): its
@@ -204,29 +227,13 @@ def test_laplace_gradient_is_the_total_derivative(var_re, monkeypatch):
     data, _ = _simulate(n_groups=12, size=7, seed=5)
     model = hmf.hetmixedlm("y ~ x + h", data, groups="g", var_formula="~ x + h",
                            var_re_formula=var_re)
-    q_w = model.k_var_re
-    ls = _locscale.LocationScaleData.build(
-        model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
-        model._group_index, model.n_groups, 1)
+    ls = _laplace_data(model)
     assert ls.laplace
-    lay = _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, 1)
+    lay = _locscale.ThetaLayout(model.k_fe, model.k_var, model.k_var_re, 1)
     L = np.tril(np.random.default_rng(0).normal(size=(lay.d, lay.d))) * 0.3 \
         + 0.5 * np.eye(lay.d)
     theta = lay.pack(np.array([1, .5, .4]), np.array([.2, .3, -.5]), L)
-    quad = _locscale.adapt(ls, lay, theta)
-    _, grad, _, _ = _locscale._value_and_grad(ls, lay, theta, quad)
-
-    def value(th):
-        beta, a, LL = lay.unpack(th)
-        return _locscale.loglike(ls, _locscale.adapt(ls, lay, th, quad),
-                                 beta, a, LL)[0].sum()
-
-    fd = np.empty_like(theta)
-    for j in range(len(theta)):
-        up, down = theta.copy(), theta.copy()
-        up[j] += 1e-5
-        down[j] -= 1e-5
-        fd[j] = (value(up) - value(down)) / 2e-5
+    quad, grad, fd = _laplace_gradient_and_differences(ls, lay, theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
     # The curvature terms matter: the gradient at the fixed mode alone
     # (weight 1 on the mode) is far off.
@@ -602,24 +609,12 @@ def test_laplace_gradient_with_level2_functions():
     data = _simulate_level2(n_groups=12, size=6, seed=4)
     model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
                            var_re_formula="~ 1", re_var_formula="~ s")
-    ls = _locscale.LocationScaleData.build(
-        model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
-        model._group_index, model.n_groups, 1)
     lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
                                  model._re_var_group_design)
     theta = lay.pack(np.array([1.0, 0.5]), np.array([0.2, 0.3]),
                      np.array([[np.log(0.2), 0.5], [np.log(0.6), -0.3]]),
                      np.array([[-0.3, 0.4]]))
-    quad = _locscale.adapt(ls, lay, theta)
-    _, grad, _, _ = _locscale._value_and_grad(ls, lay, theta, quad)
-
-    def value(th):
-        beta, a, L = lay.unpack(th)
-        return _locscale.loglike(ls, _locscale.adapt(ls, lay, th, quad),
-                                 beta, a, L)[0].sum()
-
-    fd = np.array([(value(theta + 1e-5 * e) - value(theta - 1e-5 * e)) / 2e-5
-                   for e in np.eye(len(theta))])
+    _, grad, fd = _laplace_gradient_and_differences(_laplace_data(model), lay, theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
 
 
