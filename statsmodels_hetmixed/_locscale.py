@@ -681,17 +681,6 @@ def _hessian_fd(data, layout, theta, quad, g0, accurate=True):
     return hess[np.ix_(idx, idx)]
 
 
-def _positive_definite_or_none(mat):
-    if mat is None or not np.all(np.isfinite(mat)):
-        return None
-    mat = 0.5 * (mat + mat.T)
-    try:
-        np.linalg.cholesky(mat)
-    except np.linalg.LinAlgError:
-        return None
-    return mat
-
-
 @dataclass
 class NewtonStep:
     """Newton step, decrements and covariance at one point (``_newton``)."""
