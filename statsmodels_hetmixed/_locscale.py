@@ -895,26 +895,26 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
     if not converged:  # else the loop's last evaluation is at theta already
         value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
         hess = newton = None
-        try:
-            hess = _hessian_fd(data, layout, theta, quad, g)
-            newton = _newton(hess, g[idx], n_outer, scale)
-        except np.linalg.LinAlgError:  # -hess indefinite, or a step not PD
-            pass
-    cov = np.zeros((layout.size, layout.size))
-    if not covariance:
-        cov[np.ix_(idx, idx)] = np.nan
-    if newton is None:
-        if hess is None:  # a difference step left the parameter space
-            cov[np.ix_(idx, idx)] = np.nan
-        else:
+        if covariance:  # no Hessian when none is wanted
             try:
-                cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
-            except np.linalg.LinAlgError:
-                cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
+                hess = _hessian_fd(data, layout, theta, quad, g)
+                newton = _newton(hess, g[idx], n_outer, scale)
+            except np.linalg.LinAlgError:  # -hess indefinite, or a step not PD
+                pass
+    cov = np.zeros((layout.size, layout.size))
+    if not covariance or (newton is None and hess is None):
+        # not wanted, or a difference step left the parameter space
+        cov[np.ix_(idx, idx)] = np.nan
+    elif newton is not None:
+        cov[np.ix_(idx, idx)] = newton.cov
+    else:
+        try:
+            cov[np.ix_(idx, idx)] = np.linalg.inv(-hess)
+        except np.linalg.LinAlgError:
+            cov[np.ix_(idx, idx)] = np.linalg.pinv(-hess)
+    if newton is None:
         flat, decrement = np.zeros((0, layout.size)), None
     else:
-        if covariance:
-            cov[np.ix_(idx, idx)] = newton.cov
         flat = np.zeros((len(newton.flat), layout.size))
         flat[:, idx] = newton.flat
         decrement = newton.decrement
