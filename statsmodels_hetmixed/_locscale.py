@@ -559,6 +559,15 @@ class Level2Layout:
     def pack(self, beta, a, C, E):
         return np.concatenate([beta, a, np.ravel(C), np.ravel(E)])
 
+    def component(self, k, l):
+        """The level-2 function of random effects k and l (layout order):
+        the log variance of k when k == l (0..d-1), else their correlation
+        (d + its index in ``pairs``).  Its coefficients are the k_s
+        entries of theta from ``p + k_var + component * k_s``."""
+        if k == l:
+            return k
+        return self.d + self.pairs.index((max(k, l), min(k, l)))
+
     def unit_scale(self, data=None):
         """
         Typical size of each theta entry (see ``ThetaLayout.unit_scale``):

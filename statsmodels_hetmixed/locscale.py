@@ -573,15 +573,11 @@ class LocationScaleResults(HetMixedLMResults):
             # This row's log variances and atanh correlations as entries of theta.
             S_row, theta_row = _profile.change_basis(S, theta, make_layout(S), row)
             layout = make_layout(S_row)
-            first_corr = layout.p + layout.k_var + d * layout.k_s
             indices = []
             for k in positions:
                 _, i, j = quantities[k % n_q]
-                if i == j:
-                    indices.append(layout.p + layout.k_var + perm[i] * layout.k_s)
-                else:
-                    pair = (max(perm[i], perm[j]), min(perm[i], perm[j]))
-                    indices.append(first_corr + layout.pairs.index(pair) * layout.k_s)
+                indices.append(layout.p + layout.k_var
+                               + layout.component(perm[i], perm[j]) * layout.k_s)
             llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
             if abs(llf_hat - self.llf) > _profile.LLF_TOL:
                 _profile.warn(
@@ -853,10 +849,9 @@ class Level2Results(LocationScaleResults):
         """
         lay, perm = self._l2, self._perm
         rows, _ = self._design_rows()
-        # The layout's component (variances, then pairs) of each quantity.
-        comp = list(perm) + [lay.d + lay.pairs.index((max(perm[i], perm[j]),
-                                                       min(perm[i], perm[j])))
-                             for i in range(lay.d) for j in range(i)]
+        # The layout's level-2 function of each re_table quantity.
+        comp = [lay.component(perm[i], perm[j])
+                for _, i, j in _re_quantities(self._re_names)]
         start, ks = lay.p + lay.k_var, lay.k_s
         functionals = np.zeros((len(rows), len(comp), lay.size))
         for q, c in enumerate(comp):
