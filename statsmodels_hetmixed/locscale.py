@@ -104,7 +104,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     if not undetermined:
         # A singular Sigma is reachable without flat directions in the
         # Cholesky parameters (a zero row of L): say so too.
-        _warn_singular(np.asarray(res.cov_re_joint)[None], do_cg)
+        _warn_singular(*res.covariance_rank(), False, do_cg)
     return LocationScaleResultsWrapper(res)
 
 
@@ -127,21 +127,22 @@ def _warn_unconverged(fit, do_cg, stacklevel=4, hint=None):
             ConvergenceWarning, stacklevel=stacklevel)
 
 
-def _warn_singular(sigmas, do_cg, stacklevel=4):
-    """Warn when a group's joint covariance is (nearly) singular: a
-    correlation of +-1, a variance of 0, or more generally a random effect
-    that is a linear combination of the others -- the boundary of the
-    parameter space, where standard errors are not reliable."""
+def _warn_singular(rank, d, per_group, do_cg, stacklevel=4):
+    """Warn when the joint covariance (of some group, ``per_group``: with
+    level-2 functions) is (nearly) singular, ``rank`` < ``d`` (see
+    ``_smallest_rank``): a correlation of +-1, a variance of 0, or more
+    generally a random effect that is a linear combination of the others --
+    the boundary of the parameter space, where standard errors are not
+    reliable."""
     if not do_cg:
         return
-    rank, d = _smallest_rank(sigmas)
     if rank < d:
         from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
         warnings.warn(
             "The estimate is on the boundary of the parameter space: the "
             "joint random-effects covariance matrix is singular "
-            + ("for some groups " if len(sigmas) > 1 else "")
+            + ("for some groups " if per_group else "")
             + f"(rank {rank} of {d}: some random effects are linear "
             "combinations of the others, e.g. a correlation of +-1 or a zero "
             "variance). The standard errors of the random-effects parameters "
@@ -213,10 +214,11 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     # With three or more random effects the correlation functions do not
     # keep every group's covariance positive definite by themselves: a
     # maximum on that constraint stops the optimiser short.
+    rank, d = _smallest_rank(layout.sigma(fit.theta)[0])
     hint = None
-    if layout.d >= 3 and _smallest_rank(layout.sigma(fit.theta)[0])[0] < layout.d:
+    if d >= 3 and rank < d:
         hint = ("the maximum lies where some group's covariance matrix of the "
-                f"{layout.d} random effects becomes singular, a constraint the "
+                f"{d} random effects becomes singular, a constraint the "
                 "level-2 correlation functions do not remove. Use fewer "
                 "correlated random effects: re_cov='independent' (mean and "
                 "scale effects in separate blocks), or fewer random effects.")
@@ -250,7 +252,7 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
                    + ("" if re_cov == "independent" else "re_cov='independent' or ")
                    + "a simpler random-effects structure", do_cg, stacklevel=5)
     if not boundary:  # nearly singular, yet determined: say so
-        _warn_singular(layout.sigma(fit.theta)[0], do_cg, stacklevel=5)
+        _warn_singular(rank, d, True, do_cg, stacklevel=5)
     return LocationScaleResultsWrapper(res)
 
 
