@@ -20,7 +20,7 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from . import _locscale
-from .delta import delta_method, numerical_jacobian
+from .delta import numerical_jacobian
 from .params import ParamLayout, psd_factor
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
@@ -715,8 +715,7 @@ class LocationScaleResults(HetMixedLMResults):
             cov = lay.cov_re_from_vech(x[lay.re])[q_u:, q_u:]
             return np.exp(w @ x[lay.var] + 0.5 * np.einsum("ja,ab,jb->j", v, cov, v))
 
-        table = delta_method(func, np.asarray(self.params, float), self.cov_params,
-                             names=labels, alpha=alpha, log_ci=True)
+        table = self._delta_method(func, names=labels, alpha=alpha, log_ci=True)
         return table.drop(columns=["z", "P>|z|"]).rename(columns={"Coef.": "Variance"})
 
     def lr_test_vs_linear(self):
@@ -911,8 +910,7 @@ def _sd_corr_table(res, covariances, names, row_labels, alpha, undetermined=None
         return np.concatenate([sd, corr], axis=1).ravel()
 
     labels = _row_labels(row_labels, [q[0] for q in quantities])
-    table = delta_method(func, np.asarray(res.params, float), res.cov_params,
-                         names=labels, alpha=alpha)
+    table = res._delta_method(func, names=labels, alpha=alpha)
     est, se = table["Coef."].to_numpy(), table["Std.Err."].to_numpy()
     n_rows = 1 if row_labels is None else len(row_labels)
     is_sd = np.tile(np.r_[np.ones(d, bool), np.zeros(len(pairs), bool)], n_rows)

@@ -521,7 +521,16 @@ class HetMixedLMResults(MixedLMResults):
         def f(x):
             return np.asarray(func(pd.Series(x, index=labels)), dtype=float)
 
-        return delta_method(f, np.asarray(self.params, dtype=float),
+        return self._delta_method(f, names=names, alpha=alpha, log_ci=log_ci)
+
+    def _delta_method(self, func, names=None, alpha=0.05, log_ci=False):
+        """
+        ``delta.delta_method`` at the estimates, ``func`` of the parameter
+        array.  The covariance comes from ``cov_params`` itself, so that a
+        subclass's (location-scale fits: NaN for what the data do not
+        determine) holds for every derived quantity.
+        """
+        return delta_method(func, np.asarray(self.params, dtype=float),
                             self.cov_params, names=names, alpha=alpha,
                             log_ci=log_ci)
 
@@ -567,10 +576,8 @@ class HetMixedLMResults(MixedLMResults):
                 "continuous covariate?); use predict_variance for chosen "
                 "values instead.")
         vf, var = self.model.variance_function, self.layout.var
-        table = delta_method(lambda x: vf.variance(x[var], rows),
-                             np.asarray(self.params, dtype=float),
-                             np.asarray(self.cov_params(), dtype=float),
-                             names=labels, alpha=alpha, log_ci=True)
+        table = self._delta_method(lambda x: vf.variance(x[var], rows),
+                                   names=labels, alpha=alpha, log_ci=True)
         return table.drop(columns=["z", "P>|z|"]).rename(
             columns={"Coef.": "Variance"})
 
@@ -603,11 +610,9 @@ class HetMixedLMResults(MixedLMResults):
                              "fits; this fit is already log-linear.")
         rows = self._saturated_rows()
         var = self.layout.var
-        return delta_method(lambda x: np.linalg.solve(rows, np.log(rows @ x[var])),
-                            np.asarray(self.params, dtype=float),
-                            np.asarray(self.cov_params(), dtype=float),
-                            names=list(self.model.data.exog_var_names),
-                            alpha=alpha)
+        return self._delta_method(
+            lambda x: np.linalg.solve(rows, np.log(rows @ x[var])),
+            names=list(self.model.data.exog_var_names), alpha=alpha)
 
     def to_additive(self, alpha=0.05):
         """
@@ -630,10 +635,9 @@ class HetMixedLMResults(MixedLMResults):
         var = self.layout.var
         names = ["var(Residual)" if self._is_intercept_column(j) else f"var({n})"
                  for j, n in enumerate(self.model.data.exog_var_names)]
-        table = delta_method(lambda x: np.linalg.solve(rows, np.exp(rows @ x[var])),
-                             np.asarray(self.params, dtype=float),
-                             np.asarray(self.cov_params(), dtype=float),
-                             names=names, alpha=alpha, log_ci=True)
+        table = self._delta_method(
+            lambda x: np.linalg.solve(rows, np.exp(rows @ x[var])),
+            names=names, alpha=alpha, log_ci=True)
         if (table["Coef."] < 0).any():
             import warnings
 
