@@ -353,28 +353,33 @@ class LocationScaleResults(HetMixedLMResults):
         else:
             rows = others = eye
         cov = np.array(cov, dtype=float, ndmin=2)
-        cov[self._undetermined(rows), :] = np.nan
-        cov[:, self._undetermined(others)] = np.nan
+        full = super().cov_params()
+        bad_rows = self._undetermined(rows, full)
+        cov[bad_rows, :] = np.nan
+        cov[:, bad_rows if others is rows else self._undetermined(others, full)] = np.nan
         return cov[0, 0] if column is not None and np.ndim(column) == 0 else cov
 
-    def _undetermined(self, rows):
+    def _undetermined(self, rows, cov=None):
         """
         Which linear combinations (rows) of the parameters change along a
         flat direction.  A flat direction's curvature is at most 1, so a
         combination r picks up a variance of at least (r'v)^2 from it,
         however flat it really is; undetermined when that is more than
-        _FLAT_SHARE of the variance from the determined directions.
+        _FLAT_SHARE of the variance from the determined directions
+        (``cov``: the covariance of the parameters with the flat
+        directions held fixed; default the fit's).
         """
         flat = ((rows @ self.flat_directions.T) ** 2).sum(axis=1)
-        cov = super().cov_params()
+        if cov is None:
+            cov = super().cov_params()
         determined = np.einsum("ij,jk,ik->i", rows, cov, rows)
         return flat > _FLAT_SHARE * determined
 
     def _undetermined_params(self):
         """Names of the parameters whose standard errors are undetermined."""
-        names = list(self.model.data.param_names)
         if not self.n_flat:
             return []
+        names = list(self.model.data.param_names)
         bad = self._undetermined(np.eye(len(names)))
         return [n for n, b in zip(names, bad) if b]
 
