@@ -21,7 +21,7 @@ from statsmodels.tools._decorators import cache_readonly
 
 from . import _locscale
 from .delta import numerical_jacobian
-from .params import ParamLayout, psd_factor
+from .structures import Layout, Level2Coefficients, UnstructuredCovariance, psd_factor
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __all__ = ["LocationScaleResults"]
@@ -95,7 +95,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
-                layout=ParamLayout(model.k_fe, d, 0, model.k_var, []))
+                layout=_joint_layout(model))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
     undetermined = res._undetermined_params()
     _warn_boundary([f"{n} is not determined" for n in undetermined],
@@ -106,6 +106,17 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         # Cholesky parameters (a zero row of L): say so too.
         _warn_singular(*res.covariance_rank(), False, do_cg)
     return LocationScaleResultsWrapper(res)
+
+
+def _joint_layout(model):
+    """The results' layout of a location-scale fit: the joint covariance of
+    the mean's and the scale's random effects (mean effects first), then
+    the variance function."""
+    names = list(model.data.param_names)
+    d = model.k_re + model.k_var_re
+    n_cov = d * (d + 1) // 2
+    joint = UnstructuredCovariance(names[model.k_fe:model.k_fe + n_cov], np.arange(d))
+    return Layout(names[:model.k_fe], [joint, model.variance_function], q=d)
 
 
 def _location_scale_data(model, n_quad):
@@ -239,12 +250,13 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     eb = _posterior(data, fit, layout)
     state = SimpleNamespace(llf=fit.llf, blup=eb.mean[:, :q_u],
                             cond_cov=eb.cov[:, :q_u, :q_u])
-    empty = [np.zeros(0, dtype=np.intp)] * n_l2
+    names = list(model.data.param_names)
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"],
                 free=layout.free[order][p:],
-                layout=ParamLayout(p, 0, n_l2, k, empty))
+                layout=Layout(names[:p], [Level2Coefficients(names[p:p + n_l2]),
+                                          model.variance_function], q=0))
     res._finish_level2(fit, eb, n_quad, re_cov, layout, order)
     boundary = res._boundary_quantities()
     _warn_boundary(boundary, "hold the quantity constant across groups (a dict "
@@ -436,7 +448,7 @@ class LocationScaleResults(HetMixedLMResults):
         lay = self.layout
 
         def covariances(x):
-            return lay.cov_re_from_vech(x[lay.re])[None]
+            return lay.cov_re(x[lay.k_fe:])[None]
 
         return _sd_corr_table(self, covariances, list(self.cov_re_joint.index),
                               None, alpha)
@@ -717,7 +729,7 @@ class LocationScaleResults(HetMixedLMResults):
                   for row in np.hstack([w, v])]
 
         def func(x):
-            cov = lay.cov_re_from_vech(x[lay.re])[q_u:, q_u:]
+            cov = lay.cov_re(x[lay.k_fe:])[q_u:, q_u:]
             return np.exp(w @ x[lay.var] + 0.5 * np.einsum("ja,ab,jb->j", v, cov, v))
 
         table = self._delta_method(func, names=labels, alpha=alpha, log_ci=True)

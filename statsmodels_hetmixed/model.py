@@ -28,8 +28,13 @@ from statsmodels.regression.mixed_linear_model import (
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from . import _engine
-from .params import ParamLayout
-from .variance import make_variance_function
+from .structures import (
+    Layout,
+    StartContext,
+    UnstructuredCovariance,
+    VarianceComponent,
+)
+from .structures.variance import make_variance_function
 
 __all__ = ["HetMixedLM"]
 
@@ -348,15 +353,13 @@ class HetMixedLM(MixedLM):
             var_link, self.exog_var, var_names)
         self.var_link = var_link
         self.k_var = self.variance_function.k_var
-        exog_z, vc_slots = self._build_exog_z()
-        self.layout = ParamLayout(self.k_fe, self.k_re, self.k_vc, self.k_var,
-                                  vc_slots, self.variance_function.square_root)
+        exog_z, self._vc_slots = self._build_exog_z()
         self._grouped = _engine.GroupedData.build(
             self.endog, self.exog, exog_z, self._group_index, self.n_groups
         )
 
+        names, re_names, re_names_full = self._make_param_names(exog_re)
         if not self.data._param_names:
-            names, re_names, re_names_full = self._make_param_names(exog_re)
             self.data.param_names = names
             self.data.exog_re_names = re_names
             self.data.exog_re_names_full = re_names_full
@@ -607,8 +610,26 @@ class HetMixedLM(MixedLM):
             "fit_regularized is not available for HetMixedLM; use statsmodels' "
             "MixedLM.fit_regularized (homoskedastic residuals) instead.")
 
+    def _make_layout(self, mixedlm_names):
+        """The heteroskedastic model's layout: its random-effects covariance
+        blocks (named as MixedLM names them) and its variance function."""
+        cov_names = mixedlm_names[self.k_fe:]
+        blocks = []
+        if self.k_re:
+            blocks.append(UnstructuredCovariance(cov_names[:self.k_re2],
+                                                 np.arange(self.k_re)))
+        for k, slots in enumerate(self._vc_slots):
+            blocks.append(VarianceComponent(cov_names[self.k_re2 + k], slots))
+        blocks.append(self.variance_function)
+        return Layout(mixedlm_names[:self.k_fe], blocks,
+                      q=self._grouped.exog_z.shape[1])
+
     def _make_param_names(self, exog_re):
+        # Both construction paths come here (the constructor, and MixedLM's
+        # from_formula once it knows the random effects' names), so the
+        # layout is built here, with the names.
         names, re_names, re_names_full = super()._make_param_names(exog_re)
+        self.layout = self._make_layout(names)
         if getattr(self, "re_var_names", None):
             # Level-2 variance functions: coefficients of each effect's log
             # variance and each correlation's atanh (scale effects first),
@@ -625,13 +646,8 @@ class HetMixedLM(MixedLM):
             # the mean's first, then the scale effects.
             joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
             names = joint
-        names = names + self._var_param_names()
+        names = names + self.variance_function.names
         return names, re_names, re_names_full
-
-    def _var_param_names(self):
-        from .params import VAR_PREFIX
-
-        return [VAR_PREFIX + v for v in self.data.exog_var_names]
 
     # MixedLM keeps per-group copies of the data; its own methods (and
     # user code written for MixedLM) may read them, so build them on demand.
@@ -865,14 +881,21 @@ class HetMixedLM(MixedLM):
 
     # ------------------------------------------------------------------
     # Likelihood
-    def _evaluate_factor(self, factor, var_params, fe_params=None,
-                         gradient=False, reml=None):
+    def _evaluate(self, natural, factor=None, fe_params=None, gradient=False,
+                  info=False, reml=None):
+        """Engine evaluation at a natural vector (without fixed effects);
+        ``factor`` replaces the layout's factor of G (the optimiser's own
+        Cholesky factor)."""
+        lay = self.layout
         reml = self.reml if reml is None else reml
-        r = self.variance_function.variance(var_params)
-        return _engine.evaluate(self._grouped, factor, r, reml,
-                                fe_params=fe_params, gradient=gradient)
+        factor = lay.factor(natural) if factor is None else factor
+        directions = lay.info_directions(natural) if info else None
+        return _engine.evaluate(self._grouped, factor, lay.resid_var(natural), reml,
+                                fe_params=fe_params, gradient=gradient,
+                                info_directions=directions)
 
     def _split_any(self, params):
+        """(fe_params or None, natural) of a parameter vector."""
         if isinstance(params, MixedLMParams):
             raise TypeError(
                 "HetMixedLM takes packed parameter vectors in its own layout "
@@ -897,12 +920,10 @@ class HetMixedLM(MixedLM):
         -------
         float
         """
-        fe, cov_re, vcomp, var_params = self._split_any(params)
-        natural = self.layout.join(None, cov_re, vcomp, var_params)
-        factor = self.layout.factor_from_natural(natural)
+        fe, natural = self._split_any(params)
         fe = None if profile_fe else fe
         try:
-            return self._evaluate_factor(factor, var_params, fe_params=fe).llf
+            return self._evaluate(natural, fe_params=fe).llf
         except np.linalg.LinAlgError:
             return -np.inf
 
@@ -914,19 +935,17 @@ class HetMixedLM(MixedLM):
         of the profile log-likelihood in the covariance and variance-function
         parameters; otherwise (ML only) also the fixed-effects block first.
         """
-        fe, cov_re, vcomp, var_params = self._split_any(params)
-        natural = self.layout.join(None, cov_re, vcomp, var_params)
+        fe, natural = self._split_any(params)
         use_fe = None if profile_fe else fe
-        ev = self._evaluate_factor(self.layout.factor_from_natural(natural),
-                                   var_params, fe_params=use_fe, gradient=True)
-        g = self._grad_natural(ev, var_params)
+        ev = self._evaluate(natural, fe_params=use_fe, gradient=True)
+        g = self._grad_natural(ev, natural)
         if use_fe is None:
             return g
         return np.concatenate([ev.score_fe, g])
 
-    def _grad_natural(self, ev, var_params):
-        g_var = self.variance_function.gradient(var_params, ev.grad_eta)
-        return self.layout.grad_natural(ev.grad_cov, g_var)
+    def _grad_natural(self, ev, natural):
+        """d llf / d natural from an evaluation with the gradient."""
+        return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta)
 
     def hessian(self, params):
         """
@@ -944,8 +963,7 @@ class HetMixedLM(MixedLM):
         sing : bool
             True if the fixed-effects information matrix is singular.
         """
-        fe, cov_re, vcomp, var_params = self._split_any(params)
-        natural = self.layout.join(None, cov_re, vcomp, var_params)
+        _, natural = self._split_any(params)
         h_cov, ev = self._hessian_natural(natural)
         kfe = self.k_fe
         hess = np.zeros((self.k_params, self.k_params))
@@ -956,14 +974,8 @@ class HetMixedLM(MixedLM):
     def _evaluate_natural(self, natural, info=False):
         """Engine evaluation at a natural vector (without fixed effects):
         (Evaluation, gradient in the natural parameters)."""
-        lay, vf = self.layout, self.variance_function
-        var_params = natural[lay.var_nofe]
-        directions = (lay.cov_directions(), vf.log_derivative(var_params)) \
-            if info else None
-        ev = _engine.evaluate(self._grouped, lay.factor_from_natural(natural),
-                              vf.variance(var_params), self.reml, gradient=True,
-                              info_directions=directions)
-        return ev, self._grad_natural(ev, var_params)
+        ev = self._evaluate(natural, gradient=True, info=info)
+        return ev, self._grad_natural(ev, natural)
 
     def _hessian_natural(self, natural, free=None):
         """Forward differences of the analytic natural gradient."""
@@ -975,9 +987,9 @@ class HetMixedLM(MixedLM):
 
         g0, ev0 = grad(natural)
         k = natural.size
-        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
+        scale = np.exp(lay.log_scale(natural))
         floor = np.full(k, 1e-3 * scale)
-        floor[lay.var_nofe] = 1.0
+        floor[lay.var_natural] = 1.0
         hess = np.zeros((k, k))
         for j in range(k):
             if free is not None and not free[j]:
@@ -997,29 +1009,23 @@ class HetMixedLM(MixedLM):
         resid = y - X @ beta
         total = max(float(np.mean(resid**2)), 1e-12)
         share_re = 0.25 if self.k_re + self.k_vc > 0 else 0.0
-        lay = self.layout
         Z = self._grouped.exog_z
         # Mean square of each random-effects column over the rows where it is
         # non-zero: columns of a variance component often touch few rows.
         nonzero = np.maximum((Z != 0).sum(axis=0), 1)
         zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
-        chol = np.zeros((self.k_re, self.k_re))
-        np.fill_diagonal(chol, np.sqrt(share_re * total / zz[: self.k_re]))
-        vc_sd = [np.sqrt(share_re * total / zz[s].mean()) for s in lay.vc_slots]
-        a = self.variance_function.start_params(resid, 1.0 - share_re)
-        return np.concatenate([chol[np.tril_indices(self.k_re)], vc_sd, a])
+        context = StartContext(resid=resid, total=total, share_re=share_re,
+                               z_mean_square=zz)
+        return self.layout.from_natural(self.layout.start(context))
 
     def _objective(self, theta):
         lay = self.layout
         try:
-            var_params = lay.var_from_theta(theta)
-            ev = self._evaluate_factor(lay.factor(theta), var_params,
-                                       gradient=True)
+            ev = self._evaluate(lay.to_natural(theta), gradient=True,
+                                factor=lay.factor_from_free(theta))
         except np.linalg.LinAlgError:
             return np.inf, np.zeros_like(theta)
-        g_var = self.variance_function.gradient(var_params, ev.grad_eta)
-        g = lay.grad_theta(theta, ev.grad_cov, g_var)
-        return -ev.llf, -g
+        return -ev.llf, -lay.free_gradient(theta, ev.grad_cov, ev.grad_eta)
 
     def fit(
         self,
@@ -1112,8 +1118,7 @@ class HetMixedLM(MixedLM):
         else:
             if isinstance(start_params, MixedLMParams):
                 raise TypeError("start_params must be a natural parameter vector")
-            _, cov_re, vcomp, var_params = lay.split(start_params)
-            theta = lay.theta_from_natural(lay.join(None, cov_re, vcomp, var_params))
+            theta = lay.from_natural(lay.split(start_params)[1])
         free_theta = self._free_mask(free, theta)
 
         hist = [] if full_output else None
@@ -1132,7 +1137,7 @@ class HetMixedLM(MixedLM):
         # Convergence is judged on the observed information: the Newton
         # decrement of the analytic gradient, over the free parameters that
         # are not variances on the boundary.
-        natural = lay.natural_from_theta(theta)
+        natural = lay.to_natural(theta)
         free_nat = None if free_theta is None else free_theta.copy()
         h_cov, ev = self._hessian_natural(natural, free_nat)
         decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
@@ -1144,13 +1149,13 @@ class HetMixedLM(MixedLM):
             # singular cov_re, e.g. a correlation of +-1), where the natural
             # gradient need not vanish; there its decrement is the test.
             theta, polished, theta_decrement = self._newton_polish(theta, free_theta)
-            natural = lay.natural_from_theta(theta)
+            natural = lay.to_natural(theta)
             h_cov, ev = self._hessian_natural(natural, free_nat)
             decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
             converged = decrement is not None and decrement < _NEWTON_DECREMENT_TOL
             if not converged and polished:
                 converged, decrement = True, theta_decrement
-        g_nat = self._grad_natural(ev, natural[lay.var_nofe])
+        g_nat = self._grad_natural(ev, natural)
         # Variances at zero are on the boundary: their gradient need not
         # vanish there, and the MLE may sit on it.
         at_bound = self._at_boundary(natural)
@@ -1166,7 +1171,7 @@ class HetMixedLM(MixedLM):
                 f"log-likelihood gradient component is {max_grad:.3g}. Try other "
                 "start_params or method, or simplify the model.",
                 ConvergenceWarning, stacklevel=2)
-        cov_re = lay.cov_re_from_vech(natural[lay.re_nofe])
+        cov_re = lay.cov_re(natural)
         if do_cg and self.k_re > 1 and not at_bound.any():
             eig = np.linalg.eigvalsh(cov_re)
             if eig[0] <= 1e-6 * max(eig[-1], 1e-300):
@@ -1190,7 +1195,7 @@ class HetMixedLM(MixedLM):
         fe_params = ev.fe_params
         params = np.concatenate([fe_params, natural])
         # statsmodels multiplies normalized_cov_params by results.scale.
-        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
+        scale = np.exp(lay.log_scale(natural))
         res = HetMixedLMResults(self, params, cov_params / scale)
         res._finish(ev, converged=converged, max_grad=max_grad,
                     decrement=decrement, n_iter=n_iter, hist=hist,
@@ -1200,7 +1205,7 @@ class HetMixedLM(MixedLM):
     def _observed_decrement(self, natural, h_cov, ev, free):
         """g' (-H)^-1 g over free parameters not on the boundary, or None
         when -H is not positive definite there."""
-        g = self._grad_natural(ev, natural[self.layout.var_nofe])
+        g = self._grad_natural(ev, natural)
         keep = ~self._at_boundary(natural)
         if free is not None:
             keep &= free
@@ -1228,15 +1233,13 @@ class HetMixedLM(MixedLM):
         Returns (theta, iterations, converged by the scoring decrement).
         """
         lay = self.layout
-        nat = lay.natural_from_theta(theta)
+        nat = lay.to_natural(theta)
         k = nat.size
         free_mask = np.ones(k, bool) if free is None else np.asarray(free, bool)
-        box = self._scalar_variances()
+        box = lay.bounded
 
         def evaluate(x):
-            cov_re = lay.cov_re_from_vech(x[lay.re_nofe])
-            if self.k_re > 1 and np.linalg.eigvalsh(cov_re)[0] < -1e-12 * max(
-                    1.0, np.abs(cov_re).max()):
+            if not lay.admissible(x):
                 raise np.linalg.LinAlgError("cov_re is not positive semi-definite")
             return self._evaluate_natural(x, info=True)
 
@@ -1250,18 +1253,18 @@ class HetMixedLM(MixedLM):
             active = box & (nat <= 0) & (g <= 0)
             work = np.flatnonzero(free_mask & ~active)
             if work.size == 0:
-                return lay.theta_from_natural(nat), it, True
+                return lay.from_natural(nat), it, True
             info = ev.info[np.ix_(work, work)]
             info = 0.5 * (info + info.T)
             ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
             try:
                 chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
             except np.linalg.LinAlgError:
-                return lay.theta_from_natural(nat), it, False
+                return lay.from_natural(nat), it, False
             step = _engine._chol_solve(chol, g[work])
             decrement = float(g[work] @ step)
             if decrement < _NEWTON_DECREMENT_TOL:
-                return lay.theta_from_natural(nat), it, True
+                return lay.from_natural(nat), it, True
             # Longest step that keeps the boxed variances non-negative.
             t_max = 1.0
             bounded = box[work] & (step < 0)
@@ -1283,20 +1286,9 @@ class HetMixedLM(MixedLM):
                     pass
                 t *= 0.5
                 if t < 1e-10:
-                    return lay.theta_from_natural(nat), it, False
+                    return lay.from_natural(nat), it, False
             nat, ev, g = cand, ev_c, g_c
-        return lay.theta_from_natural(nat), maxiter, False
-
-    def _scalar_variances(self):
-        """Mask of natural parameters that are single variances >= 0."""
-        lay = self.layout
-        mask = np.zeros(lay.k_cov + lay.k_var, bool)
-        if self.k_re == 1:
-            mask[0] = True
-        mask[lay.k_re2:lay.k_cov] = True
-        if lay.var_square_root:
-            mask[lay.var_nofe] = True
-        return mask
+        return lay.from_natural(nat), maxiter, False
 
     def _minimize(self, theta, free, meth, fit_kwargs, hist):
         full = theta.copy()
@@ -1377,13 +1369,8 @@ class HetMixedLM(MixedLM):
             fe_mask = np.asarray(free.fe_params)
         else:
             free = np.asarray(free, dtype=float)
-            if free.size == lay.k_params:
-                fe_mask, mask = free[lay.fe], free[lay.k_fe:]
-            elif free.size == lay.k_params - lay.k_fe:
-                fe_mask, mask = np.ones(self.k_fe), free
-            else:
-                raise ValueError(f"free must have length {lay.k_params} or "
-                                 f"{lay.k_params - lay.k_fe}")
+            fe_mask, mask = lay.split(free)
+            fe_mask = np.ones(self.k_fe) if fe_mask is None else fe_mask
         if np.any(np.asarray(fe_mask) == 0):
             raise NotImplementedError(
                 "HetMixedLM cannot hold fixed effects at given values; use an "
@@ -1394,12 +1381,12 @@ class HetMixedLM(MixedLM):
         # held out entirely (its variance and covariances at zero), and
         # covariances held at zero in patterns without fill-in.
         k = self.k_re
+        re_part = slice(0, self.k_re2)  # the cov_re block comes first
         if k > 0:
             fixed = np.zeros((k, k), bool)
-            fixed[np.tril_indices(k)] = ~mask[lay.re_nofe]
+            fixed[np.tril_indices(k)] = ~mask[re_part]
             fixed = fixed | fixed.T
-            start = lay.cov_re_from_vech(
-                lay.natural_from_theta(theta)[lay.re_nofe])
+            start = lay.cov_re(lay.to_natural(theta))
             held_out = np.diag(fixed).copy()
             for i in np.flatnonzero(held_out):
                 if not fixed[i].all() or not np.allclose(start[i], 0):
@@ -1415,25 +1402,17 @@ class HetMixedLM(MixedLM):
                     "Covariances can only be held at zero, in a pattern of "
                     "independent blocks of random effects.")
             chol = np.zeros((k, k))
-            chol[np.tril_indices(k)] = theta[lay.re_nofe]
+            chol[np.tril_indices(k)] = theta[re_part]
             chol[fixed] = 0.0
             chol[held_out] = 0.0
-            theta[lay.re_nofe] = chol[np.tril_indices(k)]
+            theta[re_part] = chol[np.tril_indices(k)]
         return mask
 
     def _at_boundary(self, natural):
         """Mask of variances at zero: cov_re diagonal, variance components,
         and identity-link variance-function parameters."""
         lay = self.layout
-        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
-        mask = np.zeros(natural.size, bool)
-        diag = np.cumsum(np.arange(1, self.k_re + 1)) - 1  # (i, i) in the vech
-        variances = [diag, np.arange(lay.k_re2, lay.k_cov)]
-        if lay.var_square_root:
-            variances.append(np.arange(lay.k_cov, lay.k_cov + lay.k_var))
-        variances = np.concatenate(variances)
-        mask[variances] = natural[variances] <= 1e-8 * scale
-        return mask
+        return lay.at_boundary(natural, np.exp(lay.log_scale(natural)))
 
     def _cov_params(self, ev, h_cov, free):
         kfe = self.k_fe

@@ -15,7 +15,7 @@ from statsmodels.tools._decorators import cache_readonly
 from . import _engine
 from .delta import delta_method
 from .lrtest import LRTestResult
-from .params import VAR_PREFIX
+from .structures import VAR_PREFIX
 
 __all__ = ["HetMixedLMResults", "HetMixedLMResultsWrapper"]
 
@@ -74,12 +74,13 @@ class HetMixedLMResults(MixedLMResults):
         for name in ("_grouped", "exog_var", "variance_function.exog_var"):
             if name not in model._data_attr:
                 model._data_attr.append(name)
-        fe, cov_re, vcomp, var_params = lay.split(self.params)
+        fe, natural = lay.split(self.params)
+        cov_re, vcomp = lay.cov_re(natural), lay.vcomp(natural)
         self.fe_params = fe
         self.cov_re = cov_re
         self.vcomp = vcomp
-        self._var_params = var_params
-        self.scale = float(np.exp(model.variance_function.log_scale(var_params)))
+        self._var_params = natural[lay.var_natural]
+        self.scale = float(np.exp(lay.log_scale(natural)))
         self.cov_re_unscaled = cov_re / self.scale
         self.params_object = MixedLMParams.from_components(
             fe_params=fe, cov_re=cov_re, vcomp=vcomp)
@@ -120,8 +121,7 @@ class HetMixedLMResults(MixedLMResults):
     def bse_re(self):
         """Standard errors of the ``cov_re`` lower triangle and the
         variance components (on the variances' natural scale)."""
-        lay = self.layout
-        return self.bse[lay.k_fe:lay.k_fe + lay.k_cov]
+        return self.bse[self.layout.cov]
 
     @cache_readonly
     def llf(self):
@@ -437,13 +437,11 @@ class HetMixedLMResults(MixedLMResults):
         pos = names.index(name)
         lay = self.layout
         k = pos - lay.k_fe
-        if 0 <= k < lay.k_re2:
-            return k in set(np.cumsum(np.arange(1, lay.k_re + 1)) - 1)
-        if lay.k_re2 <= k < lay.k_cov:
-            return True
-        if lay.k_cov <= k and self.model.var_link == "identity":
-            return not self._is_intercept_column(k - lay.k_cov)
-        return False
+        if k < 0 or not lay.variances[k]:
+            return False
+        # The additive form's reference variance (its intercept) is not a
+        # variance that a test can set to zero.
+        return not (k >= lay.k_cov and self._is_intercept_column(k - lay.k_cov))
 
     def _is_intercept_column(self, j):
         const = self.model.variance_function.const_direction

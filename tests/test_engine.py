@@ -151,7 +151,7 @@ def test_per_group_pieces_sum_to_totals(layout):
 
 
 def test_psd_factor_of_singular_matrix_is_lower_triangular():
-    from statsmodels_hetmixed.params import psd_factor
+    from statsmodels_hetmixed.structures import psd_factor
 
     a = np.array([[1.0, 2.0, 0.5]])
     cov = a.T @ a  # rank one

@@ -1,10 +1,11 @@
 """
 Residual variance functions: sigma2_ij as a function of a design W.
 
-Each variance function maps its parameters to the residual variances of the
-rows and maps the engine's gradient with respect to ``log sigma2_ij`` back to
-its parameters.  The model only talks to this interface, so new variance
-functions (e.g. an additive, identity-link form) are new classes here.
+Each variance function is a :class:`~.base.VarianceBlock`: it maps its
+parameters to the residual variances of the rows and maps the engine's
+gradient with respect to ``log sigma2_ij`` back to its parameters.  The
+fitter only talks to that interface, so a new variance function is a new
+class here (see the documentation page "Adding a structure").
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ import warnings
 
 import numpy as np
 from statsmodels.tools.sm_exceptions import ValueWarning
+
+from .base import StartContext, VarianceBlock
+
+# Prefix that marks the residual variance function in ``params`` names.  The
+# same regressor may appear in the mean and in the variance function, so the
+# two blocks need distinct names (e.g. "female" and "var:female").
+VAR_PREFIX = "var:"
 
 # E[log chi2_1] = -(gamma + log 2): log squared residuals underestimate
 # log variances by this much on average.
@@ -23,8 +31,10 @@ _LOG_CHI2_1_MEAN = -1.2703628454614782
 _ETA_LIMIT = 700.0
 
 
-def make_variance_function(link, exog_var, names):
-    """The variance function for ``var_link`` (``"log"`` or ``"identity"``)."""
+def make_variance_function(link: str, exog_var: np.ndarray,
+                           names: list[str]) -> "_VarianceFunction":
+    """The variance function for ``var_link`` (``"log"`` or ``"identity"``);
+    ``names`` are the columns of ``exog_var``."""
     classes = {"log": LogLinearVariance, "identity": AdditiveVariance}
     if link not in classes:
         raise ValueError(
@@ -34,8 +44,12 @@ def make_variance_function(link, exog_var, names):
     return classes[link](exog_var, names)
 
 
-class _VarianceFunction:
-    """Shared set-up: the design W and the constant direction it spans."""
+class _VarianceFunction(VarianceBlock):
+    """Shared set-up: the design W and the constant direction it spans.
+
+    ``names`` (the block's parameter names) are the columns of W with the
+    prefix ``var:``; ``column_names`` are the columns themselves.
+    """
 
     link = None
     # Whether the optimiser works on square roots of the parameters (which
@@ -44,7 +58,8 @@ class _VarianceFunction:
 
     def __init__(self, exog_var, names):
         self.exog_var = np.ascontiguousarray(exog_var, dtype=np.float64)
-        self.names = list(names)
+        self.column_names = list(names)
+        self.names = [VAR_PREFIX + str(v) for v in self.column_names]
         self.k_var = self.exog_var.shape[1]
         # Coefficients c with W c = 1, when W spans the constant.
         coef, *_ = np.linalg.lstsq(self.exog_var, np.ones(len(self.exog_var)),
@@ -69,6 +84,13 @@ class _VarianceFunction:
         """Mean over rows of log sigma2_ij (log of the geometric mean)."""
         return float(np.mean(np.log(self.variance(var_params))))
 
+    def gradient(self, var_params, grad_log_variance):
+        """d llf / d var_params from d llf / d log sigma2_ij."""
+        return self.natural_gradient(var_params, grad_log_variance)
+
+    def start(self, context: StartContext) -> np.ndarray:
+        return self.start_params(context.resid, 1.0 - context.share_re)
+
 
 class LogLinearVariance(_VarianceFunction):
     """
@@ -89,13 +111,19 @@ class LogLinearVariance(_VarianceFunction):
         eta = self.linear_predictor(var_params, exog_var)
         return np.exp(np.clip(eta, -_ETA_LIMIT, _ETA_LIMIT))
 
-    def gradient(self, var_params, grad_log_variance):
-        """d llf / d var_params from d llf / d log sigma2_ij."""
+    def natural_gradient(self, var_params, grad_log_variance):
+        """d llf / d var_params from d llf / d log sigma2_ij: W' g."""
         return self.exog_var.T @ grad_log_variance
 
     def log_derivative(self, var_params):
         """d log sigma2_ij / d var_params, an (n, k_var) array: W."""
         return self.exog_var
+
+    def to_natural(self, free):
+        return np.array(free, dtype=np.float64)
+
+    def from_natural(self, natural):
+        return np.array(natural, dtype=np.float64)
 
     def start_params(self, resid, total_share=1.0):
         """
@@ -154,13 +182,32 @@ class AdditiveVariance(_VarianceFunction):
         # finite so that the optimiser's line search can step back.
         return np.maximum(r, 1e-300)
 
-    def gradient(self, var_params, grad_log_variance):
+    def natural_gradient(self, var_params, grad_log_variance):
         """d llf / d theta from d llf / d log sigma2_ij."""
         return self.exog_var.T @ (grad_log_variance / self.variance(var_params))
 
     def log_derivative(self, var_params):
         """d log sigma2_ij / d theta = W / sigma2."""
         return self.exog_var / self.variance(var_params)[:, None]
+
+    # The optimiser searches square roots: every value is a valid variance,
+    # and zero is reachable.
+    def to_natural(self, free):
+        return np.asarray(free, dtype=np.float64) ** 2
+
+    def from_natural(self, natural):
+        natural = np.asarray(natural, dtype=np.float64)
+        if np.any(natural < 0):
+            raise ValueError("identity-link variances must be non-negative")
+        return np.sqrt(natural)
+
+    def free_gradient(self, free, grad_log_variance):
+        return 2.0 * free * self.natural_gradient(self.to_natural(free),
+                                                  grad_log_variance)
+
+    @property
+    def bounded(self):
+        return np.ones(self.k, bool)
 
     def start_params(self, resid, total_share=1.0):
         """Non-negative least squares of squared residuals on W."""

@@ -1,0 +1,24 @@
+"""
+Structures of the model as blocks with one small interface.
+
+See :mod:`.base` for the interface, :mod:`.layout` for how a model's blocks
+compose into its parameter vector, :mod:`.variance` for the residual
+variance functions and :mod:`.recov` for the random-effects covariance.
+"""
+
+from .base import BOUNDARY_RTOL, Block, CovarianceBlock, StartContext, VarianceBlock
+from .layout import ROLES, Layout
+from .level2 import Level2Coefficients
+from .recov import UnstructuredCovariance, VarianceComponent, psd_factor
+from .variance import (
+    VAR_PREFIX,
+    AdditiveVariance,
+    LogLinearVariance,
+    make_variance_function,
+)
+
+__all__ = [
+    "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
+    "ROLES", "Layout", "Level2Coefficients", "UnstructuredCovariance", "VarianceComponent", "psd_factor",
+    "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "make_variance_function",
+]

@@ -1,0 +1,200 @@
+"""
+The block interface: one small class per variance or covariance structure.
+
+A model's parameters are the fixed effects followed by the parameters of an
+ordered list of *blocks*.  Each block owns its parameters and knows
+
+* how many there are (``k``) and their names (``names``);
+* its *role* in the model: ``"re_cov"`` (the random-effects covariance G)
+  or ``"variance"`` (the residual variances sigma2_ij); the role decides
+  which engine quantities the block reads and in which results table its
+  parameters appear;
+* two scales of its parameters: the *natural* scale reported to users
+  (variances, covariances, log-variance coefficients) and the *free* scale
+  the optimiser searches without constraints (Cholesky factors, standard
+  deviations, square roots), with ``to_natural`` / ``from_natural``;
+* the chain rule from the engine's gradient to its natural parameters and
+  to its free parameters;
+* which natural parameters are variances bounded below by zero
+  (``bounded``) and which sit on that bound at an estimate
+  (``at_boundary``);
+* an ``update`` hook for structures whose quantities depend on the fitted
+  mean (e.g. a variance that is a power of the fitted values); the blocks
+  here have none.
+
+The fitter and the results never name a structure: they ask the
+:class:`~statsmodels_hetmixed.structures.layout.Layout`, which asks its
+blocks.  This follows nlme's ``varFunc`` / ``pdMat`` / ``corStruct`` classes
+(``coef(unconstrained=)``, ``coef<-``, ``Initialize``, ``update``).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+__all__ = ["Block", "CovarianceBlock", "VarianceBlock", "StartContext",
+           "BOUNDARY_RTOL"]
+
+# A variance counts as zero (on the boundary of the parameter space) when it
+# is at most this fraction of the model's residual scale.  Fits put such
+# variances at exactly zero or within rounding of it (the free scale is a
+# square root: 1e-8 of the scale is an SD 1e-4 of the residual SD, far from
+# any variance a fit leaves inside the parameter space).
+BOUNDARY_RTOL = 1e-8
+
+
+@dataclass(frozen=True)
+class StartContext:
+    """What blocks may use for their starting values.
+
+    Attributes
+    ----------
+    resid : ndarray (n,)
+        OLS residuals of the mean model.
+    total : float
+        Their mean square (the total variance to share out).
+    share_re : float
+        The share of ``total`` given to the random effects (0 without any).
+    z_mean_square : ndarray (q,)
+        Mean square of each column of the padded random-effects design over
+        the rows where it is non-zero.
+    """
+
+    resid: np.ndarray
+    total: float
+    share_re: float
+    z_mean_square: np.ndarray
+
+
+class Block(abc.ABC):
+    """One structure's parameters: names, scales, chain rule, bounds."""
+
+    role: ClassVar[str]
+
+    #: Parameter names, natural scale.
+    names: list[str]
+
+    @property
+    def k(self) -> int:
+        """Number of parameters."""
+        return len(self.names)
+
+    @abc.abstractmethod
+    def start(self, context: StartContext) -> np.ndarray:
+        """Starting values, natural scale."""
+
+    @abc.abstractmethod
+    def to_natural(self, free: np.ndarray) -> np.ndarray:
+        """Natural parameters from free (optimiser-scale) ones."""
+
+    @abc.abstractmethod
+    def from_natural(self, natural: np.ndarray) -> np.ndarray:
+        """Free parameters from natural ones (raises ValueError outside the
+        parameter space)."""
+
+    @property
+    def bounded(self) -> np.ndarray:
+        """Mask of natural parameters that are variances >= 0 on their own
+        (a box constraint the scoring optimiser can keep)."""
+        return np.zeros(self.k, bool)
+
+    @property
+    def variances(self) -> np.ndarray:
+        """Mask of natural parameters that are variances with a boundary at
+        zero (tested with a boundary-aware LR test; at_boundary checks
+        them)."""
+        return self.bounded
+
+    def at_boundary(self, natural: np.ndarray, scale: float) -> np.ndarray:
+        """Mask of variances at zero (relative to the residual ``scale``)."""
+        return self.variances & (natural <= BOUNDARY_RTOL * scale)
+
+    def admissible(self, natural: np.ndarray) -> bool:
+        """Whether natural parameters are inside the parameter space beyond
+        what ``bounded`` expresses (e.g. a covariance matrix that is
+        positive semi-definite)."""
+        return True
+
+    def update(self, fitted: np.ndarray) -> None:  # noqa: B027 - optional hook
+        """Hook for structures that depend on the fitted mean (none here)."""
+
+
+class CovarianceBlock(Block):
+    """
+    A block of the random-effects covariance G.
+
+    It covers some columns (``slots``) of the padded random-effects design;
+    G is block diagonal over the covariance blocks of a model, and so is its
+    factor L (G = L L').
+    """
+
+    role = "re_cov"
+
+    #: Columns of the padded random-effects design that the block covers.
+    slots: np.ndarray
+
+    @abc.abstractmethod
+    def factor(self, natural: np.ndarray) -> np.ndarray:
+        """A lower-triangular factor (s x s, s = len(slots)) of the block's
+        covariance, from natural parameters."""
+
+    @abc.abstractmethod
+    def factor_from_free(self, free: np.ndarray) -> np.ndarray:
+        """The same factor from free parameters."""
+
+    @abc.abstractmethod
+    def directions(self) -> np.ndarray:
+        """dG_block / d natural parameter: (k, s, s)."""
+
+    @abc.abstractmethod
+    def free_gradient(self, free: np.ndarray, grad_cov: np.ndarray) -> np.ndarray:
+        """d llf / d free parameters from ``grad_cov`` (s x s, the block's
+        part of d llf / dG in symmetric form: d llf = tr(Gamma dG))."""
+
+    def natural_gradient(self, grad_cov: np.ndarray) -> np.ndarray:
+        """d llf / d natural parameters from the block's ``grad_cov``."""
+        return np.einsum("kab,ab->k", self.directions(), grad_cov)
+
+
+class VarianceBlock(Block):
+    """
+    A factor of the residual variances: sigma2_ij is the product of the
+    variances of the model's variance blocks (nlme's ``varComb``), so
+    log sigma2_ij is a sum and each block sees d llf / d log sigma2_ij.
+    """
+
+    role = "variance"
+
+    @abc.abstractmethod
+    def variance(self, natural: np.ndarray, design: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """The block's variance factor for each row (of ``design`` if given,
+        with the columns of the block's own design)."""
+
+    @abc.abstractmethod
+    def log_derivative(self, natural: np.ndarray) -> np.ndarray:
+        """d log sigma2_ij / d natural parameters: (n, k)."""
+
+    def natural_gradient(self, natural: np.ndarray,
+                         grad_log_variance: np.ndarray) -> np.ndarray:
+        """d llf / d natural parameters from d llf / d log sigma2_ij."""
+        return self.log_derivative(natural).T @ grad_log_variance
+
+    def free_gradient(self, free: np.ndarray, grad_log_variance: np.ndarray
+                      ) -> np.ndarray:
+        """d llf / d free parameters (the natural gradient by default, for
+        blocks whose free and natural scales coincide)."""
+        return self.natural_gradient(self.to_natural(free), grad_log_variance)
+
+    def log_scale(self, natural: np.ndarray) -> float:
+        """Mean over rows of the log variance factor."""
+        return float(np.mean(np.log(self.variance(natural))))
+
+
+def stack_names(blocks: Sequence[Block]) -> list[str]:
+    """The parameter names of blocks, in order."""
+    return [name for block in blocks for name in block.names]

@@ -1,0 +1,268 @@
+"""
+The parameter layout: fixed effects, then the blocks' parameters.
+
+One :class:`Layout` per model, composed from its blocks (see
+:mod:`.base`).  It is the one place that knows where each parameter sits:
+it packs and unpacks vectors, names them, maps between the optimiser's
+free scale and the natural scale, assembles the random-effects factor and
+the residual variances from the blocks, applies the chain rule to the
+engine's gradient, and collects the blocks' bound and boundary masks.
+
+Vectors
+-------
+``params``
+    Everything, natural scale: fixed effects (``k_fe``), then the blocks'
+    parameters.  ``results.params`` is such a vector.
+``natural``
+    The blocks' parameters on the natural scale, without the fixed effects
+    (which the likelihood profiles out by GLS).
+``free``
+    The same on the free scale, searched by the optimiser without
+    constraints.
+
+Blocks are ordered by role: the random-effects covariance blocks first
+(MixedLM's order: ``cov_re``, then the variance components), then the
+residual variance blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .base import Block, CovarianceBlock, StartContext, VarianceBlock
+from .recov import UnstructuredCovariance, VarianceComponent
+
+__all__ = ["Layout", "ROLES"]
+
+#: Roles in the order their blocks appear in the parameter vector.
+ROLES = ("re_cov", "variance")
+
+
+class Layout:
+    """
+    Fixed effects and an ordered list of blocks.
+
+    Parameters
+    ----------
+    fe_names : list of str
+        Names of the fixed effects.
+    blocks : sequence of Block
+        The structures; they are ordered by role (``ROLES``), keeping the
+        given order within a role.
+    q : int
+        Columns of the padded random-effects design (the dimension of G).
+    """
+
+    def __init__(self, fe_names: Sequence[str], blocks: Sequence[Block], q: int
+                 ) -> None:
+        unknown = [type(b).__name__ for b in blocks if b.role not in ROLES]
+        if unknown:
+            raise ValueError(f"blocks with unknown roles: {unknown}")
+        self.blocks = sorted(blocks, key=lambda b: ROLES.index(b.role))
+        self.fe_names = list(fe_names)
+        self.k_fe = len(self.fe_names)
+        self.q = int(q)
+        # Blocks that describe G as a matrix common to all groups (the
+        # engine's factor); location-scale level-2 coefficients do not.
+        self.cov_blocks = [b for b in self.blocks if isinstance(b, CovarianceBlock)]
+        self.variance_blocks = [b for b in self.blocks if isinstance(b, VarianceBlock)]
+        # Where each block's parameters sit in a natural / free vector.
+        self.block_slices = []
+        offset = 0
+        for block in self.blocks:
+            self.block_slices.append(slice(offset, offset + block.k))
+            offset += block.k
+        self.k_cov = sum(b.k for b in self.blocks if b.role == "re_cov")
+        self.k_var = sum(b.k for b in self.variance_blocks)
+        self.k_structure = offset
+        self.k_params = self.k_fe + offset
+        # Slices of params (with the fixed effects) by role.
+        self.fe = slice(0, self.k_fe)
+        self.cov = slice(self.k_fe, self.k_fe + self.k_cov)
+        self.var = slice(self.k_fe + self.k_cov, self.k_params)
+        # The same inside a natural / free vector.
+        self.cov_natural = slice(0, self.k_cov)
+        self.var_natural = slice(self.k_cov, self.k_structure)
+
+    # ------------------------------------------------------------------
+    # Names and vectors
+    @property
+    def names(self) -> list[str]:
+        """Names of ``params``: fixed effects, then every block's."""
+        return self.fe_names + [n for b in self.blocks for n in b.names]
+
+    @property
+    def structure_names(self) -> list[str]:
+        """Names of a natural vector (the blocks' parameters)."""
+        return self.names[self.k_fe:]
+
+    def split(self, params) -> tuple[np.ndarray | None, np.ndarray]:
+        """
+        ``(fe_params, natural)`` of a vector with (length ``k_params``) or
+        without (``k_params - k_fe``; fe_params is then None) the fixed
+        effects.
+
+        Raises
+        ------
+        ValueError
+            For any other length, saying what was expected.
+        """
+        params = np.asarray(params, dtype=np.float64)
+        if params.shape == (self.k_params,):
+            return params[self.fe].copy(), params[self.k_fe:].copy()
+        if params.shape == (self.k_structure,):
+            return None, params.copy()
+        got = f"length {params.size}" if params.ndim == 1 else f"shape {params.shape}"
+        raise ValueError(
+            f"The parameter vector has {got}; this model has {self.k_params} "
+            f"parameters {self.names} (or {self.k_structure} without the "
+            f"{self.k_fe} fixed effects)."
+        )
+
+    def join(self, fe_params, natural) -> np.ndarray:
+        """``params`` from the fixed effects and a natural vector."""
+        return np.concatenate([np.asarray(fe_params, float),
+                               np.asarray(natural, float)])
+
+    def parts(self, vector) -> list[np.ndarray]:
+        """A natural or free vector cut into the blocks' pieces."""
+        return [vector[s] for s in self.block_slices]
+
+    def _blockwise(self, method: str, vector) -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float64)
+        out = [getattr(b, method)(v) for b, v in zip(self.blocks, self.parts(vector))]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    # ------------------------------------------------------------------
+    # Scales
+    def to_natural(self, free) -> np.ndarray:
+        """Natural vector from a free one."""
+        return self._blockwise("to_natural", free)
+
+    def from_natural(self, natural) -> np.ndarray:
+        """Free vector from a natural one (ValueError outside the space)."""
+        return self._blockwise("from_natural", natural)
+
+    def start(self, context: StartContext) -> np.ndarray:
+        """Starting natural vector: every block's starting values."""
+        out = [b.start(context) for b in self.blocks]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    # ------------------------------------------------------------------
+    # What the engine needs
+    def _assemble_factor(self, pieces) -> np.ndarray:
+        L = np.zeros((self.q, self.q))
+        for block, piece in zip(self.cov_blocks, pieces):
+            L[np.ix_(block.slots, block.slots)] = piece
+        return L
+
+    def _of(self, kind, vector):
+        """The blocks of a kind, with their pieces of a vector."""
+        return [(b, v) for b, v in zip(self.blocks, self.parts(vector))
+                if isinstance(b, kind)]
+
+    def factor(self, natural) -> np.ndarray:
+        """L (q x q) with G = L L', block diagonal, from a natural vector."""
+        return self._assemble_factor(
+            b.factor(v) for b, v in self._of(CovarianceBlock, natural))
+
+    def factor_from_free(self, free) -> np.ndarray:
+        """The same from a free vector (the optimiser's own factor)."""
+        return self._assemble_factor(
+            b.factor_from_free(v) for b, v in self._of(CovarianceBlock, free))
+
+    def _variance_parts(self, vector):
+        return [v for _, v in self._of(VarianceBlock, vector)]
+
+    def resid_var(self, natural, designs=None) -> np.ndarray:
+        """Residual variances sigma2_ij: the product of the variance
+        blocks' factors (of new designs, one per block, if given)."""
+        pieces = self._variance_parts(natural)
+        designs = designs or [None] * len(pieces)
+        out = None
+        for block, v, design in zip(self.variance_blocks, pieces, designs):
+            r = block.variance(v, design)
+            out = r if out is None else out * r
+        if out is None:
+            raise ValueError("the layout has no residual variance block")
+        return out
+
+    def log_scale(self, natural) -> float:
+        """Mean over rows of log sigma2_ij (log of the geometric mean)."""
+        return float(sum(b.log_scale(v) for b, v in
+                         zip(self.variance_blocks, self._variance_parts(natural))))
+
+    def natural_gradient(self, natural, grad_cov, grad_log_var) -> np.ndarray:
+        """d llf / d natural from the engine's d llf / dG (q x q) and
+        d llf / d log sigma2_ij (n,)."""
+        out = [b.natural_gradient(grad_cov[np.ix_(b.slots, b.slots)])
+               if isinstance(b, CovarianceBlock) else b.natural_gradient(v, grad_log_var)
+               for b, v in zip(self.blocks, self.parts(natural))]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def free_gradient(self, free, grad_cov, grad_log_var) -> np.ndarray:
+        """d llf / d free, the chain rule of every block."""
+        out = [b.free_gradient(v, grad_cov[np.ix_(b.slots, b.slots)])
+               if isinstance(b, CovarianceBlock) else b.free_gradient(v, grad_log_var)
+               for b, v in zip(self.blocks, self.parts(free))]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def info_directions(self, natural) -> tuple[np.ndarray, np.ndarray]:
+        """
+        The derivatives of V the engine's expected information needs:
+        dG / d natural covariance parameter, (k_cov, q, q), and
+        d log sigma2_ij / d natural variance parameter, (n, k_var).
+        """
+        cov_dirs = np.zeros((self.k_cov, self.q, self.q))
+        for block, sl in zip(self.blocks, self.block_slices):
+            if isinstance(block, CovarianceBlock):
+                idx = np.ix_(np.arange(sl.start, sl.stop), block.slots, block.slots)
+                cov_dirs[idx] = block.directions()
+        var_dirs = [b.log_derivative(v) for b, v in
+                    zip(self.variance_blocks, self._variance_parts(natural))]
+        return cov_dirs, np.hstack(var_dirs)
+
+    # ------------------------------------------------------------------
+    # Bounds
+    @property
+    def bounded(self) -> np.ndarray:
+        """Mask of natural parameters that are single variances >= 0."""
+        return self._mask("bounded")
+
+    @property
+    def variances(self) -> np.ndarray:
+        """Mask of natural parameters that are variances (boundary at 0)."""
+        return self._mask("variances")
+
+    def _mask(self, name) -> np.ndarray:
+        out = [np.asarray(getattr(b, name), bool) for b in self.blocks]
+        return np.concatenate(out) if out else np.zeros(0, bool)
+
+    def at_boundary(self, natural, scale: float) -> np.ndarray:
+        """Mask of variances at zero, relative to the residual scale."""
+        out = [b.at_boundary(v, scale) for b, v in zip(self.blocks, self.parts(natural))]
+        return np.concatenate(out) if out else np.zeros(0, bool)
+
+    def admissible(self, natural) -> bool:
+        """Whether every block accepts its natural parameters."""
+        return all(b.admissible(v) for b, v in zip(self.blocks, self.parts(natural)))
+
+    # ------------------------------------------------------------------
+    # MixedLM's views of the random-effects covariance
+    def cov_re(self, natural) -> np.ndarray:
+        """MixedLM's ``cov_re``: the correlated random effects' matrix."""
+        for block, v in self._of(UnstructuredCovariance, natural):
+            return block.matrix(v)
+        return np.zeros((0, 0))
+
+    def vcomp(self, natural) -> np.ndarray:
+        """MixedLM's ``vcomp``: the variance components' variances."""
+        out = [v for _, v in self._of(VarianceComponent, natural)]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @property
+    def vc_slots(self) -> list[np.ndarray]:
+        """The padded design's columns of each variance component."""
+        return [b.slots for b in self.cov_blocks if isinstance(b, VarianceComponent)]

@@ -1,0 +1,180 @@
+"""
+Blocks of the random-effects covariance G (the mean's random effects).
+
+* :class:`UnstructuredCovariance`: the correlated random effects of
+  ``exog_re`` (``re_formula``), a full covariance matrix, searched through
+  the lower triangle of its Cholesky factor (MixedLM's ``cov_re``);
+* :class:`VarianceComponent`: one variance shared by several columns of the
+  padded design (MixedLM's ``exog_vc`` / ``vc_formula``), searched through
+  its standard deviation.
+
+Natural parameters are MixedLM's: the lower triangle of ``cov_re`` row by
+row, and the variance of each component, on their natural scale (not
+divided by a residual scale).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import StartContext, CovarianceBlock
+
+__all__ = ["UnstructuredCovariance", "VarianceComponent", "psd_factor"]
+
+
+def psd_factor(cov: np.ndarray) -> np.ndarray:
+    """
+    A lower-triangular factor L with L L' = cov for a positive
+    semi-definite matrix.
+
+    The Cholesky factor when it exists; otherwise (a singular covariance
+    matrix, e.g. a variance on the boundary) the triangular factor of the
+    eigen decomposition with negative eigenvalues set to zero: with
+    F = V sqrt(lambda) and F' = Q R, cov = F F' = R' R.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.size == 0:
+        return cov.copy()
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        lower = np.linalg.qr(root.T, mode="r").T
+        return lower * np.where(np.diag(lower) < 0, -1.0, 1.0)
+
+
+class UnstructuredCovariance(CovarianceBlock):
+    """
+    A full covariance matrix of ``len(slots)`` correlated random effects.
+
+    Natural parameters: its lower triangle, row by row (as MixedLM packs
+    ``cov_re``).  Free parameters: the lower triangle of a Cholesky factor
+    L (G = L L'), so that every value is a valid (semi-definite) matrix.
+
+    Parameters
+    ----------
+    names : list of str
+        Parameter names, one per lower-triangle entry.
+    slots : array_like of int
+        Columns of the padded random-effects design.
+    """
+
+    def __init__(self, names: list[str], slots) -> None:
+        self.slots = np.asarray(slots, dtype=np.intp)
+        self.dim = len(self.slots)
+        self._tril = np.tril_indices(self.dim)
+        if len(names) != len(self._tril[0]):
+            raise ValueError(f"{len(names)} names for a {self.dim} x {self.dim} "
+                             "covariance matrix")
+        self.names = list(names)
+        # (i, i) entries in the row-by-row lower triangle
+        self._diagonal = np.cumsum(np.arange(1, self.dim + 1)) - 1
+
+    def matrix(self, natural: np.ndarray) -> np.ndarray:
+        """The covariance matrix from its lower triangle."""
+        cov = np.zeros((self.dim, self.dim))
+        cov[self._tril] = natural
+        return cov + np.tril(cov, -1).T
+
+    def vech(self, matrix: np.ndarray) -> np.ndarray:
+        """The lower triangle of a matrix, row by row."""
+        return np.asarray(matrix, dtype=np.float64)[self._tril]
+
+    def start(self, context: StartContext) -> np.ndarray:
+        zz = context.z_mean_square[self.slots]
+        var = context.share_re * context.total / zz
+        return self.vech(np.diag(var))
+
+    def factor_from_free(self, free):
+        L = np.zeros((self.dim, self.dim))
+        L[self._tril] = free
+        return L
+
+    def factor(self, natural):
+        return psd_factor(self.matrix(natural))
+
+    def to_natural(self, free):
+        L = self.factor_from_free(free)
+        return self.vech(L @ L.T)
+
+    def from_natural(self, natural):
+        return self.vech(self.factor(natural))
+
+    def directions(self):
+        """``e_i e_j' + e_j e_i'`` for entry (i, j), ``e_i e_i'`` on the
+        diagonal."""
+        dirs = np.zeros((self.k, self.dim, self.dim))
+        for k, (i, j) in enumerate(zip(*self._tril)):
+            dirs[k, i, j] = dirs[k, j, i] = 1.0
+        return dirs
+
+    def free_gradient(self, free, grad_cov):
+        # d llf / dL = 2 Gamma L for G = L L' and symmetric Gamma.
+        return self.vech(2.0 * grad_cov @ self.factor_from_free(free))
+
+    @property
+    def bounded(self):
+        # One random effect: its variance alone, kept >= 0 by a box.  More:
+        # the constraint is the semi-definite cone (see admissible).
+        return np.full(self.k, self.dim == 1)
+
+    @property
+    def variances(self):
+        mask = np.zeros(self.k, bool)
+        mask[self._diagonal] = True
+        return mask
+
+    def admissible(self, natural):
+        if self.dim < 2:
+            return True
+        cov = self.matrix(natural)
+        return bool(np.linalg.eigvalsh(cov)[0] >= -1e-12 * max(1.0, np.abs(cov).max()))
+
+
+class VarianceComponent(CovarianceBlock):
+    """
+    One variance shared by independent random effects (MixedLM's variance
+    components): G is ``variance * I`` on its slots.
+
+    Parameters
+    ----------
+    name : str
+        The parameter name (MixedLM's: ``"<component> Var"``).
+    slots : array_like of int
+        Columns of the padded random-effects design.
+    """
+
+    def __init__(self, name: str, slots) -> None:
+        self.names = [name]
+        self.slots = np.asarray(slots, dtype=np.intp)
+        self.dim = len(self.slots)
+
+    def start(self, context: StartContext) -> np.ndarray:
+        zz = context.z_mean_square[self.slots].mean()
+        return np.array([context.share_re * context.total / zz])
+
+    def factor_from_free(self, free):
+        return float(free[0]) * np.eye(self.dim)
+
+    def factor(self, natural):
+        return np.sqrt(max(float(natural[0]), 0.0)) * np.eye(self.dim)
+
+    def to_natural(self, free):
+        return np.asarray(free, dtype=np.float64) ** 2
+
+    def from_natural(self, natural):
+        natural = np.asarray(natural, dtype=np.float64)
+        if np.any(natural < 0):
+            raise ValueError("variance components must be non-negative")
+        return np.sqrt(natural)
+
+    def directions(self):
+        return np.eye(self.dim)[None]
+
+    def free_gradient(self, free, grad_cov):
+        return np.array([2.0 * float(free[0]) * np.trace(grad_cov)])
+
+    @property
+    def bounded(self):
+        return np.ones(1, bool)

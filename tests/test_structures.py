@@ -1,0 +1,189 @@
+"""The block interface and the layout: chain rules against numerical
+derivatives, round trips between the free and natural scales, masks and
+errors."""
+
+import numpy as np
+import pytest
+
+from statsmodels_hetmixed.structures import (
+    AdditiveVariance,
+    Layout,
+    LogLinearVariance,
+    StartContext,
+    UnstructuredCovariance,
+    VarianceComponent,
+)
+
+RNG = np.random.default_rng(20261127)
+N = 40
+
+
+def _num_grad(f, x, h=1e-6):
+    """Central differences (independent of the code under test)."""
+    g = np.zeros_like(x)
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = h * max(1.0, abs(x[j]))
+        g[j] = (f(x + e) - f(x - e)) / (2 * e[j])
+    return g
+
+
+def _symmetric(q):
+    a = RNG.normal(size=(q, q))
+    return a + a.T
+
+
+def _blocks():
+    unstructured = UnstructuredCovariance(["a Var", "a x b Cov", "b Var"], [0, 1])
+    component = VarianceComponent("vc Var", [2, 3, 4])
+    w = np.column_stack([np.ones(N), RNG.normal(size=N)])
+    loglinear = LogLinearVariance(w, ["Intercept", "x"])
+    additive = AdditiveVariance(np.column_stack([np.ones(N), RNG.integers(0, 2, N)]),
+                                ["Intercept", "male"])
+    return unstructured, component, loglinear, additive
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_covariance_block_chain_rule(which):
+    block = _blocks()[which]
+    gamma = _symmetric(block.dim)
+    free = RNG.normal(size=block.k)
+
+    def by_free(f):
+        L = block.factor_from_free(f)
+        return np.sum(gamma * (L @ L.T))
+
+    np.testing.assert_allclose(block.free_gradient(free, gamma),
+                               _num_grad(by_free, free), rtol=1e-7, atol=1e-9)
+    natural = block.to_natural(free)
+
+    def by_natural(x):
+        L = block.factor(x)
+        return np.sum(gamma * (L @ L.T))
+
+    np.testing.assert_allclose(block.natural_gradient(gamma),
+                               _num_grad(by_natural, natural), rtol=1e-7, atol=1e-9)
+    # directions are dG / d natural
+    G0 = block.factor(natural) @ block.factor(natural).T
+    for k in range(block.k):
+        x = natural.copy()
+        x[k] += 1e-3
+        L = block.factor(x)
+        np.testing.assert_allclose((L @ L.T - G0) / 1e-3, block.directions()[k],
+                                   atol=1e-8)
+
+
+@pytest.mark.parametrize("which", [2, 3])
+def test_variance_block_chain_rule(which):
+    block = _blocks()[which]
+    g = RNG.normal(size=N)
+    free = np.abs(RNG.normal(size=block.k)) + 0.2
+
+    def by_free(f):
+        return g @ np.log(block.variance(block.to_natural(f)))
+
+    np.testing.assert_allclose(block.free_gradient(free, g),
+                               _num_grad(by_free, free), rtol=1e-7, atol=1e-9)
+    natural = block.to_natural(free)
+    np.testing.assert_allclose(block.natural_gradient(natural, g),
+                               _num_grad(lambda x: g @ np.log(block.variance(x)),
+                                         natural), rtol=1e-7, atol=1e-9)
+    jac = np.column_stack([
+        _num_grad(lambda x, j=j: np.log(block.variance(x))[j], natural)
+        for j in range(N)]).T
+    np.testing.assert_allclose(block.log_derivative(natural), jac, rtol=1e-7,
+                               atol=1e-9)
+
+
+def _layout(variance=2):
+    unstructured, component, loglinear, additive = _blocks()
+    var_block = loglinear if variance == 2 else additive
+    # given out of role order: the layout puts covariance blocks first
+    return Layout(["Intercept", "x"], [var_block, unstructured, component], q=5)
+
+
+def test_layout_order_names_and_slices():
+    lay = _layout()
+    assert lay.names == ["Intercept", "x", "a Var", "a x b Cov", "b Var",
+                         "vc Var", "var:Intercept", "var:x"]
+    assert (lay.k_fe, lay.k_cov, lay.k_var, lay.k_params) == (2, 4, 2, 8)
+    assert lay.names[lay.cov] == ["a Var", "a x b Cov", "b Var", "vc Var"]
+    assert lay.names[lay.var] == ["var:Intercept", "var:x"]
+    np.testing.assert_array_equal(lay.variances,
+                                  [True, False, True, True, False, False])
+    np.testing.assert_array_equal(lay.bounded,
+                                  [False, False, False, True, False, False])
+    assert [list(s) for s in lay.vc_slots] == [[2, 3, 4]]
+
+
+@pytest.mark.parametrize("variance", [2, 3])
+def test_layout_round_trip_and_chain_rule(variance):
+    lay = _layout(variance)
+    free = RNG.normal(size=lay.k_structure)
+    free[[0, 2]] = np.abs(free[[0, 2]]) + 0.1  # Cholesky diagonal > 0
+    free[4:] = np.abs(free[4:]) + 0.3
+    natural = lay.to_natural(free)
+    np.testing.assert_allclose(lay.to_natural(lay.from_natural(natural)), natural,
+                               rtol=1e-12)
+    # back to the same free vector, but for the sign of the component's SD
+    expected = free.copy()
+    expected[3] = abs(free[3])
+    np.testing.assert_allclose(lay.from_natural(natural), expected, rtol=1e-12)
+    L = lay.factor_from_free(free)
+    np.testing.assert_allclose(L @ L.T, lay.factor(natural) @ lay.factor(natural).T,
+                               rtol=1e-12, atol=1e-14)
+    gamma, g = _symmetric(5), RNG.normal(size=N)
+
+    def value(f):
+        Lf = lay.factor_from_free(f)
+        return np.sum(gamma * (Lf @ Lf.T)) + g @ np.log(lay.resid_var(lay.to_natural(f)))
+
+    np.testing.assert_allclose(lay.free_gradient(free, gamma, g),
+                               _num_grad(value, free), rtol=1e-6, atol=1e-8)
+
+    def value_natural(x):
+        Lx = lay.factor(x)
+        return np.sum(gamma * (Lx @ Lx.T)) + g @ np.log(lay.resid_var(x))
+
+    np.testing.assert_allclose(lay.natural_gradient(natural, gamma, g),
+                               _num_grad(value_natural, natural), rtol=1e-6, atol=1e-8)
+    cov_dirs, var_dirs = lay.info_directions(natural)
+    assert cov_dirs.shape == (4, 5, 5) and var_dirs.shape == (N, 2)
+    np.testing.assert_allclose(np.einsum("kab,ab->k", cov_dirs, gamma),
+                               lay.natural_gradient(natural, gamma, g)[:4])
+
+
+def test_split_says_what_was_expected():
+    lay = _layout()
+    fe, natural = lay.split(np.arange(8.0))
+    np.testing.assert_array_equal(fe, [0, 1])
+    np.testing.assert_array_equal(natural, np.arange(2.0, 8.0))
+    assert lay.split(np.arange(6.0))[0] is None
+    with pytest.raises(ValueError, match=r"length 5; this model has 8 parameters "
+                       r"\['Intercept', 'x', 'a Var'.*or 6 without the 2 fixed"):
+        lay.split(np.arange(5.0))
+    with pytest.raises(ValueError, match="shape"):
+        lay.split(np.zeros((2, 4)))
+
+
+def test_boundary_and_admissible():
+    lay = _layout(3)
+    natural = np.array([1.0, 0.0, 1e-12, 0.5, 2.0, 0.0])
+    np.testing.assert_array_equal(lay.at_boundary(natural, scale=1.0),
+                                  [False, False, True, False, False, True])
+    # the same variances are inside the space relative to a tiny scale
+    assert not lay.at_boundary(natural, scale=1e-6)[2]
+    assert lay.admissible(natural)
+    natural[1] = 2.0  # |corr| > 1: not a covariance matrix
+    assert not lay.admissible(natural)
+    with pytest.raises(ValueError, match="non-negative"):
+        lay.from_natural(np.array([1.0, 0.0, 1.0, -0.1, 1.0, 1.0]))
+
+
+def test_start_values():
+    lay = _layout()
+    context = StartContext(resid=RNG.normal(size=N), total=2.0, share_re=0.25,
+                           z_mean_square=np.array([1.0, 4.0, 2.0, 2.0, 2.0]))
+    start = lay.start(context)
+    np.testing.assert_allclose(start[:4], [0.5, 0.0, 0.125, 0.25])
+    assert start.size == lay.k_structure
