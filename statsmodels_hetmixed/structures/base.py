@@ -119,6 +119,12 @@ class Block(abc.ABC):
         positive semi-definite)."""
         return True
 
+    def singular(self, natural: np.ndarray) -> bool:
+        """Whether the block's covariance matrix is singular without a
+        variance at zero (a correlation of +-1, a redundant effect): an
+        estimate on the boundary that ``at_boundary`` does not show."""
+        return False
+
     def update(self, fitted: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Hook for structures that depend on the fitted mean (none here)."""
 

@@ -125,6 +125,12 @@ class UnstructuredCovariance(CovarianceBlock):
         mask[self._diagonal] = True
         return mask
 
+    def singular(self, natural):
+        if self.dim < 2:
+            return False
+        eig = np.linalg.eigvalsh(self.matrix(natural))
+        return bool(eig[0] <= 1e-6 * max(eig[-1], 1e-300))
+
     def admissible(self, natural):
         if self.dim < 2:
             return True

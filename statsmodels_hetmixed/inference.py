@@ -1,0 +1,92 @@
+"""
+From an estimate to inference: the covariance of the estimates, and the
+warnings a fit owes its user (not converged, a variance at zero, a
+singular covariance block).
+
+Standard errors: the fixed effects use ``(X'V^-1 X)^-1`` (as nlme and
+lme4), the blocks' parameters the inverse of the observed information of
+the log-likelihood profiled over the fixed effects (REML: of the REML
+criterion), with zero covariance between the two sets.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+from .optim import Estimate
+from .structures import Layout
+
+__all__ = ["covariance_of_estimates", "warn_fit_problems"]
+
+
+def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
+                            stacklevel: int = 3) -> np.ndarray:
+    """
+    Covariance matrix of ``params`` (fixed effects first); parameters held
+    fixed (``mask`` False) have zero rows and columns.
+
+    Warns (ConvergenceWarning) when the observed information of the
+    blocks' parameters is not positive definite, and then uses its
+    pseudo-inverse.
+    """
+    k_fe = layout.k_fe
+    cov = np.zeros((layout.k_params, layout.k_params))
+    cov[:k_fe, :k_fe] = np.linalg.inv(estimate.evaluation.xtvix)
+    idx = (np.arange(layout.k_structure) if mask is None
+           else np.flatnonzero(mask))
+    if idx.size:
+        info = -estimate.hessian[np.ix_(idx, idx)]
+        try:
+            np.linalg.cholesky(info)
+            inv = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            warnings.warn(
+                "The Hessian of the log-likelihood in the variance "
+                "parameters is not negative definite (a variance on the "
+                "boundary or a non-identified parameter); their standard "
+                "errors are unreliable.", ConvergenceWarning,
+                stacklevel=stacklevel)
+            inv = np.linalg.pinv(info)
+        full = k_fe + idx
+        cov[np.ix_(full, full)] = inv
+    return cov
+
+
+def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
+                      reml: bool, model_name: str = "HetMixedLM",
+                      stacklevel: int = 3) -> None:
+    """The warnings of a fit: optimisation skipped or not converged, a
+    singular covariance block, variances at zero."""
+    if not optimised:
+        warnings.warn("do_cg=False: the optimization was skipped and the "
+                      "results are at the starting values.", UserWarning,
+                      stacklevel=stacklevel)
+        return
+    if not estimate.converged:
+        warnings.warn(
+            f"{model_name} optimization did not converge: the largest "
+            f"log-likelihood gradient component is {estimate.max_grad:.3g}. Try "
+            "other start_params or method, or simplify the model.",
+            ConvergenceWarning, stacklevel=stacklevel)
+    at_bound = estimate.at_boundary
+    singular = [b for b, v in zip(layout.blocks, layout.parts(estimate.natural))
+                if b.singular(v)]
+    if singular and not at_bound.any():
+        warnings.warn(
+            "The random-effects covariance matrix is singular at the "
+            "estimate (a correlation of +-1 or a redundant random "
+            "effect): the estimate is on the boundary of the parameter "
+            "space, and standard errors of cov_re are not reliable. "
+            "Consider dropping a random effect.",
+            ConvergenceWarning, stacklevel=stacklevel)
+    if at_bound.any():
+        names = layout.structure_names
+        zero = [names[j] for j in np.flatnonzero(at_bound)]
+        warnings.warn(
+            f"The {'REML' if reml else 'ML'} estimate is on the "
+            f"boundary of the parameter space: the variance(s) {zero} are "
+            "zero; their standard errors and Wald tests are not reliable.",
+            ConvergenceWarning, stacklevel=stacklevel)

@@ -1,0 +1,149 @@
+"""
+The heteroskedastic LMM's log-likelihood as an objective on a layout.
+
+:class:`HeteroskedasticObjective` joins the Gaussian engine
+(:mod:`._engine`: the per-group passes over the rows) and a
+:class:`~.structures.Layout` (the blocks that map parameters to G and to
+the residual variances).  It gives the value, the analytic gradient on the
+natural and the free scales, the analytic expected information and the
+observed information, for ML or REML.  It knows no structure by name and
+no optimiser; :mod:`.optim` maximises it, and the location-scale model
+uses it for its starting values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _engine
+from .structures import Layout, StartContext
+
+__all__ = ["HeteroskedasticObjective"]
+
+
+class HeteroskedasticObjective:
+    """
+    Log-likelihood (or REML criterion) of the heteroskedastic LMM.
+
+    Parameters
+    ----------
+    grouped : _engine.GroupedData
+        Response, fixed-effects design and padded random-effects design,
+        with the group structure.
+    layout : Layout
+        The model's blocks.
+    reml : bool
+        REML criterion if True, else the log-likelihood.
+    """
+
+    def __init__(self, grouped: _engine.GroupedData, layout: Layout, reml: bool
+                 ) -> None:
+        self.grouped = grouped
+        self.layout = layout
+        self.reml = bool(reml)
+
+    @property
+    def nobs(self) -> int:
+        return self.grouped.nobs
+
+    # ------------------------------------------------------------------
+    def evaluate(self, natural, factor=None, fe_params=None, gradient=False,
+                 info=False) -> _engine.Evaluation:
+        """
+        Engine evaluation at a natural vector (without fixed effects).
+
+        ``factor`` replaces the layout's factor of G (the optimiser's own
+        Cholesky factor, which a singular G has too); ``fe_params`` (ML)
+        holds the fixed effects instead of profiling them out; ``info``
+        adds the expected information (needs ``gradient``).
+        """
+        lay = self.layout
+        factor = lay.factor(natural) if factor is None else factor
+        directions = lay.info_directions(natural) if info else None
+        return _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
+                                self.reml, fe_params=fe_params, gradient=gradient,
+                                info_directions=directions)
+
+    def natural_gradient(self, ev: _engine.Evaluation, natural) -> np.ndarray:
+        """d llf / d natural from an evaluation with the gradient."""
+        return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta)
+
+    def evaluate_natural(self, natural, info=False):
+        """(Evaluation with the gradient, d llf / d natural)."""
+        ev = self.evaluate(natural, gradient=True, info=info)
+        return ev, self.natural_gradient(ev, natural)
+
+    def free_value_and_gradient(self, free) -> tuple[float, np.ndarray]:
+        """The log-likelihood and its gradient on the free scale; -inf
+        where the engine cannot evaluate (a collinear GLS system)."""
+        lay = self.layout
+        try:
+            ev = self.evaluate(lay.to_natural(free), gradient=True,
+                               factor=lay.factor_from_free(free))
+        except np.linalg.LinAlgError:
+            return -np.inf, np.zeros_like(free)
+        return ev.llf, lay.free_gradient(free, ev.grad_cov, ev.grad_eta)
+
+    # ------------------------------------------------------------------
+    # Observed information
+    def observed_hessian(self, natural, mask=None):
+        """
+        Hessian of the log-likelihood (profiled over the fixed effects) in
+        the natural parameters ``mask`` marks (zero elsewhere), by forward
+        differences of the analytic gradient; and the evaluation at
+        ``natural``.
+        """
+        lay = self.layout
+        ev0, g0 = self.evaluate_natural(natural)
+        k = natural.size
+        floor = np.full(k, 1e-3 * self.scale(natural))
+        floor[lay.var_natural] = 1.0
+        hess = np.zeros((k, k))
+        for j in range(k):
+            if mask is not None and not mask[j]:
+                continue
+            h = 1e-6 * max(abs(natural[j]), floor[j])
+            x = natural.copy()
+            x[j] += h
+            hess[:, j] = (self.evaluate_natural(x)[1] - g0) / h
+        return 0.5 * (hess + hess.T), ev0
+
+    def free_hessian(self, free, mask):
+        """Hessian of the log-likelihood on the free scale over the
+        entries ``mask`` marks, by forward differences of the gradient."""
+        idx = np.flatnonzero(mask)
+        g0 = self.free_value_and_gradient(free)[1][idx]
+        hess = np.zeros((idx.size, idx.size))
+        for jj, j in enumerate(idx):
+            h = 1e-6 * max(abs(free[j]), 1e-2)
+            x = free.copy()
+            x[j] += h
+            hess[:, jj] = (self.free_value_and_gradient(x)[1][idx] - g0) / h
+        return 0.5 * (hess + hess.T)
+
+    # ------------------------------------------------------------------
+    def start(self) -> np.ndarray:
+        """Starting free vector: OLS, with the residuals' mean square
+        shared between the random effects (a quarter) and the residual
+        variance function (the blocks' own ``start``)."""
+        y, X = self.grouped.endog, self.grouped.exog
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        resid = y - X @ beta
+        total = max(float(np.mean(resid**2)), 1e-12)
+        Z = self.grouped.exog_z
+        share_re = 0.25 if Z.shape[1] > 0 else 0.0
+        # Mean square of each random-effects column over the rows where it is
+        # non-zero: columns of a variance component often touch few rows.
+        nonzero = np.maximum((Z != 0).sum(axis=0), 1)
+        zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
+        context = StartContext(resid=resid, total=total, share_re=share_re,
+                               z_mean_square=zz)
+        return self.layout.from_natural(self.layout.start(context))
+
+    def scale(self, natural) -> float:
+        """Geometric mean of the residual variances."""
+        return float(np.exp(self.layout.log_scale(natural)))
+
+    def at_boundary(self, natural) -> np.ndarray:
+        """Mask of variances at zero (relative to the residual scale)."""
+        return self.layout.at_boundary(natural, self.scale(natural))

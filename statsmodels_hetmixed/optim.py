@@ -1,0 +1,295 @@
+"""
+Maximising an objective: one scoring routine, one quasi-Newton driver, one
+Newton polish, one backtracking line search, one convergence test.
+
+Optimisers are plain functions over an objective and a free vector, chosen
+by name (``METHODS``, or any ``scipy.optimize.minimize`` method); they never
+name a structure.  The objective provides (see
+:class:`~.objective.HeteroskedasticObjective`):
+
+* ``layout`` -- ``to_natural``, ``from_natural``, ``bounded``, ``admissible``;
+* ``evaluate_natural(natural, info)`` -- the engine's evaluation (with the
+  expected information ``ev.info`` when asked) and the natural gradient;
+* ``free_value_and_gradient(free)`` -- for quasi-Newton and Newton steps;
+* ``observed_hessian(natural, free)`` -- the observed information's
+  negative, for the convergence test and the standard errors;
+* ``at_boundary(natural)`` -- variances at zero.
+
+Convergence is judged by the Newton decrement ``g' (-H)^-1 g`` of the
+analytic gradient (twice the possible further gain in log-likelihood),
+over the free parameters that are not variances at zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import optimize
+
+from ._engine import _chol_solve
+
+__all__ = ["NEWTON_DECREMENT_TOL", "Estimate", "estimate", "line_search",
+           "newton_decrement", "METHODS"]
+
+#: Below this Newton decrement the fit is converged.
+NEWTON_DECREMENT_TOL = 1e-10
+_MAX_NEWTON_STEPS = 20
+
+
+def line_search(value: Callable[[np.ndarray], float],
+                candidate: Callable[[float], np.ndarray], f0: float,
+                t_max: float = 1.0, t_min: float = 1e-10, rtol: float = 1e-12):
+    """
+    Backtracking: the longest of ``t_max, t_max/2, ...`` (down to
+    ``t_min``) at which ``value(candidate(t))`` is at least ``f0`` (less a
+    rounding allowance ``rtol |f0|``).  ``value`` is maximised and may
+    return -inf (outside the parameter space) or raise LinAlgError;
+    ``candidate(t)`` is usually ``x + t * step``, projected onto the
+    parameter space's bounds where the optimiser keeps them.
+
+    Returns ``(t, x_new, value_new)``, or None when no such step exists;
+    ``value`` was last called at ``x_new``.
+    """
+    t = t_max
+    while t >= t_min:
+        cand = candidate(t)
+        try:
+            v = value(cand)
+        except np.linalg.LinAlgError:
+            v = -np.inf
+        if v >= f0 - rtol * abs(f0):
+            return t, cand, v
+        t *= 0.5
+    return None
+
+
+def newton_decrement(g: np.ndarray, hess: np.ndarray, keep: np.ndarray):
+    """``g' (-H)^-1 g`` over the entries ``keep``; None when -H is not
+    positive definite there."""
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return 0.0
+    try:
+        chol = np.linalg.cholesky(-hess[np.ix_(idx, idx)])
+    except np.linalg.LinAlgError:
+        return None
+    return float(g[idx] @ _chol_solve(chol, g[idx]))
+
+
+# ----------------------------------------------------------------------
+# Optimisers: (objective, free, mask, options, hist) -> (free, n_iter, done)
+def fisher_scoring(objective, free, mask, options, hist):
+    """
+    Fisher scoring on the natural scale, with the analytic expected
+    information as scoring matrix and a backtracking line search.
+
+    Variances bounded below by zero on their own (``layout.bounded``) are
+    handled by an active set: a step never takes them below zero, and one
+    at zero whose gradient points outside is held there (the Kuhn-Tucker
+    condition of a boundary maximum).  Other constraints (a covariance
+    matrix that must stay semi-definite, ``layout.admissible``) reject a
+    step; where that blocks progress the caller falls back to quasi-Newton
+    on the free scale.
+    """
+    lay = objective.layout
+    nat = lay.to_natural(free)
+    box = lay.bounded
+    maxiter = options.get("maxiter", 200)
+
+    def evaluate(x):
+        if not lay.admissible(x):
+            raise np.linalg.LinAlgError("outside the parameter space")
+        return objective.evaluate_natural(x, info=True)
+
+    try:
+        ev, g = evaluate(nat)
+    except np.linalg.LinAlgError:
+        return free, 0, False
+    for it in range(1, maxiter + 1):
+        if hist is not None:
+            hist.append(ev.llf)
+        active = box & (nat <= 0) & (g <= 0)
+        work = np.flatnonzero(mask & ~active)
+        if work.size == 0:
+            return lay.from_natural(nat), it, True
+        info = ev.info[np.ix_(work, work)]
+        info = 0.5 * (info + info.T)
+        ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
+        try:
+            chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
+        except np.linalg.LinAlgError:
+            return lay.from_natural(nat), it, False
+        step = np.zeros_like(nat)
+        step[work] = _chol_solve(chol, g[work])
+        if float(g[work] @ step[work]) < NEWTON_DECREMENT_TOL:
+            return lay.from_natural(nat), it, True
+        # Longest step that keeps the boxed variances non-negative; the
+        # variance that limits it lands on zero exactly.
+        t_max, hit = 1.0, None
+        shrinking = box & (step < 0)
+        if shrinking.any():
+            ratios = np.full(nat.size, np.inf)
+            ratios[shrinking] = -nat[shrinking] / step[shrinking]
+            if ratios.min() < 1.0:
+                hit = int(np.argmin(ratios))
+                t_max = float(ratios[hit])
+
+        def candidate(t, start=nat, step=step, t_max=t_max, hit=hit):
+            x = start + t * step
+            x[box] = np.maximum(x[box], 0.0)
+            if hit is not None and t == t_max:
+                x[hit] = 0.0
+            return x
+
+        last = {}
+
+        def value(x):
+            last["x"], last["eval"] = x, evaluate(x)
+            return last["eval"][0].llf
+
+        if line_search(value, candidate, ev.llf, t_max=t_max) is None:
+            return lay.from_natural(nat), it, False
+        nat, (ev, g) = last["x"], last["eval"]
+    return lay.from_natural(nat), maxiter, False
+
+
+def quasi_newton(objective, free, mask, options, hist, method="bfgs"):
+    """A ``scipy.optimize.minimize`` method on the free scale (the
+    objective divided by the number of rows, so that ``gtol`` does not
+    depend on the sample size)."""
+    full = free.copy()
+    idx = np.flatnonzero(mask)
+    nobs = objective.nobs
+
+    def fun(x):
+        full[idx] = x
+        f, g = objective.free_value_and_gradient(full)
+        return -f / nobs, -g[idx] / nobs
+
+    def callback(xk, *args):
+        if hist is not None:
+            hist.append(-fun(np.asarray(xk))[0] * nobs)
+
+    if idx.size == 0:
+        return free, 0, True
+    opts = {"maxiter": options.get("maxiter", 1000)}
+    name = {"lbfgs": "L-BFGS-B", "nm": "Nelder-Mead"}.get(method.lower(), method)
+    if name.lower() in ("bfgs", "l-bfgs-b", "cg"):
+        opts["gtol"] = options.get("gtol", 1e-7)
+    jac = name.lower() not in ("nelder-mead", "powell")
+    objective_fun = fun if jac else (lambda x: fun(x)[0])
+    with np.errstate(all="ignore"):
+        res = optimize.minimize(objective_fun, free[idx], jac=jac, method=name,
+                                options=opts, callback=callback)
+    full[idx] = res.x
+    return full, int(getattr(res, "nit", 0)), bool(res.success)
+
+
+#: Optimisers by name; other names are passed to scipy.optimize.minimize.
+METHODS = {"scoring": fisher_scoring}
+
+
+def run_method(name, objective, free, mask, options, hist):
+    """Run the optimiser called ``name``."""
+    if name in METHODS:
+        return METHODS[name](objective, free, mask, options, hist)
+    return quasi_newton(objective, free, mask, options, hist, method=name)
+
+
+def newton_polish(objective, free, mask):
+    """
+    Newton steps on the free scale with the objective's Hessian there.
+
+    Its stationary points include maxima on the boundary of the covariance
+    cone (a singular G, e.g. a correlation of +-1), where the natural
+    gradient need not vanish; there its decrement is the test.
+
+    Returns (free, converged, decrement).
+    """
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return free, True, 0.0
+    decrement = None
+    for _ in range(_MAX_NEWTON_STEPS):
+        f0, g0 = objective.free_value_and_gradient(free)
+        hess = objective.free_hessian(free, mask)
+        try:
+            chol = np.linalg.cholesky(-hess)
+        except np.linalg.LinAlgError:
+            return free, False, None  # not locally concave: leave as is
+        step = _chol_solve(chol, g0[idx])
+        decrement = float(g0[idx] @ step)
+        if decrement < NEWTON_DECREMENT_TOL:
+            return free, True, decrement
+        full_step = np.zeros_like(free)
+        full_step[idx] = step
+        found = line_search(lambda x: objective.free_value_and_gradient(x)[0],
+                            lambda t, x=free, s=full_step: x + t * s, f0, t_min=1e-4)
+        if found is None:
+            return free, False, decrement
+        free = found[1]
+    return free, False, decrement
+
+
+@dataclass
+class Estimate:
+    """What a fit found: the estimate, its evaluation and how it got there."""
+
+    natural: np.ndarray        # the blocks' parameters, natural scale
+    free: np.ndarray           # the same, free scale
+    evaluation: object         # the engine's Evaluation at the estimate
+    hessian: np.ndarray        # observed Hessian in the natural parameters
+    converged: bool
+    decrement: float | None
+    max_grad: float            # largest |gradient| off the boundary
+    at_boundary: np.ndarray    # variances at zero
+    n_iter: int
+    hist: list | None = None
+    methods: Sequence[str] = field(default_factory=list)
+
+
+def estimate(objective, free, mask=None, methods=("scoring", "bfgs"),
+             options=None, hist=None, optimise=True) -> Estimate:
+    """
+    Maximise ``objective`` from ``free``: the ``methods`` in turn until one
+    reports success; then the convergence test on the observed Hessian,
+    and Newton steps on the free scale if it fails.
+
+    ``mask`` (free scale) marks the parameters estimated; the others stay
+    at their values in ``free``.
+    """
+    lay = objective.layout
+    options = {} if options is None else options
+    mask = np.ones(free.size, bool) if mask is None else np.asarray(mask, bool)
+    n_iter = 0
+    if optimise:
+        for name in methods:
+            free, n_it, done = run_method(name, objective, free, mask, options, hist)
+            n_iter += n_it
+            if done:
+                break
+    natural = lay.to_natural(free)
+    hess, ev = objective.observed_hessian(natural, mask)
+    keep = mask & ~objective.at_boundary(natural)
+    decrement = newton_decrement(objective.natural_gradient(ev, natural), hess, keep)
+    converged = optimise and decrement is not None and \
+        decrement < NEWTON_DECREMENT_TOL
+    if optimise and not converged:
+        free, polished, free_decrement = newton_polish(objective, free, mask)
+        natural = lay.to_natural(free)
+        hess, ev = objective.observed_hessian(natural, mask)
+        keep = mask & ~objective.at_boundary(natural)
+        decrement = newton_decrement(objective.natural_gradient(ev, natural),
+                                     hess, keep)
+        converged = decrement is not None and decrement < NEWTON_DECREMENT_TOL
+        if not converged and polished:
+            converged, decrement = True, free_decrement
+    g = objective.natural_gradient(ev, natural)
+    # Variances at zero are on the boundary: their gradient need not
+    # vanish there, and the maximum may sit on it.
+    at_bound = objective.at_boundary(natural)
+    max_grad = float(np.max(np.abs(g[mask & ~at_bound]), initial=0.0))
+    return Estimate(natural, free, ev, hess, bool(converged), decrement, max_grad,
+                    at_bound, n_iter, hist, list(methods))

@@ -1,0 +1,105 @@
+"""The optimisers: line search, Newton decrement, scoring at a boundary,
+methods by name reaching the same maximum."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+import statsmodels_hetmixed.formula.api as hmf
+from statsmodels_hetmixed.objective import HeteroskedasticObjective
+from statsmodels_hetmixed.optim import (
+    NEWTON_DECREMENT_TOL,
+    estimate,
+    line_search,
+    newton_decrement,
+)
+
+
+def test_line_search_takes_the_longest_acceptable_step():
+    # value rises to t = 0.3 along the step, then falls
+    value = lambda x: -(x[0] - 0.3) ** 2  # noqa: E731
+    found = line_search(value, lambda t: np.array([t]), f0=value(np.zeros(1)))
+    t, x, v = found
+    assert t == 0.5 and x[0] == 0.5 and v == value(np.array([0.5]))
+    # nothing better than f0 along the step: None
+    assert line_search(value, lambda t: np.array([0.3 - t]), f0=0.0,
+                       t_min=1e-3) is None
+
+
+def test_line_search_treats_failures_as_minus_infinity():
+    def value(x):
+        if x[0] > 0.2:
+            raise np.linalg.LinAlgError
+        return x[0]
+
+    t, x, v = line_search(value, lambda t: np.array([t]), f0=0.0)
+    assert t == 0.125 and v == 0.125
+
+
+def test_newton_decrement():
+    g = np.array([1.0, 2.0])
+    hess = -np.diag([2.0, 4.0])
+    assert newton_decrement(g, hess, np.array([True, True])) == pytest.approx(1.5)
+    assert newton_decrement(g, hess, np.array([True, False])) == pytest.approx(0.5)
+    assert newton_decrement(g, np.diag([2.0, -4.0]), np.array([True, True])) is None
+    assert newton_decrement(g, hess, np.array([False, False])) == 0.0
+
+
+def _data(seed=3, sd_u=0.7, n_groups=30, size=12):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), size)
+    x = rng.normal(size=g.size)
+    k = rng.integers(0, 3, g.size)
+    u = rng.normal(0, sd_u, n_groups)[g]
+    y = 1 + 0.5 * x + u + np.exp(0.5 * (0.1 + 0.3 * x)) * rng.standard_normal(g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": g, "k": k})
+
+
+def _objective(model, reml=False):
+    return HeteroskedasticObjective(model._grouped, model.layout, reml)
+
+
+def test_scoring_puts_a_zero_variance_at_zero_exactly():
+    # No variation by k within groups: the variance component's ML estimate is 0.
+    data = _data(sd_u=0.0, seed=5)
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", re_formula="0",
+                           vc_formula={"k": "0 + C(k)"})
+    objective = _objective(model)
+    est = estimate(objective, objective.start(), methods=["scoring"])
+    assert est.natural[0] == 0.0
+    assert est.at_boundary[0]
+    assert est.converged and est.decrement < NEWTON_DECREMENT_TOL
+
+
+@pytest.mark.parametrize("methods", [["scoring"], ["bfgs"], ["lbfgs"], ["cg"]])
+def test_methods_by_name_reach_statsmodels_maximum(methods):
+    data = _data()
+    model = hmf.hetmixedlm("y ~ x", data, groups="g")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = smf.mixedlm("y ~ x", data, groups="g").fit(reml=True)
+    objective = _objective(model, reml=True)
+    est = estimate(objective, objective.start(), methods=methods)
+    assert est.converged
+    assert est.evaluation.llf == pytest.approx(ref.llf, abs=1e-6)
+    np.testing.assert_allclose(est.evaluation.fe_params, ref.fe_params, rtol=1e-5)
+    np.testing.assert_allclose(est.natural[0], ref.cov_re.iloc[0, 0], rtol=1e-4)
+    np.testing.assert_allclose(np.exp(est.natural[1]), ref.scale, rtol=1e-4)
+
+
+def test_held_parameters_stay_put():
+    data = _data()
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x")
+    objective = _objective(model)
+    start = objective.start()
+    start[2] = 0.25  # var:x held at 0.25
+    mask = np.array([True, True, False])
+    est = estimate(objective, start, mask=mask)
+    assert est.free[2] == 0.25 and est.converged
+    # and the free parameters are at the maximum given it
+    free = objective.layout.from_natural(est.natural)
+    g = objective.free_value_and_gradient(free)[1]
+    assert np.abs(g[mask]).max() < 1e-3
