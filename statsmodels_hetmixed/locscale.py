@@ -730,7 +730,7 @@ class LocationScaleResults(HetMixedLMResults):
 
         def func(x):
             cov = lay.cov_re(x[lay.k_fe:])[q_u:, q_u:]
-            return np.exp(w @ x[lay.var] + 0.5 * np.einsum("ja,ab,jb->j", v, cov, v))
+            return np.exp(w @ x[self._vf_slice] + 0.5 * np.einsum("ja,ab,jb->j", v, cov, v))
 
         table = self._delta_method(func, names=labels, alpha=alpha, log_ci=True)
         return table.drop(columns=["z", "P>|z|"]).rename(columns={"Coef.": "Variance"})

@@ -32,6 +32,7 @@ from .structures import (
     Layout,
     StartContext,
     UnstructuredCovariance,
+    VarianceBlock,
     VarianceComponent,
 )
 from .structures.variance import make_variance_function
@@ -204,6 +205,12 @@ class HetMixedLM(MixedLM):
         columns (additive variances, the parameterisation of Stata's
         dummy-variance-level models; one variance per level with
         ``"~ 0 + C(g)"``).
+    variance_blocks : list of VarianceBlock, optional
+        Further factors of the residual variance, multiplied with the
+        variance function's (nlme's ``varComb``): blocks of
+        :mod:`statsmodels_hetmixed.structures` such as ``PowerVariance``, or
+        your own (see the documentation page "Adding a structure").  Their
+        parameters follow the variance function's in ``params``.
     use_sqrt : bool
         Accepted for compatibility with MixedLM; the optimisation always
         uses a Cholesky factor of the random-effects covariance.
@@ -249,6 +256,7 @@ class HetMixedLM(MixedLM):
         var_link="log",
         exog_var_re=None,
         exog_re_var=None,
+        variance_blocks=None,
         **kwargs,
     ):
         allowed = ["missing_idx", "model_spec", "formula"]
@@ -311,7 +319,7 @@ class HetMixedLM(MixedLM):
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
-        self._init_keys.extend(["use_sqrt", "exog_vc", "var_link"])
+        self._init_keys.extend(["use_sqrt", "exog_vc", "var_link", "variance_blocks"])
 
         # Validate and convert the data.
         self.endog = _as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
@@ -353,6 +361,7 @@ class HetMixedLM(MixedLM):
             var_link, self.exog_var, var_names)
         self.var_link = var_link
         self.k_var = self.variance_function.k_var
+        self.variance_blocks = self._check_variance_blocks(variance_blocks, n)
         exog_z, self._vc_slots = self._build_exog_z()
         self._grouped = _engine.GroupedData.build(
             self.endog, self.exog, exog_z, self._group_index, self.n_groups
@@ -382,6 +391,32 @@ class HetMixedLM(MixedLM):
 
     # ------------------------------------------------------------------
     # Construction helpers
+    def _check_variance_blocks(self, blocks, n):
+        """Validate extra variance blocks (``variance_blocks``)."""
+        blocks = [] if blocks is None else list(blocks)
+        for block in blocks:
+            if not isinstance(block, VarianceBlock):
+                raise TypeError(
+                    "variance_blocks takes blocks of statsmodels_hetmixed."
+                    f"structures (VarianceBlock subclasses), not {type(block).__name__}")
+            if block.nobs != n:
+                raise ValueError(
+                    f"The variance block {block.names} describes {block.nobs} rows "
+                    f"but the model has {n} observations: build it from the rows "
+                    "the model uses (after dropping missing values).")
+        if blocks and self.k_var_re:
+            raise NotImplementedError(
+                "variance_blocks are not available for location-scale models "
+                "(random scale effects); use var_formula for their variance "
+                "function.")
+        names = [n for b in blocks for n in b.names]
+        taken = set(self.variance_function.names)
+        clash = [n for n in names if n in taken or names.count(n) > 1]
+        if clash:
+            raise ValueError(f"variance_blocks give parameter names {clash} twice "
+                             "or as names of the variance function; rename them.")
+        return blocks
+
     def _set_scale_effects(self, names):
         """Validate the random scale-effects design (location-scale models)."""
         if names is None:
@@ -621,6 +656,7 @@ class HetMixedLM(MixedLM):
         for k, slots in enumerate(self._vc_slots):
             blocks.append(VarianceComponent(cov_names[self.k_re2 + k], slots))
         blocks.append(self.variance_function)
+        blocks.extend(self.variance_blocks)
         return Layout(mixedlm_names[:self.k_fe], blocks,
                       q=self._grouped.exog_z.shape[1])
 
@@ -647,6 +683,7 @@ class HetMixedLM(MixedLM):
             joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
             names = joint
         names = names + self.variance_function.names
+        names += [n for b in self.variance_blocks for n in b.names]
         return names, re_names, re_names_full
 
     # MixedLM keeps per-group copies of the data; its own methods (and

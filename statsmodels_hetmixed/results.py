@@ -79,7 +79,8 @@ class HetMixedLMResults(MixedLMResults):
         self.fe_params = fe
         self.cov_re = cov_re
         self.vcomp = vcomp
-        self._var_params = natural[lay.var_natural]
+        self._natural = natural
+        self._var_params = np.asarray(self.params, dtype=float)[self._vf_slice]
         self.scale = float(np.exp(lay.log_scale(natural)))
         self.cov_re_unscaled = cov_re / self.scale
         self.params_object = MixedLMParams.from_components(
@@ -115,7 +116,26 @@ class HetMixedLMResults(MixedLMResults):
     @cache_readonly
     def bse_var(self):
         """Standard errors of ``var_params``."""
-        return self.bse[self.layout.var]
+        return self.bse[self._vf_slice]
+
+    @property
+    def _vf_slice(self):
+        """Where the variance function's coefficients sit in params."""
+        return self.layout.slice_of(self.model.variance_function)
+
+    @property
+    def _extra_variance_blocks(self):
+        """Variance blocks besides the variance function."""
+        vf = self.model.variance_function
+        return [b for b in self.layout.variance_blocks if b is not vf]
+
+    def _refuse_extra_variance_blocks(self, what):
+        if self._extra_variance_blocks:
+            names = [n for b in self._extra_variance_blocks for n in b.names]
+            raise NotImplementedError(
+                f"{what} is not available for models with variance_blocks "
+                f"({names}): the residual variance depends on them too. Use "
+                "resid_var for the fitted variances.")
 
     @cache_readonly
     def bse_re(self):
@@ -203,7 +223,7 @@ class HetMixedLMResults(MixedLMResults):
     @cache_readonly
     def resid_var(self):
         """Fitted residual variances sigma2_ij of the observations."""
-        return self.model.variance_function.variance(self._var_params)
+        return self.layout.resid_var(self._natural)
 
     @cache_readonly
     def resid_pearson(self):
@@ -259,6 +279,7 @@ class HetMixedLMResults(MixedLMResults):
         model = self.model
         if exog is None:
             return self.resid_var
+        self._refuse_extra_variance_blocks("predict_variance on new data")
         index = getattr(exog, "index", None)
         spec = getattr(model, "_var_design_info", None)
         if transform and spec is not None and isinstance(exog, pd.DataFrame):
@@ -567,13 +588,14 @@ class HetMixedLMResults(MixedLMResults):
         -------
         pandas.DataFrame
         """
+        self._refuse_extra_variance_blocks("residual_variance_table")
         rows, labels = self._distinct_var_rows()
         if len(rows) > 200:
             raise ValueError(
                 f"The variance design has {len(rows)} distinct rows (a "
                 "continuous covariate?); use predict_variance for chosen "
                 "values instead.")
-        vf, var = self.model.variance_function, self.layout.var
+        vf, var = self.model.variance_function, self._vf_slice
         table = self._delta_method(lambda x: vf.variance(x[var], rows),
                                    names=labels, alpha=alpha, log_ci=True)
         return table.drop(columns=["z", "P>|z|"]).rename(
@@ -607,7 +629,8 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError("to_loglinear converts identity-link (additive) "
                              "fits; this fit is already log-linear.")
         rows = self._saturated_rows()
-        var = self.layout.var
+        self._refuse_extra_variance_blocks("converting the variance function")
+        var = self._vf_slice
         return self._delta_method(
             lambda x: np.linalg.solve(rows, np.log(rows @ x[var])),
             names=list(self.model.data.exog_var_names), alpha=alpha)
@@ -630,7 +653,8 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError("to_additive converts log-linear fits; this fit "
                              "is already additive.")
         rows = self._saturated_rows()
-        var = self.layout.var
+        self._refuse_extra_variance_blocks("converting the variance function")
+        var = self._vf_slice
         names = ["var(Residual)" if self._is_intercept_column(j) else f"var({n})"
                  for j, n in enumerate(self.model.data.exog_var_names)]
         table = self._delta_method(

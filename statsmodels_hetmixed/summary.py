@@ -97,16 +97,34 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         _identity_link_block(smry, res, params, bse, q, lo, hi)
     else:
         _log_link_block(smry, res, params, bse, q, lo, hi)
+    for block in res._extra_variance_blocks:
+        _block_table(smry, res, block, params, bse, q, lo, hi)
     if not res.converged:
         smry.add_text("Warning: the optimization did not converge; estimates "
                       "and standard errors may be wrong.")
     return smry
 
 
+def _block_table(smry, res, block, params, bse, q, lo, hi):
+    """A block's parameters with z-tests against 0 and Wald intervals."""
+    where = res.layout.slice_of(block)
+    est, se = params[where], bse[where]
+    z = est / se
+    smry.add_df(pd.DataFrame({
+        block.title or type(block).__name__: block.names,
+        "Coef.": _fmt(est),
+        "Std.Err.": _fmt(se),
+        "z": _fmt(z),
+        "P>|z|": _fmt(2 * norm.sf(np.abs(z))),
+        lo: _fmt(est - q * se),
+        hi: _fmt(est + q * se),
+    }), index=False, align="r")
+
+
 def _log_link_block(smry, res, params, bse, q, lo, hi):
     """Coefficients of log sigma2, with exp() as variances / ratios."""
     model = res.model
-    var = res.layout.var
+    var = res._vf_slice
     a, se = params[var], bse[var]
     z = a / se
     vt = pd.DataFrame({
@@ -140,7 +158,7 @@ def _log_link_block(smry, res, params, bse, q, lo, hi):
 def _identity_link_block(smry, res, params, bse, q, lo, hi):
     """Stata-like block of additive residual variances."""
     model = res.model
-    var = res.layout.var
+    var = res._vf_slice
     theta, se = params[var], bse[var]
     names = list(model.data.exog_var_names)
     var_by = getattr(model, "var_by", None)

@@ -9,6 +9,7 @@ from statsmodels_hetmixed.structures import (
     AdditiveVariance,
     Layout,
     LogLinearVariance,
+    PowerVariance,
     StartContext,
     UnstructuredCovariance,
     VarianceComponent,
@@ -40,7 +41,8 @@ def _blocks():
     loglinear = LogLinearVariance(w, ["Intercept", "x"])
     additive = AdditiveVariance(np.column_stack([np.ones(N), RNG.integers(0, 2, N)]),
                                 ["Intercept", "male"])
-    return unstructured, component, loglinear, additive
+    power = PowerVariance(RNG.uniform(0.5, 3.0, N) * RNG.choice([-1, 1], N), "v")
+    return unstructured, component, loglinear, additive, power
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -73,7 +75,7 @@ def test_covariance_block_chain_rule(which):
                                    atol=1e-8)
 
 
-@pytest.mark.parametrize("which", [2, 3])
+@pytest.mark.parametrize("which", [2, 3, 4])
 def test_variance_block_chain_rule(which):
     block = _blocks()[which]
     g = RNG.normal(size=N)
@@ -96,7 +98,7 @@ def test_variance_block_chain_rule(which):
 
 
 def _layout(variance=2):
-    unstructured, component, loglinear, additive = _blocks()
+    unstructured, component, loglinear, additive, _ = _blocks()
     var_block = loglinear if variance == 2 else additive
     # given out of role order: the layout puts covariance blocks first
     return Layout(["Intercept", "x"], [var_block, unstructured, component], q=5)
@@ -187,3 +189,10 @@ def test_start_values():
     start = lay.start(context)
     np.testing.assert_allclose(start[:4], [0.5, 0.0, 0.125, 0.25])
     assert start.size == lay.k_structure
+
+
+def test_power_variance_refuses_zeros_and_missing_values():
+    with pytest.raises(ValueError, match="has zeros"):
+        PowerVariance([1.0, 0.0, 2.0], "dose")
+    with pytest.raises(ValueError, match="missing or infinite"):
+        PowerVariance([1.0, np.nan], "dose")

@@ -14,11 +14,12 @@ from .variance import (
     VAR_PREFIX,
     AdditiveVariance,
     LogLinearVariance,
+    PowerVariance,
     make_variance_function,
 )
 
 __all__ = [
     "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
     "ROLES", "Layout", "Level2Coefficients", "UnstructuredCovariance", "VarianceComponent", "psd_factor",
-    "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "make_variance_function",
+    "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance", "make_variance_function",
 ]

@@ -78,6 +78,9 @@ class Block(abc.ABC):
     #: Parameter names, natural scale.
     names: list[str]
 
+    #: What the parameters are, as the heading of their results table.
+    title: str = ""
+
     @property
     def k(self) -> int:
         """Number of parameters."""
@@ -174,6 +177,9 @@ class VarianceBlock(Block):
     """
 
     role = "variance"
+
+    #: Number of rows the block describes (the model's observations).
+    nobs: int
 
     @abc.abstractmethod
     def variance(self, natural: np.ndarray, design: np.ndarray | None = None

@@ -126,6 +126,14 @@ class Layout:
         return np.concatenate([np.asarray(fe_params, float),
                                np.asarray(natural, float)])
 
+    def slice_of(self, block: Block) -> slice:
+        """Where ``block``'s parameters sit in ``params`` (with the fixed
+        effects)."""
+        for b, sl in zip(self.blocks, self.block_slices):
+            if b is block:
+                return slice(self.k_fe + sl.start, self.k_fe + sl.stop)
+        raise ValueError(f"{type(block).__name__} is not a block of this layout")
+
     def parts(self, vector) -> list[np.ndarray]:
         """A natural or free vector cut into the blocks' pieces."""
         return [vector[s] for s in self.block_slices]

@@ -58,6 +58,7 @@ class _VarianceFunction(VarianceBlock):
 
     def __init__(self, exog_var, names):
         self.exog_var = np.ascontiguousarray(exog_var, dtype=np.float64)
+        self.nobs = self.exog_var.shape[0]
         self.column_names = list(names)
         self.names = [VAR_PREFIX + str(v) for v in self.column_names]
         self.k_var = self.exog_var.shape[1]
@@ -219,3 +220,60 @@ class AdditiveVariance(_VarianceFunction):
         # Start inside the parameter space: a variance at exactly zero has a
         # zero gradient in the square-root parameterisation.
         return np.maximum(coef, floor)
+
+
+class PowerVariance(VarianceBlock):
+    """
+    Variance proportional to a power of a covariate, nlme's ``varPower``:
+    ``sd_ij`` is proportional to ``|v_ij| ** delta``, so the block's factor
+    of sigma2_ij is ``|v_ij| ** (2 delta)``.
+
+    It multiplies the model's variance function (nlme's ``varComb``), whose
+    intercept carries the overall scale; ``delta = 0`` is homoskedasticity
+    in ``v``.  With a covariate (not the fitted values) this is the
+    log-linear function of ``log |v|`` with coefficient ``2 delta``.
+
+    Parameters
+    ----------
+    covariate : array_like (n,)
+        Non-zero values, one per row of the model's data (after any rows
+        with missing values were dropped).
+    name : str
+        The covariate's name; the parameter is ``"power(<name>)"``.
+    """
+
+    title = "Variance power"
+
+    def __init__(self, covariate, name: str = "v") -> None:
+        v = np.asarray(covariate, dtype=np.float64).ravel()
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"the power-variance covariate {name!r} has missing "
+                             "or infinite values")
+        if np.any(v == 0):
+            raise ValueError(
+                f"the power-variance covariate {name!r} has zeros, where "
+                "|v| ** delta is 0 or infinite: shift it (nlme's varConstPower "
+                "adds a constant) or drop those rows.")
+        self.log_abs = np.log(np.abs(v))
+        self.nobs = v.size
+        self.names = [f"power({name})"]
+
+    def start(self, context: StartContext) -> np.ndarray:
+        return np.zeros(1)
+
+    def to_natural(self, free):
+        return np.array(free, dtype=np.float64)
+
+    def from_natural(self, natural):
+        return np.array(natural, dtype=np.float64)
+
+    def variance(self, natural, design=None):
+        log_abs = self.log_abs if design is None else np.log(np.abs(
+            np.asarray(design, dtype=np.float64).ravel()))
+        return np.exp(np.clip(2.0 * natural[0] * log_abs, -_ETA_LIMIT, _ETA_LIMIT))
+
+    def log_derivative(self, natural):
+        return 2.0 * self.log_abs[:, None]
+
+    def log_scale(self, natural):
+        return float(2.0 * natural[0] * self.log_abs.mean())
