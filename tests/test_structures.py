@@ -14,13 +14,14 @@ from statsmodels_hetmixed.structures import (
     UnstructuredCovariance,
     VarianceComponent,
 )
+from statsmodels_hetmixed.structures.testing import check_block
 
 RNG = np.random.default_rng(20261127)
 N = 40
 
 
 def _num_grad(f, x, h=1e-6):
-    """Central differences (independent of the code under test)."""
+    """Central differences."""
     g = np.zeros_like(x)
     for j in range(x.size):
         e = np.zeros_like(x)
@@ -45,56 +46,37 @@ def _blocks():
     return unstructured, component, loglinear, additive, power
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_covariance_block_chain_rule(which):
+@pytest.mark.parametrize("which", range(5))
+def test_blocks_pass_the_numerical_checks(which):
     block = _blocks()[which]
-    gamma = _symmetric(block.dim)
     free = RNG.normal(size=block.k)
-
-    def by_free(f):
-        L = block.factor_from_free(f)
-        return np.sum(gamma * (L @ L.T))
-
-    np.testing.assert_allclose(block.free_gradient(free, gamma),
-                               _num_grad(by_free, free), rtol=1e-7, atol=1e-9)
-    natural = block.to_natural(free)
-
-    def by_natural(x):
-        L = block.factor(x)
-        return np.sum(gamma * (L @ L.T))
-
-    np.testing.assert_allclose(block.natural_gradient(gamma),
-                               _num_grad(by_natural, natural), rtol=1e-7, atol=1e-9)
-    # directions are dG / d natural
-    G0 = block.factor(natural) @ block.factor(natural).T
-    for k in range(block.k):
-        x = natural.copy()
-        x[k] += 1e-3
-        L = block.factor(x)
-        np.testing.assert_allclose((L @ L.T - G0) / 1e-3, block.directions()[k],
-                                   atol=1e-8)
+    if isinstance(block, UnstructuredCovariance):
+        free[[0, 2]] = np.abs(free[[0, 2]]) + 0.2  # a positive definite G
+    if isinstance(block, (AdditiveVariance, PowerVariance)):
+        free = np.abs(free) + 0.2
+    check_block(block, free)
 
 
-@pytest.mark.parametrize("which", [2, 3, 4])
-def test_variance_block_chain_rule(which):
-    block = _blocks()[which]
-    g = RNG.normal(size=N)
-    free = np.abs(RNG.normal(size=block.k)) + 0.2
+class _WrongChainRule(AdditiveVariance):
+    def free_gradient(self, free, grad_log_variance):
+        return self.natural_gradient(self.to_natural(free), grad_log_variance)
 
-    def by_free(f):
-        return g @ np.log(block.variance(block.to_natural(f)))
 
-    np.testing.assert_allclose(block.free_gradient(free, g),
-                               _num_grad(by_free, free), rtol=1e-7, atol=1e-9)
-    natural = block.to_natural(free)
-    np.testing.assert_allclose(block.natural_gradient(natural, g),
-                               _num_grad(lambda x: g @ np.log(block.variance(x)),
-                                         natural), rtol=1e-7, atol=1e-9)
-    jac = np.column_stack([
-        _num_grad(lambda x, j=j: np.log(block.variance(x))[j], natural)
-        for j in range(N)]).T
-    np.testing.assert_allclose(block.log_derivative(natural), jac, rtol=1e-7,
-                               atol=1e-9)
+class _WrongDirections(VarianceComponent):
+    def directions(self):
+        return 2.0 * super().directions()
+
+
+@pytest.mark.parametrize("broken, message", [
+    (lambda: _WrongChainRule(np.column_stack([np.ones(N), RNG.integers(0, 2, N)]),
+                             ["Intercept", "male"]), "free_gradient"),
+    # natural_gradient is built from the directions: caught there first
+    (lambda: _WrongDirections("vc Var", [0, 1]), "natural_gradient"),
+])
+def test_check_block_catches_wrong_derivatives(broken, message):
+    block = broken()
+    with pytest.raises(AssertionError, match=message):
+        check_block(block, np.full(block.k, 0.7))
 
 
 def _layout(variance=2):
