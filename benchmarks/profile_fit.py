@@ -35,7 +35,8 @@ def main(argv=None):
     top = int(argv[2]) if len(argv) > 2 else 25
 
     import statsmodels_hetmixed.formula.api as hmf
-    from statsmodels_hetmixed import _engine
+    from statsmodels_hetmixed import _engine, inference, optim
+    from statsmodels_hetmixed.objective import HeteroskedasticObjective
     from statsmodels_hetmixed.model import HetMixedLM
 
     data = make_data(n_groups, size, 0)
@@ -57,11 +58,12 @@ def main(argv=None):
         setattr(owner, name, wrapper)
 
     wrap(HetMixedLM, "__init__", "model construction: HetMixedLM.__init__")
-    wrap(HetMixedLM, "_start_theta", "fit: starting values")
-    wrap(HetMixedLM, "_minimize", "fit: optimiser (BFGS)")
-    wrap(HetMixedLM, "_newton_polish", "fit: Newton polish")
-    wrap(HetMixedLM, "_hessian_natural", "fit: Hessian for SEs")
-    wrap(HetMixedLM, "_cov_params", "fit: cov_params")
+    wrap(HeteroskedasticObjective, "start", "fit: starting values")
+    wrap(optim, "run_method", "fit: optimisers (scoring, quasi-Newton)")
+    wrap(optim, "newton_polish", "fit: Newton polish")
+    wrap(HeteroskedasticObjective, "observed_hessian",
+         "fit: observed information (convergence test, SEs)")
+    wrap(inference, "covariance_of_estimates", "fit: cov_params")
     wrap(_engine, "evaluate", "likelihood evaluations (all)")
 
     gradient_calls = {"yes": 0, "no": 0}

@@ -16,7 +16,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import patsy
-from scipy import optimize
 from statsmodels.base import model as base
 from statsmodels.regression.mixed_linear_model import (
     MixedLM,
@@ -27,7 +26,8 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from . import _engine
+from . import _engine, inference, optim
+from .objective import HeteroskedasticObjective
 from .structures import (
     Layout,
     StartContext,
@@ -38,12 +38,6 @@ from .structures import (
 from .structures.variance import make_variance_function
 
 __all__ = ["HetMixedLM"]
-
-# Convergence: the Newton decrement g' (-H)^-1 g bounds twice the possible
-# further gain in log-likelihood.  Below this the fit is converged.
-_NEWTON_DECREMENT_TOL = 1e-10
-_MAX_NEWTON_STEPS = 20
-
 
 def _column_names(arr, prefix):
     if isinstance(arr, pd.DataFrame):
@@ -918,18 +912,11 @@ class HetMixedLM(MixedLM):
 
     # ------------------------------------------------------------------
     # Likelihood
-    def _evaluate(self, natural, factor=None, fe_params=None, gradient=False,
-                  info=False, reml=None):
-        """Engine evaluation at a natural vector (without fixed effects);
-        ``factor`` replaces the layout's factor of G (the optimiser's own
-        Cholesky factor)."""
-        lay = self.layout
+    def _objective(self, reml=None):
+        """The heteroskedastic objective of this model's data and layout
+        (REML as the model's ``reml`` attribute unless given)."""
         reml = self.reml if reml is None else reml
-        factor = lay.factor(natural) if factor is None else factor
-        directions = lay.info_directions(natural) if info else None
-        return _engine.evaluate(self._grouped, factor, lay.resid_var(natural), reml,
-                                fe_params=fe_params, gradient=gradient,
-                                info_directions=directions)
+        return HeteroskedasticObjective(self._grouped, self.layout, reml)
 
     def _split_any(self, params):
         """(fe_params or None, natural) of a parameter vector."""
@@ -960,7 +947,7 @@ class HetMixedLM(MixedLM):
         fe, natural = self._split_any(params)
         fe = None if profile_fe else fe
         try:
-            return self._evaluate(natural, fe_params=fe).llf
+            return self._objective().evaluate(natural, fe_params=fe).llf
         except np.linalg.LinAlgError:
             return -np.inf
 
@@ -974,15 +961,12 @@ class HetMixedLM(MixedLM):
         """
         fe, natural = self._split_any(params)
         use_fe = None if profile_fe else fe
-        ev = self._evaluate(natural, fe_params=use_fe, gradient=True)
-        g = self._grad_natural(ev, natural)
+        objective = self._objective()
+        ev = objective.evaluate(natural, fe_params=use_fe, gradient=True)
+        g = objective.natural_gradient(ev, natural)
         if use_fe is None:
             return g
         return np.concatenate([ev.score_fe, g])
-
-    def _grad_natural(self, ev, natural):
-        """d llf / d natural from an evaluation with the gradient."""
-        return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta)
 
     def hessian(self, params):
         """
@@ -990,8 +974,8 @@ class HetMixedLM(MixedLM):
 
         The fixed-effects block is ``-X'V^-1 X``; the covariance and
         variance-function block is the Hessian of the log-likelihood profiled
-        over the fixed effects (REML: of the REML criterion), computed by
-        finite differences of the analytic gradient; the cross block is
+        over the fixed effects (REML: of the REML criterion), the observed
+        information of ``HeteroskedasticObjective``; the cross block is
         zero (see the documentation on standard errors).
 
         Returns
@@ -1001,68 +985,12 @@ class HetMixedLM(MixedLM):
             True if the fixed-effects information matrix is singular.
         """
         _, natural = self._split_any(params)
-        h_cov, ev = self._hessian_natural(natural)
+        h_cov, ev = self._objective().observed_hessian(natural)
         kfe = self.k_fe
         hess = np.zeros((self.k_params, self.k_params))
         hess[:kfe, :kfe] = -ev.xtvix
         hess[kfe:, kfe:] = h_cov
         return hess, False
-
-    def _evaluate_natural(self, natural, info=False):
-        """Engine evaluation at a natural vector (without fixed effects):
-        (Evaluation, gradient in the natural parameters)."""
-        ev = self._evaluate(natural, gradient=True, info=info)
-        return ev, self._grad_natural(ev, natural)
-
-    def _hessian_natural(self, natural, free=None):
-        """Forward differences of the analytic natural gradient."""
-        lay = self.layout
-
-        def grad(x):
-            ev, g = self._evaluate_natural(x)
-            return g, ev
-
-        g0, ev0 = grad(natural)
-        k = natural.size
-        scale = np.exp(lay.log_scale(natural))
-        floor = np.full(k, 1e-3 * scale)
-        floor[lay.var_natural] = 1.0
-        hess = np.zeros((k, k))
-        for j in range(k):
-            if free is not None and not free[j]:
-                continue
-            h = 1e-6 * max(abs(natural[j]), floor[j])
-            x = natural.copy()
-            x[j] += h
-            hess[:, j] = (grad(x)[0] - g0) / h
-        hess = 0.5 * (hess + hess.T)
-        return hess, ev0
-
-    # ------------------------------------------------------------------
-    def _start_theta(self):
-        """Starting values: OLS, then log squared residuals regressed on W."""
-        y, X = self.endog, self.exog
-        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-        resid = y - X @ beta
-        total = max(float(np.mean(resid**2)), 1e-12)
-        share_re = 0.25 if self.k_re + self.k_vc > 0 else 0.0
-        Z = self._grouped.exog_z
-        # Mean square of each random-effects column over the rows where it is
-        # non-zero: columns of a variance component often touch few rows.
-        nonzero = np.maximum((Z != 0).sum(axis=0), 1)
-        zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
-        context = StartContext(resid=resid, total=total, share_re=share_re,
-                               z_mean_square=zz)
-        return self.layout.from_natural(self.layout.start(context))
-
-    def _objective(self, theta):
-        lay = self.layout
-        try:
-            ev = self._evaluate(lay.to_natural(theta), gradient=True,
-                                factor=lay.factor_from_free(theta))
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(theta)
-        return -ev.llf, -lay.free_gradient(theta, ev.grad_cov, ev.grad_eta)
 
     def fit(
         self,
@@ -1150,247 +1078,27 @@ class HetMixedLM(MixedLM):
         elif isinstance(method, str):
             method = [method]
 
+        objective = self._objective(reml=self.reml)
         if start_params is None:
-            theta = self._start_theta()
+            theta = objective.start()
         else:
             if isinstance(start_params, MixedLMParams):
                 raise TypeError("start_params must be a natural parameter vector")
             theta = lay.from_natural(lay.split(start_params)[1])
-        free_theta = self._free_mask(free, theta)
+        mask = self._free_mask(free, theta)
 
         hist = [] if full_output else None
-        n_iter = 0
-        if do_cg:
-            for meth in method:
-                if meth == "scoring":
-                    theta, n_it, done = self._fisher_scoring(
-                        theta, free_theta, fit_kwargs.get("maxiter", 200), hist)
-                else:
-                    theta, n_it, done = self._minimize(
-                        theta, free_theta, meth, fit_kwargs, hist)
-                n_iter += n_it
-                if done:
-                    break
-        # Convergence is judged on the observed information: the Newton
-        # decrement of the analytic gradient, over the free parameters that
-        # are not variances on the boundary.
-        natural = lay.to_natural(theta)
-        free_nat = None if free_theta is None else free_theta.copy()
-        h_cov, ev = self._hessian_natural(natural, free_nat)
-        decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
-        converged = do_cg and decrement is not None and \
-            decrement < _NEWTON_DECREMENT_TOL
-        if do_cg and not converged:
-            # Newton steps in the Cholesky parameterisation.  Its stationary
-            # points include maxima on the boundary of the covariance cone (a
-            # singular cov_re, e.g. a correlation of +-1), where the natural
-            # gradient need not vanish; there its decrement is the test.
-            theta, polished, theta_decrement = self._newton_polish(theta, free_theta)
-            natural = lay.to_natural(theta)
-            h_cov, ev = self._hessian_natural(natural, free_nat)
-            decrement = self._observed_decrement(natural, h_cov, ev, free_nat)
-            converged = decrement is not None and decrement < _NEWTON_DECREMENT_TOL
-            if not converged and polished:
-                converged, decrement = True, theta_decrement
-        g_nat = self._grad_natural(ev, natural)
-        # Variances at zero are on the boundary: their gradient need not
-        # vanish there, and the MLE may sit on it.
-        at_bound = self._at_boundary(natural)
-        judged = ~at_bound if free_nat is None else (free_nat & ~at_bound)
-        max_grad = float(np.max(np.abs(g_nat[judged]), initial=0.0))
-        if not do_cg:
-            warnings.warn("do_cg=False: the optimization was skipped and the "
-                          "results are at the starting values.", UserWarning,
-                          stacklevel=2)
-        elif not converged:
-            warnings.warn(
-                "HetMixedLM optimization did not converge: the largest "
-                f"log-likelihood gradient component is {max_grad:.3g}. Try other "
-                "start_params or method, or simplify the model.",
-                ConvergenceWarning, stacklevel=2)
-        cov_re = lay.cov_re(natural)
-        if do_cg and self.k_re > 1 and not at_bound.any():
-            eig = np.linalg.eigvalsh(cov_re)
-            if eig[0] <= 1e-6 * max(eig[-1], 1e-300):
-                warnings.warn(
-                    "The random-effects covariance matrix is singular at the "
-                    "estimate (a correlation of +-1 or a redundant random "
-                    "effect): the estimate is on the boundary of the parameter "
-                    "space, and standard errors of cov_re are not reliable. "
-                    "Consider dropping a random effect.",
-                    ConvergenceWarning, stacklevel=2)
-        if do_cg and at_bound.any():
-            names = list(self.data.param_names)[self.k_fe:]
-            zero = [names[j] for j in np.flatnonzero(at_bound)]
-            warnings.warn(
-                f"The {'REML' if self.reml else 'ML'} estimate is on the "
-                f"boundary of the parameter space: the variance(s) {zero} are "
-                "zero; their standard errors and Wald tests are not reliable.",
-                ConvergenceWarning, stacklevel=2)
-
-        cov_params = self._cov_params(ev, h_cov, free_nat)
-        fe_params = ev.fe_params
-        params = np.concatenate([fe_params, natural])
+        est = optim.estimate(objective, theta, mask, methods=method,
+                             options=fit_kwargs, hist=hist, optimise=do_cg)
+        inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml)
+        cov_params = inference.covariance_of_estimates(est, lay, mask)
+        params = lay.join(est.evaluation.fe_params, est.natural)
         # statsmodels multiplies normalized_cov_params by results.scale.
-        scale = np.exp(lay.log_scale(natural))
-        res = HetMixedLMResults(self, params, cov_params / scale)
-        res._finish(ev, converged=converged, max_grad=max_grad,
-                    decrement=decrement, n_iter=n_iter, hist=hist,
-                    method=method, free=free_nat)
+        res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
+        res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
+                    decrement=est.decrement, n_iter=est.n_iter, hist=hist,
+                    method=method, free=mask)
         return HetMixedLMResultsWrapper(res)
-
-    def _observed_decrement(self, natural, h_cov, ev, free):
-        """g' (-H)^-1 g over free parameters not on the boundary, or None
-        when -H is not positive definite there."""
-        g = self._grad_natural(ev, natural)
-        keep = ~self._at_boundary(natural)
-        if free is not None:
-            keep &= free
-        idx = np.flatnonzero(keep)
-        if idx.size == 0:
-            return 0.0
-        try:
-            chol = np.linalg.cholesky(-h_cov[np.ix_(idx, idx)])
-        except np.linalg.LinAlgError:
-            return None
-        return float(g[idx] @ _engine._chol_solve(chol, g[idx]))
-
-    def _fisher_scoring(self, theta, free, maxiter, hist):
-        """
-        Fisher scoring in the natural parameters, with the analytic expected
-        information (engine) as scoring matrix and a backtracking line search.
-
-        Variances with a boundary at zero are handled by an active set: a
-        step never takes them below zero, and one at zero whose gradient
-        points outside is held there (the Kuhn-Tucker condition of a
-        boundary maximum).  Random-effect covariance matrices must stay
-        positive semi-definite; where that blocks progress, the caller falls
-        back to quasi-Newton in the Cholesky parameterisation.
-
-        Returns (theta, iterations, converged by the scoring decrement).
-        """
-        lay = self.layout
-        nat = lay.to_natural(theta)
-        k = nat.size
-        free_mask = np.ones(k, bool) if free is None else np.asarray(free, bool)
-        box = lay.bounded
-
-        def evaluate(x):
-            if not lay.admissible(x):
-                raise np.linalg.LinAlgError("cov_re is not positive semi-definite")
-            return self._evaluate_natural(x, info=True)
-
-        try:
-            ev, g = evaluate(nat)
-        except np.linalg.LinAlgError:
-            return theta, 0, False
-        for it in range(1, maxiter + 1):
-            if hist is not None:
-                hist.append(ev.llf)
-            active = box & (nat <= 0) & (g <= 0)
-            work = np.flatnonzero(free_mask & ~active)
-            if work.size == 0:
-                return lay.from_natural(nat), it, True
-            info = ev.info[np.ix_(work, work)]
-            info = 0.5 * (info + info.T)
-            ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
-            try:
-                chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
-            except np.linalg.LinAlgError:
-                return lay.from_natural(nat), it, False
-            step = _engine._chol_solve(chol, g[work])
-            decrement = float(g[work] @ step)
-            if decrement < _NEWTON_DECREMENT_TOL:
-                return lay.from_natural(nat), it, True
-            # Longest step that keeps the boxed variances non-negative.
-            t_max = 1.0
-            bounded = box[work] & (step < 0)
-            if bounded.any():
-                t_max = min(1.0, float(np.min(-nat[work][bounded] / step[bounded])))
-            t = t_max
-            while True:
-                cand = nat.copy()
-                cand[work] += t * step
-                cand[box] = np.maximum(cand[box], 0.0)
-                if t == t_max and t_max < 1.0:
-                    hit = work[bounded][np.argmin(-nat[work][bounded] / step[bounded])]
-                    cand[hit] = 0.0
-                try:
-                    ev_c, g_c = evaluate(cand)
-                    if ev_c.llf >= ev.llf - 1e-12 * abs(ev.llf):
-                        break
-                except np.linalg.LinAlgError:
-                    pass
-                t *= 0.5
-                if t < 1e-10:
-                    return lay.from_natural(nat), it, False
-            nat, ev, g = cand, ev_c, g_c
-        return lay.from_natural(nat), maxiter, False
-
-    def _minimize(self, theta, free, meth, fit_kwargs, hist):
-        full = theta.copy()
-        idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
-        nobs = self.nobs
-
-        def fun(x):
-            full[idx] = x
-            f, g = self._objective(full)
-            return f / nobs, g[idx] / nobs
-
-        def callback(xk, *args):
-            if hist is not None:
-                hist.append(-fun(np.asarray(xk))[0] * nobs)
-
-        if idx.size == 0:
-            return theta, 0, True
-        options = {"maxiter": fit_kwargs.get("maxiter", 1000)}
-        if meth.lower() in ("bfgs", "l-bfgs-b", "lbfgs", "cg"):
-            options["gtol"] = fit_kwargs.get("gtol", 1e-7)
-        meth = {"lbfgs": "L-BFGS-B"}.get(meth.lower(), meth)
-        jac = meth.lower() not in ("nelder-mead", "nm", "powell")
-        meth = {"nm": "Nelder-Mead"}.get(meth.lower(), meth)
-        objective = fun if jac else (lambda x: fun(x)[0])
-        with np.errstate(all="ignore"):
-            res = optimize.minimize(objective, theta[idx], jac=jac, method=meth,
-                                    options=options, callback=callback)
-        full[idx] = res.x
-        return full, int(getattr(res, "nit", 0)), bool(res.success)
-
-    def _newton_polish(self, theta, free):
-        """Newton steps in theta with a finite-difference Hessian of the gradient."""
-        idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
-        if idx.size == 0:
-            return theta, True, 0.0
-        decrement = None
-        for _ in range(_MAX_NEWTON_STEPS):
-            f0, g0 = self._objective(theta)
-            g0 = g0[idx]
-            hess = np.zeros((idx.size, idx.size))
-            for jj, j in enumerate(idx):
-                h = 1e-6 * max(abs(theta[j]), 1e-2)
-                t = theta.copy()
-                t[j] += h
-                hess[:, jj] = (self._objective(t)[1][idx] - g0) / h
-            hess = 0.5 * (hess + hess.T)
-            try:
-                chol = np.linalg.cholesky(hess)
-            except np.linalg.LinAlgError:
-                return theta, False, None  # not locally convex: leave as is
-            step = -_engine._chol_solve(chol, g0)
-            decrement = float(-g0 @ step)
-            if decrement < _NEWTON_DECREMENT_TOL:
-                return theta, True, decrement
-            t = 1.0
-            while t > 1e-4:
-                cand = theta.copy()
-                cand[idx] += t * step
-                if self._objective(cand)[0] <= f0 + 1e-12 * abs(f0):
-                    theta = cand
-                    break
-                t *= 0.5
-            else:
-                return theta, False, decrement
-        return theta, False, decrement
 
     def _free_mask(self, free, theta):
         """0/1 mask over theta, from a mask over the natural parameters."""
@@ -1444,34 +1152,6 @@ class HetMixedLM(MixedLM):
             chol[held_out] = 0.0
             theta[re_part] = chol[np.tril_indices(k)]
         return mask
-
-    def _at_boundary(self, natural):
-        """Mask of variances at zero: cov_re diagonal, variance components,
-        and identity-link variance-function parameters."""
-        lay = self.layout
-        return lay.at_boundary(natural, np.exp(lay.log_scale(natural)))
-
-    def _cov_params(self, ev, h_cov, free):
-        kfe = self.k_fe
-        cov = np.zeros((self.k_params, self.k_params))
-        cov[:kfe, :kfe] = np.linalg.inv(ev.xtvix)
-        idx = np.arange(h_cov.shape[0]) if free is None else np.flatnonzero(free)
-        if idx.size:
-            info = -h_cov[np.ix_(idx, idx)]
-            try:
-                np.linalg.cholesky(info)
-                inv = np.linalg.inv(info)
-            except np.linalg.LinAlgError:
-                warnings.warn(
-                    "The Hessian of the log-likelihood in the variance "
-                    "parameters is not negative definite (a variance on the "
-                    "boundary or a non-identified parameter); their standard "
-                    "errors are unreliable.", ConvergenceWarning, stacklevel=3)
-                inv = np.linalg.pinv(info)
-            full = kfe + idx
-            cov[np.ix_(full, full)] = inv
-        return cov
-
 
 def _capture_eval_env(eval_env):
     """

@@ -230,12 +230,12 @@ def test_string_variable_in_variance_formula_is_categorical(hsb_data):
 def test_unconverged_fit_warns_and_says_so(hsb_data, monkeypatch):
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    import statsmodels_hetmixed.model as model_module
+    from statsmodels_hetmixed import optim
 
     model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
                            var_formula="~ female")
     # Two optimiser iterations and no Newton polish cannot converge.
-    monkeypatch.setattr(model_module, "_MAX_NEWTON_STEPS", 0)
+    monkeypatch.setattr(optim, "_MAX_NEWTON_STEPS", 0)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         res = model.fit(reml=False, maxiter=2)
     assert not res.converged
