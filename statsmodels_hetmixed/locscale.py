@@ -19,8 +19,9 @@ import pandas as pd
 from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
-from . import _locscale
+from . import _locscale, optim
 from .delta import numerical_jacobian
+from .objective import HeteroskedasticObjective
 from .structures import Layout, Level2Coefficients, UnstructuredCovariance, psd_factor
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
@@ -36,8 +37,6 @@ _FLAT_SHARE = 1e-3
 def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                        re_cov="joint", do_cg=True):
     """Fit a location-scale HetMixedLM (called by ``HetMixedLM.fit``)."""
-    from .model import HetMixedLM
-
     if reml:
         raise ValueError(
             "Location-scale models (random scale effects) are fitted by "
@@ -58,11 +57,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     data = _location_scale_data(model, n_quad)
     layout = _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
                                    independent=(re_cov == "independent"))
-    # Starting values: the fit without random scale effects.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base = HetMixedLM(model.endog, model.exog, model._group_index,
-                          exog_re=model.exog_re, exog_var=model.exog_var).fit(reml=False)
+    base = _fit_without_scale_effects(model)
     if model.exog_re_var is not None:
         return _fit_level2(model, data, base, n_quad, re_cov, do_cg)
     L0 = np.zeros((d, d))
@@ -106,6 +101,18 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         # Cholesky parameters (a zero row of L): say so too.
         _warn_singular(*res.covariance_rank(), False, do_cg)
     return LocationScaleResultsWrapper(res)
+
+
+def _fit_without_scale_effects(model):
+    """Starting values: the ML estimate of the same data without random
+    scale effects (the model's heteroskedastic objective)."""
+    objective = HeteroskedasticObjective(model._grouped, model.layout, reml=False)
+    est = optim.estimate(objective, objective.start())
+    var = model.layout.slice_of(model.variance_function)
+    return SimpleNamespace(
+        fe_params=est.evaluation.fe_params, cov_re=model.layout.cov_re(est.natural),
+        var_params=model.layout.join(est.evaluation.fe_params, est.natural)[var],
+        scale=objective.scale(est.natural))
 
 
 def _joint_layout(model):

@@ -27,7 +27,9 @@ from statsmodels.regression.mixed_linear_model import (
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from . import _engine, inference, optim
+from .locscale import fit_location_scale
 from .objective import HeteroskedasticObjective
+from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 from .structures import (
     Layout,
     StartContext,
@@ -1053,11 +1055,7 @@ class HetMixedLM(MixedLM):
         HetMixedLMResults
             (wrapped so that pandas input gives labelled output).
         """
-        from .results import HetMixedLMResults, HetMixedLMResultsWrapper
-
         if self.k_var_re:
-            from .locscale import fit_location_scale
-
             return fit_location_scale(self, reml=reml, start_params=start_params,
                                       n_quad=n_quad, re_cov=re_cov, do_cg=do_cg)
         if n_quad is not None or re_cov != "joint":
