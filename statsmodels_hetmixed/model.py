@@ -27,7 +27,7 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from . import _engine
+from . import _engine, _linalg
 from .params import ParamLayout
 from .variance import make_variance_function
 
@@ -108,21 +108,8 @@ def _as_float_matrix(arr, what, names):
 
 
 def _check_full_rank(mat, what, names, hint):
-    if mat.shape[1] == 0:
-        return
-    rank = np.linalg.matrix_rank(mat)
-    if rank < mat.shape[1]:
-        # Name the columns that are linear combinations of earlier ones.
-        redundant, kept = [], []
-        for j in range(mat.shape[1]):
-            if np.linalg.matrix_rank(mat[:, kept + [j]]) == len(kept) + 1:
-                kept.append(j)
-            else:
-                redundant.append(names[j])
-        raise ValueError(
-            f"{what} is singular (rank {rank} < {mat.shape[1]} columns): "
-            f"{redundant} are linear combinations of the other columns. {hint}"
-        )
+    # The rule (unit-free, decided far from rounding) lives in _linalg.
+    _linalg.check_full_rank(mat, what, names, hint)
 
 
 def _level2_design(re_var_formula, data, eval_env):
@@ -1168,8 +1155,9 @@ class HetMixedLM(MixedLM):
                 ConvergenceWarning, stacklevel=2)
         cov_re = lay.cov_re_from_vech(natural[lay.re_nofe])
         if do_cg and self.k_re > 1 and not at_bound.any():
-            eig = np.linalg.eigvalsh(cov_re)
-            if eig[0] <= 1e-6 * max(eig[-1], 1e-300):
+            # Zero variances are reported below (at_bound); this is the
+            # rank of the correlations, whatever the effects' units.
+            if _linalg.covariance_rank(cov_re)[0] < self.k_re:
                 warnings.warn(
                     "The random-effects covariance matrix is singular at the "
                     "estimate (a correlation of +-1 or a redundant random "
