@@ -79,9 +79,11 @@ def cholesky_to_level2(layout, beta, a, L):
     value there)."""
     sigma = L @ L.T
     var = np.diag(sigma)
-    # a zero variance: 2 LOGVAR_SPAN below the largest on the log scale
+    # A zero variance: 2 LOGVAR_SPAN below the largest on the log scale.
+    # Only zeros: the effects' variances are in their columns' units, and a
+    # small positive one (a covariate in other units) is kept as it is.
     tiny = np.exp(-2 * LOGVAR_SPAN) * max(var.max(), 1e-300)
-    var = np.maximum(var, tiny)
+    var = np.where(var > 0, var, tiny)
     sd = np.sqrt(var)
     C = np.log(var)[:, None]
     E = np.array([[np.arctanh(np.clip(sigma[k, l] / (sd[k] * sd[l]),

@@ -283,7 +283,7 @@ def test_representable_is_decided_by_the_rank(scale):
     all correlations inside (-1, 1), smallest correlation eigenvalue about
     1e-13 -- a matrix that np.linalg.cholesky factors on any BLAS."""
     lay = _three_effect_layout()
-    D = np.diag([1.0, scale, 1.0])
+    D = np.diag([1.0, scale, 1.0 / scale])
 
     def theta(B):
         L = np.linalg.cholesky(D @ B @ B.T @ D + 0.0)
