@@ -32,14 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._linalg import NotPositiveDefiniteError, cholesky_equilibrated
+from ._linalg import chol_solve as _chol_solve  # the engine's callers use this name
+
 _LOG_2PI = np.log(2.0 * np.pi)
 
 # Largest number of float64 elements a temporary array may hold (64 MiB).
 _CHUNK_ELEMENTS = 1 << 23
-
-
-class NotPositiveDefiniteError(np.linalg.LinAlgError):
-    """The GLS information matrix X'V^-1 X is not positive definite."""
 
 
 # Per-group sums use a padded (groups x largest group x columns) layout and
@@ -296,9 +295,11 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     if reml:
         fe_params = None
     if fe_params is None:
+        # Equilibrated, so that columns of very different sizes are no
+        # reason to fail: only collinearity is (see _linalg).
         try:
-            chol_H = np.linalg.cholesky(xtvix)
-        except np.linalg.LinAlgError as exc:
+            chol_H = cholesky_equilibrated(xtvix, "X'V^-1 X")
+        except NotPositiveDefiniteError as exc:
             raise NotPositiveDefiniteError(
                 "X'V^-1 X is singular: the fixed-effects design is collinear"
             ) from exc
@@ -398,10 +399,3 @@ def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):
     rowpart = var_dirs.T @ (var_dirs * (1.0 - 2.0 * zkz * winv)[:, None])
     info[k_cov:, k_cov:] = 0.5 * (rowpart + np.einsum("iacl,icam->lm", KT, KT))
     return info
-
-
-def _chol_solve(chol, rhs):
-    """Solve (C C') x = rhs for a lower Cholesky factor C."""
-    from scipy.linalg import cho_solve
-
-    return cho_solve((chol, True), rhs, check_finite=False)

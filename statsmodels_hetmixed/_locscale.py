@@ -34,7 +34,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
-from . import _engine
+from . import _engine, _linalg
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -278,7 +278,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
             hess = _hessian(data, t, g, beta, a, L)
             # Newton direction where -H is positive definite, else gradient ascent.
             neg = -hess
-            ok = np.all(np.linalg.eigvalsh(neg) > 1e-12, axis=1)
+            ok = _linalg.is_positive_definite(neg)
             neg[~ok] = eye
             step = np.linalg.solve(neg, g[:, :, None])[:, :, 0]
         scale = np.ones(m)
@@ -506,11 +506,22 @@ class ThetaLayout:
         effects, y / z_k for the mean's).  1 for beta and a, which ``fit``
         never tests for flatness.
         """
-        units = np.r_[1.0 / _column_rms(data.exog_var_re),
-                      _positive(np.std(data.endog)) / _column_rms(data.exog_re)]
+        units = effect_units(data.endog, data.exog_re, data.exog_var_re)
         out = np.ones(self.size)
         out[self.p + self.k_var:] = units[self.tril[0]]
         return out
+
+
+def effect_units(endog, exog_re, exog_var_re):
+    """
+    Typical SD of each random effect in the units of its column, scale
+    effects first (layout order): 1 / rms(v_k) for a scale effect (one
+    unit of log variance), sd(y) / rms(z_k) for a mean effect.  Rescaling
+    a column rescales its unit alike, so comparisons with these units do
+    not depend on how the covariates were coded.
+    """
+    return np.r_[1.0 / _column_rms(exog_var_re),
+                 _positive(np.std(endog)) / _column_rms(exog_re)]
 
 
 def _positive(x):
@@ -600,14 +611,14 @@ class Level2Layout:
     def unpack(self, theta):
         beta, a, _, _ = self.split(theta)
         sigma, _, _ = self.sigma(theta)
-        return beta, a, np.linalg.cholesky(sigma)  # LinAlgError if not PD
+        return beta, a, _linalg.cholesky_covariance(sigma)  # LinAlgError if not PD
 
     def gradient(self, grad, theta):
         """Chain rule: per-group d llf / dL -> d llf / dSigma_i (backward
         Cholesky: Sigma-bar = L^-T sym(Phi(L' L-bar)) L^-1) -> (C, E)."""
         q_w, d = self.q_w, self.d
         sigma, sd, rho = self.sigma(theta)
-        L = np.linalg.cholesky(sigma)
+        L = _linalg.cholesky_covariance(sigma)
         Lbar = np.zeros_like(L)
         Lbar[:, :q_w, :q_w] = grad["L_ww"]
         Lbar[:, q_w:, :q_w] = grad["L_uw"]
@@ -726,9 +737,11 @@ def _newton(hess, g, n_outer, scale):
     """
     neg = -0.5 * (hess + hess.T)
     o = n_outer
-    chol = np.linalg.cholesky(neg[:o, :o])
-    a_inv_b = _engine._chol_solve(chol, neg[:o, o:])
-    a_inv_g = _engine._chol_solve(chol, g[:o])
+    # Equilibrated: the coefficients' units (x * 1e8) are no reason to fail.
+    chol = _linalg.cholesky_equilibrated(neg[:o, :o], "the mean and variance-"
+                                         "function block of -hess")
+    a_inv_b = _linalg.chol_solve(chol, neg[:o, o:])
+    a_inv_g = _linalg.chol_solve(chol, g[:o])
     profile = neg[o:, o:] - neg[o:, :o] @ a_inv_b
     g_cov = g[o:] - a_inv_b.T @ g[:o]                  # profile gradient
     vals, vecs = np.linalg.eigh(scale[:, None] * profile * scale[None, :])
@@ -747,7 +760,7 @@ def _newton(hess, g, n_outer, scale):
     step_cov = p_inv @ g_cov + flat_cov
     step = np.concatenate([a_inv_g - a_inv_b @ step_cov, step_cov])
     flat_step = np.concatenate([-a_inv_b @ flat_cov, flat_cov])
-    a_inv = _engine._chol_solve(chol, np.eye(o))
+    a_inv = _linalg.chol_solve(chol, np.eye(o))
     cross = -a_inv_b @ p_inv
     cov = np.block([[a_inv - cross @ a_inv_b.T, cross], [cross.T, p_inv]])
     w = vecs[:, flat] / np.sqrt(floor)                 # curvature <= 1

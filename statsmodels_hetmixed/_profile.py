@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from . import _locscale
+from . import _linalg, _locscale
 
 # How far from the estimate the limits are sought, on the parameter's own
 # scale.  A log variance 20 below the estimate is a variance 2e-9 times as
@@ -79,15 +79,41 @@ def cholesky_to_level2(layout, beta, a, L):
     value there)."""
     sigma = L @ L.T
     var = np.diag(sigma)
-    # a zero variance: 2 LOGVAR_SPAN below the largest on the log scale
+    # A zero variance: 2 LOGVAR_SPAN below the largest on the log scale.
+    # Only zeros: the effects' variances are in their columns' units, and a
+    # small positive one (a covariate in other units) is kept as it is.
     tiny = np.exp(-2 * LOGVAR_SPAN) * max(var.max(), 1e-300)
-    var = np.maximum(var, tiny)
+    var = np.where(var > 0, var, tiny)
     sd = np.sqrt(var)
     C = np.log(var)[:, None]
     E = np.array([[np.arctanh(np.clip(sigma[k, l] / (sd[k] * sd[l]),
                                       -np.tanh(ATANH_MAX), np.tanh(ATANH_MAX)))]
                   for k, l in layout.pairs]).reshape(len(layout.pairs), 1)
     return layout.pack(beta, a, C, E)
+
+
+def representable(layout, theta):
+    """
+    Whether the refits' parameterisation (log variances, atanh
+    correlations) can hold the estimate ``theta`` of a Level2Layout: every
+    group's correlation matrix, with correlations beyond
+    ``+-tanh(ATANH_MAX)`` read as that bound (how the search range holds a
+    correlation of +-1), is of full rank by ``_linalg.covariance_rank``.
+    A correlation of +-1 or a zero variance is a limit of the
+    parameterisation and passes; a singular matrix whose correlations are
+    all inside (-1, 1) (three or more random effects, one a combination of
+    the others) does not.  Decided from the rank, far from rounding, so
+    that the answer does not depend on whether a Cholesky factorisation of
+    a matrix singular to rounding happens to succeed.
+    """
+    sigma = layout.sigma(theta)[0]
+    R, _ = _linalg.correlation(sigma)
+    bound = np.tanh(ATANH_MAX)
+    d = R.shape[-1]
+    off = ~np.eye(d, dtype=bool)
+    R[:, off] = np.clip(R[:, off], -bound, bound)
+    rank, _ = _linalg.covariance_rank(R)
+    return rank == d
 
 
 class ProfileLikelihood:

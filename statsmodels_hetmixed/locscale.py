@@ -19,7 +19,7 @@ import pandas as pd
 from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
-from . import _locscale, optim
+from . import _linalg, _locscale, optim
 from .delta import numerical_jacobian
 from .objective import HeteroskedasticObjective
 from .structures import Layout, Level2Coefficients, UnstructuredCovariance, psd_factor
@@ -99,7 +99,8 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     if not undetermined:
         # A singular Sigma is reachable without flat directions in the
         # Cholesky parameters (a zero row of L): say so too.
-        _warn_singular(*res.covariance_rank(), False, do_cg)
+        _warn_singular(*res.covariance_rank(), False, do_cg,
+                       res._profile_representable())
     return LocationScaleResultsWrapper(res)
 
 
@@ -145,13 +146,15 @@ def _warn_unconverged(fit, do_cg, stacklevel=4, hint=None):
             ConvergenceWarning, stacklevel=stacklevel)
 
 
-def _warn_singular(rank, d, per_group, do_cg, stacklevel=4):
+def _warn_singular(rank, d, per_group, do_cg, profile_ok, stacklevel=4):
     """Warn when the joint covariance (of some group, ``per_group``: with
     level-2 functions) is (nearly) singular, ``rank`` < ``d`` (see
-    ``_smallest_rank``): a correlation of +-1, a variance of 0, or more
-    generally a random effect that is a linear combination of the others --
-    the boundary of the parameter space, where standard errors are not
-    reliable."""
+    ``_linalg.covariance_rank``): a correlation of +-1, a variance of 0,
+    or more generally a random effect that is a linear combination of the
+    others -- the boundary of the parameter space, where standard errors
+    are not reliable.  ``profile_ok``: profile_ci can represent the
+    estimate (``_profile.representable``), so the warning recommends it;
+    else it says that profile_ci will refuse."""
     if not do_cg:
         return
     if rank < d:
@@ -166,17 +169,26 @@ def _warn_singular(rank, d, per_group, do_cg, stacklevel=4):
             "variance). The standard errors of the random-effects parameters "
             "are not reliable there. Accept the singular estimate, or simplify "
             "the random-effects structure (fewer random effects, or "
-            "re_cov='independent'); profile_ci() gives intervals that remain "
-            "valid up to the boundary.", ConvergenceWarning, stacklevel=stacklevel)
+            "re_cov='independent')"
+            + ("; profile_ci() gives intervals that remain valid up to the "
+               "boundary." if profile_ok else
+               ". profile_ci() is not available for this estimate: its "
+               "log-variance / atanh-correlation refits cannot represent a "
+               "singular matrix without a correlation of +-1 or a zero "
+               "variance."), ConvergenceWarning, stacklevel=stacklevel)
 
 
-def _smallest_rank(sigmas):
-    """The smallest numerical rank among covariance matrices ``(n, d, d)``
-    (eigenvalues up to 1e-6 of the largest count as zero), and d."""
-    eig = np.linalg.eigvalsh(sigmas)
-    small = eig <= 1e-6 * np.maximum(eig[:, -1:], 1e-300)
-    d = sigmas.shape[-1]
-    return d - int(small.sum(axis=1).max()), d
+def _effect_reference(model, mean_first=True):
+    """Reference variances of the joint random effects for
+    ``_linalg.covariance_rank`` (a variance at most ``ZERO_VAR_RTOL`` of
+    it is zero):
+    the squared units of ``_locscale.effect_units``, mean effects first
+    (results order) or scale effects first (layout order)."""
+    units = _locscale.effect_units(model.endog, model.exog_re, model.exog_var_re)
+    if mean_first:
+        q_w = model.k_var_re
+        units = np.r_[units[q_w:], units[:q_w]]
+    return units ** 2
 
 
 def _warn_boundary(quantities, remedy, do_cg, stacklevel=4):
@@ -232,7 +244,8 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     # With three or more random effects the correlation functions do not
     # keep every group's covariance positive definite by themselves: a
     # maximum on that constraint stops the optimiser short.
-    rank, d = _smallest_rank(layout.sigma(fit.theta)[0])
+    rank, d = _linalg.covariance_rank(layout.sigma(fit.theta)[0],
+                                      _effect_reference(model, mean_first=False))
     hint = None
     if d >= 3 and rank < d:
         hint = ("the maximum lies where some group's covariance matrix of the "
@@ -271,7 +284,8 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
                    + ("" if re_cov == "independent" else "re_cov='independent' or ")
                    + "a simpler random-effects structure", do_cg, stacklevel=5)
     if not boundary:  # nearly singular, yet determined: say so
-        _warn_singular(rank, d, True, do_cg, stacklevel=5)
+        _warn_singular(rank, d, True, do_cg, res._profile_representable(),
+                       stacklevel=5)
     return LocationScaleResultsWrapper(res)
 
 
@@ -412,6 +426,8 @@ class LocationScaleResults(HetMixedLMResults):
         self.cov_re_unscaled = self.cov_re / self.scale
         self.n_quad = n_quad
         self.re_cov = re_cov
+        # kept with the results: remove_data() drops the model's data
+        self._re_reference = _effect_reference(model)
         self._eb = eb
         self._ls_fit = fit
         self.method = "ML"
@@ -432,7 +448,19 @@ class LocationScaleResults(HetMixedLMResults):
         -------
         (int, int)
         """
-        return _smallest_rank(self._joint_covariances())
+        return _linalg.covariance_rank(self._joint_covariances(),
+                                       self._re_reference)
+
+    def _profile_representable(self):
+        """Whether ``profile_ci``'s refits can start at the estimate (see
+        ``_profile.representable``)."""
+        from . import _profile
+
+        model = self.model
+        S, theta = self._profile_model()[:2]
+        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
+                                        model.k_re, S)
+        return _profile.representable(layout, theta)
 
     @cache_readonly
     def corr_re_joint(self):
@@ -508,7 +536,9 @@ class LocationScaleResults(HetMixedLMResults):
             matrix is singular in a way the refits' parameterisation (log
             variances, atanh correlations) cannot hold: with three or more
             random effects, a rank-deficient matrix without a correlation
-            of +-1 (e.g. HSB model 2).
+            of +-1 (e.g. HSB model 2).  This is decided from the rank of the
+            correlation matrix (``_profile.representable``), before any
+            refit.
 
         Warns
         -----
@@ -579,9 +609,9 @@ class LocationScaleResults(HetMixedLMResults):
                                           independent=(self.re_cov == "independent"),
                                           terms=terms)
 
-        try:
-            make_layout(S).unpack(theta)
-        except np.linalg.LinAlgError:
+        # Decided from the rank before any refit (a failed factorisation
+        # would depend on the BLAS kernel for a matrix singular to rounding).
+        if not _profile.representable(make_layout(S), theta):
             rank, d = self.covariance_rank()
             raise ValueError(
                 "profile_ci refits the model in terms of log variances and "
@@ -590,7 +620,7 @@ class LocationScaleResults(HetMixedLMResults):
                 "Intervals for it are not available; refit a simpler random-effects structure (e.g. "
                 "re_cov='independent'), whose estimate is inside the parameter "
                 "space, or read re_table() with the caution the boundary "
-                "warning gives.") from None
+                "warning gives.")
 
         for r, row in enumerate(rows):
             positions = [k for k in sorted(wanted) if k // n_q == r]
@@ -791,6 +821,7 @@ class Level2Results(LocationScaleResults):
         self.cov_re = ref[:q_u, :q_u]
         self.cov_re_unscaled = self.cov_re / self.scale
         self.n_quad, self.re_cov = n_quad, re_cov
+        self._re_reference = _effect_reference(model)  # as in _finish_location_scale
         self._eb, self._ls_fit = eb, fit
         self.method, self.reml = "ML", False
         self._z_rows = slice(0, len(self.params) - model.k_var)

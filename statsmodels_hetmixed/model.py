@@ -26,7 +26,7 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from . import _engine, inference, optim
+from . import _engine, _linalg, inference, optim
 from .locscale import fit_location_scale
 from .objective import HeteroskedasticObjective
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
@@ -110,21 +110,8 @@ def _as_float_matrix(arr, what, names):
 
 
 def _check_full_rank(mat, what, names, hint):
-    if mat.shape[1] == 0:
-        return
-    rank = np.linalg.matrix_rank(mat)
-    if rank < mat.shape[1]:
-        # Name the columns that are linear combinations of earlier ones.
-        redundant, kept = [], []
-        for j in range(mat.shape[1]):
-            if np.linalg.matrix_rank(mat[:, kept + [j]]) == len(kept) + 1:
-                kept.append(j)
-            else:
-                redundant.append(names[j])
-        raise ValueError(
-            f"{what} is singular (rank {rank} < {mat.shape[1]} columns): "
-            f"{redundant} are linear combinations of the other columns. {hint}"
-        )
+    # The rule (unit-free, decided far from rounding) lives in _linalg.
+    _linalg.check_full_rank(mat, what, names, hint)
 
 
 def _level2_design(re_var_formula, data, eval_env):

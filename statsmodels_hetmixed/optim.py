@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import optimize
 
-from ._engine import _chol_solve
+from ._linalg import chol_solve as _chol_solve
 
 __all__ = ["NEWTON_DECREMENT_TOL", "Estimate", "estimate", "line_search",
            "newton_decrement", "METHODS"]

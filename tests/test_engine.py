@@ -159,3 +159,27 @@ def test_psd_factor_of_singular_matrix_is_lower_triangular():
     np.testing.assert_allclose(np.triu(L, 1), 0)
     np.testing.assert_allclose(L @ L.T, cov, atol=1e-12)
     assert np.all(np.diag(L) >= 0)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_fixed_effects_in_other_units_and_collinear_design(reml):
+    """X'V^-1 X is factored equilibrated: a column times 1e14 (or 1e-14)
+    gives the same fit with its coefficient rescaled (REML: its log
+    determinant shifts by 2 log|factor|); only a collinear column raises."""
+    from statsmodels_hetmixed._engine import NotPositiveDefiniteError
+
+    data, g, W, L = _problem()
+    r = np.exp(W @ np.array([0.3, 0.5]))
+    base = evaluate(data, L, r, reml)
+    for s in (1e14, 1e-14):
+        X = data.exog * np.array([1.0, s, 1.0])
+        scaled = GroupedData.build(data.endog, X, data.exog_z, g, data.n_groups)
+        ev = evaluate(scaled, L, r, reml)
+        np.testing.assert_allclose(ev.fe_params, base.fe_params / [1.0, s, 1.0],
+                                   rtol=1e-8)
+        shift = -np.log(s) if reml else 0.0  # -1/2 log det(D H D)
+        assert ev.llf == pytest.approx(base.llf + shift, rel=1e-10)
+    X = np.column_stack([data.exog, 1e8 * data.exog[:, 1] - 3.0])
+    collinear = GroupedData.build(data.endog, X, data.exog_z, g, data.n_groups)
+    with pytest.raises(NotPositiveDefiniteError, match="collinear"):
+        evaluate(collinear, L, r, reml)

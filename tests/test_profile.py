@@ -11,7 +11,7 @@ from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_hetmixed.formula.api as hmf
-from statsmodels_hetmixed import HetMixedLM, _locscale
+from statsmodels_hetmixed import HetMixedLM, _locscale, _profile
 from statsmodels_hetmixed.locscale import _location_scale_data
 
 from .test_locscale import _simulate, _simulate_level2
@@ -135,8 +135,10 @@ def test_boundary_variance_zero():
     because the profile stays within the critical value down to SD 0."""
     data, _ = _simulate(n_groups=15, size=8, seed=1, var_omega=0.0)
     model = hmf.hetmixedlm("y ~ x + h", data, **FORMULA)
-    with pytest.warns(ConvergenceWarning, match="singular"):  # corr -1
+    with pytest.warns(ConvergenceWarning, match="singular") as record:  # corr -1
         res = model.fit(reml=False)
+    # a correlation of -1 is a limit of the refits: profile_ci is recommended
+    assert "profile_ci() gives intervals" in " ".join(str(w.message) for w in record)
     table = res.profile_ci(["SD(var:g)", "Var(var:g)"])
     assert list(table.index) == ["SD(var:g)", "Var(var:g)"]
     assert (table["[0.025"] == 0).all() and (table["0.975]"] > table["Estimate"]).all()
@@ -257,9 +259,69 @@ def test_singular_three_effect_estimate_is_refused_clearly(hsb_data):
     parameterisation of the profile refits cannot hold it, and profile_ci
     says so rather than failing inside the linear algebra."""
     mean2 = "mathach ~ sector + meanses + cses + sector:cses + meanses:cses"
-    with pytest.warns(ConvergenceWarning, match=r"singular \(rank 2 of 3"):
+    with pytest.warns(ConvergenceWarning, match=r"singular \(rank 2 of 3") as record:
         res = hmf.hetmixedlm(mean2, hsb_data, groups="school", re_formula="~ cses",
                              var_formula="~ sector", var_re_formula="~ 1"
                              ).fit(reml=False, n_quad=7)
+    # The warning does not recommend profile_ci, which refuses here.
+    text = " ".join(str(w.message) for w in record)
+    assert "profile_ci() is not available" in text
+    assert "profile_ci() gives" not in text
     with pytest.raises(ValueError, match=r"singular \(rank 2 of 3\).*re_cov='independent'"):
+        res.profile_ci()
+
+
+def _three_effect_layout():
+    return _locscale.Level2Layout(0, 0, 1, 2, np.ones((4, 1)))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e8, 1e-8])
+def test_representable_is_decided_by_the_rank(scale):
+    """Inside: a 3 x 3 covariance with smallest correlation eigenvalue
+    about 1e-3, or a singular one whose singularity is a correlation of
+    -1 (a limit of the refits' parameterisation).  Outside: singular with
+    all correlations inside (-1, 1), smallest correlation eigenvalue about
+    1e-13 -- a matrix that np.linalg.cholesky factors on any BLAS."""
+    lay = _three_effect_layout()
+    D = np.diag([1.0, scale, 1.0 / scale])
+
+    def theta(B):
+        L = np.linalg.cholesky(D @ B @ B.T @ D + 0.0)
+        return _profile.cholesky_to_level2(lay, np.zeros(0), np.zeros(0), L)
+
+    def rows(t):
+        return np.array([[1.0, 0.2, t], [0.3, 1.0, t], [0.9, -0.8, t]])
+
+    assert _profile.representable(lay, theta(rows(0.2)))
+    assert not _profile.representable(lay, theta(rows(3e-7)))
+    # correlation -1 between the first two effects, clipped to -tanh(7)
+    L = D @ np.array([[1.0, 0, 0], [-0.5, 0, 0], [0.2, 0, 1.0]])
+    t = _profile.cholesky_to_level2(lay, np.zeros(0), np.zeros(0), L)
+    assert _profile.representable(lay, t)
+
+
+def test_refusal_does_not_hinge_on_the_factorisation(monkeypatch):
+    """A singular three-effect estimate with no correlation at +-1 is
+    refused before any refit, also when its covariance matrix is perturbed
+    so that a Cholesky factorisation succeeds (as it does with some BLAS
+    kernels for HSB model (2))."""
+    data, _ = _simulate(n_groups=20, size=8, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hmf.hetmixedlm("y ~ x + h", data, re_formula="~ x",
+                             **FORMULA).fit(reml=False, n_quad=1)
+    assert res.covariance_rank() == (2, 3)
+
+    def no_refits(*args, **kwargs):
+        raise AssertionError("profile refits started")
+
+    monkeypatch.setattr(_profile, "profile_limits", no_refits)
+    with pytest.raises(ValueError, match=r"singular \(rank 2 of 3\)"):
+        res.profile_ci()
+    # The same with the factor's last pivot raised from rounding level to
+    # 1e-7 of the row (a correlation eigenvalue of about 1e-14).
+    fit = res._results._ls_fit
+    fit.factor[2, 2] = 1e-7 * np.abs(fit.factor[2]).max()
+    np.linalg.cholesky(fit.factor @ fit.factor.T)  # succeeds
+    with pytest.raises(ValueError, match=r"singular \(rank 2 of 3\)"):
         res.profile_ci()

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import StartContext, CovarianceBlock
+from .._linalg import covariance_rank
+from .base import CovarianceBlock, StartContext
 
 __all__ = ["UnstructuredCovariance", "VarianceComponent", "psd_factor"]
 
@@ -126,10 +127,11 @@ class UnstructuredCovariance(CovarianceBlock):
         return mask
 
     def singular(self, natural):
+        # the rank of the correlations, whatever the effects' units
+        # (variances at zero are reported by at_boundary)
         if self.dim < 2:
             return False
-        eig = np.linalg.eigvalsh(self.matrix(natural))
-        return bool(eig[0] <= 1e-6 * max(eig[-1], 1e-300))
+        return covariance_rank(self.matrix(natural))[0] < self.dim
 
     def admissible(self, natural):
         if self.dim < 2:
