@@ -108,17 +108,23 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
 def _block_table(smry, res, block, params, bse, q, lo, hi):
     """A block's parameters with z-tests against 0 and Wald intervals."""
     where = res.layout.slice_of(block)
-    est, se = params[where], bse[where]
+    table = _z_table(block.title or type(block).__name__, block.names,
+                     params[where], bse[where], q, lo, hi)
+    smry.add_df(table, index=False, align="r")
+
+
+def _z_table(heading, names, est, se, q, lo, hi):
+    """Estimates with z-tests against 0 and Wald intervals, formatted."""
     z = est / se
-    smry.add_df(pd.DataFrame({
-        block.title or type(block).__name__: block.names,
+    return pd.DataFrame({
+        heading: names,
         "Coef.": _fmt(est),
         "Std.Err.": _fmt(se),
         "z": _fmt(z),
         "P>|z|": _fmt(2 * norm.sf(np.abs(z))),
         lo: _fmt(est - q * se),
         hi: _fmt(est + q * se),
-    }), index=False, align="r")
+    })
 
 
 def _log_link_block(smry, res, params, bse, q, lo, hi):
@@ -126,17 +132,8 @@ def _log_link_block(smry, res, params, bse, q, lo, hi):
     model = res.model
     var = res._vf_slice
     a, se = params[var], bse[var]
-    z = a / se
-    vt = pd.DataFrame({
-        "Log variance": list(model.data.exog_var_names),
-        "Coef.": _fmt(a),
-        "Std.Err.": _fmt(se),
-        "z": _fmt(z),
-        "P>|z|": _fmt(2 * norm.sf(np.abs(z))),
-        lo: _fmt(a - q * se),
-        hi: _fmt(a + q * se),
-        "exp(Coef.)": _fmt(np.exp(a), "%.4g"),
-    })
+    vt = _z_table("Log variance", list(model.data.exog_var_names), a, se, q, lo, hi)
+    vt["exp(Coef.)"] = _fmt(np.exp(a), "%.4g")
     smry.add_df(vt, index=False, align="r")
     names = list(model.data.exog_var_names)
     intercept = [j for j in range(len(names)) if res._is_intercept_column(j)]

@@ -37,7 +37,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 __all__ = ["Block", "CovarianceBlock", "VarianceBlock", "StartContext",
-           "BOUNDARY_RTOL"]
+           "SquareRootScale", "BOUNDARY_RTOL"]
 
 # A variance counts as zero (on the boundary of the parameter space) when it
 # is at most this fraction of the model's residual scale.  Fits put such
@@ -205,6 +205,26 @@ class VarianceBlock(Block):
     def log_scale(self, natural: np.ndarray) -> float:
         """Mean over rows of the log variance factor."""
         return float(np.mean(np.log(self.variance(natural))))
+
+
+class SquareRootScale:
+    """
+    Free scale of parameters that are non-negative variances: their square
+    roots, so that every free value is a valid variance and zero is
+    reachable.  A mixin, listed before the block's base class.
+    """
+
+    #: What the parameters are, for the error on a negative value.
+    nonnegative_what = "variances"
+
+    def to_natural(self, free):
+        return np.asarray(free, dtype=np.float64) ** 2
+
+    def from_natural(self, natural):
+        natural = np.asarray(natural, dtype=np.float64)
+        if np.any(natural < 0):
+            raise ValueError(f"{self.nonnegative_what} must be non-negative")
+        return np.sqrt(natural)
 
 
 def stack_names(blocks: Sequence[Block]) -> list[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._linalg import covariance_rank
-from .base import CovarianceBlock, StartContext
+from .base import CovarianceBlock, SquareRootScale, StartContext
 
 __all__ = ["UnstructuredCovariance", "VarianceComponent", "psd_factor"]
 
@@ -140,7 +140,7 @@ class UnstructuredCovariance(CovarianceBlock):
         return bool(np.linalg.eigvalsh(cov)[0] >= -1e-12 * max(1.0, np.abs(cov).max()))
 
 
-class VarianceComponent(CovarianceBlock):
+class VarianceComponent(SquareRootScale, CovarianceBlock):
     """
     One variance shared by independent random effects (MixedLM's variance
     components): G is ``variance * I`` on its slots.
@@ -152,6 +152,8 @@ class VarianceComponent(CovarianceBlock):
     slots : array_like of int
         Columns of the padded random-effects design.
     """
+
+    nonnegative_what = "variance components"
 
     def __init__(self, name: str, slots) -> None:
         self.names = [name]
@@ -167,15 +169,6 @@ class VarianceComponent(CovarianceBlock):
 
     def factor(self, natural):
         return np.sqrt(max(float(natural[0]), 0.0)) * np.eye(self.dim)
-
-    def to_natural(self, free):
-        return np.asarray(free, dtype=np.float64) ** 2
-
-    def from_natural(self, natural):
-        natural = np.asarray(natural, dtype=np.float64)
-        if np.any(natural < 0):
-            raise ValueError("variance components must be non-negative")
-        return np.sqrt(natural)
 
     def directions(self):
         return np.eye(self.dim)[None]

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .base import StartContext, VarianceBlock
+from .base import SquareRootScale, StartContext, VarianceBlock
 
 # Prefix that marks the residual variance function in ``params`` names.  The
 # same regressor may appear in the mean and in the variance function, so the
@@ -145,7 +145,7 @@ class LogLinearVariance(_VarianceFunction):
         return float(np.mean(self.linear_predictor(var_params)))
 
 
-class AdditiveVariance(_VarianceFunction):
+class AdditiveVariance(SquareRootScale, _VarianceFunction):
     """
     Additive residual variance, ``sigma2_ij = w_ij' theta`` with
     ``theta >= 0`` and non-negative columns of W.
@@ -160,6 +160,7 @@ class AdditiveVariance(_VarianceFunction):
 
     link = "identity"
     square_root = True
+    nonnegative_what = "identity-link variances"
 
     def __init__(self, exog_var, names):
         super().__init__(exog_var, names)
@@ -190,17 +191,6 @@ class AdditiveVariance(_VarianceFunction):
     def log_derivative(self, var_params):
         """d log sigma2_ij / d theta = W / sigma2."""
         return self.exog_var / self.variance(var_params)[:, None]
-
-    # The optimiser searches square roots: every value is a valid variance,
-    # and zero is reachable.
-    def to_natural(self, free):
-        return np.asarray(free, dtype=np.float64) ** 2
-
-    def from_natural(self, natural):
-        natural = np.asarray(natural, dtype=np.float64)
-        if np.any(natural < 0):
-            raise ValueError("identity-link variances must be non-negative")
-        return np.sqrt(natural)
 
     def free_gradient(self, free, grad_log_variance):
         return 2.0 * free * self.natural_gradient(self.to_natural(free),
