@@ -178,3 +178,12 @@ def test_power_variance_refuses_zeros_and_missing_values():
         PowerVariance([1.0, 0.0, 2.0], "dose")
     with pytest.raises(ValueError, match="missing or infinite"):
         PowerVariance([1.0, np.nan], "dose")
+
+
+def test_layout_natural_jacobian():
+    lay = _layout(3)
+    free = np.array([0.9, -0.3, 0.7, 0.5, 1.1, 0.4])
+    jac = lay.natural_jacobian(free)
+    numeric = np.column_stack([_num_grad(lambda f, i=i: lay.to_natural(f)[i], free)
+                               for i in range(free.size)]).T
+    np.testing.assert_allclose(jac, numeric, rtol=1e-7, atol=1e-9)

@@ -99,6 +99,12 @@ class Block(abc.ABC):
         """Free parameters from natural ones (raises ValueError outside the
         parameter space)."""
 
+    def jacobian(self, free: np.ndarray) -> np.ndarray:
+        """d natural / d free, (k, k): carries an information matrix from
+        the natural scale to the free one (``J' I J``).  The identity by
+        default, for blocks whose two scales coincide."""
+        return np.eye(self.k)
+
     @property
     def bounded(self) -> np.ndarray:
         """Mask of natural parameters that are variances >= 0 on their own
@@ -225,6 +231,9 @@ class SquareRootScale:
         if np.any(natural < 0):
             raise ValueError(f"{self.nonnegative_what} must be non-negative")
         return np.sqrt(natural)
+
+    def jacobian(self, free):
+        return np.diag(2.0 * np.asarray(free, dtype=np.float64))
 
 
 def stack_names(blocks: Sequence[Block]) -> list[str]:

@@ -153,6 +153,13 @@ class Layout:
         """Free vector from a natural one (ValueError outside the space)."""
         return self._blockwise("from_natural", natural)
 
+    def natural_jacobian(self, free) -> np.ndarray:
+        """d natural / d free, block diagonal (k_structure x k_structure)."""
+        jac = np.zeros((self.k_structure, self.k_structure))
+        for block, sl, v in zip(self.blocks, self.block_slices, self.parts(free)):
+            jac[sl, sl] = block.jacobian(v)
+        return jac
+
     def start(self, context: StartContext) -> np.ndarray:
         """Starting natural vector: every block's starting values."""
         out = [b.start(context) for b in self.blocks]

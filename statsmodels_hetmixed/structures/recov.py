@@ -20,7 +20,23 @@ import numpy as np
 from .._linalg import covariance_rank
 from .base import CovarianceBlock, SquareRootScale, StartContext
 
-__all__ = ["UnstructuredCovariance", "VarianceComponent", "psd_factor"]
+__all__ = ["UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
+           "psd_factor"]
+
+
+def gram_jacobian(L: np.ndarray, entries) -> np.ndarray:
+    """
+    Jacobian of entries of ``G = L L'`` with respect to the lower triangle
+    of ``L`` (``np.tril_indices`` order): one row per ``(a, b)`` in
+    ``entries`` (a pair of index arrays), from
+    ``d G_ab / d L_cd = [a == c] L_bd + [b == c] L_ad``.
+    """
+    L = np.asarray(L, dtype=np.float64)
+    rows, cols = (np.asarray(e) for e in entries)
+    c, d = np.tril_indices(L.shape[0])
+    jac = (rows[:, None] == c[None, :]) * L[cols[:, None], d[None, :]]
+    jac = jac + (cols[:, None] == c[None, :]) * L[rows[:, None], d[None, :]]
+    return jac
 
 
 def psd_factor(cov: np.ndarray) -> np.ndarray:
@@ -101,6 +117,9 @@ class UnstructuredCovariance(CovarianceBlock):
 
     def from_natural(self, natural):
         return self.vech(self.factor(natural))
+
+    def jacobian(self, free):
+        return gram_jacobian(self.factor_from_free(free), self._tril)
 
     def directions(self):
         """``e_i e_j' + e_j e_i'`` for entry (i, j), ``e_i e_i'`` on the

@@ -31,7 +31,8 @@ def check_block(block: Block, free: np.ndarray, rtol: float = 1e-6,
     """
     Check a block at a free parameter vector.
 
-    * ``from_natural(to_natural(free))`` maps back to the same natural values;
+    * ``from_natural(to_natural(free))`` maps back to the same natural values,
+      and ``jacobian`` is d natural / d free;
     * covariance blocks: ``factor`` and ``factor_from_free`` give the same
       G; ``free_gradient`` and ``natural_gradient`` are the derivatives of
       ``tr(Gamma G)`` for a random symmetric Gamma; ``directions`` are
@@ -53,6 +54,12 @@ def check_block(block: Block, free: np.ndarray, rtol: float = 1e-6,
     np.testing.assert_allclose(block.to_natural(block.from_natural(natural)), natural,
                                rtol=rtol, atol=atol,
                                err_msg="to_natural(from_natural(x)) != x")
+    jac = block.jacobian(free)
+    assert jac.shape == (block.k, block.k), "jacobian: shape (k, k)"
+    for k in range(block.k):
+        np.testing.assert_allclose(jac[:, k], _derivative(block.to_natural, free, k),
+                                   rtol=rtol * 10, atol=atol * 10,
+                                   err_msg=f"jacobian[:, {k}]")
     if isinstance(block, CovarianceBlock):
         s = len(block.slots)
         a = rng.normal(size=(s, s))
