@@ -28,83 +28,32 @@ from statsmodels.regression.mixed_linear_model import (
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from . import _engine
+from ._validate import (
+    as_float_matrix,
+    check_finite,
+    check_groups,
+    check_has_columns,
+    check_not_empty,
+    check_numeric,
+    check_rows,
+    column_names,
+    fit_options,
+    param_vector,
+    var_column_names,
+)
 from .params import ParamLayout
 from .variance import make_variance_function
 
 __all__ = ["HetMixedLM"]
 
+# Keyword arguments of the constructor that record the formulas the design
+# matrices came from (set by from_formula; None for the array interface).
+_FORMULA_KEYS = ("var_formula", "var_by", "var_re_formula", "re_var_formula")
+
 # Convergence: the Newton decrement g' (-H)^-1 g bounds twice the possible
 # further gain in log-likelihood.  Below this the fit is converged.
 _NEWTON_DECREMENT_TOL = 1e-10
 _MAX_NEWTON_STEPS = 20
-
-
-def _column_names(arr, prefix):
-    if isinstance(arr, pd.DataFrame):
-        return [str(c) for c in arr.columns]
-    if isinstance(arr, pd.Series):
-        return [str(arr.name) if arr.name is not None else f"{prefix}1"]
-    a = np.asarray(arr)
-    k = 1 if a.ndim == 1 else a.shape[1]
-    return [f"{prefix}{j + 1}" for j in range(k)]
-
-
-def _check_numeric(arr, what):
-    """Raise an error naming the non-numeric columns of an input."""
-    if arr is None:
-        return
-    frame = pd.DataFrame(arr) if not isinstance(arr, pd.DataFrame) else arr
-    bad = []
-    for name, col in frame.items():
-        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            continue
-        try:
-            np.asarray(col, dtype=np.float64)
-        except (TypeError, ValueError):
-            bad.append(str(name))
-    if bad:
-        raise ValueError(
-            f"{what} has non-numeric column(s) {bad}. Encode categorical "
-            "variables as dummy columns (the formula interface does this "
-            "with C(...))."
-        )
-
-
-def _var_column_names(exog_var):
-    """Names of the variance design's columns; for arrays, statsmodels'
-    convention for exog ("const" for a constant column, else w1, w2, ...)."""
-    if isinstance(exog_var, (pd.DataFrame, pd.Series)):
-        return _column_names(exog_var, "w")
-    a = np.asarray(exog_var)
-    a = a[:, None] if a.ndim == 1 else a
-    names, k = [], 0
-    for j in range(a.shape[1]):
-        col = a[:, j]
-        if np.issubdtype(col.dtype, np.number) and len(col) and np.all(col == col[0]) \
-                and col[0] != 0 and "const" not in names:
-            names.append("const")
-        else:
-            k += 1
-            names.append(f"w{k}")
-    return names
-
-
-def _as_float_matrix(arr, what, names):
-    """2-d float array, with an error that names columns with bad values."""
-    a = np.asarray(arr)
-    if a.ndim == 1:
-        a = a[:, None]
-    a = np.asarray(a, dtype=np.float64)
-    finite = np.isfinite(a)
-    if not finite.all():
-        bad = [names[j] if j < len(names) else str(j)
-               for j in np.flatnonzero(~finite.all(axis=0))]
-        raise ValueError(
-            f"{what} has missing or infinite values in column(s) {bad} "
-            f"({int((~finite).any(axis=1).sum())} rows). Drop those rows, or "
-            "pass missing='drop'."
-        )
-    return a
 
 
 def _check_full_rank(mat, what, names, hint):
@@ -244,17 +193,26 @@ class HetMixedLM(MixedLM):
         var_link="log",
         exog_var_re=None,
         exog_re_var=None,
+        re_var_terms=None,
+        exog_re_names=None,
         **kwargs,
     ):
-        allowed = ["missing_idx", "model_spec", "formula"]
+        allowed = ["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
         for key in kwargs:
             if key not in allowed:
                 raise ValueError(
                     f"argument {key} not permitted for HetMixedLM initialization"
                 )
-        if exog is None:
+        # The formulas the design matrices came from (from_formula), kept
+        # for display, prediction on new data and pickling.
+        for key in _FORMULA_KEYS:
+            setattr(self, key, kwargs.pop(key, None))
+        self._var_design_info = getattr(exog_var, "design_info", None)
+        self._var_re_design_info = getattr(exog_var_re, "design_info", None)
+        if endog is None or exog is None:
             raise ValueError(
-                "exog is required; for an intercept-only mean use a column of ones"
+                "endog and exog are required; for an intercept-only mean use a "
+                "column of ones as exog"
             )
         if missing not in ("none", "drop", "raise"):
             raise ValueError("missing must be 'none', 'drop' or 'raise'")
@@ -276,20 +234,33 @@ class HetMixedLM(MixedLM):
         self.k_vc = len(self.exog_vc.names)
 
         var_names = (
-            ["Intercept"] if exog_var is None else _var_column_names(exog_var)
+            ["Intercept"] if exog_var is None else var_column_names(exog_var)
         )
+        inputs = {"endog": endog, "exog": exog, "exog_re": exog_re,
+                  "exog_var": exog_var, "exog_var_re": exog_var_re,
+                  "exog_re_var": exog_re_var}
+        names = {"endog": column_names(endog, "y"), "exog": var_column_names(exog, "x"),
+                 "exog_re": column_names(exog_re, "Z"), "exog_var": var_names,
+                 "exog_var_re": column_names(exog_var_re, "v"),
+                 "exog_re_var": column_names(exog_re_var, "s")}
+        for what, arr in inputs.items():
+            check_numeric(arr, what)
+        check_not_empty(len(np.asarray(endog)))
+        if missing != "drop":
+            # Before statsmodels' own check, whose message names no column.
+            for what, arr in inputs.items():
+                if arr is not None:
+                    check_finite(arr, what, names[what])
+        for what, arr in inputs.items():
+            if arr is not None and len(arr) != len(endog):
+                raise ValueError(
+                    f"{what} has {len(arr)} rows, but endog has {len(endog)}: "
+                    "give one row per observation.")
         re_given = exog_re is not None
         extra = {"groups": groups, "exog_re": exog_re}
-        if exog_var is not None:
-            extra["exog_var"] = exog_var
-        var_re_names = None
-        if exog_var_re is not None:
-            var_re_names = ["var:" + v for v in _column_names(exog_var_re, "v")]
-            extra["exog_var_re"] = exog_var_re
-        re_var_names = None
-        if exog_re_var is not None:
-            re_var_names = _column_names(exog_re_var, "s")
-            extra["exog_re_var"] = exog_re_var
+        for name in ("exog_var", "exog_var_re", "exog_re_var"):
+            if inputs[name] is not None:
+                extra[name] = inputs[name]
         for name in ("exog", "exog_re", "exog_var", "exog_var_re", "exog_re_var"):
             arr = exog if name == "exog" else extra.get(name)
             if isinstance(arr, np.ndarray) and arr.ndim == 1:
@@ -297,36 +268,41 @@ class HetMixedLM(MixedLM):
                     exog = arr[:, None]
                 else:
                     extra[name] = arr[:, None]
-        for what, arr in (("endog", endog), ("exog", exog),
-                          ("exog_re", extra["exog_re"]),
-                          ("exog_var", extra.get("exog_var")),
-                          ("exog_var_re", extra.get("exog_var_re")),
-                          ("exog_re_var", extra.get("exog_re_var"))):
-            _check_numeric(arr, what)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
         self._init_keys.extend(["use_sqrt", "exog_vc", "var_link"])
 
         # Validate and convert the data.
-        self.endog = _as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
-        self.exog = _as_float_matrix(self.exog, "exog", self.exog_names or [])
+        n = len(self.endog)
+        check_not_empty(n)  # again: missing='drop' may have removed every row
+        self.endog = as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
+        self.exog = as_float_matrix(self.exog, "exog", self.exog_names or [])
+        check_has_columns(self.exog, "The fixed-effects design (exog)",
+                          "For an intercept-only mean use a column of ones "
+                          "(formula 'y ~ 1').")
         if self.exog_names is None:
             self.exog_names = [f"FE{k + 1:d}" for k in range(self.exog.shape[1])]
         self.k_fe = self.exog.shape[1]
-        n = len(self.endog)
         if exog_var is None:
             self.exog_var = np.ones((n, 1))
         else:
-            self.exog_var = _as_float_matrix(self.exog_var, "exog_var", var_names)
-        if self.exog_var.shape[0] != n:
-            raise ValueError("exog_var must have one row per observation")
+            self.exog_var = as_float_matrix(self.exog_var, "exog_var", var_names)
+            check_has_columns(self.exog_var, "The variance design (exog_var / "
+                              "var_formula)", "Leave it out for a constant "
+                              "residual variance.")
+        check_rows(self.exog_var, n, "exog_var")
         self.data.exog_var_names = var_names
 
+        if re_given and np.shape(self.exog_re)[-1] == 0 and self.k_vc:
+            re_given = False  # variance components only, as without exog_re
         if re_given:
-            self.exog_re = _as_float_matrix(
-                self.exog_re, "exog_re", _column_names(exog_re, "Z")
-            )
+            self.exog_re = as_float_matrix(self.exog_re, "exog_re",
+                                           names["exog_re"])
+            check_has_columns(
+                self.exog_re, "The random-effects design (exog_re / re_formula)",
+                "Leave re_formula out for a random intercept; for a model "
+                "without random effects use OLS or WLS.")
             self.data.exog_re = self.exog_re
             self.k_re = self.exog_re.shape[1]
             self.k_re2 = self.k_re * (self.k_re + 1) // 2
@@ -342,8 +318,12 @@ class HetMixedLM(MixedLM):
             self.exog_re = None
 
         self._set_groups(self.groups)
+        var_re_names = None
+        if exog_var_re is not None:
+            var_re_names = ["var:" + v for v in names["exog_var_re"]]
         self._set_scale_effects(var_re_names)
-        self._set_level2_design(re_var_names)
+        self._set_level2_design(
+            None if exog_re_var is None else names["exog_re_var"])
         self.variance_function = make_variance_function(
             var_link, self.exog_var, var_names)
         self.var_link = var_link
@@ -356,11 +336,17 @@ class HetMixedLM(MixedLM):
         )
 
         if not self.data._param_names:
-            names, re_names, re_names_full = self._make_param_names(exog_re)
+            names, re_names, re_names_full = self._make_param_names(
+                exog_re if exog_re_names is None else list(exog_re_names))
             self.data.param_names = names
             self.data.exog_re_names = re_names
             self.data.exog_re_names_full = re_names_full
         self._set_k_params()
+        if re_var_terms is not None:
+            if self.exog_re_var is None:
+                raise ValueError("re_var_terms restricts level-2 variance "
+                                 "functions: give exog_re_var (re_var_formula) too.")
+            self._set_level2_terms(re_var_terms)
         self.nobs = n
         self.n_totobs = n
 
@@ -386,7 +372,7 @@ class HetMixedLM(MixedLM):
             self.k_var_re = 0
             self.var_re_names = []
             return
-        v = _as_float_matrix(self.exog_var_re, "exog_var_re",
+        v = as_float_matrix(self.exog_var_re, "exog_var_re",
                              [n[len("var:"):] for n in names])
         if v.shape[1] not in (1, 2):
             raise ValueError("Random scale effects (exog_var_re / var_re_formula) "
@@ -424,7 +410,7 @@ class HetMixedLM(MixedLM):
             raise ValueError(
                 "Level-2 variance functions (re_var_formula / exog_re_var) are "
                 "available for location-scale models: give var_re_formula too.")
-        s = _as_float_matrix(self.exog_re_var, "exog_re_var", names)
+        s = as_float_matrix(self.exog_re_var, "exog_re_var", names)
         gi, m = self._group_index, self.n_groups
         first = np.zeros(m, dtype=np.intp)
         first[gi[::-1]] = np.arange(len(gi))[::-1]  # first row of each group
@@ -530,19 +516,8 @@ class HetMixedLM(MixedLM):
         self._set_k_params()
 
     def _set_groups(self, groups):
-        groups = np.asarray(groups)
-        if groups.ndim != 1 or len(groups) != len(self.endog):
-            raise ValueError("groups must be 1-dimensional with one label per row")
-        if pd.isna(groups).any():
-            raise ValueError(
-                "groups has missing values; drop those rows or pass missing='drop'"
-            )
+        groups = check_groups(groups, len(self.endog))
         codes, labels = pd.factorize(groups, sort=True)
-        if len(labels) < 2:
-            raise ValueError(
-                "groups has a single level: a mixed model needs at least two "
-                "groups. Use OLS/WLS for data without grouping."
-            )
         self._group_index = codes.astype(np.intp)
         self.group_labels = list(np.asarray(labels).tolist())
         self.n_groups = len(self.group_labels)
@@ -752,6 +727,11 @@ class HetMixedLM(MixedLM):
         """
         if "groups" not in kwargs:
             raise TypeError("'groups' is a required keyword argument of from_formula")
+        if not isinstance(formula, str) or \
+                not patsy.ModelDesc.from_formula(formula).lhs_termlist:
+            raise ValueError(
+                f"formula {formula!r} has no response: give the dependent "
+                "variable left of '~', e.g. 'y ~ x'.")
         if not isinstance(data, pd.DataFrame):
             data = pd.DataFrame(data)
         if subset is not None:
@@ -794,30 +774,33 @@ class HetMixedLM(MixedLM):
                 formulas[f"\0re_var{j}"] = f
         elif re_var_formula is not None:
             formulas["\0re_var"] = re_var_formula
-        kept, kept_groups = _handle_missing(
+        kept, _ = _handle_missing(
             data, groups, formula, re_formula, formulas or None
         )
-        if len(kept) < len(data):
+        # By position: with repeated index labels, selecting by label would
+        # repeat rows.
+        complete = np.asarray(pd.notna(data[kept.columns]).all(axis=1)) & \
+            np.asarray(pd.notna(groups))
+        if not complete.all():
             if missing == "drop":
-                data, groups = data.loc[kept.index], kept_groups
+                data, groups = data.loc[complete], groups[complete]
             else:
                 cols = [c for c in kept.columns if data[c].isna().any()]
                 if pd.isna(groups).any():
                     cols.append(group_name or "groups")
                 raise ValueError(
-                    f"Missing values in {cols} ({len(data) - len(kept)} rows). "
+                    f"Missing values in {cols} ({int((~complete).sum())} rows). "
                     "Drop those rows or pass missing='drop'."
                 )
+        check_not_empty(len(data))
         kwargs["missing"] = "none"
+        env = patsy.EvalEnvironment([eval_env])
 
-        exog_var = None
-        var_spec = None
         if var_formula is not None:
             try:
-                exog_var = patsy.dmatrix(
-                    var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
-                    NA_action="raise", return_type="dataframe",
-                )
+                kwargs["exog_var"] = patsy.dmatrix(
+                    var_formula, data, eval_env=env, NA_action="raise",
+                    return_type="dataframe")
             except patsy.PatsyError as exc:
                 if "missing values" not in str(exc):
                     raise
@@ -825,21 +808,21 @@ class HetMixedLM(MixedLM):
                     f"var_formula {var_formula!r} gives missing values (for "
                     "example the log of a non-positive number). Drop or fix "
                     "those rows before fitting.") from exc
-            var_spec = exog_var.design_info
         if var_re_formula is not None:
-            exog_var_re = patsy.dmatrix(
-                var_re_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
-                NA_action="raise", return_type="dataframe")
-            var_re_spec = exog_var_re.design_info
+            exog_var_re = patsy.dmatrix(var_re_formula, data, eval_env=env,
+                                        NA_action="raise", return_type="dataframe")
             exog_var_re.columns = [
                 (group_name or "Group") if c == "Intercept" else c
                 for c in exog_var_re.columns]
             kwargs["exog_var_re"] = exog_var_re
-        re_var_columns = None
         if re_var_formula is not None:
-            kwargs["exog_re_var"], re_var_columns = _level2_design(
-                re_var_formula, data, patsy.EvalEnvironment([eval_env]))
-        mod = super().from_formula(
+            kwargs["exog_re_var"], kwargs["re_var_terms"] = _level2_design(
+                re_var_formula, data, env)
+        kwargs["exog_re_names"] = _re_names(re_formula, vc_formula, data, env,
+                                            group_name or "Group")
+        kwargs.update(var_formula=var_formula, var_by=var_by,
+                      var_re_formula=var_re_formula, re_var_formula=re_var_formula)
+        return super().from_formula(
             formula,
             data,
             re_formula=re_formula,
@@ -848,20 +831,10 @@ class HetMixedLM(MixedLM):
             use_sparse=use_sparse,
             # A column name lets MixedLM label the random intercept with it.
             groups=group_name if group_name is not None else groups,
-            exog_var=exog_var,
             eval_env=eval_env,
             *args,
             **kwargs,
         )
-        mod.var_formula = var_formula
-        mod.var_by = var_by
-        mod.var_re_formula = var_re_formula
-        mod.re_var_formula = re_var_formula
-        if isinstance(re_var_formula, dict):
-            mod._set_level2_terms(re_var_columns)
-        mod._var_re_design_info = var_re_spec if var_re_formula is not None else None
-        mod._var_design_info = var_spec
-        return mod
 
     # ------------------------------------------------------------------
     # Likelihood
@@ -1455,6 +1428,18 @@ class HetMixedLM(MixedLM):
             full = kfe + idx
             cov[np.ix_(full, full)] = inv
         return cov
+
+
+def _re_names(re_formula, vc_formula, data, eval_env, group_name):
+    """The names MixedLM.from_formula gives the random effects of
+    ``re_formula`` (the intercept named after the groups)."""
+    if re_formula is None:
+        return [group_name] if vc_formula is None else []
+    if re_formula.strip() == "1":
+        return [group_name]
+    design = patsy.dmatrix(re_formula, data, eval_env=eval_env,
+                           return_type="dataframe")
+    return [str(c).replace("Intercept", group_name) for c in design.columns]
 
 
 def _capture_eval_env(eval_env):
