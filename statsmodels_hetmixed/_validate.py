@@ -40,9 +40,12 @@ def var_column_names(exog_var, prefix: str = "w") -> list[str]:
     a = a[:, None] if a.ndim == 1 else a
     names, k = [], 0
     for j in range(a.shape[1]):
-        col = a[:, j]
-        if np.issubdtype(col.dtype, np.number) and len(col) and np.all(col == col[0]) \
-                and col[0] != 0 and "const" not in names:
+        try:
+            col = np.asarray(a[:, j], dtype=np.float64)
+        except (TypeError, ValueError):  # named here, reported by check_numeric
+            col = np.full(a.shape[0], np.nan)
+        if len(col) and np.all(col == col[0]) and col[0] != 0 \
+                and "const" not in names:
             names.append("const")
         else:
             k += 1
@@ -65,8 +68,9 @@ def _is_numeric_column(col: pd.Series) -> bool:
     return True
 
 
-def check_numeric(arr, what: str) -> None:
-    """Raise an error naming the non-numeric columns of an input."""
+def check_numeric(arr, what: str, names: Sequence[str] | None = None) -> None:
+    """Raise an error naming the non-numeric columns of an input (by
+    ``names`` when given, else by the DataFrame's columns)."""
     if arr is None:
         return
     if isinstance(arr, pd.DataFrame):
@@ -79,7 +83,10 @@ def check_numeric(arr, what: str) -> None:
             raise ValueError(f"{what} must be 1- or 2-dimensional, not "
                              f"{a.ndim}-dimensional.")
         frame = pd.DataFrame(a)
-    bad = [str(name) for name, col in frame.items() if not _is_numeric_column(col)]
+    labels = list(names) if names is not None and len(names) == frame.shape[1] \
+        else [str(c) for c in frame.columns]
+    bad = [labels[j] for j, (_, col) in enumerate(frame.items())
+           if not _is_numeric_column(col)]
     if bad:
         raise ValueError(
             f"{what} has non-numeric column(s) {bad}. Encode categorical "

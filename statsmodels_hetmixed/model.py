@@ -46,6 +46,10 @@ from .variance import make_variance_function
 
 __all__ = ["HetMixedLM"]
 
+# Keyword arguments of fit passed to the optimisers; others warn (as in
+# statsmodels' MixedLM.fit) and are ignored.
+_FIT_OPTIONS = ("gtol", "maxiter", "disp")
+
 # Keyword arguments of the constructor that record the formulas the design
 # matrices came from (set by from_formula; None for the array interface).
 _FORMULA_KEYS = ("var_formula", "var_by", "var_re_formula", "re_var_formula")
@@ -244,7 +248,7 @@ class HetMixedLM(MixedLM):
                  "exog_var_re": column_names(exog_var_re, "v"),
                  "exog_re_var": column_names(exog_re_var, "s")}
         for what, arr in inputs.items():
-            check_numeric(arr, what)
+            check_numeric(arr, what, names[what])
         check_not_empty(len(np.asarray(endog)))
         if missing != "drop":
             # Before statsmodels' own check, whose message names no column.
@@ -845,13 +849,25 @@ class HetMixedLM(MixedLM):
         return _engine.evaluate(self._grouped, factor, r, reml,
                                 fe_params=fe_params, gradient=gradient)
 
-    def _split_any(self, params):
+    def _split_any(self, params, what="params"):
+        """(fe_params, cov_re, vcomp, var_params) of a natural vector, with
+        or without the fixed effects, after checking it against the model."""
         if isinstance(params, MixedLMParams):
             raise TypeError(
                 "HetMixedLM takes packed parameter vectors in its own layout "
                 "(see HetMixedLM.layout), not MixedLMParams"
             )
-        return self.layout.split(params)
+        vec, _ = param_vector(params, self.data.param_names, self.k_fe, what,
+                              without_fe=not self.k_var_re)
+        self._not_location_scale(what)
+        return self.layout.split(vec)
+
+    def _not_location_scale(self, what):
+        if self.k_var_re:
+            raise NotImplementedError(
+                "score and hessian are available for models without random "
+                "scale effects; for location-scale models use loglike(params) "
+                "or a fit's results (llf, cov_params, profile_ci).")
 
     def loglike(self, params, profile_fe=True):
         """
@@ -861,7 +877,11 @@ class HetMixedLM(MixedLM):
         ----------
         params : array_like
             Natural parameter vector, with (``k_params``) or without
-            (``k_params - k_fe``) the fixed effects.
+            (``k_params - k_fe``) the fixed effects, in the order of the
+            model's parameter names; another length is an error.
+            Location-scale models: the whole vector (fixed effects
+            included) in the layout of their ``params``, evaluated by ML
+            with adaptive quadrature (default nodes).
         profile_fe : bool
             If True, or if ``params`` has no fixed effects, the fixed effects
             are replaced by their GLS estimates.
@@ -870,6 +890,10 @@ class HetMixedLM(MixedLM):
         -------
         float
         """
+        if self.k_var_re:
+            from .locscale import loglike
+
+            return loglike(self, params)
         fe, cov_re, vcomp, var_params = self._split_any(params)
         natural = self.layout.join(None, cov_re, vcomp, var_params)
         factor = self.layout.factor_from_natural(natural)
@@ -1015,9 +1039,13 @@ class HetMixedLM(MixedLM):
         Parameters
         ----------
         start_params : array_like, optional
-            Natural parameter vector (with or without fixed effects).  The
-            default starts from OLS residuals: a regression of their log
-            squares on W gives the variance function.
+            Natural parameter vector (with or without fixed effects), in
+            the order of the model's parameter names; finite.  The default
+            starts from OLS residuals: a regression of their log squares on
+            W gives the variance function.  Location-scale models: the whole
+            vector, fixed effects included, in the layout of their
+            ``params`` (the default starts from the fit without random
+            scale effects).
         reml : bool
             REML if True (the default, as in MixedLM), else ML.
         niter_sa : int
@@ -1031,15 +1059,17 @@ class HetMixedLM(MixedLM):
             fixed effects): 0 holds a covariance or variance-function
             parameter at its starting value.  Fixed effects cannot be held.
             Holding off-diagonal ``cov_re`` entries at zero fits independent
-            random effects.
+            random effects.  Not for location-scale models (an error).
         full_output : bool
             Record the log-likelihood at each iteration in ``results.hist``.
+            Not for location-scale models (an error).
         method : str or list of str, optional
             Optimisers tried in turn: "scoring" (Fisher scoring with the
             analytic expected information, the default first choice) or a
             scipy.optimize.minimize method (default fallback "bfgs"); the
             result is checked, and if needed polished, by Newton steps on
-            the analytic gradient.
+            the analytic gradient.  Location-scale models have their own
+            optimiser: giving ``method`` is an error.
         n_quad : int, optional
             Location-scale models: quadrature nodes per dimension of the
             random scale effects (default 15 for one, 5 for two; 1 is the
@@ -1048,7 +1078,10 @@ class HetMixedLM(MixedLM):
             Location-scale models: correlated mean and scale random effects
             (default) or independent blocks.
         **fit_kwargs
-            ``gtol`` and ``maxiter`` for the optimiser.
+            ``gtol`` and ``maxiter`` for the optimiser (location-scale
+            models: ``maxiter`` only; ``gtol`` is an error); ``disp`` is
+            accepted and ignored.  Other arguments are ignored with a
+            ``FutureWarning``, as in ``MixedLM.fit``.
 
         Returns
         -------
@@ -1057,22 +1090,21 @@ class HetMixedLM(MixedLM):
         """
         from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
-        if self.k_var_re:
-            from .locscale import fit_location_scale
-
-            return fit_location_scale(self, reml=reml, start_params=start_params,
-                                      n_quad=n_quad, re_cov=re_cov, do_cg=do_cg)
-        if n_quad is not None or re_cov != "joint":
-            raise ValueError("n_quad and re_cov apply to location-scale models "
-                             "(var_re_formula / exog_var_re) only")
         if fe_pen is not None or cov_pen is not None:
             raise NotImplementedError(
                 "Penalised estimation is not available in HetMixedLM; use "
                 "statsmodels' MixedLM.fit_regularized for penalised fits."
             )
-        unknown = set(fit_kwargs) - {"gtol", "maxiter", "disp"}
-        if unknown:
-            raise TypeError(f"unexpected fit arguments: {sorted(unknown)}")
+        fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
+        if self.k_var_re:
+            return self._fit_location_scale(
+                reml, start_params, n_quad, re_cov, do_cg, method, free,
+                full_output, fit_kwargs)
+        if n_quad is not None or re_cov != "joint":
+            raise ValueError("n_quad and re_cov apply to location-scale models "
+                             "(var_re_formula / exog_var_re) only")
+        # As MixedLM: the criterion of the last fit, read by loglike, score
+        # and hessian.  Results keep their own (reml below).
         self.reml = bool(reml)
         lay = self.layout
         if method is None:
@@ -1083,9 +1115,8 @@ class HetMixedLM(MixedLM):
         if start_params is None:
             theta = self._start_theta()
         else:
-            if isinstance(start_params, MixedLMParams):
-                raise TypeError("start_params must be a natural parameter vector")
-            _, cov_re, vcomp, var_params = lay.split(start_params)
+            _, cov_re, vcomp, var_params = self._split_any(start_params,
+                                                           "start_params")
             theta = lay.theta_from_natural(lay.join(None, cov_re, vcomp, var_params))
         free_theta = self._free_mask(free, theta)
 
@@ -1167,8 +1198,28 @@ class HetMixedLM(MixedLM):
         res = HetMixedLMResults(self, params, cov_params / scale)
         res._finish(ev, converged=converged, max_grad=max_grad,
                     decrement=decrement, n_iter=n_iter, hist=hist,
-                    method=method, free=free_nat)
+                    method=method, free=free_nat, reml=reml)
         return HetMixedLMResultsWrapper(res)
+
+    def _fit_location_scale(self, reml, start_params, n_quad, re_cov, do_cg,
+                            method, free, full_output, fit_kwargs):
+        """``fit`` of a location-scale model: options that its quadrature
+        fit cannot honour are errors, not silently dropped."""
+        from .locscale import fit_location_scale
+
+        unusable = {"method": method is not None, "free": free is not None,
+                    "full_output": bool(full_output), "gtol": "gtol" in fit_kwargs}
+        unusable = [k for k, given in unusable.items() if given]
+        if unusable:
+            raise ValueError(
+                f"{unusable} cannot be used with location-scale models (random "
+                "scale effects): they are fitted by their own quasi-Newton and "
+                "Newton steps on the adaptive-quadrature log-likelihood, with "
+                "every parameter free. Leave these arguments out; maxiter, "
+                "start_params, n_quad and re_cov apply.")
+        return fit_location_scale(self, reml=reml, start_params=start_params,
+                                  n_quad=n_quad, re_cov=re_cov, do_cg=do_cg,
+                                  maxiter=fit_kwargs.get("maxiter"))
 
     def _observed_decrement(self, natural, h_cov, ev, free):
         """g' (-H)^-1 g over free parameters not on the boundary, or None
