@@ -136,12 +136,12 @@ def check_has_columns(mat: np.ndarray, what: str, hint: str) -> None:
         raise ValueError(f"{what} has no columns. {hint}")
 
 
-def check_rows(mat: np.ndarray, n_rows: int, what: str) -> None:
-    """Raise an error unless ``mat`` has one row per observation."""
-    if mat.shape[0] != n_rows:
+def check_rows(n_given: int, n_rows: int, what: str) -> None:
+    """Raise an error unless an input has one row per observation."""
+    if n_given != n_rows:
         raise ValueError(
-            f"{what} has {mat.shape[0]} rows, but there are {n_rows} "
-            "observations: give one row per observation.")
+            f"{what} has {n_given} rows, but there are {n_rows} "
+            "observations (rows of endog): give one row per observation.")
 
 
 def check_groups(groups, n_rows: int) -> np.ndarray:

@@ -158,6 +158,29 @@ class HetMixedLM(MixedLM):
     missing : {"none", "drop", "raise"}
         Missing-value handling.  With "none" or "raise", missing values give
         an error that names the columns.
+    re_var_terms : dict, optional
+        Location-scale models with ``exog_re_var``: restrict level-2
+        functions to some columns of ``exog_re_var``.  Maps a function's
+        key -- a random effect's name (its variance, e.g. ``"var:g"`` for
+        a scale effect) or ``"corr(a, b)"`` / a tuple ``(a, b)`` (a
+        correlation) -- to the names of its columns, intercept first; the
+        other functions keep only the intercept.  ``from_formula`` builds
+        it from a dict ``re_var_formula``.
+    exog_re_names : list of str, optional
+        Names of the random effects (default: the columns of ``exog_re``,
+        or ``"Group"`` for the default random intercept).  Keys of
+        ``re_var_terms`` and parameter names use them.
+    **kwargs
+        ``var_formula``, ``var_by``, ``var_re_formula``, ``re_var_formula``:
+        the formulas the designs came from, recorded on the model (set by
+        ``from_formula``; predictions on new data use them).  A patsy
+        design given as ``exog_var`` / ``exog_var_re`` carries its
+        ``design_info`` along.
+
+    All inputs pass the same checks whichever interface built them
+    (``_validate``): numeric columns, finite values unless
+    ``missing="drop"``, one row per observation, at least one
+    observation, designs with columns, at least two groups.
 
     See Also
     --------
@@ -256,10 +279,8 @@ class HetMixedLM(MixedLM):
                 if arr is not None:
                     check_finite(arr, what, names[what])
         for what, arr in inputs.items():
-            if arr is not None and len(arr) != len(endog):
-                raise ValueError(
-                    f"{what} has {len(arr)} rows, but endog has {len(endog)}: "
-                    "give one row per observation.")
+            if arr is not None:
+                check_rows(len(arr), len(endog), what)
         re_given = exog_re is not None
         extra = {"groups": groups, "exog_re": exog_re}
         for name in ("exog_var", "exog_var_re", "exog_re_var"):
@@ -295,7 +316,6 @@ class HetMixedLM(MixedLM):
             check_has_columns(self.exog_var, "The variance design (exog_var / "
                               "var_formula)", "Leave it out for a constant "
                               "residual variance.")
-        check_rows(self.exog_var, n, "exog_var")
         self.data.exog_var_names = var_names
 
         if re_given and np.shape(self.exog_re)[-1] == 0 and self.k_vc:
@@ -415,6 +435,9 @@ class HetMixedLM(MixedLM):
                 "Level-2 variance functions (re_var_formula / exog_re_var) are "
                 "available for location-scale models: give var_re_formula too.")
         s = as_float_matrix(self.exog_re_var, "exog_re_var", names)
+        check_has_columns(s, "The level-2 variance design (exog_re_var / "
+                          "re_var_formula)", "Give at least an intercept "
+                          "('~ 1'), or leave it out.")
         gi, m = self._group_index, self.n_groups
         first = np.zeros(m, dtype=np.intp)
         first[gi[::-1]] = np.arange(len(gi))[::-1]  # first row of each group

@@ -91,7 +91,8 @@ def test_mean_and_variance_designs_without_columns(data):
 
 def test_designs_with_another_number_of_rows(data):
     y, X, g = _arrays(data)
-    with pytest.raises(ValueError, match=r"exog has \d+ rows, but endog has"):
+    with pytest.raises(ValueError,
+                       match=r"exog has \d+ rows, but there are \d+ observations"):
         HetMixedLM(y, X[:-1], g)
     with pytest.raises(ValueError, match=r"exog_var has \d+ rows"):
         HetMixedLM(y, X, g, exog_var=X[:-1])
