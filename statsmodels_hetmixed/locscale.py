@@ -35,7 +35,7 @@ _FLAT_SHARE = 1e-3
 
 
 def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
-                       re_cov="joint", do_cg=True):
+                       re_cov="joint", do_cg=True, maxiter=None):
     """Fit a location-scale HetMixedLM (called by ``HetMixedLM.fit``)."""
     if reml:
         raise ValueError(
@@ -47,24 +47,21 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     if re_cov not in ("joint", "independent"):
         raise ValueError("re_cov must be 'joint' (correlated mean and scale "
                          "random effects) or 'independent'")
-    if start_params is not None:
-        raise NotImplementedError("start_params are not available for "
-                                  "location-scale fits")
     q_w, q_u = model.k_var_re, model.k_re
     d = q_u + q_w
     if n_quad is None:
         n_quad = DEFAULT_NODES[q_w]
     data = _location_scale_data(model, n_quad)
-    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
-                                   independent=(re_cov == "independent"))
-    base = _fit_without_scale_effects(model)
+    layout = theta_layout(model, re_cov)
+    options = {} if maxiter is None else {"maxiter": int(maxiter)}
+    if start_params is not None:
+        theta = theta_from_params(model, layout, start_params, "start_params")
+    else:
+        theta = _start_theta(model, layout, _fit_without_scale_effects(model))
     if model.exog_re_var is not None:
-        return _fit_level2(model, data, base, n_quad, re_cov, do_cg)
-    L0 = np.zeros((d, d))
-    L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
-    L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
-    theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params), L0)
-    fit = _locscale.fit(data, layout, theta, optimise=do_cg)
+        return _fit_level2(model, data, layout, theta, n_quad, re_cov, do_cg,
+                           options)
+    fit = _locscale.fit(data, layout, theta, optimise=do_cg, **options)
     _warn_unconverged(fit, do_cg)
     perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # mean effects first
     tril = np.tril_indices(d)
@@ -90,7 +87,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
-                layout=_joint_layout(model))
+                reml=False, layout=_joint_layout(model))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
     undetermined = res._undetermined_params()
     _warn_boundary([f"{n} is not determined" for n in undetermined],
@@ -125,6 +122,129 @@ def _joint_layout(model):
     n_cov = d * (d + 1) // 2
     joint = UnstructuredCovariance(names[model.k_fe:model.k_fe + n_cov], np.arange(d))
     return Layout(names[:model.k_fe], [joint, model.variance_function], q=d)
+
+
+def theta_layout(model, re_cov="joint"):
+    """The optimiser's parameter layout of a location-scale model: a
+    ``ThetaLayout`` (Cholesky factor of the joint covariance), or a
+    ``Level2Layout`` with level-2 variance functions."""
+    q_w, q_u = model.k_var_re, model.k_re
+    independent = re_cov == "independent"
+    if model.exog_re_var is None:
+        return _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
+                                     independent=independent)
+    terms = model._re_var_terms
+    layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u,
+                                    model._re_var_group_design,
+                                    independent=independent, terms=terms)
+    if terms is not None and independent:
+        held = [j for j, (k, l) in enumerate(layout.pairs)
+                if (k < q_w) != (l < q_w) and terms[layout.d + j, 1:].any()]
+        if held:
+            comps = model._level2_components(model.data.exog_re_names)
+            raise ValueError(
+                "re_cov='independent' holds the correlations between mean and "
+                "scale effects at 0 in every group, but re_var_formula gives "
+                + ", ".join(model._level2_key(comps[layout.d + j]) for j in held)
+                + " a formula: remove it, or fit with re_cov='joint'.")
+    return layout
+
+
+def _level2_order(model, layout):
+    """Positions in the level-2 layout's theta of the results' params:
+    fixed effects, level-2 coefficients (those of the functions'
+    formulas), variance function."""
+    p, k = model.k_fe, model.k_var
+    terms = model._re_var_terms
+    level2 = p + k + (np.arange(layout.size - p - k) if terms is None
+                      else np.flatnonzero(terms.ravel()))
+    return np.r_[np.arange(p), level2, np.arange(p, p + k)]
+
+
+def theta_from_params(model, layout, params, what="params"):
+    """
+    The optimiser's vector of a location-scale model from a vector in the
+    layout of its ``params`` (checked: length, names, finite values, a
+    positive semi-definite joint covariance, held correlations at zero).
+    """
+    from ._validate import param_vector
+
+    vec, _ = param_vector(params, model.data.param_names, model.k_fe, what,
+                          without_fe=False)
+    if isinstance(layout, _locscale.Level2Layout):
+        theta = np.zeros(layout.size)
+        order = _level2_order(model, layout)
+        theta[order] = vec
+        # Coefficients the fit holds (independent blocks) must be zero.
+        held = np.flatnonzero(~layout.free[order] & (vec != 0))
+        if held.size:
+            names = [model.data.param_names[j] for j in held]
+            raise ValueError(f"{what}: {names} are held at 0 by "
+                             "re_cov='independent'; give 0 for them.")
+        return theta
+    q_w, q_u, p = model.k_var_re, model.k_re, model.k_fe
+    d = q_w + q_u
+    n_cov = d * (d + 1) // 2
+    sigma = np.zeros((d, d))
+    sigma[np.tril_indices(d)] = vec[p:p + n_cov]
+    sigma = sigma + np.tril(sigma, -1).T  # mean effects first
+    scale_first = np.r_[np.arange(q_u, d), np.arange(q_u)]
+    sigma = sigma[np.ix_(scale_first, scale_first)]
+    vals = np.linalg.eigvalsh(sigma)
+    if vals[0] < -1e-10 * max(abs(vals[-1]), 1e-300):
+        raise ValueError(
+            f"{what}: the joint covariance matrix of the random effects is not "
+            "positive semi-definite (eigenvalues "
+            f"{np.array2string(vals, precision=3)}): give variances >= 0 and "
+            "correlations within [-1, 1].")
+    L = psd_factor(sigma)
+    if not np.allclose(L[layout.tril][~layout.free[p + model.k_var:]], 0.0):
+        raise ValueError(f"{what}: re_cov='independent' holds the covariances "
+                         "between mean and scale effects at 0; give 0 for them.")
+    return layout.pack(vec[:p], vec[p + n_cov:], L)
+
+
+def _start_theta(model, layout, base):
+    """Starting values from ``base``, the fit without random scale effects:
+    its fixed effects, variance function and random-effects covariance,
+    scale-effect SDs 0.3 and no correlations with them (for level-2
+    functions: their intercepts, no level-2 effects)."""
+    q_w = model.k_var_re
+    if not isinstance(layout, _locscale.Level2Layout):
+        L0 = np.zeros((layout.d, layout.d))
+        L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
+        L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
+        return layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
+                           L0)
+    cov_u = np.asarray(base.cov_re)
+    var_u = np.maximum(np.diag(cov_u), 1e-4 * base.scale)
+    C0 = np.zeros((layout.d, layout.k_s))
+    C0[:q_w, 0] = np.log(0.09)
+    C0[q_w:, 0] = np.log(var_u)
+    E0 = np.zeros((len(layout.pairs), layout.k_s))
+    for j, (k, l) in enumerate(layout.pairs):
+        if k >= q_w and l >= q_w:
+            rho = cov_u[k - q_w, l - q_w] / np.sqrt(var_u[k - q_w] * var_u[l - q_w])
+            E0[j, 0] = np.arctanh(np.clip(rho, -0.9, 0.9))
+    return layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
+                       C0, E0)
+
+
+def loglike(model, params, n_quad=None):
+    """
+    Log-likelihood of a location-scale model at a vector in the layout of
+    its ``params`` (fixed effects included), by adaptive quadrature with
+    ``n_quad`` nodes per dimension (default as in ``fit``); ``-inf`` where
+    some group's joint covariance is not positive definite.
+    """
+    layout = theta_layout(model)
+    theta = theta_from_params(model, layout, params)
+    data = _location_scale_data(model, n_quad or DEFAULT_NODES[model.k_var_re])
+    try:
+        quad = _locscale.adapt(data, layout, theta)
+    except np.linalg.LinAlgError:
+        return -np.inf
+    return _locscale._value_or_minus_inf(data, layout, theta, quad)
 
 
 def _location_scale_data(model, n_quad):
@@ -208,39 +328,10 @@ def _warn_boundary(quantities, remedy, do_cg, stacklevel=4):
         f"value, or {remedy}.", ConvergenceWarning, stacklevel=stacklevel)
 
 
-def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
+def _fit_level2(model, data, layout, theta, n_quad, re_cov, do_cg, options):
     """Location-scale fit with level-2 variance functions (re_var_formula)."""
-    q_w, q_u = model.k_var_re, model.k_re
-    S = model._re_var_group_design
-    terms = model._re_var_terms
-    layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, S,
-                                    independent=(re_cov == "independent"),
-                                    terms=terms)
-    if terms is not None and re_cov == "independent":
-        held = [j for j, (k, l) in enumerate(layout.pairs)
-                if (k < q_w) != (l < q_w) and terms[layout.d + j, 1:].any()]
-        if held:
-            comps = model._level2_components(model.data.exog_re_names)
-            raise ValueError(
-                "re_cov='independent' holds the correlations between mean and "
-                "scale effects at 0 in every group, but re_var_formula gives "
-                + ", ".join(model._level2_key(comps[layout.d + j]) for j in held)
-                + " a formula: remove it, or fit with re_cov='joint'.")
-    # Start: the fit without scale effects (intercepts of the level-2
-    # functions), scale SDs 0.3, no level-2 effects.
-    cov_u = np.asarray(base.cov_re)
-    var_u = np.maximum(np.diag(cov_u), 1e-4 * base.scale)
-    C0 = np.zeros((layout.d, layout.k_s))
-    C0[:q_w, 0] = np.log(0.09)
-    C0[q_w:, 0] = np.log(var_u)
-    E0 = np.zeros((len(layout.pairs), layout.k_s))
-    for j, (k, l) in enumerate(layout.pairs):
-        if k >= q_w and l >= q_w:
-            rho = cov_u[k - q_w, l - q_w] / np.sqrt(var_u[k - q_w] * var_u[l - q_w])
-            E0[j, 0] = np.arctanh(np.clip(rho, -0.9, 0.9))
-    theta = layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
-                        C0, E0)
-    fit = _locscale.fit(data, layout, theta, optimise=do_cg)
+    q_u = model.k_re
+    fit = _locscale.fit(data, layout, theta, optimise=do_cg, **options)
     # With three or more random effects the correlation functions do not
     # keep every group's covariance positive definite by themselves: a
     # maximum on that constraint stops the optimiser short.
@@ -255,13 +346,9 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
                 "scale effects in separate blocks), or fewer random effects.")
     # one call deeper than fit_location_scale's own warnings
     _warn_unconverged(fit, do_cg, stacklevel=5, hint=hint)
-    # Results order: fixed effects, level-2 coefficients (those of the
-    # functions' formulas), variance function.
     p, k = model.k_fe, model.k_var
-    level2 = p + k + (np.arange(layout.size - p - k) if terms is None
-                      else np.flatnonzero(terms.ravel()))
-    n_l2 = len(level2)
-    order = np.r_[np.arange(p), level2, np.arange(p, p + k)]
+    order = _level2_order(model, layout)
+    n_l2 = len(order) - p - k
     params = fit.theta[order]
     cov = fit.cov_theta[np.ix_(order, order)]
     scale = np.exp(model.variance_function.log_scale(fit.var_params))
@@ -274,7 +361,7 @@ def _fit_level2(model, data, base, n_quad, re_cov, do_cg):
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"],
-                free=layout.free[order][p:],
+                free=layout.free[order][p:], reml=False,
                 layout=Layout(names[:p], [Level2Coefficients(names[p:p + n_l2]),
                                           model.variance_function], q=0))
     res._finish_level2(fit, eb, n_quad, re_cov, layout, order)
@@ -430,8 +517,6 @@ class LocationScaleResults(HetMixedLMResults):
         self._re_reference = _effect_reference(model)
         self._eb = eb
         self._ls_fit = fit
-        self.method = "ML"
-        self.reml = False
 
     def _joint_covariances(self):
         """Every distinct joint covariance matrix of (u_i, omega_i), (n, d, d)."""
@@ -823,7 +908,6 @@ class Level2Results(LocationScaleResults):
         self.n_quad, self.re_cov = n_quad, re_cov
         self._re_reference = _effect_reference(model)  # as in _finish_location_scale
         self._eb, self._ls_fit = eb, fit
-        self.method, self.reml = "ML", False
         self._z_rows = slice(0, len(self.params) - model.k_var)
 
     def _is_variance(self, name):

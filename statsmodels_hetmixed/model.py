@@ -24,15 +24,27 @@ from statsmodels.regression.mixed_linear_model import (
     _convert_vc,
     _handle_missing,
 )
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from . import _engine, _linalg, inference, optim
+from ._validate import (
+    as_float_matrix,
+    check_finite,
+    check_groups,
+    check_has_columns,
+    check_not_empty,
+    check_numeric,
+    check_rows,
+    column_names,
+    fit_options,
+    param_vector,
+    var_column_names,
+)
 from .locscale import fit_location_scale
+from .locscale import loglike as location_scale_loglike
 from .objective import HeteroskedasticObjective
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 from .structures import (
     Layout,
-    StartContext,
     UnstructuredCovariance,
     VarianceBlock,
     VarianceComponent,
@@ -41,72 +53,13 @@ from .structures.variance import make_variance_function
 
 __all__ = ["HetMixedLM"]
 
-def _column_names(arr, prefix):
-    if isinstance(arr, pd.DataFrame):
-        return [str(c) for c in arr.columns]
-    if isinstance(arr, pd.Series):
-        return [str(arr.name) if arr.name is not None else f"{prefix}1"]
-    a = np.asarray(arr)
-    k = 1 if a.ndim == 1 else a.shape[1]
-    return [f"{prefix}{j + 1}" for j in range(k)]
+# Keyword arguments of fit passed to the optimisers; others warn (as in
+# statsmodels' MixedLM.fit) and are ignored.
+_FIT_OPTIONS = ("gtol", "maxiter", "disp")
 
-
-def _check_numeric(arr, what):
-    """Raise an error naming the non-numeric columns of an input."""
-    if arr is None:
-        return
-    frame = pd.DataFrame(arr) if not isinstance(arr, pd.DataFrame) else arr
-    bad = []
-    for name, col in frame.items():
-        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            continue
-        try:
-            np.asarray(col, dtype=np.float64)
-        except (TypeError, ValueError):
-            bad.append(str(name))
-    if bad:
-        raise ValueError(
-            f"{what} has non-numeric column(s) {bad}. Encode categorical "
-            "variables as dummy columns (the formula interface does this "
-            "with C(...))."
-        )
-
-
-def _var_column_names(exog_var):
-    """Names of the variance design's columns; for arrays, statsmodels'
-    convention for exog ("const" for a constant column, else w1, w2, ...)."""
-    if isinstance(exog_var, (pd.DataFrame, pd.Series)):
-        return _column_names(exog_var, "w")
-    a = np.asarray(exog_var)
-    a = a[:, None] if a.ndim == 1 else a
-    names, k = [], 0
-    for j in range(a.shape[1]):
-        col = a[:, j]
-        if np.issubdtype(col.dtype, np.number) and len(col) and np.all(col == col[0]) \
-                and col[0] != 0 and "const" not in names:
-            names.append("const")
-        else:
-            k += 1
-            names.append(f"w{k}")
-    return names
-
-
-def _as_float_matrix(arr, what, names):
-    """2-d float array, with an error that names columns with bad values."""
-    a = np.asarray(arr)
-    if a.ndim == 1:
-        a = a[:, None]
-    a = np.asarray(a, dtype=np.float64)
-    finite = np.isfinite(a)
-    if not finite.all():
-        bad = [names[j] if j < len(names) else str(j)
-               for j in np.flatnonzero(~finite.all(axis=0))]
-        raise ValueError(
-            f"{what} has missing or infinite values in column(s) {bad} "
-            f"({int((~finite).any(axis=1).sum())} rows). Drop those rows, or "
-            "pass missing='drop'."
-        )
-    return a
+# Keyword arguments of the constructor that record the formulas the design
+# matrices came from (set by from_formula; None for the array interface).
+_FORMULA_KEYS = ("var_formula", "var_by", "var_re_formula", "re_var_formula")
 
 
 def _check_full_rank(mat, what, names, hint):
@@ -200,6 +153,29 @@ class HetMixedLM(MixedLM):
     missing : {"none", "drop", "raise"}
         Missing-value handling.  With "none" or "raise", missing values give
         an error that names the columns.
+    re_var_terms : dict, optional
+        Location-scale models with ``exog_re_var``: restrict level-2
+        functions to some columns of ``exog_re_var``.  Maps a function's
+        key -- a random effect's name (its variance, e.g. ``"var:g"`` for
+        a scale effect) or ``"corr(a, b)"`` / a tuple ``(a, b)`` (a
+        correlation) -- to the names of its columns, intercept first; the
+        other functions keep only the intercept.  ``from_formula`` builds
+        it from a dict ``re_var_formula``.
+    exog_re_names : list of str, optional
+        Names of the random effects (default: the columns of ``exog_re``,
+        or ``"Group"`` for the default random intercept).  Keys of
+        ``re_var_terms`` and parameter names use them.
+    **kwargs
+        ``var_formula``, ``var_by``, ``var_re_formula``, ``re_var_formula``:
+        the formulas the designs came from, recorded on the model (set by
+        ``from_formula``; predictions on new data use them).  A patsy
+        design given as ``exog_var`` / ``exog_var_re`` carries its
+        ``design_info`` along.
+
+    All inputs pass the same checks whichever interface built them
+    (``_validate``): numeric columns, finite values unless
+    ``missing="drop"``, one row per observation, at least one
+    observation, designs with columns, at least two groups.
 
     See Also
     --------
@@ -240,17 +216,26 @@ class HetMixedLM(MixedLM):
         exog_var_re=None,
         exog_re_var=None,
         variance_blocks=None,
+        re_var_terms=None,
+        exog_re_names=None,
         **kwargs,
     ):
-        allowed = ["missing_idx", "model_spec", "formula"]
+        allowed = ["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
         for key in kwargs:
             if key not in allowed:
                 raise ValueError(
                     f"argument {key} not permitted for HetMixedLM initialization"
                 )
-        if exog is None:
+        # The formulas the design matrices came from (from_formula), kept
+        # for display, prediction on new data and pickling.
+        for key in _FORMULA_KEYS:
+            setattr(self, key, kwargs.pop(key, None))
+        self._var_design_info = getattr(exog_var, "design_info", None)
+        self._var_re_design_info = getattr(exog_var_re, "design_info", None)
+        if endog is None or exog is None:
             raise ValueError(
-                "exog is required; for an intercept-only mean use a column of ones"
+                "endog and exog are required; for an intercept-only mean use a "
+                "column of ones as exog"
             )
         if missing not in ("none", "drop", "raise"):
             raise ValueError("missing must be 'none', 'drop' or 'raise'")
@@ -272,20 +257,31 @@ class HetMixedLM(MixedLM):
         self.k_vc = len(self.exog_vc.names)
 
         var_names = (
-            ["Intercept"] if exog_var is None else _var_column_names(exog_var)
+            ["Intercept"] if exog_var is None else var_column_names(exog_var)
         )
+        inputs = {"endog": endog, "exog": exog, "exog_re": exog_re,
+                  "exog_var": exog_var, "exog_var_re": exog_var_re,
+                  "exog_re_var": exog_re_var}
+        names = {"endog": column_names(endog, "y"), "exog": var_column_names(exog, "x"),
+                 "exog_re": column_names(exog_re, "Z"), "exog_var": var_names,
+                 "exog_var_re": column_names(exog_var_re, "v"),
+                 "exog_re_var": column_names(exog_re_var, "s")}
+        for what, arr in inputs.items():
+            check_numeric(arr, what, names[what])
+        check_not_empty(len(np.asarray(endog)))
+        if missing != "drop":
+            # Before statsmodels' own check, whose message names no column.
+            for what, arr in inputs.items():
+                if arr is not None:
+                    check_finite(arr, what, names[what])
+        for what, arr in inputs.items():
+            if arr is not None:
+                check_rows(len(arr), len(endog), what)
         re_given = exog_re is not None
         extra = {"groups": groups, "exog_re": exog_re}
-        if exog_var is not None:
-            extra["exog_var"] = exog_var
-        var_re_names = None
-        if exog_var_re is not None:
-            var_re_names = ["var:" + v for v in _column_names(exog_var_re, "v")]
-            extra["exog_var_re"] = exog_var_re
-        re_var_names = None
-        if exog_re_var is not None:
-            re_var_names = _column_names(exog_re_var, "s")
-            extra["exog_re_var"] = exog_re_var
+        for name in ("exog_var", "exog_var_re", "exog_re_var"):
+            if inputs[name] is not None:
+                extra[name] = inputs[name]
         for name in ("exog", "exog_re", "exog_var", "exog_var_re", "exog_re_var"):
             arr = exog if name == "exog" else extra.get(name)
             if isinstance(arr, np.ndarray) and arr.ndim == 1:
@@ -293,36 +289,40 @@ class HetMixedLM(MixedLM):
                     exog = arr[:, None]
                 else:
                     extra[name] = arr[:, None]
-        for what, arr in (("endog", endog), ("exog", exog),
-                          ("exog_re", extra["exog_re"]),
-                          ("exog_var", extra.get("exog_var")),
-                          ("exog_var_re", extra.get("exog_var_re")),
-                          ("exog_re_var", extra.get("exog_re_var"))):
-            _check_numeric(arr, what)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
         self._init_keys.extend(["use_sqrt", "exog_vc", "var_link", "variance_blocks"])
 
         # Validate and convert the data.
-        self.endog = _as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
-        self.exog = _as_float_matrix(self.exog, "exog", self.exog_names or [])
+        n = len(self.endog)
+        check_not_empty(n)  # again: missing='drop' may have removed every row
+        self.endog = as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
+        self.exog = as_float_matrix(self.exog, "exog", self.exog_names or [])
+        check_has_columns(self.exog, "The fixed-effects design (exog)",
+                          "For an intercept-only mean use a column of ones "
+                          "(formula 'y ~ 1').")
         if self.exog_names is None:
             self.exog_names = [f"FE{k + 1:d}" for k in range(self.exog.shape[1])]
         self.k_fe = self.exog.shape[1]
-        n = len(self.endog)
         if exog_var is None:
             self.exog_var = np.ones((n, 1))
         else:
-            self.exog_var = _as_float_matrix(self.exog_var, "exog_var", var_names)
-        if self.exog_var.shape[0] != n:
-            raise ValueError("exog_var must have one row per observation")
+            self.exog_var = as_float_matrix(self.exog_var, "exog_var", var_names)
+            check_has_columns(self.exog_var, "The variance design (exog_var / "
+                              "var_formula)", "Leave it out for a constant "
+                              "residual variance.")
         self.data.exog_var_names = var_names
 
+        if re_given and np.shape(self.exog_re)[-1] == 0 and self.k_vc:
+            re_given = False  # variance components only, as without exog_re
         if re_given:
-            self.exog_re = _as_float_matrix(
-                self.exog_re, "exog_re", _column_names(exog_re, "Z")
-            )
+            self.exog_re = as_float_matrix(self.exog_re, "exog_re",
+                                           names["exog_re"])
+            check_has_columns(
+                self.exog_re, "The random-effects design (exog_re / re_formula)",
+                "Leave re_formula out for a random intercept; for a model "
+                "without random effects use OLS or WLS.")
             self.data.exog_re = self.exog_re
             self.k_re = self.exog_re.shape[1]
             self.k_re2 = self.k_re * (self.k_re + 1) // 2
@@ -338,8 +338,12 @@ class HetMixedLM(MixedLM):
             self.exog_re = None
 
         self._set_groups(self.groups)
+        var_re_names = None
+        if exog_var_re is not None:
+            var_re_names = ["var:" + v for v in names["exog_var_re"]]
         self._set_scale_effects(var_re_names)
-        self._set_level2_design(re_var_names)
+        self._set_level2_design(
+            None if exog_re_var is None else names["exog_re_var"])
         self.variance_function = make_variance_function(
             var_link, self.exog_var, var_names)
         self.var_link = var_link
@@ -350,12 +354,18 @@ class HetMixedLM(MixedLM):
             self.endog, self.exog, exog_z, self._group_index, self.n_groups
         )
 
-        names, re_names, re_names_full = self._make_param_names(exog_re)
+        names, re_names, re_names_full = self._make_param_names(
+            exog_re if exog_re_names is None else list(exog_re_names))
         if not self.data._param_names:
             self.data.param_names = names
             self.data.exog_re_names = re_names
             self.data.exog_re_names_full = re_names_full
         self._set_k_params()
+        if re_var_terms is not None:
+            if self.exog_re_var is None:
+                raise ValueError("re_var_terms restricts level-2 variance "
+                                 "functions: give exog_re_var (re_var_formula) too.")
+            self._set_level2_terms(re_var_terms)
         self.nobs = n
         self.n_totobs = n
 
@@ -407,7 +417,7 @@ class HetMixedLM(MixedLM):
             self.k_var_re = 0
             self.var_re_names = []
             return
-        v = _as_float_matrix(self.exog_var_re, "exog_var_re",
+        v = as_float_matrix(self.exog_var_re, "exog_var_re",
                              [n[len("var:"):] for n in names])
         if v.shape[1] not in (1, 2):
             raise ValueError("Random scale effects (exog_var_re / var_re_formula) "
@@ -445,7 +455,10 @@ class HetMixedLM(MixedLM):
             raise ValueError(
                 "Level-2 variance functions (re_var_formula / exog_re_var) are "
                 "available for location-scale models: give var_re_formula too.")
-        s = _as_float_matrix(self.exog_re_var, "exog_re_var", names)
+        s = as_float_matrix(self.exog_re_var, "exog_re_var", names)
+        check_has_columns(s, "The level-2 variance design (exog_re_var / "
+                          "re_var_formula)", "Give at least an intercept "
+                          "('~ 1'), or leave it out.")
         gi, m = self._group_index, self.n_groups
         first = np.zeros(m, dtype=np.intp)
         first[gi[::-1]] = np.arange(len(gi))[::-1]  # first row of each group
@@ -551,19 +564,8 @@ class HetMixedLM(MixedLM):
         self._set_k_params()
 
     def _set_groups(self, groups):
-        groups = np.asarray(groups)
-        if groups.ndim != 1 or len(groups) != len(self.endog):
-            raise ValueError("groups must be 1-dimensional with one label per row")
-        if pd.isna(groups).any():
-            raise ValueError(
-                "groups has missing values; drop those rows or pass missing='drop'"
-            )
+        groups = check_groups(groups, len(self.endog))
         codes, labels = pd.factorize(groups, sort=True)
-        if len(labels) < 2:
-            raise ValueError(
-                "groups has a single level: a mixed model needs at least two "
-                "groups. Use OLS/WLS for data without grouping."
-            )
         self._group_index = codes.astype(np.intp)
         self.group_labels = list(np.asarray(labels).tolist())
         self.n_groups = len(self.group_labels)
@@ -788,6 +790,11 @@ class HetMixedLM(MixedLM):
         """
         if "groups" not in kwargs:
             raise TypeError("'groups' is a required keyword argument of from_formula")
+        if not isinstance(formula, str) or \
+                not patsy.ModelDesc.from_formula(formula).lhs_termlist:
+            raise ValueError(
+                f"formula {formula!r} has no response: give the dependent "
+                "variable left of '~', e.g. 'y ~ x'.")
         if not isinstance(data, pd.DataFrame):
             data = pd.DataFrame(data)
         if subset is not None:
@@ -830,30 +837,33 @@ class HetMixedLM(MixedLM):
                 formulas[f"\0re_var{j}"] = f
         elif re_var_formula is not None:
             formulas["\0re_var"] = re_var_formula
-        kept, kept_groups = _handle_missing(
+        kept, _ = _handle_missing(
             data, groups, formula, re_formula, formulas or None
         )
-        if len(kept) < len(data):
+        # By position: with repeated index labels, selecting by label would
+        # repeat rows.
+        complete = np.asarray(pd.notna(data[kept.columns]).all(axis=1)) & \
+            np.asarray(pd.notna(groups))
+        if not complete.all():
             if missing == "drop":
-                data, groups = data.loc[kept.index], kept_groups
+                data, groups = data.loc[complete], groups[complete]
             else:
                 cols = [c for c in kept.columns if data[c].isna().any()]
                 if pd.isna(groups).any():
                     cols.append(group_name or "groups")
                 raise ValueError(
-                    f"Missing values in {cols} ({len(data) - len(kept)} rows). "
+                    f"Missing values in {cols} ({int((~complete).sum())} rows). "
                     "Drop those rows or pass missing='drop'."
                 )
+        check_not_empty(len(data))
         kwargs["missing"] = "none"
+        env = patsy.EvalEnvironment([eval_env])
 
-        exog_var = None
-        var_spec = None
         if var_formula is not None:
             try:
-                exog_var = patsy.dmatrix(
-                    var_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
-                    NA_action="raise", return_type="dataframe",
-                )
+                kwargs["exog_var"] = patsy.dmatrix(
+                    var_formula, data, eval_env=env, NA_action="raise",
+                    return_type="dataframe")
             except patsy.PatsyError as exc:
                 if "missing values" not in str(exc):
                     raise
@@ -861,21 +871,21 @@ class HetMixedLM(MixedLM):
                     f"var_formula {var_formula!r} gives missing values (for "
                     "example the log of a non-positive number). Drop or fix "
                     "those rows before fitting.") from exc
-            var_spec = exog_var.design_info
         if var_re_formula is not None:
-            exog_var_re = patsy.dmatrix(
-                var_re_formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
-                NA_action="raise", return_type="dataframe")
-            var_re_spec = exog_var_re.design_info
+            exog_var_re = patsy.dmatrix(var_re_formula, data, eval_env=env,
+                                        NA_action="raise", return_type="dataframe")
             exog_var_re.columns = [
                 (group_name or "Group") if c == "Intercept" else c
                 for c in exog_var_re.columns]
             kwargs["exog_var_re"] = exog_var_re
-        re_var_columns = None
         if re_var_formula is not None:
-            kwargs["exog_re_var"], re_var_columns = _level2_design(
-                re_var_formula, data, patsy.EvalEnvironment([eval_env]))
-        mod = super().from_formula(
+            kwargs["exog_re_var"], kwargs["re_var_terms"] = _level2_design(
+                re_var_formula, data, env)
+        kwargs["exog_re_names"] = _re_names(re_formula, vc_formula, data, env,
+                                            group_name or "Group")
+        kwargs.update(var_formula=var_formula, var_by=var_by,
+                      var_re_formula=var_re_formula, re_var_formula=re_var_formula)
+        return super().from_formula(
             formula,
             data,
             re_formula=re_formula,
@@ -884,20 +894,10 @@ class HetMixedLM(MixedLM):
             use_sparse=use_sparse,
             # A column name lets MixedLM label the random intercept with it.
             groups=group_name if group_name is not None else groups,
-            exog_var=exog_var,
             eval_env=eval_env,
             *args,
             **kwargs,
         )
-        mod.var_formula = var_formula
-        mod.var_by = var_by
-        mod.var_re_formula = var_re_formula
-        mod.re_var_formula = re_var_formula
-        if isinstance(re_var_formula, dict):
-            mod._set_level2_terms(re_var_columns)
-        mod._var_re_design_info = var_re_spec if var_re_formula is not None else None
-        mod._var_design_info = var_spec
-        return mod
 
     # ------------------------------------------------------------------
     # Likelihood
@@ -907,14 +907,25 @@ class HetMixedLM(MixedLM):
         reml = self.reml if reml is None else reml
         return HeteroskedasticObjective(self._grouped, self.layout, reml)
 
-    def _split_any(self, params):
-        """(fe_params or None, natural) of a parameter vector."""
+    def _split_any(self, params, what="params"):
+        """(fe_params or None, natural) of a parameter vector, after checking
+        it against the model."""
         if isinstance(params, MixedLMParams):
             raise TypeError(
                 "HetMixedLM takes packed parameter vectors in its own layout "
                 "(see HetMixedLM.layout), not MixedLMParams"
             )
-        return self.layout.split(params)
+        vec, _ = param_vector(params, self.data.param_names, self.k_fe, what,
+                              without_fe=not self.k_var_re)
+        self._not_location_scale(what)
+        return self.layout.split(vec)
+
+    def _not_location_scale(self, what):
+        if self.k_var_re:
+            raise NotImplementedError(
+                "score and hessian are available for models without random "
+                "scale effects; for location-scale models use loglike(params) "
+                "or a fit's results (llf, cov_params, profile_ci).")
 
     def loglike(self, params, profile_fe=True):
         """
@@ -924,7 +935,11 @@ class HetMixedLM(MixedLM):
         ----------
         params : array_like
             Natural parameter vector, with (``k_params``) or without
-            (``k_params - k_fe``) the fixed effects.
+            (``k_params - k_fe``) the fixed effects, in the order of the
+            model's parameter names; another length is an error.
+            Location-scale models: the whole vector (fixed effects
+            included) in the layout of their ``params``, evaluated by ML
+            with adaptive quadrature (default nodes).
         profile_fe : bool
             If True, or if ``params`` has no fixed effects, the fixed effects
             are replaced by their GLS estimates.
@@ -933,6 +948,8 @@ class HetMixedLM(MixedLM):
         -------
         float
         """
+        if self.k_var_re:
+            return location_scale_loglike(self, params)
         fe, natural = self._split_any(params)
         fe = None if profile_fe else fe
         try:
@@ -1002,9 +1019,13 @@ class HetMixedLM(MixedLM):
         Parameters
         ----------
         start_params : array_like, optional
-            Natural parameter vector (with or without fixed effects).  The
-            default starts from OLS residuals: a regression of their log
-            squares on W gives the variance function.
+            Natural parameter vector (with or without fixed effects), in
+            the order of the model's parameter names; finite.  The default
+            starts from OLS residuals: a regression of their log squares on
+            W gives the variance function.  Location-scale models: the whole
+            vector, fixed effects included, in the layout of their
+            ``params`` (the default starts from the fit without random
+            scale effects).
         reml : bool
             REML if True (the default, as in MixedLM), else ML.
         niter_sa : int
@@ -1018,15 +1039,17 @@ class HetMixedLM(MixedLM):
             fixed effects): 0 holds a covariance or variance-function
             parameter at its starting value.  Fixed effects cannot be held.
             Holding off-diagonal ``cov_re`` entries at zero fits independent
-            random effects.
+            random effects.  Not for location-scale models (an error).
         full_output : bool
             Record the log-likelihood at each iteration in ``results.hist``.
+            Not for location-scale models (an error).
         method : str or list of str, optional
             Optimisers tried in turn: "scoring" (Fisher scoring with the
             analytic expected information, the default first choice) or a
             scipy.optimize.minimize method (default fallback "bfgs"); the
             result is checked, and if needed polished, by Newton steps on
-            the analytic gradient.
+            the analytic gradient.  Location-scale models have their own
+            optimiser: giving ``method`` is an error.
         n_quad : int, optional
             Location-scale models: quadrature nodes per dimension of the
             random scale effects (default 15 for one, 5 for two; 1 is the
@@ -1035,27 +1058,31 @@ class HetMixedLM(MixedLM):
             Location-scale models: correlated mean and scale random effects
             (default) or independent blocks.
         **fit_kwargs
-            ``gtol`` and ``maxiter`` for the optimiser.
+            ``gtol`` and ``maxiter`` for the optimiser (location-scale
+            models: ``maxiter`` only; ``gtol`` is an error); ``disp`` is
+            accepted and ignored.  Other arguments are ignored with a
+            ``FutureWarning``, as in ``MixedLM.fit``.
 
         Returns
         -------
         HetMixedLMResults
             (wrapped so that pandas input gives labelled output).
         """
-        if self.k_var_re:
-            return fit_location_scale(self, reml=reml, start_params=start_params,
-                                      n_quad=n_quad, re_cov=re_cov, do_cg=do_cg)
-        if n_quad is not None or re_cov != "joint":
-            raise ValueError("n_quad and re_cov apply to location-scale models "
-                             "(var_re_formula / exog_var_re) only")
         if fe_pen is not None or cov_pen is not None:
             raise NotImplementedError(
                 "Penalised estimation is not available in HetMixedLM; use "
                 "statsmodels' MixedLM.fit_regularized for penalised fits."
             )
-        unknown = set(fit_kwargs) - {"gtol", "maxiter", "disp"}
-        if unknown:
-            raise TypeError(f"unexpected fit arguments: {sorted(unknown)}")
+        fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
+        if self.k_var_re:
+            return self._fit_location_scale(
+                reml, start_params, n_quad, re_cov, do_cg, method, free,
+                full_output, fit_kwargs)
+        if n_quad is not None or re_cov != "joint":
+            raise ValueError("n_quad and re_cov apply to location-scale models "
+                             "(var_re_formula / exog_var_re) only")
+        # As MixedLM: the criterion of the last fit, read by loglike, score
+        # and hessian.  Results keep their own (reml below).
         self.reml = bool(reml)
         lay = self.layout
         if method is None:
@@ -1067,9 +1094,7 @@ class HetMixedLM(MixedLM):
         if start_params is None:
             theta = objective.start()
         else:
-            if isinstance(start_params, MixedLMParams):
-                raise TypeError("start_params must be a natural parameter vector")
-            theta = lay.from_natural(lay.split(start_params)[1])
+            theta = lay.from_natural(self._split_any(start_params, "start_params")[1])
         mask = self._free_mask(free, theta)
 
         hist = [] if full_output else None
@@ -1082,8 +1107,26 @@ class HetMixedLM(MixedLM):
         res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
-                    method=method, free=mask)
+                    method=method, free=mask, reml=self.reml)
         return HetMixedLMResultsWrapper(res)
+
+    def _fit_location_scale(self, reml, start_params, n_quad, re_cov, do_cg,
+                            method, free, full_output, fit_kwargs):
+        """``fit`` of a location-scale model: options that its quadrature
+        fit cannot honour are errors, not silently dropped."""
+        unusable = {"method": method is not None, "free": free is not None,
+                    "full_output": bool(full_output), "gtol": "gtol" in fit_kwargs}
+        unusable = [k for k, given in unusable.items() if given]
+        if unusable:
+            raise ValueError(
+                f"{unusable} cannot be used with location-scale models (random "
+                "scale effects): they are fitted by their own quasi-Newton and "
+                "Newton steps on the adaptive-quadrature log-likelihood, with "
+                "every parameter free. Leave these arguments out; maxiter, "
+                "start_params, n_quad and re_cov apply.")
+        return fit_location_scale(self, reml=reml, start_params=start_params,
+                                  n_quad=n_quad, re_cov=re_cov, do_cg=do_cg,
+                                  maxiter=fit_kwargs.get("maxiter"))
 
     def _free_mask(self, free, theta):
         """0/1 mask over theta, from a mask over the natural parameters."""
@@ -1137,6 +1180,18 @@ class HetMixedLM(MixedLM):
             chol[held_out] = 0.0
             theta[re_part] = chol[np.tril_indices(k)]
         return mask
+
+def _re_names(re_formula, vc_formula, data, eval_env, group_name):
+    """The names MixedLM.from_formula gives the random effects of
+    ``re_formula`` (the intercept named after the groups)."""
+    if re_formula is None:
+        return [group_name] if vc_formula is None else []
+    if re_formula.strip() == "1":
+        return [group_name]
+    design = patsy.dmatrix(re_formula, data, eval_env=eval_env,
+                           return_type="dataframe")
+    return [str(c).replace("Intercept", group_name) for c in design.columns]
+
 
 def _capture_eval_env(eval_env):
     """

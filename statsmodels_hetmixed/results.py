@@ -60,7 +60,7 @@ class HetMixedLMResults(MixedLMResults):
     """
 
     def _finish(self, ev, converged, max_grad, decrement, n_iter, hist, method,
-                free, layout=None):
+                free, reml, layout=None):
         model = self.model
         # The parameter layout of this fit (the model's, or that of a
         # location-scale fit, whose random effects are joint).
@@ -85,8 +85,9 @@ class HetMixedLMResults(MixedLMResults):
         self.cov_re_unscaled = cov_re / self.scale
         self.params_object = MixedLMParams.from_components(
             fe_params=fe, cov_re=cov_re, vcomp=vcomp)
-        self.method = "REML" if model.reml else "ML"
-        self.reml = model.reml
+        # The fit's own criterion: the model's flag changes with its next fit.
+        self.method = "REML" if reml else "ML"
+        self.reml = bool(reml)
         self.converged = bool(converged)
         self.max_grad = max_grad
         self.newton_decrement = decrement
@@ -490,10 +491,11 @@ class HetMixedLMResults(MixedLMResults):
         free[: lay.k_cov] = 0
         import warnings
 
+        reml_before = model.reml  # the refit is not the model's last fit
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             linear = model.fit(start_params=start, free=free, reml=self.reml)
-        model.reml = self.reml
+        model.reml = reml_before
         names = list(model.data.param_names)[lay.k_fe:lay.k_fe + lay.k_cov]
         boundary = [n for n in names if self._is_variance(n)]
         cov = np.asarray(self.cov_params())[lay.k_fe:lay.k_fe + lay.k_cov,

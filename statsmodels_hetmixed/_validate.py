@@ -1,0 +1,231 @@
+"""
+Input checks shared by the array and the formula interfaces.
+
+Every check raises ``ValueError`` with a message that names what is wrong
+(the argument, the columns) and says what to do.  ``HetMixedLM.__init__``
+runs them all, so a model built from arrays and one built from formulas
+pass through the same checks; ``from_formula`` only translates formulas
+into arrays.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def column_names(arr, prefix: str) -> list[str]:
+    """Column names of a DataFrame or Series, else ``prefix1, prefix2, ...``."""
+    if arr is None:
+        return []
+    if isinstance(arr, pd.DataFrame):
+        return [str(c) for c in arr.columns]
+    if isinstance(arr, pd.Series):
+        return [str(arr.name) if arr.name is not None else f"{prefix}1"]
+    a = np.asarray(arr)
+    k = 1 if a.ndim <= 1 else a.shape[1]
+    return [f"{prefix}{j + 1}" for j in range(k)]
+
+
+def var_column_names(exog_var, prefix: str = "w") -> list[str]:
+    """Names of a design's columns (by default the variance design's); for
+    arrays, statsmodels' convention for exog ("const" for a constant
+    column, else w1, w2, ...)."""
+    if isinstance(exog_var, (pd.DataFrame, pd.Series)):
+        return column_names(exog_var, prefix)
+    a = np.asarray(exog_var)
+    a = a[:, None] if a.ndim == 1 else a
+    names, k = [], 0
+    for j in range(a.shape[1]):
+        try:
+            col = np.asarray(a[:, j], dtype=np.float64)
+        except (TypeError, ValueError):  # named here, reported by check_numeric
+            col = np.full(a.shape[0], np.nan)
+        if len(col) and np.all(col == col[0]) and col[0] != 0 \
+                and "const" not in names:
+            names.append("const")
+        else:
+            k += 1
+            names.append(f"{prefix}{k}")
+    return names
+
+
+def _is_numeric_column(col: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return True
+    # Strings are not numbers even when they parse as numbers ("1.5"): a
+    # column read as text is a data error to fix, not to guess at.
+    values = np.asarray(col, dtype=object)
+    if any(isinstance(v, (str, bytes)) for v in values):
+        return False
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_numeric(arr, what: str, names: Sequence[str] | None = None) -> None:
+    """Raise an error naming the non-numeric columns of an input (by
+    ``names`` when given, else by the DataFrame's columns)."""
+    if arr is None:
+        return
+    if isinstance(arr, pd.DataFrame):
+        frame = arr
+    elif isinstance(arr, pd.Series):
+        frame = arr.to_frame()
+    else:
+        a = np.asarray(arr)
+        if a.ndim > 2:
+            raise ValueError(f"{what} must be 1- or 2-dimensional, not "
+                             f"{a.ndim}-dimensional.")
+        frame = pd.DataFrame(a)
+    labels = list(names) if names is not None and len(names) == frame.shape[1] \
+        else [str(c) for c in frame.columns]
+    bad = [labels[j] for j, (_, col) in enumerate(frame.items())
+           if not _is_numeric_column(col)]
+    if bad:
+        raise ValueError(
+            f"{what} has non-numeric column(s) {bad}. Encode categorical "
+            "variables as dummy columns (the formula interface does this "
+            "with C(...)), and convert numbers stored as text to numbers."
+        )
+
+
+def check_finite(arr, what: str, names: Sequence[str]) -> None:
+    """Raise an error naming the columns with missing or infinite values."""
+    a = np.asarray(arr, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    finite = np.isfinite(a)
+    if not finite.all():
+        bad = [names[j] if j < len(names) else str(j)
+               for j in np.flatnonzero(~finite.all(axis=0))]
+        raise ValueError(
+            f"{what} has missing or infinite values in column(s) {bad} "
+            f"({int((~finite).any(axis=1).sum())} rows). Drop those rows, or "
+            "pass missing='drop'."
+        )
+
+
+def as_float_matrix(arr, what: str, names: Sequence[str]) -> np.ndarray:
+    """2-d float array, with an error that names columns with bad values."""
+    a = np.asarray(arr)
+    if a.ndim == 1:
+        a = a[:, None]
+    a = np.asarray(a, dtype=np.float64)
+    check_finite(a, what, names)
+    return a
+
+
+def check_not_empty(n_rows: int) -> None:
+    """Raise an error for data without observations."""
+    if n_rows == 0:
+        raise ValueError(
+            "The data have no observations (none given, or none left after "
+            "dropping rows with missing values). Check the data, subset and "
+            "missing arguments.")
+
+
+def check_has_columns(mat: np.ndarray, what: str, hint: str) -> None:
+    """Raise an error for a design matrix without columns."""
+    if mat.shape[1] == 0:
+        raise ValueError(f"{what} has no columns. {hint}")
+
+
+def check_rows(n_given: int, n_rows: int, what: str) -> None:
+    """Raise an error unless an input has one row per observation."""
+    if n_given != n_rows:
+        raise ValueError(
+            f"{what} has {n_given} rows, but there are {n_rows} "
+            "observations (rows of endog): give one row per observation.")
+
+
+def check_groups(groups, n_rows: int) -> np.ndarray:
+    """The group labels as a 1-d array, checked for length, missing values
+    and at least two levels."""
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or len(groups) != n_rows:
+        raise ValueError("groups must be 1-dimensional with one label per row "
+                         f"({n_rows} rows), not of shape {groups.shape}")
+    if pd.isna(groups).any():
+        raise ValueError(
+            "groups has missing values; drop those rows or pass missing='drop'"
+        )
+    if pd.unique(groups).size < 2:
+        raise ValueError(
+            "groups has a single level: a mixed model needs at least two "
+            "groups. Use OLS/WLS for data without grouping."
+        )
+    return groups
+
+
+def param_vector(params, names: Sequence[str], k_fe: int, what: str = "params",
+                 without_fe: bool = True) -> tuple[np.ndarray, bool]:
+    """
+    A parameter vector as a finite 1-d float array, checked against the
+    model's layout.
+
+    Parameters
+    ----------
+    params : array_like
+        The vector.
+    names : sequence of str
+        The model's parameter names, fixed effects first.
+    k_fe : int
+        The number of fixed effects.
+    what : str
+        The argument's name, for messages.
+    without_fe : bool
+        Whether a vector without the fixed effects is accepted too.
+
+    Returns
+    -------
+    params : ndarray
+    has_fe : bool
+        Whether the vector holds the fixed effects.
+    """
+    try:
+        vec = np.asarray(params, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a vector of numbers, not "
+                         f"{type(params).__name__}") from None
+    names = list(names)
+    k = len(names)
+    if vec.ndim == 1 and vec.size == k:
+        has_fe = True
+    elif without_fe and vec.ndim == 1 and vec.size == k - k_fe:
+        has_fe = False
+    else:
+        shape = f"length {vec.size}" if vec.ndim == 1 else f"shape {vec.shape}"
+        expected = f"{k} values {names}"
+        if without_fe:
+            expected += f", or {k - k_fe} without the fixed effects {names[k_fe:]}"
+        raise ValueError(
+            f"{what} has {shape}, but this model's parameter vector has "
+            f"{expected}. Build it from the model's parameter names "
+            "(model.exog_names / a fit's params.index).")
+    if not np.isfinite(vec).all():
+        used = names if has_fe else names[k_fe:]
+        bad = [used[j] for j in np.flatnonzero(~np.isfinite(vec))]
+        raise ValueError(f"{what} has missing or infinite values for {bad}: "
+                         "give finite values.")
+    return vec, has_fe
+
+
+def fit_options(fit_kwargs: dict, supported: Sequence[str], owner: str) -> dict:
+    """
+    The keyword arguments of a fit that it uses, with a ``FutureWarning``
+    for the others, as statsmodels' ``MixedLM.fit`` treats them.
+    """
+    unused = sorted(set(fit_kwargs).difference(supported))
+    if unused:
+        ending = "s" if len(unused) > 1 else ""
+        warnings.warn(
+            f"Argument{ending} {', '.join(unused)} not used by {owner}. Future "
+            f"versions will raise on these arguments; the supported ones are "
+            f"{', '.join(supported)}.", FutureWarning, stacklevel=3)
+    return {k: v for k, v in fit_kwargs.items() if k in supported}

@@ -1,0 +1,54 @@
+"""Results keep their own fitting criterion (ML or REML)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import statsmodels_hetmixed.formula.api as hmf
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(40), 5)
+    x = rng.normal(size=g.size)
+    y = x + rng.normal(size=40)[g] + rng.normal(size=g.size) * np.exp(0.3 * x)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+def _snapshot(res):
+    return (res.reml, res.method, res.llf, res.aic, res.bic,
+            res.summary().as_text(), np.asarray(res.bse).copy())
+
+
+def test_reml_results_unchanged_by_an_ml_fit_of_the_same_model(data):
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x")
+    reml = model.fit()
+    ml = model.fit(reml=False)
+    # Read REML's values only now, after the ML fit of the same model.
+    reml_values = _snapshot(reml)
+    assert reml_values[:2] == (True, "REML")
+    assert "REML criterion:" in reml_values[5] and "AIC (REML):" in reml_values[5]
+    fresh = _snapshot(hmf.hetmixedlm("y ~ x", data, groups="g",
+                                     var_formula="~ x").fit())
+    assert reml_values[2:5] == pytest.approx(fresh[2:5], rel=1e-10)
+    assert reml_values[5] == fresh[5]
+    np.testing.assert_allclose(reml_values[6], fresh[6], rtol=1e-6)
+    assert ml.reml is False and ml.llf != pytest.approx(reml.llf)
+    assert "Log-Likelihood:" in ml.summary().as_text()
+    # The model's flag (MixedLM's model.reml) does not reach the results.
+    model.reml = True
+    assert _snapshot(ml)[:5] == pytest.approx(_snapshot(ml)[:5])
+    assert ml.reml is False and ml.method == "ML"
+    with pytest.raises(ValueError, match="same method"):
+        reml.compare_lr_test(ml)
+
+
+def test_lr_test_vs_linear_leaves_the_model_flag(data):
+    model = hmf.hetmixedlm("y ~ x", data, groups="g")
+    reml = model.fit()
+    model.fit(reml=False)
+    lr = reml.lr_test_vs_linear()
+    assert lr.statistic > 0
+    assert model.reml is False  # the model's last fit is still the ML one
+    assert reml.reml is True
