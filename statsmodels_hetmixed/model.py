@@ -27,7 +27,7 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from . import _engine
+from . import _engine, _hessian
 from .params import ParamLayout
 from .variance import make_variance_function
 
@@ -966,28 +966,32 @@ class HetMixedLM(MixedLM):
         return ev, self._grad_natural(ev, var_params)
 
     def _hessian_natural(self, natural, free=None):
-        """Forward differences of the analytic natural gradient."""
-        lay = self.layout
-
-        def grad(x):
-            ev, g = self._evaluate_natural(x)
-            return g, ev
-
-        g0, ev0 = grad(natural)
-        k = natural.size
-        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
-        floor = np.full(k, 1e-3 * scale)
-        floor[lay.var_nofe] = 1.0
-        hess = np.zeros((k, k))
-        for j in range(k):
-            if free is not None and not free[j]:
-                continue
-            h = 1e-6 * max(abs(natural[j]), floor[j])
-            x = natural.copy()
-            x[j] += h
-            hess[:, j] = (grad(x)[0] - g0) / h
-        hess = 0.5 * (hess + hess.T)
+        """
+        Hessian in the natural parameters (without fixed effects): forward
+        differences of the analytic gradient along directions that whiten
+        the analytic expected information (``_hessian``), so that it does
+        not depend on the units or origin of the covariates.  Returns
+        (Hessian, Evaluation at ``natural``).
+        """
+        ev0, g0 = self._evaluate_natural(natural, info=True)
+        idx = np.arange(natural.size) if free is None else np.flatnonzero(free)
+        basis = _hessian.whitening_basis(
+            ev0.info[np.ix_(idx, idx)], self._typical_size(natural)[idx],
+            bounded=self._at_boundary(natural)[idx])
+        hess = _hessian.hessian(lambda x: self._evaluate_natural(x)[1],
+                                natural, g0, basis, free=free)
         return hess, ev0
+
+    def _typical_size(self, natural):
+        """Typical size of each natural parameter (``_hessian`` step unit
+        where the information gives none): its absolute value, floored by
+        a thousandth of the residual scale (covariances) or 1 (the
+        variance function's coefficients)."""
+        lay = self.layout
+        scale = np.exp(self.variance_function.log_scale(natural[lay.var_nofe]))
+        floor = np.full(natural.size, 1e-3 * scale)
+        floor[lay.var_nofe] = 1.0
+        return np.maximum(np.abs(natural), floor)
 
     # ------------------------------------------------------------------
     def _start_theta(self):
@@ -1009,17 +1013,29 @@ class HetMixedLM(MixedLM):
         a = self.variance_function.start_params(resid, 1.0 - share_re)
         return np.concatenate([chol[np.tril_indices(self.k_re)], vc_sd, a])
 
-    def _objective(self, theta):
+    def _objective(self, theta, info=False):
+        """Minus the log-likelihood and its gradient in theta; with
+        ``info`` also the expected information in theta (None where the
+        likelihood is not defined)."""
         lay = self.layout
         try:
             var_params = lay.var_from_theta(theta)
-            ev = self._evaluate_factor(lay.factor(theta), var_params,
-                                       gradient=True)
+            directions = (lay.cov_directions(),
+                          self.variance_function.log_derivative(var_params)) \
+                if info else None
+            ev = _engine.evaluate(self._grouped, lay.factor(theta),
+                                  self.variance_function.variance(var_params),
+                                  self.reml, gradient=True,
+                                  info_directions=directions)
         except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(theta)
+            out = np.inf, np.zeros_like(theta)
+            return out + (None,) if info else out
         g_var = self.variance_function.gradient(var_params, ev.grad_eta)
         g = lay.grad_theta(theta, ev.grad_cov, g_var)
-        return -ev.llf, -g
+        if not info:
+            return -ev.llf, -g
+        jac = lay.natural_jacobian(theta)
+        return -ev.llf, -g, jac.T @ ev.info @ jac
 
     def fit(
         self,
@@ -1328,21 +1344,21 @@ class HetMixedLM(MixedLM):
         return full, int(getattr(res, "nit", 0)), bool(res.success)
 
     def _newton_polish(self, theta, free):
-        """Newton steps in theta with a finite-difference Hessian of the gradient."""
+        """Newton steps in theta with a finite-difference Hessian of the
+        gradient (``_hessian``, whitening the expected information)."""
         idx = np.arange(theta.size) if free is None else np.flatnonzero(free)
         if idx.size == 0:
             return theta, True, 0.0
         decrement = None
         for _ in range(_MAX_NEWTON_STEPS):
-            f0, g0 = self._objective(theta)
+            f0, g0, info = self._objective(theta, info=True)
+            if info is None:
+                return theta, False, None
+            basis = _hessian.whitening_basis(
+                info[np.ix_(idx, idx)], np.maximum(np.abs(theta[idx]), 1e-2))
+            hess = _hessian.hessian(lambda t: self._objective(t)[1], theta, g0,
+                                    basis, free=free)[np.ix_(idx, idx)]
             g0 = g0[idx]
-            hess = np.zeros((idx.size, idx.size))
-            for jj, j in enumerate(idx):
-                h = 1e-6 * max(abs(theta[j]), 1e-2)
-                t = theta.copy()
-                t[j] += h
-                hess[:, jj] = (self._objective(t)[1][idx] - g0) / h
-            hess = 0.5 * (hess + hess.T)
             try:
                 chol = np.linalg.cholesky(hess)
             except np.linalg.LinAlgError:

@@ -166,6 +166,22 @@ class ParamLayout:
             grad_var = 2.0 * theta[self.var_nofe] * grad_var
         return np.concatenate([g_re, g_vc, grad_var])
 
+    def natural_jacobian(self, theta):
+        """
+        d natural / d theta (without fixed effects), analytic: the chain
+        rule of ``natural_from_theta`` as a matrix, to carry an information
+        matrix from the natural parameters to theta (``J' I J``).
+        """
+        k = self.k_cov + self.k_var
+        jac = np.zeros((k, k))
+        L = self.factor(theta)[: self.k_re, : self.k_re]
+        jac[self.re_nofe, self.re_nofe] = gram_jacobian(L, self._tril)
+        jac[self.vc_nofe, self.vc_nofe] = np.diag(2.0 * theta[self.vc_nofe])
+        var = theta[self.var_nofe]
+        jac[self.var_nofe, self.var_nofe] = (
+            np.diag(2.0 * var) if self.var_square_root else np.eye(self.k_var))
+        return jac
+
     def cov_directions(self):
         """
         dG / d(natural covariance parameter), one q x q matrix per parameter:
@@ -183,6 +199,21 @@ class ParamLayout:
         """Gradient in the natural vector (without fixed effects)."""
         g_cov = np.einsum("kab,ab->k", self.cov_directions(), grad_cov)
         return np.concatenate([g_cov, grad_var])
+
+
+def gram_jacobian(L, entries):
+    """
+    Jacobian of entries of ``G = L L'`` with respect to the lower triangle
+    of ``L`` (``np.tril_indices`` order): one row per ``(a, b)`` in
+    ``entries`` (a pair of index arrays), from
+    ``d G_ab / d L_cd = [a == c] L_bd + [b == c] L_ad``.
+    """
+    L = np.asarray(L, dtype=np.float64)
+    rows, cols = (np.asarray(e) for e in entries)
+    c, d = np.tril_indices(L.shape[0])
+    jac = (rows[:, None] == c[None, :]) * L[cols[:, None], d[None, :]]
+    jac = jac + (cols[:, None] == c[None, :]) * L[rows[:, None], d[None, :]]
+    return jac
 
 
 def psd_factor(cov):
