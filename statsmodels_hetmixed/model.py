@@ -963,6 +963,8 @@ class HetMixedLM(MixedLM):
         ev = _engine.evaluate(self._grouped, lay.factor_from_natural(natural),
                               vf.variance(var_params), self.reml, gradient=True,
                               info_directions=directions)
+        if info:  # for the difference steps of _hessian_natural
+            self._last_info = (natural.copy(), ev.info)
         return ev, self._grad_natural(ev, var_params)
 
     def _hessian_natural(self, natural, free=None):
@@ -973,14 +975,32 @@ class HetMixedLM(MixedLM):
         not depend on the units or origin of the covariates.  Returns
         (Hessian, Evaluation at ``natural``).
         """
-        ev0, g0 = self._evaluate_natural(natural, info=True)
+        info = self._nearby_information(natural)
+        ev0, g0 = self._evaluate_natural(natural, info=info is None)
+        if info is None:
+            info = ev0.info
         idx = np.arange(natural.size) if free is None else np.flatnonzero(free)
         basis = _hessian.whitening_basis(
-            ev0.info[np.ix_(idx, idx)], self._typical_size(natural)[idx],
+            info[np.ix_(idx, idx)], self._typical_size(natural)[idx],
             bounded=self._at_boundary(natural)[idx])
         hess = _hessian.hessian(lambda x: self._evaluate_natural(x)[1],
                                 natural, g0, basis, free=free)
         return hess, ev0
+
+    def _nearby_information(self, natural):
+        """
+        The expected information last computed (by Fisher scoring, usually
+        at this very point) if it was within 0.1 standard errors of
+        ``natural`` (a distance in its own metric, free of units), else
+        None.  The difference directions need only an approximate
+        information, and computing it costs twice a gradient evaluation.
+        """
+        last = getattr(self, "_last_info", None)
+        if last is None or last[0].shape != natural.shape:
+            return None
+        delta = natural - last[0]
+        dist2 = float(delta @ last[1] @ delta)
+        return last[1] if np.isfinite(dist2) and dist2 <= 1e-2 else None
 
     def _typical_size(self, natural):
         """Typical size of each natural parameter (``_hessian`` step unit
