@@ -35,6 +35,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
 from . import _engine, _linalg
+from . import _hessian as _differences  # (_hessian is this module's mode Hessian)
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -431,6 +432,12 @@ def _group_outer(groups, m, left, right):
 # ----------------------------------------------------------------------
 # Fitting
 _DECREMENT_TOL = 1e-11
+# Difference step of the Laplace rule's Hessian, in (rough) standard errors
+# (see _hessian_fd).  Its gradient is noisy: measured on 60 groups x 15
+# rows, central differences err by about 0.16 h^2 (truncation) + 2e-9 / h
+# (noise), relative, so 3e-3 gives 2e-6; forward ones (step directions
+# only) 0.5 h = 1.5e-3.
+_LAPLACE_FD_STEP = 3e-3
 # Eigenvalues of the (unit-scaled, profiled) information of the covariance
 # parameters at or below this fraction of the largest mark flat directions:
 # a condition number of 1e8 is a standard-error ratio of 1e4 between two
@@ -674,31 +681,51 @@ def _value_and_grad(data, layout, theta, quad):
 
 def _hessian_fd(data, layout, theta, quad, g0, accurate=True):
     """
-    Hessian of the free entries by differences of the analytic gradient.
-    With fixed nodes the gradient is smooth to rounding: forward steps of
-    1e-6.  The Laplace gradient re-adapts the nodes and takes second
-    differences on its stencil, which leaves noise of about 1e-7: central
-    steps of 1e-3 (truncation error about 1e-6, relative), or, when the
-    Hessian only gives step directions (``accurate=False``), forward steps
-    of 1e-3 at half the cost (error about 1e-3, relative).
+    Hessian of the free entries by differences of the analytic gradient
+    (``_hessian``), along directions that whiten ``_rough_information``:
+    about ``_hessian.STEP`` standard errors each, whatever the units of
+    the covariates.  With fixed nodes the gradient is smooth to rounding:
+    forward differences (measured error 5e-6 relative, against 5e-7 at
+    steps ten times shorter, on 60 groups x 15 rows).  The Laplace
+    gradient re-adapts the nodes and takes second differences on its
+    stencil, which leaves noise: steps of ``_LAPLACE_FD_STEP`` standard
+    errors, central ones, or,
+    when the Hessian only gives step directions (``accurate=False``),
+    forward ones at half the cost.
     """
     idx = np.flatnonzero(layout.free)
-    hess = np.zeros((layout.size, layout.size))
-    rel = 1e-3 if data.laplace else 1e-6
-    central = data.laplace and accurate
-    for j in idx:
-        h = rel * max(abs(theta[j]), 1e-2)
-        up = theta.copy()
-        up[j] += h
-        g_up = _value_and_grad(data, layout, up, quad)[1]
-        if central:
-            down = theta.copy()
-            down[j] -= h
-            hess[:, j] = (g_up - _value_and_grad(data, layout, down, quad)[1]) / (2 * h)
-        else:
-            hess[:, j] = (g_up - g0) / h
-    hess = 0.5 * (hess + hess.T)
+    info, size = _rough_information(data, layout, theta)
+    basis = _differences.whitening_basis(info[np.ix_(idx, idx)], size[idx])
+    step = _LAPLACE_FD_STEP if data.laplace else _differences.STEP
+    hess = _differences.hessian(
+        lambda t: _value_and_grad(data, layout, t, quad)[1], theta, g0, basis,
+        step=step, central=data.laplace and accurate, free=layout.free)
     return hess[np.ix_(idx, idx)]
+
+
+def _rough_information(data, layout, theta):
+    """
+    A rough information matrix of theta and typical sizes of its entries,
+    for the difference steps of ``_hessian_fd``: that of the model without
+    random effects for beta (``X' R^-1 X``) and the variance function
+    (``W'W / 2``), and for the covariance parameters ``m / unit^2`` (m
+    groups, ``layout.unit_scale``: a standard error of about the typical
+    size over sqrt(m)), no cross terms.  The beta and variance-function
+    blocks change with the units and origin of the covariates as the true
+    information does, which makes the steps follow recodings.
+    """
+    p, k = layout.p, layout.k_var
+    X, W = data.exog, data.exog_var
+    resid_var = np.exp(np.clip(W @ theta[p:p + k], -700, 700))
+    unit = layout.unit_scale(data)
+    info = np.zeros((theta.size, theta.size))
+    info[:p, :p] = X.T @ (X / resid_var[:, None])
+    info[p:p + k, p:p + k] = 0.5 * W.T @ W
+    cov = np.arange(p + k, theta.size)
+    info[cov, cov] = data.n_groups / unit[cov] ** 2
+    size = np.r_[_positive(np.std(data.endog)) / _column_rms(X),
+                 1.0 / _column_rms(W), unit[cov]]
+    return info, np.maximum(np.abs(theta), size)
 
 
 @dataclass

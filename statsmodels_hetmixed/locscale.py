@@ -20,9 +20,14 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from . import _linalg, _locscale, optim
-from .delta import numerical_jacobian
 from .objective import HeteroskedasticObjective
-from .structures import Layout, Level2Coefficients, UnstructuredCovariance, psd_factor
+from .structures import (
+    Layout,
+    Level2Coefficients,
+    UnstructuredCovariance,
+    gram_jacobian,
+    psd_factor,
+)
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __all__ = ["LocationScaleResults"]
@@ -72,7 +77,14 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         return np.concatenate([beta, sigma[tril], a])
 
     theta_hat = layout.pack(fit.beta, fit.var_params, fit.factor)
-    params, jac = numerical_jacobian(natural, theta_hat)
+    params = natural(theta_hat)
+    # d natural / d theta, analytic: beta and a carry over, Sigma = L L'.
+    p, k = model.k_fe, model.k_var
+    jac = np.zeros((params.size, theta_hat.size))
+    jac[:p, :p] = np.eye(p)
+    jac[p:p + len(tril[0]), p + k:] = gram_jacobian(
+        fit.factor, (perm[tril[0]], perm[tril[1]]))
+    jac[p + len(tril[0]):, p:p + k] = np.eye(k)
     cov = jac @ fit.cov_theta @ jac.T
     free = np.ones(len(params) - model.k_fe, bool)
     if re_cov == "independent":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _engine
+from . import _engine, _hessian
 from .structures import Layout, StartContext
 
 __all__ = ["HeteroskedasticObjective"]
@@ -41,6 +41,7 @@ class HeteroskedasticObjective:
         self.grouped = grouped
         self.layout = layout
         self.reml = bool(reml)
+        self._last_info = None  # (natural, expected information)
 
     @property
     def nobs(self) -> int:
@@ -69,8 +70,12 @@ class HeteroskedasticObjective:
         return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta)
 
     def evaluate_natural(self, natural, info=False):
-        """(Evaluation with the gradient, d llf / d natural)."""
+        """(Evaluation with the gradient, d llf / d natural); an expected
+        information computed here is kept for the difference directions
+        of ``observed_hessian``."""
         ev = self.evaluate(natural, gradient=True, info=info)
+        if info:
+            self._last_info = (np.array(natural, copy=True), ev.info)
         return ev, self.natural_gradient(ev, natural)
 
     def free_value_and_gradient(self, free) -> tuple[float, np.ndarray]:
@@ -85,41 +90,77 @@ class HeteroskedasticObjective:
         return ev.llf, lay.free_gradient(free, ev.grad_cov, ev.grad_eta)
 
     # ------------------------------------------------------------------
-    # Observed information
+    # Observed information, by the one Hessian routine (_hessian): forward
+    # differences of the analytic gradient along directions that whiten the
+    # analytic expected information, so that it does not depend on the
+    # units or origin of the covariates.
     def observed_hessian(self, natural, mask=None):
         """
         Hessian of the log-likelihood (profiled over the fixed effects) in
-        the natural parameters ``mask`` marks (zero elsewhere), by forward
-        differences of the analytic gradient; and the evaluation at
-        ``natural``.
+        the natural parameters ``mask`` marks (zero elsewhere); and the
+        evaluation at ``natural``.
+        """
+        info = self._nearby_information(natural)
+        ev0, g0 = self.evaluate_natural(natural, info=info is None)
+        if info is None:
+            info = ev0.info
+        idx = np.arange(natural.size) if mask is None else np.flatnonzero(mask)
+        basis = _hessian.whitening_basis(
+            info[np.ix_(idx, idx)], self._typical_size(natural)[idx],
+            bounded=self.at_boundary(natural)[idx])
+        hess = _hessian.hessian(lambda x: self.evaluate_natural(x)[1],
+                                natural, g0, basis, free=mask)
+        return hess, ev0
+
+    def _nearby_information(self, natural):
+        """
+        The expected information last computed (by Fisher scoring, usually
+        at this very point) if it was within 0.1 standard errors of
+        ``natural`` (a distance in its own metric, free of units), else
+        None.  The difference directions need only an approximate
+        information, and computing it costs twice a gradient evaluation.
+        """
+        last = self._last_info
+        if last is None or last[0].shape != natural.shape:
+            return None
+        delta = natural - last[0]
+        dist2 = float(delta @ last[1] @ delta)
+        return last[1] if np.isfinite(dist2) and dist2 <= 1e-2 else None
+
+    def _typical_size(self, natural):
+        """Typical size of each natural parameter (the step unit where the
+        information gives none): its absolute value, floored by a
+        thousandth of the residual scale (covariances) or 1 (the variance
+        blocks' parameters)."""
+        floor = np.full(natural.size, 1e-3 * self.scale(natural))
+        floor[self.layout.var_natural] = 1.0
+        return np.maximum(np.abs(natural), floor)
+
+    def free_basis(self, free, mask):
+        """
+        Difference directions on the free scale over the entries ``mask``
+        marks: they whiten the expected information there (``J' I J``,
+        J = d natural / d free); None where the likelihood is not defined.
         """
         lay = self.layout
-        ev0, g0 = self.evaluate_natural(natural)
-        k = natural.size
-        floor = np.full(k, 1e-3 * self.scale(natural))
-        floor[lay.var_natural] = 1.0
-        hess = np.zeros((k, k))
-        for j in range(k):
-            if mask is not None and not mask[j]:
-                continue
-            h = 1e-6 * max(abs(natural[j]), floor[j])
-            x = natural.copy()
-            x[j] += h
-            hess[:, j] = (self.evaluate_natural(x)[1] - g0) / h
-        return 0.5 * (hess + hess.T), ev0
-
-    def free_hessian(self, free, mask):
-        """Hessian of the log-likelihood on the free scale over the
-        entries ``mask`` marks, by forward differences of the gradient."""
+        try:
+            ev = self.evaluate(lay.to_natural(free), factor=lay.factor_from_free(free),
+                               gradient=True, info=True)
+        except np.linalg.LinAlgError:
+            return None
+        jac = lay.natural_jacobian(free)
         idx = np.flatnonzero(mask)
-        g0 = self.free_value_and_gradient(free)[1][idx]
-        hess = np.zeros((idx.size, idx.size))
-        for jj, j in enumerate(idx):
-            h = 1e-6 * max(abs(free[j]), 1e-2)
-            x = free.copy()
-            x[j] += h
-            hess[:, jj] = (self.free_value_and_gradient(x)[1][idx] - g0) / h
-        return 0.5 * (hess + hess.T)
+        info = (jac.T @ ev.info @ jac)[np.ix_(idx, idx)]
+        return _hessian.whitening_basis(info, np.maximum(np.abs(free[idx]), 1e-2))
+
+    def free_hessian(self, free, mask, basis, g0):
+        """Hessian of the log-likelihood on the free scale over the
+        entries ``mask`` marks, along ``basis`` (``free_basis``);
+        ``g0`` is the free gradient at ``free``."""
+        idx = np.flatnonzero(mask)
+        hess = _hessian.hessian(lambda t: self.free_value_and_gradient(t)[1],
+                                free, g0, basis, free=mask)
+        return hess[np.ix_(idx, idx)]
 
     # ------------------------------------------------------------------
     def start(self) -> np.ndarray:

@@ -371,3 +371,34 @@ def test_random_slope_with_zero_variance_reaches_the_maximum():
             if np.linalg.eigvalsh(cov)[0] < 0:
                 continue  # outside the parameter space
             assert model.loglike(x1) <= base + 1e-7
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_variance_function_se_invariant_to_recoding(recoding_data, reml):
+    """The SEs of the variance function's coefficients do not depend on the
+    units or origin of its covariates (they did: the Hessian's difference
+    steps ignored the scale of W's columns, 2% off for year - 2010, NaN
+    for year * 1e6); measured agreement 4e-6, tested at 1e-4."""
+    from .conftest import YEAR_CODINGS
+
+    ses = {}
+    for name, (recode, factor) in YEAR_CODINGS.items():
+        data = recoding_data.assign(year=recode(recoding_data["year"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = hmf.hetmixedlm("y ~ year", data, groups="g",
+                                 var_formula="~ year + income").fit(reml=reml)
+        assert res.converged
+        assert np.all(np.isfinite(res.bse))
+        ses[name] = np.array([res.bse["var:year"] * factor, res.bse["var:income"],
+                              res.bse["year"] * factor])
+    # income in dollars against income in 10,000s
+    data = recoding_data.assign(income=recoding_data["income"] / 1e4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = hmf.hetmixedlm("y ~ year", data, groups="g",
+                             var_formula="~ year + income").fit(reml=reml)
+    ses["income / 1e4"] = np.array([res.bse["var:year"], res.bse["var:income"] / 1e4,
+                                    res.bse["year"]])
+    for name, se in ses.items():
+        np.testing.assert_allclose(se, ses["year"], rtol=1e-4, err_msg=name)

@@ -9,7 +9,12 @@ variance functions and :mod:`.recov` for the random-effects covariance.
 from .base import BOUNDARY_RTOL, Block, CovarianceBlock, StartContext, VarianceBlock
 from .layout import ROLES, Layout
 from .level2 import Level2Coefficients
-from .recov import UnstructuredCovariance, VarianceComponent, psd_factor
+from .recov import (
+    UnstructuredCovariance,
+    VarianceComponent,
+    gram_jacobian,
+    psd_factor,
+)
 from .variance import (
     VAR_PREFIX,
     AdditiveVariance,
@@ -20,6 +25,7 @@ from .variance import (
 
 __all__ = [
     "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
-    "ROLES", "Layout", "Level2Coefficients", "UnstructuredCovariance", "VarianceComponent", "psd_factor",
+    "ROLES", "Layout", "Level2Coefficients", "UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
+    "psd_factor",
     "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance", "make_variance_function",
 ]
