@@ -61,3 +61,27 @@ YEAR_CODINGS = {
     "year * 1e6": (lambda v: v * 1e6, 1e6),
     "year * 1e-6": (lambda v: v * 1e-6, 1e-6),
 }
+
+
+def fit_year_codings(data, fit_kwargs, **model_kwargs):
+    """``y ~ year`` with ``var_formula="~ year + income"`` fitted under each
+    coding of ``year`` (warnings are errors; each fit must converge with
+    finite SEs): {coding: (results, factor)}."""
+    import warnings
+
+    import numpy as np
+
+    import statsmodels_hetmixed.formula.api as hmf
+
+    out = {}
+    for name, (recode, factor) in YEAR_CODINGS.items():
+        recoded = data.assign(year=recode(data["year"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = hmf.hetmixedlm("y ~ year", recoded, groups="g",
+                                 var_formula="~ year + income",
+                                 **model_kwargs).fit(**fit_kwargs)
+        assert res.converged, name
+        assert np.all(np.isfinite(res.bse)), name
+        out[name] = (res, factor)
+    return out

@@ -638,18 +638,11 @@ def test_location_scale_se_invariant_to_recoding(recoding_data):
     do not depend on the units or origin of its covariates (the difference
     steps of the Hessian ignored them: 2e-4 off for year - 2010, NaN and no
     convergence for year * 1e6); measured agreement 3e-7, tested at 1e-5."""
-    from .conftest import YEAR_CODINGS
+    from .conftest import fit_year_codings
 
-    ses = {}
-    for name, (recode, factor) in YEAR_CODINGS.items():
-        data = recoding_data.assign(year=recode(recoding_data["year"]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            res = hmf.hetmixedlm("y ~ year", data, groups="g",
-                                 var_formula="~ year + income",
-                                 var_re_formula="~ 1").fit(reml=False, n_quad=5)
-        assert res.converged
-        assert np.all(np.isfinite(res.bse))
-        ses[name] = np.array([res.bse["var:year"] * factor, res.bse["var:income"]])
+    fits = fit_year_codings(recoding_data, dict(reml=False, n_quad=5),
+                            var_re_formula="~ 1")
+    ses = {name: np.array([res.bse["var:year"] * factor, res.bse["var:income"]])
+           for name, (res, factor) in fits.items()}
     for name, se in ses.items():
         np.testing.assert_allclose(se, ses["year"], rtol=1e-5, err_msg=name)
