@@ -34,7 +34,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
-from . import _engine, _linalg
+from . import _engine, _linalg, optim
 from . import _hessian as _differences  # (_hessian is this module's mode Hessian)
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -438,11 +438,6 @@ _DECREMENT_TOL = 1e-11
 # (noise), relative, so 3e-3 gives 2e-6; forward ones (step directions
 # only) 0.5 h = 1.5e-3.
 _LAPLACE_FD_STEP = 3e-3
-# Eigenvalues of the (unit-scaled, profiled) information of the covariance
-# parameters at or below this fraction of the largest mark flat directions:
-# a condition number of 1e8 is a standard-error ratio of 1e4 between two
-# link-scale quantities, far beyond what data determine.
-_FLAT_TOL = 1e-8
 
 
 @dataclass
@@ -728,76 +723,6 @@ def _rough_information(data, layout, theta):
     return info, np.maximum(np.abs(theta), size)
 
 
-@dataclass
-class NewtonStep:
-    """Newton step, decrements and covariance at one point (``_newton``)."""
-
-    step: np.ndarray          # over the free entries of theta
-    flat_step: np.ndarray     # the part of ``step`` in the flat directions
-    decrement: float          # Newton decrement where the data determine theta
-    flat_decrement: float     # the same along flat directions (floored)
-    cov: np.ndarray           # inverse information, flat directions left out
-    flat: np.ndarray          # (n_flat, n_free) flat directions
-    indefinite: bool          # a clearly negative curvature: not a maximum
-
-
-def _newton(hess, g, n_outer, scale):
-    """
-    Newton step with the covariance parameters' flat directions set aside.
-
-    The log-likelihood can be flat only in the covariance parameters: at
-    the boundary of the parameter space (a correlation at +-1, a variance
-    at 0) it tends to a limit as a link-scale parameter runs to infinity.
-    The mean and variance-function coefficients (the first ``n_outer`` of
-    the free entries, full-rank designs) are profiled out by the Schur
-    complement; the covariance block, in units of ``scale``, is split by
-    its eigenvalues into well-determined directions and flat ones
-    (eigenvalue at most ``_FLAT_TOL`` times the largest, or negative).  The
-    step is Newton's in the determined directions and, in the flat ones,
-    the gradient over a curvature floored at that tolerance, which keeps
-    pushing towards the boundary while the likelihood still rises there.
-    The covariance is the inverse information with the flat directions
-    held fixed (for an interior maximum, the inverse of ``-hess``).
-
-    Raises LinAlgError if the mean and variance-function block of ``-hess``
-    is not positive definite, or if no covariance direction is.
-    """
-    neg = -0.5 * (hess + hess.T)
-    o = n_outer
-    # Equilibrated: the coefficients' units (x * 1e8) are no reason to fail.
-    chol = _linalg.cholesky_equilibrated(neg[:o, :o], "the mean and variance-"
-                                         "function block of -hess")
-    a_inv_b = _linalg.chol_solve(chol, neg[:o, o:])
-    a_inv_g = _linalg.chol_solve(chol, g[:o])
-    profile = neg[o:, o:] - neg[o:, :o] @ a_inv_b
-    g_cov = g[o:] - a_inv_b.T @ g[:o]                  # profile gradient
-    vals, vecs = np.linalg.eigh(scale[:, None] * profile * scale[None, :])
-    if vals.size and vals[-1] <= 0:
-        raise np.linalg.LinAlgError("no direction of positive curvature")
-    floor = _FLAT_TOL * vals[-1] if vals.size else 0.0
-    flat = vals <= floor
-    vecs = vecs * scale[:, None]                       # back to theta units
-    determined = vecs[:, ~flat]
-    p_inv = (determined / vals[~flat]) @ determined.T
-    # Away from the maximum a clearly negative curvature is no boundary:
-    # step along it by its size (ascent), as along a flat one by the floor.
-    curvature = np.maximum(np.abs(vals[flat]), floor)
-    v_g = vecs[:, flat].T @ g_cov
-    flat_cov = vecs[:, flat] @ (v_g / curvature)
-    step_cov = p_inv @ g_cov + flat_cov
-    step = np.concatenate([a_inv_g - a_inv_b @ step_cov, step_cov])
-    flat_step = np.concatenate([-a_inv_b @ flat_cov, flat_cov])
-    a_inv = _linalg.chol_solve(chol, np.eye(o))
-    cross = -a_inv_b @ p_inv
-    cov = np.block([[a_inv - cross @ a_inv_b.T, cross], [cross.T, p_inv]])
-    w = vecs[:, flat] / np.sqrt(floor)                 # curvature <= 1
-    directions = np.concatenate([-a_inv_b @ w, w]).T  # the profile's path
-    return NewtonStep(step, flat_step,
-                      float(g[:o] @ a_inv_g + g_cov @ p_inv @ g_cov),
-                      float(v_g @ (v_g / curvature)), cov, directions,
-                      bool(vals.size and vals[0] < -floor))
-
-
 def _value_or_minus_inf(data, layout, theta, quad):
     """The log-likelihood at fixed nodes, -inf where some group's joint
     covariance is not positive definite."""
@@ -895,7 +820,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
             if fresh:
                 hess = _hessian_fd(data, layout, theta, quad, g, accurate=confirm)
                 accurate = confirm or not data.laplace
-            newton = _newton(hess, g[idx], n_outer, scale)
+            newton = optim.newton_step(hess, g[idx], n_outer, scale)
         except np.linalg.LinAlgError:  # as below
             if fresh:
                 break
@@ -912,19 +837,18 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
         confirm = False
         fresh = decrement > 0.1 * last_decrement
         last_decrement = decrement
-        t_len = 1.0
-        while True:
-            cand = theta.copy()
-            cand[idx] += t_len * newton.step
-            cand_value = _value_or_minus_inf(data, layout, cand, quad)
-            if cand_value >= value or t_len < 1e-6:
-                break
-            t_len *= 0.5
-        if not cand_value >= value:
+        full_step = np.zeros_like(theta)
+        full_step[idx] = newton.step
+        found = optim.line_search(
+            lambda t: _value_or_minus_inf(data, layout, t, quad),
+            lambda t, x=theta, s=full_step: x + t * s, value, t_min=2.0 ** -20,
+            rtol=0.0)
+        if found is None:
             if step_is_fresh:
                 break  # no step up: stop where the log-likelihood is known
             fresh = True  # try again with the current Hessian
             continue
+        t_len, cand, cand_value = found
         if t_len == 1.0 and newton.flat_decrement >= _DECREMENT_TOL:
             # Along a flat direction the log-likelihood rises ever more
             # slowly towards its limit at the boundary, and the floored
@@ -947,7 +871,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
         if covariance:  # no Hessian when none is wanted
             try:
                 hess = _hessian_fd(data, layout, theta, quad, g)
-                newton = _newton(hess, g[idx], n_outer, scale)
+                newton = optim.newton_step(hess, g[idx], n_outer, scale)
             except np.linalg.LinAlgError:  # -hess indefinite, or a step not PD
                 pass
     cov = np.zeros((layout.size, layout.size))

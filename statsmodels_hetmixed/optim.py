@@ -28,14 +28,20 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import optimize
 
+from . import _linalg
 from ._linalg import chol_solve as _chol_solve
 
-__all__ = ["NEWTON_DECREMENT_TOL", "Estimate", "estimate", "line_search",
-           "newton_decrement", "METHODS"]
+__all__ = ["NEWTON_DECREMENT_TOL", "FLAT_TOL", "Estimate", "NewtonStep",
+           "estimate", "line_search", "newton_decrement", "newton_step", "METHODS"]
 
 #: Below this Newton decrement the fit is converged.
 NEWTON_DECREMENT_TOL = 1e-10
 _MAX_NEWTON_STEPS = 20
+#: Eigenvalues of the (unit-scaled, profiled) information of the covariance
+#: parameters at or below this fraction of the largest mark flat directions:
+#: a condition number of 1e8 is a standard-error ratio of 1e4 between two
+#: link-scale quantities, far beyond what data determine.
+FLAT_TOL = 1e-8
 
 
 def line_search(value: Callable[[np.ndarray], float],
@@ -63,6 +69,76 @@ def line_search(value: Callable[[np.ndarray], float],
             return t, cand, v
         t *= 0.5
     return None
+
+
+@dataclass
+class NewtonStep:
+    """Newton step, decrements and covariance at one point (``newton_step``)."""
+
+    step: np.ndarray          # over the free entries of theta
+    flat_step: np.ndarray     # the part of ``step`` in the flat directions
+    decrement: float          # Newton decrement where the data determine theta
+    flat_decrement: float     # the same along flat directions (floored)
+    cov: np.ndarray           # inverse information, flat directions left out
+    flat: np.ndarray          # (n_flat, n_free) flat directions
+    indefinite: bool          # a clearly negative curvature: not a maximum
+
+
+def newton_step(hess, g, n_outer, scale) -> NewtonStep:
+    """
+    Newton step with the covariance parameters' flat directions set aside.
+
+    The log-likelihood can be flat only in the covariance parameters: at
+    the boundary of the parameter space (a correlation at +-1, a variance
+    at 0) it tends to a limit as a link-scale parameter runs to infinity.
+    The mean and variance-function coefficients (the first ``n_outer`` of
+    the free entries, full-rank designs) are profiled out by the Schur
+    complement; the covariance block, in units of ``scale``, is split by
+    its eigenvalues into well-determined directions and flat ones
+    (eigenvalue at most ``FLAT_TOL`` times the largest, or negative).  The
+    step is Newton's in the determined directions and, in the flat ones,
+    the gradient over a curvature floored at that tolerance, which keeps
+    pushing towards the boundary while the likelihood still rises there.
+    The covariance is the inverse information with the flat directions
+    held fixed (for an interior maximum, the inverse of ``-hess``).
+
+    Raises LinAlgError if the mean and variance-function block of ``-hess``
+    is not positive definite, or if no covariance direction is.
+    """
+    neg = -0.5 * (hess + hess.T)
+    o = n_outer
+    # Equilibrated: the coefficients' units (x * 1e8) are no reason to fail.
+    chol = _linalg.cholesky_equilibrated(neg[:o, :o], "the mean and variance-"
+                                         "function block of -hess")
+    a_inv_b = _linalg.chol_solve(chol, neg[:o, o:])
+    a_inv_g = _linalg.chol_solve(chol, g[:o])
+    profile = neg[o:, o:] - neg[o:, :o] @ a_inv_b
+    g_cov = g[o:] - a_inv_b.T @ g[:o]                  # profile gradient
+    vals, vecs = np.linalg.eigh(scale[:, None] * profile * scale[None, :])
+    if vals.size and vals[-1] <= 0:
+        raise np.linalg.LinAlgError("no direction of positive curvature")
+    floor = FLAT_TOL * vals[-1] if vals.size else 0.0
+    flat = vals <= floor
+    vecs = vecs * scale[:, None]                       # back to theta units
+    determined = vecs[:, ~flat]
+    p_inv = (determined / vals[~flat]) @ determined.T
+    # Away from the maximum a clearly negative curvature is no boundary:
+    # step along it by its size (ascent), as along a flat one by the floor.
+    curvature = np.maximum(np.abs(vals[flat]), floor)
+    v_g = vecs[:, flat].T @ g_cov
+    flat_cov = vecs[:, flat] @ (v_g / curvature)
+    step_cov = p_inv @ g_cov + flat_cov
+    step = np.concatenate([a_inv_g - a_inv_b @ step_cov, step_cov])
+    flat_step = np.concatenate([-a_inv_b @ flat_cov, flat_cov])
+    a_inv = _linalg.chol_solve(chol, np.eye(o))
+    cross = -a_inv_b @ p_inv
+    cov = np.block([[a_inv - cross @ a_inv_b.T, cross], [cross.T, p_inv]])
+    w = vecs[:, flat] / np.sqrt(floor)                 # curvature <= 1
+    directions = np.concatenate([-a_inv_b @ w, w]).T  # the profile's path
+    return NewtonStep(step, flat_step,
+                      float(g[:o] @ a_inv_g + g_cov @ p_inv @ g_cov),
+                      float(v_g @ (v_g / curvature)), cov, directions,
+                      bool(vals.size and vals[0] < -floor))
 
 
 def newton_decrement(g: np.ndarray, hess: np.ndarray, keep: np.ndarray):
@@ -200,8 +276,9 @@ def run_method(name, objective, free, mask, options, hist):
 
 def newton_polish(objective, free, mask):
     """
-    Newton steps on the free scale with the objective's Hessian there
-    (``free_hessian``, along the directions of ``free_basis``).
+    Newton steps (``newton_step``: flat directions set aside) on the free
+    scale with the objective's Hessian there (``free_hessian``, along the
+    directions of ``free_basis``).
 
     Its stationary points include maxima on the boundary of the covariance
     cone (a singular G, e.g. a correlation of +-1), where the natural
@@ -223,17 +300,19 @@ def newton_polish(objective, free, mask):
             basis = objective.free_basis(free, mask)
             if basis is None:
                 return free, False, None
+            # Units of each free entry: its length in the whitened
+            # directions (about a standard error), for the flat test.
+            units = np.sqrt(np.sum(basis**2, axis=1))
         hess = objective.free_hessian(free, mask, basis, g0)
         try:
-            chol = np.linalg.cholesky(-hess)
+            newton = newton_step(hess, g0[idx], 0, units)
         except np.linalg.LinAlgError:
-            return free, False, None  # not locally concave: leave as is
-        step = _chol_solve(chol, g0[idx])
-        decrement = float(g0[idx] @ step)
+            return free, False, None  # no direction of ascent curvature
+        decrement = max(newton.decrement, newton.flat_decrement)
         if decrement < NEWTON_DECREMENT_TOL:
-            return free, True, decrement
+            return free, not newton.indefinite, decrement
         full_step = np.zeros_like(free)
-        full_step[idx] = step
+        full_step[idx] = newton.step
         found = line_search(lambda x: objective.free_value_and_gradient(x)[0],
                             lambda t, x=free, s=full_step: x + t * s, f0, t_min=1e-4)
         if found is None:

@@ -440,49 +440,6 @@ def _simulate_boundary(n_groups=40, size=8, seed=1):
     return pd.DataFrame({"y": y, "x": x, "s": s[g], "t": 1 - s[g], "g": g})
 
 
-def test_newton_step_interior_is_plain_newton():
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal((5, 5))
-    info = a @ a.T + np.eye(5)
-    g = rng.standard_normal(5)
-    newton = _locscale._newton(-info, g, 2, np.ones(3))
-    np.testing.assert_allclose(newton.step, np.linalg.solve(info, g))
-    np.testing.assert_allclose(newton.cov, np.linalg.inv(info))
-    assert newton.decrement == pytest.approx(g @ np.linalg.solve(info, g))
-    assert newton.flat.shape == (0, 5) and newton.flat_decrement == 0
-    assert not newton.indefinite
-
-
-def test_newton_step_sets_a_flat_direction_aside():
-    """An information matrix with a null vector n (moving a covariance
-    parameter, the others following): the step, decrement and covariance
-    are those of the determined directions, and n is the flat one."""
-    rng = np.random.default_rng(2)
-    n = np.array([0.3, -0.2, 0.0, 1.0, -1.0])
-    n /= np.linalg.norm(n)
-    a = rng.standard_normal((5, 5))
-    proj = np.eye(5) - np.outer(n, n)
-    info = proj @ (a @ a.T + np.eye(5)) @ proj
-    x = rng.standard_normal(5)
-    for along in (0.0, 1e-3):
-        g = info @ x + along * n
-        newton = _locscale._newton(-info, g, 2, np.ones(3))
-        assert newton.flat.shape == (1, 5)
-        v = newton.flat[0] / np.linalg.norm(newton.flat[0])
-        assert abs(v @ n) == pytest.approx(1.0, abs=1e-8)
-        pinv = np.linalg.pinv(info)
-        if along == 0:
-            assert newton.decrement == pytest.approx(x @ info @ x, rel=1e-8)
-        # The gradient along the flat direction, over the floored curvature.
-        assert newton.flat_decrement == pytest.approx((g @ newton.flat[0]) ** 2,
-                                                      rel=1e-8, abs=1e-12)
-        assert (newton.flat_decrement > 1e-3) == (along > 0)
-        # The covariance of anything orthogonal to the flat direction.
-        r = proj @ rng.standard_normal(5)
-        assert r @ newton.cov @ r == pytest.approx(r @ pinv @ r, rel=1e-8)
-        np.testing.assert_allclose(info @ newton.cov @ info, info, atol=1e-8)
-
-
 @pytest.mark.parametrize("n_quad", [10, 20, 30])
 def test_level2_boundary_fit(n_quad):
     """On the boundary the fit converges; the two codings of s agree in the

@@ -15,6 +15,7 @@ from statsmodels_hetmixed.optim import (
     estimate,
     line_search,
     newton_decrement,
+    newton_step,
 )
 
 
@@ -103,3 +104,46 @@ def test_held_parameters_stay_put():
     free = objective.layout.from_natural(est.natural)
     g = objective.free_value_and_gradient(free)[1]
     assert np.abs(g[mask]).max() < 1e-3
+
+
+def test_newton_step_interior_is_plain_newton():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 5))
+    info = a @ a.T + np.eye(5)
+    g = rng.standard_normal(5)
+    newton = newton_step(-info, g, 2, np.ones(3))
+    np.testing.assert_allclose(newton.step, np.linalg.solve(info, g))
+    np.testing.assert_allclose(newton.cov, np.linalg.inv(info))
+    assert newton.decrement == pytest.approx(g @ np.linalg.solve(info, g))
+    assert newton.flat.shape == (0, 5) and newton.flat_decrement == 0
+    assert not newton.indefinite
+
+
+def test_newton_step_sets_a_flat_direction_aside():
+    """An information matrix with a null vector n (moving a covariance
+    parameter, the others following): the step, decrement and covariance
+    are those of the determined directions, and n is the flat one."""
+    rng = np.random.default_rng(2)
+    n = np.array([0.3, -0.2, 0.0, 1.0, -1.0])
+    n /= np.linalg.norm(n)
+    a = rng.standard_normal((5, 5))
+    proj = np.eye(5) - np.outer(n, n)
+    info = proj @ (a @ a.T + np.eye(5)) @ proj
+    x = rng.standard_normal(5)
+    for along in (0.0, 1e-3):
+        g = info @ x + along * n
+        newton = newton_step(-info, g, 2, np.ones(3))
+        assert newton.flat.shape == (1, 5)
+        v = newton.flat[0] / np.linalg.norm(newton.flat[0])
+        assert abs(v @ n) == pytest.approx(1.0, abs=1e-8)
+        pinv = np.linalg.pinv(info)
+        if along == 0:
+            assert newton.decrement == pytest.approx(x @ info @ x, rel=1e-8)
+        # The gradient along the flat direction, over the floored curvature.
+        assert newton.flat_decrement == pytest.approx((g @ newton.flat[0]) ** 2,
+                                                      rel=1e-8, abs=1e-12)
+        assert (newton.flat_decrement > 1e-3) == (along > 0)
+        # The covariance of anything orthogonal to the flat direction.
+        r = proj @ rng.standard_normal(5)
+        assert r @ newton.cov @ r == pytest.approx(r @ pinv @ r, rel=1e-8)
+        np.testing.assert_allclose(info @ newton.cov @ info, info, atol=1e-8)
