@@ -22,10 +22,9 @@ from statsmodels.regression.mixed_linear_model import (
     MixedLMParams,
     VCSpec,
     _convert_vc,
-    _handle_missing,
 )
 
-from . import _engine, _linalg, inference, optim
+from . import _engine, _formula, _linalg, inference, optim
 from ._validate import (
     as_float_matrix,
     check_finite,
@@ -65,38 +64,6 @@ _FORMULA_KEYS = ("var_formula", "var_by", "var_re_formula", "re_var_formula")
 def _check_full_rank(mat, what, names, hint):
     # The rule (unit-free, decided far from rounding) lives in _linalg.
     _linalg.check_full_rank(mat, what, names, hint)
-
-
-def _level2_design(re_var_formula, data, eval_env):
-    """
-    The level-2 design of ``re_var_formula``: one formula, or a dict of
-    formulas by level-2 function, whose designs are joined (each column
-    once, in order of appearance).  Returns the design and, for a dict, the
-    columns of each function.
-    """
-    if isinstance(re_var_formula, dict):
-        formulas = dict(re_var_formula) or {None: "~ 1"}  # {}: all constant
-    else:
-        formulas = {None: re_var_formula}
-    parts, columns = [], {}
-    for key, formula in formulas.items():
-        part = patsy.dmatrix(formula, data, eval_env=eval_env, NA_action="raise",
-                             return_type="dataframe")
-        if key is not None and (part.shape[1] == 0 or part.columns[0] != "Intercept"):
-            raise ValueError(
-                f"re_var_formula[{key!r}] = {formula!r} needs an intercept: each "
-                "level-2 function is an intercept plus the formula's terms.")
-        parts.append(part)
-        if key is not None:
-            columns[key] = list(part.columns)
-    design = pd.concat(parts, axis=1)
-    for name in design.columns[design.columns.duplicated()].unique():
-        same = design.loc[:, design.columns == name].to_numpy()
-        if not np.allclose(same, same[:, :1]):
-            raise ValueError(f"Two formulas of re_var_formula give different "
-                             f"columns named {name!r}; rename one variable.")
-    design = design.loc[:, ~design.columns.duplicated()]
-    return design, (columns if isinstance(re_var_formula, dict) else None)
 
 
 class HetMixedLM(MixedLM):
@@ -790,101 +757,12 @@ class HetMixedLM(MixedLM):
         """
         if "groups" not in kwargs:
             raise TypeError("'groups' is a required keyword argument of from_formula")
-        if not isinstance(formula, str) or \
-                not patsy.ModelDesc.from_formula(formula).lhs_termlist:
-            raise ValueError(
-                f"formula {formula!r} has no response: give the dependent "
-                "variable left of '~', e.g. 'y ~ x'.")
-        if not isinstance(data, pd.DataFrame):
-            data = pd.DataFrame(data)
-        if subset is not None:
-            data = data.loc[subset]
-        groups = kwargs.pop("groups")
-        group_name = None
-        if isinstance(groups, str):
-            if groups not in data.columns:
-                raise ValueError(f"groups column {groups!r} is not in data")
-            group_name = groups
-            groups = np.asarray(data[groups])
-        else:
-            groups = np.asarray(groups)
-            if len(groups) != len(data):
-                raise ValueError("groups must have one label per row of data")
-        eval_env = _capture_eval_env(kwargs.pop("eval_env", None))
-        if var_by is not None:
-            if var_formula is not None:
-                raise ValueError("give either var_by or var_formula, not both")
-            if var_by not in data.columns:
-                raise ValueError(f"var_by column {var_by!r} is not in data")
-            if data[var_by].nunique(dropna=True) < 2:
-                raise ValueError(
-                    f"var_by column {var_by!r} has a single level: there is "
-                    "nothing to give separate variances to.")
-            var_formula = f"~ 0 + C({var_by})"
-            kwargs.setdefault("var_link", "identity")
-
-        # One missing-value mask over every formula, var_formula included.
-        formulas = {} if vc_formula is None else dict(vc_formula)
-        if var_formula is not None:
-            formulas["\0var"] = var_formula
-        if var_re_formula is not None:
-            formulas["\0var_re"] = var_re_formula
-        if isinstance(re_var_formula, dict):
-            for j, (key, f) in enumerate(re_var_formula.items()):
-                if not isinstance(f, str):
-                    raise ValueError(f"re_var_formula[{key!r}] must be a formula "
-                                     f"string such as '~ sector', not {f!r}")
-                formulas[f"\0re_var{j}"] = f
-        elif re_var_formula is not None:
-            formulas["\0re_var"] = re_var_formula
-        kept, _ = _handle_missing(
-            data, groups, formula, re_formula, formulas or None
-        )
-        # By position: with repeated index labels, selecting by label would
-        # repeat rows.
-        complete = np.asarray(pd.notna(data[kept.columns]).all(axis=1)) & \
-            np.asarray(pd.notna(groups))
-        if not complete.all():
-            if missing == "drop":
-                data, groups = data.loc[complete], groups[complete]
-            else:
-                cols = [c for c in kept.columns if data[c].isna().any()]
-                if pd.isna(groups).any():
-                    cols.append(group_name or "groups")
-                raise ValueError(
-                    f"Missing values in {cols} ({int((~complete).sum())} rows). "
-                    "Drop those rows or pass missing='drop'."
-                )
-        check_not_empty(len(data))
-        kwargs["missing"] = "none"
-        env = patsy.EvalEnvironment([eval_env])
-
-        if var_formula is not None:
-            try:
-                kwargs["exog_var"] = patsy.dmatrix(
-                    var_formula, data, eval_env=env, NA_action="raise",
-                    return_type="dataframe")
-            except patsy.PatsyError as exc:
-                if "missing values" not in str(exc):
-                    raise
-                raise ValueError(
-                    f"var_formula {var_formula!r} gives missing values (for "
-                    "example the log of a non-positive number). Drop or fix "
-                    "those rows before fitting.") from exc
-        if var_re_formula is not None:
-            exog_var_re = patsy.dmatrix(var_re_formula, data, eval_env=env,
-                                        NA_action="raise", return_type="dataframe")
-            exog_var_re.columns = [
-                (group_name or "Group") if c == "Intercept" else c
-                for c in exog_var_re.columns]
-            kwargs["exog_var_re"] = exog_var_re
-        if re_var_formula is not None:
-            kwargs["exog_re_var"], kwargs["re_var_terms"] = _level2_design(
-                re_var_formula, data, env)
-        kwargs["exog_re_names"] = _re_names(re_formula, vc_formula, data, env,
-                                            group_name or "Group")
-        kwargs.update(var_formula=var_formula, var_by=var_by,
-                      var_re_formula=var_re_formula, re_var_formula=re_var_formula)
+        eval_env = _formula.capture_eval_env(kwargs.pop("eval_env", None))
+        data, groups, kwargs = _formula.model_arguments(
+            formula, data, kwargs.pop("groups"), eval_env, re_formula=re_formula,
+            vc_formula=vc_formula, var_formula=var_formula, subset=subset,
+            missing=missing, var_by=var_by, var_re_formula=var_re_formula,
+            re_var_formula=re_var_formula, kwargs=kwargs)
         return super().from_formula(
             formula,
             data,
@@ -893,7 +771,7 @@ class HetMixedLM(MixedLM):
             subset=None,
             use_sparse=use_sparse,
             # A column name lets MixedLM label the random intercept with it.
-            groups=group_name if group_name is not None else groups,
+            groups=groups,
             eval_env=eval_env,
             *args,
             **kwargs,
@@ -1181,34 +1059,3 @@ class HetMixedLM(MixedLM):
             theta[re_part] = chol[np.tril_indices(k)]
         return mask
 
-def _re_names(re_formula, vc_formula, data, eval_env, group_name):
-    """The names MixedLM.from_formula gives the random effects of
-    ``re_formula`` (the intercept named after the groups)."""
-    if re_formula is None:
-        return [group_name] if vc_formula is None else []
-    if re_formula.strip() == "1":
-        return [group_name]
-    design = patsy.dmatrix(re_formula, data, eval_env=eval_env,
-                           return_type="dataframe")
-    return [str(c).replace("Intercept", group_name) for c in design.columns]
-
-
-def _capture_eval_env(eval_env):
-    """
-    The namespace for the formulas, as a dict (statsmodels' preferred form),
-    captured relative to the user's call of from_formula.
-    """
-    if isinstance(eval_env, dict):
-        return eval_env
-    if isinstance(eval_env, patsy.EvalEnvironment):
-        namespaces = eval_env._namespaces
-    elif eval_env == -1:
-        return {}
-    else:
-        depth = 0 if eval_env is None else int(eval_env)
-        # +2: this helper and from_formula sit between the caller and here.
-        namespaces = patsy.EvalEnvironment.capture(depth + 2)._namespaces
-    merged = {}
-    for ns in reversed(namespaces):  # earlier namespaces take precedence
-        merged.update(ns)
-    return merged
