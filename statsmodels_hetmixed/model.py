@@ -1007,7 +1007,10 @@ class HetMixedLM(MixedLM):
                                   maxiter=fit_kwargs.get("maxiter"))
 
     def _free_mask(self, free, theta):
-        """0/1 mask over theta, from a mask over the natural parameters."""
+        """Boolean mask over theta from ``free`` (MixedLM's argument: a
+        0/1 mask over the natural parameters, or MixedLMParams); ``theta``
+        is adjusted in place to what holding those parameters means on
+        the free scale (``Layout.hold``)."""
         if free is None:
             return None
         lay = self.layout
@@ -1027,35 +1030,6 @@ class HetMixedLM(MixedLM):
                 "HetMixedLM cannot hold fixed effects at given values; use an "
                 "offset (subtract them from endog) instead.")
         mask = mask != 0
-        # Cholesky entries held at their value keep the matching cov_re
-        # entries fixed only in two cases, checked here: a random effect
-        # held out entirely (its variance and covariances at zero), and
-        # covariances held at zero in patterns without fill-in.
-        k = self.k_re
-        re_part = slice(0, self.k_re2)  # the cov_re block comes first
-        if k > 0:
-            fixed = np.zeros((k, k), bool)
-            fixed[np.tril_indices(k)] = ~mask[re_part]
-            fixed = fixed | fixed.T
-            start = lay.cov_re(lay.to_natural(theta))
-            held_out = np.diag(fixed).copy()
-            for i in np.flatnonzero(held_out):
-                if not fixed[i].all() or not np.allclose(start[i], 0):
-                    raise NotImplementedError(
-                        "A random-effect variance can only be held at zero, "
-                        "together with all its covariances.")
-            rng = np.random.default_rng(0)
-            L = np.tril(rng.uniform(1, 2, (k, k))) * ~fixed
-            L[held_out] = 0.0
-            if not np.allclose(start[fixed], 0) or \
-                    not np.allclose((L @ L.T)[fixed], 0):
-                raise NotImplementedError(
-                    "Covariances can only be held at zero, in a pattern of "
-                    "independent blocks of random effects.")
-            chol = np.zeros((k, k))
-            chol[np.tril_indices(k)] = theta[re_part]
-            chol[fixed] = 0.0
-            chol[held_out] = 0.0
-            theta[re_part] = chol[np.tril_indices(k)]
+        theta[:] = lay.hold(mask, theta)
         return mask
 

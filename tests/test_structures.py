@@ -187,3 +187,28 @@ def test_layout_natural_jacobian():
     numeric = np.column_stack([_num_grad(lambda f, i=i: lay.to_natural(f)[i], free)
                                for i in range(free.size)]).T
     np.testing.assert_allclose(jac, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_unstructured_hold_patterns():
+    names3 = ["a Var", "a x b Cov", "b Var", "a x c Cov", "b x c Cov", "c Var"]
+    block = UnstructuredCovariance(names3, [0, 1, 2])
+    start = block.from_natural(block.vech(np.diag([1.0, 2.0, 3.0])))
+    # independent blocks {a, b} and {c}: covariances with c held at zero
+    mask = np.array([True, True, True, False, False, True])
+    free = block.hold(mask, start)
+    L = block.factor_from_free(free)
+    assert L[2, 0] == 0 and L[2, 1] == 0
+    # a random effect held out: its variance and covariances at zero
+    held = block.from_natural(block.vech(np.diag([1.0, 2.0, 0.0])))
+    free = block.hold(np.array([True, True, True, False, False, False]), held)
+    assert np.all(block.factor_from_free(free)[2] == 0)
+    with pytest.raises(NotImplementedError, match="together with all its"):
+        block.hold(np.array([True, True, True, True, True, False]), start)
+    with pytest.raises(NotImplementedError, match="independent blocks"):
+        # b x c held at zero while a x b and a x c are free: L[2, 1] = 0
+        # leaves cov(b, c) = L[2, 0] L[1, 0] free to move (fill-in)
+        block.hold(np.array([True, True, True, True, False, True]), start)
+    with pytest.raises(NotImplementedError, match="independent blocks"):
+        correlated = block.from_natural(block.vech(
+            np.array([[1.0, 0.0, 0.5], [0.0, 2.0, 0.0], [0.5, 0.0, 3.0]])))
+        block.hold(mask, correlated)  # a x c is held, but not at zero

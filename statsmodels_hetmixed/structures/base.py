@@ -122,6 +122,16 @@ class Block(abc.ABC):
         """Mask of variances at zero (relative to the residual ``scale``)."""
         return self.variances & (natural <= BOUNDARY_RTOL * scale)
 
+    def hold(self, mask: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """
+        The free vector with the natural parameters ``mask`` leaves out
+        (False) held at their values: the free entries to hold are the same
+        ones when each natural parameter depends on its own free entry
+        alone (the default).  Raises NotImplementedError for patterns the
+        free scale cannot hold.
+        """
+        return free
+
     def admissible(self, natural: np.ndarray) -> bool:
         """Whether natural parameters are inside the parameter space beyond
         what ``bounded`` expresses (e.g. a covariance matrix that is

@@ -260,6 +260,15 @@ class Layout:
         out = [b.at_boundary(v, scale) for b, v in zip(self.blocks, self.parts(natural))]
         return np.concatenate(out) if out else np.zeros(0, bool)
 
+    def hold(self, mask, free) -> np.ndarray:
+        """The free vector adjusted so that the natural parameters ``mask``
+        leaves out (False) are held at their values (every block's
+        ``hold``)."""
+        mask = np.asarray(mask, bool)
+        out = [b.hold(m, v) for b, m, v in
+               zip(self.blocks, self.parts(mask), self.parts(np.asarray(free, float)))]
+        return np.concatenate(out) if out else np.zeros(0)
+
     def admissible(self, natural) -> bool:
         """Whether every block accepts its natural parameters."""
         return all(b.admissible(v) for b, v in zip(self.blocks, self.parts(natural)))

@@ -121,6 +121,35 @@ class UnstructuredCovariance(CovarianceBlock):
     def jacobian(self, free):
         return gram_jacobian(self.factor_from_free(free), self._tril)
 
+    def hold(self, mask, free):
+        # Cholesky entries held at their value keep the matching covariance
+        # entries fixed only in two cases, checked here: a random effect
+        # held out entirely (its variance and covariances at zero), and
+        # covariances held at zero in patterns without fill-in.
+        k = self.dim
+        fixed = np.zeros((k, k), bool)
+        fixed[self._tril] = ~np.asarray(mask, bool)
+        fixed = fixed | fixed.T
+        start = self.matrix(self.to_natural(free))
+        held_out = np.diag(fixed).copy()
+        for i in np.flatnonzero(held_out):
+            if not fixed[i].all() or not np.allclose(start[i], 0):
+                raise NotImplementedError(
+                    "A random-effect variance can only be held at zero, "
+                    "together with all its covariances.")
+        rng = np.random.default_rng(0)
+        L = np.tril(rng.uniform(1, 2, (k, k))) * ~fixed
+        L[held_out] = 0.0
+        if not np.allclose(start[fixed], 0) or \
+                not np.allclose((L @ L.T)[fixed], 0):
+            raise NotImplementedError(
+                "Covariances can only be held at zero, in a pattern of "
+                "independent blocks of random effects.")
+        chol = self.factor_from_free(free)
+        chol[fixed] = 0.0
+        chol[held_out] = 0.0
+        return chol[self._tril]
+
     def directions(self):
         """``e_i e_j' + e_j e_i'`` for entry (i, j), ``e_i e_i'`` on the
         diagonal."""
