@@ -36,8 +36,10 @@ from .recov import UnstructuredCovariance, VarianceComponent
 
 __all__ = ["Layout", "ROLES"]
 
-#: Roles in the order their blocks appear in the parameter vector.
-ROLES = ("re_cov", "variance")
+#: Roles in the order their blocks appear in the parameter vector: the
+#: random-effects covariance, the residual variances, and (for residual
+#: correlation structures) the residual correlation.
+ROLES = ("re_cov", "variance", "correlation")
 
 
 class Layout:
