@@ -61,7 +61,7 @@ def main(argv=None):
     wrap(HeteroskedasticObjective, "start", "fit: starting values")
     wrap(optim, "run_method", "fit: optimisers (scoring, quasi-Newton)")
     wrap(optim, "newton_polish", "fit: Newton polish")
-    wrap(HeteroskedasticObjective, "observed_hessian",
+    wrap(HeteroskedasticObjective, "observed_information",
          "fit: observed information (convergence test, SEs)")
     wrap(inference, "covariance_of_estimates", "fit: cov_params")
     wrap(_engine, "evaluate", "likelihood evaluations (all)")

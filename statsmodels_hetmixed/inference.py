@@ -38,10 +38,8 @@ def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
     idx = (np.arange(layout.k_structure) if mask is None
            else np.flatnonzero(mask))
     if idx.size:
-        info = -estimate.hessian[np.ix_(idx, idx)]
         try:
-            np.linalg.cholesky(info)
-            inv = np.linalg.inv(info)
+            inv = estimate.information.covariance(idx)
         except np.linalg.LinAlgError:
             warnings.warn(
                 "The Hessian of the log-likelihood in the variance "
@@ -49,7 +47,7 @@ def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
                 "boundary or a non-identified parameter); their standard "
                 "errors are unreliable.", ConvergenceWarning,
                 stacklevel=stacklevel)
-            inv = np.linalg.pinv(info)
+            inv = estimate.information.pseudo_covariance(idx)
         full = k_fe + idx
         cov[np.ix_(full, full)] = inv
     return cov

@@ -869,7 +869,8 @@ class HetMixedLM(MixedLM):
             True if the fixed-effects information matrix is singular.
         """
         _, natural = self._split_any(params)
-        h_cov, ev = self._objective().observed_hessian(natural)
+        information = self._objective().observed_information(natural)
+        h_cov, ev = information.hessian, information.evaluation
         kfe = self.k_fe
         hess = np.zeros((self.k_params, self.k_params))
         hess[:kfe, :kfe] = -ev.xtvix

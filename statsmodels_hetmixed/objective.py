@@ -13,12 +13,86 @@ uses it for its starting values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from . import _engine, _hessian
-from .structures import Layout, StartContext
+from . import _engine, _hessian, _linalg
+from .structures import Layout, StartContext, VarianceBlock
 
-__all__ = ["HeteroskedasticObjective"]
+__all__ = ["HeteroskedasticObjective", "ObservedInformation"]
+
+
+@dataclass
+class ObservedInformation:
+    """
+    The observed information at an estimate, held in the conditioned
+    coordinates ``u = T natural`` where it was computed, with what the
+    fitter and inference need in the natural ones.
+
+    Attributes
+    ----------
+    hess_u : ndarray (k, k)
+        Hessian of the log-likelihood in ``u`` (zero outside the mask).
+    conditioner : ndarray (k, k)
+        T, block diagonal.
+    grad_u : ndarray (k,)
+        Gradient in ``u``.
+    evaluation : _engine.Evaluation
+        At the estimate.
+    """
+
+    hess_u: np.ndarray
+    conditioner: np.ndarray
+    grad_u: np.ndarray
+    evaluation: _engine.Evaluation
+
+    @property
+    def hessian(self) -> np.ndarray:
+        """The Hessian in the natural parameters, T' H_u T."""
+        T = self.conditioner
+        return T.T @ self.hess_u @ T
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """The gradient in the natural parameters, T' g_u."""
+        return self.conditioner.T @ self.grad_u
+
+    def decrement(self, keep) -> float | None:
+        """Newton decrement g' (-H)^-1 g over the entries ``keep`` (whole
+        conditioned blocks or none of them), computed in ``u``; None when
+        -H is not positive definite there."""
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            return 0.0
+        try:
+            chol = np.linalg.cholesky(-self.hess_u[np.ix_(idx, idx)])
+        except np.linalg.LinAlgError:
+            return None
+        g = self.grad_u[idx]
+        return float(g @ _linalg.chol_solve(chol, g))
+
+    def covariance(self, idx) -> np.ndarray:
+        """
+        Inverse observed information of the natural parameters ``idx``
+        (whole conditioned blocks), T^-1 (-H_u)^-1 T^-T.
+
+        Raises LinAlgError when -H_u is not positive definite there.
+        """
+        idx = np.asarray(idx)
+        info = -self.hess_u[np.ix_(idx, idx)]
+        np.linalg.cholesky(info)
+        T = self.conditioner[np.ix_(idx, idx)]
+        inner = np.linalg.solve(T, np.linalg.inv(info))
+        return np.linalg.solve(T, inner.T).T
+
+    def pseudo_covariance(self, idx) -> np.ndarray:
+        """The same with the pseudo-inverse, where -H_u is not positive
+        definite."""
+        idx = np.asarray(idx)
+        T = self.conditioner[np.ix_(idx, idx)]
+        inner = np.linalg.solve(T, np.linalg.pinv(-self.hess_u[np.ix_(idx, idx)]))
+        return np.linalg.solve(T, inner.T).T
 
 
 class HeteroskedasticObjective:
@@ -72,7 +146,7 @@ class HeteroskedasticObjective:
     def evaluate_natural(self, natural, info=False):
         """(Evaluation with the gradient, d llf / d natural); an expected
         information computed here is kept for the difference directions
-        of ``observed_hessian``."""
+        of ``observed_information``."""
         ev = self.evaluate(natural, gradient=True, info=info)
         if info:
             self._last_info = (np.array(natural, copy=True), ev.info)
@@ -94,23 +168,49 @@ class HeteroskedasticObjective:
     # differences of the analytic gradient along directions that whiten the
     # analytic expected information, so that it does not depend on the
     # units or origin of the covariates.
-    def observed_hessian(self, natural, mask=None):
+    def observed_information(self, natural, mask=None) -> "ObservedInformation":
         """
-        Hessian of the log-likelihood (profiled over the fixed effects) in
-        the natural parameters ``mask`` marks (zero elsewhere); and the
+        The observed information of the log-likelihood (profiled over the
+        fixed effects) in the natural parameters ``mask`` marks, and the
         evaluation at ``natural``.
+
+        It is differenced in the blocks' conditioned coordinates
+        ``u = T natural`` (``conditioner``: centred covariates), where the
+        gradient does not cancel, along directions that whiten the expected
+        information there; a block with a held parameter keeps its natural
+        coordinates.
         """
+        lay = self.layout
+        k = natural.size
+        mask = np.ones(k, bool) if mask is None else np.asarray(mask, bool)
+        T = np.eye(k)
+        conditioned = []
+        for block, sl in zip(lay.blocks, lay.block_slices):
+            if isinstance(block, VarianceBlock) and mask[sl].all():
+                T[sl, sl] = block.conditioner()
+                conditioned.append((block, sl))
+        T_inv = np.linalg.inv(T)
+
+        def grad_u(u):
+            x = T_inv @ u
+            ev, g = self.evaluate_natural(x)
+            g_u = np.linalg.solve(T.T, g)
+            for block, sl in conditioned:
+                g_u[sl] = block.conditioned_gradient(x[sl], ev.grad_eta)
+            return g_u, ev
+
         info = self._nearby_information(natural)
-        ev0, g0 = self.evaluate_natural(natural, info=info is None)
         if info is None:
-            info = ev0.info
-        idx = np.arange(natural.size) if mask is None else np.flatnonzero(mask)
+            info = self.evaluate_natural(natural, info=True)[0].info
+        u0 = T @ natural
+        g0_u, ev0 = grad_u(u0)
+        info_u = T_inv.T @ info @ T_inv
+        idx = np.flatnonzero(mask)
         basis = _hessian.whitening_basis(
-            info[np.ix_(idx, idx)], self._typical_size(natural)[idx],
+            info_u[np.ix_(idx, idx)], self._typical_size(natural, u0)[idx],
             bounded=self.at_boundary(natural)[idx])
-        hess = _hessian.hessian(lambda x: self.evaluate_natural(x)[1],
-                                natural, g0, basis, free=mask)
-        return hess, ev0
+        hess_u = _hessian.hessian(lambda u: grad_u(u)[0], u0, g0_u, basis, free=mask)
+        return ObservedInformation(hess_u, T, g0_u, ev0)
 
     def _nearby_information(self, natural):
         """
@@ -127,14 +227,15 @@ class HeteroskedasticObjective:
         dist2 = float(delta @ last[1] @ delta)
         return last[1] if np.isfinite(dist2) and dist2 <= 1e-2 else None
 
-    def _typical_size(self, natural):
-        """Typical size of each natural parameter (the step unit where the
-        information gives none): its absolute value, floored by a
-        thousandth of the residual scale (covariances) or 1 (the variance
-        blocks' parameters)."""
+    def _typical_size(self, natural, values):
+        """Typical size of each parameter (the step unit where the
+        information gives none): the absolute value of ``values`` (the
+        parameters in the differenced coordinates), floored by a thousandth
+        of the residual scale (covariances) or 1 (the variance blocks'
+        parameters)."""
         floor = np.full(natural.size, 1e-3 * self.scale(natural))
         floor[self.layout.var_natural] = 1.0
-        return np.maximum(np.abs(natural), floor)
+        return np.maximum(np.abs(values), floor)
 
     def free_basis(self, free, mask):
         """

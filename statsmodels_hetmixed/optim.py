@@ -11,8 +11,9 @@ name a structure.  The objective provides (see
 * ``evaluate_natural(natural, info)`` -- the engine's evaluation (with the
   expected information ``ev.info`` when asked) and the natural gradient;
 * ``free_value_and_gradient(free)`` -- for quasi-Newton and Newton steps;
-* ``observed_hessian(natural, free)`` -- the observed information's
-  negative, for the convergence test and the standard errors;
+* ``observed_information(natural, mask)`` -- the observed information
+  (``objective.ObservedInformation``), for the convergence test and the
+  standard errors;
 * ``at_boundary(natural)`` -- variances at zero.
 
 Convergence is judged by the Newton decrement ``g' (-H)^-1 g`` of the
@@ -327,8 +328,7 @@ class Estimate:
 
     natural: np.ndarray        # the blocks' parameters, natural scale
     free: np.ndarray           # the same, free scale
-    evaluation: object         # the engine's Evaluation at the estimate
-    hessian: np.ndarray        # observed Hessian in the natural parameters
+    information: object        # objective.ObservedInformation at the estimate
     converged: bool
     decrement: float | None
     max_grad: float            # largest |gradient| off the boundary
@@ -336,6 +336,11 @@ class Estimate:
     n_iter: int
     hist: list | None = None
     methods: Sequence[str] = field(default_factory=list)
+
+    @property
+    def evaluation(self):
+        """The engine's evaluation at the estimate."""
+        return self.information.evaluation
 
 
 def estimate(objective, free, mask=None, methods=("scoring", "bfgs"),
@@ -359,25 +364,24 @@ def estimate(objective, free, mask=None, methods=("scoring", "bfgs"),
             if done:
                 break
     natural = lay.to_natural(free)
-    hess, ev = objective.observed_hessian(natural, mask)
+    information = objective.observed_information(natural, mask)
     keep = mask & ~objective.at_boundary(natural)
-    decrement = newton_decrement(objective.natural_gradient(ev, natural), hess, keep)
+    decrement = information.decrement(keep)
     converged = optimise and decrement is not None and \
         decrement < NEWTON_DECREMENT_TOL
     if optimise and not converged:
         free, polished, free_decrement = newton_polish(objective, free, mask)
         natural = lay.to_natural(free)
-        hess, ev = objective.observed_hessian(natural, mask)
+        information = objective.observed_information(natural, mask)
         keep = mask & ~objective.at_boundary(natural)
-        decrement = newton_decrement(objective.natural_gradient(ev, natural),
-                                     hess, keep)
+        decrement = information.decrement(keep)
         converged = decrement is not None and decrement < NEWTON_DECREMENT_TOL
         if not converged and polished:
             converged, decrement = True, free_decrement
-    g = objective.natural_gradient(ev, natural)
     # Variances at zero are on the boundary: their gradient need not
     # vanish there, and the maximum may sit on it.
     at_bound = objective.at_boundary(natural)
+    g = information.gradient
     max_grad = float(np.max(np.abs(g[mask & ~at_bound]), initial=0.0))
-    return Estimate(natural, free, ev, hess, bool(converged), decrement, max_grad,
-                    at_bound, n_iter, hist, list(methods))
+    return Estimate(natural, free, information, bool(converged), decrement,
+                    max_grad, at_bound, n_iter, hist, list(methods))
