@@ -168,6 +168,29 @@ class HeteroskedasticObjective:
     # differences of the analytic gradient along directions that whiten the
     # analytic expected information, so that it does not depend on the
     # units or origin of the covariates.
+    # ------------------------------------------------------------------
+    # Conditioned coordinates u = T natural (the blocks' conditioners)
+    def conditioner(self, mask) -> np.ndarray:
+        """T, block diagonal: each variance block's ``conditioner`` where
+        ``mask`` keeps all its parameters, else the identity (a held
+        parameter keeps its natural coordinate)."""
+        lay = self.layout
+        T = np.eye(lay.k_structure)
+        for block, sl in zip(lay.blocks, lay.block_slices):
+            if isinstance(block, VarianceBlock) and mask[sl].all():
+                T[sl, sl] = block.conditioner()
+        return T
+
+    def conditioned_gradient(self, ev, natural, g, mask) -> np.ndarray:
+        """d llf / du from an evaluation (natural gradient ``g``): the
+        conditioned blocks' own gradient, which does not cancel."""
+        lay = self.layout
+        g_u = np.array(g, dtype=np.float64)
+        for block, sl in zip(lay.blocks, lay.block_slices):
+            if isinstance(block, VarianceBlock) and mask[sl].all():
+                g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
+        return g_u
+
     def observed_information(self, natural, mask=None) -> "ObservedInformation":
         """
         The observed information of the log-likelihood (profiled over the
@@ -180,24 +203,14 @@ class HeteroskedasticObjective:
         information there; a block with a held parameter keeps its natural
         coordinates.
         """
-        lay = self.layout
-        k = natural.size
-        mask = np.ones(k, bool) if mask is None else np.asarray(mask, bool)
-        T = np.eye(k)
-        conditioned = []
-        for block, sl in zip(lay.blocks, lay.block_slices):
-            if isinstance(block, VarianceBlock) and mask[sl].all():
-                T[sl, sl] = block.conditioner()
-                conditioned.append((block, sl))
+        mask = np.ones(natural.size, bool) if mask is None else np.asarray(mask, bool)
+        T = self.conditioner(mask)
         T_inv = np.linalg.inv(T)
 
         def grad_u(u):
             x = T_inv @ u
             ev, g = self.evaluate_natural(x)
-            g_u = np.linalg.solve(T.T, g)
-            for block, sl in conditioned:
-                g_u[sl] = block.conditioned_gradient(x[sl], ev.grad_eta)
-            return g_u, ev
+            return self.conditioned_gradient(ev, x, g, mask), ev
 
         info = self._nearby_information(natural)
         if info is None:

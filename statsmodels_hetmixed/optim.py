@@ -159,8 +159,9 @@ def newton_decrement(g: np.ndarray, hess: np.ndarray, keep: np.ndarray):
 # Optimisers: (objective, free, mask, options, hist) -> (free, n_iter, done)
 def fisher_scoring(objective, free, mask, options, hist):
     """
-    Fisher scoring on the natural scale, with the analytic expected
-    information as scoring matrix and a backtracking line search.
+    Fisher scoring on the natural scale (steps solved in the objective's
+    conditioned coordinates), with the analytic expected information as
+    scoring matrix and a backtracking line search.
 
     Variances bounded below by zero on their own (``layout.bounded``) are
     handled by an active set: a step never takes them below zero, and one
@@ -174,6 +175,9 @@ def fisher_scoring(objective, free, mask, options, hist):
     nat = lay.to_natural(free)
     box = lay.bounded
     maxiter = options.get("maxiter", 200)
+    # Steps are solved in the conditioned coordinates u = T natural (centred
+    # variance covariates), where the information is well conditioned.
+    T = objective.conditioner(mask)
 
     def evaluate(x):
         if not lay.admissible(x):
@@ -191,17 +195,20 @@ def fisher_scoring(objective, free, mask, options, hist):
         work = np.flatnonzero(mask & ~active)
         if work.size == 0:
             return lay.from_natural(nat), it, True
-        info = ev.info[np.ix_(work, work)]
+        T_w = T[np.ix_(work, work)]
+        g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
+        info = np.linalg.solve(T_w.T, np.linalg.solve(T_w.T, ev.info[np.ix_(work, work)]).T)
         info = 0.5 * (info + info.T)
         ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
         try:
             chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
         except np.linalg.LinAlgError:
             return lay.from_natural(nat), it, False
-        step = np.zeros_like(nat)
-        step[work] = _chol_solve(chol, g[work])
-        if float(g[work] @ step[work]) < NEWTON_DECREMENT_TOL:
+        step_u = _chol_solve(chol, g_u)
+        if float(g_u @ step_u) < NEWTON_DECREMENT_TOL:
             return lay.from_natural(nat), it, True
+        step = np.zeros_like(nat)
+        step[work] = np.linalg.solve(T_w, step_u)
         # Longest step that keeps the boxed variances non-negative; the
         # variance that limits it lands on zero exactly.
         t_max, hit = 1.0, None
