@@ -558,10 +558,11 @@ class Level2Layout:
 def adapt(data, layout, theta, previous=None, quick=False):
     """
     Nodes adapted to ``theta``: every group's mode and scale factor.
-    ``quick`` (rules whose points need not follow theta exactly, not
-    ``rule.readapts``; for the quasi-Newton stage of ``fit``): modes to 1e-5 and scales by forward differences -- with
-    several nodes the rule hardly depends on where they sit, and the
-    gradient at fixed nodes stays exact for the rule in use.
+    ``quick`` (for the quasi-Newton stage of ``fit``; ignored by rules
+    whose value is their placement, ``rule.readapts``): modes to 1e-5 and
+    scales by forward differences -- with several nodes the rule hardly
+    depends on where they sit, and the gradient at fixed nodes stays exact
+    for the rule in use.
     """
     beta, a, L = layout.unpack(theta)
     quick = quick and not data.rule.readapts
