@@ -79,7 +79,7 @@ class LocationScaleData:
     rep_pseudo: np.ndarray    # pseudo-group (group * K + node) of each
     rows: Rows                # the data rows
     rep: Rows                 # the replicated rows
-    rule: IntegrationRule = None  # the integration rule (``_rules``)
+    rule: IntegrationRule     # the integration rule (``_rules``)
     _coarse: object = None    # the data with the coarse rule (``coarse_rule``)
 
     @classmethod
@@ -795,7 +795,8 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
     # The Hessian is reused for the next steps (chord steps: one gradient
     # each) while the decrement falls at least tenfold a step; convergence
     # is confirmed, and the covariance taken, at a fresh Hessian (an
-    # accurate one: the Laplace rule's steps use cheaper ones).
+    # accurate one: rules whose forward differences are not accurate,
+    # such as Laplace, use cheaper ones for the steps).
     converged = False
     fresh, confirm, last_decrement = True, False, np.inf
     if optimise and coarse is not data:
