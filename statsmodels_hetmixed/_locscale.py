@@ -21,8 +21,13 @@ Adaptive quadrature centres the nodes at each group's mode ``t_i`` of
     L_i ~= |B_i| sum_k w_k exp(h_i(t_i + B_i x_k)) / phi(x_k).
 
 All groups and nodes are evaluated in one engine call over the rows
-replicated once per node (pseudo-groups = groups x nodes).  With the nodes
-held fixed, the gradient in (beta, a, L) is exact; ``fit`` re-adapts the
+replicated once per node (pseudo-groups = groups x nodes).  The rule --
+its points ``x_k`` and weights, how the log-likelihood, its gradient and
+the posterior follow from the values at the points, whether its points
+move with the parameters, its coarse rule and Hessian steps -- is an
+object of ``_rules`` (adaptive Gauss-Hermite, or Laplace); this module
+never tests which rule it has.  With the nodes held fixed, the gradient
+of a quadrature rule in (beta, a, L) is exact; ``fit`` re-adapts the
 nodes between optimisation runs until the log-likelihood is stable.
 """
 
@@ -31,55 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
-from scipy.special import logsumexp
 
 from . import _engine, _linalg, optim
+from ._rules import IntegrationRule, rule_for
 from . import _hessian as _differences  # (_hessian is this module's mode Hessian)
 
 _LOG_2PI = np.log(2.0 * np.pi)
-
-
-def quadrature_rule(n_nodes, dim):
-    """
-    Tensor-product Gauss-Hermite rule for the standard normal density:
-    ``int f(x) phi_dim(x) dx ~= sum_k exp(log_w[k]) f(nodes[k])``.
-    """
-    if int(n_nodes) != n_nodes or n_nodes < 1:
-        raise ValueError(f"the number of quadrature nodes must be a positive "
-                         f"integer, not {n_nodes!r}")
-    x, w = hermegauss(int(n_nodes))
-    w = w / np.sqrt(2.0 * np.pi)
-    grids = np.meshgrid(*([x] * dim), indexing="ij")
-    nodes = np.stack([g.ravel() for g in grids], axis=1)
-    wgrids = np.meshgrid(*([w] * dim), indexing="ij")
-    log_w = np.sum([np.log(g.ravel()) for g in wgrids], axis=0)
-    return nodes, log_w
-
-
-# Nodes per dimension of the rule the quasi-Newton stage of ``fit`` uses
-# (see ``LocationScaleData.coarse_rule``).
-COARSE_NODES = {1: 7, 2: 3}
-
-# Step of the Laplace stencil, in units of the posterior SD of each
-# direction: small enough for a 1e-6 relative truncation error of the
-# second differences, large enough that rounding (about 1e-16 |g| / step^2)
-# stays below it.
-LAPLACE_STEP = 3e-3
-
-
-def laplace_stencil(dim, step=LAPLACE_STEP):
-    """
-    Points of the Laplace rule, in the scaled coordinates of the adapted
-    nodes: the mode, then +-step along each axis.  The log-likelihood
-    reads only the mode; the gradient also needs second differences of
-    the conditional gradients along the axes (see ``_laplace_weights``).
-    """
-    nodes = np.zeros((2 * dim + 1, dim))
-    for k in range(dim):
-        nodes[1 + 2 * k, k] = step
-        nodes[2 + 2 * k, k] = -step
-    return nodes, np.full(len(nodes), np.nan)
 
 
 @dataclass
@@ -109,21 +71,23 @@ class LocationScaleData:
     exog_var_re: np.ndarray   # V (n, q_w)
     group_index: np.ndarray
     n_groups: int
-    nodes: np.ndarray         # (K, q_w)
-    log_weights: np.ndarray   # (K,)  (unused by the Laplace rule)
+    nodes: np.ndarray         # (K, q_w) the rule's points, standard scale
+    log_weights: np.ndarray   # (K,)  their log weights (NaN if unused)
     single: _engine.GroupedData     # one pseudo-group per group
     replicated: _engine.GroupedData  # groups x nodes
     rep_rows: np.ndarray      # row of the data behind each replicated row
     rep_pseudo: np.ndarray    # pseudo-group (group * K + node) of each
     rows: Rows                # the data rows
     rep: Rows                 # the replicated rows
-    laplace: bool = False     # one node: the Laplace rule on a stencil
-    n_nodes: int = 0          # nodes per dimension (1: Laplace)
-    _coarse: object = None    # the coarse rule of ``coarse_rule``
+    rule: IntegrationRule     # the integration rule (``_rules``)
+    _coarse: object = None    # the data with the coarse rule (``coarse_rule``)
 
     @classmethod
     def build(cls, endog, exog, exog_re, exog_var, exog_var_re, group_index,
-              n_groups, n_nodes):
+              n_groups, rule):
+        """``rule``: an ``IntegrationRule``, or ``fit``'s ``n_quad``
+        (nodes per dimension, 1 for Laplace)."""
+        rule = rule_for(rule)
         endog = np.asarray(endog, float)
         exog = np.asarray(exog, float)
         exog_re = np.asarray(exog_re, float).reshape(len(endog), -1)
@@ -133,10 +97,7 @@ class LocationScaleData:
         if q_w not in (1, 2):
             raise ValueError("random scale effects must have one or two "
                              f"dimensions, not {q_w}")
-        nodes, log_w = quadrature_rule(n_nodes, q_w)
-        laplace = len(nodes) == 1
-        if laplace:
-            nodes, log_w = laplace_stencil(q_w)
+        nodes, log_w = rule.points(q_w)
         K = len(nodes)
         n = len(endog)
         single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
@@ -150,19 +111,16 @@ class LocationScaleData:
                                                rep_pseudo, n_groups * K)
         return cls(endog, exog, exog_re, exog_var, exog_var_re,
                    np.asarray(group_index), int(n_groups), nodes, log_w,
-                   single, replicated, rep_rows, rep_pseudo, rows, rep, laplace,
-                   int(n_nodes))
+                   single, replicated, rep_rows, rep_pseudo, rows, rep, rule)
 
     def coarse_rule(self):
         """
-        The same data with the coarse rule of ``COARSE_NODES`` nodes per
-        dimension (self if this rule is no finer), built once.  ``fit``
-        runs its quasi-Newton stage on it: adaptive rules are accurate to
-        about 1e-6 in the log-likelihood with that many nodes on most data,
-        and the Newton steps at the full rule finish from there.
+        The same data with the rule's coarse rule (``rule.coarse``; self
+        if that is this rule), built once.  ``fit`` runs its quasi-Newton
+        stage on it, and the Newton steps at the full rule finish from there.
         """
-        coarse = COARSE_NODES[self.q_w]
-        if self.laplace or self.n_nodes <= coarse:
+        coarse = self.rule.coarse(self.q_w)
+        if coarse is self.rule:
             return self
         if self._coarse is None:
             self._coarse = LocationScaleData.build(
@@ -338,7 +296,7 @@ class Quadrature:
 
 def loglike(data, quad, beta, a, L, gradient=False):
     """
-    Adaptive-quadrature log-likelihood with the nodes of ``quad`` held fixed,
+    The rule's log-likelihood with the nodes of ``quad`` held fixed,
     per group, and (optionally) its exact gradient in (beta, a, L lower
     triangle).
 
@@ -351,24 +309,13 @@ def loglike(data, quad, beta, a, L, gradient=False):
     f = ev.llf_groups.reshape(m, K)
     log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
     log_det_B = np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum(axis=1)
-    if data.laplace:
-        # h at the mode + log|B| + (d/2) log(2 pi): the one-node rule.
-        llf_groups = log_det_B + f[:, 0] + log_prior[:, 0] + 0.5 * d * _LOG_2PI
-        post = np.zeros((m, K))
-        post[:, 0] = 1.0
-        if not gradient:
-            return llf_groups, None, post
-        weights = _laplace_weights(data, ev, quad, L)
-    else:
-        log_phi_x = -0.5 * np.sum(data.nodes**2, axis=1) - 0.5 * d * _LOG_2PI
-        terms = f + log_prior + (data.log_weights - log_phi_x)[None, :]
-        llf_groups = log_det_B + logsumexp(terms, axis=1)
-        post = np.exp(terms - logsumexp(terms, axis=1, keepdims=True))  # (m, K)
-        if not gradient:
-            return llf_groups, None, post
-        # The nodes held fixed, the gradient is the posterior-weighted
-        # average of the conditional gradients.
-        weights = post
+    llf_groups, post = data.rule.log_integrals(f, log_prior, log_det_B,
+                                               data.nodes, data.log_weights)
+    if not gradient:
+        return llf_groups, None, post
+    weights = data.rule.gradient_weights(
+        post, lambda: _conditional_t_gradient(data, True, ev, L).reshape(m, K, d),
+        quad.B)
     w_rows = weights.reshape(-1)[data.rep_pseudo]
     rep = data.rep
     X, W, V, Z = rep.exog, rep.exog_var, rep.exog_var_re, rep.exog_re
@@ -390,36 +337,6 @@ def loglike(data, quad, beta, a, L, gradient=False):
     return llf_groups, grad, post
 
 
-def _laplace_weights(data, ev, quad, L):
-    """
-    Weights on the stencil points (mode t, t +- eps b_k, b_k the columns
-    of B) such that sum_p w_p grad_theta f(t_p) is the exact gradient of
-    the Laplace log-likelihood h(t(theta)) - 1/2 log|-H(t(theta), theta)|,
-    with M = (-H)^-1 = B B':
-
-    * grad_theta h at the mode (the mode's movement does not matter there);
-    * 1/2 sum_ab M_ab d^2/dt_a dt_b grad_theta f: the change of the
-      curvature at a fixed mode, = 1/2 sum_k second differences along b_k;
-    * v' d/dt grad_theta f with v = M kappa, kappa_c = 1/2 tr(M dH/dt_c):
-      the change of the curvature as the mode moves (dt/dtheta =
-      M d grad_t h / dtheta); kappa comes from second differences of the
-      t-gradients along b_k, and v = B c with c = B' kappa, so the
-      directional derivative is sum_k c_k (first difference along b_k).
-    """
-    m, K, d = data.n_groups, len(data.nodes), data.q_w
-    eps = np.max(np.abs(data.nodes))
-    # t-gradients of f (the prior's is linear in t: no second difference).
-    gt = _conditional_t_gradient(data, True, ev, L).reshape(m, K, d)
-    second = gt[:, 1::2, :] + gt[:, 2::2, :] - 2.0 * gt[:, :1, :]   # (m, k, c)
-    kappa = 0.5 * second.sum(axis=1) / eps**2                         # (m, c)
-    c = np.einsum("iak,ia->ik", quad.B, kappa)                        # B' kappa
-    weights = np.empty((m, K))
-    weights[:, 0] = 1.0 - d / eps**2
-    weights[:, 1::2] = 0.5 / eps**2 + c / (2.0 * eps)
-    weights[:, 2::2] = 0.5 / eps**2 - c / (2.0 * eps)
-    return weights
-
-
 def _group_outer(groups, m, left, right):
     """Per-group sums of row outer products: (m, k_left, k_right)."""
     out = np.empty((m, left.shape[1], right.shape[1]))
@@ -432,12 +349,6 @@ def _group_outer(groups, m, left, right):
 # ----------------------------------------------------------------------
 # Fitting
 _DECREMENT_TOL = 1e-11
-# Difference step of the Laplace rule's Hessian, in (rough) standard errors
-# (see _hessian_fd).  Its gradient is noisy: measured on 60 groups x 15
-# rows, central differences err by about 0.16 h^2 (truncation) + 2e-9 / h
-# (noise), relative, so 3e-3 gives 2e-6; forward ones (step directions
-# only) 0.5 h = 1.5e-3.
-_LAPLACE_FD_STEP = 3e-3
 
 
 @dataclass
@@ -642,13 +553,14 @@ class Level2Layout:
 def adapt(data, layout, theta, previous=None, quick=False):
     """
     Nodes adapted to ``theta``: every group's mode and scale factor.
-    ``quick`` (quadrature rules only, for the quasi-Newton stage of
-    ``fit``): modes to 1e-5 and scales by forward differences -- with
-    several nodes the rule hardly depends on where they sit, and the
-    gradient at fixed nodes stays exact for the rule in use.
+    ``quick`` (for the quasi-Newton stage of ``fit``; ignored by rules
+    whose value is their placement, ``rule.readapts``): modes to 1e-5 and
+    scales by forward differences -- with several nodes the rule hardly
+    depends on where they sit, and the gradient at fixed nodes stays exact
+    for the rule in use.
     """
     beta, a, L = layout.unpack(theta)
-    quick = quick and not data.laplace
+    quick = quick and not data.rule.readapts
     kw = {"tol": 1e-5, "central": False} if quick else {}
     if previous is None:
         modes, B, _ = find_modes(data, beta, a, L, **kw)
@@ -660,13 +572,14 @@ def adapt(data, layout, theta, previous=None, quick=False):
 
 def _value_and_grad(data, layout, theta, quad):
     """
-    Log-likelihood and gradient at ``theta``.  With several nodes the nodes
-    of ``quad`` are held fixed (the integral hardly depends on where they
-    are placed).  The Laplace rule is its nodes' placement, so its nodes
-    are re-adapted here (warm started: usually no Newton step).
+    Log-likelihood and gradient at ``theta``.  The nodes of ``quad`` are
+    held fixed (the integral of a quadrature rule hardly depends on where
+    they are placed), unless the rule is its nodes' placement
+    (``rule.readapts``: Laplace), whose nodes are re-adapted here (warm
+    started: usually no Newton step).
     """
-    if data.laplace and not (quad.theta is not None
-                             and np.array_equal(quad.theta, theta)):
+    if data.rule.readapts and not (quad.theta is not None
+                                   and np.array_equal(quad.theta, theta)):
         quad = adapt(data, layout, theta, quad)
     beta, a, L = layout.unpack(theta)
     llf_g, grad, post = loglike(data, quad, beta, a, L, gradient=True)
@@ -681,20 +594,22 @@ def _hessian_fd(data, layout, theta, quad, g0, accurate=True):
     about ``_hessian.STEP`` standard errors each, whatever the units of
     the covariates.  With fixed nodes the gradient is smooth to rounding:
     forward differences (measured error 5e-6 relative, against 5e-7 at
-    steps ten times shorter, on 60 groups x 15 rows).  The Laplace
-    gradient re-adapts the nodes and takes second differences on its
-    stencil, which leaves noise: steps of ``_LAPLACE_FD_STEP`` standard
-    errors, central ones, or,
-    when the Hessian only gives step directions (``accurate=False``),
-    forward ones at half the cost.
+    steps ten times shorter, on 60 groups x 15 rows).  The rule sets the
+    step (``rule.hessian_step``) and whether forward differences are
+    accurate (``rule.forward_hessian_accurate``): the Laplace gradient
+    re-adapts the nodes and takes second differences on its stencil,
+    which leaves noise, so it takes central differences, or, when the
+    Hessian only gives step directions (``accurate=False``), forward ones
+    at half the cost.
     """
     idx = np.flatnonzero(layout.free)
     info, size = _rough_information(data, layout, theta)
     basis = _differences.whitening_basis(info[np.ix_(idx, idx)], size[idx])
-    step = _LAPLACE_FD_STEP if data.laplace else _differences.STEP
+    rule = data.rule
     hess = _differences.hessian(
         lambda t: _value_and_grad(data, layout, t, quad)[1], theta, g0, basis,
-        step=step, central=data.laplace and accurate, free=layout.free)
+        step=rule.hessian_step,
+        central=accurate and not rule.forward_hessian_accurate, free=layout.free)
     return hess[np.ix_(idx, idx)]
 
 
@@ -805,7 +720,8 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
     # The Hessian is reused for the next steps (chord steps: one gradient
     # each) while the decrement falls at least tenfold a step; convergence
     # is confirmed, and the covariance taken, at a fresh Hessian (an
-    # accurate one: the Laplace rule's steps use cheaper ones).
+    # accurate one: rules whose forward differences are not accurate,
+    # such as Laplace, use cheaper ones for the steps).
     converged = False
     fresh, confirm, last_decrement = True, False, np.inf
     if optimise and coarse is not data:
@@ -819,7 +735,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
         try:
             if fresh:
                 hess = _hessian_fd(data, layout, theta, quad, g, accurate=confirm)
-                accurate = confirm or not data.laplace
+                accurate = confirm or data.rule.forward_hessian_accurate
             newton = optim.newton_step(hess, g[idx], n_outer, scale)
         except np.linalg.LinAlgError:  # as below
             if fresh:

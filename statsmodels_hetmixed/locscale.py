@@ -390,7 +390,7 @@ def _fit_level2(model, data, layout, theta, n_quad, re_cov, do_cg, options):
 
 def _posterior(data, fit, layout):
     """Posterior means and covariances of (u_i, omega_i) given the data,
-    by the adaptive quadrature rule (law of total variance over the nodes)."""
+    by the fit's integration rule (``rule.posterior_moments``)."""
     q_w = data.q_w
     L_ww, L_uw, L_uu = _locscale._split_factor(fit.factor, q_w)
     m, K = fit.posterior.shape
@@ -408,20 +408,7 @@ def _posterior(data, fit, layout):
     within = np.zeros((m, K, d, d))
     q_u = L_uu.shape[-1]
     within[:, :, :q_u, :q_u] = ev.cond_cov.reshape(m, K, q_u, q_u)
-    if data.laplace:
-        # Normal approximation at the mode, t ~ N(mode, B B'): the mean at
-        # the mode, and E[Cov | t] + J B B' J' with J = d mean / d t from
-        # central differences along the columns of B (the stencil points).
-        eps = np.max(np.abs(data.nodes))
-        jac_b = (mu[:, 1::2, :] - mu[:, 2::2, :]) / (2.0 * eps)      # (m, k, d)
-        mean = mu[:, 0, :]
-        cov = within[:, 0] + np.einsum("ika,ikb->iab", jac_b, jac_b)
-        return SimpleNamespace(mean=mean, cov=cov)
-    p = fit.posterior[:, :, None]
-    mean = (p * mu).sum(axis=1)
-    second = np.einsum("ik,ikab->iab", fit.posterior,
-                       within + mu[:, :, :, None] * mu[:, :, None, :])
-    cov = second - mean[:, :, None] * mean[:, None, :]
+    mean, cov = data.rule.posterior_moments(mu, within, fit.posterior)
     return SimpleNamespace(mean=mean, cov=cov)
 
 
