@@ -72,6 +72,13 @@ class GroupedData:
     pad_index : ndarray (n,) of int or None
         Position of each row in the flattened padded array of shape
         (n_groups, max_size) (padded layout).
+    fe_basis : ndarray (p, p) or None
+        With ``centre``: M such that ``exog`` holds the centred columns
+        X_c = X M^-1 (the intercept column kept, the others less their
+        means), so that X beta = X_c (M beta).  A covariate far from its
+        origin is nearly collinear with the intercept; in the centred
+        columns the GLS solve and the residuals keep their digits.
+        ``evaluate`` takes and returns the fixed effects of X.
     """
 
     endog: np.ndarray
@@ -83,14 +90,19 @@ class GroupedData:
     indicator: sp.csr_array | None
     pad_index: np.ndarray | None
     exog_endog: np.ndarray  # [exog, endog], for one pass of cross products
+    fe_basis: np.ndarray | None = None
 
     @classmethod
-    def build(cls, endog, exog, exog_z, group_index, n_groups, layout="auto"):
+    def build(cls, endog, exog, exog_z, group_index, n_groups, layout="auto",
+              centre=False):
         """
         Parameters
         ----------
         layout : {"auto", "padded", "sparse"}
             How per-group sums are computed (see ``_MAX_PADDING``).
+        centre : bool
+            Centre the fixed-effects columns when one column is a constant
+            (see ``fe_basis``).
         """
         n = len(endog)
         group_index = np.asarray(group_index, dtype=np.intp)
@@ -113,17 +125,28 @@ class GroupedData:
         else:
             raise ValueError(f"unknown layout {layout!r}")
         endog = np.ascontiguousarray(endog, dtype=np.float64)
-        exog = np.ascontiguousarray(exog, dtype=np.float64)
+        exog = np.asarray(exog, dtype=np.float64)
+        exog_endog = np.empty((n, exog.shape[1] + 1))
+        exog_endog[:, :-1] = exog
+        exog_endog[:, -1] = endog
+        fe_basis = None
+        centring = _centring(exog) if centre else None
+        if centring is not None:
+            j0, means = centring
+            exog_endog[:, :-1] -= means
+            fe_basis = np.eye(exog.shape[1])
+            fe_basis[j0] += means / exog[0, j0]
         return cls(
             endog,
-            exog,
+            exog_endog[:, :-1],  # a view: no second copy of the design
             np.ascontiguousarray(exog_z, dtype=np.float64),
             group_index,
             int(n_groups),
             max_size,
             indicator,
             pad_index,
-            np.column_stack([exog, endog]),
+            exog_endog,
+            fe_basis,
         )
 
     @property
@@ -135,6 +158,21 @@ class GroupedData:
         out = np.zeros((self.n_groups * self.max_size, rows.shape[1]))
         out[self.pad_index] = rows
         return out.reshape(self.n_groups, self.max_size, -1)
+
+
+def _centring(exog):
+    """(intercept column, column means with 0 for it), or None when no
+    column is a non-zero constant or no other column varies."""
+    if exog.shape[0] == 0 or exog.shape[1] < 2:
+        return None
+    constant = np.all(exog == exog[0], axis=0) & (exog[0] != 0)
+    if not constant.any():
+        return None
+    j0 = int(np.argmax(constant))
+    means = exog.mean(axis=0)
+    means[j0] = 0.0
+    means[constant] = 0.0  # other constant columns: collinear anyway
+    return j0, means
 
 
 def group_cross(data, left, right, weights):
@@ -208,6 +246,19 @@ class Evaluation:
     llf_groups: np.ndarray | None = None       # (m,) per-group llf (ML)
     vinv_resid: np.ndarray | None = None       # (n,) V^-1 (y - X b)
     grad_cov_groups: np.ndarray | None = None  # (m, q, q) per-group grad_cov
+    # Centred fixed-effects columns (GroupedData.fe_basis): M and X_c'V^-1X_c
+    fe_basis: np.ndarray | None = None
+    xtvix_centred: np.ndarray | None = None
+
+    def fe_covariance(self) -> np.ndarray:
+        """(X'V^-1 X)^-1, inverted in the centred columns where the data
+        have them (M^-1 (X_c'V^-1 X_c)^-1 M^-T): accurate for covariates
+        far from their origin."""
+        if self.fe_basis is None:
+            return np.linalg.inv(self.xtvix)
+        M = self.fe_basis
+        inner = np.linalg.solve(M, np.linalg.inv(self.xtvix_centred))
+        return np.linalg.solve(M, inner.T).T
 
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
@@ -256,6 +307,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         When X'V^-1 X is singular (collinear fixed-effects design).
     """
     X, Z = data.exog, data.exog_z
+    fe_basis = data.fe_basis
+    if fe_basis is not None and fe_params is not None:
+        fe_params = fe_basis @ np.asarray(fe_params, dtype=np.float64)  # of X_c
     y = data.endog if endog is None else np.asarray(endog, dtype=np.float64)
     if per_group and reml:
         raise ValueError("per-group log-likelihoods are for ML only")
@@ -321,7 +375,14 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
 
     score_fe = (Xw.T @ resid - np.einsum("iqp,iq->p", B, blup)
                 if fe_summaries else None)
-    ev = Evaluation(llf, fe_params, xtvix, blup, K, resid, score_fe)
+    if fe_basis is None:
+        ev = Evaluation(llf, fe_params, xtvix, blup, K, resid, score_fe)
+    else:  # back to the fixed effects of X
+        F = fe_basis
+        ev = Evaluation(llf, np.linalg.solve(F, fe_params),
+                        None if xtvix is None else F.T @ xtvix @ F, blup, K, resid,
+                        None if score_fe is None else F.T @ score_fe,
+                        fe_basis=F, xtvix_centred=xtvix)
     if per_group:
         gi, m = data.group_index, data.n_groups
         sizes = np.bincount(gi, minlength=m)

@@ -34,7 +34,7 @@ def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
     """
     k_fe = layout.k_fe
     cov = np.zeros((layout.k_params, layout.k_params))
-    cov[:k_fe, :k_fe] = np.linalg.inv(estimate.evaluation.xtvix)
+    cov[:k_fe, :k_fe] = estimate.evaluation.fe_covariance()
     idx = (np.arange(layout.k_structure) if mask is None
            else np.flatnonzero(mask))
     if idx.size:

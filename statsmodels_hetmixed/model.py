@@ -318,8 +318,8 @@ class HetMixedLM(MixedLM):
         self.variance_blocks = self._check_variance_blocks(variance_blocks, n)
         exog_z, self._vc_slots = self._build_exog_z()
         self._grouped = _engine.GroupedData.build(
-            self.endog, self.exog, exog_z, self._group_index, self.n_groups
-        )
+            self.endog, self.exog, exog_z, self._group_index, self.n_groups,
+            centre=True)
 
         names, re_names, re_names_full = self._make_param_names(
             exog_re if exog_re_names is None else list(exog_re_names))

@@ -213,7 +213,7 @@ class HetMixedLMResults(MixedLMResults):
     def fittedvalues(self):
         """Fitted values: fixed effects plus predicted random effects."""
         grouped = self.model._grouped
-        return grouped.exog @ self.fe_params + _engine.rows_times_group(
+        return self.model.exog @ self.fe_params + _engine.rows_times_group(
             grouped, grouped.exog_z, self._blup)
 
     @cache_readonly

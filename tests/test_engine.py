@@ -183,3 +183,32 @@ def test_fixed_effects_in_other_units_and_collinear_design(reml):
     collinear = GroupedData.build(data.endog, X, data.exog_z, g, data.n_groups)
     with pytest.raises(NotPositiveDefiniteError, match="collinear"):
         evaluate(collinear, L, r, reml)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_centred_fixed_effects_columns_give_the_same_answers(reml):
+    """GroupedData(centre=True) works in centred columns and reports the
+    fixed effects, X'V^-1X, the score and the covariance of X's columns;
+    the dense log-likelihood (of the uncentred X) is the check."""
+    plain, g, W, L = _problem(3)
+    X = plain.exog.copy()
+    X[:, 1] += 50.0  # a covariate away from its origin
+    centred = GroupedData.build(plain.endog, X, plain.exog_z, g, plain.n_groups,
+                                centre=True)
+    uncentred = GroupedData.build(plain.endog, X, plain.exog_z, g, plain.n_groups)
+    assert centred.fe_basis is not None and uncentred.fe_basis is None
+    assert abs(centred.exog[:, 1].mean()) < 1e-10
+    a = np.array([0.2, 0.3])
+    r = np.exp(W @ a)
+    evs = [evaluate(d, L, r, reml, gradient=True) for d in (centred, uncentred)]
+    assert evs[0].llf == pytest.approx(dense_llf(uncentred, g, W, L, a, reml), rel=1e-10)
+    for name in ("llf", "fe_params", "xtvix", "score_fe", "grad_eta", "grad_cov"):
+        np.testing.assert_allclose(getattr(evs[0], name), getattr(evs[1], name),
+                                   rtol=1e-8, atol=1e-10, err_msg=name)
+    np.testing.assert_allclose(evs[0].fe_covariance(), np.linalg.inv(evs[1].xtvix),
+                               rtol=1e-8)
+    if not reml:  # given fixed effects are those of X
+        beta = evs[1].fe_params + 0.1
+        given = [evaluate(d, L, r, False, fe_params=beta) for d in (centred, uncentred)]
+        assert given[0].llf == pytest.approx(given[1].llf, rel=1e-12)
+        np.testing.assert_allclose(given[0].fe_params, beta, rtol=1e-12)
