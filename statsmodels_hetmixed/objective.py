@@ -164,12 +164,8 @@ class HeteroskedasticObjective:
         return ev.llf, lay.free_gradient(free, ev.grad_cov, ev.grad_eta)
 
     # ------------------------------------------------------------------
-    # Observed information, by the one Hessian routine (_hessian): forward
-    # differences of the analytic gradient along directions that whiten the
-    # analytic expected information, so that it does not depend on the
-    # units or origin of the covariates.
-    # ------------------------------------------------------------------
-    # Conditioned coordinates u = T natural (the blocks' conditioners)
+    # Conditioned coordinates u = T natural (the blocks' conditioners):
+    # where scoring steps are solved and the observed information taken.
     def conditioner(self, mask) -> np.ndarray:
         """T, block diagonal: each variance block's ``conditioner`` where
         ``mask`` keeps all its parameters, else the identity (a held
@@ -191,6 +187,11 @@ class HeteroskedasticObjective:
                 g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
         return g_u
 
+    # ------------------------------------------------------------------
+    # Observed information, by the one Hessian routine (_hessian): forward
+    # differences of the analytic gradient along directions that whiten the
+    # analytic expected information, so that it does not depend on the
+    # units or origin of the covariates.
     def observed_information(self, natural, mask=None) -> "ObservedInformation":
         """
         The observed information of the log-likelihood (profiled over the
