@@ -205,13 +205,16 @@ def run_child(tree: Path, workload: str, inner: int, blas_threads) -> dict:
     env["PYTHONPATH"] = str(tree)  # only the tree: no other copy of the package
     if blas_threads is not None:
         env.update({v: str(blas_threads) for v in BLAS_VARS})
+    t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", workload,
          "--child-tree", str(tree), "--child-inner", str(inner)],
         capture_output=True, text=True, env=env, cwd=str(tree))
     if proc.returncode != 0:
         raise RuntimeError(f"{workload} with {tree} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    sample = json.loads(proc.stdout.strip().splitlines()[-1])
+    sample["process_s"] = time.perf_counter() - t0  # the whole process, wall
+    return sample
 
 
 def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -290,6 +293,7 @@ def summarise(name, samples, metric, tolerance, llf_tol):
         "warnings_base": samples["base"][-1]["warnings"],
         "warnings_head": samples["head"][-1]["warnings"],
         "verdict": speed,
+        "process_s_total": sum(s["process_s"] for v in ("base", "head") for s in samples[v]),
         "base_samples": base, "head_samples": head, "paired_ratios": ratios,
     }
 
