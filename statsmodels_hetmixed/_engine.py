@@ -138,7 +138,8 @@ class GroupedData:
             fe_basis[j0] += means / exog[0, j0]
         return cls(
             endog,
-            exog_endog[:, :-1],  # a view: no second copy of the design
+            # C-contiguous for the BLAS products (as the uncentred design was)
+            np.ascontiguousarray(exog_endog[:, :-1]),
             np.ascontiguousarray(exog_z, dtype=np.float64),
             group_index,
             int(n_groups),
