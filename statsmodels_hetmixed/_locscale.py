@@ -36,6 +36,9 @@ from scipy.special import logsumexp
 
 from . import _engine, _linalg, optim
 from . import _hessian as _differences  # (_hessian is this module's mode Hessian)
+from .structures.recov import column_rms as _column_rms
+from .structures.recov import effect_units  # noqa: F401 - used by locscale
+from .structures.recov import positive as _positive
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -469,72 +472,6 @@ class LocationScaleFit:
         return 0 if self.flat_directions is None else len(self.flat_directions)
 
 
-class ThetaLayout:
-    """theta = (beta, a, lower triangle of L) for a location-scale model."""
-
-    def __init__(self, p, k_var, q_w, q_u, independent=False):
-        self.p, self.k_var, self.q_w, self.q_u = p, k_var, q_w, q_u
-        self.d = q_w + q_u
-        self.tril = np.tril_indices(self.d)
-        self.size = p + k_var + len(self.tril[0])
-        self.free = np.ones(self.size, bool)
-        if independent:
-            rows, cols = self.tril
-            cross = (rows >= q_w) & (cols < q_w)
-            self.free[p + k_var:][cross] = False
-
-    def pack(self, beta, a, L):
-        return np.concatenate([beta, a, L[self.tril]])
-
-    def unpack(self, theta):
-        p, k = self.p, self.k_var
-        L = np.zeros((self.d, self.d))
-        L[self.tril] = theta[p + k:]
-        return theta[:p], theta[p:p + k], L
-
-    def gradient(self, grad, theta=None):
-        q_w = self.q_w
-        gL = np.zeros((self.d, self.d))
-        gL[:q_w, :q_w] = grad["L_ww"]
-        gL[q_w:, :q_w] = grad["L_uw"]
-        gL[q_w:, q_w:] = grad["L_uu"]
-        return np.concatenate([grad["beta"], grad["a"], np.tril(gL)[self.tril]])
-
-    def unit_scale(self, data):
-        """
-        Typical size of each theta entry in the units of the data, so that
-        curvatures of different entries can be compared (see ``fit``):
-        row k of L carries the units of random effect k (1 / v_k for scale
-        effects, y / z_k for the mean's).  1 for beta and a, which ``fit``
-        never tests for flatness.
-        """
-        units = effect_units(data.endog, data.exog_re, data.exog_var_re)
-        out = np.ones(self.size)
-        out[self.p + self.k_var:] = units[self.tril[0]]
-        return out
-
-
-def effect_units(endog, exog_re, exog_var_re):
-    """
-    Typical SD of each random effect in the units of its column, scale
-    effects first (layout order): 1 / rms(v_k) for a scale effect (one
-    unit of log variance), sd(y) / rms(z_k) for a mean effect.  Rescaling
-    a column rescales its unit alike, so comparisons with these units do
-    not depend on how the covariates were coded.
-    """
-    return np.r_[1.0 / _column_rms(exog_var_re),
-                 _positive(np.std(endog)) / _column_rms(exog_re)]
-
-
-def _positive(x):
-    return np.where(x > 0, x, 1.0)
-
-
-def _column_rms(mat):
-    """Root mean square of each column (1 for an all-zero column)."""
-    return _positive(np.sqrt(np.mean(np.asarray(mat, float) ** 2, axis=0)))
-
-
 class Level2Layout:
     """
     theta = (beta, a, C, E) for a location-scale model with level-2
@@ -544,7 +481,7 @@ class Level2Layout:
 
     Each group's covariance is Sigma_i = D_i R_i D_i; it is positive
     definite for two random effects, and checked (Cholesky) for more.  The
-    joint factor is per group, scale effects first (as ThetaLayout's L).
+    joint factor is per group, scale effects first (as JointCovariance's L).
 
     ``terms`` (boolean, one row per function -- the variances, then the
     correlations in ``pairs`` order -- and one column per column of S)
@@ -583,7 +520,7 @@ class Level2Layout:
 
     def unit_scale(self, data=None):
         """
-        Typical size of each theta entry (see ``ThetaLayout.unit_scale``):
+        Typical size of each theta entry (see ``JointCovariance.unit_scale``):
         a level-2 coefficient per unit of its column of S changes a log
         variance or an atanh correlation, both free of the data's units.
         """

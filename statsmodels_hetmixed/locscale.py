@@ -22,16 +22,20 @@ from statsmodels.tools._decorators import cache_readonly
 from . import _linalg, _locscale, optim
 from .objective import HeteroskedasticObjective
 from .structures import (
+    JointCovariance,
     Layout,
     Level2Coefficients,
     UnstructuredCovariance,
-    gram_jacobian,
     psd_factor,
 )
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __all__ = ["LocationScaleResults"]
 
+# The order of the blocks in the fitter's theta: the fixed effects and the
+# variance function lead (the Newton step profiles them out), then the
+# random effects' joint covariance.
+THETA_ROLES = ("variance", "re_cov")
 # Default nodes per dimension of the random scale effects.
 DEFAULT_NODES = {1: 15, 2: 5}
 # A combination of the parameters is undetermined when a flat direction
@@ -68,23 +72,19 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                            options)
     fit = _locscale.fit(data, layout, theta, optimise=do_cg, **options)
     _warn_unconverged(fit, do_cg)
-    perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # mean effects first
     tril = np.tril_indices(d)
-
-    def natural(th):
-        beta, a, L = layout.unpack(th)
-        sigma = (L @ L.T)[np.ix_(perm, perm)]
-        return np.concatenate([beta, sigma[tril], a])
-
-    theta_hat = layout.pack(fit.beta, fit.var_params, fit.factor)
-    params = natural(theta_hat)
-    # d natural / d theta, analytic: beta and a carry over, Sigma = L L'.
+    joint = layout.role_block("re_cov")
+    free_cov = joint.free_from_factor(fit.factor)
+    # params: beta, the joint covariance (mean effects first), a.
+    params = np.concatenate([fit.beta, joint.to_natural(free_cov), fit.var_params])
+    # d params / d theta, analytic: beta and a carry over, the joint block's
+    # Jacobian for the covariance.
     p, k = model.k_fe, model.k_var
-    jac = np.zeros((params.size, theta_hat.size))
+    theta_cov = layout.slice_of(joint)
+    jac = np.zeros((params.size, layout.size))
     jac[:p, :p] = np.eye(p)
-    jac[p:p + len(tril[0]), p + k:] = gram_jacobian(
-        fit.factor, (perm[tril[0]], perm[tril[1]]))
-    jac[p + len(tril[0]):, p:p + k] = np.eye(k)
+    jac[p:p + joint.k, theta_cov] = joint.jacobian(free_cov)
+    jac[p + joint.k:, p:p + k] = np.eye(k)
     cov = jac @ fit.cov_theta @ jac.T
     free = np.ones(len(params) - model.k_fe, bool)
     if re_cov == "independent":
@@ -136,15 +136,31 @@ def _joint_layout(model):
     return Layout(names[:model.k_fe], [joint, model.variance_function], q=d)
 
 
+def joint_layout(model, independent=False) -> Layout:
+    """
+    The optimiser's parameter layout of a location-scale model without
+    level-2 functions: theta is the fixed effects, the variance function
+    and the lower triangle of the joint covariance's Cholesky factor with
+    the scale effects first (a ``JointCovariance`` block; ``independent``
+    holds the mean-scale covariances at 0).
+    """
+    names = list(model.data.param_names)
+    p, q_w, q_u = model.k_fe, model.k_var_re, model.k_re
+    d = q_w + q_u
+    joint = JointCovariance(names[p:p + d * (d + 1) // 2], q_w, q_u,
+                            independent=independent)
+    return Layout(names[:p], [model.variance_function, joint], q=d,
+                  roles=THETA_ROLES)
+
+
 def theta_layout(model, re_cov="joint"):
-    """The optimiser's parameter layout of a location-scale model: a
-    ``ThetaLayout`` (Cholesky factor of the joint covariance), or a
+    """The optimiser's parameter layout of a location-scale model: the
+    joint covariance's Cholesky factor (``joint_layout``), or a
     ``Level2Layout`` with level-2 variance functions."""
     q_w, q_u = model.k_var_re, model.k_re
     independent = re_cov == "independent"
     if model.exog_re_var is None:
-        return _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
-                                     independent=independent)
+        return joint_layout(model, independent)
     terms = model._re_var_terms
     layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u,
                                     model._re_var_group_design,
@@ -194,26 +210,12 @@ def theta_from_params(model, layout, params, what="params"):
             raise ValueError(f"{what}: {names} are held at 0 by "
                              "re_cov='independent'; give 0 for them.")
         return theta
-    q_w, q_u, p = model.k_var_re, model.k_re, model.k_fe
-    d = q_w + q_u
-    n_cov = d * (d + 1) // 2
-    sigma = np.zeros((d, d))
-    sigma[np.tril_indices(d)] = vec[p:p + n_cov]
-    sigma = sigma + np.tril(sigma, -1).T  # mean effects first
-    scale_first = np.r_[np.arange(q_u, d), np.arange(q_u)]
-    sigma = sigma[np.ix_(scale_first, scale_first)]
-    vals = np.linalg.eigvalsh(sigma)
-    if vals[0] < -1e-10 * max(abs(vals[-1]), 1e-300):
-        raise ValueError(
-            f"{what}: the joint covariance matrix of the random effects is not "
-            "positive semi-definite (eigenvalues "
-            f"{np.array2string(vals, precision=3)}): give variances >= 0 and "
-            "correlations within [-1, 1].")
-    L = psd_factor(sigma)
-    if not np.allclose(L[layout.tril][~layout.free[p + model.k_var:]], 0.0):
-        raise ValueError(f"{what}: re_cov='independent' holds the covariances "
-                         "between mean and scale effects at 0; give 0 for them.")
-    return layout.pack(vec[:p], vec[p + n_cov:], L)
+    p, joint = model.k_fe, layout.role_block("re_cov")
+    try:  # (checks a positive semi-definite matrix, held covariances at 0)
+        free_cov = joint.from_natural(vec[p:p + joint.k])
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    return layout.pack(vec[:p], vec[p + joint.k:], free_cov)
 
 
 def _start_theta(model, layout, base):
@@ -223,11 +225,12 @@ def _start_theta(model, layout, base):
     functions: their intercepts, no level-2 effects)."""
     q_w = model.k_var_re
     if not isinstance(layout, _locscale.Level2Layout):
-        L0 = np.zeros((layout.d, layout.d))
+        joint = layout.role_block("re_cov")
+        L0 = np.zeros((joint.dim, joint.dim))
         L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
         L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
         return layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
-                           L0)
+                           joint.free_from_factor(L0))
     cov_u = np.asarray(base.cov_re)
     var_u = np.maximum(np.diag(cov_u), 1e-4 * base.scale)
     C0 = np.zeros((layout.d, layout.k_s))

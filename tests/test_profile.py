@@ -12,7 +12,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM, _locscale, _profile
-from statsmodels_hetmixed.locscale import _location_scale_data
+from statsmodels_hetmixed.locscale import _location_scale_data, joint_layout
 
 from .test_locscale import _simulate, _simulate_level2
 
@@ -104,10 +104,10 @@ def test_limits_match_a_brute_force_profile_on_a_grid(fitted, profiled):
         assert out.converged
         return out.llf
 
-    chol = _locscale.ThetaLayout(p, k, 1, 1)
+    chol = joint_layout(model)
     beta, a, L = chol.unpack(fit.theta)
     L[:, 0] *= np.sign(L[0, 0])               # same Sigma, L[0, 0] = SD(omega)
-    start = chol.pack(beta, a, L)
+    start = chol.pack(beta, a, L[np.tril_indices(2)])
     lo, hi = profiled.loc["SD(var:g)", ["[0.025", "0.975]"]]
     grid = np.linspace(0.9 * lo, 1.1 * hi, 13)
     llf = [refit(chol, start, p + k, v) for v in grid]
@@ -146,7 +146,7 @@ def test_boundary_variance_zero():
     # Check: with SD(omega) held at 1e-4 the log-likelihood is less than
     # chi2_1(0.95) / 2 below the maximum.
     fit = res._ls_fit
-    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, 1, 1)
+    layout = joint_layout(model)
     layout.free[model.k_fe + model.k_var] = False
     theta = fit.theta.copy()
     theta[model.k_fe + model.k_var] = 1e-4

@@ -7,6 +7,7 @@ import pytest
 
 from statsmodels_hetmixed.structures import (
     AdditiveVariance,
+    JointCovariance,
     Layout,
     LogLinearVariance,
     PowerVariance,
@@ -212,3 +213,81 @@ def test_unstructured_hold_patterns():
         correlated = block.from_natural(block.vech(
             np.array([[1.0, 0.0, 0.5], [0.0, 2.0, 0.0], [0.5, 0.0, 3.0]])))
         block.hold(mask, correlated)  # a x c is held, but not at zero
+
+
+def _joint(q_w, q_u, independent=False):
+    d = q_w + q_u
+    names = [f"c{i}{j}" for i in range(d) for j in range(i + 1)]
+    return JointCovariance(names, q_w, q_u, independent=independent)
+
+
+@pytest.mark.parametrize("q_w, q_u", [(1, 1), (1, 2), (2, 1)])
+def test_joint_covariance_passes_the_numerical_checks(q_w, q_u):
+    block = _joint(q_w, q_u)
+    L = np.tril(RNG.normal(size=(block.dim, block.dim))) + 2 * np.eye(block.dim)
+    check_block(block, block.free_from_factor(L))
+
+
+def test_joint_covariance_orders_and_held_entries():
+    """Free: the Cholesky factor with the scale effects first; natural: the
+    matrix with the mean effects first; independent holds the factor's
+    mean-scale entries, and from_natural refuses what it cannot hold."""
+    block = _joint(1, 2)
+    L = np.tril(RNG.normal(size=(3, 3))) + 2 * np.eye(3)
+    sigma = L @ L.T                            # scale effect first
+    mean_first = sigma[np.ix_([1, 2, 0], [1, 2, 0])]
+    natural = block.to_natural(block.free_from_factor(L))
+    np.testing.assert_allclose(block.matrix(natural), mean_first, rtol=1e-14)
+    assert block.estimated.all()
+    held = _joint(1, 2, independent=True)
+    # entries (1, 0) and (2, 0) of L: the mean effects' column of omega
+    np.testing.assert_array_equal(held.estimated,
+                                  [True, False, True, False, True, True])
+    with pytest.raises(ValueError, match="holds the covariances"):
+        held.from_natural(natural)
+    inside = mean_first.copy()
+    inside[:2, 2] = inside[2, :2] = 0.0
+    L_held = held.factor_from_free(held.from_natural(held.vech(inside)))
+    assert np.all(L_held[1:, 0] == 0)
+    outside = np.diag([1.0, 1.0, -0.5])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        block.from_natural(block.vech(outside))
+    with pytest.raises(NotImplementedError):
+        block.hold(np.array([True, False, True, True, True, True]),
+                   block.free_from_factor(L))
+
+
+def test_layout_theta_of_a_location_scale_model():
+    """theta: fixed effects, the variance function, then the joint factor
+    (roles in the given order); unpack, the chain rule of the engine's
+    gradient, the estimated mask and the typical sizes."""
+    w = np.column_stack([np.ones(N), RNG.normal(size=N)])
+    variance = LogLinearVariance(w, ["Intercept", "x"])
+    joint = _joint(1, 1, independent=True)
+    layout = Layout(["b0", "b1", "b2"], [joint, variance], q=2,
+                    roles=("variance", "re_cov"))
+    assert layout.blocks == [variance, joint]
+    assert (layout.p, layout.k_var, layout.size) == (3, 2, 8)
+    assert layout.slice_of(joint) == slice(5, 8) and layout.cov == slice(5, 8)
+    np.testing.assert_array_equal(layout.free, [1, 1, 1, 1, 1, 1, 0, 1])
+    L = np.array([[0.5, 0.0], [0.3, 0.8]])
+    theta = layout.pack([1.0, 2.0, 3.0], [0.1, 0.2], joint.free_from_factor(L))
+    beta, a, factor = layout.unpack(theta)
+    np.testing.assert_array_equal(beta, [1, 2, 3])
+    np.testing.assert_array_equal(a, [0.1, 0.2])
+    np.testing.assert_array_equal(factor, L)
+    grad = {"beta": np.array([1.0, 2.0, 3.0]), "a": np.array([4.0, 5.0]),
+            "L_ww": np.array([[6.0]]), "L_uw": np.array([[7.0]]),
+            "L_uu": np.array([[8.0]])}
+    np.testing.assert_array_equal(layout.gradient(grad, theta), np.arange(1.0, 9.0))
+
+    class Data:
+        endog = 3.0 * RNG.normal(size=N)
+        exog_re = np.full((N, 1), 2.0)
+        exog_var_re = np.full((N, 1), 0.5)
+
+    units = layout.unit_scale(Data)
+    sd_u = np.std(Data.endog) / 2.0
+    np.testing.assert_allclose(units, [1, 1, 1, 1, 1, 2.0, sd_u, sd_u], rtol=1e-14)
+    with pytest.raises(ValueError, match="1 free vectors for 2 blocks"):
+        layout.pack([1.0, 2.0, 3.0], [0.1, 0.2])

@@ -10,6 +10,7 @@ from .base import BOUNDARY_RTOL, Block, CovarianceBlock, StartContext, VarianceB
 from .layout import ROLES, Layout
 from .level2 import Level2Coefficients
 from .recov import (
+    JointCovariance,
     UnstructuredCovariance,
     VarianceComponent,
     gram_jacobian,
@@ -25,7 +26,7 @@ from .variance import (
 
 __all__ = [
     "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
-    "ROLES", "Layout", "Level2Coefficients", "UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
+    "ROLES", "Layout", "Level2Coefficients", "JointCovariance", "UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
     "psd_factor",
     "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance", "make_variance_function",
 ]
