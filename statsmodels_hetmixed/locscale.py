@@ -25,6 +25,7 @@ from .structures import (
     JointCovariance,
     Layout,
     Level2Coefficients,
+    Level2Functions,
     UnstructuredCovariance,
     psd_factor,
 )
@@ -153,27 +154,50 @@ def joint_layout(model, independent=False) -> Layout:
                   roles=THETA_ROLES)
 
 
+def level2_layout(model, S=None, independent=False, terms=None) -> Layout:
+    """
+    The optimiser's parameter layout of a location-scale model with level-2
+    variance functions: theta is the fixed effects, the variance function
+    and the coefficients of the level-2 functions (a ``Level2Functions``
+    block) on the group-level design ``S`` (default the model's; a column
+    of ones for one covariance matrix, as the profile refits of a model
+    without level-2 functions use).
+    """
+    S = model._re_var_group_design if S is None else np.asarray(S, float)
+    columns = list(model.re_var_names) or ["Intercept"]
+    functions = model._level2_functions(model.data.exog_re_names)
+    block = Level2Functions(functions, columns, model.k_var_re, model.k_re, S,
+                            independent=independent, terms=terms)
+    return Layout(list(model.data.param_names[:model.k_fe]),
+                  [model.variance_function, block], q=0, roles=THETA_ROLES)
+
+
+def _cov_part(layout, theta):
+    """The layout's random-effects covariance block and its part of theta."""
+    block = layout.role_block("re_cov")
+    return block, np.asarray(theta, float)[layout.slice_of(block)]
+
+
 def theta_layout(model, re_cov="joint"):
     """The optimiser's parameter layout of a location-scale model: the
-    joint covariance's Cholesky factor (``joint_layout``), or a
-    ``Level2Layout`` with level-2 variance functions."""
-    q_w, q_u = model.k_var_re, model.k_re
+    joint covariance's Cholesky factor (``joint_layout``), or level-2
+    variance functions (``level2_layout``)."""
+    q_w = model.k_var_re
     independent = re_cov == "independent"
     if model.exog_re_var is None:
         return joint_layout(model, independent)
     terms = model._re_var_terms
-    layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u,
-                                    model._re_var_group_design,
-                                    independent=independent, terms=terms)
+    layout = level2_layout(model, independent=independent, terms=terms)
+    block = layout.role_block("re_cov")
     if terms is not None and independent:
-        held = [j for j, (k, l) in enumerate(layout.pairs)
-                if (k < q_w) != (l < q_w) and terms[layout.d + j, 1:].any()]
+        held = [j for j, (k, l) in enumerate(block.pairs)
+                if (k < q_w) != (l < q_w) and terms[block.d + j, 1:].any()]
         if held:
             comps = model._level2_components(model.data.exog_re_names)
             raise ValueError(
                 "re_cov='independent' holds the correlations between mean and "
                 "scale effects at 0 in every group, but re_var_formula gives "
-                + ", ".join(model._level2_key(comps[layout.d + j]) for j in held)
+                + ", ".join(model._level2_key(comps[block.d + j]) for j in held)
                 + " a formula: remove it, or fit with re_cov='joint'.")
     return layout
 
@@ -184,8 +208,9 @@ def _level2_order(model, layout):
     formulas), variance function."""
     p, k = model.k_fe, model.k_var
     terms = model._re_var_terms
-    level2 = p + k + (np.arange(layout.size - p - k) if terms is None
-                      else np.flatnonzero(terms.ravel()))
+    level2 = layout.slice_of(layout.role_block("re_cov")).start + (
+        np.arange(layout.role_block("re_cov").k) if terms is None
+        else np.flatnonzero(terms.ravel()))
     return np.r_[np.arange(p), level2, np.arange(p, p + k)]
 
 
@@ -199,7 +224,7 @@ def theta_from_params(model, layout, params, what="params"):
 
     vec, _ = param_vector(params, model.data.param_names, model.k_fe, what,
                           without_fe=False)
-    if isinstance(layout, _locscale.Level2Layout):
+    if isinstance(layout.role_block("re_cov"), Level2Functions):
         theta = np.zeros(layout.size)
         order = _level2_order(model, layout)
         theta[order] = vec
@@ -224,8 +249,9 @@ def _start_theta(model, layout, base):
     scale-effect SDs 0.3 and no correlations with them (for level-2
     functions: their intercepts, no level-2 effects)."""
     q_w = model.k_var_re
-    if not isinstance(layout, _locscale.Level2Layout):
-        joint = layout.role_block("re_cov")
+    block = layout.role_block("re_cov")
+    if not isinstance(block, Level2Functions):
+        joint = block
         L0 = np.zeros((joint.dim, joint.dim))
         L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
         L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
@@ -233,16 +259,16 @@ def _start_theta(model, layout, base):
                            joint.free_from_factor(L0))
     cov_u = np.asarray(base.cov_re)
     var_u = np.maximum(np.diag(cov_u), 1e-4 * base.scale)
-    C0 = np.zeros((layout.d, layout.k_s))
+    C0 = np.zeros((block.d, block.k_s))
     C0[:q_w, 0] = np.log(0.09)
     C0[q_w:, 0] = np.log(var_u)
-    E0 = np.zeros((len(layout.pairs), layout.k_s))
-    for j, (k, l) in enumerate(layout.pairs):
+    E0 = np.zeros((len(block.pairs), block.k_s))
+    for j, (k, l) in enumerate(block.pairs):
         if k >= q_w and l >= q_w:
             rho = cov_u[k - q_w, l - q_w] / np.sqrt(var_u[k - q_w] * var_u[l - q_w])
             E0[j, 0] = np.arctanh(np.clip(rho, -0.9, 0.9))
     return layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
-                       C0, E0)
+                       block.pack(C0, E0))
 
 
 def loglike(model, params, n_quad=None):
@@ -350,7 +376,8 @@ def _fit_level2(model, data, layout, theta, n_quad, re_cov, do_cg, options):
     # With three or more random effects the correlation functions do not
     # keep every group's covariance positive definite by themselves: a
     # maximum on that constraint stops the optimiser short.
-    rank, d = _linalg.covariance_rank(layout.sigma(fit.theta)[0],
+    block, coefficients = _cov_part(layout, fit.theta)
+    rank, d = _linalg.covariance_rank(block.sigma(coefficients)[0],
                                       _effect_reference(model, mean_first=False))
     hint = None
     if d >= 3 and rank < d:
@@ -558,9 +585,7 @@ class LocationScaleResults(HetMixedLMResults):
 
         model = self.model
         S, theta = self._profile_model()[:2]
-        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
-                                        model.k_re, S)
-        return _profile.representable(layout, theta)
+        return _profile.representable(level2_layout(model, S), theta)
 
     @cache_readonly
     def corr_re_joint(self):
@@ -705,9 +730,9 @@ class LocationScaleResults(HetMixedLMResults):
         problems = {"unconverged": [], "errors": [], "higher": []}
 
         def make_layout(design):
-            return _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, design,
-                                          independent=(self.re_cov == "independent"),
-                                          terms=terms)
+            return level2_layout(model, design,
+                                 independent=(self.re_cov == "independent"),
+                                 terms=terms)
 
         # Decided from the rank before any refit (a failed factorisation
         # would depend on the BLAS kernel for a matrix singular to rounding).
@@ -729,11 +754,12 @@ class LocationScaleResults(HetMixedLMResults):
             # This row's log variances and atanh correlations as entries of theta.
             S_row, theta_row = _profile.change_basis(S, theta, make_layout(S), row)
             layout = make_layout(S_row)
+            block = layout.role_block("re_cov")
+            start = layout.slice_of(block).start
             indices = []
             for k in positions:
                 _, i, j = quantities[k % n_q]
-                indices.append(layout.p + layout.k_var
-                               + layout.component(perm[i], perm[j]) * layout.k_s)
+                indices.append(start + block.coefficient(perm[i], perm[j]))
             llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
             if abs(llf_hat - self.llf) > _profile.LLF_TOL:
                 _profile.warn(
@@ -771,7 +797,7 @@ class LocationScaleResults(HetMixedLMResults):
 
     def _profile_model(self):
         """
-        The model as a Level2Layout for profiling: the group-level design
+        The model with level-2 functions for profiling: the group-level design
         S (a column of ones: one covariance matrix), theta at the estimate,
         the design rows whose SDs and correlations are profiled, and their
         labels (None: one row, no labels).
@@ -780,9 +806,8 @@ class LocationScaleResults(HetMixedLMResults):
 
         model, fit = self.model, self._ls_fit
         S = np.ones((model.n_groups, 1))
-        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
-                                        model.k_re, S)
-        theta = _profile.cholesky_to_level2(layout, fit.beta, fit.var_params, fit.factor)
+        theta = _profile.cholesky_to_level2(level2_layout(model, S), fit.beta,
+                                            fit.var_params, fit.factor)
         return S, theta, np.ones((1, 1)), None, None
 
     @cache_readonly
@@ -906,17 +931,19 @@ class Level2Results(LocationScaleResults):
         model = self.model
         q_w, q_u = model.k_var_re, model.k_re
         self._l2 = l2layout
+        self._l2_block, self._l2_part = _cov_part(l2layout, fit.theta)
         self._positions = positions  # of params in the layout's theta
         self._l2_theta = fit.theta
         self.vcomp = np.zeros(0)
         names = list(model.data.exog_re_names) + list(model.var_re_names)
         self._re_names = names
         self._perm = np.r_[np.arange(q_w, q_w + q_u), np.arange(q_w)]
-        sigma, _, _ = l2layout.sigma(fit.theta)
+        block = self._l2_block
+        sigma, _, _ = block.sigma(self._l2_part)
         self._sigma_groups = sigma[:, self._perm][:, :, self._perm]
-        reference = np.zeros((1, l2layout.k_s))
+        reference = np.zeros((1, block.k_s))
         reference[0, 0] = 1.0
-        ref = l2layout.sigma(fit.theta, reference)[0][0][np.ix_(self._perm, self._perm)]
+        ref = block.sigma(self._l2_part, reference)[0][0][np.ix_(self._perm, self._perm)]
         self.cov_re_joint = pd.DataFrame(ref, index=names, columns=names)
         self.cov_re = ref[:q_u, :q_u]
         self.cov_re_unscaled = self.cov_re / self.scale
@@ -951,7 +978,8 @@ class Level2Results(LocationScaleResults):
         rows, row_labels = self._design_rows()
 
         def covariances(x):
-            return lay.sigma(self._theta(x), rows)[0][:, perm][:, :, perm]
+            block, part = _cov_part(lay, self._theta(x))
+            return block.sigma(part, rows)[0][:, perm][:, :, perm]
 
         return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha,
                               undetermined=self._on_boundary()[0].ravel())
@@ -1002,12 +1030,12 @@ class Level2Results(LocationScaleResults):
         whereas the SD or correlation itself saturates (tanh of a diverging
         coefficient is 1 to machine precision, with a zero derivative).
         """
-        lay, perm = self._l2, self._perm
+        lay, perm, block = self._l2, self._perm, self._l2_block
         rows, _ = self._design_rows()
         # The layout's level-2 function of each re_table quantity.
-        comp = [lay.component(perm[i], perm[j])
+        comp = [block.component(perm[i], perm[j])
                 for _, i, j in _re_quantities(self._re_names)]
-        start, ks = lay.p + lay.k_var, lay.k_s
+        start, ks = lay.slice_of(block).start, block.k_s
         functionals = np.zeros((len(rows), len(comp), lay.size))
         for q, c in enumerate(comp):
             functionals[:, q, start + c * ks:start + (c + 1) * ks] = rows
@@ -1022,8 +1050,8 @@ class Level2Results(LocationScaleResults):
         # The fit's terms (a dict re_var_formula holds some at 0) carry
         # over to the refits: the change of basis to a design row alters
         # only the intercepts' coordinates (see _profile.change_basis).
-        lay = self._l2
-        terms = lay.free[lay.p + lay.k_var:].reshape(-1, lay.k_s)
+        lay, block = self._l2, self._l2_block
+        terms = lay.free[lay.slice_of(block)].reshape(-1, block.k_s)
         rows, labels = self._design_rows()
         return self.model._re_var_group_design, self._l2_theta, rows, labels, terms
 

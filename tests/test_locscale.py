@@ -9,7 +9,7 @@ from scipy import integrate
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM, _locscale
-from statsmodels_hetmixed.locscale import joint_layout
+from statsmodels_hetmixed.locscale import joint_layout, level2_layout
 
 
 def _simulate(n_groups=60, size=12, seed=3, var_omega=0.3, corr=-0.4):
@@ -303,11 +303,11 @@ def test_level2_gradient_matches_finite_differences():
     ld = _locscale.LocationScaleData.build(
         model.endog, model.exog, model.exog_re, model.exog_var,
         model.exog_var_re, model._group_index, model.n_groups, 7)
-    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 2,
-                                 model._re_var_group_design)
+    lay = level2_layout(model)
     rng = np.random.default_rng(0)
     theta = lay.pack(np.array([0.9, 0.4]), np.array([0.1, 0.2]),
-                     rng.normal(0, 0.3, (3, 2)), rng.normal(0, 0.3, (3, 2)))
+                     lay.role_block("re_cov").pack(rng.normal(0, 0.3, (3, 2)),
+                                                   rng.normal(0, 0.3, (3, 2))))
     quad = _locscale.adapt(ld, lay, theta)
     _, grad, _, _ = _locscale._value_and_grad(ld, lay, theta, quad)
     for j in range(lay.size):
@@ -549,8 +549,7 @@ def test_trial_step_with_overflow_is_minus_infinity():
     ls = _locscale.LocationScaleData.build(
         model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
         model._group_index, model.n_groups, 5)
-    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
-                                 model._re_var_group_design)
+    lay = level2_layout(model)
     theta = np.zeros(lay.size)
     quad = _locscale.adapt(ls, lay, theta)
     start = _locscale._value_or_minus_inf(ls, lay, theta, quad)
@@ -567,11 +566,11 @@ def test_laplace_gradient_with_level2_functions():
     data = _simulate_level2(n_groups=12, size=6, seed=4)
     model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
                            var_re_formula="~ 1", re_var_formula="~ s")
-    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
-                                 model._re_var_group_design)
+    lay = level2_layout(model)
     theta = lay.pack(np.array([1.0, 0.5]), np.array([0.2, 0.3]),
-                     np.array([[np.log(0.2), 0.5], [np.log(0.6), -0.3]]),
-                     np.array([[-0.3, 0.4]]))
+                     lay.role_block("re_cov").pack(
+                         np.array([[np.log(0.2), 0.5], [np.log(0.6), -0.3]]),
+                         np.array([[-0.3, 0.4]])))
     _, grad, fd = _laplace_gradient_and_differences(_laplace_data(model), lay, theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
 

@@ -262,7 +262,7 @@ def joint_factor_gradient(grad, q_w) -> np.ndarray:
     triangle.
     """
     g_ww, g_uw, g_uu = grad["L_ww"], grad["L_uw"], grad["L_uu"]
-    lead = np.shape(g_uu)[:-2]
+    lead = np.shape(g_ww)[:-2]
     d = q_w + np.shape(g_uu)[-1]
     gL = np.zeros(lead + (d, d))
     gL[..., :q_w, :q_w] = g_ww
