@@ -37,7 +37,6 @@ from scipy.special import logsumexp
 from . import _engine, _linalg, optim
 from . import _hessian as _differences  # (_hessian is this module's mode Hessian)
 from .structures.recov import column_rms as _column_rms
-from .structures.recov import effect_units  # noqa: F401 - used by locscale
 from .structures.recov import positive as _positive
 
 _LOG_2PI = np.log(2.0 * np.pi)

@@ -26,9 +26,9 @@ from .structures import (
     Layout,
     Level2Coefficients,
     Level2Functions,
-    UnstructuredCovariance,
     psd_factor,
 )
+from .structures.recov import effect_units
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __all__ = ["LocationScaleResults"]
@@ -100,7 +100,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
-                reml=False, layout=_joint_layout(model))
+                reml=False, layout=_results_layout(layout))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
     undetermined = res._undetermined_params()
     _warn_boundary([f"{n} is not determined" for n in undetermined],
@@ -126,15 +126,12 @@ def _fit_without_scale_effects(model):
         scale=objective.scale(est.natural))
 
 
-def _joint_layout(model):
-    """The results' layout of a location-scale fit: the joint covariance of
-    the mean's and the scale's random effects (mean effects first), then
-    the variance function."""
-    names = list(model.data.param_names)
-    d = model.k_re + model.k_var_re
-    n_cov = d * (d + 1) // 2
-    joint = UnstructuredCovariance(names[model.k_fe:model.k_fe + n_cov], np.arange(d))
-    return Layout(names[:model.k_fe], [joint, model.variance_function], q=d)
+def _results_layout(layout):
+    """The results' layout of a location-scale fit: the fitter's blocks in
+    the results' order (the joint covariance of the mean's and the scale's
+    random effects, mean effects first, then the variance function), read
+    on the natural scale."""
+    return Layout(layout.fe_names, layout.blocks, q=layout.q)
 
 
 def joint_layout(model, independent=False) -> Layout:
@@ -343,9 +340,9 @@ def _effect_reference(model, mean_first=True):
     """Reference variances of the joint random effects for
     ``_linalg.covariance_rank`` (a variance at most ``ZERO_VAR_RTOL`` of
     it is zero):
-    the squared units of ``_locscale.effect_units``, mean effects first
+    the squared units of ``effect_units``, mean effects first
     (results order) or scale effects first (layout order)."""
-    units = _locscale.effect_units(model.endog, model.exog_re, model.exog_var_re)
+    units = effect_units(model.endog, model.exog_re, model.exog_var_re)
     if mean_first:
         q_w = model.k_var_re
         units = np.r_[units[q_w:], units[:q_w]]

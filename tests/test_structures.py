@@ -9,6 +9,7 @@ from statsmodels_hetmixed.structures import (
     AdditiveVariance,
     JointCovariance,
     Layout,
+    Level2Functions,
     LogLinearVariance,
     PowerVariance,
     StartContext,
@@ -68,11 +69,20 @@ class _WrongDirections(VarianceComponent):
         return 2.0 * super().directions()
 
 
+class _WrongFactorChainRule(Level2Functions):
+    def factor_gradient(self, free, grad):
+        # a sign error in the mean-scale block of d llf / dL
+        grad = dict(grad, L_uw=-grad["L_uw"])
+        return super().factor_gradient(free, grad)
+
+
 @pytest.mark.parametrize("broken, message", [
     (lambda: _WrongChainRule(np.column_stack([np.ones(N), RNG.integers(0, 2, N)]),
                              ["Intercept", "male"]), "free_gradient"),
     # natural_gradient is built from the directions: caught there first
     (lambda: _WrongDirections("vc Var", [0, 1]), "natural_gradient"),
+    (lambda: _WrongFactorChainRule([f"f{j}" for j in range(6)], ["Intercept"], 1, 2,
+                                   np.ones((3, 1))), "factor_gradient"),
 ])
 def test_check_block_catches_wrong_derivatives(broken, message):
     block = broken()
@@ -291,3 +301,65 @@ def test_layout_theta_of_a_location_scale_model():
     np.testing.assert_allclose(units, [1, 1, 1, 1, 1, 2.0, sd_u, sd_u], rtol=1e-14)
     with pytest.raises(ValueError, match="1 free vectors for 2 blocks"):
         layout.pack([1.0, 2.0, 3.0], [0.1, 0.2])
+
+
+def _level2(q_w, q_u, S, **kw):
+    d = q_w + q_u
+    functions = [f"f{j}" for j in range(d + d * (d - 1) // 2)]
+    return Level2Functions(functions, [f"s{j}" for j in range(S.shape[1])],
+                           q_w, q_u, S, **kw)
+
+
+@pytest.mark.parametrize("q_w, q_u", [(1, 1), (1, 2), (2, 1)])
+def test_level2_functions_pass_the_numerical_checks(q_w, q_u):
+    """The generic checks and the chain rule from the per-group factors
+    (the backward Cholesky) against central differences."""
+    S = np.column_stack([np.ones(6), RNG.normal(size=6)])
+    block = _level2(q_w, q_u, S)
+    free = 0.3 * RNG.normal(size=block.k)  # small correlations: every Sigma_i PD
+    check_block(block, free)
+
+
+def test_level2_functions_sigma_held_terms_and_names():
+    S = np.column_stack([np.ones(4), [0.0, 1.0, 2.0, 3.0]])
+    block = Level2Functions(["logvar(w)", "logvar(u)", "atanh corr(u, w)"],
+                            ["Intercept", "s"], 1, 1, S,
+                            terms=[[True, True], [True, False], [True, True]],
+                            independent=True)
+    assert block.names == ["logvar(w):Intercept", "logvar(w):s", "logvar(u):Intercept",
+                           "logvar(u):s", "atanh corr(u, w):Intercept",
+                           "atanh corr(u, w):s"]
+    # terms hold logvar(u):s; independent holds the mean-scale correlation
+    np.testing.assert_array_equal(block.estimated, [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(block.correlations, [0, 0, 0, 0, 1, 1])
+    assert block.component(0, 1) == block.component(1, 0) == 2
+    assert block.coefficient(1, 1, column=1) == 3
+    C, E = np.array([[0.2, 0.1], [-0.4, 0.3]]), np.array([[0.5, -0.2]])
+    free = block.pack(C, E)
+    np.testing.assert_array_equal(np.concatenate(block.split(free)), np.r_[C, E])
+    sigma = block.sigma(free)[0]
+    s = S[2]
+    sd = np.exp(0.5 * C @ s)
+    rho = np.tanh(E[0] @ s)
+    expected = np.array([[sd[0] ** 2, rho * sd[0] * sd[1]],
+                         [rho * sd[0] * sd[1], sd[1] ** 2]])
+    np.testing.assert_allclose(sigma[2], expected, rtol=1e-14)
+    L = block.factor_from_free(free)
+    np.testing.assert_allclose(L @ np.swapaxes(L, 1, 2), sigma, rtol=1e-13)
+    rms = np.sqrt(np.mean(S ** 2, axis=0))
+    np.testing.assert_allclose(block.unit_scale(), np.tile(1 / rms, 3), rtol=1e-14)
+    with pytest.raises(ValueError, match="3 functions and 1 columns"):
+        Level2Functions(["a", "b", "c"], ["Intercept"], 1, 1, S)
+
+
+def test_level2_functions_refuse_a_covariance_that_is_not_positive_definite():
+    """Three effects whose correlations (0.99, 0.99, -0.99) give no
+    positive definite matrix: the factor raises LinAlgError (theta
+    outside the parameter space), a matrix inside does not."""
+    block = _level2(1, 2, np.ones((3, 1)))
+    C = np.zeros((3, 1))
+    inside = block.pack(C, np.array([[0.3], [0.2], [-0.1]]))
+    outside = block.pack(C, np.arctanh([[0.99], [0.99], [-0.99]]))
+    assert block.factor_from_free(inside).shape == (3, 3, 3)
+    with pytest.raises(np.linalg.LinAlgError):
+        block.factor_from_free(outside)
