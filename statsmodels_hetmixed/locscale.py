@@ -58,7 +58,6 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         raise ValueError("re_cov must be 'joint' (correlated mean and scale "
                          "random effects) or 'independent'")
     q_w, q_u = model.k_var_re, model.k_re
-    d = q_u + q_w
     if n_quad is None:
         n_quad = DEFAULT_NODES[q_w]
     data = _location_scale_data(model, n_quad)
@@ -73,7 +72,6 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                            options)
     fit = _locscale.fit(data, layout, theta, optimise=do_cg, **options)
     _warn_unconverged(fit, do_cg)
-    tril = np.tril_indices(d)
     joint = layout.role_block("re_cov")
     free_cov = joint.free_from_factor(fit.factor)
     # params: beta, the joint covariance (mean effects first), a.
@@ -88,9 +86,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     jac[p + joint.k:, p:p + k] = np.eye(k)
     cov = jac @ fit.cov_theta @ jac.T
     free = np.ones(len(params) - model.k_fe, bool)
-    if re_cov == "independent":
-        rows, cols = tril
-        free[:len(rows)] = ~((rows >= q_u) & (cols < q_u))
+    free[:joint.k] = joint.natural_estimated
     scale = np.exp(model.variance_function.log_scale(fit.var_params))
     res = LocationScaleResults(model, params, cov / scale)
     res.flat_directions = fit.flat_directions @ jac.T
@@ -205,9 +201,9 @@ def _level2_order(model, layout):
     formulas), variance function."""
     p, k = model.k_fe, model.k_var
     terms = model._re_var_terms
-    level2 = layout.slice_of(layout.role_block("re_cov")).start + (
-        np.arange(layout.role_block("re_cov").k) if terms is None
-        else np.flatnonzero(terms.ravel()))
+    block = layout.role_block("re_cov")
+    level2 = layout.slice_of(block).start + (
+        np.arange(block.k) if terms is None else np.flatnonzero(terms.ravel()))
     return np.r_[np.arange(p), level2, np.arange(p, p + k)]
 
 

@@ -253,6 +253,10 @@ def test_joint_covariance_orders_and_held_entries():
     # entries (1, 0) and (2, 0) of L: the mean effects' column of omega
     np.testing.assert_array_equal(held.estimated,
                                   [True, False, True, False, True, True])
+    # natural order, mean effects first: the scale effect's row (2, 0), (2, 1)
+    np.testing.assert_array_equal(held.natural_estimated,
+                                  [True, True, True, False, False, True])
+    assert block.natural_estimated.all()
     with pytest.raises(ValueError, match="holds the covariances"):
         held.from_natural(natural)
     inside = mean_first.copy()

@@ -316,6 +316,15 @@ class JointCovariance(UnstructuredCovariance):
         are held at 0 with ``independent``)."""
         return self._estimated.copy()
 
+    @property
+    def natural_estimated(self) -> np.ndarray:
+        """Mask of natural entries the fit estimates: with ``independent``
+        the covariances between mean and scale effects are held at 0."""
+        rows, cols = self._tril
+        if not self.independent:
+            return np.ones(self.k, bool)
+        return ~((rows >= self.q_u) & (cols < self.q_u))
+
     def free_from_factor(self, L: np.ndarray) -> np.ndarray:
         """The free vector of a joint factor L (scale effects first)."""
         return np.asarray(L, dtype=np.float64)[self._tril]
