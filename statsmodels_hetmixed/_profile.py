@@ -3,7 +3,8 @@ Profile-likelihood confidence limits for the variances and correlations of
 the random effects of location-scale models (private; used by
 ``LocationScaleResults.profile_ci``).
 
-The joint covariance matrix is written as in ``_locscale.Level2Layout``:
+The joint covariance matrix is written as level-2 functions
+(``structures.Level2Functions``, the layout of ``locscale.level2_layout``):
 log variances and atanh correlations, linear in a group-level design S
 (a column of ones for one covariance matrix).  One entry of theta -- the
 log variance or atanh correlation at one level-2 design row, after a change
@@ -49,9 +50,23 @@ class ProfileError(RuntimeError):
     """A refit at a profile point failed."""
 
 
+def _level2_part(layout):
+    """The layout's level-2 functions block and its slice of theta."""
+    block = layout.role_block("re_cov")
+    return block, layout.slice_of(block)
+
+
+def _correlation_entries(layout):
+    """Mask of the theta entries that are atanh-correlation coefficients."""
+    block, where = _level2_part(layout)
+    out = np.zeros(layout.size, bool)
+    out[where] = block.correlations
+    return out
+
+
 def change_basis(S, theta, layout, row):
     """
-    Re-express a Level2Layout model so that ``row`` of the level-2 design
+    Re-express a model with level-2 functions so that ``row`` of the level-2 design
     is the first coordinate: ``S' = S A^-1`` and ``C' = C A'``, ``E' = E A'``
     with A the identity whose first row is ``row`` (invertible, because the
     design's first column is the intercept).  Then the log variances and
@@ -67,16 +82,20 @@ def change_basis(S, theta, layout, row):
     A[0] = row
     if row[0] != 1.0:
         raise ValueError("the level-2 design row must start with the intercept (1)")
-    beta, a, C, E = layout.split(theta)
+    block, where = _level2_part(layout)
+    C, E = block.split(theta[where])
     S_new = S @ np.linalg.inv(A)
-    return S_new, layout.pack(beta, a, C @ A.T, E @ A.T)
+    theta_new = np.array(theta, dtype=np.float64)
+    theta_new[where] = block.pack(C @ A.T, E @ A.T)
+    return S_new, theta_new
 
 
 def cholesky_to_level2(layout, beta, a, L):
-    """theta of a Level2Layout with S = 1 from a joint factor L (scale
+    """theta with level-2 functions on S = 1 from a joint factor L (scale
     effects first), log variances and atanh correlations clipped to the
     search range (a variance of 0 or a correlation of +-1 has no finite
     value there)."""
+    block = layout.role_block("re_cov")
     sigma = L @ L.T
     var = np.diag(sigma)
     # A zero variance: 2 LOGVAR_SPAN below the largest on the log scale.
@@ -88,14 +107,17 @@ def cholesky_to_level2(layout, beta, a, L):
     C = np.log(var)[:, None]
     E = np.array([[np.arctanh(np.clip(sigma[k, l] / (sd[k] * sd[l]),
                                       -np.tanh(ATANH_MAX), np.tanh(ATANH_MAX)))]
-                  for k, l in layout.pairs]).reshape(len(layout.pairs), 1)
-    return layout.pack(beta, a, C, E)
+                  for k, l in block.pairs]).reshape(len(block.pairs), 1)
+    theta = np.zeros(layout.size)
+    theta[layout.fe], theta[layout.var] = beta, a
+    theta[layout.slice_of(block)] = block.pack(C, E)
+    return theta
 
 
 def representable(layout, theta):
     """
     Whether the refits' parameterisation (log variances, atanh
-    correlations) can hold the estimate ``theta`` of a Level2Layout: every
+    correlations) can hold the estimate ``theta`` (level-2 functions): every
     group's correlation matrix, with correlations beyond
     ``+-tanh(ATANH_MAX)`` read as that bound (how the search range holds a
     correlation of +-1), is of full rank by ``_linalg.covariance_rank``.
@@ -106,7 +128,8 @@ def representable(layout, theta):
     that the answer does not depend on whether a Cholesky factorisation of
     a matrix singular to rounding happens to succeed.
     """
-    sigma = layout.sigma(theta)[0]
+    block, where = _level2_part(layout)
+    sigma = block.sigma(np.asarray(theta, float)[where])[0]
     R, _ = _linalg.correlation(sigma)
     bound = np.tanh(ATANH_MAX)
     d = R.shape[-1]
@@ -118,7 +141,7 @@ def representable(layout, theta):
 
 class ProfileLikelihood:
     """
-    The profile log-likelihood of entry ``index`` of a Level2Layout theta:
+    The profile log-likelihood of entry ``index`` of theta (level-2 functions):
     the maximum over the other free entries with that one held at ``t``,
     each refit warm-started from the nearest point already computed.
     """
@@ -161,8 +184,7 @@ class ProfileLikelihood:
         theta = self.points[near][1].copy()
         theta[self.index] = t
         lay = self.layout
-        others = np.zeros(lay.size, bool)
-        others[lay.p + lay.k_var + lay.d * lay.k_s:] = True
+        others = _correlation_entries(lay)
         others[self.index] = False
         for _ in range(60):
             try:
@@ -214,8 +236,8 @@ def find_limit(profile, t_hat, llf_hat, direction, step, bound, z, xtol,
 
 def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
     """
-    Profile-likelihood limits for entries ``indices`` of a Level2Layout
-    theta (log variances or atanh correlations) at the estimate ``theta``.
+    Profile-likelihood limits for entries ``indices`` of theta with level-2
+    functions (log variances or atanh correlations) at the estimate ``theta``.
 
     Returns (llf at theta, list of dicts or None for held entries); each
     dict has the estimate ``t_hat``, ``lower`` and ``upper`` on the
@@ -231,7 +253,7 @@ def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
     with np.errstate(all="ignore"):
         check = _locscale.fit(data, layout, theta, optimise=False)
     llf_hat = check.llf
-    first_corr = layout.p + layout.k_var + layout.d * layout.k_s
+    correlation = _correlation_entries(layout)
     out = []
     for index in indices:
         if not layout.free[index]:
@@ -240,7 +262,7 @@ def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
         t_hat = float(theta[index])
         se = np.sqrt(max(check.cov_theta[index, index], 0.0))
         step = float(np.clip(z * se, 0.05, 2.0)) if np.isfinite(se) and se > 0 else 0.5
-        if index >= first_corr:
+        if correlation[index]:
             bounds = (-ATANH_MAX, ATANH_MAX)
         else:
             bounds = (t_hat - LOGVAR_SPAN, t_hat + LOGVAR_SPAN)

@@ -22,16 +22,21 @@ from statsmodels.tools._decorators import cache_readonly
 from . import _linalg, _locscale, optim
 from .objective import HeteroskedasticObjective
 from .structures import (
+    JointCovariance,
     Layout,
     Level2Coefficients,
-    UnstructuredCovariance,
-    gram_jacobian,
+    Level2Functions,
     psd_factor,
 )
+from .structures.recov import effect_units
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __all__ = ["LocationScaleResults"]
 
+# The order of the blocks in the fitter's theta: the fixed effects and the
+# variance function lead (the Newton step profiles them out), then the
+# random effects' joint covariance.
+THETA_ROLES = ("variance", "re_cov")
 # Default nodes per dimension of the random scale effects.
 DEFAULT_NODES = {1: 15, 2: 5}
 # A combination of the parameters is undetermined when a flat direction
@@ -53,7 +58,6 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
         raise ValueError("re_cov must be 'joint' (correlated mean and scale "
                          "random effects) or 'independent'")
     q_w, q_u = model.k_var_re, model.k_re
-    d = q_u + q_w
     if n_quad is None:
         n_quad = DEFAULT_NODES[q_w]
     data = _location_scale_data(model, n_quad)
@@ -68,28 +72,21 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
                            options)
     fit = _locscale.fit(data, layout, theta, optimise=do_cg, **options)
     _warn_unconverged(fit, do_cg)
-    perm = np.r_[np.arange(q_w, d), np.arange(q_w)]  # mean effects first
-    tril = np.tril_indices(d)
-
-    def natural(th):
-        beta, a, L = layout.unpack(th)
-        sigma = (L @ L.T)[np.ix_(perm, perm)]
-        return np.concatenate([beta, sigma[tril], a])
-
-    theta_hat = layout.pack(fit.beta, fit.var_params, fit.factor)
-    params = natural(theta_hat)
-    # d natural / d theta, analytic: beta and a carry over, Sigma = L L'.
+    joint = layout.role_block("re_cov")
+    free_cov = joint.free_from_factor(fit.factor)
+    # params: beta, the joint covariance (mean effects first), a.
+    params = np.concatenate([fit.beta, joint.to_natural(free_cov), fit.var_params])
+    # d params / d theta, analytic: beta and a carry over, the joint block's
+    # Jacobian for the covariance.
     p, k = model.k_fe, model.k_var
-    jac = np.zeros((params.size, theta_hat.size))
+    theta_cov = layout.slice_of(joint)
+    jac = np.zeros((params.size, layout.size))
     jac[:p, :p] = np.eye(p)
-    jac[p:p + len(tril[0]), p + k:] = gram_jacobian(
-        fit.factor, (perm[tril[0]], perm[tril[1]]))
-    jac[p + len(tril[0]):, p:p + k] = np.eye(k)
+    jac[p:p + joint.k, theta_cov] = joint.jacobian(free_cov)
+    jac[p + joint.k:, p:p + k] = np.eye(k)
     cov = jac @ fit.cov_theta @ jac.T
     free = np.ones(len(params) - model.k_fe, bool)
-    if re_cov == "independent":
-        rows, cols = tril
-        free[:len(rows)] = ~((rows >= q_u) & (cols < q_u))
+    free[:joint.k] = joint.natural_estimated
     scale = np.exp(model.variance_function.log_scale(fit.var_params))
     res = LocationScaleResults(model, params, cov / scale)
     res.flat_directions = fit.flat_directions @ jac.T
@@ -99,7 +96,7 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"], free=free,
-                reml=False, layout=_joint_layout(model))
+                reml=False, layout=_results_layout(layout))
     res._finish_location_scale(fit, eb, n_quad, re_cov)
     undetermined = res._undetermined_params()
     _warn_boundary([f"{n} is not determined" for n in undetermined],
@@ -125,39 +122,75 @@ def _fit_without_scale_effects(model):
         scale=objective.scale(est.natural))
 
 
-def _joint_layout(model):
-    """The results' layout of a location-scale fit: the joint covariance of
-    the mean's and the scale's random effects (mean effects first), then
-    the variance function."""
+def _results_layout(layout):
+    """The results' layout of a location-scale fit: the fitter's blocks in
+    the results' order (the joint covariance of the mean's and the scale's
+    random effects, mean effects first, then the variance function), read
+    on the natural scale."""
+    return Layout(layout.fe_names, layout.blocks, q=layout.q)
+
+
+def joint_layout(model, independent=False) -> Layout:
+    """
+    The optimiser's parameter layout of a location-scale model without
+    level-2 functions: theta is the fixed effects, the variance function
+    and the lower triangle of the joint covariance's Cholesky factor with
+    the scale effects first (a ``JointCovariance`` block; ``independent``
+    holds the mean-scale covariances at 0).
+    """
     names = list(model.data.param_names)
-    d = model.k_re + model.k_var_re
-    n_cov = d * (d + 1) // 2
-    joint = UnstructuredCovariance(names[model.k_fe:model.k_fe + n_cov], np.arange(d))
-    return Layout(names[:model.k_fe], [joint, model.variance_function], q=d)
+    p, q_w, q_u = model.k_fe, model.k_var_re, model.k_re
+    d = q_w + q_u
+    joint = JointCovariance(names[p:p + d * (d + 1) // 2], q_w, q_u,
+                            independent=independent)
+    return Layout(names[:p], [model.variance_function, joint], q=d,
+                  roles=THETA_ROLES)
+
+
+def level2_layout(model, S=None, independent=False, terms=None) -> Layout:
+    """
+    The optimiser's parameter layout of a location-scale model with level-2
+    variance functions: theta is the fixed effects, the variance function
+    and the coefficients of the level-2 functions (a ``Level2Functions``
+    block) on the group-level design ``S`` (default the model's; a column
+    of ones for one covariance matrix, as the profile refits of a model
+    without level-2 functions use).
+    """
+    S = model._re_var_group_design if S is None else np.asarray(S, float)
+    columns = list(model.re_var_names) or ["Intercept"]
+    functions = model._level2_functions(model.data.exog_re_names)
+    block = Level2Functions(functions, columns, model.k_var_re, model.k_re, S,
+                            independent=independent, terms=terms)
+    return Layout(list(model.data.param_names[:model.k_fe]),
+                  [model.variance_function, block], q=0, roles=THETA_ROLES)
+
+
+def _cov_part(layout, theta):
+    """The layout's random-effects covariance block and its part of theta."""
+    block = layout.role_block("re_cov")
+    return block, np.asarray(theta, float)[layout.slice_of(block)]
 
 
 def theta_layout(model, re_cov="joint"):
-    """The optimiser's parameter layout of a location-scale model: a
-    ``ThetaLayout`` (Cholesky factor of the joint covariance), or a
-    ``Level2Layout`` with level-2 variance functions."""
-    q_w, q_u = model.k_var_re, model.k_re
+    """The optimiser's parameter layout of a location-scale model: the
+    joint covariance's Cholesky factor (``joint_layout``), or level-2
+    variance functions (``level2_layout``)."""
+    q_w = model.k_var_re
     independent = re_cov == "independent"
     if model.exog_re_var is None:
-        return _locscale.ThetaLayout(model.k_fe, model.k_var, q_w, q_u,
-                                     independent=independent)
+        return joint_layout(model, independent)
     terms = model._re_var_terms
-    layout = _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u,
-                                    model._re_var_group_design,
-                                    independent=independent, terms=terms)
+    layout = level2_layout(model, independent=independent, terms=terms)
+    block = layout.role_block("re_cov")
     if terms is not None and independent:
-        held = [j for j, (k, l) in enumerate(layout.pairs)
-                if (k < q_w) != (l < q_w) and terms[layout.d + j, 1:].any()]
+        held = [j for j, (k, l) in enumerate(block.pairs)
+                if (k < q_w) != (l < q_w) and terms[block.d + j, 1:].any()]
         if held:
             comps = model._level2_components(model.data.exog_re_names)
             raise ValueError(
                 "re_cov='independent' holds the correlations between mean and "
                 "scale effects at 0 in every group, but re_var_formula gives "
-                + ", ".join(model._level2_key(comps[layout.d + j]) for j in held)
+                + ", ".join(model._level2_key(comps[block.d + j]) for j in held)
                 + " a formula: remove it, or fit with re_cov='joint'.")
     return layout
 
@@ -168,8 +201,9 @@ def _level2_order(model, layout):
     formulas), variance function."""
     p, k = model.k_fe, model.k_var
     terms = model._re_var_terms
-    level2 = p + k + (np.arange(layout.size - p - k) if terms is None
-                      else np.flatnonzero(terms.ravel()))
+    block = layout.role_block("re_cov")
+    level2 = layout.slice_of(block).start + (
+        np.arange(block.k) if terms is None else np.flatnonzero(terms.ravel()))
     return np.r_[np.arange(p), level2, np.arange(p, p + k)]
 
 
@@ -183,7 +217,7 @@ def theta_from_params(model, layout, params, what="params"):
 
     vec, _ = param_vector(params, model.data.param_names, model.k_fe, what,
                           without_fe=False)
-    if isinstance(layout, _locscale.Level2Layout):
+    if isinstance(layout.role_block("re_cov"), Level2Functions):
         theta = np.zeros(layout.size)
         order = _level2_order(model, layout)
         theta[order] = vec
@@ -194,26 +228,12 @@ def theta_from_params(model, layout, params, what="params"):
             raise ValueError(f"{what}: {names} are held at 0 by "
                              "re_cov='independent'; give 0 for them.")
         return theta
-    q_w, q_u, p = model.k_var_re, model.k_re, model.k_fe
-    d = q_w + q_u
-    n_cov = d * (d + 1) // 2
-    sigma = np.zeros((d, d))
-    sigma[np.tril_indices(d)] = vec[p:p + n_cov]
-    sigma = sigma + np.tril(sigma, -1).T  # mean effects first
-    scale_first = np.r_[np.arange(q_u, d), np.arange(q_u)]
-    sigma = sigma[np.ix_(scale_first, scale_first)]
-    vals = np.linalg.eigvalsh(sigma)
-    if vals[0] < -1e-10 * max(abs(vals[-1]), 1e-300):
-        raise ValueError(
-            f"{what}: the joint covariance matrix of the random effects is not "
-            "positive semi-definite (eigenvalues "
-            f"{np.array2string(vals, precision=3)}): give variances >= 0 and "
-            "correlations within [-1, 1].")
-    L = psd_factor(sigma)
-    if not np.allclose(L[layout.tril][~layout.free[p + model.k_var:]], 0.0):
-        raise ValueError(f"{what}: re_cov='independent' holds the covariances "
-                         "between mean and scale effects at 0; give 0 for them.")
-    return layout.pack(vec[:p], vec[p + n_cov:], L)
+    p, joint = model.k_fe, layout.role_block("re_cov")
+    try:  # (checks a positive semi-definite matrix, held covariances at 0)
+        free_cov = joint.from_natural(vec[p:p + joint.k])
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    return layout.pack(vec[:p], vec[p + joint.k:], free_cov)
 
 
 def _start_theta(model, layout, base):
@@ -222,24 +242,26 @@ def _start_theta(model, layout, base):
     scale-effect SDs 0.3 and no correlations with them (for level-2
     functions: their intercepts, no level-2 effects)."""
     q_w = model.k_var_re
-    if not isinstance(layout, _locscale.Level2Layout):
-        L0 = np.zeros((layout.d, layout.d))
+    block = layout.role_block("re_cov")
+    if not isinstance(block, Level2Functions):
+        joint = block
+        L0 = np.zeros((joint.dim, joint.dim))
         L0[:q_w, :q_w] = 0.3 * np.eye(q_w)
         L0[q_w:, q_w:] = psd_factor(np.asarray(base.cov_re))
         return layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
-                           L0)
+                           joint.free_from_factor(L0))
     cov_u = np.asarray(base.cov_re)
     var_u = np.maximum(np.diag(cov_u), 1e-4 * base.scale)
-    C0 = np.zeros((layout.d, layout.k_s))
+    C0 = np.zeros((block.d, block.k_s))
     C0[:q_w, 0] = np.log(0.09)
     C0[q_w:, 0] = np.log(var_u)
-    E0 = np.zeros((len(layout.pairs), layout.k_s))
-    for j, (k, l) in enumerate(layout.pairs):
+    E0 = np.zeros((len(block.pairs), block.k_s))
+    for j, (k, l) in enumerate(block.pairs):
         if k >= q_w and l >= q_w:
             rho = cov_u[k - q_w, l - q_w] / np.sqrt(var_u[k - q_w] * var_u[l - q_w])
             E0[j, 0] = np.arctanh(np.clip(rho, -0.9, 0.9))
     return layout.pack(np.asarray(base.fe_params), np.asarray(base.var_params),
-                       C0, E0)
+                       block.pack(C0, E0))
 
 
 def loglike(model, params, n_quad=None):
@@ -314,9 +336,9 @@ def _effect_reference(model, mean_first=True):
     """Reference variances of the joint random effects for
     ``_linalg.covariance_rank`` (a variance at most ``ZERO_VAR_RTOL`` of
     it is zero):
-    the squared units of ``_locscale.effect_units``, mean effects first
+    the squared units of ``effect_units``, mean effects first
     (results order) or scale effects first (layout order)."""
-    units = _locscale.effect_units(model.endog, model.exog_re, model.exog_var_re)
+    units = effect_units(model.endog, model.exog_re, model.exog_var_re)
     if mean_first:
         q_w = model.k_var_re
         units = np.r_[units[q_w:], units[:q_w]]
@@ -347,7 +369,8 @@ def _fit_level2(model, data, layout, theta, n_quad, re_cov, do_cg, options):
     # With three or more random effects the correlation functions do not
     # keep every group's covariance positive definite by themselves: a
     # maximum on that constraint stops the optimiser short.
-    rank, d = _linalg.covariance_rank(layout.sigma(fit.theta)[0],
+    block, coefficients = _cov_part(layout, fit.theta)
+    rank, d = _linalg.covariance_rank(block.sigma(coefficients)[0],
                                       _effect_reference(model, mean_first=False))
     hint = None
     if d >= 3 and rank < d:
@@ -542,9 +565,7 @@ class LocationScaleResults(HetMixedLMResults):
 
         model = self.model
         S, theta = self._profile_model()[:2]
-        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
-                                        model.k_re, S)
-        return _profile.representable(layout, theta)
+        return _profile.representable(level2_layout(model, S), theta)
 
     @cache_readonly
     def corr_re_joint(self):
@@ -689,9 +710,9 @@ class LocationScaleResults(HetMixedLMResults):
         problems = {"unconverged": [], "errors": [], "higher": []}
 
         def make_layout(design):
-            return _locscale.Level2Layout(model.k_fe, model.k_var, q_w, q_u, design,
-                                          independent=(self.re_cov == "independent"),
-                                          terms=terms)
+            return level2_layout(model, design,
+                                 independent=(self.re_cov == "independent"),
+                                 terms=terms)
 
         # Decided from the rank before any refit (a failed factorisation
         # would depend on the BLAS kernel for a matrix singular to rounding).
@@ -713,11 +734,12 @@ class LocationScaleResults(HetMixedLMResults):
             # This row's log variances and atanh correlations as entries of theta.
             S_row, theta_row = _profile.change_basis(S, theta, make_layout(S), row)
             layout = make_layout(S_row)
+            block = layout.role_block("re_cov")
+            start = layout.slice_of(block).start
             indices = []
             for k in positions:
                 _, i, j = quantities[k % n_q]
-                indices.append(layout.p + layout.k_var
-                               + layout.component(perm[i], perm[j]) * layout.k_s)
+                indices.append(start + block.coefficient(perm[i], perm[j]))
             llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
             if abs(llf_hat - self.llf) > _profile.LLF_TOL:
                 _profile.warn(
@@ -755,7 +777,7 @@ class LocationScaleResults(HetMixedLMResults):
 
     def _profile_model(self):
         """
-        The model as a Level2Layout for profiling: the group-level design
+        The model with level-2 functions for profiling: the group-level design
         S (a column of ones: one covariance matrix), theta at the estimate,
         the design rows whose SDs and correlations are profiled, and their
         labels (None: one row, no labels).
@@ -764,9 +786,8 @@ class LocationScaleResults(HetMixedLMResults):
 
         model, fit = self.model, self._ls_fit
         S = np.ones((model.n_groups, 1))
-        layout = _locscale.Level2Layout(model.k_fe, model.k_var, model.k_var_re,
-                                        model.k_re, S)
-        theta = _profile.cholesky_to_level2(layout, fit.beta, fit.var_params, fit.factor)
+        theta = _profile.cholesky_to_level2(level2_layout(model, S), fit.beta,
+                                            fit.var_params, fit.factor)
         return S, theta, np.ones((1, 1)), None, None
 
     @cache_readonly
@@ -890,17 +911,19 @@ class Level2Results(LocationScaleResults):
         model = self.model
         q_w, q_u = model.k_var_re, model.k_re
         self._l2 = l2layout
+        self._l2_block, self._l2_part = _cov_part(l2layout, fit.theta)
         self._positions = positions  # of params in the layout's theta
         self._l2_theta = fit.theta
         self.vcomp = np.zeros(0)
         names = list(model.data.exog_re_names) + list(model.var_re_names)
         self._re_names = names
         self._perm = np.r_[np.arange(q_w, q_w + q_u), np.arange(q_w)]
-        sigma, _, _ = l2layout.sigma(fit.theta)
+        block = self._l2_block
+        sigma, _, _ = block.sigma(self._l2_part)
         self._sigma_groups = sigma[:, self._perm][:, :, self._perm]
-        reference = np.zeros((1, l2layout.k_s))
+        reference = np.zeros((1, block.k_s))
         reference[0, 0] = 1.0
-        ref = l2layout.sigma(fit.theta, reference)[0][0][np.ix_(self._perm, self._perm)]
+        ref = block.sigma(self._l2_part, reference)[0][0][np.ix_(self._perm, self._perm)]
         self.cov_re_joint = pd.DataFrame(ref, index=names, columns=names)
         self.cov_re = ref[:q_u, :q_u]
         self.cov_re_unscaled = self.cov_re / self.scale
@@ -935,7 +958,8 @@ class Level2Results(LocationScaleResults):
         rows, row_labels = self._design_rows()
 
         def covariances(x):
-            return lay.sigma(self._theta(x), rows)[0][:, perm][:, :, perm]
+            block, part = _cov_part(lay, self._theta(x))
+            return block.sigma(part, rows)[0][:, perm][:, :, perm]
 
         return _sd_corr_table(self, covariances, self._re_names, row_labels, alpha,
                               undetermined=self._on_boundary()[0].ravel())
@@ -986,12 +1010,12 @@ class Level2Results(LocationScaleResults):
         whereas the SD or correlation itself saturates (tanh of a diverging
         coefficient is 1 to machine precision, with a zero derivative).
         """
-        lay, perm = self._l2, self._perm
+        lay, perm, block = self._l2, self._perm, self._l2_block
         rows, _ = self._design_rows()
         # The layout's level-2 function of each re_table quantity.
-        comp = [lay.component(perm[i], perm[j])
+        comp = [block.component(perm[i], perm[j])
                 for _, i, j in _re_quantities(self._re_names)]
-        start, ks = lay.p + lay.k_var, lay.k_s
+        start, ks = lay.slice_of(block).start, block.k_s
         functionals = np.zeros((len(rows), len(comp), lay.size))
         for q, c in enumerate(comp):
             functionals[:, q, start + c * ks:start + (c + 1) * ks] = rows
@@ -1006,8 +1030,8 @@ class Level2Results(LocationScaleResults):
         # The fit's terms (a dict re_var_formula holds some at 0) carry
         # over to the refits: the change of basis to a design row alters
         # only the intercepts' coordinates (see _profile.change_basis).
-        lay = self._l2
-        terms = lay.free[lay.p + lay.k_var:].reshape(-1, lay.k_s)
+        lay, block = self._l2, self._l2_block
+        terms = lay.free[lay.slice_of(block)].reshape(-1, block.k_s)
         rows, labels = self._design_rows()
         return self.model._re_var_group_design, self._l2_theta, rows, labels, terms
 

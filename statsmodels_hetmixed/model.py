@@ -473,6 +473,13 @@ class HetMixedLM(MixedLM):
                  for k in range(len(effects)) for j in range(k)]
         return [(e,) for e in effects] + pairs
 
+    def _level2_functions(self, re_names):
+        """Labels of the level-2 functions (``_level2_components`` order):
+        ``logvar(<effect>)`` and ``atanh corr(<a>, <b>)``."""
+        return [f"logvar({comp[0]})" if len(comp) == 1
+                else f"atanh {self._level2_key(comp)}"
+                for comp in self._level2_components(re_names)]
+
     @staticmethod
     def _level2_key(component):
         """A level-2 function's key in a ``re_var_formula`` dict."""
@@ -624,9 +631,7 @@ class HetMixedLM(MixedLM):
             # on the columns each function uses.
             terms = self._re_var_terms
             names = names[:self.k_fe]
-            for c, comp in enumerate(self._level2_components(re_names)):
-                stem = (f"logvar({comp[0]})" if len(comp) == 1
-                        else f"atanh {self._level2_key(comp)}")
+            for c, stem in enumerate(self._level2_functions(re_names)):
                 names += [f"{stem}:{col}" for j, col in enumerate(self.re_var_names)
                           if terms is None or terms[c, j]]
         elif getattr(self, "k_var_re", 0):

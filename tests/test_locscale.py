@@ -9,6 +9,7 @@ from scipy import integrate
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM, _locscale, _rules
+from statsmodels_hetmixed.locscale import joint_layout, level2_layout
 
 
 def _simulate(n_groups=60, size=12, seed=3, var_omega=0.3, corr=-0.4):
@@ -82,10 +83,10 @@ def test_zero_scale_variance_is_hetmixedlm(small):
     data = _locscale.LocationScaleData.build(
         model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
         model._group_index, model.n_groups, 10)
-    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, 1, 1)
+    layout = joint_layout(model)
     layout.free[model.k_fe + model.k_var:][:2] = False  # L_ww and L_uw
     L = np.array([[0.0, 0.0], [0.0, 0.7]])
-    theta = layout.pack(np.zeros(model.k_fe), np.zeros(model.k_var), L)
+    theta = layout.pack(np.zeros(model.k_fe), np.zeros(model.k_var), L[np.tril_indices(2)])
     fit = _locscale.fit(data, layout, theta)
     assert fit.converged
     assert fit.llf == pytest.approx(plain.llf, abs=1e-8)
@@ -229,10 +230,10 @@ def test_laplace_gradient_is_the_total_derivative(var_re, monkeypatch):
                            var_re_formula=var_re)
     ls = _laplace_data(model)
     assert isinstance(ls.rule, _rules.Laplace)
-    lay = _locscale.ThetaLayout(model.k_fe, model.k_var, model.k_var_re, 1)
-    L = np.tril(np.random.default_rng(0).normal(size=(lay.d, lay.d))) * 0.3 \
-        + 0.5 * np.eye(lay.d)
-    theta = lay.pack(np.array([1, .5, .4]), np.array([.2, .3, -.5]), L)
+    lay = joint_layout(model)
+    d = model.k_var_re + 1
+    L = np.tril(np.random.default_rng(0).normal(size=(d, d))) * 0.3 + 0.5 * np.eye(d)
+    theta = lay.pack(np.array([1, .5, .4]), np.array([.2, .3, -.5]), L[np.tril_indices(d)])
     quad, grad, fd = _laplace_gradient_and_differences(ls, lay, theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
     # The curvature terms matter: the gradient at the fixed mode alone
@@ -300,11 +301,11 @@ def test_level2_gradient_matches_finite_differences():
     ld = _locscale.LocationScaleData.build(
         model.endog, model.exog, model.exog_re, model.exog_var,
         model.exog_var_re, model._group_index, model.n_groups, 7)
-    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 2,
-                                 model._re_var_group_design)
+    lay = level2_layout(model)
     rng = np.random.default_rng(0)
     theta = lay.pack(np.array([0.9, 0.4]), np.array([0.1, 0.2]),
-                     rng.normal(0, 0.3, (3, 2)), rng.normal(0, 0.3, (3, 2)))
+                     lay.role_block("re_cov").pack(rng.normal(0, 0.3, (3, 2)),
+                                                   rng.normal(0, 0.3, (3, 2))))
     quad = _locscale.adapt(ld, lay, theta)
     _, grad, _, _ = _locscale._value_and_grad(ld, lay, theta, quad)
     for j in range(lay.size):
@@ -546,8 +547,7 @@ def test_trial_step_with_overflow_is_minus_infinity():
     ls = _locscale.LocationScaleData.build(
         model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
         model._group_index, model.n_groups, 5)
-    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
-                                 model._re_var_group_design)
+    lay = level2_layout(model)
     theta = np.zeros(lay.size)
     quad = _locscale.adapt(ls, lay, theta)
     start = _locscale._value_or_minus_inf(ls, lay, theta, quad)
@@ -564,11 +564,11 @@ def test_laplace_gradient_with_level2_functions():
     data = _simulate_level2(n_groups=12, size=6, seed=4)
     model = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x",
                            var_re_formula="~ 1", re_var_formula="~ s")
-    lay = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1,
-                                 model._re_var_group_design)
+    lay = level2_layout(model)
     theta = lay.pack(np.array([1.0, 0.5]), np.array([0.2, 0.3]),
-                     np.array([[np.log(0.2), 0.5], [np.log(0.6), -0.3]]),
-                     np.array([[-0.3, 0.4]]))
+                     lay.role_block("re_cov").pack(
+                         np.array([[np.log(0.2), 0.5], [np.log(0.6), -0.3]]),
+                         np.array([[-0.3, 0.4]])))
     _, grad, fd = _laplace_gradient_and_differences(_laplace_data(model), lay, theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
 

@@ -12,7 +12,13 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM, _locscale, _profile
-from statsmodels_hetmixed.locscale import _location_scale_data
+from statsmodels_hetmixed.locscale import (
+    THETA_ROLES,
+    _location_scale_data,
+    joint_layout,
+    level2_layout,
+)
+from statsmodels_hetmixed.structures import Layout, Level2Functions
 
 from .test_locscale import _simulate, _simulate_level2
 
@@ -63,7 +69,7 @@ def test_constrained_refit_at_the_estimate_is_the_estimate(fitted):
     model, res = fitted
     S, theta, _, _, _ = res._profile_model()
     data = _location_scale_data(model, res.n_quad)
-    layout = _locscale.Level2Layout(model.k_fe, model.k_var, 1, 1, S)
+    layout = level2_layout(model, S)
     # the same function with the same quadrature as the fit
     check = _locscale.fit(data, layout, theta, optimise=False)
     assert check.llf == pytest.approx(res.llf, abs=1e-6)
@@ -104,10 +110,10 @@ def test_limits_match_a_brute_force_profile_on_a_grid(fitted, profiled):
         assert out.converged
         return out.llf
 
-    chol = _locscale.ThetaLayout(p, k, 1, 1)
+    chol = joint_layout(model)
     beta, a, L = chol.unpack(fit.theta)
     L[:, 0] *= np.sign(L[0, 0])               # same Sigma, L[0, 0] = SD(omega)
-    start = chol.pack(beta, a, L)
+    start = chol.pack(beta, a, L[np.tril_indices(2)])
     lo, hi = profiled.loc["SD(var:g)", ["[0.025", "0.975]"]]
     grid = np.linspace(0.9 * lo, 1.1 * hi, 13)
     llf = [refit(chol, start, p + k, v) for v in grid]
@@ -115,7 +121,7 @@ def test_limits_match_a_brute_force_profile_on_a_grid(fitted, profiled):
                                [lo, hi], atol=1e-3)
 
     S, theta, _, _, _ = res._profile_model()
-    level2 = _locscale.Level2Layout(p, k, 1, 1, S)
+    level2 = level2_layout(model, S)
     for name, index, to_scale in (("SD(g)", p + k + 1, lambda t: np.exp(0.5 * t)),
                                   ("corr(g, var:g)", p + k + 2, np.tanh)):
         lo, hi = profiled.loc[name, ["[0.025", "0.975]"]]
@@ -146,7 +152,7 @@ def test_boundary_variance_zero():
     # Check: with SD(omega) held at 1e-4 the log-likelihood is less than
     # chi2_1(0.95) / 2 below the maximum.
     fit = res._ls_fit
-    layout = _locscale.ThetaLayout(model.k_fe, model.k_var, 1, 1)
+    layout = joint_layout(model)
     layout.free[model.k_fe + model.k_var] = False
     theta = fit.theta.copy()
     theta[model.k_fe + model.k_var] = 1e-4
@@ -242,12 +248,12 @@ def test_level2_dict_form_profiles_keep_held_terms():
     assert np.all(lims[:, 1] < lims[:, 0]) and np.all(lims[:, 0] < lims[:, 2])
     # The limit is where the LR statistic reaches chi2_1(0.95): refit with
     # the held terms and the correlation fixed at the upper limit.
-    lay = res._l2
+    lay, block = res._l2, res._l2_block
     theta = res._l2_theta.copy()
-    first_corr = lay.p + lay.k_var + lay.d * lay.k_s
+    first_corr = lay.slice_of(block).start + block.d * block.k_s
     theta[first_corr] = np.arctanh(lims[1, 2])
-    held = _locscale.Level2Layout(lay.p, lay.k_var, lay.q_w, lay.q_u, lay.S,
-                                  terms=lay.free[lay.p + lay.k_var:].reshape(-1, lay.k_s))
+    held = level2_layout(res.model, block.S,
+                         terms=lay.free[lay.slice_of(block)].reshape(-1, block.k_s))
     held.free[first_corr] = False
     refit = _locscale.fit(_location_scale_data(res.model, res.n_quad), held, theta)
     assert 2 * (res.llf - refit.llf) == pytest.approx(Z95**2, abs=2e-3)
@@ -272,7 +278,9 @@ def test_singular_three_effect_estimate_is_refused_clearly(hsb_data):
 
 
 def _three_effect_layout():
-    return _locscale.Level2Layout(0, 0, 1, 2, np.ones((4, 1)))
+    functions = [f"f{j}" for j in range(6)]  # 3 log variances, 3 correlations
+    block = Level2Functions(functions, ["Intercept"], 1, 2, np.ones((4, 1)))
+    return Layout([], [block], q=0, roles=THETA_ROLES)
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e8, 1e-8])

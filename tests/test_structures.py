@@ -7,7 +7,9 @@ import pytest
 
 from statsmodels_hetmixed.structures import (
     AdditiveVariance,
+    JointCovariance,
     Layout,
+    Level2Functions,
     LogLinearVariance,
     PowerVariance,
     StartContext,
@@ -67,11 +69,20 @@ class _WrongDirections(VarianceComponent):
         return 2.0 * super().directions()
 
 
+class _WrongFactorChainRule(Level2Functions):
+    def factor_gradient(self, free, grad):
+        # a sign error in the mean-scale block of d llf / dL
+        grad = dict(grad, L_uw=-grad["L_uw"])
+        return super().factor_gradient(free, grad)
+
+
 @pytest.mark.parametrize("broken, message", [
     (lambda: _WrongChainRule(np.column_stack([np.ones(N), RNG.integers(0, 2, N)]),
                              ["Intercept", "male"]), "free_gradient"),
     # natural_gradient is built from the directions: caught there first
     (lambda: _WrongDirections("vc Var", [0, 1]), "natural_gradient"),
+    (lambda: _WrongFactorChainRule([f"f{j}" for j in range(6)], ["Intercept"], 1, 2,
+                                   np.ones((3, 1))), "factor_gradient"),
 ])
 def test_check_block_catches_wrong_derivatives(broken, message):
     block = broken()
@@ -212,3 +223,147 @@ def test_unstructured_hold_patterns():
         correlated = block.from_natural(block.vech(
             np.array([[1.0, 0.0, 0.5], [0.0, 2.0, 0.0], [0.5, 0.0, 3.0]])))
         block.hold(mask, correlated)  # a x c is held, but not at zero
+
+
+def _joint(q_w, q_u, independent=False):
+    d = q_w + q_u
+    names = [f"c{i}{j}" for i in range(d) for j in range(i + 1)]
+    return JointCovariance(names, q_w, q_u, independent=independent)
+
+
+@pytest.mark.parametrize("q_w, q_u", [(1, 1), (1, 2), (2, 1)])
+def test_joint_covariance_passes_the_numerical_checks(q_w, q_u):
+    block = _joint(q_w, q_u)
+    L = np.tril(RNG.normal(size=(block.dim, block.dim))) + 2 * np.eye(block.dim)
+    check_block(block, block.free_from_factor(L))
+
+
+def test_joint_covariance_orders_and_held_entries():
+    """Free: the Cholesky factor with the scale effects first; natural: the
+    matrix with the mean effects first; independent holds the factor's
+    mean-scale entries, and from_natural refuses what it cannot hold."""
+    block = _joint(1, 2)
+    L = np.tril(RNG.normal(size=(3, 3))) + 2 * np.eye(3)
+    sigma = L @ L.T                            # scale effect first
+    mean_first = sigma[np.ix_([1, 2, 0], [1, 2, 0])]
+    natural = block.to_natural(block.free_from_factor(L))
+    np.testing.assert_allclose(block.matrix(natural), mean_first, rtol=1e-14)
+    assert block.estimated.all()
+    held = _joint(1, 2, independent=True)
+    # entries (1, 0) and (2, 0) of L: the mean effects' column of omega
+    np.testing.assert_array_equal(held.estimated,
+                                  [True, False, True, False, True, True])
+    # natural order, mean effects first: the scale effect's row (2, 0), (2, 1)
+    np.testing.assert_array_equal(held.natural_estimated,
+                                  [True, True, True, False, False, True])
+    assert block.natural_estimated.all()
+    with pytest.raises(ValueError, match="holds the covariances"):
+        held.from_natural(natural)
+    inside = mean_first.copy()
+    inside[:2, 2] = inside[2, :2] = 0.0
+    L_held = held.factor_from_free(held.from_natural(held.vech(inside)))
+    assert np.all(L_held[1:, 0] == 0)
+    outside = np.diag([1.0, 1.0, -0.5])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        block.from_natural(block.vech(outside))
+    with pytest.raises(NotImplementedError):
+        block.hold(np.array([True, False, True, True, True, True]),
+                   block.free_from_factor(L))
+
+
+def test_layout_theta_of_a_location_scale_model():
+    """theta: fixed effects, the variance function, then the joint factor
+    (roles in the given order); unpack, the chain rule of the engine's
+    gradient, the estimated mask and the typical sizes."""
+    w = np.column_stack([np.ones(N), RNG.normal(size=N)])
+    variance = LogLinearVariance(w, ["Intercept", "x"])
+    joint = _joint(1, 1, independent=True)
+    layout = Layout(["b0", "b1", "b2"], [joint, variance], q=2,
+                    roles=("variance", "re_cov"))
+    assert layout.blocks == [variance, joint]
+    assert (layout.p, layout.k_var, layout.size) == (3, 2, 8)
+    assert layout.slice_of(joint) == slice(5, 8) and layout.cov == slice(5, 8)
+    np.testing.assert_array_equal(layout.free, [1, 1, 1, 1, 1, 1, 0, 1])
+    L = np.array([[0.5, 0.0], [0.3, 0.8]])
+    theta = layout.pack([1.0, 2.0, 3.0], [0.1, 0.2], joint.free_from_factor(L))
+    beta, a, factor = layout.unpack(theta)
+    np.testing.assert_array_equal(beta, [1, 2, 3])
+    np.testing.assert_array_equal(a, [0.1, 0.2])
+    np.testing.assert_array_equal(factor, L)
+    grad = {"beta": np.array([1.0, 2.0, 3.0]), "a": np.array([4.0, 5.0]),
+            "L_ww": np.array([[6.0]]), "L_uw": np.array([[7.0]]),
+            "L_uu": np.array([[8.0]])}
+    np.testing.assert_array_equal(layout.gradient(grad, theta), np.arange(1.0, 9.0))
+
+    class Data:
+        endog = 3.0 * RNG.normal(size=N)
+        exog_re = np.full((N, 1), 2.0)
+        exog_var_re = np.full((N, 1), 0.5)
+
+    units = layout.unit_scale(Data)
+    sd_u = np.std(Data.endog) / 2.0
+    np.testing.assert_allclose(units, [1, 1, 1, 1, 1, 2.0, sd_u, sd_u], rtol=1e-14)
+    with pytest.raises(ValueError, match="1 free vectors for 2 blocks"):
+        layout.pack([1.0, 2.0, 3.0], [0.1, 0.2])
+
+
+def _level2(q_w, q_u, S, **kw):
+    d = q_w + q_u
+    functions = [f"f{j}" for j in range(d + d * (d - 1) // 2)]
+    return Level2Functions(functions, [f"s{j}" for j in range(S.shape[1])],
+                           q_w, q_u, S, **kw)
+
+
+@pytest.mark.parametrize("q_w, q_u", [(1, 1), (1, 2), (2, 1)])
+def test_level2_functions_pass_the_numerical_checks(q_w, q_u):
+    """The generic checks and the chain rule from the per-group factors
+    (the backward Cholesky) against central differences."""
+    S = np.column_stack([np.ones(6), RNG.normal(size=6)])
+    block = _level2(q_w, q_u, S)
+    free = 0.3 * RNG.normal(size=block.k)  # small correlations: every Sigma_i PD
+    check_block(block, free)
+
+
+def test_level2_functions_sigma_held_terms_and_names():
+    S = np.column_stack([np.ones(4), [0.0, 1.0, 2.0, 3.0]])
+    block = Level2Functions(["logvar(w)", "logvar(u)", "atanh corr(u, w)"],
+                            ["Intercept", "s"], 1, 1, S,
+                            terms=[[True, True], [True, False], [True, True]],
+                            independent=True)
+    assert block.names == ["logvar(w):Intercept", "logvar(w):s", "logvar(u):Intercept",
+                           "logvar(u):s", "atanh corr(u, w):Intercept",
+                           "atanh corr(u, w):s"]
+    # terms hold logvar(u):s; independent holds the mean-scale correlation
+    np.testing.assert_array_equal(block.estimated, [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(block.correlations, [0, 0, 0, 0, 1, 1])
+    assert block.component(0, 1) == block.component(1, 0) == 2
+    assert block.coefficient(1, 1, column=1) == 3
+    C, E = np.array([[0.2, 0.1], [-0.4, 0.3]]), np.array([[0.5, -0.2]])
+    free = block.pack(C, E)
+    np.testing.assert_array_equal(np.concatenate(block.split(free)), np.r_[C, E])
+    sigma = block.sigma(free)[0]
+    s = S[2]
+    sd = np.exp(0.5 * C @ s)
+    rho = np.tanh(E[0] @ s)
+    expected = np.array([[sd[0] ** 2, rho * sd[0] * sd[1]],
+                         [rho * sd[0] * sd[1], sd[1] ** 2]])
+    np.testing.assert_allclose(sigma[2], expected, rtol=1e-14)
+    L = block.factor_from_free(free)
+    np.testing.assert_allclose(L @ np.swapaxes(L, 1, 2), sigma, rtol=1e-13)
+    rms = np.sqrt(np.mean(S ** 2, axis=0))
+    np.testing.assert_allclose(block.unit_scale(), np.tile(1 / rms, 3), rtol=1e-14)
+    with pytest.raises(ValueError, match="3 functions and 1 columns"):
+        Level2Functions(["a", "b", "c"], ["Intercept"], 1, 1, S)
+
+
+def test_level2_functions_refuse_a_covariance_that_is_not_positive_definite():
+    """Three effects whose correlations (0.99, 0.99, -0.99) give no
+    positive definite matrix: the factor raises LinAlgError (theta
+    outside the parameter space), a matrix inside does not."""
+    block = _level2(1, 2, np.ones((3, 1)))
+    C = np.zeros((3, 1))
+    inside = block.pack(C, np.array([[0.3], [0.2], [-0.1]]))
+    outside = block.pack(C, np.arctanh([[0.99], [0.99], [-0.99]]))
+    assert block.factor_from_free(inside).shape == (3, 3, 3)
+    with pytest.raises(np.linalg.LinAlgError):
+        block.factor_from_free(outside)

@@ -3,13 +3,15 @@ Structures of the model as blocks with one small interface.
 
 See :mod:`.base` for the interface, :mod:`.layout` for how a model's blocks
 compose into its parameter vector, :mod:`.variance` for the residual
-variance functions and :mod:`.recov` for the random-effects covariance.
+variance functions, :mod:`.recov` for the random-effects covariance and
+:mod:`.level2` for the level-2 variance functions of location-scale models.
 """
 
 from .base import BOUNDARY_RTOL, Block, CovarianceBlock, StartContext, VarianceBlock
 from .layout import ROLES, Layout
-from .level2 import Level2Coefficients
+from .level2 import Level2Coefficients, Level2Functions
 from .recov import (
+    JointCovariance,
     UnstructuredCovariance,
     VarianceComponent,
     gram_jacobian,
@@ -25,7 +27,7 @@ from .variance import (
 
 __all__ = [
     "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
-    "ROLES", "Layout", "Level2Coefficients", "UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
+    "ROLES", "Layout", "Level2Coefficients", "Level2Functions", "JointCovariance", "UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
     "psd_factor",
     "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance", "make_variance_function",
 ]

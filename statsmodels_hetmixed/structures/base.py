@@ -132,6 +132,19 @@ class Block(abc.ABC):
         """
         return free
 
+    @property
+    def estimated(self) -> np.ndarray:
+        """Mask of free entries a fitter that searches the free scale
+        directly (the location-scale fitter) estimates; the others are held
+        at their values.  All by default."""
+        return np.ones(self.k, bool)
+
+    def unit_scale(self, data) -> np.ndarray:
+        """Typical size of each free entry in the units of the data, so
+        that curvatures of different entries can be compared (1 by
+        default: parameters free of the data's units)."""
+        return np.ones(self.k)
+
     def admissible(self, natural: np.ndarray) -> bool:
         """Whether natural parameters are inside the parameter space beyond
         what ``bounded`` expresses (e.g. a covariance matrix that is

@@ -23,6 +23,15 @@ Vectors
 Blocks are ordered by role: the random-effects covariance blocks first
 (MixedLM's order: ``cov_re``, then the variance components), then the
 residual variance blocks.
+
+``theta``
+    The location-scale fitter's vector (``pack``, ``unpack``, ``gradient``):
+    the fixed effects, which it estimates with the rest rather than
+    profiling them out, then the blocks' *free* parameters, the blocks
+    ordered by the ``roles`` given (the variance function before the
+    random effects' covariance, so that the fixed effects and the variance
+    function are the leading entries).  ``free`` marks the entries it
+    estimates (the blocks' ``estimated``); the others are held.
 """
 
 from __future__ import annotations
@@ -55,14 +64,18 @@ class Layout:
         given order within a role.
     q : int
         Columns of the padded random-effects design (the dimension of G).
+    roles : sequence of str, optional
+        The order of the roles in the vectors (default ``ROLES``).
     """
 
-    def __init__(self, fe_names: Sequence[str], blocks: Sequence[Block], q: int
-                 ) -> None:
-        unknown = [type(b).__name__ for b in blocks if b.role not in ROLES]
+    def __init__(self, fe_names: Sequence[str], blocks: Sequence[Block], q: int,
+                 roles: Sequence[str] = ROLES) -> None:
+        roles = tuple(roles)
+        unknown = [type(b).__name__ for b in blocks if b.role not in roles]
         if unknown:
             raise ValueError(f"blocks with unknown roles: {unknown}")
-        self.blocks = sorted(blocks, key=lambda b: ROLES.index(b.role))
+        self.roles = roles
+        self.blocks = sorted(blocks, key=lambda b: roles.index(b.role))
         self.fe_names = list(fe_names)
         self.k_fe = len(self.fe_names)
         self.q = int(q)
@@ -82,11 +95,44 @@ class Layout:
         self.k_params = self.k_fe + offset
         # Slices of params (with the fixed effects) by role.
         self.fe = slice(0, self.k_fe)
-        self.cov = slice(self.k_fe, self.k_fe + self.k_cov)
-        self.var = slice(self.k_fe + self.k_cov, self.k_params)
+        # (the residual blocks: variances, and correlations if any)
+        self.cov = self._span(True, self.k_fe)
+        self.var = self._span(False, self.k_fe)
         # The same inside a natural / free vector.
-        self.cov_natural = slice(0, self.k_cov)
-        self.var_natural = slice(self.k_cov, self.k_structure)
+        self.cov_natural = self._span(True, 0)
+        self.var_natural = self._span(False, 0)
+        # theta entries the location-scale fitter estimates (a plain
+        # attribute: refits with some entries held set it).
+        self.free = np.concatenate([np.ones(self.k_fe, bool)]
+                                   + [np.asarray(b.estimated, bool) for b in self.blocks])
+
+    def _span(self, re_cov, offset) -> slice:
+        """Where the random-effects covariance blocks (``re_cov``) or the
+        residual blocks sit, from offset (each kind is contiguous)."""
+        where = [sl for b, sl in zip(self.blocks, self.block_slices)
+                 if (b.role == "re_cov") == re_cov]
+        if not where:  # none: empty, where the default order puts them
+            at = offset + (0 if re_cov else self.k_cov)
+            return slice(at, at)
+        return slice(offset + where[0].start, offset + where[-1].stop)
+
+    @property
+    def p(self) -> int:
+        """Number of fixed effects (the leading entries of theta)."""
+        return self.k_fe
+
+    @property
+    def size(self) -> int:
+        """Length of theta (that of ``params``)."""
+        return self.k_params
+
+    def role_block(self, role: str) -> Block:
+        """The one block of a role (ValueError if there are none or several)."""
+        found = [b for b in self.blocks if b.role == role]
+        if len(found) != 1:
+            raise ValueError(f"the layout has {len(found)} blocks of role {role!r}, "
+                             "not one")
+        return found[0]
 
     # ------------------------------------------------------------------
     # Names and vectors
@@ -144,6 +190,56 @@ class Layout:
         vector = np.asarray(vector, dtype=np.float64)
         out = [getattr(b, method)(v) for b, v in zip(self.blocks, self.parts(vector))]
         return np.concatenate(out) if out else np.zeros(0)
+
+    # ------------------------------------------------------------------
+    # theta: the location-scale fitter's vector
+    def pack(self, fe_params, *parts) -> np.ndarray:
+        """theta from the fixed effects and each block's free vector, in
+        the layout's block order."""
+        if len(parts) != len(self.blocks):
+            raise ValueError(f"{len(parts)} free vectors for {len(self.blocks)} blocks")
+        return np.concatenate([np.asarray(fe_params, float)]
+                              + [np.ravel(np.asarray(v, float)) for v in parts])
+
+    def unpack(self, theta):
+        """
+        ``(fe_params, variance parameters, factor)`` of theta: the variance
+        blocks' natural parameters and the covariance block's factor of the
+        joint covariance (per group for blocks whose covariance varies over
+        groups; ``np.linalg.LinAlgError`` where one is not positive
+        definite).
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        free = theta[self.k_fe:]
+        var = [b.to_natural(v) for b, v in self._of(VarianceBlock, free)]
+        factor = self.role_block("re_cov").factor_from_free(free[self.cov_natural])
+        return theta[:self.k_fe], (np.concatenate(var) if var else np.zeros(0)), factor
+
+    def gradient(self, grad: dict, theta) -> np.ndarray:
+        """
+        d llf / d theta from the location-scale engine's gradient ``grad``:
+        ``beta`` (the fixed effects), ``a`` (the variance blocks' natural
+        parameters, carried to the free scale by each block's ``jacobian``)
+        and the joint factor's entries (read by the covariance block's
+        ``factor_gradient``).
+        """
+        free = np.asarray(theta, dtype=np.float64)[self.k_fe:]
+        grad_var, offset, out = np.asarray(grad["a"]), 0, [np.asarray(grad["beta"])]
+        for block, v in zip(self.blocks, self.parts(free)):
+            if block.role == "variance":
+                g = grad_var[offset:offset + block.k]
+                offset += block.k
+                out.append(block.jacobian(v).T @ g)
+            else:
+                out.append(block.factor_gradient(v, grad))
+        return np.concatenate(out)
+
+    def unit_scale(self, data) -> np.ndarray:
+        """Typical size of each theta entry in the units of the data (the
+        blocks' ``unit_scale``; 1 for the fixed effects, which the fitter
+        never tests for flatness)."""
+        return np.concatenate([np.ones(self.k_fe)]
+                              + [b.unit_scale(data) for b in self.blocks])
 
     # ------------------------------------------------------------------
     # Scales

@@ -6,7 +6,10 @@ Blocks of the random-effects covariance G (the mean's random effects).
   the lower triangle of its Cholesky factor (MixedLM's ``cov_re``);
 * :class:`VarianceComponent`: one variance shared by several columns of the
   padded design (MixedLM's ``exog_vc`` / ``vc_formula``), searched through
-  its standard deviation.
+  its standard deviation;
+* :class:`JointCovariance`: the joint covariance of the mean's and the
+  residual variance's random effects of a location-scale model, searched
+  through the Cholesky factor of the matrix with the scale effects first.
 
 Natural parameters are MixedLM's: the lower triangle of ``cov_re`` row by
 row, and the variance of each component, on their natural scale (not
@@ -20,8 +23,30 @@ import numpy as np
 from .._linalg import covariance_rank
 from .base import CovarianceBlock, SquareRootScale, StartContext
 
-__all__ = ["UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
-           "psd_factor"]
+__all__ = ["UnstructuredCovariance", "VarianceComponent", "JointCovariance",
+           "gram_jacobian", "psd_factor", "effect_units", "column_rms"]
+
+
+def positive(x):
+    """x where positive, else 1 (a unit for an all-zero column)."""
+    return np.where(x > 0, x, 1.0)
+
+
+def column_rms(mat) -> np.ndarray:
+    """Root mean square of each column (1 for an all-zero column)."""
+    return positive(np.sqrt(np.mean(np.asarray(mat, float) ** 2, axis=0)))
+
+
+def effect_units(endog, exog_re, exog_var_re) -> np.ndarray:
+    """
+    Typical SD of each random effect of a location-scale model in the
+    units of its column, scale effects first: 1 / rms(v_k) for a scale
+    effect (one unit of log variance), sd(y) / rms(z_k) for a mean effect.
+    Rescaling a column rescales its unit alike, so comparisons with these
+    units do not depend on how the covariates were coded.
+    """
+    return np.r_[1.0 / column_rms(exog_var_re),
+                 positive(np.std(endog)) / column_rms(exog_re)]
 
 
 def gram_jacobian(L: np.ndarray, entries) -> np.ndarray:
@@ -227,3 +252,138 @@ class VarianceComponent(SquareRootScale, CovarianceBlock):
     @property
     def bounded(self):
         return np.ones(1, bool)
+
+
+def joint_factor_gradient(grad, q_w) -> np.ndarray:
+    """
+    d llf / dL of the joint factor (scale effects first; (d, d), or
+    (m, d, d) for one factor per group) from the location-scale engine's
+    gradient ``grad`` (its ``L_ww``, ``L_uw`` and ``L_uu`` blocks), lower
+    triangle.
+    """
+    g_ww, g_uw, g_uu = grad["L_ww"], grad["L_uw"], grad["L_uu"]
+    lead = np.shape(g_ww)[:-2]
+    d = q_w + np.shape(g_uu)[-1]
+    gL = np.zeros(lead + (d, d))
+    gL[..., :q_w, :q_w] = g_ww
+    gL[..., q_w:, :q_w] = g_uw
+    gL[..., q_w:, q_w:] = g_uu
+    return np.tril(gL)
+
+
+class JointCovariance(UnstructuredCovariance):
+    """
+    The joint covariance of a location-scale model's random effects: the
+    mean's ``q_u`` (``exog_re``) and the residual log variance's ``q_w``
+    (``exog_var_re``).
+
+    Natural parameters: the lower triangle of the matrix with the mean
+    effects first, row by row (the results' order, as
+    :class:`UnstructuredCovariance`).  Free parameters: the lower triangle
+    of the Cholesky factor L of the matrix reordered with the scale effects
+    first (the order of the location-scale fitter, which integrates over
+    the scale effects ``omega = L_ww t``).  The block's G (``factor``,
+    ``directions``, the ``grad_cov`` of ``free_gradient``) is in that
+    scale-first order too.
+
+    Parameters
+    ----------
+    names : list of str
+        Parameter names, one per lower-triangle entry (mean effects first).
+    q_w, q_u : int
+        Numbers of scale and mean random effects.
+    independent : bool
+        Hold the covariances between mean and scale effects at 0: the
+        entries of L that couple them are not estimated (``estimated``).
+    """
+
+    def __init__(self, names: list[str], q_w: int, q_u: int,
+                 independent: bool = False) -> None:
+        super().__init__(names, np.arange(q_w + q_u))
+        self.q_w, self.q_u = int(q_w), int(q_u)
+        self.independent = bool(independent)
+        d = self.dim
+        # results (mean first) -> fitter (scale first) order, and back
+        self.scale_first = np.r_[np.arange(self.q_u, d), np.arange(self.q_u)]
+        self.mean_first = np.r_[np.arange(self.q_w, d), np.arange(self.q_w)]
+        rows, cols = self._tril
+        self._estimated = ~((rows >= self.q_w) & (cols < self.q_w)) \
+            if independent else np.ones(self.k, bool)
+
+    @property
+    def estimated(self) -> np.ndarray:
+        """Free entries the fitter estimates (the mean-scale entries of L
+        are held at 0 with ``independent``)."""
+        return self._estimated.copy()
+
+    @property
+    def natural_estimated(self) -> np.ndarray:
+        """Mask of natural entries the fit estimates: with ``independent``
+        the covariances between mean and scale effects are held at 0."""
+        rows, cols = self._tril
+        if not self.independent:
+            return np.ones(self.k, bool)
+        return ~((rows >= self.q_u) & (cols < self.q_u))
+
+    def free_from_factor(self, L: np.ndarray) -> np.ndarray:
+        """The free vector of a joint factor L (scale effects first)."""
+        return np.asarray(L, dtype=np.float64)[self._tril]
+
+    def scale_first_matrix(self, natural: np.ndarray) -> np.ndarray:
+        """The covariance matrix with the scale effects first."""
+        return self.matrix(natural)[np.ix_(self.scale_first, self.scale_first)]
+
+    def factor(self, natural):
+        return psd_factor(self.scale_first_matrix(natural))
+
+    def to_natural(self, free):
+        L = self.factor_from_free(free)
+        return self.vech((L @ L.T)[np.ix_(self.mean_first, self.mean_first)])
+
+    def from_natural(self, natural):
+        sigma = self.scale_first_matrix(natural)
+        vals = np.linalg.eigvalsh(sigma)
+        if vals[0] < -1e-10 * max(abs(vals[-1]), 1e-300):
+            raise ValueError(
+                "the joint covariance matrix of the random effects is not "
+                "positive semi-definite (eigenvalues "
+                f"{np.array2string(vals, precision=3)}): give variances >= 0 "
+                "and correlations within [-1, 1].")
+        L = psd_factor(sigma)
+        if not np.allclose(L[self._tril][~self._estimated], 0.0):
+            raise ValueError("re_cov='independent' holds the covariances "
+                             "between mean and scale effects at 0; give 0 for them.")
+        return L[self._tril]
+
+    def jacobian(self, free):
+        rows, cols = self._tril
+        return gram_jacobian(self.factor_from_free(free),
+                             (self.mean_first[rows], self.mean_first[cols]))
+
+    def directions(self):
+        dirs = np.zeros((self.k, self.dim, self.dim))
+        for k, (i, j) in enumerate(zip(*self._tril)):
+            a, b = self.mean_first[i], self.mean_first[j]
+            dirs[k, a, b] = dirs[k, b, a] = 1.0
+        return dirs
+
+    def hold(self, mask, free):
+        if np.all(mask):
+            return free
+        raise NotImplementedError(
+            "The joint covariance holds entries of its Cholesky factor "
+            "(``estimated``), not of the covariance matrix.")
+
+    def factor_gradient(self, free: np.ndarray, grad: dict) -> np.ndarray:
+        """d llf / d free entries from the location-scale engine's gradient
+        in the joint factor (``L_ww``, ``L_uw``, ``L_uu``)."""
+        return joint_factor_gradient(grad, self.q_w)[self._tril]
+
+    def unit_scale(self, data) -> np.ndarray:
+        """
+        Typical size of each free entry in the units of the data (``data``
+        has ``endog``, ``exog_re`` and ``exog_var_re``): row k of L carries
+        the units of random effect k (:func:`effect_units`).
+        """
+        units = effect_units(data.endog, data.exog_re, data.exog_var_re)
+        return units[self._tril[0]]

@@ -40,7 +40,11 @@ def check_block(block: Block, free: np.ndarray, rtol: float = 1e-6,
     * variance blocks: variances are positive and finite, one per row;
       ``log_derivative`` is d log sigma2 / d natural; ``natural_gradient``
       and ``free_gradient`` are the derivatives of ``g' log sigma2`` for a
-      random g; ``log_scale`` is the mean log variance.
+      random g; ``log_scale`` is the mean log variance;
+    * blocks of the location-scale fitter's joint factor (those with
+      ``factor_gradient``: one factor, or one per group):
+      ``factor_gradient`` is the derivative of ``sum(Lbar * L)`` for a
+      random lower-triangular ``Lbar`` given in the engine's blocks.
 
     Raises
     ------
@@ -109,6 +113,17 @@ def check_block(block: Block, free: np.ndarray, rtol: float = 1e-6,
             rtol=rtol * 10, atol=atol * 10, err_msg="free_gradient")
         np.testing.assert_allclose(block.log_scale(natural), np.mean(np.log(r)),
                                    rtol=rtol, atol=atol, err_msg="log_scale")
+    if hasattr(block, "factor_gradient"):
+        L = block.factor_from_free(free)
+        lbar = np.tril(rng.normal(size=L.shape))
+        q_w = block.q_w
+        grad = {"L_ww": lbar[..., :q_w, :q_w], "L_uw": lbar[..., q_w:, :q_w],
+                "L_uu": lbar[..., q_w:, q_w:]}
+        np.testing.assert_allclose(
+            block.factor_gradient(free, grad),
+            _central(lambda f: np.sum(lbar * block.factor_from_free(f)), free),
+            rtol=rtol * 10, atol=atol * 10, err_msg="factor_gradient")
+    assert block.estimated.shape == (block.k,), "estimated: one flag per parameter"
     assert block.bounded.shape == (block.k,), "bounded: one flag per parameter"
     assert block.variances.shape == (block.k,), "variances: one flag per parameter"
 
