@@ -37,7 +37,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 __all__ = ["Block", "CovarianceBlock", "VarianceBlock", "StartContext",
-           "SquareRootScale", "BOUNDARY_RTOL"]
+           "IdentityScale", "SquareRootScale", "BOUNDARY_RTOL"]
 
 # A variance counts as zero (on the boundary of the parameter space) when it
 # is at most this fraction of the model's residual scale.  Fits put such
@@ -251,6 +251,20 @@ class VarianceBlock(Block):
     def log_scale(self, natural: np.ndarray) -> float:
         """Mean over rows of the log variance factor."""
         return float(np.mean(np.log(self.variance(natural))))
+
+
+class IdentityScale:
+    """
+    Free scale equal to the natural one: parameters that take any real
+    value (coefficients of log variances, atanh correlations, powers).  A
+    mixin, listed before the block's base class.
+    """
+
+    def to_natural(self, free):
+        return np.array(free, dtype=np.float64)
+
+    def from_natural(self, natural):
+        return np.array(natural, dtype=np.float64)
 
 
 class SquareRootScale:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .base import Block, StartContext
+from .base import Block, IdentityScale, StartContext
 from .recov import column_rms, joint_factor_gradient
 
 __all__ = ["Level2Functions", "Level2Coefficients"]
 
 
-class Level2Functions(Block):
+class Level2Functions(IdentityScale, Block):
     """
     The level-2 functions of a location-scale model's joint random effects.
 
@@ -119,11 +119,6 @@ class Level2Functions(Block):
     def start(self, context: StartContext) -> np.ndarray:
         return np.zeros(self.k)
 
-    def to_natural(self, free):
-        return np.array(free, dtype=np.float64)
-
-    def from_natural(self, natural):
-        return np.array(natural, dtype=np.float64)
 
     def sigma(self, free, S=None):
         """Each group's Sigma_i, SDs and correlations (pair order); or at
@@ -168,7 +163,7 @@ class Level2Functions(Block):
         return np.tile(1.0 / column_rms(self.S), self.d + len(self.pairs))
 
 
-class Level2Coefficients(Block):
+class Level2Coefficients(IdentityScale, Block):
     """The coefficients of the level-2 variance functions a model estimates,
     as its results show them (``Level2Functions`` holds all of them, and
     the per-group covariances).
@@ -187,8 +182,3 @@ class Level2Coefficients(Block):
     def start(self, context: StartContext) -> np.ndarray:
         return np.zeros(self.k)
 
-    def to_natural(self, free):
-        return np.array(free, dtype=np.float64)
-
-    def from_natural(self, natural):
-        return np.array(natural, dtype=np.float64)

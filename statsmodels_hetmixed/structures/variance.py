@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .base import SquareRootScale, StartContext, VarianceBlock
+from .base import IdentityScale, SquareRootScale, StartContext, VarianceBlock
 
 # Prefix that marks the residual variance function in ``params`` names.  The
 # same regressor may appear in the mean and in the variance function, so the
@@ -97,7 +97,7 @@ class _VarianceFunction(VarianceBlock):
         return self.start_params(context.resid, 1.0 - context.share_re)
 
 
-class LogLinearVariance(_VarianceFunction):
+class LogLinearVariance(IdentityScale, _VarianceFunction):
     """
     Log-linear residual variance, ``log sigma2_ij = w_ij' a``.
 
@@ -166,11 +166,6 @@ class LogLinearVariance(_VarianceFunction):
         """d log sigma2_ij / d var_params, an (n, k_var) array: W."""
         return self.exog_var
 
-    def to_natural(self, free):
-        return np.array(free, dtype=np.float64)
-
-    def from_natural(self, natural):
-        return np.array(natural, dtype=np.float64)
 
     def start_params(self, resid, total_share=1.0):
         """
@@ -258,7 +253,7 @@ class AdditiveVariance(SquareRootScale, _VarianceFunction):
         return np.maximum(coef, floor)
 
 
-class PowerVariance(VarianceBlock):
+class PowerVariance(IdentityScale, VarianceBlock):
     """
     Variance proportional to a power of a covariate, nlme's ``varPower``:
     ``sd_ij`` is proportional to ``|v_ij| ** delta``, so the block's factor
@@ -297,11 +292,6 @@ class PowerVariance(VarianceBlock):
     def start(self, context: StartContext) -> np.ndarray:
         return np.zeros(1)
 
-    def to_natural(self, free):
-        return np.array(free, dtype=np.float64)
-
-    def from_natural(self, natural):
-        return np.array(natural, dtype=np.float64)
 
     def variance(self, natural, design=None):
         log_abs = self.log_abs if design is None else np.log(np.abs(
