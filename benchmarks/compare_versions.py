@@ -98,7 +98,7 @@ SIM_SIZES = {"sim100k": (2000, 50), "sim1m": (20000, 50)}
 
 # ----------------------------------------------------------------------
 # Child: one process, one version, one workload
-def _child(workload: str, tree: str, inner: int) -> dict:
+def _child(workload: str, tree: str, inner: int, warm_allocator_mb: float = 0.0) -> dict:
     """Fit ``workload`` with the package of ``tree``; return timings and llf."""
     import gc
     import warnings
@@ -144,6 +144,16 @@ def _child(workload: str, tree: str, inner: int) -> dict:
         return hmf.hetmixedlm(formula, df, groups=groups, var_formula=vf).fit(
             reml=kind == "het_reml")
 
+    if warm_allocator_mb:
+        # glibc's malloc raises its mmap threshold when a large mmapped
+        # chunk is freed; until then every temporary above 128 KiB is
+        # mmapped and page-faulted afresh.  Which version's allocation
+        # history raises it first is luck (measured: 220k against 348k
+        # minor faults for the same fit, 25-40% of its time): one freed
+        # chunk of this size puts both versions in the same state.
+        import numpy as _np
+
+        _np.ones(int(warm_allocator_mb * 2**20) // 8).sum()
     cpu, wall, llfs, conv, msgs = [], [], [], [], set()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -200,7 +210,8 @@ def _check_tree(tree: Path, which: str) -> Path:
     return tree
 
 
-def run_child(tree: Path, workload: str, inner: int, blas_threads) -> dict:
+def run_child(tree: Path, workload: str, inner: int, blas_threads,
+              warm_allocator_mb: float = 0.0) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(tree)  # only the tree: no other copy of the package
     if blas_threads is not None:
@@ -208,7 +219,8 @@ def run_child(tree: Path, workload: str, inner: int, blas_threads) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", workload,
-         "--child-tree", str(tree), "--child-inner", str(inner)],
+         "--child-tree", str(tree), "--child-inner", str(inner),
+         "--child-warm-allocator", str(warm_allocator_mb)],
         capture_output=True, text=True, env=env, cwd=str(tree))
     if proc.returncode != 0:
         raise RuntimeError(f"{workload} with {tree} failed:\n{proc.stderr[-2000:]}")
@@ -380,10 +392,18 @@ def main(argv=None):
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-tree", help=argparse.SUPPRESS)
     ap.add_argument("--child-inner", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--child-warm-allocator", type=float, default=0.0,
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--warm-allocator", type=float, default=0.0, metavar="MB",
+                    help="before its warm-up fit, each sample process allocates and "
+                         "frees MB MiB (at most 32), which raises glibc's malloc mmap "
+                         "threshold to that size in both versions alike (default 0: "
+                         "off); see the README")
     args = ap.parse_args(argv)
 
     if args.child:
-        print(json.dumps(_child(args.child, args.child_tree, args.child_inner)))
+        print(json.dumps(_child(args.child, args.child_tree, args.child_inner,
+                                args.child_warm_allocator)))
         return 0
     if args.base is None:
         ap.error("--base DIR is required (the previous version's tree; see the epilog)")
@@ -428,7 +448,7 @@ def main(argv=None):
             threads = args.blas_threads if args.blas_threads is not None else threads
             line = []
             for version in order:
-                s = run_child(trees[version], w, inner, threads)
+                s = run_child(trees[version], w, inner, threads, args.warm_allocator)
                 s["inner"], s["round"], s["blas_threads"] = inner, rnd, threads
                 samples[w][version].append(s)
                 m = metric if args.metric == "bench" else args.metric

@@ -434,14 +434,14 @@ def _hessian_fd(data, layout, theta, quad, g0, accurate=True):
     Hessian only gives step directions (``accurate=False``), forward ones
     at half the cost.
     """
-    idx = np.flatnonzero(layout.free)
+    idx = np.flatnonzero(layout.estimated)
     info, size = _rough_information(data, layout, theta)
     basis = _differences.whitening_basis(info[np.ix_(idx, idx)], size[idx])
     rule = data.rule
     hess = _differences.hessian(
         lambda t: _value_and_grad(data, layout, t, quad)[1], theta, g0, basis,
         step=rule.hessian_step,
-        central=accurate and not rule.forward_hessian_accurate, free=layout.free)
+        central=accurate and not rule.forward_hessian_accurate, free=layout.estimated)
     return hess[np.ix_(idx, idx)]
 
 
@@ -509,7 +509,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
     """
     from scipy import optimize
 
-    idx = np.flatnonzero(layout.free)
+    idx = np.flatnonzero(layout.estimated)
     n_outer = int(np.sum(idx < layout.p + layout.k_var))
     scale = layout.unit_scale(data)[idx[n_outer:]]
     nobs = len(data.endog)
@@ -641,6 +641,6 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
         decrement = newton.decrement
     beta, a, L = layout.unpack(theta)
     return LocationScaleFit(beta, a, L, float(value), llf_g, quad, post, cov,
-                            layout.free.copy(), theta.copy(), converged,
+                            layout.estimated.copy(), theta.copy(), converged,
                             float(np.max(np.abs(g[idx]), initial=0.0)), n_iter,
                             flat, decrement)

@@ -149,8 +149,8 @@ class ProfileLikelihood:
     def __init__(self, data, layout, theta_hat, index, llf_hat):
         self.data = data
         self.layout = copy.copy(layout)
-        self.layout.free = layout.free.copy()
-        self.layout.free[index] = False
+        self.layout.estimated = layout.estimated.copy()
+        self.layout.estimated[index] = False
         self.index = index
         # t -> (llf, theta); the estimate is the profile's maximum
         self.points = {float(theta_hat[index]): (llf_hat, theta_hat.copy())}
@@ -256,7 +256,7 @@ def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
     correlation = _correlation_entries(layout)
     out = []
     for index in indices:
-        if not layout.free[index]:
+        if not layout.estimated[index]:
             out.append(None)
             continue
         t_hat = float(theta[index])

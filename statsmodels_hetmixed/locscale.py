@@ -222,7 +222,7 @@ def theta_from_params(model, layout, params, what="params"):
         order = _level2_order(model, layout)
         theta[order] = vec
         # Coefficients the fit holds (independent blocks) must be zero.
-        held = np.flatnonzero(~layout.free[order] & (vec != 0))
+        held = np.flatnonzero(~layout.estimated[order] & (vec != 0))
         if held.size:
             names = [model.data.param_names[j] for j in held]
             raise ValueError(f"{what}: {names} are held at 0 by "
@@ -396,7 +396,7 @@ def _fit_level2(model, data, layout, theta, n_quad, re_cov, do_cg, options):
     res._finish(state, converged=fit.converged, max_grad=fit.max_grad,
                 decrement=fit.decrement, n_iter=fit.n_iter, hist=None,
                 method=["adaptive Gauss-Hermite quadrature"],
-                free=layout.free[order][p:], reml=False,
+                free=layout.estimated[order][p:], reml=False,
                 layout=Layout(names[:p], [Level2Coefficients(names[p:p + n_l2]),
                                           model.variance_function], q=0))
     res._finish_level2(fit, eb, n_quad, re_cov, layout, order)
@@ -1031,7 +1031,7 @@ class Level2Results(LocationScaleResults):
         # over to the refits: the change of basis to a design row alters
         # only the intercepts' coordinates (see _profile.change_basis).
         lay, block = self._l2, self._l2_block
-        terms = lay.free[lay.slice_of(block)].reshape(-1, block.k_s)
+        terms = lay.estimated[lay.slice_of(block)].reshape(-1, block.k_s)
         rows, labels = self._design_rows()
         return self.model._re_var_group_design, self._l2_theta, rows, labels, terms
 

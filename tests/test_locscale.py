@@ -84,7 +84,7 @@ def test_zero_scale_variance_is_hetmixedlm(small):
         model.endog, model.exog, model.exog_re, model.exog_var, model.exog_var_re,
         model._group_index, model.n_groups, 10)
     layout = joint_layout(model)
-    layout.free[model.k_fe + model.k_var:][:2] = False  # L_ww and L_uw
+    layout.estimated[model.k_fe + model.k_var:][:2] = False  # L_ww and L_uw
     L = np.array([[0.0, 0.0], [0.0, 0.7]])
     theta = layout.pack(np.zeros(model.k_fe), np.zeros(model.k_var), L[np.tril_indices(2)])
     fit = _locscale.fit(data, layout, theta)

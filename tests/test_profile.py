@@ -74,7 +74,7 @@ def test_constrained_refit_at_the_estimate_is_the_estimate(fitted):
     check = _locscale.fit(data, layout, theta, optimise=False)
     assert check.llf == pytest.approx(res.llf, abs=1e-6)
     held = model.k_fe + model.k_var          # log var(omega): scale effects first
-    layout.free[held] = False
+    layout.estimated[held] = False
     start = theta + 0.2
     start[held] = theta[held]
     refit = _locscale.fit(data, layout, start)
@@ -104,8 +104,8 @@ def test_limits_match_a_brute_force_profile_on_a_grid(fitted, profiled):
     def refit(layout, start, index, value):
         theta = start.copy()
         theta[index] = value
-        layout.free = np.ones(layout.size, bool)
-        layout.free[index] = False
+        layout.estimated = np.ones(layout.size, bool)
+        layout.estimated[index] = False
         out = _locscale.fit(data, layout, theta)
         assert out.converged
         return out.llf
@@ -153,7 +153,7 @@ def test_boundary_variance_zero():
     # chi2_1(0.95) / 2 below the maximum.
     fit = res._ls_fit
     layout = joint_layout(model)
-    layout.free[model.k_fe + model.k_var] = False
+    layout.estimated[model.k_fe + model.k_var] = False
     theta = fit.theta.copy()
     theta[model.k_fe + model.k_var] = 1e-4
     held = _locscale.fit(_location_scale_data(model, res.n_quad), layout, theta)
@@ -253,8 +253,8 @@ def test_level2_dict_form_profiles_keep_held_terms():
     first_corr = lay.slice_of(block).start + block.d * block.k_s
     theta[first_corr] = np.arctanh(lims[1, 2])
     held = level2_layout(res.model, block.S,
-                         terms=lay.free[lay.slice_of(block)].reshape(-1, block.k_s))
-    held.free[first_corr] = False
+                         terms=lay.estimated[lay.slice_of(block)].reshape(-1, block.k_s))
+    held.estimated[first_corr] = False
     refit = _locscale.fit(_location_scale_data(res.model, res.n_quad), held, theta)
     assert 2 * (res.llf - refit.llf) == pytest.approx(Z95**2, abs=2e-3)
 

@@ -283,7 +283,7 @@ def test_layout_theta_of_a_location_scale_model():
     assert layout.blocks == [variance, joint]
     assert (layout.p, layout.k_var, layout.size) == (3, 2, 8)
     assert layout.slice_of(joint) == slice(5, 8) and layout.cov == slice(5, 8)
-    np.testing.assert_array_equal(layout.free, [1, 1, 1, 1, 1, 1, 0, 1])
+    np.testing.assert_array_equal(layout.estimated, [1, 1, 1, 1, 1, 1, 0, 1])
     L = np.array([[0.5, 0.0], [0.3, 0.8]])
     theta = layout.pack([1.0, 2.0, 3.0], [0.1, 0.2], joint.free_from_factor(L))
     beta, a, factor = layout.unpack(theta)

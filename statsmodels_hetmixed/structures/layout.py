@@ -30,7 +30,7 @@ residual variance blocks.
     profiling them out, then the blocks' *free* parameters, the blocks
     ordered by the ``roles`` given (the variance function before the
     random effects' covariance, so that the fixed effects and the variance
-    function are the leading entries).  ``free`` marks the entries it
+    function are the leading entries).  ``estimated`` marks the entries it
     estimates (the blocks' ``estimated``); the others are held.
 """
 
@@ -103,7 +103,7 @@ class Layout:
         self.var_natural = self._span(False, 0)
         # theta entries the location-scale fitter estimates (a plain
         # attribute: refits with some entries held set it).
-        self.free = np.concatenate([np.ones(self.k_fe, bool)]
+        self.estimated = np.concatenate([np.ones(self.k_fe, bool)]
                                    + [np.asarray(b.estimated, bool) for b in self.blocks])
 
     def _span(self, re_cov, offset) -> slice:
