@@ -113,11 +113,21 @@ def redundant_columns(mat) -> list[int]:
         Empty for a design of full column rank; the rank is ``k`` minus
         its length.
     """
-    scaled, norms = _equilibrate(mat)
-    if scaled.shape[1] == 0:
+    mat = np.asarray(mat, dtype=float)
+    if mat.shape[1] == 0:
         return []
-    # Projections are preserved by the orthogonal factor: work on R.
-    R = np.linalg.qr(scaled, mode="r")
+    # Projections are preserved by the orthogonal factor: work on R, whose
+    # columns have the design's column norms.  Householder QR is backward
+    # stable column by column, so scaling R's columns afterwards decides as
+    # scaling the design's first would, without two more copies of it;
+    # only entries near the float limits are scaled first.
+    extreme = max(abs(float(np.max(mat, initial=0.0))),
+                  abs(float(np.min(mat, initial=0.0))))
+    if extreme > 1e150 or 0 < extreme < 1e-150:
+        mat = _equilibrate(mat)[0]
+    R = np.linalg.qr(mat, mode="r")
+    norms = np.sqrt(np.sum(R * R, axis=0))
+    R = R / np.where(norms > 0, norms, 1.0)
     kept, redundant = [], []
     for j in range(R.shape[1]):
         col = R[:, j]

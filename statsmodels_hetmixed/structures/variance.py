@@ -31,9 +31,6 @@ _LOG_CHI2_1_MEAN = -1.2703628454614782
 # mean the optimiser is far off, and the likelihood tells it so.
 _ETA_LIMIT = 700.0
 
-# Float64 elements in a block of centred rows (conditioned_gradient): 8 MiB.
-_CENTRING_BLOCK = 1 << 20
-
 
 def make_variance_function(link: str, exog_var: np.ndarray,
                            names: list[str]) -> "_VarianceFunction":
@@ -152,15 +149,19 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
     def conditioned_gradient(self, var_params, grad_log_variance):
         if self._centring is None:
             return self.natural_gradient(var_params, grad_log_variance)
-        _, means = self._centring
-        # W_c' g in blocks of rows: the centred rows are never stored.
-        out = np.zeros(self.k)
-        w, g = self.exog_var, grad_log_variance
-        step = max(1, _CENTRING_BLOCK // max(self.k, 1))
-        for start in range(0, len(g), step):
-            stop = start + step
-            out += (w[start:stop] - means).T @ g[start:stop]
-        return out
+        return self._centred_design.T @ grad_log_variance
+
+    @functools.cached_property
+    def _centred_design(self):
+        """W_c = W - 1 m' (see ``_centring``), kept for the gradients of
+        the fit (one product each instead of a pass that centres rows)."""
+        return self.exog_var - self._centring[1]
+
+    def __getstate__(self):
+        # a derived array: rebuilt on demand after unpickling
+        state = self.__dict__.copy()
+        state.pop("_centred_design", None)
+        return state
 
     def log_derivative(self, var_params):
         """d log sigma2_ij / d var_params, an (n, k_var) array: W."""
