@@ -959,9 +959,12 @@ class HetMixedLM(MixedLM):
             )
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
         if self.k_var_re:
-            return self._fit_location_scale(
-                reml, start_params, n_quad, re_cov, do_cg, method, free,
-                full_output, fit_kwargs)
+            # called from here, so that the fit's warnings point at the
+            # caller of fit (their stacklevels count the frames)
+            self._check_location_scale_options(method, free, full_output, fit_kwargs)
+            return fit_location_scale(self, reml=reml, start_params=start_params,
+                                      n_quad=n_quad, re_cov=re_cov, do_cg=do_cg,
+                                      maxiter=fit_kwargs.get("maxiter"))
         if n_quad is not None or re_cov != "joint":
             raise ValueError("n_quad and re_cov apply to location-scale models "
                              "(var_re_formula / exog_var_re) only")
@@ -994,10 +997,9 @@ class HetMixedLM(MixedLM):
                     method=method, free=mask, reml=self.reml)
         return HetMixedLMResultsWrapper(res)
 
-    def _fit_location_scale(self, reml, start_params, n_quad, re_cov, do_cg,
-                            method, free, full_output, fit_kwargs):
-        """``fit`` of a location-scale model: options that its quadrature
-        fit cannot honour are errors, not silently dropped."""
+    def _check_location_scale_options(self, method, free, full_output, fit_kwargs):
+        """Options of ``fit`` that a location-scale fit cannot honour are
+        errors, not silently dropped."""
         unusable = {"method": method is not None, "free": free is not None,
                     "full_output": bool(full_output), "gtol": "gtol" in fit_kwargs}
         unusable = [k for k, given in unusable.items() if given]
@@ -1008,9 +1010,6 @@ class HetMixedLM(MixedLM):
                 "Newton steps on the adaptive-quadrature log-likelihood, with "
                 "every parameter free. Leave these arguments out; maxiter, "
                 "start_params, n_quad and re_cov apply.")
-        return fit_location_scale(self, reml=reml, start_params=start_params,
-                                  n_quad=n_quad, re_cov=re_cov, do_cg=do_cg,
-                                  maxiter=fit_kwargs.get("maxiter"))
 
     def _free_mask(self, free, theta):
         """Boolean mask over theta from ``free`` (MixedLM's argument: a

@@ -601,3 +601,20 @@ def test_location_scale_se_invariant_to_recoding(recoding_data):
            for name, (res, factor) in fits.items()}
     for name, se in ses.items():
         np.testing.assert_allclose(se, ses["year"], rtol=1e-5, err_msg=name)
+
+
+def test_fit_warnings_point_at_the_caller(hsb_data):
+    """The fit's warnings name the line that called fit (their stacklevels
+    count the frames between fit and the warning): a level-2 fit whose
+    estimate is on the boundary, and a skipped heteroskedastic fit."""
+    level2 = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
+                            var_formula="~ sector", var_re_formula="~ 1",
+                            re_var_formula="~ sector")
+    het = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school")
+    for fit in (lambda: level2.fit(reml=False), lambda: het.fit(do_cg=False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit()
+        assert caught
+        assert all(w.filename == __file__ for w in caught), \
+            [(w.filename, str(w.message)[:40]) for w in caught]
