@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._linalg import NotPositiveDefiniteError, cholesky_equilibrated
-from ._linalg import chol_solve as _chol_solve  # the engine's callers use this name
+from ._linalg import NotPositiveDefiniteError, back_transform, cholesky_equilibrated
+from ._linalg import chol_solve as _chol_solve
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -257,9 +257,7 @@ class Evaluation:
         far from their origin."""
         if self.fe_basis is None:
             return np.linalg.inv(self.xtvix)
-        M = self.fe_basis
-        inner = np.linalg.solve(M, np.linalg.inv(self.xtvix_centred))
-        return np.linalg.solve(M, inner.T).T
+        return back_transform(self.fe_basis, np.linalg.inv(self.xtvix_centred))
 
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,

@@ -66,7 +66,7 @@ from scipy.linalg import cho_solve
 
 __all__ = ["COLLINEAR_RTOL", "COV_RTOL", "ZERO_VAR_RTOL", "FACTOR_RTOL",
            "NotPositiveDefiniteError", "redundant_columns", "check_full_rank",
-           "cholesky_equilibrated", "chol_solve", "correlation",
+           "cholesky_equilibrated", "chol_solve", "back_transform", "correlation",
            "covariance_rank", "is_positive_definite", "cholesky_covariance"]
 
 # A column whose residual on the other columns is at most this fraction of
@@ -214,6 +214,13 @@ def cholesky_equilibrated(a, what: str = "the matrix") -> np.ndarray:
         raise NotPositiveDefiniteError(f"{what} is singular to within "
                                        f"{COLLINEAR_RTOL:g}")
     return d[:, None] * chol
+
+
+def back_transform(T, cov):
+    """T^-1 cov T^-T: a covariance matrix of ``u = T x`` as one of ``x``,
+    by solves with T (no inverse of T formed)."""
+    inner = np.linalg.solve(T, cov)
+    return np.linalg.solve(T, inner.T).T
 
 
 def chol_solve(chol, rhs):

@@ -47,7 +47,7 @@ def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
                 "boundary or a non-identified parameter); their standard "
                 "errors are unreliable.", ConvergenceWarning,
                 stacklevel=stacklevel)
-            inv = estimate.information.pseudo_covariance(idx)
+            inv = estimate.information.covariance(idx, pseudo=True)
         full = k_fe + idx
         cov[np.ix_(full, full)] = inv
     return cov

@@ -58,41 +58,24 @@ class ObservedInformation:
         """The gradient in the natural parameters, T' g_u."""
         return self.conditioner.T @ self.grad_u
 
-    def decrement(self, keep) -> float | None:
-        """Newton decrement g' (-H)^-1 g over the entries ``keep`` (whole
-        conditioned blocks or none of them), computed in ``u``; None when
-        -H is not positive definite there."""
-        idx = np.flatnonzero(keep)
-        if idx.size == 0:
-            return 0.0
-        try:
-            chol = np.linalg.cholesky(-self.hess_u[np.ix_(idx, idx)])
-        except np.linalg.LinAlgError:
-            return None
-        g = self.grad_u[idx]
-        return float(g @ _linalg.chol_solve(chol, g))
-
-    def covariance(self, idx) -> np.ndarray:
+    def covariance(self, idx, pseudo=False) -> np.ndarray:
         """
         Inverse observed information of the natural parameters ``idx``
-        (whole conditioned blocks), T^-1 (-H_u)^-1 T^-T.
+        (whole conditioned blocks), T^-1 (-H_u)^-1 T^-T; with ``pseudo``
+        the pseudo-inverse, for an information that is not positive
+        definite.
 
-        Raises LinAlgError when -H_u is not positive definite there.
+        Raises LinAlgError when -H_u is not positive definite there
+        (unless ``pseudo``).
         """
         idx = np.asarray(idx)
         info = -self.hess_u[np.ix_(idx, idx)]
-        np.linalg.cholesky(info)
-        T = self.conditioner[np.ix_(idx, idx)]
-        inner = np.linalg.solve(T, np.linalg.inv(info))
-        return np.linalg.solve(T, inner.T).T
-
-    def pseudo_covariance(self, idx) -> np.ndarray:
-        """The same with the pseudo-inverse, where -H_u is not positive
-        definite."""
-        idx = np.asarray(idx)
-        T = self.conditioner[np.ix_(idx, idx)]
-        inner = np.linalg.solve(T, np.linalg.pinv(-self.hess_u[np.ix_(idx, idx)]))
-        return np.linalg.solve(T, inner.T).T
+        if pseudo:
+            inverse = np.linalg.pinv(info)
+        else:
+            np.linalg.cholesky(info)
+            inverse = np.linalg.inv(info)
+        return _linalg.back_transform(self.conditioner[np.ix_(idx, idx)], inverse)
 
 
 class HeteroskedasticObjective:

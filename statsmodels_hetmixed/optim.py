@@ -30,7 +30,6 @@ import numpy as np
 from scipy import optimize
 
 from . import _linalg
-from ._linalg import chol_solve as _chol_solve
 
 __all__ = ["NEWTON_DECREMENT_TOL", "FLAT_TOL", "Estimate", "NewtonStep",
            "estimate", "line_search", "newton_decrement", "newton_step", "METHODS"]
@@ -152,7 +151,7 @@ def newton_decrement(g: np.ndarray, hess: np.ndarray, keep: np.ndarray):
         chol = np.linalg.cholesky(-hess[np.ix_(idx, idx)])
     except np.linalg.LinAlgError:
         return None
-    return float(g[idx] @ _chol_solve(chol, g[idx]))
+    return float(g[idx] @ _linalg.chol_solve(chol, g[idx]))
 
 
 # ----------------------------------------------------------------------
@@ -204,7 +203,7 @@ def fisher_scoring(objective, free, mask, options, hist):
             chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
         except np.linalg.LinAlgError:
             return lay.from_natural(nat), it, False
-        step_u = _chol_solve(chol, g_u)
+        step_u = _linalg.chol_solve(chol, g_u)
         if float(g_u @ step_u) < NEWTON_DECREMENT_TOL:
             return lay.from_natural(nat), it, True
         step = np.zeros_like(nat)
@@ -373,7 +372,8 @@ def estimate(objective, free, mask=None, methods=("scoring", "bfgs"),
     natural = lay.to_natural(free)
     information = objective.observed_information(natural, mask)
     keep = mask & ~objective.at_boundary(natural)
-    decrement = information.decrement(keep)
+    # in the conditioned coordinates, where the gradient does not cancel
+    decrement = newton_decrement(information.grad_u, information.hess_u, keep)
     converged = optimise and decrement is not None and \
         decrement < NEWTON_DECREMENT_TOL
     if optimise and not converged:
@@ -381,7 +381,7 @@ def estimate(objective, free, mask=None, methods=("scoring", "bfgs"),
         natural = lay.to_natural(free)
         information = objective.observed_information(natural, mask)
         keep = mask & ~objective.at_boundary(natural)
-        decrement = information.decrement(keep)
+        decrement = newton_decrement(information.grad_u, information.hess_u, keep)
         converged = decrement is not None and decrement < NEWTON_DECREMENT_TOL
         if not converged and polished:
             converged, decrement = True, free_decrement

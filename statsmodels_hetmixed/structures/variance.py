@@ -82,14 +82,6 @@ class _VarianceFunction(VarianceBlock):
         w = self.exog_var if exog_var is None else exog_var
         return w @ var_params
 
-    def log_scale(self, var_params):
-        """Mean over rows of log sigma2_ij (log of the geometric mean)."""
-        return float(np.mean(np.log(self.variance(var_params))))
-
-    def gradient(self, var_params, grad_log_variance):
-        """d llf / d var_params from d llf / d log sigma2_ij."""
-        return self.natural_gradient(var_params, grad_log_variance)
-
     def start(self, context: StartContext) -> np.ndarray:
         return self.start_params(context.resid, 1.0 - context.share_re)
 
