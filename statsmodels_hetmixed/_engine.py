@@ -91,6 +91,9 @@ class GroupedData:
     pad_index: np.ndarray | None
     exog_endog: np.ndarray  # [exog, endog], for one pass of cross products
     fe_basis: np.ndarray | None = None
+    #: M^-1, known in closed form: M = I + e_j0 a' with a_j0 = 0, so
+    #: M^-1 = I - e_j0 a' (no solve per evaluation).
+    fe_basis_inverse: np.ndarray | None = None
 
     @classmethod
     def build(cls, endog, exog, exog_z, group_index, n_groups, layout="auto",
@@ -129,13 +132,15 @@ class GroupedData:
         exog_endog = np.empty((n, exog.shape[1] + 1))
         exog_endog[:, :-1] = exog
         exog_endog[:, -1] = endog
-        fe_basis = None
+        fe_basis = fe_basis_inverse = None
         centring = _centring(exog) if centre else None
         if centring is not None:
             j0, means = centring
             exog_endog[:, :-1] -= means
             fe_basis = np.eye(exog.shape[1])
             fe_basis[j0] += means / exog[0, j0]
+            fe_basis_inverse = np.eye(exog.shape[1])
+            fe_basis_inverse[j0] -= means / exog[0, j0]
         return cls(
             endog,
             # C-contiguous for the BLAS products (as the uncentred design was)
@@ -148,6 +153,7 @@ class GroupedData:
             pad_index,
             exog_endog,
             fe_basis,
+            fe_basis_inverse,
         )
 
     @property
@@ -378,7 +384,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         ev = Evaluation(llf, fe_params, xtvix, blup, K, resid, score_fe)
     else:  # back to the fixed effects of X
         F = fe_basis
-        ev = Evaluation(llf, np.linalg.solve(F, fe_params),
+        ev = Evaluation(llf, data.fe_basis_inverse @ fe_params,
                         None if xtvix is None else F.T @ xtvix @ F, blup, K, resid,
                         None if score_fe is None else F.T @ score_fe,
                         fe_basis=F, xtvix_centred=xtvix)

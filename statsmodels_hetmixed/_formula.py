@@ -75,9 +75,12 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     )
     # By position: with repeated index labels, selecting by label would
     # repeat rows.
-    complete = np.asarray(pd.notna(data[kept.columns]).all(axis=1)) & \
-        np.asarray(pd.notna(groups))
-    if not complete.all():
+    if len(kept) == len(data):  # no row has a missing value
+        complete = None
+    else:
+        complete = np.asarray(pd.notna(data[kept.columns]).all(axis=1)) & \
+            np.asarray(pd.notna(groups))
+    if complete is not None:
         if missing == "drop":
             data, groups = data.loc[complete], groups[complete]
         else:

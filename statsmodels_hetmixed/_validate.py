@@ -82,11 +82,20 @@ def check_numeric(arr, what: str, names: Sequence[str] | None = None) -> None:
         if a.ndim > 2:
             raise ValueError(f"{what} must be 1- or 2-dimensional, not "
                              f"{a.ndim}-dimensional.")
+        if a.dtype.kind in "biuf":  # numbers: nothing to look at per column
+            return
         frame = pd.DataFrame(a)
+    # Columns of a numeric dtype need no look at their values (a pass per
+    # column creates a Series each); only the others are inspected.
+    to_inspect = [j for j, dtype in enumerate(frame.dtypes)
+                  if not (pd.api.types.is_numeric_dtype(dtype)
+                          or pd.api.types.is_bool_dtype(dtype))]
+    if not to_inspect:
+        return
     labels = list(names) if names is not None and len(names) == frame.shape[1] \
         else [str(c) for c in frame.columns]
-    bad = [labels[j] for j, (_, col) in enumerate(frame.items())
-           if not _is_numeric_column(col)]
+    bad = [labels[j] for j in to_inspect
+           if not _is_numeric_column(frame.iloc[:, j])]
     if bad:
         raise ValueError(
             f"{what} has non-numeric column(s) {bad}. Encode categorical "

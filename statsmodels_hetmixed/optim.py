@@ -177,6 +177,7 @@ def fisher_scoring(objective, free, mask, options, hist):
     # Steps are solved in the conditioned coordinates u = T natural (centred
     # variance covariates), where the information is well conditioned.
     T = objective.conditioner(mask)
+    T_inverses = {}  # by working set: T_w^-1, so that no step solves with it
 
     def evaluate(x):
         if not lay.admissible(x):
@@ -194,9 +195,12 @@ def fisher_scoring(objective, free, mask, options, hist):
         work = np.flatnonzero(mask & ~active)
         if work.size == 0:
             return lay.from_natural(nat), it, True
-        T_w = T[np.ix_(work, work)]
+        key = work.tobytes()
+        if key not in T_inverses:
+            T_inverses[key] = np.linalg.inv(T[np.ix_(work, work)])
+        T_w_inv = T_inverses[key]
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
-        info = np.linalg.solve(T_w.T, np.linalg.solve(T_w.T, ev.info[np.ix_(work, work)]).T)
+        info = T_w_inv.T @ ev.info[np.ix_(work, work)] @ T_w_inv
         info = 0.5 * (info + info.T)
         ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
         try:
@@ -207,7 +211,7 @@ def fisher_scoring(objective, free, mask, options, hist):
         if float(g_u @ step_u) < NEWTON_DECREMENT_TOL:
             return lay.from_natural(nat), it, True
         step = np.zeros_like(nat)
-        step[work] = np.linalg.solve(T_w, step_u)
+        step[work] = T_w_inv @ step_u
         # Longest step that keeps the boxed variances non-negative; the
         # variance that limits it lands on zero exactly.
         t_max, hit = 1.0, None
