@@ -307,7 +307,7 @@ def prediction_rows(results, exog=None, transform=True, groups=None,
 
 
 def _check_columns(model_spec, frame, what):
-    info = getattr(model_spec, "design_info", model_spec)
+    info = model_spec
     if isinstance(info, patsy.DesignInfo):
         missing = _missing_columns(info, frame)
         if missing:
