@@ -171,7 +171,7 @@ class _Rows:
                  in_sample):
         self.exog = exog            # (n, p)
         self.exog_re = exog_re      # (n, q) or None
-        self.exog_var = exog_var    # (n, k_var), None, or "fitted"
+        self.exog_var = exog_var    # (n, k_var) or None (fitted rows: resid_var)
         self.group_pos = group_pos  # (n,) group index, -1 for marginal rows
         self.conditional = conditional
         self.index = index
@@ -244,7 +244,7 @@ def prediction_rows(results, exog=None, transform=True, groups=None,
         n = model.nobs
         pos = model._group_index.copy() if cond else np.full(n, -1, np.intp)
         index = getattr(model.data, "row_labels", None)
-        return _Rows(model.exog, grouped.exog_z, "fitted", pos,
+        return _Rows(model.exog, grouped.exog_z, None, pos,
                      np.full(n, cond), index, True)
 
     frame = exog if isinstance(exog, pd.DataFrame) else None
@@ -406,7 +406,7 @@ def get_prediction(results, rows):
     factor = lay.factor(results._natural)
     G = factor @ factor.T
     var_re = np.where(cond, 0.0, np.einsum("ia,ab,ib->i", Z, G, Z))
-    if isinstance(rows.exog_var, str):
+    if rows.in_sample:
         var_resid = np.asarray(results.resid_var, dtype=float).copy()
     else:
         var_resid = results.model.variance_function.variance(

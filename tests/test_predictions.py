@@ -301,3 +301,22 @@ def test_pickled_model_rebuilds_re_design(orth_fit):
     new = _new("orthodont")
     pd.testing.assert_frame_equal(back.get_prediction(new).summary_frame(),
                                   orth_fit.get_prediction(new).summary_frame())
+
+
+def test_variance_components(hsb_data):
+    """Models with variance components: intervals for the fitted rows (the
+    padded design), the fixed part for new rows, an error for conditional
+    predictions of new rows."""
+    data = hsb_data[hsb_data["school"].isin(hsb_data["school"].unique()[:30])].copy()
+    data["cls"] = data.groupby("school").cumcount() % 3
+    fit = hmf.hetmixedlm("mathach ~ female", data, groups="school",
+                         vc_formula={"cls": "0 + C(cls)"},
+                         var_formula="~ female").fit()
+    pred = fit.get_prediction()
+    np.testing.assert_allclose(pred.predicted_mean, fit.fittedvalues)
+    assert np.all(pred.var_pred_mean > 0)
+    new = pd.DataFrame({"school": [1224, 5], "female": [0, 1], "cls": [0, 1]})
+    np.testing.assert_allclose(fit.predict(new, conditional=False),
+                               fit.fe_params.iloc[0] + fit.fe_params.iloc[1] * new["female"])
+    with pytest.raises(NotImplementedError, match="variance components"):
+        fit.predict(new)
