@@ -119,6 +119,12 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
             re_var_formula, data, env)
     kwargs["exog_re_names"] = re_names(re_formula, vc_formula, data, env,
                                         group_name or "Group")
+    if re_formula is not None and re_formula.strip() != "1":
+        # For predictions on new data (HetMixedLMResults.get_prediction).
+        kwargs["_re_formula"] = re_formula
+        kwargs["_re_design_info"] = patsy.dmatrix(
+            re_formula, data, eval_env=env, return_type="dataframe").design_info
+    kwargs["_group_name"] = group_name
     kwargs.update(var_formula=var_formula, var_by=var_by,
                   var_re_formula=var_re_formula, re_var_formula=re_var_formula)
     return data, (group_name if group_name is not None else groups), kwargs

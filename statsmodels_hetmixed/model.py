@@ -59,6 +59,9 @@ _FIT_OPTIONS = ("gtol", "maxiter", "disp")
 # Keyword arguments of the constructor that record the formulas the design
 # matrices came from (set by from_formula; None for the array interface).
 _FORMULA_KEYS = ("var_formula", "var_by", "var_re_formula", "re_var_formula")
+# Set by from_formula for predictions on new data: the groups' column name,
+# re_formula and its patsy design (rebuilt after unpickling, as var_formula's).
+_PREDICTION_KEYS = ("_group_name", "_re_formula", "_re_design_info")
 
 
 def _check_full_rank(mat, what, names, hint):
@@ -187,7 +190,8 @@ class HetMixedLM(MixedLM):
         exog_re_names=None,
         **kwargs,
     ):
-        allowed = ["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
+        allowed = (["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
+                   + list(_PREDICTION_KEYS))
         for key in kwargs:
             if key not in allowed:
                 raise ValueError(
@@ -195,7 +199,7 @@ class HetMixedLM(MixedLM):
                 )
         # The formulas the design matrices came from (from_formula), kept
         # for display, prediction on new data and pickling.
-        for key in _FORMULA_KEYS:
+        for key in _FORMULA_KEYS + _PREDICTION_KEYS:
             setattr(self, key, kwargs.pop(key, None))
         self._var_design_info = getattr(exog_var, "design_info", None)
         self._var_re_design_info = getattr(exog_var_re, "design_info", None)
@@ -581,13 +585,15 @@ class HetMixedLM(MixedLM):
         state = self.__dict__.copy()
         state["_var_design_info"] = None
         state["_var_re_design_info"] = None
+        state["_re_design_info"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
         for formula_key, info_key in (("var_formula", "_var_design_info"),
-                                      ("var_re_formula", "_var_re_design_info")):
+                                      ("var_re_formula", "_var_re_design_info"),
+                                      ("_re_formula", "_re_design_info")):
             formula = state.get(formula_key)
             if formula is None or frame is None:
                 continue

@@ -261,6 +261,134 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError(f"type must be one of {sorted(kinds)}, not {type!r}")
         return getattr(self, kinds[type])
 
+    def predict(self, exog=None, transform: bool = True, groups=None,
+                exog_re=None, conditional: bool | None = None,
+                new_groups: str = "marginal"):
+        """
+        Predicted means: conditional on the groups' predicted random effects
+        for rows of groups in the fit, marginal (fixed part) otherwise.
+
+        nlme's ``predict(level = 1)`` and ``level = 0``, lme4's
+        ``re.form = NULL`` and ``NA``.
+
+        Parameters
+        ----------
+        exog : DataFrame or array_like, optional
+            New data (default: the fitted rows).  Formula models take a
+            DataFrame with the columns the formulas use; arrays have the
+            columns of the model's ``exog``.
+        transform : bool
+            Pass a DataFrame through the model's formulas.
+        groups : array_like or str, optional
+            The rows' group labels, or the name of a column of ``exog``.
+            Formula models read the groups' column of ``exog`` when it has
+            one and ``groups`` is not given.
+        exog_re : array_like, optional
+            The rows' random-effects design (columns of ``exog_re``); only
+            needed for array models with a design other than a random
+            intercept (formula models rebuild it from ``re_formula``).
+        conditional : bool, optional
+            ``None`` (default): conditional wherever the rows' groups are
+            known (``groups`` given or found in ``exog``; for the fitted
+            rows, always: ``predict()`` equals ``fittedvalues``), marginal
+            otherwise.  ``True``: conditional, an error when no groups are
+            known.  ``False``: the fixed part only for every row (what
+            ``MixedLMResults.predict`` returns).
+        new_groups : {"marginal", "raise"}
+            Rows of groups the fit has not seen, or with a missing group
+            label: predicted marginally (default; as lme4's
+            ``allow.new.levels = TRUE``), or an error.
+
+        Returns
+        -------
+        ndarray or Series
+            Indexed like ``exog`` when it is a DataFrame or Series.  Rows
+            with a missing value in a column the formulas use are NaN.
+            ``get_prediction(...).conditional`` tells which rows were
+            conditional; ``get_prediction`` adds standard errors and
+            intervals.
+
+        Notes
+        -----
+        Not available for location-scale models (random scale effects or
+        level-2 variance functions), where the random effects'
+        posterior is not Gaussian; use ``random_effects`` there.
+        """
+        from .prediction import predicted_mean, prediction_rows
+
+        self._refuse_location_scale("predict")
+        rows = prediction_rows(self, exog, transform=transform, groups=groups,
+                               exog_re=exog_re, conditional=conditional,
+                               new_groups=new_groups)
+        mean = predicted_mean(self, rows)
+        return mean if rows.index is None else pd.Series(mean, index=rows.index)
+
+    def get_prediction(self, exog=None, transform: bool = True, groups=None,
+                       exog_re=None, exog_var=None,
+                       conditional: bool | None = None,
+                       new_groups: str = "marginal"):
+        """
+        Predictions with standard errors, confidence intervals of the mean
+        and prediction intervals of new observations.
+
+        Parameters
+        ----------
+        exog, transform, groups, exog_re, conditional, new_groups
+            As in ``predict``.
+        exog_var : array_like, optional
+            The rows' variance design (columns of ``exog_var``), for the
+            prediction intervals; only needed for array models with a
+            variance design (formula models rebuild it from
+            ``var_formula``).
+
+        Returns
+        -------
+        MixedPredictionResults
+            ``summary_frame(alpha=0.05)`` gives ``mean``, ``mean_se``,
+            ``mean_ci_lower``, ``mean_ci_upper``, ``obs_ci_lower``,
+            ``obs_ci_upper`` and ``conditional``; ``conf_int(obs=, alpha=)``
+            as in statsmodels.
+
+        Notes
+        -----
+        Variance parameters are treated as known (as nlme and lme4 treat
+        them for BLUPs).  With ``C`` the fixed-effect block of
+        ``cov_params()``:
+
+        * conditional rows (group in the fit): ``mean_se^2 = c' C c +
+          z' K_i z`` with ``c = x - A_i' z``, ``K_i`` the group's
+          ``random_effects_cov`` and ``A_i = K_i Z_i' R_i^-1 X_i`` --
+          Henderson's prediction error variance (uncertainty of the fixed
+          effects, of the BLUP and their covariance);
+        * marginal rows: ``mean_se^2 = x' C x``;
+        * new observation: ``mean_se^2 + sigma2 (+ z' G z for marginal
+          rows)``, with ``sigma2`` the row's residual variance from the
+          variance function (``predict_variance``) and ``G = cov_re``.
+
+        Intervals use normal quantiles, or t quantiles when the results
+        have small-sample degrees of freedom ``df_fe`` (the smallest among
+        the fixed effects the row uses).
+        """
+        from .prediction import get_prediction, prediction_rows
+
+        self._refuse_location_scale("get_prediction")
+        rows = prediction_rows(self, exog, transform=transform, groups=groups,
+                               exog_re=exog_re, exog_var=exog_var,
+                               conditional=conditional, new_groups=new_groups,
+                               need_variance=True)
+        if not rows.in_sample:
+            self._refuse_extra_variance_blocks("get_prediction on new data")
+        return get_prediction(self, rows)
+
+    def _refuse_location_scale(self, what):
+        model = self.model
+        if getattr(model, "k_var_re", 0) or getattr(model, "re_var_names", None):
+            raise NotImplementedError(
+                f"{what} is not available for location-scale models: with "
+                "random scale effects the random effects' posterior is not "
+                "Gaussian. Use random_effects (posterior means) and "
+                "predict_variance, or fit the model without var_re_formula.")
+
     def predict_variance(self, exog=None, transform=True):
         """
         Residual variances sigma2 for the data or for new data.

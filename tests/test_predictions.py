@@ -5,9 +5,12 @@ random intercept, varIdent(~1|female), ML)."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 import statsmodels_hetmixed.formula.api as hmf
+from statsmodels_hetmixed import HetMixedLM
 
 from .conftest import RESULTS
 
@@ -37,3 +40,283 @@ def test_fitted_values_and_residuals_match_nlme(ref, fit):
     for kind in ("response", "pearson", "normalized"):
         np.testing.assert_allclose(np.asarray(fit.residuals(kind))[rows],
                                    ref[f"resid_{kind}"], rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# predict / get_prediction on new data, against nlme's predict(level = 0:1)
+# (tests/results/predict/r_predict.json, made by r_predict.R).
+PRED = RESULTS / "predict"
+
+
+@pytest.fixture(scope="module")
+def pred_ref():
+    with open(PRED / "r_predict.json") as fh:
+        return json.load(fh)
+
+
+def _orthodont(frame):
+    frame = frame.copy()
+    frame["female"] = (frame["Sex"] == "Female").astype(float)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def hsb_fit(hsb_data):
+    return hmf.hetmixedlm("mathach ~ female + ses", hsb_data, groups="school",
+                          var_formula="~ female + ses").fit(reml=False)
+
+
+@pytest.fixture(scope="module")
+def orth_data():
+    return _orthodont(pd.read_csv(PRED / "orthodont.csv"))
+
+
+@pytest.fixture(scope="module")
+def orth_fit(orth_data):
+    return hmf.hetmixedlm("distance ~ age + Sex", orth_data, groups="Subject",
+                          re_formula="~ age", var_formula="~ female").fit(reml=True)
+
+
+def _new(case):
+    frame = pd.read_csv(PRED / f"newdata_{case}.csv")
+    return _orthodont(frame) if case == "orthodont" else frame
+
+
+@pytest.mark.parametrize("case", ["hsb", "orthodont"])
+def test_point_predictions_match_nlme(case, pred_ref, hsb_fit, orth_fit):
+    ref = pred_ref[case]
+    fit = hsb_fit if case == "hsb" else orth_fit
+    assert fit.llf == pytest.approx(ref["llf"], abs=1e-5)
+    new = _new(case)
+    level0 = np.asarray(ref["level0"], dtype=float)
+    level1 = np.array([np.nan if v is None else v for v in ref["level1"]])
+    np.testing.assert_allclose(fit.predict(new, conditional=False), level0,
+                               rtol=1e-6)
+    ours = fit.get_prediction(new)
+    known = ~np.isnan(level1)
+    assert known.sum() >= 5 and (~known).sum() == 2
+    # Groups nlme knows: conditional; the unseen group: marginal (level 0).
+    np.testing.assert_array_equal(ours.conditional, known)
+    expected = np.where(known, level1, level0)
+    np.testing.assert_allclose(ours.predicted_mean, expected, rtol=1e-6)
+    np.testing.assert_allclose(fit.predict(new), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="not in the fitted data"):
+        fit.predict(new, new_groups="raise")
+
+
+def test_random_slope_prediction_is_fixed_plus_blups(orth_fit):
+    """A known subject's line is the fixed line plus its intercept and age
+    slope (random_effects), at any age, also outside the data's ages."""
+    new = pd.DataFrame({"Subject": ["F03"] * 3, "age": [3.0, 11.0, 40.0],
+                        "Sex": "Female", "female": 1.0})
+    u = orth_fit.random_effects["F03"]
+    fixed = orth_fit.predict(new, conditional=False)
+    np.testing.assert_allclose(orth_fit.predict(new),
+                               fixed + u["Subject"] + u["age"] * new["age"],
+                               rtol=1e-12)
+
+
+def _henderson_pev(fit, group, x, z):
+    """Prediction error variance of x'b + z'u_g from the inverse of the full
+    mixed-model equations (dense, every group), the textbook route."""
+    model = fit.model
+    X = model.exog
+    n, q, m = len(X), fit.k_re, model.n_groups
+    Z = np.zeros((n, q * m))
+    for i, lab in enumerate(model.group_labels):
+        idx = model.row_indices[lab]
+        Z[np.ix_(idx, np.arange(i * q, (i + 1) * q))] = model.exog_re[idx]
+    rinv = 1.0 / np.asarray(fit.resid_var)
+    ginv = np.kron(np.eye(m), np.linalg.inv(np.asarray(fit.cov_re)))
+    mme = np.block([[X.T @ (X * rinv[:, None]), X.T @ (Z * rinv[:, None])],
+                    [Z.T @ (X * rinv[:, None]), Z.T @ (Z * rinv[:, None]) + ginv]])
+    C = np.linalg.inv(mme)
+    out = []
+    for xr, zr, g in zip(x, z, group):
+        vec = np.zeros(C.shape[0])
+        vec[:X.shape[1]] = xr
+        i = model.group_labels.index(g)
+        vec[X.shape[1] + i * q: X.shape[1] + (i + 1) * q] = zr
+        out.append(vec @ C @ vec)
+    return np.array(out)
+
+
+def test_conditional_se_is_henderson_prediction_error_variance(orth_fit):
+    new = _new("orthodont").iloc[:5]
+    pred = orth_fit.get_prediction(new)
+    x = orth_fit._transform_predict_exog(new)[0]
+    z = np.column_stack([np.ones(len(new)), new["age"]])
+    expected = _henderson_pev(orth_fit, list(new["Subject"]), x, z)
+    np.testing.assert_allclose(pred.var_pred_mean, expected, rtol=1e-8)
+    # The fixed-effect block of the MME inverse is cov_params' (as a check
+    # that the comparison uses the same C).
+    assert np.all(pred.var_re == 0)
+
+
+def test_interval_components(orth_fit):
+    """Marginal rows: mean variance x'Cx, a new observation adds z'Gz and
+    sigma2 from the variance function; conditional rows add only sigma2."""
+    new = _new("orthodont")
+    pred = orth_fit.get_prediction(new)
+    frame = pred.summary_frame(alpha=0.1)
+    x = orth_fit._transform_predict_exog(new)[0]
+    C = np.asarray(orth_fit.cov_params())[:3, :3]
+    z = np.column_stack([np.ones(len(new)), new["age"]])
+    G = np.asarray(orth_fit.cov_re)
+    sigma2 = np.asarray(orth_fit.predict_variance(new))
+    marg = ~pred.conditional
+    np.testing.assert_allclose(pred.var_pred_mean[marg],
+                               np.einsum("ip,pq,iq->i", x, C, x)[marg], rtol=1e-10)
+    expected_obs = pred.var_pred_mean + sigma2 + np.where(
+        marg, np.einsum("ia,ab,ib->i", z, G, z), 0.0)
+    np.testing.assert_allclose(pred.se_obs ** 2, expected_obs, rtol=1e-10)
+    q = 1.6448536269514722  # normal 95% quantile: alpha = 0.1, no df_fe
+    np.testing.assert_allclose(frame["obs_ci_upper"] - frame["mean"],
+                               q * pred.se_obs, rtol=1e-10)
+    np.testing.assert_allclose(frame["mean_ci_lower"],
+                               frame["mean"] - q * frame["mean_se"], rtol=1e-10)
+    assert list(frame.columns) == ["mean", "mean_se", "mean_ci_lower",
+                                   "mean_ci_upper", "obs_ci_lower",
+                                   "obs_ci_upper", "conditional"]
+    # Girls' residual variance differs from boys': it enters their intervals.
+    assert sigma2[new["female"] == 1][0] != pytest.approx(sigma2[new["female"] == 0][0])
+
+
+def test_t_quantiles_with_df_fe(orth_fit):
+    """With small-sample df (``df_fe``), intervals use t quantiles with the
+    smallest df among the fixed effects a row uses."""
+    new = _new("orthodont")
+    base = orth_fit.get_prediction(new).summary_frame()
+    fit = orth_fit._results
+    fit.df_fe = pd.Series([25.0, 10.0, 80.0], index=orth_fit.model.exog_names)
+    try:
+        pred = orth_fit.get_prediction(new)
+        frame = pred.summary_frame()
+    finally:
+        del fit.df_fe
+    x = orth_fit._transform_predict_exog(new)[0]
+    expected_df = np.where(x[:, 1] != 0, 10.0, 25.0)  # Sex[T.Male] has df 10
+    np.testing.assert_allclose(pred.df, expected_df)
+    half = frame["mean_ci_upper"] - frame["mean"]
+    np.testing.assert_allclose(half, stats.t.ppf(0.975, expected_df) * frame["mean_se"])
+    assert (half > base["mean_ci_upper"] - base["mean"]).all()
+
+
+def test_in_sample(orth_fit):
+    np.testing.assert_allclose(orth_fit.predict(), orth_fit.fittedvalues)
+    np.testing.assert_allclose(orth_fit.predict(conditional=False),
+                               orth_fit.model.exog @ orth_fit.fe_params)
+    pred = orth_fit.get_prediction()
+    assert pred.conditional.all()
+    np.testing.assert_allclose(pred.var_resid, orth_fit.resid_var)
+
+
+def test_prediction_invariant_to_row_order_and_group_labels(orth_data, orth_fit):
+    new = _new("orthodont")
+    frame = orth_fit.get_prediction(new).summary_frame()
+    perm = np.random.default_rng(3).permutation(len(new))
+    shuffled = orth_fit.get_prediction(new.iloc[perm]).summary_frame()
+    pd.testing.assert_frame_equal(shuffled.loc[frame.index], frame, rtol=1e-12)
+    # Relabel the subjects (another sort order of the labels too) and refit.
+    relabel = {s: f"s{k:02d}" for k, s in enumerate(sorted(orth_data["Subject"].unique())[::-1])}
+    data = orth_data.iloc[np.random.default_rng(4).permutation(len(orth_data))].copy()
+    data["Subject"] = data["Subject"].map(relabel)
+    refit = hmf.hetmixedlm("distance ~ age + Sex", data, groups="Subject",
+                           re_formula="~ age", var_formula="~ female").fit(reml=True)
+    new2 = new.copy()
+    new2["Subject"] = new2["Subject"].map(relabel).fillna("unseen")
+    other = refit.get_prediction(new2).summary_frame()
+    pd.testing.assert_frame_equal(other, frame, rtol=1e-5)
+
+
+def test_array_interface(orth_data, orth_fit):
+    """Arrays: groups and exog_re given explicitly, exog_var for intervals."""
+    model = orth_fit.model
+    exog = pd.DataFrame(model.exog, columns=model.exog_names)
+    arr = HetMixedLM(orth_data["distance"], exog, orth_data["Subject"],
+                     exog_re=np.column_stack([np.ones(len(orth_data)), orth_data["age"]]),
+                     exog_var=np.column_stack([np.ones(len(orth_data)), orth_data["female"]]))
+    fit = arr.fit(reml=True)
+    new = _new("orthodont")
+    x = orth_fit._transform_predict_exog(new)[0]
+    z = np.column_stack([np.ones(len(new)), new["age"]])
+    w = np.column_stack([np.ones(len(new)), new["female"]])
+    frame = fit.get_prediction(x, groups=new["Subject"], exog_re=z,
+                               exog_var=w).summary_frame()
+    ref = orth_fit.get_prediction(new).summary_frame()
+    np.testing.assert_allclose(frame.drop(columns="conditional"),
+                               ref.drop(columns="conditional"), rtol=1e-5)
+    # Without groups: marginal (MixedLM's predict); intervals need exog_var.
+    np.testing.assert_allclose(fit.predict(x), x @ fit.fe_params)
+    with pytest.raises(ValueError, match="exog_var"):
+        fit.get_prediction(x, exog_re=z)
+    with pytest.raises(ValueError, match="exog_re"):
+        fit.predict(x, groups=new["Subject"])
+
+
+def test_bad_input(hsb_fit):
+    new = pd.read_csv(PRED / "newdata_hsb.csv")
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['ses'\]"):
+        hsb_fit.predict(new.drop(columns="ses"))
+    with pytest.raises(ValueError, match="groups"):
+        hsb_fit.predict(new.drop(columns="school"), conditional=True)
+    # No groups column: marginal for every row, said so.
+    pred = hsb_fit.get_prediction(new.drop(columns="school"))
+    assert not pred.conditional.any()
+    with pytest.raises(ValueError, match="same type"):
+        hsb_fit.predict(new.assign(school=new["school"].astype(str)))
+    with pytest.raises(ValueError, match="new_groups"):
+        hsb_fit.predict(new, new_groups="drop")
+    # Missing values: NaN in those rows only, the others unchanged; a
+    # missing group label is an unknown group.
+    holes = new.astype({"school": float}).copy()
+    holes.loc[1, "ses"] = np.nan
+    holes.loc[2, "school"] = np.nan
+    frame = hsb_fit.get_prediction(holes).summary_frame()
+    full = hsb_fit.get_prediction(new).summary_frame()
+    assert frame.loc[1, ["mean", "mean_se", "obs_ci_upper"]].isna().all()
+    keep = [0, 3, 4, 5, 6, 7]
+    pd.testing.assert_frame_equal(frame.loc[keep], full.loc[keep])
+    assert not frame.loc[2, "conditional"]
+    assert frame.loc[2, "mean"] == pytest.approx(
+        hsb_fit.predict(new.iloc[[2]], conditional=False).iloc[0])
+
+
+def test_location_scale_refused():
+    from .conftest import simulate_recoding_data
+
+    data = simulate_recoding_data()
+    fit = hmf.hetmixedlm("y ~ year", data, groups="g", var_formula="~ year",
+                         var_re_formula="~ 1")
+    res = fit.fit(reml=False, n_quad=1)
+    with pytest.raises(NotImplementedError, match="location-scale"):
+        res.get_prediction(data.head())
+
+
+def test_pickled_model_rebuilds_re_design(orth_fit):
+    """The random-effects formula's design is rebuilt after unpickling."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(orth_fit))
+    new = _new("orthodont")
+    pd.testing.assert_frame_equal(back.get_prediction(new).summary_frame(),
+                                  orth_fit.get_prediction(new).summary_frame())
+
+
+def test_variance_components(hsb_data):
+    """Models with variance components: intervals for the fitted rows (the
+    padded design), the fixed part for new rows, an error for conditional
+    predictions of new rows."""
+    data = hsb_data[hsb_data["school"].isin(hsb_data["school"].unique()[:30])].copy()
+    data["cls"] = data.groupby("school").cumcount() % 3
+    fit = hmf.hetmixedlm("mathach ~ female", data, groups="school",
+                         vc_formula={"cls": "0 + C(cls)"},
+                         var_formula="~ female").fit()
+    pred = fit.get_prediction()
+    np.testing.assert_allclose(pred.predicted_mean, fit.fittedvalues)
+    assert np.all(pred.var_pred_mean > 0)
+    new = pd.DataFrame({"school": [1224, 5], "female": [0, 1], "cls": [0, 1]})
+    np.testing.assert_allclose(fit.predict(new, conditional=False),
+                               fit.fe_params.iloc[0] + fit.fe_params.iloc[1] * new["female"])
+    with pytest.raises(NotImplementedError, match="variance components"):
+        fit.predict(new)
