@@ -117,13 +117,12 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     if re_var_formula is not None:
         kwargs["exog_re_var"], kwargs["re_var_terms"] = level2_design(
             re_var_formula, data, env)
-    kwargs["exog_re_names"] = re_names(re_formula, vc_formula, data, env,
-                                        group_name or "Group")
-    if re_formula is not None and re_formula.strip() != "1":
+    kwargs["exog_re_names"], re_design_info = re_names(
+        re_formula, vc_formula, data, env, group_name or "Group")
+    if re_design_info is not None:
         # For predictions on new data (HetMixedLMResults.get_prediction).
         kwargs["_re_formula"] = re_formula
-        kwargs["_re_design_info"] = patsy.dmatrix(
-            re_formula, data, eval_env=env, return_type="dataframe").design_info
+        kwargs["_re_design_info"] = re_design_info
     kwargs["_group_name"] = group_name
     kwargs.update(var_formula=var_formula, var_by=var_by,
                   var_re_formula=var_re_formula, re_var_formula=re_var_formula)
@@ -164,14 +163,17 @@ def level2_design(re_var_formula, data, eval_env):
 
 def re_names(re_formula, vc_formula, data, eval_env, group_name):
     """The names MixedLM.from_formula gives the random effects of
-    ``re_formula`` (the intercept named after the groups)."""
+    ``re_formula`` (the intercept named after the groups), and the patsy
+    design information of ``re_formula`` (None for a random intercept),
+    from one evaluation of the formula."""
     if re_formula is None:
-        return [group_name] if vc_formula is None else []
+        return ([group_name] if vc_formula is None else []), None
     if re_formula.strip() == "1":
-        return [group_name]
+        return [group_name], None
     design = patsy.dmatrix(re_formula, data, eval_env=eval_env,
                            return_type="dataframe")
-    return [str(c).replace("Intercept", group_name) for c in design.columns]
+    names = [str(c).replace("Intercept", group_name) for c in design.columns]
+    return names, design.design_info
 
 
 def capture_eval_env(eval_env):

@@ -262,11 +262,12 @@ class HetMixedLMResults(MixedLMResults):
         return getattr(self, kinds[type])
 
     def predict(self, exog=None, transform: bool = True, groups=None,
-                exog_re=None, conditional: bool | None = None,
+                exog_re=None, conditional: bool | None = False,
                 new_groups: str = "marginal"):
         """
-        Predicted means: conditional on the groups' predicted random effects
-        for rows of groups in the fit, marginal (fixed part) otherwise.
+        Predicted means: marginal (the fixed part, as MixedLM's) by default;
+        conditional on the groups' predicted random effects for rows of
+        groups in the fit with ``conditional=None`` or ``True``.
 
         nlme's ``predict(level = 1)`` and ``level = 0``, lme4's
         ``re.form = NULL`` and ``NA``.
@@ -287,13 +288,15 @@ class HetMixedLMResults(MixedLMResults):
             The rows' random-effects design (columns of ``exog_re``); only
             needed for array models with a design other than a random
             intercept (formula models rebuild it from ``re_formula``).
-        conditional : bool, optional
-            ``None`` (default): conditional wherever the rows' groups are
-            known (``groups`` given or found in ``exog``; for the fitted
-            rows, always: ``predict()`` equals ``fittedvalues``), marginal
-            otherwise.  ``True``: conditional, an error when no groups are
-            known.  ``False``: the fixed part only for every row (what
-            ``MixedLMResults.predict`` returns).
+        conditional : bool or None
+            ``False`` (default): the fixed part only for every row, what
+            ``MixedLMResults.predict`` returns, so that code written for
+            MixedLM gets the same numbers.  ``None``: conditional wherever
+            the rows' groups are known (``groups`` given or found in
+            ``exog``; for the fitted rows, always: ``predict(conditional=
+            None)`` equals ``fittedvalues``), marginal otherwise (nlme's and
+            lme4's default).  ``True``: conditional, an error when no groups
+            are known.
         new_groups : {"marginal", "raise"}
             Rows of groups the fit has not seen, or with a missing group
             label: predicted marginally (default; as lme4's
@@ -325,7 +328,7 @@ class HetMixedLMResults(MixedLMResults):
 
     def get_prediction(self, exog=None, transform: bool = True, groups=None,
                        exog_re=None, exog_var=None,
-                       conditional: bool | None = None,
+                       conditional: bool | None = False,
                        new_groups: str = "marginal"):
         """
         Predictions with standard errors, confidence intervals of the mean

@@ -92,16 +92,16 @@ def test_point_predictions_match_nlme(case, pred_ref, hsb_fit, orth_fit):
     level1 = np.array([np.nan if v is None else v for v in ref["level1"]])
     np.testing.assert_allclose(fit.predict(new, conditional=False), level0,
                                rtol=1e-6)
-    ours = fit.get_prediction(new)
+    ours = fit.get_prediction(new, conditional=None)
     known = ~np.isnan(level1)
     assert known.sum() >= 5 and (~known).sum() == 2
     # Groups nlme knows: conditional; the unseen group: marginal (level 0).
     np.testing.assert_array_equal(ours.conditional, known)
     expected = np.where(known, level1, level0)
     np.testing.assert_allclose(ours.predicted_mean, expected, rtol=1e-6)
-    np.testing.assert_allclose(fit.predict(new), expected, rtol=1e-6)
+    np.testing.assert_allclose(fit.predict(new, conditional=None), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="not in the fitted data"):
-        fit.predict(new, new_groups="raise")
+        fit.predict(new, new_groups="raise", conditional=None)
 
 
 def test_random_slope_prediction_is_fixed_plus_blups(orth_fit):
@@ -111,7 +111,7 @@ def test_random_slope_prediction_is_fixed_plus_blups(orth_fit):
                         "Sex": "Female", "female": 1.0})
     u = orth_fit.random_effects["F03"]
     fixed = orth_fit.predict(new, conditional=False)
-    np.testing.assert_allclose(orth_fit.predict(new),
+    np.testing.assert_allclose(orth_fit.predict(new, conditional=None),
                                fixed + u["Subject"] + u["age"] * new["age"],
                                rtol=1e-12)
 
@@ -143,7 +143,7 @@ def _henderson_pev(fit, group, x, z):
 
 def test_conditional_se_is_henderson_prediction_error_variance(orth_fit):
     new = _new("orthodont").iloc[:5]
-    pred = orth_fit.get_prediction(new)
+    pred = orth_fit.get_prediction(new, conditional=None)
     x = orth_fit._transform_predict_exog(new)[0]
     z = np.column_stack([np.ones(len(new)), new["age"]])
     expected = _henderson_pev(orth_fit, list(new["Subject"]), x, z)
@@ -157,7 +157,7 @@ def test_interval_components(orth_fit):
     """Marginal rows: mean variance x'Cx, a new observation adds z'Gz and
     sigma2 from the variance function; conditional rows add only sigma2."""
     new = _new("orthodont")
-    pred = orth_fit.get_prediction(new)
+    pred = orth_fit.get_prediction(new, conditional=None)
     frame = pred.summary_frame(alpha=0.1)
     x = orth_fit._transform_predict_exog(new)[0]
     C = np.asarray(orth_fit.cov_params())[:3, :3]
@@ -186,11 +186,11 @@ def test_t_quantiles_with_df_fe(orth_fit):
     """With small-sample df (``df_fe``), intervals use t quantiles with the
     smallest df among the fixed effects a row uses."""
     new = _new("orthodont")
-    base = orth_fit.get_prediction(new).summary_frame()
+    base = orth_fit.get_prediction(new, conditional=None).summary_frame()
     fit = orth_fit._results
     fit.df_fe = pd.Series([25.0, 10.0, 80.0], index=orth_fit.model.exog_names)
     try:
-        pred = orth_fit.get_prediction(new)
+        pred = orth_fit.get_prediction(new, conditional=None)
         frame = pred.summary_frame()
     finally:
         del fit.df_fe
@@ -203,19 +203,19 @@ def test_t_quantiles_with_df_fe(orth_fit):
 
 
 def test_in_sample(orth_fit):
-    np.testing.assert_allclose(orth_fit.predict(), orth_fit.fittedvalues)
+    np.testing.assert_allclose(orth_fit.predict(conditional=None), orth_fit.fittedvalues)
     np.testing.assert_allclose(orth_fit.predict(conditional=False),
                                orth_fit.model.exog @ orth_fit.fe_params)
-    pred = orth_fit.get_prediction()
+    pred = orth_fit.get_prediction(conditional=None)
     assert pred.conditional.all()
     np.testing.assert_allclose(pred.var_resid, orth_fit.resid_var)
 
 
 def test_prediction_invariant_to_row_order_and_group_labels(orth_data, orth_fit):
     new = _new("orthodont")
-    frame = orth_fit.get_prediction(new).summary_frame()
+    frame = orth_fit.get_prediction(new, conditional=None).summary_frame()
     perm = np.random.default_rng(3).permutation(len(new))
-    shuffled = orth_fit.get_prediction(new.iloc[perm]).summary_frame()
+    shuffled = orth_fit.get_prediction(new.iloc[perm], conditional=None).summary_frame()
     pd.testing.assert_frame_equal(shuffled.loc[frame.index], frame, rtol=1e-12)
     # Relabel the subjects (another sort order of the labels too) and refit.
     relabel = {s: f"s{k:02d}" for k, s in enumerate(sorted(orth_data["Subject"].unique())[::-1])}
@@ -225,7 +225,7 @@ def test_prediction_invariant_to_row_order_and_group_labels(orth_data, orth_fit)
                            re_formula="~ age", var_formula="~ female").fit(reml=True)
     new2 = new.copy()
     new2["Subject"] = new2["Subject"].map(relabel).fillna("unseen")
-    other = refit.get_prediction(new2).summary_frame()
+    other = refit.get_prediction(new2, conditional=None).summary_frame()
     pd.testing.assert_frame_equal(other, frame, rtol=1e-5)
 
 
@@ -242,38 +242,38 @@ def test_array_interface(orth_data, orth_fit):
     z = np.column_stack([np.ones(len(new)), new["age"]])
     w = np.column_stack([np.ones(len(new)), new["female"]])
     frame = fit.get_prediction(x, groups=new["Subject"], exog_re=z,
-                               exog_var=w).summary_frame()
-    ref = orth_fit.get_prediction(new).summary_frame()
+                               exog_var=w, conditional=None).summary_frame()
+    ref = orth_fit.get_prediction(new, conditional=None).summary_frame()
     np.testing.assert_allclose(frame.drop(columns="conditional"),
                                ref.drop(columns="conditional"), rtol=1e-5)
     # Without groups: marginal (MixedLM's predict); intervals need exog_var.
-    np.testing.assert_allclose(fit.predict(x), x @ fit.fe_params)
+    np.testing.assert_allclose(fit.predict(x, conditional=None), x @ fit.fe_params)
     with pytest.raises(ValueError, match="exog_var"):
-        fit.get_prediction(x, exog_re=z)
+        fit.get_prediction(x, exog_re=z, conditional=None)
     with pytest.raises(ValueError, match="exog_re"):
-        fit.predict(x, groups=new["Subject"])
+        fit.predict(x, groups=new["Subject"], conditional=None)
 
 
 def test_bad_input(hsb_fit):
     new = pd.read_csv(PRED / "newdata_hsb.csv")
     with pytest.raises(ValueError, match=r"lack column\(s\) \['ses'\]"):
-        hsb_fit.predict(new.drop(columns="ses"))
+        hsb_fit.predict(new.drop(columns="ses"), conditional=None)
     with pytest.raises(ValueError, match="groups"):
         hsb_fit.predict(new.drop(columns="school"), conditional=True)
     # No groups column: marginal for every row, said so.
-    pred = hsb_fit.get_prediction(new.drop(columns="school"))
+    pred = hsb_fit.get_prediction(new.drop(columns="school"), conditional=None)
     assert not pred.conditional.any()
     with pytest.raises(ValueError, match="same type"):
-        hsb_fit.predict(new.assign(school=new["school"].astype(str)))
+        hsb_fit.predict(new.assign(school=new["school"].astype(str)), conditional=None)
     with pytest.raises(ValueError, match="new_groups"):
-        hsb_fit.predict(new, new_groups="drop")
+        hsb_fit.predict(new, new_groups="drop", conditional=None)
     # Missing values: NaN in those rows only, the others unchanged; a
     # missing group label is an unknown group.
     holes = new.astype({"school": float}).copy()
     holes.loc[1, "ses"] = np.nan
     holes.loc[2, "school"] = np.nan
-    frame = hsb_fit.get_prediction(holes).summary_frame()
-    full = hsb_fit.get_prediction(new).summary_frame()
+    frame = hsb_fit.get_prediction(holes, conditional=None).summary_frame()
+    full = hsb_fit.get_prediction(new, conditional=None).summary_frame()
     assert frame.loc[1, ["mean", "mean_se", "obs_ci_upper"]].isna().all()
     keep = [0, 3, 4, 5, 6, 7]
     pd.testing.assert_frame_equal(frame.loc[keep], full.loc[keep])
@@ -290,7 +290,7 @@ def test_location_scale_refused():
                          var_re_formula="~ 1")
     res = fit.fit(reml=False, n_quad=1)
     with pytest.raises(NotImplementedError, match="location-scale"):
-        res.get_prediction(data.head())
+        res.get_prediction(data.head(), conditional=None)
 
 
 def test_pickled_model_rebuilds_re_design(orth_fit):
@@ -299,8 +299,8 @@ def test_pickled_model_rebuilds_re_design(orth_fit):
 
     back = pickle.loads(pickle.dumps(orth_fit))
     new = _new("orthodont")
-    pd.testing.assert_frame_equal(back.get_prediction(new).summary_frame(),
-                                  orth_fit.get_prediction(new).summary_frame())
+    pd.testing.assert_frame_equal(back.get_prediction(new, conditional=None).summary_frame(),
+                                  orth_fit.get_prediction(new, conditional=None).summary_frame())
 
 
 def test_variance_components(hsb_data):
@@ -312,11 +312,25 @@ def test_variance_components(hsb_data):
     fit = hmf.hetmixedlm("mathach ~ female", data, groups="school",
                          vc_formula={"cls": "0 + C(cls)"},
                          var_formula="~ female").fit()
-    pred = fit.get_prediction()
+    pred = fit.get_prediction(conditional=None)
     np.testing.assert_allclose(pred.predicted_mean, fit.fittedvalues)
     assert np.all(pred.var_pred_mean > 0)
     new = pd.DataFrame({"school": [1224, 5], "female": [0, 1], "cls": [0, 1]})
     np.testing.assert_allclose(fit.predict(new, conditional=False),
                                fit.fe_params.iloc[0] + fit.fe_params.iloc[1] * new["female"])
     with pytest.raises(NotImplementedError, match="variance components"):
-        fit.predict(new)
+        fit.predict(new, conditional=None)
+
+
+def test_default_is_mixedlm_predict(orth_fit):
+    """By default predict and get_prediction give MixedLM's fixed-part
+    predictions, for the fitted rows and for new rows with a groups
+    column alike, so that code written for MixedLM gets the same numbers."""
+    x = np.asarray(orth_fit.model.exog)
+    np.testing.assert_allclose(orth_fit.predict(), x @ orth_fit.fe_params)
+    new = _new("orthodont")
+    fixed = orth_fit._transform_predict_exog(new)[0] @ orth_fit.fe_params
+    np.testing.assert_allclose(orth_fit.predict(new), fixed)
+    pred = orth_fit.get_prediction(new)
+    assert not pred.conditional.any()
+    np.testing.assert_allclose(pred.predicted_mean, fixed)
