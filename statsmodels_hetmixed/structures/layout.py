@@ -89,6 +89,15 @@ class Layout:
         for block in self.blocks:
             self.block_slices.append(slice(offset, offset + block.k))
             offset += block.k
+        # Computed once: the fitter asks for them at every evaluation.
+        self._pairs = {
+            kind: [(b, sl) for b, sl in zip(self.blocks, self.block_slices)
+                   if isinstance(b, kind)]
+            for kind in (CovarianceBlock, VarianceBlock)}
+        self._is_cov = [isinstance(b, CovarianceBlock) for b in self.blocks]
+        self._slots_ix = [np.ix_(b.slots, b.slots) if cov else None
+                          for b, cov in zip(self.blocks, self._is_cov)]
+        self._cov_slots_ix = [ix for ix in self._slots_ix if ix is not None]
         self.k_cov = sum(b.k for b in self.blocks if b.role == "re_cov")
         self.k_var = sum(b.k for b in self.variance_blocks)
         self.k_structure = offset
@@ -267,12 +276,14 @@ class Layout:
     # What the engine needs
     def _assemble_factor(self, pieces) -> np.ndarray:
         L = np.zeros((self.q, self.q))
-        for block, piece in zip(self.cov_blocks, pieces):
-            L[np.ix_(block.slots, block.slots)] = piece
+        for ix, piece in zip(self._cov_slots_ix, pieces):
+            L[ix] = piece
         return L
 
     def _of(self, kind, vector):
         """The blocks of a kind, with their pieces of a vector."""
+        if kind in self._pairs:
+            return [(b, vector[sl]) for b, sl in self._pairs[kind]]
         return [(b, v) for b, v in zip(self.blocks, self.parts(vector))
                 if isinstance(b, kind)]
 
@@ -310,16 +321,18 @@ class Layout:
     def natural_gradient(self, natural, grad_cov, grad_log_var) -> np.ndarray:
         """d llf / d natural from the engine's d llf / dG (q x q) and
         d llf / d log sigma2_ij (n,)."""
-        out = [b.natural_gradient(grad_cov[np.ix_(b.slots, b.slots)])
-               if isinstance(b, CovarianceBlock) else b.natural_gradient(v, grad_log_var)
-               for b, v in zip(self.blocks, self.parts(natural))]
+        out = [b.natural_gradient(grad_cov[ix]) if cov
+               else b.natural_gradient(v, grad_log_var)
+               for b, v, cov, ix in zip(self.blocks, self.parts(natural),
+                                        self._is_cov, self._slots_ix)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def free_gradient(self, free, grad_cov, grad_log_var) -> np.ndarray:
         """d llf / d free, the chain rule of every block."""
-        out = [b.free_gradient(v, grad_cov[np.ix_(b.slots, b.slots)])
-               if isinstance(b, CovarianceBlock) else b.free_gradient(v, grad_log_var)
-               for b, v in zip(self.blocks, self.parts(free))]
+        out = [b.free_gradient(v, grad_cov[ix]) if cov
+               else b.free_gradient(v, grad_log_var)
+               for b, v, cov, ix in zip(self.blocks, self.parts(free),
+                                        self._is_cov, self._slots_ix)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def info_directions(self, natural) -> tuple[np.ndarray, np.ndarray]:
