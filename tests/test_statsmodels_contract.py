@@ -46,25 +46,17 @@ EXPECTED = {"0.15.0": 123}
 # Functions of test_lme.py that fail today, with why (issue 9).  Each is a
 # strict xfail: when a change makes one pass, its entry must go.
 KNOWN_FAILURES = {
-    "TestMixedLM::test_compare_numdiff": "loglike/score/hessian with MixedLMParams",
     "TestMixedLM::test_default_re": "IndexError in the results (params layout)",
-    "TestMixedLM::test_profile_inference": "profile_re not implemented",
     "TestMixedLM::test_vcomp_1": "params semantics differ from MixedLM's",
-    "TestMixedLM::test_dietox": "loglike with MixedLMParams",
-    "TestMixedLM::test_dietox_slopes": "loglike with MixedLMParams",
     "TestMixedLM::test_pastes_vcomp": "params semantics differ from MixedLM's",
     "TestMixedLM::test_formulas": "IndexError in the results (params layout)",
-    "TestMixedLM::test_regularized": "fit_regularized not implemented",
-    "TestMixedLMSummaryRegularized::test_summary": "fit_regularized",
-    "TestMixedLMSummaryRegularized::test_summary_xname_fe": "fit_regularized",
-    "TestMixedLMSummaryRegularized::test_summary_xname_re": "fit_regularized",
-    "TestMixedLMSummaryRegularized::test_summary_title": "fit_regularized",
     "test_mixed_lm_wrapper": "labelled params of the wrapper",
     "test_random_effects": "IndexError in the results (params layout)",
-    "test_summary_col": "start_params from MixedLM's params; params semantics",
-    "test_singular": "no SingularMatrixWarning",
+    "test_summary_col": "params semantics (summary_col rows)",
+    "test_singular": ("HetMixedLM reaches the interior REML optimum (Var 5.7e-4, "
+                      "llf -150.7395 > -150.7395 at 0); MixedLM stops at the "
+                      "boundary with llf=inf and warns"),
     "test_mixedlm_t_test": "t_test error message wording",
-    "test_profile_re_likelihood_peaks_at_mle": "profile_re not implemented",
 }
 
 CONFTEST = '''\
