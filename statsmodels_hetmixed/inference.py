@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
 
 from .optim import Estimate
 from .structures import Layout
@@ -80,6 +80,13 @@ def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
             "space, and standard errors of cov_re are not reliable. "
             "Consider dropping a random effect.",
             ConvergenceWarning, stacklevel=stacklevel)
+    # MixedLM's warning (and category) whenever cov_re is singular at the
+    # estimate, a variance at zero included (its entries come first).
+    k_re2 = layout.cov_re(estimate.natural).size and \
+        layout.blocks[0].k if layout.blocks else 0
+    if k_re2 and (at_bound[:k_re2].any() or layout.blocks[0] in singular):
+        warnings.warn("The random effects covariance matrix is singular.",
+                      SingularMatrixWarning, stacklevel=stacklevel)
     if at_bound.any():
         names = layout.structure_names
         zero = [names[j] for j in np.flatnonzero(at_bound)]

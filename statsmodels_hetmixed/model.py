@@ -10,7 +10,9 @@ ones and the model is MixedLM's.
 
 from __future__ import annotations
 
+import copy
 import functools
+import types
 import warnings
 
 import numpy as np
@@ -50,7 +52,7 @@ from .structures import (
 )
 from .structures.variance import make_variance_function
 
-__all__ = ["HetMixedLM"]
+__all__ = ["HetMixedLM", "HetMixedLMParams"]
 
 # Keyword arguments of fit passed to the optimisers; others warn (as in
 # statsmodels' MixedLM.fit) and are ignored.
@@ -67,6 +69,85 @@ _PREDICTION_KEYS = ("_group_name", "_re_formula", "_re_design_info")
 def _check_full_rank(mat, what, names, hint):
     # The rule (unit-free, decided far from rounding) lives in _linalg.
     _linalg.check_full_rank(mat, what, names, hint)
+
+
+class HetMixedLMParams(MixedLMParams):
+    """
+    MixedLMParams extended with the residual variance function.
+
+    ``MixedLMParams`` holds the fixed effects and the random-effects
+    covariances *relative to one residual variance* (MixedLM profiles that
+    scale out).  A model with a variance function has no such common scale,
+    so this extension holds every block on its natural scale:
+
+    * ``fe_params`` -- the fixed effects (or None);
+    * ``cov_re`` -- the random-effects covariance matrix (variances, not
+      divided by a scale);
+    * ``vcomp`` -- the variance-component variances;
+    * ``var_params`` -- the variance function's coefficients, then those
+      of any further ``variance_blocks`` (``model.layout.names`` from
+      ``var:...`` on).
+
+    ``HetMixedLM.loglike``, ``score``, ``hessian`` and ``fit(start_params=)``
+    accept it for every model; a plain ``MixedLMParams`` is read as MixedLM
+    reads it, for models without a variance formula.
+    """
+
+    def __init__(self, k_fe: int, k_re: int, k_vc: int, k_var: int):
+        super().__init__(k_fe, k_re, k_vc)
+        self.k_var = k_var
+        self.var_params = np.zeros(k_var)
+
+    @staticmethod
+    def from_components(fe_params=None, cov_re=None, cov_re_sqrt=None,
+                        vcomp=None, var_params=None) -> HetMixedLMParams:
+        """As ``MixedLMParams.from_components``, with ``var_params``."""
+        base_params = MixedLMParams.from_components(
+            fe_params=fe_params, cov_re=cov_re, cov_re_sqrt=cov_re_sqrt, vcomp=vcomp)
+        var_params = np.atleast_1d(np.asarray(
+            [] if var_params is None else var_params, dtype=float))
+        obj = HetMixedLMParams(base_params.k_fe, base_params.k_re,
+                               base_params.k_vc, len(var_params))
+        obj.fe_params = base_params.fe_params
+        obj.cov_re = base_params.cov_re
+        obj.vcomp = base_params.vcomp
+        obj.var_params = var_params
+        return obj
+
+    def copy(self) -> HetMixedLMParams:
+        obj = HetMixedLMParams(self.k_fe, self.k_re, self.k_vc, self.k_var)
+        obj.fe_params = None if self.fe_params is None else self.fe_params.copy()
+        obj.cov_re = self.cov_re.copy()
+        obj.vcomp = self.vcomp.copy()
+        obj.var_params = self.var_params.copy()
+        return obj
+
+
+class _MixedLMView(MixedLM):
+    """
+    MixedLM's own methods on a HetMixedLM's data (models with a common
+    scale only): penalised fits run MixedLM's code, which calls
+    ``self.loglike`` / ``score`` / ``hessian`` with MixedLM's packed
+    vectors.  Unpenalised refits inside that code (``fit_regularized``'s
+    first fit) are HetMixedLM's fits, reported in MixedLM's terms.
+    """
+
+    def __init__(self, model: HetMixedLM):  # noqa: D107 (shares the data)
+        self.__dict__.update(model.__dict__)
+        self._het = model
+        for name in ("endog_li", "exog_li", "exog_re_li", "exog_re2_li",
+                     "_aex_r", "_aex_r2"):
+            setattr(self, name, getattr(model, name))
+        self._lin, self._quad = model._lin, model._quad
+        self.k_params = self.k_fe + self.k_re2 + self.k_vc
+        self.data = copy.copy(model.data)
+        self.data.param_names = list(model.layout.names[:self.k_params])
+        self.data.cov_param_names = self.data.param_names  # nothing else
+
+    def fit(self, *args, **kwargs):
+        if kwargs.get("fe_pen") is not None or kwargs.get("cov_pen") is not None:
+            return MixedLM.fit(self, *args, **kwargs)
+        return self._het._as_mixedlm_fit(self._het.fit(*args, **kwargs))
 
 
 class HetMixedLM(MixedLM):
@@ -542,7 +623,8 @@ class HetMixedLM(MixedLM):
         self._set_k_params()
 
     def _set_groups(self, groups):
-        groups = check_groups(groups, len(self.endog))
+        groups = check_groups(groups, len(self.endog),
+                              variance_components=self.k_vc > 0)
         codes, labels = pd.factorize(groups, sort=True)
         self._group_index = codes.astype(np.intp)
         self.group_labels = list(np.asarray(labels).tolist())
@@ -604,11 +686,45 @@ class HetMixedLM(MixedLM):
             except (patsy.PatsyError, NameError):
                 pass  # using it on new data will say it cannot
 
-    def fit_regularized(self, *args, **kwargs):
-        """Not available: HetMixedLM has no penalised estimation."""
-        raise NotImplementedError(
-            "fit_regularized is not available for HetMixedLM; use statsmodels' "
-            "MixedLM.fit_regularized (homoskedastic residuals) instead.")
+    def fit_regularized(self, start_params=None, method="l1", alpha=0, ceps=1e-4,
+                        ptol=1e-6, maxit=200, **fit_kwargs):
+        """
+        MixedLM's penalised fit (``MixedLM.fit_regularized``), for models
+        without a variance function.
+
+        The L1 path penalises the fixed effects with the covariance
+        structure held at the unpenalised (HetMixedLM) fit; a smooth
+        ``Penalty`` runs MixedLM's penalised fit.  The results are
+        MixedLM's (``MixedLMResults``, covariances relative to the scale).
+        With a variance function this raises ``NotImplementedError``:
+        penalised estimation with the variance function estimated too is
+        not implemented.
+        """
+        view = self._as_mixedlm("fit_regularized")
+        res = MixedLM.fit_regularized(view, start_params=start_params, method=method,
+                                      alpha=alpha, ceps=ceps, ptol=ptol, maxit=maxit,
+                                      **fit_kwargs)
+        self.reml = view.reml
+        return res
+
+    @property
+    def has_common_scale(self) -> bool:
+        """
+        Whether the residual variance is one constant (no variance formula,
+        no further variance blocks, no random scale effects): the model is
+        MixedLM's, and its results report MixedLM's parameters
+        (covariances relative to the residual variance ``scale``).
+        """
+        known = self.__dict__.get("_has_common_scale")
+        if known is not None:  # decided while the data were there
+            return known
+        vf = getattr(self, "variance_function", None)
+        if vf is None or getattr(self, "k_var_re", 0) or \
+                getattr(self, "variance_blocks", None) or vf.k_var != 1:
+            return False
+        w = vf.exog_var[:, 0]
+        self._has_common_scale = bool(w.size and np.all(w == w[0]) and w[0] != 0)
+        return self._has_common_scale
 
     def _make_layout(self, mixedlm_names):
         """The heteroskedastic model's layout: its random-effects covariance
@@ -797,17 +913,86 @@ class HetMixedLM(MixedLM):
         return HeteroskedasticObjective(self._grouped, self.layout, reml)
 
     def _split_any(self, params, what="params"):
-        """(fe_params or None, natural) of a parameter vector, after checking
-        it against the model."""
+        """(fe_params or None, natural) of a parameter vector or a
+        ``HetMixedLMParams`` / ``MixedLMParams``, after checking it against
+        the model."""
         if isinstance(params, MixedLMParams):
-            raise TypeError(
-                "HetMixedLM takes packed parameter vectors in its own layout "
-                "(see HetMixedLM.layout), not MixedLMParams"
-            )
-        vec, _ = param_vector(params, self.data.param_names, self.k_fe, what,
+            self._not_location_scale(what)
+            return self._natural_of_params(params, what)
+        # location-scale models: their own layout of params
+        names = self.data.param_names if self.k_var_re else self.layout.names
+        vec, _ = param_vector(params, names, self.k_fe, what,
                               without_fe=not self.k_var_re)
         self._not_location_scale(what)
         return self.layout.split(vec)
+
+    def _natural_of_params(self, params, what):
+        """(fe_params or None, natural vector) of a ``HetMixedLMParams``
+        (natural scale) or, for models with a common scale, a
+        ``MixedLMParams`` (MixedLM's: covariances relative to the scale,
+        which is profiled out as MixedLM does)."""
+        k = (self.k_fe, self.k_re, self.k_vc)
+        if (params.k_fe, params.k_re, params.k_vc) != k:
+            raise ValueError(
+                f"{what} has k_fe, k_re, k_vc = {params.k_fe}, {params.k_re}, "
+                f"{params.k_vc}; this model has {k[0]}, {k[1]}, {k[2]}.")
+        fe = None if params.fe_params is None else np.asarray(params.fe_params, float)
+        cov_re = np.asarray(params.cov_re, float).reshape(self.k_re, self.k_re)
+        vcomp = np.asarray(params.vcomp, float).reshape(self.k_vc)
+        if isinstance(params, HetMixedLMParams):
+            var = np.asarray(params.var_params, float).ravel()
+            k_var = self.layout.k_structure - self.k_re2 - self.k_vc
+            if var.size != k_var:
+                raise ValueError(
+                    f"{what}.var_params has {var.size} values; this model has "
+                    f"{k_var}: {self.layout.names[-k_var:]}.")
+        else:
+            self._mixedlm_params_allowed(what)
+            # MixedLM's MixedLMParams are relative to the residual variance:
+            # at these values the scale is its profile (GLS) estimate.
+            fe_gls = self.get_fe_params(cov_re, vcomp) if fe is None else fe
+            scale = MixedLM.get_scale(self, fe_gls, cov_re, vcomp)
+            cov_re, vcomp = cov_re * scale, vcomp * scale
+            w0 = self.variance_function.exog_var[0, 0]
+            var = np.array([np.log(scale) / w0 if self.var_link == "log"
+                            else scale / w0])
+        natural = np.concatenate([cov_re[np.tril_indices(self.k_re)], vcomp, var])
+        return fe, natural
+
+    def _mixedlm_params_allowed(self, what):
+        if not self.has_common_scale:
+            raise TypeError(
+                f"{what}: MixedLMParams hold covariances relative to one "
+                "residual variance, which this model (with a variance "
+                "function) does not have. Give a HetMixedLMParams (with "
+                "var_params) or a vector in the order of model.layout.names.")
+
+    def _as_mixedlm(self, what):
+        """MixedLM's own code on this model's data (common scale only)."""
+        if not self.has_common_scale:
+            raise NotImplementedError(
+                f"{what} is available for models without a variance function "
+                "(MixedLM's model), where it is MixedLM's. With a variance "
+                "function, penalised estimation of the variance function is "
+                "not implemented: fit without penalties, or drop the variance "
+                "formula.")
+        return _MixedLMView(self)
+
+    def _as_mixedlm_fit(self, results):
+        """What MixedLM's fit_regularized reads off an unpenalised fit, in
+        MixedLM's terms (covariances relative to the scale)."""
+        res = getattr(results, "_results", results)
+        scale = float(res.scale)
+        fe = np.array(res.fe_params, dtype=float)
+        cov_re = np.array(res.cov_re, dtype=float).reshape(self.k_re, self.k_re)
+        vcomp = np.array(res.vcomp, dtype=float).reshape(self.k_vc)
+        unscaled = MixedLMParams.from_components(fe, cov_re=cov_re / scale,
+                                                 vcomp=vcomp / scale)
+        return types.SimpleNamespace(
+            fe_params=fe, cov_re=cov_re, vcomp=vcomp, scale=scale,
+            cov_re_unscaled=cov_re / scale, method=res.method,
+            params=unscaled.get_packed(use_sqrt=False, has_fe=True),
+            params_object=unscaled, converged=res.converged)
 
     def _not_location_scale(self, what):
         if self.k_var_re:
@@ -822,10 +1007,14 @@ class HetMixedLM(MixedLM):
 
         Parameters
         ----------
-        params : array_like
+        params : array_like, HetMixedLMParams or MixedLMParams
             Natural parameter vector, with (``k_params``) or without
-            (``k_params - k_fe``) the fixed effects, in the order of the
-            model's parameter names; another length is an error.
+            (``k_params - k_fe``) the fixed effects, in the order of
+            ``model.layout.names``; another length is an error.  Or a
+            ``HetMixedLMParams`` (natural scale, with the variance
+            function).  A ``MixedLMParams`` (models without a variance
+            function) is read exactly as ``MixedLM.loglike`` reads it:
+            covariances relative to the scale, which is profiled out.
             Location-scale models: the whole vector (fixed effects
             included) in the layout of their ``params``, evaluated by ML
             with adaptive quadrature (default nodes).
@@ -839,6 +1028,8 @@ class HetMixedLM(MixedLM):
         """
         if self.k_var_re:
             return location_scale_loglike(self, params)
+        if type(params) is MixedLMParams and self.has_common_scale:
+            return MixedLM.loglike(self, params, profile_fe=profile_fe)
         fe, natural = self._split_any(params)
         fe = None if profile_fe else fe
         try:
@@ -850,10 +1041,16 @@ class HetMixedLM(MixedLM):
         """
         Gradient of ``loglike`` in the natural parameters.
 
+        Given a ``MixedLMParams`` (models without a variance function), it
+        is ``MixedLM.score``: the gradient in MixedLM's packed parameters
+        (square-root scale if the model's ``use_sqrt``), without the scale.
+
         With ``profile_fe`` (or a vector without fixed effects) the gradient
         of the profile log-likelihood in the covariance and variance-function
         parameters; otherwise (ML only) also the fixed-effects block first.
         """
+        if type(params) is MixedLMParams and self.has_common_scale:
+            return MixedLM.score(self, params, profile_fe=profile_fe)
         fe, natural = self._split_any(params)
         use_fe = None if profile_fe else fe
         objective = self._objective()
@@ -873,12 +1070,18 @@ class HetMixedLM(MixedLM):
         information of ``HeteroskedasticObjective``; the cross block is
         zero (see the documentation on standard errors).
 
+        Given a ``MixedLMParams`` (models without a variance function), it
+        is ``MixedLM.hessian``: in MixedLM's packed parameters (fixed
+        effects, covariances relative to the scale), with its cross block.
+
         Returns
         -------
         hess : ndarray
         sing : bool
             True if the fixed-effects information matrix is singular.
         """
+        if type(params) is MixedLMParams and self.has_common_scale:
+            return MixedLM.hessian(self, params)
         _, natural = self._split_any(params)
         information = self._objective().observed_information(natural)
         h_cov, ev = information.hessian, information.evaluation
@@ -959,10 +1162,14 @@ class HetMixedLM(MixedLM):
             (wrapped so that pandas input gives labelled output).
         """
         if fe_pen is not None or cov_pen is not None:
-            raise NotImplementedError(
-                "Penalised estimation is not available in HetMixedLM; use "
-                "statsmodels' MixedLM.fit_regularized for penalised fits."
-            )
+            # MixedLM's penalised fit, exactly (its optimiser and results).
+            view = self._as_mixedlm("Penalised estimation (fe_pen, cov_pen)")
+            res = MixedLM.fit(view, start_params=start_params, reml=reml,
+                              niter_sa=niter_sa, do_cg=do_cg, fe_pen=fe_pen,
+                              cov_pen=cov_pen, free=free, full_output=full_output,
+                              method=method, **fit_kwargs)
+            self.reml = view.reml
+            return res
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
         if self.k_var_re:
             # called from here, so that the fit's warnings point at the
@@ -987,7 +1194,7 @@ class HetMixedLM(MixedLM):
         if start_params is None:
             theta = objective.start()
         else:
-            theta = lay.from_natural(self._split_any(start_params, "start_params")[1])
+            theta = lay.from_natural(self._start_natural(start_params))
         mask = self._free_mask(free, theta)
 
         hist = [] if full_output else None
@@ -1002,6 +1209,22 @@ class HetMixedLM(MixedLM):
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
                     method=method, free=mask, reml=self.reml)
         return HetMixedLMResultsWrapper(res)
+
+    def _start_natural(self, start_params):
+        """The natural vector (without fixed effects) of ``start_params``:
+        a vector in the order of ``layout.names``, a ``HetMixedLMParams``,
+        or, for models without a variance function, what MixedLM takes
+        (a ``MixedLMParams``, or its packed vector with or without the
+        fixed effects, read with the model's ``use_sqrt``)."""
+        if self.has_common_scale and not isinstance(start_params, MixedLMParams):
+            vec = np.asarray(start_params, dtype=float)
+            packed = (self.k_fe + self.k_re2 + self.k_vc, self.k_re2 + self.k_vc)
+            natural = (self.layout.k_params, self.layout.k_structure)
+            if vec.ndim == 1 and vec.size in packed and vec.size not in natural:
+                start_params = MixedLMParams.from_packed(
+                    vec, self.k_fe, self.k_re, self.use_sqrt,
+                    has_fe=vec.size == packed[0])
+        return self._split_any(start_params, "start_params")[1]
 
     def _check_location_scale_options(self, method, free, full_output, fit_kwargs):
         """Options of ``fit`` that a location-scale fit cannot honour are

@@ -12,7 +12,8 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools._decorators import cache_readonly
 
-from . import _engine
+from . import _engine, optim
+from ._validate import fit_options
 from .delta import delta_method
 from .lrtest import LRTestResult
 from .structures import VAR_PREFIX
@@ -84,8 +85,10 @@ class HetMixedLMResults(MixedLMResults):
         self._var_params = np.asarray(self.params, dtype=float)[self._vf_slice]
         self.scale = float(np.exp(lay.log_scale(natural)))
         self.cov_re_unscaled = cov_re / self.scale
+        # MixedLM's meaning: covariances relative to the scale (what
+        # model.loglike(params_object) reads as MixedLM does).
         self.params_object = MixedLMParams.from_components(
-            fe_params=fe, cov_re=cov_re, vcomp=vcomp)
+            fe_params=fe, cov_re=cov_re / self.scale, vcomp=vcomp / self.scale)
         # The fit's own criterion: the model's flag changes with its next fit.
         self.method = "REML" if reml else "ML"
         self.reml = bool(reml)
@@ -803,13 +806,102 @@ class HetMixedLMResults(MixedLMResults):
                 "additive (Stata) form requires.", UserWarning, stacklevel=2)
         return table
 
-    def profile_re(self, *args, **kwargs):
-        """Not available for HetMixedLM (it profiles MixedLM's scaled
-        parameterisation); use ``compare_lr_test`` on refits instead."""
-        raise NotImplementedError(
-            "profile_re is not available for HetMixedLM results; to test a "
-            "random-effect variance, fit the model without that random "
-            "effect and use compare_lr_test.")
+    def profile_re(self, re_ix, vtype, num_low=5, dist_low=1.0, num_high=5,
+                   dist_high=1.0, **fit_kwargs):
+        """
+        Profile likelihood of a random-effect variance or a variance
+        component (``MixedLMResults.profile_re``'s arguments and output).
+
+        The variance is held at each point of a grid from ``estimate -
+        dist_low`` to ``estimate + dist_high`` (``num_low`` points below the
+        estimate, the estimate, ``num_high`` above) and every other
+        parameter -- fixed effects, other covariances, variance components
+        and the residual variance function -- is estimated again, by this
+        fit's criterion (ML or REML).
+
+        Parameters
+        ----------
+        re_ix : int or str
+            ``vtype="re"``: the index of the random effect (a column of
+            ``exog_re``); ``vtype="vc"``: the variance component's name.
+        vtype : {"re", "vc"}
+        num_low, dist_low, num_high, dist_high : int, float
+            The grid, in the variance's own units.
+        **fit_kwargs
+            ``gtol``, ``maxiter`` for the refits.
+
+        Returns
+        -------
+        ndarray
+            Two columns: the variance held, the log-likelihood there.
+
+        Notes
+        -----
+        MixedLM holds the variance *relative to the residual variance* and
+        lets that scale move, so its first column is the held ratio times
+        each refit's scale, and its curve is not the profile likelihood of
+        the variance itself; here the variance itself is held (and there
+        may be no common residual variance at all).  Both curves pass
+        through the fit's estimate and log-likelihood.
+        """
+        if vtype not in ("re", "vc"):
+            raise ValueError(f"vtype must be 're' or 'vc', not {vtype!r}")
+        model = self.model
+        if model.k_var_re:
+            raise NotImplementedError(
+                "profile_re is for models without random scale effects; "
+                "location-scale models have profile_ci.")
+        fit_kwargs = fit_options(fit_kwargs, ("gtol", "maxiter"), "profile_re")
+        lay = self.layout
+        natural = np.asarray(self._natural, dtype=float).copy()
+        if vtype == "re":
+            k_re = model.k_re
+            if not 0 <= int(re_ix) < k_re:
+                raise ValueError(f"re_ix must be 0 .. {k_re - 1}, not {re_ix}")
+            re_ix = int(re_ix)
+            # The profiled effect goes first: the first entry of the
+            # Cholesky factor of cov_re is its standard deviation alone,
+            # so the optimiser can hold it.
+            perm = np.arange(k_re)
+            perm[[0, re_ix]] = perm[[re_ix, 0]]
+            if re_ix:
+                kwargs = model._get_init_kwds()
+                kwargs["exog_re"] = model.exog_re[:, perm]
+                kwargs["groups"] = model.groups
+                model = model.__class__(model.endog, model.exog, **kwargs)
+                lay = model.layout
+                tril = np.tril_indices(k_re)
+                cov = lay.cov_re(natural)[np.ix_(perm, perm)]
+                natural[:len(tril[0])] = cov[tril]
+            index = 0
+        else:
+            names = list(model.exog_vc.names)
+            if re_ix not in names:
+                raise ValueError(f"re_ix must be one of the variance components "
+                                 f"{names}, not {re_ix!r}")
+            index = model.k_re2 + names.index(re_ix)
+        estimate = natural[index]
+        low, high = estimate - dist_low, estimate + dist_high
+        if low <= 0:
+            raise ValueError(
+                "dist_low is too large and would result in a "
+                "negative variance. Try a smaller value.")
+        grid = np.concatenate([np.linspace(low, estimate, num_low + 1),
+                               np.linspace(estimate, high, num_high + 1)[1:]])
+        mask = np.ones(natural.size, bool) if self.freepat is None \
+            else np.asarray(self.freepat, bool).copy()
+        if vtype == "re" and re_ix and self.freepat is not None:
+            mask[:model.k_re2] = True  # held covariances come with the permutation
+        mask[index] = False
+        objective = model._objective(reml=self.reml)
+        out = []
+        for value in grid:
+            start = natural.copy()
+            start[index] = value
+            est = optim.estimate(objective, lay.from_natural(start), mask,
+                                 options=fit_kwargs)
+            out.append([value, est.evaluation.llf])
+        return np.asarray(out)
 
     def profile_ci(self, *args, **kwargs):
         """Profile-likelihood intervals for random-effects SDs and

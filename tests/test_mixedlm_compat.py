@@ -114,3 +114,171 @@ def test_default_random_intercept_names(hsb_data):
     arr = HetMixedLM(hsb_data["mathach"], np.ones((len(hsb_data), 1)),
                      hsb_data["school"]).fit()
     assert list(arr.model.data.param_names) == ["const", "Group Var", "var:Intercept"]
+
+
+# ----------------------------------------------------------------------
+# MixedLM's parameter objects, penalised fits, profile_re, crossed effects
+from statsmodels.base import _penalties as penalties  # noqa: E402
+from statsmodels.regression.mixed_linear_model import (  # noqa: E402
+    MixedLMParams,
+    VCSpec,
+)
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning  # noqa: E402
+
+from statsmodels_hetmixed import HetMixedLMParams  # noqa: E402
+
+
+@pytest.mark.parametrize("use_sqrt", [True, False])
+def test_mixedlm_params_read_as_mixedlm_reads_them(slope_data, use_sqrt):
+    """loglike/score/hessian of a MixedLMParams are MixedLM's, to rounding."""
+    endog, exog = slope_data["y"], sm.add_constant(slope_data[["x", "t"]])
+    exog_re = sm.add_constant(slope_data[["t"]])
+    models = [cls(endog, exog, slope_data["g"], exog_re=exog_re, use_sqrt=use_sqrt)
+              for cls in (MixedLM, HetMixedLM)]
+    for m in models:
+        m.reml, m.cov_pen, m._freepat = False, None, None  # set by MixedLM.fit
+    params = MixedLMParams.from_components(
+        np.array([0.5, 1.0, -0.2]), cov_re=np.array([[0.8, 0.1], [0.1, 0.3]]))
+    for profile_fe in (True, False):
+        a, b = (m.loglike(params, profile_fe=profile_fe) for m in models)
+        assert b == pytest.approx(a, rel=1e-12)
+        np.testing.assert_allclose(models[1].score(params, profile_fe=profile_fe),
+                                   models[0].score(params, profile_fe=profile_fe),
+                                   rtol=1e-10)
+    np.testing.assert_allclose(models[1].hessian(params)[0],
+                               models[0].hessian(params)[0], rtol=1e-10)
+
+
+def test_het_params_carry_the_variance_function(hsb_data):
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                           var_formula="~ female")
+    res = model.fit(reml=False)
+    p = HetMixedLMParams.from_components(
+        np.asarray(res.fe_params), cov_re=np.asarray(res.cov_re),
+        var_params=np.asarray(res.var_params))
+    assert model.loglike(p, profile_fe=False) == pytest.approx(res.llf, rel=1e-10)
+    assert model.loglike(p.copy()) == pytest.approx(res.llf, rel=1e-10)
+    refit = model.fit(reml=False, start_params=p)
+    assert refit.llf == pytest.approx(res.llf, abs=1e-6)
+    plain = MixedLMParams.from_components(np.asarray(res.fe_params),
+                                          cov_re=np.asarray(res.cov_re))
+    for call in (model.loglike, model.score, lambda q: model.fit(start_params=q)):
+        with pytest.raises(TypeError, match="HetMixedLMParams"):
+            call(plain)
+    with pytest.raises(ValueError, match="var_params has 1 values.*2"):
+        model.loglike(HetMixedLMParams.from_components(
+            np.asarray(res.fe_params), cov_re=np.asarray(res.cov_re), var_params=[1.0]))
+    with pytest.raises(NotImplementedError, match="variance function"):
+        model.fit_regularized(alpha=1.0)
+    with pytest.raises(NotImplementedError, match="variance function"):
+        model.fit(fe_pen=penalties.L2())
+
+
+def test_mixedlm_start_params_are_mixedlm_packed(slope_data):
+    """A MixedLMParams or MixedLM's packed vector (square-root scale) as
+    start_params: the fit reaches the same optimum."""
+    kw = dict(groups="g", re_formula="1 + t")
+    model = hmf.hetmixedlm("y ~ x + t", slope_data, **kw)
+    res = model.fit()
+    po = MixedLMParams.from_components(np.asarray(res.fe_params),
+                                       cov_re=np.asarray(res.cov_re) / res.scale)
+    for start in (po, po.get_packed(use_sqrt=True, has_fe=True),
+                  po.get_packed(use_sqrt=True, has_fe=False)):
+        assert model.fit(start_params=start).llf == pytest.approx(res.llf, abs=1e-7)
+
+
+def test_fit_regularized_is_mixedlms():
+    rs = np.random.RandomState(3453)
+    exog = rs.normal(size=(400, 5))
+    groups = np.kron(np.arange(100), np.ones(4))
+    endog = exog[:, 0] - exog[:, 2] + np.kron(rs.normal(size=100), np.ones(4)) \
+        + rs.normal(size=400)
+    out = {}
+    for cls in (MixedLM, HetMixedLM):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[cls] = cls(endog, exog, groups).fit_regularized(alpha=40.0)
+    a, b = out[MixedLM], out[HetMixedLM]
+    # same penalised fixed effects (the L1 path holds the covariance at the
+    # unpenalised fits, which agree to MixedLM's tolerance), same zeros
+    np.testing.assert_allclose(b.fe_params, a.fe_params, rtol=1e-4, atol=1e-5)
+    assert list(np.flatnonzero(b.fe_params == 0)) == \
+        list(np.flatnonzero(a.fe_params == 0)) != []
+    # MixedLM's smooth penalties run too (contract suite: test_regularized)
+
+
+def _profile_peaks(res, *args, **kwargs):
+    likev = res.profile_re(*args, num_low=2, num_high=2, **kwargs)
+    assert likev.shape == (5, 2)
+    assert likev[2, 1] == pytest.approx(res.llf, abs=1e-6)
+    assert np.all(likev[:, 1] <= res.llf + 1e-6)
+    assert np.all(likev[[0, 4], 1] < res.llf - 1e-3)
+    return likev
+
+
+def test_profile_re_heteroskedastic(hsb_data):
+    """The variance function is estimated again at each point; the grid is
+    the variance itself (MixedLM's first column is a ratio times a scale)."""
+    data = hsb_data[hsb_data["school"].isin(hsb_data["school"].unique()[:40])]
+    res = hmf.hetmixedlm("mathach ~ female", data, groups="school",
+                         var_formula="~ female").fit(reml=False)
+    v = float(res.cov_re.iloc[0, 0])
+    likev = _profile_peaks(res, 0, "re", dist_low=0.5 * v, dist_high=0.5 * v)
+    np.testing.assert_allclose(likev[:, 0], v * np.array([0.5, 0.75, 1, 1.25, 1.5]))
+    # a held variance with every other parameter re-estimated: at least
+    # the likelihood with the variance function left at its estimate
+    model = res.model
+    nat = np.asarray(res._results._natural).copy()
+    nat[0] = likev[0, 0]
+    assert likev[0, 1] >= model.loglike(nat) - 1e-8
+
+
+def test_profile_re_second_random_effect_and_vc(slope_data):
+    res = hmf.hetmixedlm("y ~ x + t", slope_data, groups="g",
+                         re_formula="1 + t").fit(reml=False)
+    v = float(res.cov_re.iloc[1, 1])
+    _profile_peaks(res, 1, "re", dist_low=0.3 * v, dist_high=0.3 * v)
+    vc = hmf.hetmixedlm("y ~ x", pd.read_csv(RESULTS / "data" / "sim_vc.csv"),
+                        groups="g", vc_formula={"c": "0 + C(c)"}).fit()
+    v = float(vc.vcomp[0])
+    _profile_peaks(vc, "c", "vc", dist_low=0.3 * v, dist_high=0.3 * v)
+    with pytest.raises(ValueError, match="negative variance"):
+        vc.profile_re("c", "vc", dist_low=2 * v)
+
+
+def _crossed(seed=1, n=300):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 10, n), rng.integers(0, 12, n)
+    y = rng.normal(size=10)[a] + rng.normal(size=12)[b] + rng.normal(size=n)
+    za = (a[:, None] == np.arange(10)).astype(float)
+    zb = (b[:, None] == np.arange(12)).astype(float)
+    vcs = VCSpec(["a", "b"], [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(12)]],
+                 [[za], [zb]])
+    return y, np.ones((n, 1)), vcs, pd.DataFrame({"y": y, "a": a, "b": b, "one": 1})
+
+
+def test_crossed_effects_in_one_group():
+    """MixedLM's idiom: crossed random effects as variance components of a
+    single group (array API with a VCSpec, and formulas)."""
+    y, X, vcs, frame = _crossed()
+    ref = _mixedlm_fit("y ~ 1", frame, groups="one",
+                       vc_formula={"a": "0 + C(a)", "b": "0 + C(b)"})
+    res = HetMixedLM(y, X, np.ones(len(y)), exog_vc=vcs).fit()
+    form = hmf.hetmixedlm("y ~ 1", frame, groups="one",
+                          vc_formula={"a": "0 + C(a)", "b": "0 + C(b)"}).fit()
+    for r in (res, form):
+        assert r.converged and r.llf >= ref.llf - 1e-7
+        np.testing.assert_allclose(r.vcomp, ref.vcomp, rtol=1e-3)
+    # without variance components one group is still refused
+    with pytest.raises(ValueError, match="single level.*variance components"):
+        HetMixedLM(y, X, np.ones(len(y)))
+
+
+def test_singular_random_effects_covariance_warns_as_mixedlm():
+    # group means removed: the between-group variance is at zero
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(20), 5)
+    e = rng.normal(size=g.size)
+    y = e - np.bincount(g, e)[g] / 5
+    with pytest.warns(SingularMatrixWarning, match="random effects covariance"):
+        HetMixedLM(y, np.ones((g.size, 1)), g).fit()

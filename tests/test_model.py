@@ -252,8 +252,10 @@ def test_skipped_optimisation_is_not_converged(hsb_data):
     assert not res.converged
 
 
-def test_penalties_are_refused(hsb_data):
-    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school")
+def test_penalties_are_refused_with_a_variance_function(hsb_data):
+    # without one they are MixedLM's (test_mixedlm_compat)
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                           var_formula="~ female")
     with pytest.raises(NotImplementedError, match="Penalised"):
         model.fit(cov_pen=object())
 
@@ -273,8 +275,9 @@ def test_free_holds_covariance_at_zero():
     assert res.df_modl == full.df_modl - 1
 
 
-def test_fit_regularized_is_refused(hsb_data):
-    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school")
+def test_fit_regularized_is_refused_with_a_variance_function(hsb_data):
+    model = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                           var_formula="~ female")
     with pytest.raises(NotImplementedError, match="fit_regularized"):
         model.fit_regularized()
 
