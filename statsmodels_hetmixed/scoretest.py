@@ -168,10 +168,16 @@ def score_statistic(gradient, information, tested, nuisance, bounded=None):
     else:
         u_eff, i_eff = g[t], i_tt
     i_eff = 0.5 * (i_eff + i_eff.T)
+    bounded = np.zeros(t.size, bool) if bounded is None else np.asarray(bounded, bool)
+    if t.size == 1 and bounded[0] and u_eff[0] <= 0:
+        # One variance whose efficient score points out of the parameter
+        # space: the statistic is zero whatever the information (which
+        # the observed one need not make positive there).
+        cov = np.linalg.inv(i_eff) if i_eff[0, 0] > 0 else np.full((1, 1), np.nan)
+        return 0.0, u_eff, cov
     chol = np.linalg.cholesky(i_eff)  # LinAlgError when not positive definite
     z = np.linalg.solve(i_eff, u_eff)
     full = float(u_eff @ z)
-    bounded = np.zeros(t.size, bool) if bounded is None else np.asarray(bounded, bool)
     if not bounded.any():
         return full, u_eff, np.linalg.inv(i_eff)
     # One-sided: the distance, in the I_eff metric, from Z to the cone
