@@ -129,6 +129,58 @@ def whitening_basis(info: np.ndarray | None, size: np.ndarray,
     return basis
 
 
+def directional_derivatives(func: Callable[[np.ndarray], np.ndarray],
+                            x: np.ndarray, f0: np.ndarray | None,
+                            basis: np.ndarray, step: float = STEP,
+                            central: bool = False,
+                            free: np.ndarray | None = None) -> np.ndarray:
+    """
+    Derivatives of a vector function along the columns of ``basis``, by
+    forward (or central) differences: column ``j`` is about
+    ``J b_j`` with ``J`` the Jacobian of ``func`` at ``x``
+    (``J = D B^-1`` over the free entries).
+
+    Parameters
+    ----------
+    func : callable
+        ``func(x) -> ndarray (m,)``.
+    x : ndarray (k,)
+        Point.
+    f0 : ndarray (m,) or None
+        ``func(x)`` (unused, and may be None, with ``central``).
+    basis : ndarray (n_free, n_free)
+        Difference directions over the free entries (``whitening_basis``).
+    step : float
+        Step along each direction, in units of the basis.
+    central : bool
+        Central differences (two evaluations per direction) instead of
+        forward ones (one).
+    free : ndarray of bool (k,), optional
+        Entries to move; the others are held at ``x``.
+
+    Returns
+    -------
+    ndarray (m, n_free)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    idx = np.arange(x.size) if free is None else np.flatnonzero(free)
+    basis = np.asarray(basis, dtype=np.float64)
+    columns = []
+    for j in range(idx.size):
+        up = x.copy()
+        up[idx] += step * basis[:, j]
+        if central:
+            down = x.copy()
+            down[idx] -= step * basis[:, j]
+            columns.append((np.asarray(func(up)) - np.asarray(func(down)))
+                           / (2.0 * step))
+        else:
+            columns.append((np.asarray(func(up)) - np.asarray(f0)) / step)
+    if not columns:
+        return np.zeros((np.size(f0) if f0 is not None else 0, 0))
+    return np.column_stack(columns)
+
+
 def hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
             g0: np.ndarray, basis: np.ndarray, step: float = STEP,
             central: bool = False, free: np.ndarray | None = None) -> np.ndarray:
@@ -163,16 +215,9 @@ def hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     k = x.size
     idx = np.arange(k) if free is None else np.flatnonzero(free)
     basis = np.asarray(basis, dtype=np.float64)
-    diff = np.empty((idx.size, idx.size))
-    for j in range(idx.size):
-        up = x.copy()
-        up[idx] += step * basis[:, j]
-        if central:
-            down = x.copy()
-            down[idx] -= step * basis[:, j]
-            diff[:, j] = (grad(up)[idx] - grad(down)[idx]) / (2.0 * step)
-        else:
-            diff[:, j] = (grad(up)[idx] - g0[idx]) / step
+    diff = directional_derivatives(
+        lambda y: grad(y)[idx], x, None if central else np.asarray(g0)[idx],
+        basis, step=step, central=central, free=free)
     h_basis = basis.T @ diff
     h_basis = 0.5 * (h_basis + h_basis.T)
     # H = B^-T H_B B^-1, by solves (B is triangular or diagonal).

@@ -175,7 +175,8 @@ class HeteroskedasticObjective:
     # differences of the analytic gradient along directions that whiten the
     # analytic expected information, so that it does not depend on the
     # units or origin of the covariates.
-    def observed_information(self, natural, mask=None) -> "ObservedInformation":
+    def observed_information(self, natural, mask=None, central=False
+                             ) -> "ObservedInformation":
         """
         The observed information of the log-likelihood (profiled over the
         fixed effects) in the natural parameters ``mask`` marks, and the
@@ -185,7 +186,10 @@ class HeteroskedasticObjective:
         ``u = T natural`` (``conditioner``: centred covariates), where the
         gradient does not cancel, along directions that whiten the expected
         information there; a block with a held parameter keeps its natural
-        coordinates.
+        coordinates.  ``central`` differences take twice the gradients and
+        cut the truncation error from about 1e-5 to about 1e-10 relative
+        (score tests, whose statistic is compared with a direct
+        computation, use them).
         """
         mask = np.ones(natural.size, bool) if mask is None else np.asarray(mask, bool)
         T = self.conditioner(mask)
@@ -206,7 +210,8 @@ class HeteroskedasticObjective:
         basis = _hessian.whitening_basis(
             info_u[np.ix_(idx, idx)], self._typical_size(natural, u0)[idx],
             bounded=self.at_boundary(natural)[idx])
-        hess_u = _hessian.hessian(lambda u: grad_u(u)[0], u0, g0_u, basis, free=mask)
+        hess_u = _hessian.hessian(lambda u: grad_u(u)[0], u0, g0_u, basis, free=mask,
+                                  central=central)
         return ObservedInformation(hess_u, T, g0_u, ev0)
 
     def _nearby_information(self, natural):

@@ -16,6 +16,7 @@ from . import _engine, optim
 from ._validate import fit_options
 from .delta import delta_method
 from .lrtest import LRTestResult
+from .scoretest import ScoreTestResult
 from .structures import VAR_PREFIX
 
 __all__ = ["HetMixedLMResults", "HetMixedLMResultsWrapper"]
@@ -587,6 +588,98 @@ class HetMixedLMResults(MixedLMResults):
             idx = [list(self.model.data.param_names).index(n) for n in boundary]
             cov = cov[np.ix_(idx, idx)]
         return LRTestResult(2.0 * (self.llf - other.llf), df_diff, boundary, cov)
+
+    def score_test_variance(self, var_formula: str | None = None, *,
+                            var_re_formula: str | None = None,
+                            exog_var=None, observed: bool = True,
+                            eval_env=None) -> "ScoreTestResult":
+        """
+        Score (Lagrange multiplier) test of heteroskedasticity from this fit:
+        of adding terms to the residual variance function, or a random
+        scale intercept, without fitting the larger model.
+
+        Parameters
+        ----------
+        var_formula : str, optional
+            The variance terms to add, e.g. ``"~ female + ses"`` (its
+            intercept is the model's own and is ignored), evaluated on the
+            model's data.  They enter in the fit's link: log-linear
+            coefficients (two-sided test, chi2), or for identity-link
+            (additive, ``var_by``) fits non-negative variances (one-sided,
+            chi-bar-square).  Terms already in the variance function are an
+            error.
+        var_re_formula : {"~ 1"}, optional
+            Instead: test a random scale intercept, ``omega_i`` in
+            ``log sigma2_ij = w_ij' a + omega_i`` with variance ``s2``,
+            independent of the mean's random effects (the location-scale
+            model of ``fit(re_cov="independent")``).  ``s2 = 0`` is on the
+            boundary: one-sided score, 1/2 chi2(0) + 1/2 chi2(1).  ML fits
+            only, log link, observed information.
+        exog_var : array_like, optional
+            The added variance columns as an array (models built from
+            arrays), instead of ``var_formula``.
+        observed : bool
+            Observed information (default; as the fit's standard errors,
+            and as statsmodels' ``GLMResults.score_test``) or the analytic
+            expected (Fisher) information.  Under REML the expected
+            information is the ML one (they differ by O(p / n)); the
+            observed one is that of the REML criterion.
+        eval_env : dict, optional
+            Names available to ``var_formula`` besides the data's columns
+            (default: the caller's namespace).
+
+        Returns
+        -------
+        ScoreTestResult
+            Unpacks as ``(statistic, pvalue, df)``; ``summary()`` prints it.
+
+        Notes
+        -----
+        The statistic is ``U' I^-1 U`` of the efficient score ``U`` and
+        information ``I`` of the added parameters at the null estimates
+        (the fixed effects profiled out under ML, integrated out under
+        REML, where the test compares REML criteria of models with the same
+        mean).  It is asymptotically equivalent to ``compare_lr_test`` of
+        the two fits; see :mod:`statsmodels_hetmixed.scoretest`.
+        Location-scale fits are not supported (an error).
+        """
+        from . import scoretest
+
+        if self.model.k_var_re:
+            raise NotImplementedError(
+                "score_test_variance starts from a fit without random scale "
+                "effects; this is a location-scale fit. Compare location-scale "
+                "fits with compare_lr_test.")
+        if getattr(self.model, "_grouped", None) is None:
+            raise ValueError("score_test_variance needs the model's data, "
+                             "which remove_data() removed.")
+        if var_re_formula is not None:
+            if var_formula is not None or exog_var is not None:
+                raise ValueError("test variance terms or a random scale effect, "
+                                 "not both at once.")
+            if "".join(str(var_re_formula).split()) not in ("~1", "1"):
+                raise NotImplementedError(
+                    f"var_re_formula={var_re_formula!r}: the score test covers a "
+                    "random scale intercept ('~ 1'); for random scale slopes "
+                    "fit the location-scale model and use compare_lr_test.")
+            if not observed:
+                raise NotImplementedError(
+                    "The random scale effect's test uses the observed "
+                    "information (its expectation needs fourth moments of the "
+                    "data); leave observed=True.")
+            return scoretest.scale_effect_test(self)
+        if eval_env is None:
+            import inspect
+
+            frame = inspect.currentframe().f_back
+            eval_env = {**frame.f_globals, **frame.f_locals}
+            # the wrapper's frame when called through it
+            if frame.f_code.co_filename.endswith("wrapper.py"):
+                caller = frame.f_back
+                eval_env = {**caller.f_globals, **caller.f_locals}
+        return scoretest.variance_terms_test(self, var_formula, exog_var,
+                                             observed=observed,
+                                             eval_env=eval_env)
 
     def _is_variance(self, name):
         """Whether a parameter is a variance with its boundary at zero."""
