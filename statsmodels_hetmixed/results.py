@@ -393,15 +393,22 @@ class HetMixedLMResults(MixedLMResults):
 
     def _fe_constraint(self, r_matrix):
         """``(L, q)`` over the fixed effects when the hypothesis involves
-        them only (columns of all parameters, or of the fixed effects as
-        MixedLM takes them), else None."""
+        them only, else None."""
         R, q = self._linear_constraint(r_matrix)
-        k, k_all = self.k_fe, len(self.params)
-        if R.shape[1] == k_all and not np.any(R[:, k:]):
+        k = self.k_fe
+        if R.shape[1] == len(self.params) and not np.any(R[:, k:]):
             return R[:, :k], q
-        if R.shape[1] == k and k != k_all:
-            return R, q
         return None
+
+    def _pad_fe_columns(self, r_matrix):
+        """A matrix with one column per fixed effect (as MixedLM takes
+        it) padded with zero columns for the other parameters."""
+        if isinstance(r_matrix, (str, tuple)):
+            return r_matrix
+        r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
+        if r.shape[1] == self.k_fe and self.k_fe != len(self.params):
+            r = np.hstack([r, np.zeros((r.shape[0], len(self.params) - self.k_fe))])
+        return r
 
     def t_test(self, r_matrix, use_t=None):
         """
@@ -417,11 +424,7 @@ class HetMixedLMResults(MixedLMResults):
         unless ``use_t=False``; rows that involve other parameters are
         z-tests.
         """
-        if not isinstance(r_matrix, str) and not isinstance(r_matrix, tuple):
-            r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-            if r.shape[1] == self.k_fe and self.k_fe != len(self.params):
-                r = np.hstack([r, np.zeros((r.shape[0], len(self.params) - self.k_fe))])
-            r_matrix = r
+        r_matrix = self._pad_fe_columns(r_matrix)
         self._warn_boundary_hypothesis(r_matrix)
         fe = None if self._ddf is None or use_t is False else \
             self._fe_constraint(r_matrix)
@@ -455,6 +458,7 @@ class HetMixedLMResults(MixedLMResults):
         space, where the Wald statistic has no chi2 distribution; use
         ``compare_lr_test``, which is boundary-aware.
         """
+        r_matrix = self._pad_fe_columns(r_matrix)
         self._warn_boundary_hypothesis(r_matrix)
         fe = None
         if self._ddf is not None and use_f is not False and cov_p is None \
