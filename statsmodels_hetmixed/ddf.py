@@ -15,12 +15,13 @@ Methods (``fit(ddf=...)``):
     pbkrtest's (Kenward & Roger 1997): the adjusted covariance
     ``Phi_A = Phi + 2 Phi [sum_kl W_kl (Q_kl - P_k Phi P_l)] Phi`` with W
     the inverse *expected* information of the criterion, the df and the F
-    scaling of ``pbkrtest:::.KR_adjust``.  The second derivatives of V
-    (the ``R_kl`` terms of the 1997 paper) are left out, as pbkrtest
-    (whose parameterisation makes V linear) and Kenward & Roger (2009)
-    do: the adjustment then does not depend on how the covariance
-    parameters are parameterised (log variances or variances), which
-    matters for the variance functions here.
+    scaling of ``pbkrtest:::.KR_adjust`` (pbkrtest 0.5.2).  The second
+    derivatives of V (the ``R_kl`` terms of the 1997 paper) are left
+    out, as in pbkrtest (whose parameterisation makes V linear, so that
+    they vanish) and SAS's ``ddfm=kr(firstorder)``: the adjustment then
+    does not depend on how the covariance parameters are parameterised
+    (log variances or variances), which matters for the variance
+    functions here.
 ``"residual"``
     ``n - rank(X)`` for every fixed effect (Stata's
     ``dfmethod(residual)``).

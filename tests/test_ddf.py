@@ -142,11 +142,12 @@ def _brute_force(res, method):
         e[j] = steps[j]
         return (f(theta + e) - f(theta - e)) / (2 * steps[j])
 
-    k = theta.size
+    index = np.flatnonzero(np.asarray(res.bse)[lay.k_fe:] > 0)  # not held
+    k = index.size
     Phi = phi(theta)
     if method == "satterthwaite":
-        dphi = np.stack([central(phi, j) for j in range(k)])
-        A = np.asarray(res.cov_params())[lay.k_fe:, lay.k_fe:]
+        dphi = np.stack([central(phi, j) for j in index])
+        A = np.asarray(res.cov_params())[lay.k_fe:, lay.k_fe:][np.ix_(index, index)]
         df = []
         for e in np.eye(lay.k_fe):
             grad = np.einsum("p,kpr,r->k", e, dphi, e)
@@ -154,7 +155,7 @@ def _brute_force(res, method):
         return np.array(df), None
     V = dense_v(theta)
     Vi = np.linalg.inv(V)
-    dV = [central(dense_v, j) for j in range(k)]
+    dV = [central(dense_v, j) for j in index]
     P = [X.T @ Vi @ D @ Vi @ X for D in dV]
     Q = [[X.T @ Vi @ Di @ Vi @ Dj @ Vi @ X for Dj in dV] for Di in dV]
     info = np.empty((k, k))
@@ -183,6 +184,25 @@ def test_heteroskedastic_against_brute_force(name, reml, method):
         np.testing.assert_allclose(res._ddf.cov_fe, adjusted, rtol=1e-4)
         # and the adjustment is not nothing here
         assert not np.allclose(res._ddf.cov_fe, res._ddf.phi, rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["satterthwaite", "kenward-roger"])
+def test_held_parameters_are_known(method):
+    # fit(free=...): a held covariance parameter is no source of uncertainty
+    data = _sim()
+    model = hmf.hetmixedlm("y ~ x + w", data, groups="Subject", re_formula="~ x",
+                           var_formula="~ x + b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = np.asarray(model.fit().params)[3:].copy()
+        start[1] = 0.0  # independent random intercept and slope
+        free = np.ones(start.size)
+        free[1] = 0
+        res = model.fit(start_params=start, free=free, ddf=method)
+    df, adjusted = _brute_force(res, method)
+    np.testing.assert_allclose(res.df_fe, df, rtol=1e-4)
+    if adjusted is not None:
+        np.testing.assert_allclose(res._ddf.cov_fe, adjusted, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------
