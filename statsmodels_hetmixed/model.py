@@ -26,7 +26,7 @@ from statsmodels.regression.mixed_linear_model import (
     _convert_vc,
 )
 
-from . import _engine, _formula, _linalg, inference, optim
+from . import _engine, _formula, _linalg, ddf as _ddf, inference, optim
 from ._validate import (
     as_float_matrix,
     check_finite,
@@ -1104,6 +1104,7 @@ class HetMixedLM(MixedLM):
         method=None,
         n_quad=None,
         re_cov="joint",
+        ddf=None,
         **fit_kwargs,
     ):
         """
@@ -1150,6 +1151,17 @@ class HetMixedLM(MixedLM):
         re_cov : {"joint", "independent"}
             Location-scale models: correlated mean and scale random effects
             (default) or independent blocks.
+        ddf : {None, "satterthwaite", "kenward-roger", "residual", \
+"between-within"}
+            Denominator degrees of freedom of the fixed effects' tests
+            (see :mod:`statsmodels_hetmixed.ddf` and the page on
+            small-sample inference).  None (default): z-tests.  Otherwise
+            ``results.df_fe`` holds one df per fixed effect and
+            ``pvalues``, ``conf_int``, ``t_test``, ``wald_test`` (F) and
+            ``summary`` use t and F distributions with them;
+            ``"kenward-roger"`` also replaces the fixed effects' covariance
+            (``bse_fe``, ``cov_params``) by the adjusted one.  Not for
+            location-scale models.
         **fit_kwargs
             ``gtol`` and ``maxiter`` for the optimiser (location-scale
             models: ``maxiter`` only; ``gtol`` is an error); ``disp`` is
@@ -1171,6 +1183,11 @@ class HetMixedLM(MixedLM):
             self.reml = view.reml
             return res
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
+        ddf = _ddf.normalise_method(ddf)
+        if self.k_var_re and ddf is not None:
+            raise NotImplementedError(
+                "ddf is not available for location-scale models (random scale "
+                "effects): their likelihood is not Gaussian. Fit without ddf.")
         if self.k_var_re:
             # called from here, so that the fit's warnings point at the
             # caller of fit (their stacklevels count the frames)
@@ -1203,8 +1220,14 @@ class HetMixedLM(MixedLM):
         inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml)
         cov_params = inference.covariance_of_estimates(est, lay, mask)
         params = lay.join(est.evaluation.fe_params, est.natural)
+        small_sample = None
+        if ddf is not None:
+            small_sample = self._small_sample(ddf, objective, est, mask, cov_params)
+            if small_sample.cov_fe is not None:  # Kenward-Roger's adjusted one
+                cov_params[:lay.k_fe, :lay.k_fe] = small_sample.cov_fe
         # statsmodels multiplies normalized_cov_params by results.scale.
         res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
+        res._ddf = small_sample
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
                     method=method, free=mask, reml=self.reml)
@@ -1225,6 +1248,17 @@ class HetMixedLM(MixedLM):
                     vec, self.k_fe, self.k_re, self.use_sqrt,
                     has_fe=vec.size == packed[0])
         return self._split_any(start_params, "start_params")[1]
+
+    def _small_sample(self, method, objective, est, mask, cov_params):
+        """The small-sample method ``method`` at the estimate ``est``
+        (``ddf.build``), over the estimated covariance parameters."""
+        lay = self.layout
+        index = (np.arange(lay.k_structure) if mask is None
+                 else np.flatnonzero(mask))
+        full = lay.k_fe + index
+        return _ddf.build(method, objective, est.natural, index,
+                          cov_params[np.ix_(full, full)], list(self.exog_names),
+                          self.exog, self._group_index, self.n_groups)
 
     def _check_location_scale_options(self, method, free, full_output, fit_kwargs):
         """Options of ``fit`` that a location-scale fit cannot honour are

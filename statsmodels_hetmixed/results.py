@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.base import wrapper as wrap
 from statsmodels.regression.mixed_linear_model import (
     MixedLMParams,
@@ -447,47 +448,73 @@ class HetMixedLMResults(MixedLMResults):
         return pd.Series(out, index=index) if index is not None else out
 
     # ------------------------------------------------------------------
+    # Small-sample inference: the one place the df live is ``_ddf`` (a
+    # ddf.SmallSampleInference set at fit time, None for z-tests); every
+    # consumer below reads it from there.
+    _ddf = None
+
+    @property
+    def df_fe(self):
+        """
+        Denominator degrees of freedom of each fixed effect's t-test
+        (pandas Series), or None when the fit uses z-tests
+        (``fit(ddf=None)``, the default).
+        """
+        return None if self._ddf is None else self._ddf.df_fe
+
+    @property
+    def ddf_method(self):
+        """Name of the small-sample method behind ``df_fe`` (None: z-tests)."""
+        return None if self._ddf is None else self._ddf.name
+
+    @cache_readonly
+    def pvalues(self):
+        """Two-sided p-values: t with ``df_fe`` for the fixed effects when
+        the fit has them, else (and for the other parameters) normal."""
+        if self._ddf is None:
+            return super().pvalues
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tvalues = np.asarray(self.params, float) / np.asarray(self.bse, float)
+        out = 2.0 * stats.norm.sf(np.abs(tvalues))
+        k = self.k_fe
+        out[:k] = 2.0 * stats.t.sf(np.abs(tvalues[:k]), self._df_fe_array)
+        return out
+
+    @property
+    def _df_fe_array(self):
+        return np.asarray(self._ddf.df_fe, dtype=float)
+
+    def conf_int(self, alpha=0.05):
+        """
+        Confidence intervals of the parameters: t quantiles with ``df_fe``
+        for the fixed effects when the fit has them, else normal.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - confidence level.
+
+        Returns
+        -------
+        ndarray (k, 2) (a DataFrame for pandas input)
+        """
+        if self._ddf is None:
+            return super().conf_int(alpha=alpha)
+        params = np.asarray(self.params, float)
+        bse = np.asarray(self.bse, float)
+        q = np.full(params.size, stats.norm.ppf(1 - alpha / 2))
+        q[:self.k_fe] = stats.t.ppf(1 - alpha / 2, self._df_fe_array)
+        return np.column_stack([params - q * bse, params + q * bse])
+
+    # ------------------------------------------------------------------
     # Tests
-    def t_test(self, r_matrix, use_t=None):
-        """
-        t-tests (z-tests) of linear hypotheses ``R params = q``.
-
-        ``r_matrix`` may be a string of constraints on any parameter (e.g.
-        ``"var:female = 0"``), a matrix with one column per parameter, or,
-        as in MixedLM, a matrix with one column per fixed effect.
-        """
-        if not isinstance(r_matrix, str) and not isinstance(r_matrix, tuple):
-            r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-            if r.shape[1] == self.k_fe and self.k_fe != len(self.params):
-                r = np.hstack([r, np.zeros((r.shape[0], len(self.params) - self.k_fe))])
-            r_matrix = r
-        self._warn_boundary_hypothesis(r_matrix)
-        return super(MixedLMResults, self).t_test(r_matrix, use_t=use_t)
-
-    def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None,
-                  df_constraints=None, scalar=True):
-        """
-        Wald test of a joint linear hypothesis ``R params = q`` (see
-        ``statsmodels.base.model.LikelihoodModelResults.wald_test``).
-
-        Warns (``HypothesisTestWarning``) when the hypothesis sets a
-        variance to zero: that value is on the boundary of the parameter
-        space, where the Wald statistic has no chi2 distribution; use
-        ``compare_lr_test``, which is boundary-aware.
-        """
-        self._warn_boundary_hypothesis(r_matrix)
-        return super().wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=use_f,
-                                 df_constraints=df_constraints, scalar=scalar)
-
-    def _warn_boundary_hypothesis(self, r_matrix):
-        """Warn when a hypothesis row reads ``variance = 0``."""
-        import warnings
-
-        from patsy import DesignInfo
-        from statsmodels.tools.sm_exceptions import HypothesisTestWarning
-
+    def _linear_constraint(self, r_matrix):
+        """``(R, q)`` of a hypothesis given as statsmodels takes it (a
+        string of constraints, a matrix, or a tuple ``(R, q)``)."""
         names = list(self.model.data.param_names)
         if isinstance(r_matrix, str):
+            from patsy import DesignInfo
+
             constraint = DesignInfo(names).linear_constraint(r_matrix)
             R, q = constraint.coefs, constraint.constants.ravel()
         elif isinstance(r_matrix, tuple):
@@ -497,9 +524,103 @@ class HetMixedLMResults(MixedLMResults):
         else:
             R = np.atleast_2d(np.asarray(r_matrix, float))
             q = np.zeros(len(R))
+        return R, np.broadcast_to(q, (len(R),)).astype(float)
+
+    def _fe_constraint(self, r_matrix):
+        """``(L, q)`` over the fixed effects when the hypothesis involves
+        them only, else None."""
+        R, q = self._linear_constraint(r_matrix)
+        k = self.k_fe
+        if R.shape[1] == len(self.params) and not np.any(R[:, k:]):
+            return R[:, :k], q
+        return None
+
+    def _pad_fe_columns(self, r_matrix):
+        """A matrix with one column per fixed effect (as MixedLM takes
+        it) padded with zero columns for the other parameters."""
+        if isinstance(r_matrix, (str, tuple)):
+            return r_matrix
+        r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
+        if r.shape[1] == self.k_fe and self.k_fe != len(self.params):
+            r = np.hstack([r, np.zeros((r.shape[0], len(self.params) - self.k_fe))])
+        return r
+
+    def t_test(self, r_matrix, use_t=None):
+        """
+        t-tests (z-tests) of linear hypotheses ``R params = q``.
+
+        ``r_matrix`` may be a string of constraints on any parameter (e.g.
+        ``"var:female = 0"``), a matrix with one column per parameter, or,
+        as in MixedLM, a matrix with one column per fixed effect.
+
+        With small-sample df (``fit(ddf=...)``) each row on the fixed
+        effects is a t-test with its own df (the method's df of that
+        contrast, e.g. Satterthwaite's or Kenward-Roger's for ``l'beta``),
+        unless ``use_t=False``; rows that involve other parameters are
+        z-tests.
+        """
+        r_matrix = self._pad_fe_columns(r_matrix)
+        self._warn_boundary_hypothesis(r_matrix)
+        fe = None if self._ddf is None or use_t is False else \
+            self._fe_constraint(r_matrix)
+        if fe is None:
+            return super(MixedLMResults, self).t_test(r_matrix, use_t=use_t)
+        from statsmodels.stats.contrast import ContrastResults
+
+        L, q = fe
+        cov = np.asarray(self.cov_params())[:self.k_fe, :self.k_fe]
+        effect = L @ np.asarray(self.fe_params, float)
+        sd = np.sqrt(np.einsum("ip,pr,ir->i", L, cov, L))
+        df = np.array([self._ddf.contrast_df(row) for row in L])
+        return ContrastResults(effect=effect, t=(effect - q) / sd, sd=sd,
+                               df_denom=df)
+
+    def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None,
+                  df_constraints=None, scalar=True):
+        """
+        Wald test of a joint linear hypothesis ``R params = q`` (see
+        ``statsmodels.base.model.LikelihoodModelResults.wald_test``).
+
+        With small-sample df (``fit(ddf=...)``) a hypothesis on the fixed
+        effects alone is an F test with the method's denominator df
+        (Satterthwaite: lmerTest's ``contestMD``; Kenward-Roger: pbkrtest's
+        scaled F; residual and between-within: the smallest df of the
+        effects involved), unless ``use_f=False`` or ``cov_p`` /
+        ``invcov`` are given.
+
+        Warns (``HypothesisTestWarning``) when the hypothesis sets a
+        variance to zero: that value is on the boundary of the parameter
+        space, where the Wald statistic has no chi2 distribution; use
+        ``compare_lr_test``, which is boundary-aware.
+        """
+        r_matrix = self._pad_fe_columns(r_matrix)
+        self._warn_boundary_hypothesis(r_matrix)
+        fe = None
+        if self._ddf is not None and use_f is not False and cov_p is None \
+                and invcov is None:
+            fe = self._fe_constraint(r_matrix)
+        if fe is None:
+            return super().wald_test(r_matrix, cov_p=cov_p, invcov=invcov,
+                                     use_f=use_f, df_constraints=df_constraints,
+                                     scalar=scalar)
+        from statsmodels.stats.contrast import ContrastResults
+
+        L, q = fe
+        cov = np.asarray(self.cov_params())[:self.k_fe, :self.k_fe]
+        diff = L @ np.asarray(self.fe_params, float) - q
+        F, df_num, df_denom = self._ddf.f_test(L, diff, cov)
+        return ContrastResults(F=F, df_num=df_num, df_denom=df_denom)
+
+    def _warn_boundary_hypothesis(self, r_matrix):
+        """Warn when a hypothesis row reads ``variance = 0``."""
+        import warnings
+
+        from statsmodels.tools.sm_exceptions import HypothesisTestWarning
+
+        names = list(self.model.data.param_names)
+        R, q = self._linear_constraint(r_matrix)
         if R.shape[1] != len(names):
             return
-        q = np.broadcast_to(q, (len(R),))
         on_boundary = []
         for row, value in zip(R, q):
             nonzero = np.flatnonzero(row)

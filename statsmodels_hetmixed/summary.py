@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import norm, t as student_t
 from statsmodels.iolib import summary2
 
 
@@ -44,6 +44,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         "Converged:": "Yes" if res.converged else
         f"No (max |gradient| {res.max_grad:.2g})",
     }
+    if getattr(res, "_ddf", None) is not None:
+        info["Denominator df:"] = res._ddf.name
     smry.add_dict(info)
     smry.add_title(title or "Mixed Linear Model with Heteroskedastic Residuals")
 
@@ -61,15 +63,32 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     # z-tests for the fixed effects (and level-2 coefficients), not for
     # variances.
     fe = getattr(res, "_z_rows", lay.fe)
+    small = getattr(res, "_ddf", None)
     table[fe, 2] = params[fe] / bse[fe]
-    table[fe, 3] = 2 * norm.sf(np.abs(table[fe, 2]))
-    table[fe, 4] = params[fe] - q * bse[fe]
-    table[fe, 5] = params[fe] + q * bse[fe]
-    df = pd.DataFrame(table, index=names[:k],
-                      columns=["Coef.", "Std.Err.", "z", "P>|z|", lo, hi])
+    if small is None:
+        table[fe, 3] = 2 * norm.sf(np.abs(table[fe, 2]))
+        q_fe = q
+        columns = ["Coef.", "Std.Err.", "z", "P>|z|", lo, hi]
+    else:  # t with each fixed effect's df (fit(ddf=...)), shown as a column
+        dof = np.asarray(small.df_fe, dtype=float)
+        table[fe, 3] = 2 * student_t.sf(np.abs(table[fe, 2]), dof)
+        q_fe = student_t.ppf(1 - alpha / 2, dof)
+        columns = ["Coef.", "Std.Err.", "t", "P>|t|", lo, hi]
+    table[fe, 4] = params[fe] - q_fe * bse[fe]
+    table[fe, 5] = params[fe] + q_fe * bse[fe]
+    df = pd.DataFrame(table, index=names[:k], columns=columns)
+    if small is not None:
+        dof_col = np.full(k, np.nan)
+        dof_col[fe] = dof
+        df["df"] = dof_col
     for col in df.columns:
         df[col] = _fmt(df[col].to_numpy())
     smry.add_df(df, align="r")
+    if small is not None:
+        adjusted = (" Std.Err. of the fixed effects: the Kenward-Roger adjusted "
+                    "covariance." if small.cov_fe is not None else "")
+        smry.add_text(f"Fixed effects: t-tests with {small.name} denominator "
+                      f"degrees of freedom (df).{adjusted}")
 
     if hasattr(res, "re_table"):  # location-scale: SDs and correlations
         ret = res.re_table(alpha=alpha).reset_index(names="Random effects")
