@@ -70,7 +70,7 @@ class MixedPredictionResults(PredictionResults):
     var_resid : ndarray
         The rows' residual variances ``sigma2`` (``predict_variance``).
     df : float or ndarray or None
-        Degrees of freedom of the t quantiles (results with ``df_fe``), else
+        Degrees of freedom of the t quantiles (fits with ``ddf=``), else
         None: normal quantiles.
     """
 
@@ -374,16 +374,18 @@ def predicted_mean(results, rows):
 
 
 def _df(results, X):
-    """t degrees of freedom per row from ``df_fe`` if the results have it."""
-    df_fe = getattr(results, "df_fe", None)
-    if df_fe is None:
+    """t degrees of freedom per row: with a small-sample method
+    (``fit(ddf=...)``), the df of the row's fixed-effect contrast ``x'beta``
+    (``contrast_df``: Satterthwaite's or Kenward-Roger's df of that
+    contrast, as ``t_test`` gives it); else None (normal quantiles)."""
+    method = getattr(results, "_ddf", None)
+    if method is None:
         return None
-    df_fe = np.asarray(df_fe, dtype=float)
-    if df_fe.shape != (X.shape[1],) or not np.isfinite(df_fe).all():
-        return None
-    used = np.abs(X) > 0
-    df = np.where(used, df_fe[None, :], np.inf).min(axis=1)
-    return np.where(np.isfinite(df), df, df_fe.min())
+    X = np.asarray(X, dtype=float)
+    # Rows with the same design share a contrast: one df each.
+    unique, inverse = np.unique(X, axis=0, return_inverse=True)
+    df = np.array([method.contrast_df(row) for row in unique])
+    return df[np.ravel(inverse)]
 
 
 def get_prediction(results, rows):

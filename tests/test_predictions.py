@@ -182,24 +182,23 @@ def test_interval_components(orth_fit):
     assert sigma2[new["female"] == 1][0] != pytest.approx(sigma2[new["female"] == 0][0])
 
 
-def test_t_quantiles_with_df_fe(orth_fit):
-    """With small-sample df (``df_fe``), intervals use t quantiles with the
-    smallest df among the fixed effects a row uses."""
+def test_t_quantiles_with_small_sample_df(orth_data):
+    """With fit(ddf=...), intervals use t quantiles with the df of each
+    row's contrast x'beta, as t_test gives it."""
+    model = hmf.hetmixedlm("distance ~ age + Sex", orth_data, groups="Subject",
+                           re_formula="~ age", var_formula="~ female")
+    base = model.fit().get_prediction(_new("orthodont"), conditional=None)
+    fit = model.fit(ddf="kenward-roger")
     new = _new("orthodont")
-    base = orth_fit.get_prediction(new, conditional=None).summary_frame()
-    fit = orth_fit._results
-    fit.df_fe = pd.Series([25.0, 10.0, 80.0], index=orth_fit.model.exog_names)
-    try:
-        pred = orth_fit.get_prediction(new, conditional=None)
-        frame = pred.summary_frame()
-    finally:
-        del fit.df_fe
-    x = orth_fit._transform_predict_exog(new)[0]
-    expected_df = np.where(x[:, 1] != 0, 10.0, 25.0)  # Sex[T.Male] has df 10
-    np.testing.assert_allclose(pred.df, expected_df)
+    pred = fit.get_prediction(new, conditional=None)
+    frame = pred.summary_frame()
+    x = fit._transform_predict_exog(new)[0]
+    expected_df = [float(np.ravel(fit.t_test(row).df_denom)[0]) for row in x]
+    np.testing.assert_allclose(pred.df, expected_df, rtol=1e-10)
     half = frame["mean_ci_upper"] - frame["mean"]
     np.testing.assert_allclose(half, stats.t.ppf(0.975, expected_df) * frame["mean_se"])
-    assert (half > base["mean_ci_upper"] - base["mean"]).all()
+    assert (pred.df < 200).all()
+    assert base.df is None
 
 
 def test_in_sample(orth_fit):
