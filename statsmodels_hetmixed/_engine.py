@@ -129,22 +129,24 @@ class GroupedData:
             raise ValueError(f"unknown layout {layout!r}")
         endog = np.ascontiguousarray(endog, dtype=np.float64)
         exog = np.asarray(exog, dtype=np.float64)
-        exog_endog = np.empty((n, exog.shape[1] + 1))
-        exog_endog[:, :-1] = exog
-        exog_endog[:, -1] = endog
         fe_basis = fe_basis_inverse = None
         centring = _centring(exog) if centre else None
         if centring is not None:
             j0, means = centring
-            exog_endog[:, :-1] -= means
+            # A new C-contiguous array for the BLAS products, in one pass.
+            exog = np.subtract(exog, means, order="C")
             fe_basis = np.eye(exog.shape[1])
             fe_basis[j0] += means / exog[0, j0]
             fe_basis_inverse = np.eye(exog.shape[1])
             fe_basis_inverse[j0] -= means / exog[0, j0]
+        else:
+            exog = np.ascontiguousarray(exog)
+        exog_endog = np.empty((n, exog.shape[1] + 1))
+        exog_endog[:, :-1] = exog
+        exog_endog[:, -1] = endog
         return cls(
             endog,
-            # C-contiguous for the BLAS products (as the uncentred design was)
-            np.ascontiguousarray(exog_endog[:, :-1]),
+            exog,
             np.ascontiguousarray(exog_z, dtype=np.float64),
             group_index,
             int(n_groups),

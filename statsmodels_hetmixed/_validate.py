@@ -153,11 +153,13 @@ def check_rows(n_given: int, n_rows: int, what: str) -> None:
             "observations (rows of endog): give one row per observation.")
 
 
-def check_groups(groups, n_rows: int, variance_components: bool = False) -> np.ndarray:
-    """The group labels as a 1-d array, checked for length, missing values
-    and at least two levels -- or one, with ``variance_components``
-    (MixedLM's idiom for crossed random effects: every effect a variance
-    component of one group spanning the data)."""
+def check_groups(groups, n_rows: int, variance_components: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The group labels checked for length, missing values and at least two
+    levels -- or one, with ``variance_components`` (MixedLM's idiom for
+    crossed random effects: every effect a variance component of one group
+    spanning the data).  Returns each row's group code and the sorted
+    labels (``pd.factorize``: the one hash pass over the labels)."""
     groups = np.asarray(groups)
     if groups.ndim != 1 or len(groups) != n_rows:
         raise ValueError("groups must be 1-dimensional with one label per row "
@@ -166,14 +168,15 @@ def check_groups(groups, n_rows: int, variance_components: bool = False) -> np.n
         raise ValueError(
             "groups has missing values; drop those rows or pass missing='drop'"
         )
-    if pd.unique(groups).size < 2 and not variance_components:
+    codes, labels = pd.factorize(groups, sort=True)
+    if len(labels) < 2 and not variance_components:
         raise ValueError(
             "groups has a single level: a mixed model needs at least two "
             "groups, or variance components (exog_vc / vc_formula: crossed "
             "random effects in one group). Use OLS/WLS for data without "
             "grouping or random effects."
         )
-    return groups
+    return codes.astype(np.intp, copy=False), np.asarray(labels)
 
 
 def param_vector(params, names: Sequence[str], k_fe: int, what: str = "params",

@@ -16,7 +16,6 @@ import types
 import warnings
 
 import numpy as np
-import pandas as pd
 import patsy
 from statsmodels.base import model as base
 from statsmodels.regression.mixed_linear_model import (
@@ -623,11 +622,10 @@ class HetMixedLM(MixedLM):
         self._set_k_params()
 
     def _set_groups(self, groups):
-        groups = check_groups(groups, len(self.endog),
-                              variance_components=self.k_vc > 0)
-        codes, labels = pd.factorize(groups, sort=True)
-        self._group_index = codes.astype(np.intp)
-        self.group_labels = list(np.asarray(labels).tolist())
+        codes, labels = check_groups(groups, len(self.endog),
+                                     variance_components=self.k_vc > 0)
+        self._group_index = codes
+        self.group_labels = labels.tolist()
         self.n_groups = len(self.group_labels)
         self._group_sizes = np.bincount(codes, minlength=self.n_groups)
         order = np.argsort(codes, kind="stable")
