@@ -201,8 +201,8 @@ def cholesky_equilibrated(a, what: str = "the matrix") -> np.ndarray:
         metric.
     """
     a = np.asarray(a, dtype=float)
-    diag = np.diag(a)
-    if not np.all(diag > 0):  # also NaN
+    diag = a.diagonal()
+    if not (diag > 0).all():  # also NaN
         raise NotPositiveDefiniteError(f"{what} has a diagonal entry that is "
                                        "not positive")
     d = np.sqrt(diag)
@@ -210,7 +210,7 @@ def cholesky_equilibrated(a, what: str = "the matrix") -> np.ndarray:
         chol = np.linalg.cholesky(a / d[:, None] / d[None, :])
     except np.linalg.LinAlgError as exc:
         raise NotPositiveDefiniteError(f"{what} is not positive definite") from exc
-    if not np.all(np.diag(chol) > COLLINEAR_RTOL):
+    if not (chol.diagonal() > COLLINEAR_RTOL).all():
         raise NotPositiveDefiniteError(f"{what} is singular to within "
                                        f"{COLLINEAR_RTOL:g}")
     return d[:, None] * chol
