@@ -282,3 +282,26 @@ def test_singular_random_effects_covariance_warns_as_mixedlm():
     y = e - np.bincount(g, e)[g] / 5
     with pytest.warns(SingularMatrixWarning, match="random effects covariance"):
         HetMixedLM(y, np.ones((g.size, 1)), g).fit()
+
+
+def test_singular_example_reaches_the_interior_optimum_of_lme4_and_nlme():
+    """statsmodels' test_lme.py::test_singular expects a singular-covariance
+    warning on its data; lme4 and nlme (tests/results/contract/r_singular.R)
+    find an interior REML optimum there (class variance 5.7e-4, lme4's
+    isSingular FALSE), as HetMixedLM does, while MixedLM stops at zero with
+    llf = inf.  No singular warning is due."""
+    import json
+
+    ref = json.loads((RESULTS / "contract" / "r_singular.json").read_text())
+    data = pd.read_csv(RESULTS / "contract" / "singular.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingularMatrixWarning)
+        res = HetMixedLM.from_formula("Y ~ X", data, groups=data["cls"]).fit()
+    for r in (ref["lme4"], ref["nlme"]):
+        assert res.llf == pytest.approx(r["llf"], abs=1e-8)
+        # The likelihood is flat in the variance: the three optima differ
+        # in its fourth digit and in the llf's eleventh.
+        assert float(np.asarray(res.cov_re)[0, 0]) == pytest.approx(r["var_cls"], rel=2e-3)
+        np.testing.assert_allclose(res.fe_params, r["fe"], rtol=1e-5)
+        assert res.scale == pytest.approx(r["scale"], rel=1e-6)
+    assert not ref["lme4"]["is_singular"]
