@@ -10,6 +10,7 @@ ones and the model is MixedLM's.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 
@@ -41,7 +42,7 @@ from ._validate import (
 from .locscale import fit_location_scale
 from .locscale import loglike as location_scale_loglike
 from .objective import HeteroskedasticObjective
-from .results import HetMixedLMResults, HetMixedLMResultsWrapper
+from .results import HetMixedLMResults, HetMixedLMResultsWrapper, mixedlm_parameters
 from .structures import (
     Layout,
     UnstructuredCovariance,
@@ -152,11 +153,14 @@ class HetMixedLM(MixedLM):
     -----
     The log-likelihood is evaluated with per-group cross products of the
     rows weighted by 1 / sigma2_ij and q x q algebra broadcast over groups
-    (q = number of random effects), with analytic gradients.  ``params``
-    holds, in order: fixed effects, the lower triangle of ``cov_re``, the
+    (q = number of random effects), with analytic gradients.  The natural
+    parameter vector (``layout.names``, a fit's ``params_natural``) holds,
+    in order: fixed effects, the lower triangle of ``cov_re``, the
     variance-component variances and the variance-function coefficients
-    (named ``var:<column>``).  Unlike ``MixedLMResults.params``, variances
-    are on their natural scale, not divided by a residual scale.
+    (named ``var:<column>``), variances on their natural scale.  Without a
+    variance formula (``has_common_scale``) a fit's ``params`` are
+    MixedLM's instead: the covariances divided by the residual scale,
+    under MixedLM's names; with one, ``params`` is the natural vector.
 
     Examples
     --------
@@ -639,9 +643,32 @@ class HetMixedLM(MixedLM):
             # the mean's first, then the scale effects.
             joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
             names = joint
-        names = names + self.variance_function.names
-        names += [n for b in self.variance_blocks for n in b.names]
+        if not self.has_common_scale:
+            names = names + self.variance_function.names
+            names += [n for b in self.variance_blocks for n in b.names]
+        # else MixedLM's names: results report MixedLM's parameters (the
+        # covariances relative to the scale, which is not among them); the
+        # natural vector keeps its names in self.layout.names.
         return names, re_names, re_names_full
+
+    @property
+    def has_common_scale(self) -> bool:
+        """
+        Whether the residual variance is one constant (no variance formula,
+        no further variance blocks, no random scale effects): the model is
+        MixedLM's, and its results report MixedLM's parameters
+        (covariances relative to the residual variance ``scale``).
+        """
+        known = self.__dict__.get("_has_common_scale")
+        if known is not None:  # decided while the data were there
+            return known
+        vf = getattr(self, "variance_function", None)
+        if vf is None or getattr(self, "k_var_re", 0) or \
+                getattr(self, "variance_blocks", None) or vf.k_var != 1:
+            return False
+        w = vf.exog_var[:, 0]
+        self._has_common_scale = bool(w.size and np.all(w == w[0]) and w[0] != 0)
+        return self._has_common_scale
 
     # MixedLM keeps per-group copies of the data; its own methods (and
     # user code written for MixedLM) may read them, so build them on demand.
@@ -798,7 +825,10 @@ class HetMixedLM(MixedLM):
                 "HetMixedLM takes packed parameter vectors in its own layout "
                 "(see HetMixedLM.layout), not MixedLMParams"
             )
-        vec, _ = param_vector(params, self.data.param_names, self.k_fe, what,
+        # Natural vectors (with a common scale the model's param_names are
+        # MixedLM's, whose vectors have no variance-function entry).
+        names = self.layout.names if self.has_common_scale else self.data.param_names
+        vec, _ = param_vector(params, names, self.k_fe, what,
                               without_fe=not self.k_var_re)
         self._not_location_scale(what)
         return self.layout.split(vec)
@@ -988,13 +1018,26 @@ class HetMixedLM(MixedLM):
         est = optim.estimate(objective, theta, mask, methods=method,
                              options=fit_kwargs, hist=hist, optimise=do_cg)
         inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml)
+        common_scale = self.has_common_scale and do_cg
+        if common_scale and not est.at_boundary.any():
+            # MixedLM's standard errors come from its analytic Hessian: match
+            # them to rounding, not to the forward differences' 1e-5.
+            est = dataclasses.replace(est, information=objective.observed_information(
+                est.natural, mask, central=True))
         cov_params = inference.covariance_of_estimates(est, lay, mask)
         params = lay.join(est.evaluation.fe_params, est.natural)
+        natural = None
+        if self.has_common_scale:
+            # Results report MixedLM's parameters, and keep the natural ones.
+            natural = (params, cov_params)
+            params, cov_params = mixedlm_parameters(
+                lay, params, cov_params, objective.fe_score_jacobian(
+                    est.natural, est.evaluation.fe_params))
         # statsmodels multiplies normalized_cov_params by results.scale.
         res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
-                    method=method, free=mask, reml=self.reml)
+                    method=method, free=mask, reml=self.reml, natural=natural)
         return HetMixedLMResultsWrapper(res)
 
     def _check_location_scale_options(self, method, free, full_output, fit_kwargs):

@@ -75,11 +75,16 @@ def test_literal_expansion_matches_native(hsb_three_ways):
     literal, additive, _ = hsb_three_ways
     # Stata's var(male) is the variance component; var(Residual) the
     # residual variance of the log-linear intercept-only variance function.
-    assert literal.params["male Var"] == pytest.approx(
+    # The literal expansion has no variance formula: its params are MixedLM's
+    # (relative to the scale, issue 9); the natural scale is params_natural.
+    assert literal.params_natural["male Var"] == pytest.approx(
         additive.var_params["male"], rel=1e-4)
-    assert np.exp(literal.params["var:Intercept"]) == pytest.approx(
+    assert literal.params["male Var"] == pytest.approx(
+        additive.var_params["male"] / literal.scale, rel=1e-4)
+    assert np.exp(literal.params_natural["var:Intercept"]) == pytest.approx(
         additive.var_params["Intercept"], rel=1e-4)
-    assert literal.bse["male Var"] == pytest.approx(additive.bse_var["male"], rel=0.01)
+    assert literal.bse_natural["male Var"] == pytest.approx(additive.bse_var["male"],
+                                                            rel=0.01)
     np.testing.assert_allclose(literal.fe_params, additive.fe_params, rtol=1e-5)
     res = literal.nlcom(lambda p: np.exp(p["var:Intercept"]), names=["var(Residual)"])
     assert res["Std.Err."].iloc[0] == pytest.approx(
