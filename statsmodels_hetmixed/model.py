@@ -260,6 +260,9 @@ class HetMixedLM(MixedLM):
                     exog = arr[:, None]
                 else:
                     extra[name] = arr[:, None]
+        # MixedLM names the columns of the design it is given (a 1-d
+        # exog_re is one column, as in MixedLM).
+        exog_re = extra["exog_re"]
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )

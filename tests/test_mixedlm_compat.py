@@ -225,3 +225,17 @@ def test_reml_information_criteria_as_mixedlm(slope_data):
     assert reml.aic_reml == pytest.approx(-2 * reml.llf + 2 * 4)
     ml = hmf.hetmixedlm("y ~ x", slope_data, groups="g").fit(reml=False)
     assert ml.aic == pytest.approx(-2 * ml.llf + 2 * 4) and np.isnan(ml.aic_reml)
+
+
+def test_one_dimensional_exog_re_as_mixedlm():
+    """A 1-d exog_re is one random-effect column, named as MixedLM names it
+    (it raised IndexError while the names were made)."""
+    rng = np.random.default_rng(11)
+    groups = np.repeat(np.arange(30), 4)
+    exog = np.column_stack([np.ones(groups.size), rng.standard_normal(groups.size)])
+    endog = exog.sum(1) + rng.standard_normal(30)[groups] + rng.standard_normal(groups.size)
+    one = HetMixedLM(endog, exog, groups, np.ones(groups.size)).fit()
+    default = HetMixedLM(endog, exog, groups).fit()
+    np.testing.assert_allclose(one.params, default.params, rtol=1e-8)
+    ref = MixedLM(endog, exog, groups, np.ones(groups.size))
+    assert one.model.data.param_names == ref.data.param_names
