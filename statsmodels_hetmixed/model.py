@@ -48,6 +48,7 @@ from .structures import (
     UnstructuredCovariance,
     VarianceBlock,
     VarianceComponent,
+    covariance_names,
 )
 from .structures.variance import make_variance_function
 
@@ -611,10 +612,11 @@ class HetMixedLM(MixedLM):
             "fit_regularized is not available for HetMixedLM; use statsmodels' "
             "MixedLM.fit_regularized (homoskedastic residuals) instead.")
 
-    def _make_layout(self, mixedlm_names):
+    def _make_layout(self, names):
         """The heteroskedastic model's layout: its random-effects covariance
-        blocks (named as MixedLM names them) and its variance function."""
-        cov_names = mixedlm_names[self.k_fe:]
+        blocks (natural-scale names, ``covariance_names``) and its variance
+        function."""
+        cov_names = names[self.k_fe:]
         blocks = []
         if self.k_re:
             blocks.append(UnstructuredCovariance(cov_names[:self.k_re2],
@@ -623,7 +625,7 @@ class HetMixedLM(MixedLM):
             blocks.append(VarianceComponent(cov_names[self.k_re2 + k], slots))
         blocks.append(self.variance_function)
         blocks.extend(self.variance_blocks)
-        return Layout(mixedlm_names[:self.k_fe], blocks,
+        return Layout(names[:self.k_fe], blocks,
                       q=self._grouped.exog_z.shape[1])
 
     def _make_param_names(self, exog_re):
@@ -631,7 +633,14 @@ class HetMixedLM(MixedLM):
         # from_formula once it knows the random effects' names), so the
         # layout is built here, with the names.
         names, re_names, re_names_full = super()._make_param_names(exog_re)
-        self.layout = self._make_layout(names)
+        fe_names = names[:self.k_fe]
+        # Natural-scale (co)variances are named var(a), cov(a, b): MixedLM's
+        # "a Var" means a variance relative to the residual variance.
+        natural = fe_names + covariance_names(re_names, self.exog_vc.names)
+        self.layout = self._make_layout(natural)
+        if not self.has_common_scale:
+            names = natural
+            re_names_full = natural[self.k_fe:self.k_fe + self.k_re2]
         if getattr(self, "re_var_names", None):
             # Level-2 variance functions: coefficients of each effect's log
             # variance and each correlation's atanh (scale effects first),
@@ -644,8 +653,7 @@ class HetMixedLM(MixedLM):
         elif getattr(self, "k_var_re", 0):
             # Location-scale: the (co)variances of the joint random effects,
             # the mean's first, then the scale effects.
-            joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
-            names = joint
+            names = fe_names + covariance_names(list(re_names) + self.var_re_names)
         if not self.has_common_scale:
             names = names + self.variance_function.names
             names += [n for b in self.variance_blocks for n in b.names]

@@ -16,7 +16,7 @@ from statsmodels.tools._decorators import cache_readonly
 from . import _engine
 from .delta import delta_method
 from .lrtest import LRTestResult
-from .structures import VAR_PREFIX
+from .structures import VAR_PREFIX, covariance_names
 
 __all__ = ["HetMixedLMResults", "HetMixedLMResultsWrapper", "mixedlm_parameters"]
 
@@ -484,7 +484,9 @@ class HetMixedLMResults(MixedLMResults):
         on_boundary = []
         for row, value in zip(R, q):
             nonzero = np.flatnonzero(row)
-            if len(nonzero) == 1 and value == 0 and self._is_variance(names[nonzero[0]]):
+            # positions of params are those of params_natural up to the
+            # variance function's (MixedLM's params stop before it)
+            if len(nonzero) == 1 and value == 0 and self._is_variance_at(nonzero[0]):
                 on_boundary.append(names[nonzero[0]])
         if on_boundary:
             warnings.warn(
@@ -573,8 +575,12 @@ class HetMixedLMResults(MixedLMResults):
     def _is_variance(self, name):
         """Whether a parameter (named as in ``params_natural``) is a
         variance with its boundary at zero."""
+        return self._is_variance_at(list(self.layout.names).index(name))
+
+    def _is_variance_at(self, pos):
+        """Whether ``params_natural[pos]`` is a variance with its boundary
+        at zero."""
         lay = self.layout
-        pos = list(lay.names).index(name)
         k = pos - lay.k_fe
         if k < 0 or not lay.variances[k]:
             return False
@@ -613,7 +619,7 @@ class HetMixedLMResults(MixedLMResults):
             warnings.simplefilter("ignore")
             linear = model.fit(start_params=start, free=free, reml=self.reml)
         model.reml = reml_before
-        names = list(model.data.param_names)[lay.k_fe:lay.k_fe + lay.k_cov]
+        names = list(lay.names)[lay.k_fe:lay.k_fe + lay.k_cov]
         boundary = [n for n in names if self._is_variance(n)]
         cov = self._cov_natural_array()[lay.k_fe:lay.k_fe + lay.k_cov,
                                         lay.k_fe:lay.k_fe + lay.k_cov]
@@ -891,11 +897,14 @@ def mixedlm_parameters(layout, params_natural, cov_natural, fe_score_jacobian):
 
 
 def _natural_names(res):
-    """Names of a fit's natural-scale parameters: the layout's, or a
-    MixedLM fit's own (its covariance names are those of a layout without
-    a variance formula)."""
+    """Names of a fit's natural-scale parameters: the layout's, or for a
+    MixedLM fit those a HetMixedLM layout gives its (co)variances."""
     lay = getattr(res, "layout", None)
-    return list(lay.names) if lay is not None else list(res.model.data.param_names)
+    if lay is not None:
+        return list(lay.names)
+    model = res.model
+    return list(model.exog_names) + covariance_names(
+        model.data.exog_re_names if model.k_re else [], model.exog_vc.names)
 
 
 class HetMixedLMResultsWrapper(MixedLMResultsWrapper):

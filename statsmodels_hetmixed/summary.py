@@ -16,7 +16,9 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
                   alpha=0.05):
     model = res.model
     lay = res.layout
-    names = list(lay.names)
+    # fixed effects and (co)variances: MixedLM's names without a variance
+    # formula (as MixedLM's summary, natural values), else the natural ones
+    names = list(model.data.param_names)[:lay.k_fe + lay.k_cov]
     if xname_fe is not None:
         if len(xname_fe) != lay.k_fe:
             raise ValueError(f"xname_fe should be a list of length {lay.k_fe}")

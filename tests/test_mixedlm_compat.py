@@ -112,12 +112,12 @@ def test_default_random_intercept_names(hsb_data):
     # var:Intercept (issue 9); the natural vector keeps it.
     res = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school").fit()
     assert list(res.params.index) == ["Intercept", "female", "school Var"]
-    assert list(res.params_natural.index) == ["Intercept", "female", "school Var",
+    assert list(res.params_natural.index) == ["Intercept", "female", "var(school)",
                                               "var:Intercept"]
     arr = HetMixedLM(hsb_data["mathach"], np.ones((len(hsb_data), 1)),
                      hsb_data["school"]).fit()
     assert list(arr.model.data.param_names) == ["const", "Group Var"]
-    assert list(arr.model.layout.names) == ["const", "Group Var", "var:Intercept"]
+    assert list(arr.model.layout.names) == ["const", "var(Group)", "var:Intercept"]
 
 
 # ----------------------------------------------------------------------
@@ -202,9 +202,26 @@ def test_summary_col_across_hetmixedlm_and_mixedlm(slope_data):
     # The homoskedastic fits share every row and agree in them.
     assert table.loc["g Var", "MixedLM"] == table.loc["g Var", "hom"]
     assert table.loc["x", "MixedLM"] == table.loc["x", "hom"]
-    # The heteroskedastic fit's variance-function rows are its own.
+    # The heteroskedastic fit's variance is on the natural scale, under
+    # another name: no row mixes MixedLM's relative and a natural variance.
+    assert table.loc["var(g)", "MixedLM"] == "" and table.loc["var(g)", "het"] != ""
+    assert table.loc["g Var", "het"] == ""
     assert table.loc["var:x", "MixedLM"] == ""
     assert table.loc["var:x", "het"] != ""
+
+
+def test_lr_test_of_a_variance_formula_against_mixedlm(slope_data):
+    """The restricted fit may be MixedLM's: its (relative) parameters are
+    matched to ours by the natural names, so no variance is taken to be on
+    the boundary (only var:x is dropped)."""
+    kw = dict(groups="g", re_formula="1 + t")
+    ref = _mixedlm_fit("y ~ x", slope_data, fit={"reml": False}, **kw)
+    hom = hmf.hetmixedlm("y ~ x", slope_data, **kw).fit(reml=False)
+    het = hmf.hetmixedlm("y ~ x", slope_data, var_formula="~ x", **kw).fit(reml=False)
+    for restricted in (ref, hom):
+        lr = het.compare_lr_test(restricted)
+        assert lr.boundary == [] and lr.df == 1
+        assert lr.statistic == pytest.approx(2 * (het.llf - restricted.llf))
 
 
 def test_t_test_matrix_width_as_mixedlm(slope_data):

@@ -39,20 +39,21 @@ def as_list(value):
 
 
 def our_cov_names(r_names, groups):
-    """Our names for R's re_cov_elements names such as
-    'school: var((Intercept))', 'school: cov((Intercept),cses)',
-    'g:c: var((Intercept))' (a nested variance component)."""
+    """Our natural-scale names (params_natural; issue 9: var(a), cov(a, b))
+    for R's re_cov_elements names such as 'school: var((Intercept))',
+    'school: cov((Intercept),cses)', 'g:c: var((Intercept))' (a nested
+    variance component)."""
     out = []
     for name in as_list(r_names):
         level, term = name.rsplit(": ", 1)
         inner = term[term.index("(") + 1:-1].replace("(Intercept)", level)
         if level != groups:  # nested level: a variance component
-            out.append(level.split(":")[-1] + " Var")
+            out.append(f"var({level.split(':')[-1]})")
         elif term.startswith("var("):
-            out.append(f"{inner} Var")
+            out.append(f"var({inner})")
         else:
             first, second = inner.split(",")
-            out.append(f"{first} x {second} Cov")
+            out.append(f"cov({first}, {second})")
     return out
 
 _fits = {}

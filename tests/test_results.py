@@ -61,10 +61,11 @@ def test_natural_scale_accessors(data):
     hom = hmf.hetmixedlm("y ~ x", data, groups="g").fit()
     assert hom.reports_mixedlm_params
     assert list(hom.params.index) == ["Intercept", "x", "g Var"]
-    assert list(hom.params_natural.index) == ["Intercept", "x", "g Var", "var:Intercept"]
+    assert list(hom.params_natural.index) == ["Intercept", "x", "var(g)",
+                                              "var:Intercept"]
     assert hom.params["g Var"] == pytest.approx(hom.cov_re.iloc[0, 0] / hom.scale)
-    assert hom.params_natural["g Var"] == pytest.approx(hom.cov_re.iloc[0, 0])
-    assert hom.bse_natural["g Var"] == pytest.approx(hom.bse_re.iloc[0])
+    assert hom.params_natural["var(g)"] == pytest.approx(hom.cov_re.iloc[0, 0])
+    assert hom.bse_natural["var(g)"] == pytest.approx(hom.bse_re.iloc[0])
     scale = hom.nlcom(lambda p: np.exp(p["var:Intercept"]))
     assert scale["Coef."].iloc[0] == pytest.approx(hom.scale)
     assert scale["Std.Err."].iloc[0] == pytest.approx(
