@@ -425,8 +425,10 @@ class HetMixedLMResults(MixedLMResults):
         t-tests (z-tests) of linear hypotheses ``R params = q``.
 
         ``r_matrix`` may be a string of constraints on any parameter (e.g.
-        ``"var:female = 0"``), a matrix with one column per parameter, or,
-        as in MixedLM, a matrix with one column per fixed effect.
+        ``"var:female = 0"``) or, as in MixedLM, a matrix with one column
+        per fixed effect; with a variance formula also a matrix with one
+        column per parameter (without one, ``params`` are MixedLM's and so
+        is the rule: any other width is an error).
         """
         if not isinstance(r_matrix, str) and not isinstance(r_matrix, tuple):
             r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
