@@ -337,15 +337,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     else:
         B = group_cross(data, Z, X, winv)
         b = group_cross(data, Z, y[:, None], winv)[:, :, 0]
-    Lt = np.swapaxes(factor, -1, -2)  # one factor, or one per group
-    M = Lt @ A @ factor
-    M[:, np.arange(q), np.arange(q)] += 1.0
-    chol_M = np.linalg.cholesky(M)
+    chol_M, K = _gain(factor, A)  # K = L M^-1 L'
     logdet_M_groups = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum(axis=1)
     logdet_M = logdet_M_groups.sum()
-    # K = L M^-1 L'
-    K = factor @ np.linalg.solve(M, np.broadcast_to(Lt, M.shape))
-    K = 0.5 * (K + K.transpose(0, 2, 1))
     if fe_summaries:
         KB = K @ B
         Xw = X * winv[:, None]
@@ -427,6 +421,60 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         ev.info = _expected_information(data, K, A, zvz, zkz, winv,
                                         *info_directions)
     return ev
+
+
+def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
+    """
+    Derivatives of the fixed effects' score ``X'V^-1 (y - X b)`` at fixed
+    ``b`` with respect to covariance and variance parameters: the cross
+    block ``d^2 llf / d b d param`` of the Hessian (the same for ML and
+    for MixedLM's REML function of b and the covariances).
+
+    ``d/d param_k X'V^-1 r = -X'V^-1 V_k V^-1 r`` with ``V_k = Z E_k Z'``
+    for covariance parameters (``cov_dirs``: (k_cov, q, q), dG / d param)
+    and ``V_l = diag(r_j d log r_j / d param_l)`` for variance parameters
+    (``var_dirs``: (n, k_var)).  Per group, ``Z'V^-1 X = B - A K B`` and
+    ``Z'V^-1 r = e - A K e``; row by row, ``V^-1 X = R^-1 (X - Z K B)``
+    and ``V^-1 r = R^-1 (r - Z K e)``.
+
+    Returns
+    -------
+    ndarray (p, k_cov + k_var)
+        In the fixed effects of the original (uncentred) design.
+    """
+    X, Z = data.exog, data.exog_z
+    F = data.fe_basis
+    b = np.asarray(fe_params, dtype=np.float64)
+    if F is not None:
+        b = F @ b  # the fixed effects of the centred columns
+    winv = 1.0 / resid_var
+    resid = data.endog - X @ b
+    A = group_cross(data, Z, Z, winv)
+    A = 0.5 * (A + A.transpose(0, 2, 1))
+    B = group_cross(data, Z, X, winv)
+    e = group_cross(data, Z, resid[:, None], winv)[:, :, 0]
+    K = _gain(factor, A)[1]
+    KB, Ke = K @ B, np.einsum("iab,ib->ia", K, e)
+    zvx = B - A @ KB                          # (m, q, p)
+    zvr = e - np.einsum("iab,ib->ia", A, Ke)  # (m, q)
+    cov_part = -np.einsum("iap,kab,ib->pk", zvx, cov_dirs, zvr)
+    vinv_x = (X - rows_times_group(data, Z, KB)) * winv[:, None]
+    vinv_r = (resid - rows_times_group(data, Z, Ke)) * winv
+    var_part = -(vinv_x * (vinv_r * resid_var)[:, None]).T @ var_dirs
+    out = np.hstack([cov_part, var_part])
+    return out if F is None else F.T @ out
+
+
+def _gain(factor, A):
+    """``(cholesky(M), K)`` with ``M = I + L'A L`` and ``K = L M^-1 L'``
+    per group (see the module docstring)."""
+    q = A.shape[-1]
+    Lt = np.swapaxes(factor, -1, -2)  # one factor, or one per group
+    M = Lt @ A @ factor
+    M[:, np.arange(q), np.arange(q)] += 1.0
+    chol_M = np.linalg.cholesky(M)
+    K = factor @ np.linalg.solve(M, np.broadcast_to(Lt, M.shape))
+    return chol_M, 0.5 * (K + K.transpose(0, 2, 1))
 
 
 def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):

@@ -42,12 +42,13 @@ from ._validate import (
 from .locscale import fit_location_scale
 from .locscale import loglike as location_scale_loglike
 from .objective import HeteroskedasticObjective
-from .results import HetMixedLMResults, HetMixedLMResultsWrapper
+from .results import HetMixedLMResults, HetMixedLMResultsWrapper, mixedlm_parameters
 from .structures import (
     Layout,
     UnstructuredCovariance,
     VarianceBlock,
     VarianceComponent,
+    covariance_names,
 )
 from .structures.variance import make_variance_function
 
@@ -140,7 +141,7 @@ class _MixedLMView(MixedLM):
         self._lin, self._quad = model._lin, model._quad
         self.k_params = self.k_fe + self.k_re2 + self.k_vc
         self.data = copy.copy(model.data)
-        self.data.param_names = list(model.layout.names[:self.k_params])
+        self.data.param_names = list(model.data.param_names)
         self.data.cov_param_names = self.data.param_names  # nothing else
 
     def fit(self, *args, **kwargs):
@@ -235,11 +236,14 @@ class HetMixedLM(MixedLM):
     -----
     The log-likelihood is evaluated with per-group cross products of the
     rows weighted by 1 / sigma2_ij and q x q algebra broadcast over groups
-    (q = number of random effects), with analytic gradients.  ``params``
-    holds, in order: fixed effects, the lower triangle of ``cov_re``, the
+    (q = number of random effects), with analytic gradients.  The natural
+    parameter vector (``layout.names``, a fit's ``params_natural``) holds,
+    in order: fixed effects, the lower triangle of ``cov_re``, the
     variance-component variances and the variance-function coefficients
-    (named ``var:<column>``).  Unlike ``MixedLMResults.params``, variances
-    are on their natural scale, not divided by a residual scale.
+    (named ``var:<column>``), variances on their natural scale.  Without a
+    variance formula (``has_common_scale``) a fit's ``params`` are
+    MixedLM's instead: the covariances divided by the residual scale,
+    under MixedLM's names; with one, ``params`` is the natural vector.
 
     Examples
     --------
@@ -340,6 +344,9 @@ class HetMixedLM(MixedLM):
                     exog = arr[:, None]
                 else:
                     extra[name] = arr[:, None]
+        # MixedLM names the columns of the design it is given (a 1-d
+        # exog_re is one column, as in MixedLM).
+        exog_re = extra["exog_re"]
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
@@ -724,10 +731,11 @@ class HetMixedLM(MixedLM):
         self._has_common_scale = bool(w.size and np.all(w == w[0]) and w[0] != 0)
         return self._has_common_scale
 
-    def _make_layout(self, mixedlm_names):
+    def _make_layout(self, names):
         """The heteroskedastic model's layout: its random-effects covariance
-        blocks (named as MixedLM names them) and its variance function."""
-        cov_names = mixedlm_names[self.k_fe:]
+        blocks (natural-scale names, ``covariance_names``) and its variance
+        function."""
+        cov_names = names[self.k_fe:]
         blocks = []
         if self.k_re:
             blocks.append(UnstructuredCovariance(cov_names[:self.k_re2],
@@ -736,7 +744,7 @@ class HetMixedLM(MixedLM):
             blocks.append(VarianceComponent(cov_names[self.k_re2 + k], slots))
         blocks.append(self.variance_function)
         blocks.extend(self.variance_blocks)
-        return Layout(mixedlm_names[:self.k_fe], blocks,
+        return Layout(names[:self.k_fe], blocks,
                       q=self._grouped.exog_z.shape[1])
 
     def _make_param_names(self, exog_re):
@@ -744,7 +752,14 @@ class HetMixedLM(MixedLM):
         # from_formula once it knows the random effects' names), so the
         # layout is built here, with the names.
         names, re_names, re_names_full = super()._make_param_names(exog_re)
-        self.layout = self._make_layout(names)
+        fe_names = names[:self.k_fe]
+        # Natural-scale (co)variances are named var(a), cov(a, b): MixedLM's
+        # "a Var" means a variance relative to the residual variance.
+        natural = fe_names + covariance_names(re_names, self.exog_vc.names)
+        self.layout = self._make_layout(natural)
+        if not self.has_common_scale:
+            names = natural
+            re_names_full = natural[self.k_fe:self.k_fe + self.k_re2]
         if getattr(self, "re_var_names", None):
             # Level-2 variance functions: coefficients of each effect's log
             # variance and each correlation's atanh (scale effects first),
@@ -757,11 +772,15 @@ class HetMixedLM(MixedLM):
         elif getattr(self, "k_var_re", 0):
             # Location-scale: the (co)variances of the joint random effects,
             # the mean's first, then the scale effects.
-            joint, _, _ = super()._make_param_names(list(re_names) + self.var_re_names)
-            names = joint
-        names = names + self.variance_function.names
-        names += [n for b in self.variance_blocks for n in b.names]
+            names = fe_names + covariance_names(list(re_names) + self.var_re_names)
+        if not self.has_common_scale:
+            names = names + self.variance_function.names
+            names += [n for b in self.variance_blocks for n in b.names]
+        # else MixedLM's names: results report MixedLM's parameters (the
+        # covariances relative to the scale, which is not among them); the
+        # natural vector keeps its names in self.layout.names.
         return names, re_names, re_names_full
+
 
     # MixedLM keeps per-group copies of the data; its own methods (and
     # user code written for MixedLM) may read them, so build them on demand.
@@ -1223,12 +1242,19 @@ class HetMixedLM(MixedLM):
             small_sample = self._small_sample(ddf, objective, est, mask, cov_params)
             if small_sample.cov_fe is not None:  # Kenward-Roger's adjusted one
                 cov_params[:lay.k_fe, :lay.k_fe] = small_sample.cov_fe
+        natural = None
+        if self.has_common_scale:
+            # Results report MixedLM's parameters, and keep the natural ones.
+            natural = (params, cov_params)
+            params, cov_params = mixedlm_parameters(
+                lay, params, cov_params, objective.fe_score_jacobian(
+                    est.natural, est.evaluation.fe_params))
         # statsmodels multiplies normalized_cov_params by results.scale.
         res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
         res._ddf = small_sample
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
-                    method=method, free=mask, reml=self.reml)
+                    method=method, free=mask, reml=self.reml, natural=natural)
         return HetMixedLMResultsWrapper(res)
 
     def _start_natural(self, start_params):

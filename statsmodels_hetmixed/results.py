@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.base import data as wrap_data
 from statsmodels.base import wrapper as wrap
 from statsmodels.regression.mixed_linear_model import (
     MixedLMParams,
@@ -18,9 +19,9 @@ from ._validate import fit_options
 from .delta import delta_method
 from .lrtest import LRTestResult
 from .scoretest import ScoreTestResult
-from .structures import VAR_PREFIX
+from .structures import VAR_PREFIX, covariance_names
 
-__all__ = ["HetMixedLMResults", "HetMixedLMResultsWrapper"]
+__all__ = ["HetMixedLMResults", "HetMixedLMResultsWrapper", "mixedlm_parameters"]
 
 
 class HetMixedLMResults(MixedLMResults):
@@ -32,9 +33,18 @@ class HetMixedLMResults(MixedLMResults):
     Attributes
     ----------
     params : ndarray or Series
+        Without a variance formula (``model.has_common_scale``): MixedLM's
+        parameters, under MixedLM's names -- the fixed effects, the
+        ``cov_re`` lower triangle and the variance components, both divided
+        by ``scale``; ``bse`` and ``cov_params()`` are MixedLM's too (the
+        inverse Hessian of the log-likelihood profiled over the scale, in
+        those parameters).  With one: ``params_natural``.
+    params_natural : ndarray or Series
         Fixed effects, ``cov_re`` lower triangle, variance components, and
         the variance-function coefficients (``var:<name>``), variances on
-        their natural scale.
+        their natural scale, named by ``model.layout.names``;
+        ``bse_natural`` and ``cov_params_natural()`` are their standard
+        errors and covariance (``(X'V^-1 X)^-1`` for the fixed effects).
     var_params : ndarray or Series
         The log-linear variance coefficients ``a`` (log sigma2 = W a),
         indexed by the columns of W (e.g. ``Intercept``, ``female``).
@@ -63,13 +73,19 @@ class HetMixedLMResults(MixedLMResults):
     """
 
     def _finish(self, ev, converged, max_grad, decrement, n_iter, hist, method,
-                free, reml, layout=None):
+                free, reml, layout=None, natural=None):
+        """``natural``: ``(params_natural, cov_params_natural())`` when
+        ``params`` reports MixedLM's parameters instead."""
         model = self.model
         # The parameter layout of this fit (the model's, or that of a
         # location-scale fit, whose random effects are joint).
         self.layout = lay = model.layout if layout is None else layout
         model.data.cov_param_names = list(
             model.data.param_names[lay.k_fe:lay.k_fe + lay.k_cov])
+        model.data.natural_param_names = list(lay.names)
+        if natural is not None:
+            self._params_natural = np.asarray(natural[0], dtype=float)
+            self._cov_natural = np.asarray(natural[1], dtype=float)
         # remove_data() stores into _cache (missing in MixedLMResults of
         # statsmodels 0.15, whose own remove_data fails) and wipes the
         # model's data attributes, ours included.
@@ -78,19 +94,19 @@ class HetMixedLMResults(MixedLMResults):
                      "variance_function._centred_design"):
             if name not in model._data_attr:
                 model._data_attr.append(name)
-        fe, natural = lay.split(self.params)
+        fe, natural = lay.split(self.params_natural_array)
         cov_re, vcomp = lay.cov_re(natural), lay.vcomp(natural)
         self.fe_params = fe
         self.cov_re = cov_re
         self.vcomp = vcomp
         self._natural = natural
-        self._var_params = np.asarray(self.params, dtype=float)[self._vf_slice]
+        self._var_params = self.params_natural_array[self._vf_slice]
         self.scale = float(np.exp(lay.log_scale(natural)))
         self.cov_re_unscaled = cov_re / self.scale
-        # MixedLM's meaning: covariances relative to the scale (what
-        # model.loglike(params_object) reads as MixedLM does).
+        # As MixedLM's: the covariances relative to the scale, which
+        # loglike(params_object) profiles out.
         self.params_object = MixedLMParams.from_components(
-            fe_params=fe, cov_re=cov_re / self.scale, vcomp=vcomp / self.scale)
+            fe_params=fe, cov_re=self.cov_re_unscaled, vcomp=vcomp / self.scale)
         # The fit's own criterion: the model's flag changes with its next fit.
         self.method = "REML" if reml else "ML"
         self.reml = bool(reml)
@@ -115,6 +131,63 @@ class HetMixedLMResults(MixedLMResults):
                            else lay.k_fe + np.sum(free))
 
     # ------------------------------------------------------------------
+    # The natural-scale parameters
+    @property
+    def reports_mixedlm_params(self) -> bool:
+        """Whether ``params``, ``bse`` and ``cov_params()`` are MixedLM's
+        (covariances relative to ``scale``) rather than ``params_natural``."""
+        return hasattr(self, "_params_natural")
+
+    @property
+    def params_natural_array(self) -> np.ndarray:
+        """``params_natural`` as a plain array (what internal code reads)."""
+        if self.reports_mixedlm_params:
+            return self._params_natural
+        return np.asarray(self.params, dtype=float)
+
+    @cache_readonly
+    def params_natural(self):
+        """
+        Every parameter on its natural scale, in ``model.layout``'s order
+        and named by ``model.layout.names``: fixed effects, the ``cov_re``
+        lower triangle, the variance components (variances in the units
+        of the data), then the variance-function coefficients
+        (``var:<name>``).  Equal to ``params`` when the model has a
+        variance formula.
+        """
+        return self.params_natural_array.copy()
+
+    def cov_params_natural(self):
+        """
+        Covariance matrix of ``params_natural``: ``(X'V^-1 X)^-1`` for the
+        fixed effects (as nlme), the inverse observed information of the
+        log-likelihood profiled over the fixed effects (REML: of the REML
+        criterion) for the others, zero between the two sets.  Equal to
+        ``cov_params()`` when the model has a variance formula.
+
+        Returns
+        -------
+        ndarray, or DataFrame labelled by ``model.layout.names`` for
+        pandas input.
+        """
+        if self.reports_mixedlm_params:
+            cov = self._cov_natural.copy()
+        else:  # cov_params itself (location-scale fits refine it)
+            cov = np.asarray(self.cov_params(), dtype=float)
+        if isinstance(self.model.data, wrap_data.PandasData):
+            names = list(self.layout.names)
+            return pd.DataFrame(cov, index=names, columns=names)
+        return cov
+
+    def _cov_natural_array(self):
+        return np.asarray(self.cov_params_natural(), dtype=float)
+
+    @cache_readonly
+    def bse_natural(self):
+        """Standard errors of ``params_natural``."""
+        with np.errstate(invalid="ignore"):  # nan where the variance is < 0, as bse
+            return np.sqrt(np.diag(self._cov_natural_array()))
+
     @property
     def var_params(self):
         """Variance-function coefficients a (log sigma2 = W a)."""
@@ -123,7 +196,7 @@ class HetMixedLMResults(MixedLMResults):
     @cache_readonly
     def bse_var(self):
         """Standard errors of ``var_params``."""
-        return self.bse[self._vf_slice]
+        return np.asarray(self.bse_natural)[self._vf_slice]
 
     @property
     def _vf_slice(self):
@@ -145,10 +218,17 @@ class HetMixedLMResults(MixedLMResults):
                 "resid_var for the fitted variances.")
 
     @cache_readonly
+    def bse_fe(self):
+        """Standard errors of the fixed effects (from ``cov_params``; also
+        after ``remove_data``)."""
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(np.diag(self.cov_params())[:self.k_fe])
+
+    @cache_readonly
     def bse_re(self):
         """Standard errors of the ``cov_re`` lower triangle and the
         variance components (on the variances' natural scale)."""
-        return self.bse[self.layout.cov]
+        return np.asarray(self.bse_natural)[self.layout.cov]
 
     @cache_readonly
     def llf(self):
@@ -156,14 +236,39 @@ class HetMixedLMResults(MixedLMResults):
 
     @cache_readonly
     def aic(self):
-        """Akaike information criterion (REML criterion for REML fits)."""
-        return -2.0 * self.llf + 2.0 * self.df_modl
+        """Akaike information criterion.
+
+        For REML fits of a model without a variance formula ``nan``, as in
+        MixedLM (REML criteria of different mean structures are not
+        comparable); with one, and in ``aic_reml``, from the REML criterion
+        (R's value), for comparing variance structures fitted by REML."""
+        if self.reml and self.reports_mixedlm_params:
+            return np.nan
+        return self.aic_reml if self.reml else self._aic()
 
     @cache_readonly
     def bic(self):
-        """Bayesian information criterion (REML criterion for REML fits).
+        """Bayesian information criterion (``nan`` for REML fits as ``aic``;
+        ``bic_reml`` has R's value, with n - k_fe observations as nlme)."""
+        if self.reml and self.reports_mixedlm_params:
+            return np.nan
+        return self.bic_reml if self.reml else self._bic()
 
-        Like R's nlme, REML fits use n - k_fe observations."""
+    @cache_readonly
+    def aic_reml(self):
+        """AIC from the REML criterion, as R reports it (``nan`` for ML)."""
+        return self._aic() if self.reml else np.nan
+
+    @cache_readonly
+    def bic_reml(self):
+        """BIC from the REML criterion with n - k_fe observations, as nlme
+        (``nan`` for ML)."""
+        return self._bic() if self.reml else np.nan
+
+    def _aic(self):
+        return -2.0 * self.llf + 2.0 * self.df_modl
+
+    def _bic(self):
         n = self.nobs - (self.k_fe if self.reml else 0)
         return -2.0 * self.llf + np.log(n) * self.df_modl
 
@@ -541,7 +646,16 @@ class HetMixedLMResults(MixedLMResults):
         if isinstance(r_matrix, (str, tuple)):
             return r_matrix
         r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-        if r.shape[1] == self.k_fe and self.k_fe != len(self.params):
+        k = len(self.params)
+        # MixedLM's parameters: fixed effects only, as MixedLM.
+        widths = (self.k_fe,) if self.reports_mixedlm_params else (self.k_fe, k)
+        if r.shape[1] not in widths:
+            also = "" if len(widths) == 1 else f" (or {k}, one per parameter)"
+            raise ValueError(
+                f"r_matrix for t-test should have {self.k_fe} columns, one "
+                f"per fixed effect{also}, not {r.shape[1]}; test other "
+                "parameters with a string, e.g. \"name = 0\".")
+        if r.shape[1] == self.k_fe and self.k_fe != k:
             r = np.hstack([r, np.zeros((r.shape[0], len(self.params) - self.k_fe))])
         return r
 
@@ -624,7 +738,9 @@ class HetMixedLMResults(MixedLMResults):
         on_boundary = []
         for row, value in zip(R, q):
             nonzero = np.flatnonzero(row)
-            if len(nonzero) == 1 and value == 0 and self._is_variance(names[nonzero[0]]):
+            # positions of params are those of params_natural up to the
+            # variance function's (MixedLM's params stop before it)
+            if len(nonzero) == 1 and value == 0 and self._is_variance_at(nonzero[0]):
                 on_boundary.append(names[nonzero[0]])
         if on_boundary:
             warnings.warn(
@@ -688,8 +804,8 @@ class HetMixedLMResults(MixedLMResults):
                 f"The restricted model has {df_other} parameters and this one "
                 f"{self.df_modl}: call compare_lr_test on the larger model.")
         if isinstance(boundary, str) and boundary == "auto":
-            other_names = set(other.model.data.param_names)
-            ours = list(self.model.data.param_names)
+            other_names = set(_natural_names(other))
+            ours = list(self.layout.names)
             dropped = [n for n in ours if n not in other_names]
             # Identity-link variances are on the boundary only when the
             # restricted variance design drops them (sets them to zero), not
@@ -705,8 +821,8 @@ class HetMixedLMResults(MixedLMResults):
         boundary = list(boundary or [])
         cov = None
         if len(boundary) > 1:
-            cov = np.asarray(self.cov_params())
-            idx = [list(self.model.data.param_names).index(n) for n in boundary]
+            cov = self._cov_natural_array()
+            idx = [list(self.layout.names).index(n) for n in boundary]
             cov = cov[np.ix_(idx, idx)]
         return LRTestResult(2.0 * (self.llf - other.llf), df_diff, boundary, cov)
 
@@ -803,9 +919,13 @@ class HetMixedLMResults(MixedLMResults):
                                              eval_env=eval_env)
 
     def _is_variance(self, name):
-        """Whether a parameter is a variance with its boundary at zero."""
-        names = list(self.model.data.param_names)
-        pos = names.index(name)
+        """Whether a parameter (named as in ``params_natural``) is a
+        variance with its boundary at zero."""
+        return self._is_variance_at(list(self.layout.names).index(name))
+
+    def _is_variance_at(self, pos):
+        """Whether ``params_natural[pos]`` is a variance with its boundary
+        at zero."""
         lay = self.layout
         k = pos - lay.k_fe
         if k < 0 or not lay.variances[k]:
@@ -834,7 +954,7 @@ class HetMixedLMResults(MixedLMResults):
         """
         model = self.model
         lay = model.layout
-        start = np.asarray(self.params, dtype=float)[lay.k_fe:].copy()
+        start = self.params_natural_array[lay.k_fe:].copy()
         start[: lay.k_cov] = 0.0
         free = np.ones(start.size)
         free[: lay.k_cov] = 0
@@ -845,10 +965,10 @@ class HetMixedLMResults(MixedLMResults):
             warnings.simplefilter("ignore")
             linear = model.fit(start_params=start, free=free, reml=self.reml)
         model.reml = reml_before
-        names = list(model.data.param_names)[lay.k_fe:lay.k_fe + lay.k_cov]
+        names = list(lay.names)[lay.k_fe:lay.k_fe + lay.k_cov]
         boundary = [n for n in names if self._is_variance(n)]
-        cov = np.asarray(self.cov_params())[lay.k_fe:lay.k_fe + lay.k_cov,
-                                            lay.k_fe:lay.k_fe + lay.k_cov]
+        cov = self._cov_natural_array()[lay.k_fe:lay.k_fe + lay.k_cov,
+                                        lay.k_fe:lay.k_fe + lay.k_cov]
         keep = [names.index(n) for n in boundary]
         return LRTestResult(2.0 * (self.llf - linear.llf), lay.k_cov, boundary,
                             cov[np.ix_(keep, keep)])
@@ -863,8 +983,9 @@ class HetMixedLMResults(MixedLMResults):
         Parameters
         ----------
         func : callable
-            Receives the parameters as a Series labelled like ``params``
-            (e.g. ``p["var:Intercept"]``) and returns a scalar or a vector.
+            Receives the parameters on their natural scale as a Series
+            labelled like ``params_natural`` (e.g. ``p["var:Intercept"]``)
+            and returns a scalar or a vector.
         names : list of str, optional
             Labels of the result's rows.
         alpha : float
@@ -886,7 +1007,7 @@ class HetMixedLMResults(MixedLMResults):
         ...                      - np.exp(p["var:Intercept"])],
         ...           names=["var(girls)", "girls - boys"])
         """
-        labels = list(self.model.data.param_names)
+        labels = list(self.layout.names)
 
         def f(x):
             return np.asarray(func(pd.Series(x, index=labels)), dtype=float)
@@ -895,14 +1016,15 @@ class HetMixedLMResults(MixedLMResults):
 
     def _delta_method(self, func, names=None, alpha=0.05, log_ci=False):
         """
-        ``delta.delta_method`` at the estimates, ``func`` of the parameter
-        array.  The covariance comes from ``cov_params`` itself, so that a
-        subclass's (location-scale fits: NaN for what the data do not
-        determine) holds for every derived quantity.
+        ``delta.delta_method`` at the estimates, ``func`` of the natural
+        parameter array (``params_natural``).  The covariance comes from
+        ``cov_params_natural``, which is ``cov_params`` itself where the two
+        coincide, so that a subclass's (location-scale fits: NaN for what
+        the data do not determine) holds for every derived quantity.
         """
-        return delta_method(func, np.asarray(self.params, dtype=float),
-                            self.cov_params, names=names, alpha=alpha,
-                            log_ci=log_ci)
+        cov = self._cov_natural if self.reports_mixedlm_params else self.cov_params
+        return delta_method(func, self.params_natural_array, cov, names=names,
+                            alpha=alpha, log_ci=log_ci)
 
     def _distinct_var_rows(self):
         """Distinct rows of W with labels, in the order of the columns that
@@ -1157,6 +1279,69 @@ class HetMixedLMResults(MixedLMResults):
                              xname_re=xname_re, title=title, alpha=alpha)
 
 
+def mixedlm_parameters(layout, params_natural, cov_natural, fe_score_jacobian):
+    """
+    MixedLM's parameters and their covariance, from the natural ones of a
+    model with one residual variance ``scale``.
+
+    MixedLM reports ``(fe_params, cov_re / scale, vcomp / scale)`` and the
+    inverse of the Hessian of its log-likelihood profiled over the scale,
+    joint in the fixed effects and those ratios.  At the estimate that
+    inverse is the covariance of the natural parameters, joint in the
+    fixed effects and the covariances, carried over by the delta method:
+
+    * the joint covariance from ``(X'V^-1 X)^-1 = A^-1``, the covariance
+      ``P`` of the natural covariance and variance parameters (of the
+      log-likelihood profiled over the fixed effects) and the cross block
+      ``C = d (X'V^-1 r) / d natural`` of the Hessian: ``A^-1 + A^-1 C P
+      C' A^-1`` for the fixed effects, ``A^-1 C P`` across;
+    * then the Jacobian of ``covariance / scale``, with ``log scale`` the
+      mean log residual variance.
+
+    Exact at a stationary point (the second-derivative terms of a
+    reparameterisation multiply the gradient, which vanishes there): the
+    same for REML, whose criterion MixedLM profiles the same way.
+
+    Returns
+    -------
+    params : ndarray (k_fe + k_cov,)
+    cov : ndarray (k_fe + k_cov, k_fe + k_cov)
+    """
+    p, k_cov = layout.k_fe, layout.k_cov
+    params_natural = np.asarray(params_natural, dtype=float)
+    natural = params_natural[p:]
+    scale = float(np.exp(layout.log_scale(natural)))
+    joint = np.array(cov_natural, dtype=float)
+    fe_cov, cov_blocks = joint[:p, :p].copy(), joint[p:, p:]
+    across = fe_cov @ np.asarray(fe_score_jacobian, dtype=float) @ cov_blocks
+    joint[:p, :p] = fe_cov + across @ np.asarray(fe_score_jacobian).T @ fe_cov
+    joint[:p, p:] = across
+    joint[p:, :p] = across.T
+    # d log scale / d variance parameters: the mean over rows of
+    # d log sigma2_ij / d parameter.
+    d_log_scale = layout.info_directions(natural)[1].mean(axis=0)
+    var = np.arange(layout.k_params)[p:][layout.var_natural]
+    jac = np.zeros((p + k_cov, layout.k_params))
+    jac[:p, :p] = np.eye(p)
+    for k in range(k_cov):
+        jac[p + k, p + k] = 1.0 / scale
+        jac[p + k, var] = -natural[k] / scale * d_log_scale
+    params = np.concatenate([params_natural[:p], natural[:k_cov] / scale])
+    cov = jac @ joint @ jac.T
+    return params, 0.5 * (cov + cov.T)
+
+
+def _natural_names(res):
+    """Names of a fit's natural-scale parameters: the layout's, or for a
+    MixedLM fit those a HetMixedLM layout gives its (co)variances."""
+    lay = getattr(res, "layout", None)
+    if lay is not None:
+        return list(lay.names)
+    model = res.model
+    return list(model.exog_names) + covariance_names(
+        model.data.exog_re_names if model.k_re else [], model.exog_vc.names)
+
+
 class HetMixedLMResultsWrapper(MixedLMResultsWrapper):
     _attrs = {
         # MixedLM labels bse_re with the random-effect names only, which
@@ -1164,6 +1349,8 @@ class HetMixedLMResultsWrapper(MixedLMResultsWrapper):
         "bse_re": ("generic_columns", "cov_param_names"),
         "var_params": ("generic_columns", "exog_var_names"),
         "bse_var": ("generic_columns", "exog_var_names"),
+        "params_natural": ("generic_columns", "natural_param_names"),
+        "bse_natural": ("generic_columns", "natural_param_names"),
         "resid_pearson": "rows",
         "resid_normalized": "rows",
         "resid_var": "rows",

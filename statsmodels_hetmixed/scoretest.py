@@ -68,7 +68,7 @@ from scipy.optimize import lsq_linear
 from . import _engine, _hessian, _linalg
 from .lrtest import LRTestResult
 from .objective import HeteroskedasticObjective
-from .structures import Layout, VarianceBlock, make_variance_function
+from .structures import Layout, make_variance_function
 
 __all__ = ["ScoreTestResult", "score_statistic", "variance_terms_test",
            "scale_effect_test"]

@@ -85,9 +85,10 @@ def dummy_variance_level(data, dummies, id_name="nid"):
         res = hmf.hetmixedlm("mathach ~ female", groups="school",
                              **spec.kwargs()).fit(reml=False)
 
-    ``res.params["male Var"]`` is Stata's ``var(male)`` and the intercept
-    of the residual variance, ``exp(res.params["var:Intercept"])``, its
-    ``var(Residual)``.
+    ``res.params_natural["male Var"]`` is Stata's ``var(male)`` and the
+    intercept of the residual variance,
+    ``exp(res.params_natural["var:Intercept"])``, its ``var(Residual)``
+    (``res.params`` holds MixedLM's values, relative to the scale).
     """
     if isinstance(dummies, str):
         dummies = [dummies]

@@ -16,7 +16,9 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
                   alpha=0.05):
     model = res.model
     lay = res.layout
-    names = list(model.data.param_names)
+    # fixed effects and (co)variances: MixedLM's names without a variance
+    # formula (as MixedLM's summary, natural values), else the natural ones
+    names = list(model.data.param_names)[:lay.k_fe + lay.k_cov]
     if xname_fe is not None:
         if len(xname_fe) != lay.k_fe:
             raise ValueError(f"xname_fe should be a list of length {lay.k_fe}")
@@ -38,8 +40,10 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         "Mean group size:": f"{sizes.mean():.1f}",
         "Method:": res.method,
         "Log-Likelihood:" if not res.reml else "REML criterion:": f"{res.llf:.4f}",
-        "AIC:" if not res.reml else "AIC (REML):": f"{res.aic:.4f}",
-        "BIC:" if not res.reml else "BIC (REML):": f"{res.bic:.4f}",
+        "AIC:" if not res.reml else "AIC (REML):":
+        f"{res.aic_reml if res.reml else res.aic:.4f}",
+        "BIC:" if not res.reml else "BIC (REML):":
+        f"{res.bic_reml if res.reml else res.bic:.4f}",
         "No. parameters:": str(res.df_modl),
         "Converged:": "Yes" if res.converged else
         f"No (max |gradient| {res.max_grad:.2g})",
@@ -51,7 +55,12 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
 
     q = -norm.ppf(alpha / 2)
     lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
-    params, bse = np.asarray(res.params), np.asarray(res.bse)
+    # Variances on their natural scale (as MixedLM's summary shows them);
+    # the fixed effects' standard errors are bse_fe (MixedLM's without a
+    # variance formula).
+    params = res.params_natural_array
+    bse = np.array(res.bse_natural, dtype=float)
+    bse[lay.fe] = np.asarray(res.bse_fe, dtype=float)
 
     # Fixed effects and random-effects (co)variances, as MixedLM.
     k = lay.k_fe + lay.k_cov

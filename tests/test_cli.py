@@ -332,7 +332,7 @@ def test_quadrature_and_covariance_options(tmp_path, capsys):
                         "--re-cov", "independent"]) == 0
     out = capsys.readouterr().out
     assert "Laplace approximation" in " ".join(out.split())
-    assert "school x var:school Cov" in out
+    assert "cov(school, var:school)" in out  # natural-scale name (issue 9)
     assert_usage_error(main(base + ["--n-quad", "5"]), capsys.readouterr().err,
                        "--var-re-formula")
     assert_usage_error(main(base + ["--var-re-formula", "~ 1", "--n-quad", "0"]),

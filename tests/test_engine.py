@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from statsmodels_hetmixed._engine import GroupedData, evaluate
+from statsmodels_hetmixed._engine import GroupedData, evaluate, fe_score_jacobian
 
 
 LAYOUTS = ["padded", "sparse"]
@@ -212,3 +212,35 @@ def test_centred_fixed_effects_columns_give_the_same_answers(reml):
         given = [evaluate(d, L, r, False, fe_params=beta) for d in (centred, uncentred)]
         assert given[0].llf == pytest.approx(given[1].llf, rel=1e-12)
         np.testing.assert_allclose(given[0].fe_params, beta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("centre", [False, True])
+def test_fe_score_jacobian_matches_dense(layout, centre):
+    """d (X'V^-1 (y - X b)) / d param = -X'V^-1 V_k V^-1 (y - X b), with the
+    n x n matrices; in X's own fixed effects when the engine centres."""
+    plain, g, W, L = _problem(5, layout)
+    X = plain.exog.copy()
+    X[:, 1] += 20.0  # centring changes the engine's columns, not the answer
+    data = GroupedData.build(plain.endog, X, plain.exog_z, g, plain.n_groups,
+                             layout=layout, centre=centre)
+    a = np.array([0.2, -0.3])
+    r = np.exp(W @ a)
+    q = L.shape[0]
+    cov_dirs = []
+    for i in range(q):
+        for j in range(i + 1):
+            e = np.zeros((q, q))
+            e[i, j] = e[j, i] = 1.0
+            cov_dirs.append(e)
+    cov_dirs = np.array(cov_dirs)
+    beta = np.array([0.5, 1.5, 2.5])
+    got = fe_score_jacobian(data, L, r, beta, cov_dirs, W)
+    Z = plain.exog_z
+    same = g[:, None] == g[None, :]
+    Vi = np.linalg.inv(np.diag(r) + (Z @ L @ L.T @ Z.T) * same)
+    resid = plain.endog - X @ beta
+    derivs = [(Z @ d @ Z.T) * same for d in cov_dirs]
+    derivs += [np.diag(r * W[:, k]) for k in range(W.shape[1])]
+    dense = np.column_stack([-X.T @ Vi @ d @ Vi @ resid for d in derivs])
+    np.testing.assert_allclose(got, dense, rtol=1e-9, atol=1e-10)

@@ -102,8 +102,8 @@ def test_parameter_recovery():
     res = hmf.hetmixedlm("y ~ x + h", data, groups="g", var_formula="~ x + h",
                          var_re_formula="~ 1").fit(reml=False)
     assert res.converged
-    truth = {"Intercept": 1, "x": 0.5, "h": 0.4, "g Var": cov[0, 0],
-             "g x var:g Cov": cov[0, 1], "var:g Var": cov[1, 1],
+    truth = {"Intercept": 1, "x": 0.5, "h": 0.4, "var(g)": cov[0, 0],
+             "cov(g, var:g)": cov[0, 1], "var(var:g)": cov[1, 1],
              "var:Intercept": 0.2, "var:x": 0.3, "var:h": -0.5}
     z = (res.params[list(truth)] - pd.Series(truth)) / res.bse[list(truth)]
     assert np.all(np.abs(z) < 3.5), z
@@ -130,15 +130,15 @@ def test_results_api(hsb_data):
         cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
     # delta method for an SD: se(var) / (2 sd)
     assert table["Std.Err."].iloc[1] == pytest.approx(
-        res.bse["var:school Var"] / (2 * np.sqrt(cov[1, 1])), rel=1e-5)
+        res.bse["var(var:school)"] / (2 * np.sqrt(cov[1, 1])), rel=1e-5)
     text = res.summary().as_text()
-    assert "var:school Var" in text and "Converged:" in text
+    assert "var(var:school)" in text and "Converged:" in text
     assert "corr(school, var:school)" in text
     base = hmf.hetmixedlm("mathach ~ sector", hsb_data, groups="school",
                           var_formula="~ sector").fit(reml=False)
     lr = res.compare_lr_test(base)
     assert lr.df == 2
-    assert lr.boundary == ["var:school Var"]
+    assert lr.boundary == ["var(var:school)"]
     assert res.n_flat == 0  # an interior maximum
 
 
@@ -188,7 +188,7 @@ def test_independent_blocks(small):
     indep = model.fit(reml=False, re_cov="independent")
     assert indep.converged
     assert indep.cov_re_joint.iloc[0, 1] == 0
-    assert indep.bse["g x var:g Cov"] == 0
+    assert indep.bse["cov(g, var:g)"] == 0
     assert indep.df_modl == joint.df_modl - 1
     assert indep.llf <= joint.llf + 1e-8
     lr = joint.compare_lr_test(indep)

@@ -108,12 +108,16 @@ def test_array_interface_drop_in(slope_data):
 
 
 def test_default_random_intercept_names(hsb_data):
+    # Without a variance formula params carries MixedLM's names and no
+    # var:Intercept (issue 9); the natural vector keeps it.
     res = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school").fit()
-    assert list(res.params.index) == ["Intercept", "female", "school Var",
-                                      "var:Intercept"]
+    assert list(res.params.index) == ["Intercept", "female", "school Var"]
+    assert list(res.params_natural.index) == ["Intercept", "female", "var(school)",
+                                              "var:Intercept"]
     arr = HetMixedLM(hsb_data["mathach"], np.ones((len(hsb_data), 1)),
                      hsb_data["school"]).fit()
-    assert list(arr.model.data.param_names) == ["const", "Group Var", "var:Intercept"]
+    assert list(arr.model.data.param_names) == ["const", "Group Var"]
+    assert list(arr.model.layout.names) == ["const", "var(Group)", "var:Intercept"]
 
 
 # ----------------------------------------------------------------------
@@ -305,3 +309,141 @@ def test_singular_example_reaches_the_interior_optimum_of_lme4_and_nlme():
         np.testing.assert_allclose(res.fe_params, r["fe"], rtol=1e-5)
         assert res.scale == pytest.approx(r["scale"], rel=1e-6)
     assert not ref["lme4"]["is_singular"]
+
+
+# ----------------------------------------------------------------------
+# Issue 9: without a variance formula params, bse and cov_params are
+# MixedLM's (covariances relative to the scale, MixedLM's joint inverse
+# Hessian), under MixedLM's names.
+
+def _mixedlm_at(res, formula, data, reml, **kw):
+    """MixedLM's fit started at our estimate (it converges there at once)
+    and its analytic Hessian there: references that do not depend on
+    MixedLM's optimiser stopping early."""
+    model = smf.mixedlm(formula, data, **kw)
+    model.reml = reml
+    hess, _ = model.hessian(res.params_object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = model.fit(reml=reml, start_params=res.params_object)
+    return ref, np.linalg.inv(-hess)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("case", ["slope", "vc"])
+def test_params_bse_cov_params_are_mixedlms(slope_data, case, reml):
+    if case == "slope":
+        data, kw = slope_data, dict(groups="g", re_formula="1 + t")
+        formula = "y ~ x + t"
+    else:
+        data = pd.read_csv(RESULTS / "data" / "sim_vc.csv")
+        kw = dict(groups="g", re_formula="1", vc_formula={"c": "0 + C(c)"})
+        formula = "y ~ x"
+    res = hmf.hetmixedlm(formula, data, **kw).fit(reml=reml)
+    ref, cov = _mixedlm_at(res, formula, data, reml, **kw)
+    assert ref.converged and res.converged
+    assert res.llf == pytest.approx(ref.llf, abs=1e-8)
+    assert list(res.params.index) == list(ref.params.index)
+    assert list(res.bse.index) == list(ref.bse.index)
+    assert list(res.cov_params().columns) == list(ref.cov_params().columns)
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-6)
+    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-6)
+    np.testing.assert_allclose(res.bse_fe, ref.bse_fe, rtol=1e-6)
+    np.testing.assert_allclose(res.tvalues, ref.tvalues, rtol=1e-6)
+    np.testing.assert_allclose(res.conf_int(), ref.conf_int(), rtol=1e-6)
+    np.testing.assert_allclose(res.params_object.cov_re, ref.params_object.cov_re,
+                               rtol=1e-6)
+    np.testing.assert_allclose(res.params_object.vcomp, ref.params_object.vcomp,
+                               rtol=1e-6)
+    # The natural scale stays available, with nlme's (X'V^-1 X)^-1.
+    lay = res.model.layout
+    assert list(res.params_natural.index) == lay.names
+    assert res.params_natural.iloc[lay.k_fe] == pytest.approx(
+        res.params.iloc[lay.k_fe] * res.scale, rel=1e-12)
+    assert np.log(res.scale) == pytest.approx(res.params_natural["var:Intercept"])
+    assert list(res.cov_params_natural().index) == lay.names
+
+
+def test_mixedlm_params_invariant_to_covariate_units_and_row_order(slope_data):
+    kw = dict(groups="g", re_formula="1 + t")
+    res = hmf.hetmixedlm("y ~ x + t", slope_data, **kw).fit()
+    recoded = slope_data.assign(t=slope_data["t"] * 10.0, x=slope_data["x"] + 3.0)
+    recoded = recoded.sample(frac=1.0, random_state=1)
+    other = hmf.hetmixedlm("y ~ x + t", recoded, **kw).fit()
+    # t in tenths: its slope / 10, its variance / 100, its covariance / 10.
+    factor = pd.Series({"Intercept": np.nan, "x": 1.0, "t": 0.1, "g Var": 1.0,
+                        "g x t Cov": 0.1, "t Var": 0.01})
+    keep = ["x", "t", "g Var", "g x t Cov", "t Var"]
+    np.testing.assert_allclose(other.params[keep], res.params[keep] * factor[keep],
+                               rtol=1e-6)
+    np.testing.assert_allclose(other.bse[keep], res.bse[keep] * factor[keep],
+                               rtol=1e-5)
+
+
+def test_summary_col_across_hetmixedlm_and_mixedlm(slope_data):
+    from statsmodels.iolib.summary2 import summary_col
+
+    kw = dict(groups="g", re_formula="1")
+    ref = _mixedlm_fit("y ~ x", slope_data, **kw)
+    hom = hmf.hetmixedlm("y ~ x", slope_data, **kw).fit()
+    het = hmf.hetmixedlm("y ~ x", slope_data, var_formula="~ x", **kw).fit()
+    table = summary_col([ref, hom, het], model_names=["MixedLM", "hom", "het"],
+                        float_format="%.4f").tables[0]
+    # The homoskedastic fits share every row and agree in them.
+    assert table.loc["g Var", "MixedLM"] == table.loc["g Var", "hom"]
+    assert table.loc["x", "MixedLM"] == table.loc["x", "hom"]
+    # The heteroskedastic fit's variance is on the natural scale, under
+    # another name: no row mixes MixedLM's relative and a natural variance.
+    assert table.loc["var(g)", "MixedLM"] == "" and table.loc["var(g)", "het"] != ""
+    assert table.loc["g Var", "het"] == ""
+    assert table.loc["var:x", "MixedLM"] == ""
+    assert table.loc["var:x", "het"] != ""
+
+
+def test_lr_test_of_a_variance_formula_against_mixedlm(slope_data):
+    """The restricted fit may be MixedLM's: its (relative) parameters are
+    matched to ours by the natural names, so no variance is taken to be on
+    the boundary (only var:x is dropped)."""
+    kw = dict(groups="g", re_formula="1 + t")
+    ref = _mixedlm_fit("y ~ x", slope_data, fit={"reml": False}, **kw)
+    hom = hmf.hetmixedlm("y ~ x", slope_data, **kw).fit(reml=False)
+    het = hmf.hetmixedlm("y ~ x", slope_data, var_formula="~ x", **kw).fit(reml=False)
+    for restricted in (ref, hom):
+        lr = het.compare_lr_test(restricted)
+        assert lr.boundary == [] and lr.df == 1
+        assert lr.statistic == pytest.approx(2 * (het.llf - restricted.llf))
+
+
+def test_t_test_matrix_width_as_mixedlm(slope_data):
+    res = hmf.hetmixedlm("y ~ x + t", slope_data, groups="g").fit()
+    k_fe = res.k_fe
+    tt = res.t_test(np.eye(k_fe))
+    np.testing.assert_allclose(tt.sd.ravel(), res.bse_fe, rtol=1e-12)
+    # MixedLM's message, and its refusal of any other width.
+    with pytest.raises(ValueError, match=f"should have {k_fe} columns"):
+        res.t_test(np.eye(k_fe + 1))
+    # Other parameters by name.
+    assert res.t_test("g Var = 1").effect[0] == pytest.approx(res.params["g Var"])
+
+
+def test_reml_information_criteria_as_mixedlm(slope_data):
+    reml = hmf.hetmixedlm("y ~ x", slope_data, groups="g").fit()
+    assert np.isnan(reml.aic) and np.isnan(reml.bic)
+    assert reml.aic_reml == pytest.approx(-2 * reml.llf + 2 * 4)
+    ml = hmf.hetmixedlm("y ~ x", slope_data, groups="g").fit(reml=False)
+    assert ml.aic == pytest.approx(-2 * ml.llf + 2 * 4) and np.isnan(ml.aic_reml)
+
+
+def test_one_dimensional_exog_re_as_mixedlm():
+    """A 1-d exog_re is one random-effect column, named as MixedLM names it
+    (it raised IndexError while the names were made)."""
+    rng = np.random.default_rng(11)
+    groups = np.repeat(np.arange(30), 4)
+    exog = np.column_stack([np.ones(groups.size), rng.standard_normal(groups.size)])
+    endog = exog.sum(1) + rng.standard_normal(30)[groups] + rng.standard_normal(groups.size)
+    one = HetMixedLM(endog, exog, groups, np.ones(groups.size)).fit()
+    default = HetMixedLM(endog, exog, groups).fit()
+    np.testing.assert_allclose(one.params, default.params, rtol=1e-8)
+    ref = MixedLM(endog, exog, groups, np.ones(groups.size))
+    assert one.model.data.param_names == ref.data.param_names

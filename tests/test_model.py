@@ -31,7 +31,9 @@ def test_labelled_output(hsb_fits):
     het, _ = hsb_fits
     assert list(het.var_params.index) == ["Intercept", "female"]
     assert list(het.bse_var.index) == ["Intercept", "female"]
-    assert list(het.params.index) == ["Intercept", "female", "school Var",
+    # natural-scale variances are var(...), not MixedLM's relative "school
+    # Var" (issue 9)
+    assert list(het.params.index) == ["Intercept", "female", "var(school)",
                                       "var:Intercept", "var:female"]
     assert het.cov_params().shape == (5, 5)
     assert list(het.conf_int().index) == list(het.params.index)
@@ -47,7 +49,7 @@ def test_summary_reads_right(hsb_fits):
     het, _ = hsb_fits
     text = het.summary().as_text()
     for piece in ["HetMixedLM", "Log-Likelihood:", "-23522.9325", "Converged:",
-                  "Yes", "school Var", "Log variance", "exp(Coef.)",
+                  "Yes", "var(school)", "Log variance", "exp(Coef.)",
                   "Residual variance function (log link)"]:
         assert piece in text, piece
     reml = hmf.hetmixedlm("mathach ~ female", het.model.data.frame,
@@ -76,17 +78,17 @@ def test_wald_test_of_a_zero_variance_warns(hsb_fits):
     from statsmodels.tools.sm_exceptions import HypothesisTestWarning
 
     het, _ = hsb_fits
-    for call in (lambda: het.wald_test("school Var = 0", scalar=True),
-                 lambda: het.t_test("school Var = 0"),
+    for call in (lambda: het.wald_test("var(school) = 0", scalar=True),
+                 lambda: het.t_test("var(school) = 0"),
                  lambda: het.wald_test(np.eye(5)[[2]], scalar=True)):
-        with pytest.warns(HypothesisTestWarning, match="school Var.*compare_lr_test"):
+        with pytest.warns(HypothesisTestWarning, match=r"var\(school\).*compare_lr_test"):
             call()
     # Interior hypotheses (log-variance contrasts, fixed effects, a
     # variance at a non-zero value) do not warn.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         het.wald_test("var:female = 0, female = 0", scalar=True)
-        het.t_test("school Var = 8")
+        het.t_test("var(school) = 8")
 
 
 def test_lr_test_matches_r(hsb_fits):
@@ -269,7 +271,7 @@ def test_free_holds_covariance_at_zero():
     res = model.fit(free=free, reml=False)
     assert res.converged
     assert res.cov_re.iloc[0, 1] == 0
-    assert res.bse["g x t Cov"] == 0
+    assert res.bse["cov(g, t)"] == 0  # natural-scale name (issue 9)
     full = model.fit(reml=False)
     assert res.llf < full.llf
     assert res.df_modl == full.df_modl - 1
@@ -286,7 +288,7 @@ def test_variance_components_only_labels():
     data = pd.read_csv(RESULTS / "data" / "sim_vc.csv")
     res = hmf.hetmixedlm("y ~ x", data, groups="g", vc_formula={"c": "0 + C(c)"},
                          var_formula="~ z").fit()
-    assert list(res.bse_re.index) == ["c Var"]
+    assert list(res.bse_re.index) == ["var(c)"]  # natural-scale name (issue 9)
     assert isinstance(res.residuals("pearson"), pd.Series)
 
 
@@ -364,7 +366,9 @@ def test_random_slope_with_zero_variance_reaches_the_maximum():
     assert res.llf >= ref.llf - 1e-6
     # Direct check: no small step in any direction increases the llf.
     model = res.model
-    x0 = np.asarray(res.params)[model.k_fe:]
+    # Natural-scale vector: without a variance formula params are MixedLM's
+    # (covariances relative to the scale, issue 9), which loglike does not take.
+    x0 = np.asarray(res.params_natural)[model.k_fe:]
     base = model.loglike(x0)
     for k in range(x0.size):
         for step in (1e-4, -1e-4):
@@ -419,6 +423,6 @@ def test_variance_covariate_far_from_its_origin(hsb_data, reml):
                                  var_formula="~ female + s").fit(reml=reml)
         assert res.converged
         ses[shift] = np.append(
-            np.asarray(res.bse[["s", "female", "var:s", "var:female", "school Var"]]),
+            np.asarray(res.bse[["s", "female", "var:s", "var:female", "var(school)"]]),
             [res.params["s"], res.params["var:s"], res.llf])
     np.testing.assert_allclose(ses[2e4], ses[0.0], rtol=1e-6)

@@ -39,20 +39,21 @@ def as_list(value):
 
 
 def our_cov_names(r_names, groups):
-    """Our names for R's re_cov_elements names such as
-    'school: var((Intercept))', 'school: cov((Intercept),cses)',
-    'g:c: var((Intercept))' (a nested variance component)."""
+    """Our natural-scale names (params_natural; issue 9: var(a), cov(a, b))
+    for R's re_cov_elements names such as 'school: var((Intercept))',
+    'school: cov((Intercept),cses)', 'g:c: var((Intercept))' (a nested
+    variance component)."""
     out = []
     for name in as_list(r_names):
         level, term = name.rsplit(": ", 1)
         inner = term[term.index("(") + 1:-1].replace("(Intercept)", level)
         if level != groups:  # nested level: a variance component
-            out.append(level.split(":")[-1] + " Var")
+            out.append(f"var({level.split(':')[-1]})")
         elif term.startswith("var("):
-            out.append(f"{inner} Var")
+            out.append(f"var({inner})")
         else:
             first, second = inner.split(",")
-            out.append(f"{first} x {second} Cov")
+            out.append(f"cov({first}, {second})")
     return out
 
 _fits = {}
@@ -102,7 +103,9 @@ def test_llf_and_estimates(r_reference, case, method):
     # bar); they are weakly determined, and the log-likelihoods agree to
     # 1e-9, so the remaining differences are the optimisers' tolerances.
     names = our_cov_names(ref["re_cov_elements"]["names"], CASES[case][0])
-    np.testing.assert_allclose(res.params[names].values,
+    # Natural scale: without a variance formula params holds MixedLM's
+    # covariances relative to the scale (issue 9).
+    np.testing.assert_allclose(res.params_natural[names].values,
                                as_list(ref["re_cov_elements"]["est"]), rtol=1e-4)
 
 
@@ -121,5 +124,6 @@ def test_standard_errors(r_reference, case, method):
                                list(a_se.values()), rtol=0.01)
     tmb = ref["glmmTMB"]["re_cov_elements"]
     names = our_cov_names(tmb["names"], CASES[case][0])
-    np.testing.assert_allclose(res.bse[names].values, as_list(tmb["se"]),
+    # natural scale (issue 9: without a variance formula bse is MixedLM's)
+    np.testing.assert_allclose(res.bse_natural[names].values, as_list(tmb["se"]),
                                rtol=0.01)

@@ -52,3 +52,26 @@ def test_lr_test_vs_linear_leaves_the_model_flag(data):
     assert lr.statistic > 0
     assert model.reml is False  # the model's last fit is still the ML one
     assert reml.reml is True
+
+
+def test_natural_scale_accessors(data):
+    """Issue 9: without a variance formula params are MixedLM's; the natural
+    values stay in params_natural / bse_natural / cov_params_natural, which
+    nlcom and the summary read.  With one, the two coincide."""
+    hom = hmf.hetmixedlm("y ~ x", data, groups="g").fit()
+    assert hom.reports_mixedlm_params
+    assert list(hom.params.index) == ["Intercept", "x", "g Var"]
+    assert list(hom.params_natural.index) == ["Intercept", "x", "var(g)",
+                                              "var:Intercept"]
+    assert hom.params["g Var"] == pytest.approx(hom.cov_re.iloc[0, 0] / hom.scale)
+    assert hom.params_natural["var(g)"] == pytest.approx(hom.cov_re.iloc[0, 0])
+    assert hom.bse_natural["var(g)"] == pytest.approx(hom.bse_re.iloc[0])
+    scale = hom.nlcom(lambda p: np.exp(p["var:Intercept"]))
+    assert scale["Coef."].iloc[0] == pytest.approx(hom.scale)
+    assert scale["Std.Err."].iloc[0] == pytest.approx(
+        hom.scale * hom.bse_natural["var:Intercept"], rel=1e-6)
+    assert f"{hom.cov_re.iloc[0, 0]:.3f}" in hom.summary().as_text()
+    het = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x").fit()
+    assert not het.reports_mixedlm_params
+    pd.testing.assert_series_equal(het.params, het.params_natural, check_names=False)
+    np.testing.assert_array_equal(het.cov_params(), het.cov_params_natural())

@@ -75,11 +75,16 @@ def test_literal_expansion_matches_native(hsb_three_ways):
     literal, additive, _ = hsb_three_ways
     # Stata's var(male) is the variance component; var(Residual) the
     # residual variance of the log-linear intercept-only variance function.
-    assert literal.params["male Var"] == pytest.approx(
+    # The literal expansion has no variance formula: its params are MixedLM's
+    # (relative to the scale, issue 9); the natural scale is params_natural.
+    assert literal.params_natural["var(male)"] == pytest.approx(
         additive.var_params["male"], rel=1e-4)
-    assert np.exp(literal.params["var:Intercept"]) == pytest.approx(
+    assert literal.params["male Var"] == pytest.approx(
+        additive.var_params["male"] / literal.scale, rel=1e-4)
+    assert np.exp(literal.params_natural["var:Intercept"]) == pytest.approx(
         additive.var_params["Intercept"], rel=1e-4)
-    assert literal.bse["male Var"] == pytest.approx(additive.bse_var["male"], rel=0.01)
+    assert literal.bse_natural["var(male)"] == pytest.approx(additive.bse_var["male"],
+                                                            rel=0.01)
     np.testing.assert_allclose(literal.fe_params, additive.fe_params, rtol=1e-5)
     res = literal.nlcom(lambda p: np.exp(p["var:Intercept"]), names=["var(Residual)"])
     assert res["Std.Err."].iloc[0] == pytest.approx(
@@ -127,7 +132,7 @@ def test_one_variance_per_occasion_against_r(occ_ref, occ_data, method):
     np.testing.assert_allclose(res.bse_var,
                                [ref["glmmTMB_cell"]["sigma2_se"][k] for k in levels],
                                rtol=0.01)
-    assert res.params["id Var"] == pytest.approx(ref["glmmTMB_cell"]["tau2"], rel=1e-5)
+    assert res.params["var(id)"] == pytest.approx(ref["glmmTMB_cell"]["tau2"], rel=1e-5)
     table = res.residual_variance_table()
     assert list(table.index) == [f"occ={k}" for k in range(1, 6)]
     np.testing.assert_allclose(table["Variance"], res.var_params)
@@ -181,7 +186,7 @@ def test_boundary_lr_test_and_test_vs_linear(hsb_male):
     naive = add.compare_lr_test(hom, boundary=None)
     assert naive.pvalue == pytest.approx(2 * lr.pvalue)
     lin = hom.lr_test_vs_linear()
-    assert lin.boundary == ["school Var"]
+    assert lin.boundary == ["var(school)"]  # natural-scale name (issue 9)
     # The linear model: OLS with one residual variance.
     y = hsb_male["mathach"].to_numpy()
     X = np.column_stack([np.ones(len(y)), hsb_male["female"]])

@@ -46,13 +46,6 @@ EXPECTED = {"0.15.0": 123}
 # Functions of test_lme.py that fail today, with why (issue 9).  Each is a
 # strict xfail: when a change makes one pass, its entry must go.
 KNOWN_FAILURES = {
-    "TestMixedLM::test_default_re": "IndexError in the results (params layout)",
-    "TestMixedLM::test_vcomp_1": "params semantics differ from MixedLM's",
-    "TestMixedLM::test_pastes_vcomp": "params semantics differ from MixedLM's",
-    "TestMixedLM::test_formulas": "IndexError in the results (params layout)",
-    "test_mixed_lm_wrapper": "labelled params of the wrapper",
-    "test_random_effects": "IndexError in the results (params layout)",
-    "test_summary_col": "params semantics (summary_col rows)",
     # The premise of the test is MixedLM's stop at the boundary: lme4 and
     # nlme find the interior REML optimum HetMixedLM finds (class variance
     # 5.7e-4, llf -150.739393981; lme4's isSingular FALSE), where MixedLM
@@ -60,7 +53,6 @@ KNOWN_FAILURES = {
     # test_mixedlm_compat.py).  A singular-covariance warning would be false.
     "test_singular": ("expects a singular-covariance warning; the REML optimum "
                       "is interior (lme4, nlme: tests/results/contract)"),
-    "test_mixedlm_t_test": "t_test error message wording",
 }
 
 CONFTEST = '''\

@@ -14,6 +14,7 @@ from .recov import (
     JointCovariance,
     UnstructuredCovariance,
     VarianceComponent,
+    covariance_names,
     gram_jacobian,
     psd_factor,
 )
@@ -27,7 +28,7 @@ from .variance import (
 
 __all__ = [
     "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
-    "ROLES", "Layout", "Level2Coefficients", "Level2Functions", "JointCovariance", "UnstructuredCovariance", "VarianceComponent", "gram_jacobian",
+    "ROLES", "Layout", "Level2Coefficients", "Level2Functions", "JointCovariance", "UnstructuredCovariance", "VarianceComponent", "covariance_names", "gram_jacobian",
     "psd_factor",
     "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance", "make_variance_function",
 ]

@@ -11,9 +11,11 @@ Blocks of the random-effects covariance G (the mean's random effects).
   residual variance's random effects of a location-scale model, searched
   through the Cholesky factor of the matrix with the scale effects first.
 
-Natural parameters are MixedLM's: the lower triangle of ``cov_re`` row by
-row, and the variance of each component, on their natural scale (not
-divided by a residual scale).
+Natural parameters are ordered as MixedLM's: the lower triangle of
+``cov_re`` row by row, and the variance of each component, but on their
+natural scale (not divided by a residual scale), and so named differently
+(``covariance_names``: ``var(a)``, ``cov(a, b)``, not MixedLM's ``a Var``,
+``a x b Cov``, which are relative to the scale).
 """
 
 from __future__ import annotations
@@ -24,7 +26,22 @@ from .._linalg import covariance_rank
 from .base import CovarianceBlock, SquareRootScale, StartContext
 
 __all__ = ["UnstructuredCovariance", "VarianceComponent", "JointCovariance",
-           "gram_jacobian", "psd_factor", "effect_units", "column_rms"]
+           "gram_jacobian", "psd_factor", "effect_units", "column_rms",
+           "covariance_names"]
+
+
+def covariance_names(effects, components=()) -> list[str]:
+    """
+    Names of natural-scale (co)variances, in MixedLM's order: the lower
+    triangle of the effects' covariance matrix row by row (``var(a)``,
+    ``cov(a, b)``, ``var(b)``), then each variance component
+    (``var(c)``).  MixedLM's names for the same positions (``a Var``,
+    ``a x b Cov``) mean covariances relative to the residual variance.
+    """
+    effects = list(effects)
+    out = [f"var({effects[i]})" if i == j else f"cov({effects[j]}, {effects[i]})"
+           for i in range(len(effects)) for j in range(i + 1)]
+    return out + [f"var({c})" for c in components]
 
 
 def positive(x):
