@@ -24,7 +24,7 @@ from statsmodels.regression.mixed_linear_model import (
     _convert_vc,
 )
 
-from . import _engine, _formula, _linalg, inference, optim
+from . import _engine, _formula, _linalg, inference, optim, robust
 from ._validate import (
     as_float_matrix,
     check_finite,
@@ -895,6 +895,8 @@ class HetMixedLM(MixedLM):
         method=None,
         n_quad=None,
         re_cov="joint",
+        cov_type="nonrobust",
+        cov_kwds=None,
         **fit_kwargs,
     ):
         """
@@ -941,6 +943,19 @@ class HetMixedLM(MixedLM):
         re_cov : {"joint", "independent"}
             Location-scale models: correlated mean and scale random effects
             (default) or independent blocks.
+        cov_type : {"nonrobust", "cluster"}
+            Covariance of the fixed effects: model-based
+            ``(X'V^-1 X)^-1`` (default, statsmodels' name), or the
+            cluster-robust sandwich (see :mod:`statsmodels_hetmixed.robust`);
+            the covariance parameters' block stays model-based.
+        cov_kwds : dict, optional
+            For ``cov_type="cluster"``: ``"correction"``, one of ``"CR0"``,
+            ``"CR1"`` (default, m / (m - 1)), ``"CR1S"`` (Stata's regression
+            multiplier) or ``"CR2"`` (bias-reduced linearisation, with
+            Satterthwaite degrees of freedom in ``df_fe``), as R's
+            clubSandwich; ``"groups"``: the clusters, a column of the
+            formula's data or one label per row, the model's groups or a
+            coarser level containing whole groups (default: the groups).
         **fit_kwargs
             ``gtol`` and ``maxiter`` for the optimiser (location-scale
             models: ``maxiter`` only; ``gtol`` is an error); ``disp`` is
@@ -957,6 +972,12 @@ class HetMixedLM(MixedLM):
                 "Penalised estimation is not available in HetMixedLM; use "
                 "statsmodels' MixedLM.fit_regularized for penalised fits."
             )
+        # checked before the fit, so that a typo costs no optimisation
+        robust.check_cov_args(cov_type, cov_kwds)
+        if cov_type != "nonrobust" and self.k_var_re:
+            raise NotImplementedError(
+                "cov_type='cluster' is not available for location-scale models "
+                "(random scale effects).")
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
         if self.k_var_re:
             # called from here, so that the fit's warnings point at the
@@ -995,6 +1016,7 @@ class HetMixedLM(MixedLM):
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
                     method=method, free=mask, reml=self.reml)
+        robust.apply_cov_type(res, cov_type, cov_kwds)
         return HetMixedLMResultsWrapper(res)
 
     def _check_location_scale_options(self, method, free, full_output, fit_kwargs):

@@ -41,6 +41,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         "AIC:" if not res.reml else "AIC (REML):": f"{res.aic:.4f}",
         "BIC:" if not res.reml else "BIC (REML):": f"{res.bic:.4f}",
         "No. parameters:": str(res.df_modl),
+        "Covariance type:": getattr(res, "cov_kwds", {}).get(
+            "summary", getattr(res, "cov_type", "nonrobust")),
         "Converged:": "Yes" if res.converged else
         f"No (max |gradient| {res.max_grad:.2g})",
     }
@@ -99,6 +101,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         _log_link_block(smry, res, params, bse, q, lo, hi)
     for block in res._extra_variance_blocks:
         _block_table(smry, res, block, params, bse, q, lo, hi)
+    if getattr(res, "cov_type", "nonrobust") != "nonrobust":
+        smry.add_text(res.cov_kwds["description"])
     if not res.converged:
         smry.add_text("Warning: the optimization did not converge; estimates "
                       "and standard errors may be wrong.")
