@@ -315,38 +315,19 @@ class HetMixedLMResults(MixedLMResults):
         return pd.Series(out, index=index) if index is not None else out
 
     # ------------------------------------------------------------------
-    # Covariance of the estimates
-    def get_robustcov_results(self, cov_type: str = "cluster", **kwargs):
+    # Small-sample inference: the one place the df live is ``_ddf`` (a
+    # ddf.SmallSampleInference set at fit time, None for z-tests); every
+    # consumer below reads it from there.
+    _ddf = None
+
+    @property
+    def df_fe(self):
         """
-        These results with a cluster-robust covariance of the fixed effects
-        (statsmodels' ``get_robustcov_results``; the same as
-        ``fit(cov_type=..., cov_kwds=kwargs)``).
-
-        Parameters
-        ----------
-        cov_type : {"cluster", "nonrobust"}
-        **kwargs
-            ``correction`` ("CR0", "CR1" (default), "CR1S" or "CR2") and
-            ``groups`` (the clusters: a column of the formula's data or one
-            label per row; default: the model's groups).  See
-            :mod:`statsmodels_hetmixed.robust`.
-
-        Returns
-        -------
-        HetMixedLMResults
-            A new results object (wrapped): ``bse_fe``, ``cov_params()``
-            (its fixed-effect block; the covariance parameters' block stays
-            model-based) and ``summary()`` use the robust covariance; with
-            CR2, ``df_fe`` holds the Satterthwaite degrees of freedom.
+        Denominator degrees of freedom of each fixed effect's t-test
+        (pandas Series), or None when the fit uses z-tests
+        (``fit(ddf=None)``, the default).
         """
-        import copy
-
-        new = copy.copy(self)
-        new._cache = {}
-        for name in ("cov_params_default", "_cluster_robust"):
-            new.__dict__.pop(name, None)
-        robust.apply_cov_type(new, cov_type, kwargs)
-        return HetMixedLMResultsWrapper(new)
+        return None if self._ddf is None else self._ddf.df_fe
 
     # ------------------------------------------------------------------
     # Tests
@@ -755,6 +736,40 @@ class HetMixedLMResults(MixedLMResults):
 
         return build_summary(self, yname=yname, xname_fe=xname_fe,
                              xname_re=xname_re, title=title, alpha=alpha)
+
+    # ------------------------------------------------------------------
+    # Cluster-robust covariance
+    def get_robustcov_results(self, cov_type: str = "cluster", **kwargs):
+        """
+        These results with a cluster-robust covariance of the fixed effects
+        (statsmodels' ``get_robustcov_results``; the same as
+        ``fit(cov_type=..., cov_kwds=kwargs)``).
+
+        Parameters
+        ----------
+        cov_type : {"cluster", "nonrobust"}
+        **kwargs
+            ``correction`` ("CR0", "CR1" (default), "CR1S" or "CR2") and
+            ``groups`` (the clusters: a column of the formula's data or one
+            label per row; default: the model's groups).  See
+            :mod:`statsmodels_hetmixed.robust`.
+
+        Returns
+        -------
+        HetMixedLMResults
+            A new results object (wrapped): ``bse_fe``, ``cov_params()``
+            (its fixed-effect block; the covariance parameters' block stays
+            model-based) and ``summary()`` use the robust covariance; with
+            CR2, ``df_fe`` holds the Satterthwaite degrees of freedom.
+        """
+        import copy
+
+        new = copy.copy(self)
+        new._cache = {}
+        for name in ("cov_params_default", "_cluster_robust"):
+            new.__dict__.pop(name, None)
+        robust.apply_cov_type(new, cov_type, kwargs)
+        return HetMixedLMResultsWrapper(new)
 
 
 class HetMixedLMResultsWrapper(MixedLMResultsWrapper):

@@ -376,6 +376,35 @@ def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M):
 # ----------------------------------------------------------------------
 # Results: cov_type / cov_kwds as statsmodels names them
 
+try:  # the small-sample interface the results' tests read (ddf.py)
+    from .ddf import SmallSampleInference as _SmallSample
+except ImportError:  # pragma: no cover - before the ddf module exists
+    _SmallSample = object
+
+
+class CR2Satterthwaite(_SmallSample):
+    """
+    The t-tests' degrees of freedom under a CR2 covariance, in the
+    interface the results read (``ddf.SmallSampleInference``): ``df_fe``
+    per fixed effect, ``contrast_df`` for ``t_test``, ``cov_fe`` the
+    sandwich.  Wald / F tests of several rows use the interface's default
+    (the Wald statistic over its rank, the smallest df of the rows), not
+    clubSandwich's Hotelling T2 approximation.
+    """
+
+    name = "Satterthwaite (CR2, Bell-McCaffrey)"
+
+    def __init__(self, robust: ClusterRobust, names):
+        self.robust = robust
+        self.cov_fe = robust.cov
+        k = robust.cov.shape[0]
+        self.df_fe = pd.Series(robust.satterthwaite_df(np.eye(k)), index=names,
+                               name="df")
+
+    def contrast_df(self, contrast) -> float:
+        return float(self.robust.satterthwaite_df(contrast)[0])
+
+
 #: Covariance types of ``fit(cov_type=...)`` and ``get_robustcov_results``.
 COV_TYPES = ("nonrobust", "cluster")
 
@@ -446,16 +475,19 @@ def apply_cov_type(results, cov_type, cov_kwds) -> None:
     (in place, before anything is cached): ``cov_type``, ``cov_kwds``,
     ``cov_params_default`` (fixed-effect block: the sandwich; the
     covariance-parameter block: unchanged, model-based; the cross block:
-    zero) and, for CR2, ``df_fe`` (Satterthwaite df per fixed effect).
+    zero) and the small-sample df the tests read (``results._ddf``): for
+    CR2 its Satterthwaite df (``CR2Satterthwaite``), for CR0, CR1 and CR1S
+    none (z-tests, as Stata's ``vce(robust)``); ``"nonrobust"`` restores
+    the fit's own.
     """
     cov_type, options = check_cov_args(cov_type, cov_kwds)
-    if "_df_fe_model" not in vars(results):
+    if "_ddf_model" not in vars(results):
         # the df of the model-based covariance (None: z-tests), to restore
-        results._df_fe_model = getattr(results, "df_fe", None)
+        results._ddf_model = getattr(results, "_ddf", None)
     results.cov_type = cov_type
     if cov_type == "nonrobust":
         results.cov_kwds = {"description": NONROBUST_DESCRIPTION}
-        results.df_fe = results._df_fe_model
+        results._ddf = results._ddf_model
         return
     model = results.model
     if getattr(model, "k_var_re", 0):
@@ -484,14 +516,10 @@ def apply_cov_type(results, cov_type, cov_kwds) -> None:
             "variance-function parameters are model-based."),
         "summary": f"cluster-robust ({correction}, {clusters})",
     }
-    if correction == "CR2":
-        names = list(model.exog_names)[:k_fe]
-        results.df_fe = pd.Series(robust.satterthwaite_df(np.eye(k_fe)), index=names,
-                                  name="df")
-    else:
-        # model-based df do not belong to a sandwich: z-tests, as Stata's
-        # vce(robust)
-        results.df_fe = None
+    # model-based df do not belong to a sandwich: CR2 has its own, the
+    # others z-tests
+    results._ddf = (CR2Satterthwaite(robust, list(model.exog_names)[:k_fe])
+                    if correction == "CR2" else None)
 
 
 def results_cluster_robust(results, clusters, correction) -> ClusterRobust:

@@ -12,7 +12,7 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Pages checked here (the other pages' examples need minutes of fits or
 # print long floats; see the summary/docs issue).
-PAGES = ["adding_a_structure.rst"]
+PAGES = ["adding_a_structure.rst", "robust.rst"]
 
 
 def code_blocks(text):

@@ -333,3 +333,79 @@ def test_cluster_codes_nesting_rule():
     assert list(codes) == [0, 0, 0, 0, 1, 1] and names == ["a", "b"]
     with pytest.raises(ValueError, match="do not nest"):
         robust.cluster_codes(["a", "b", "b", "b", "c", "c"], groups, 3)
+
+
+# ----------------------------------------------------------------------
+# Against a direct computation: dense V_j per cluster, written from the
+# definitions (clubSandwich's R code), for a model with variance components
+# (a nested random intercept), a heteroskedastic residual variance and
+# clusters that are pairs of groups of different sizes (several size buckets).
+
+def dense_reference(res, clusters, correction):
+    model = res.model
+    X = np.asarray(model.exog)
+    natural = res._natural
+    lay = res.layout
+    L = lay.factor(natural)
+    Z = model._grouped.exog_z
+    r = lay.resid_var(natural)
+    e = np.asarray(model.endog) - X @ np.asarray(res.fe_params)
+    g = model._group_index
+    labels = np.unique(clusters)
+    m, (n, p) = len(labels), X.shape
+
+    def V_of(rows):
+        same = g[rows][:, None] == g[rows][None, :]
+        return (Z[rows] @ L @ L.T @ Z[rows].T) * same + np.diag(r[rows])
+
+    M = np.linalg.inv(sum(X[rows].T @ np.linalg.solve(V_of(rows), X[rows])
+                          for rows in (np.flatnonzero(clusters == lab)
+                                       for lab in labels)))
+    meat = np.zeros((p, p))
+    P_parts = []
+    for lab in labels:
+        rows = np.flatnonzero(clusters == lab)
+        Xj, ej, Vj = X[rows], e[rows], V_of(rows)
+        Wj = np.linalg.inv(Vj)
+        if correction == "CR2":
+            U = np.linalg.cholesky(Vj).T                   # R's chol: U'U = V
+            G = U @ (Vj - Xj @ M @ Xj.T) @ U.T
+            w, Q = np.linalg.eigh(G)
+            Aj = U.T @ (Q * np.where(w > 1e-10 * w.max(), w, np.inf) ** -0.5) @ Q.T @ U
+        else:
+            Aj = np.eye(len(rows))
+        Ej = Xj.T @ Wj @ Aj
+        u = Ej @ ej
+        meat += np.outer(u, u)
+        P_parts.append((M @ Ej, np.linalg.cholesky(Vj), M @ Ej @ Xj))
+    scale = {"CR0": 1.0, "CR1": m / (m - 1), "CR2": 1.0}[correction]
+    cov = scale * M @ meat @ M
+    # clubSandwich's P array for coefficient k: -H_j H_l' + diag(||G_j||^2)
+    LM = np.linalg.cholesky(M)
+    df = []
+    for k in range(p):
+        H = np.array([(mx @ LM)[k] for _, _, mx in P_parts])
+        Gd = np.array([np.sum((me @ lv)[k] ** 2) for me, lv, _ in P_parts])
+        P = -H @ H.T + np.diag(Gd)
+        df.append(np.trace(P) ** 2 / np.sum(P * P))
+    return cov, np.array(df)
+
+
+def test_matches_a_dense_computation_with_variance_components():
+    data = pd.read_csv(RESULTS / "data" / "sim_vc.csv")
+    # every third group loses half its rows: clusters of 36 and 48 rows
+    codes = pd.factorize(data["g"], sort=True)[0]
+    data = data[(codes % 3 != 0) | (np.arange(len(data)) % 2 == 0)]
+    data = data.reset_index(drop=True)
+    model = hmf.hetmixedlm("y ~ x + z", data, groups="g", re_formula="1",
+                           vc_formula={"c": "0 + C(c)"}, var_formula="~ z")
+    res = model.fit()
+    clusters = pd.factorize(data["g"], sort=True)[0] // 2   # pairs of groups
+    assert set(np.bincount(clusters)) == {36, 48}
+    for correction in ("CR0", "CR1", "CR2"):
+        rob = res.get_robustcov_results(correction=correction, groups=clusters)
+        cov, df = dense_reference(res, clusters, correction)
+        k = res.k_fe
+        assert rel_err(np.asarray(rob.cov_params())[:k, :k], cov) < 1e-9
+        got = rob._cluster_robust.satterthwaite_df(np.eye(k))
+        assert np.allclose(got, df, rtol=1e-9), correction
