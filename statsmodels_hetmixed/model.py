@@ -973,11 +973,13 @@ class HetMixedLM(MixedLM):
                 "statsmodels' MixedLM.fit_regularized for penalised fits."
             )
         # checked before the fit, so that a typo costs no optimisation
-        robust.check_cov_args(cov_type, cov_kwds)
-        if cov_type != "nonrobust" and self.k_var_re:
-            raise NotImplementedError(
-                "cov_type='cluster' is not available for location-scale models "
-                "(random scale effects).")
+        cov_type, cov_options = robust.check_cov_args(cov_type, cov_kwds)
+        if cov_type != "nonrobust":
+            if self.k_var_re:
+                raise NotImplementedError(
+                    "cov_type='cluster' is not available for location-scale "
+                    "models (random scale effects).")
+            robust.cluster_labels(self, cov_options["groups"])
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
         if self.k_var_re:
             # called from here, so that the fit's warnings point at the

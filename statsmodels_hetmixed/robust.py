@@ -364,10 +364,13 @@ def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M):
         w, U = np.linalg.eigh(Gm)
         keep = w > CR2_RTOL * w[:, -1:]
         inv_sqrt = np.where(keep, 1.0 / np.sqrt(np.where(keep, w, 1.0)), 0.0)
-        Gis = (U * inv_sqrt[:, None, :]) @ np.swapaxes(U, 1, 2)
-        A = LV @ Gis @ np.swapaxes(LV, 1, 2)                       # T' G^-1/2 T
-        AWX = A @ WX                                               # A' W X (A symmetric)
-        score[ids] = np.einsum("kwp,kw->kp", AWX, ep)
+        # A = T' G^-1/2 T applied to [W X, e] only (A is symmetric): products
+        # with p + 1 columns instead of three more n x n products
+        rhs = np.swapaxes(LV, 1, 2) @ np.concatenate([WX, ep[:, :, None]], axis=2)
+        rhs = U @ (inv_sqrt[:, :, None] * (np.swapaxes(U, 1, 2) @ rhs))
+        rhs = LV @ rhs
+        AWX, Ae = rhs[:, :, :p], rhs[:, :, p]
+        score[ids] = np.einsum("kwp,kw->kp", WX, Ae)               # X'W A e
         cross[ids] = np.swapaxes(AWX, 1, 2) @ Xp
         spread[ids] = np.swapaxes(AWX, 1, 2) @ V @ AWX
     return score, cross, spread
@@ -451,9 +454,13 @@ def check_cov_args(cov_type, cov_kwds) -> tuple[str, dict]:
                       "groups": cov_kwds.get("groups")}
 
 
-def _cluster_labels(model, groups):
-    """Cluster codes and their count from ``cov_kwds["groups"]`` (a column
-    of the formula's data or one label per row; None: the model's groups)."""
+def cluster_labels(model, groups):
+    """
+    Cluster codes, their count and their name (a column's, or None) from
+    ``cov_kwds["groups"]``: a column of the formula's data or one label per
+    row; None: the model's groups.  ValueError for labels that
+    ``cluster_codes`` refuses.
+    """
     if groups is None:
         return model._group_index, model.n_groups, None
     name = None
@@ -496,7 +503,7 @@ def apply_cov_type(results, cov_type, cov_kwds) -> None:
             "(random scale effects): their fixed effects are not GLS estimates "
             "under one working covariance.")
     correction = options["correction"]
-    codes, m, label = _cluster_labels(model, options["groups"])
+    codes, m, label = cluster_labels(model, options["groups"])
     robust = results_cluster_robust(results, codes, correction)
     k_fe = results.k_fe
     full = np.array(results.cov_params(), dtype=float)

@@ -312,6 +312,9 @@ def test_bad_cov_type_fails_before_fitting(small_fit):
         model.fit(cov_kwds={"correction": "CR2"})
     with pytest.raises(ValueError, match="cov_type must be"):
         small_fit.get_robustcov_results("robust")
+    with pytest.raises(ValueError, match="one cluster label per row"):
+        model.fit(cov_type="cluster", cov_kwds={"groups": np.arange(3)},
+                  method="not an optimiser")  # fails before the optimiser
 
 
 def test_location_scale_models_refuse(orthodont):
