@@ -25,7 +25,7 @@ from statsmodels.regression.mixed_linear_model import (
     _convert_vc,
 )
 
-from . import _engine, _formula, _linalg, ddf as _ddf, inference, optim
+from . import _engine, _formula, _linalg, ddf as _ddf, inference, optim, robust
 from ._validate import (
     as_float_matrix,
     check_finite,
@@ -1122,6 +1122,8 @@ class HetMixedLM(MixedLM):
         n_quad=None,
         re_cov="joint",
         ddf=None,
+        cov_type="nonrobust",
+        cov_kwds=None,
         **fit_kwargs,
     ):
         """
@@ -1179,6 +1181,19 @@ class HetMixedLM(MixedLM):
             ``"kenward-roger"`` also replaces the fixed effects' covariance
             (``bse_fe``, ``cov_params``) by the adjusted one.  Not for
             location-scale models.
+        cov_type : {"nonrobust", "cluster"}
+            Covariance of the fixed effects: model-based
+            ``(X'V^-1 X)^-1`` (default, statsmodels' name), or the
+            cluster-robust sandwich (see :mod:`statsmodels_hetmixed.robust`);
+            the covariance parameters' block stays model-based.
+        cov_kwds : dict, optional
+            For ``cov_type="cluster"``: ``"correction"``, one of ``"CR0"``,
+            ``"CR1"`` (default, m / (m - 1)), ``"CR1S"`` (Stata's regression
+            multiplier) or ``"CR2"`` (bias-reduced linearisation, with
+            Satterthwaite degrees of freedom in ``df_fe``), as R's
+            clubSandwich; ``"groups"``: the clusters, a column of the
+            formula's data or one label per row, the model's groups or a
+            coarser level containing whole groups (default: the groups).
         **fit_kwargs
             ``gtol`` and ``maxiter`` for the optimiser (location-scale
             models: ``maxiter`` only; ``gtol`` is an error); ``disp`` is
@@ -1199,6 +1214,19 @@ class HetMixedLM(MixedLM):
                               method=method, **fit_kwargs)
             self.reml = view.reml
             return res
+        # checked before the fit, so that a typo costs no optimisation
+        cov_type, cov_options = robust.check_cov_args(cov_type, cov_kwds)
+        if cov_type != "nonrobust":
+            if self.k_var_re:
+                raise NotImplementedError(
+                    "cov_type='cluster' is not available for location-scale "
+                    "models (random scale effects).")
+            if ddf is not None:
+                raise ValueError(
+                    "ddf cannot be combined with cov_type='cluster': the "
+                    "cluster-robust covariance has its own degrees of freedom "
+                    "(CR2: cov_kwds={'correction': 'CR2'}). Give one of them.")
+            robust.cluster_labels(self, cov_options["groups"])
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
         ddf = _ddf.normalise_method(ddf)
         if self.k_var_re and ddf is not None:
@@ -1255,6 +1283,7 @@ class HetMixedLM(MixedLM):
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
                     method=method, free=mask, reml=self.reml, natural=natural)
+        robust.apply_cov_type(res, cov_type, cov_kwds)
         return HetMixedLMResultsWrapper(res)
 
     def _start_natural(self, start_params):

@@ -14,7 +14,7 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools._decorators import cache_readonly
 
-from . import _engine, optim
+from . import _engine, optim, robust
 from ._validate import fit_options
 from .delta import delta_method
 from .lrtest import LRTestResult
@@ -129,6 +129,9 @@ class HetMixedLMResults(MixedLMResults):
         self._cond_cov = ev.cond_cov
         self.df_modl = int(lay.k_params if free is None
                            else lay.k_fe + np.sum(free))
+        # statsmodels' names; fit(cov_type=...) changes them (robust.py)
+        self.cov_type = "nonrobust"
+        self.cov_kwds = {"description": robust.NONROBUST_DESCRIPTION}
 
     # ------------------------------------------------------------------
     # The natural-scale parameters
@@ -1277,6 +1280,40 @@ class HetMixedLMResults(MixedLMResults):
 
         return build_summary(self, yname=yname, xname_fe=xname_fe,
                              xname_re=xname_re, title=title, alpha=alpha)
+
+    # ------------------------------------------------------------------
+    # Cluster-robust covariance
+    def get_robustcov_results(self, cov_type: str = "cluster", **kwargs):
+        """
+        These results with a cluster-robust covariance of the fixed effects
+        (statsmodels' ``get_robustcov_results``; the same as
+        ``fit(cov_type=..., cov_kwds=kwargs)``).
+
+        Parameters
+        ----------
+        cov_type : {"cluster", "nonrobust"}
+        **kwargs
+            ``correction`` ("CR0", "CR1" (default), "CR1S" or "CR2") and
+            ``groups`` (the clusters: a column of the formula's data or one
+            label per row; default: the model's groups).  See
+            :mod:`statsmodels_hetmixed.robust`.
+
+        Returns
+        -------
+        HetMixedLMResults
+            A new results object (wrapped): ``bse_fe``, ``cov_params()``
+            (its fixed-effect block; the covariance parameters' block stays
+            model-based) and ``summary()`` use the robust covariance; with
+            CR2, ``df_fe`` holds the Satterthwaite degrees of freedom.
+        """
+        import copy
+
+        new = copy.copy(self)
+        new._cache = {}
+        for name in ("cov_params_default", "_cluster_robust"):
+            new.__dict__.pop(name, None)
+        robust.apply_cov_type(new, cov_type, kwargs)
+        return HetMixedLMResultsWrapper(new)
 
 
 def mixedlm_parameters(layout, params_natural, cov_natural, fe_score_jacobian):

@@ -45,6 +45,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         "BIC:" if not res.reml else "BIC (REML):":
         f"{res.bic_reml if res.reml else res.bic:.4f}",
         "No. parameters:": str(res.df_modl),
+        "Covariance type:": getattr(res, "cov_kwds", {}).get(
+            "summary", getattr(res, "cov_type", "nonrobust")),
         "Converged:": "Yes" if res.converged else
         f"No (max |gradient| {res.max_grad:.2g})",
     }
@@ -94,8 +96,10 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         df[col] = _fmt(df[col].to_numpy())
     smry.add_df(df, align="r")
     if small is not None:
+        # a cluster-robust covariance says so in its own line
         adjusted = (" Std.Err. of the fixed effects: the Kenward-Roger adjusted "
-                    "covariance." if small.cov_fe is not None else "")
+                    "covariance." if small.cov_fe is not None
+                    and getattr(res, "cov_type", "nonrobust") == "nonrobust" else "")
         smry.add_text(f"Fixed effects: t-tests with {small.name} denominator "
                       f"degrees of freedom (df).{adjusted}")
 
@@ -127,6 +131,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         _log_link_block(smry, res, params, bse, q, lo, hi)
     for block in res._extra_variance_blocks:
         _block_table(smry, res, block, params, bse, q, lo, hi)
+    if getattr(res, "cov_type", "nonrobust") != "nonrobust":
+        smry.add_text(res.cov_kwds["description"])
     if not res.converged:
         smry.add_text("Warning: the optimization did not converge; estimates "
                       "and standard errors may be wrong.")

@@ -13,7 +13,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Pages checked here (the other pages' examples need minutes of fits or
 # print long floats; see the summary/docs issue).
 PAGES = ["adding_a_structure.rst", "predictions.rst", "score_test.rst",
-         "small_sample.rst", "moving_from_mixedlm.rst"]
+         "small_sample.rst", "robust.rst", "moving_from_mixedlm.rst"]
 
 
 def code_blocks(text):

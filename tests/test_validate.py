@@ -248,8 +248,12 @@ def test_unknown_fit_arguments_warn_as_in_mixedlm(data, ls_fit):
     ls_model, _ = ls_fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        with pytest.warns(FutureWarning, match="Arguments bogus, cov_type not used"):
-            ls_model.fit(reml=False, bogus=1, cov_type="hc1", do_cg=False)
+        with pytest.warns(FutureWarning, match="Arguments bogus, gtol_x not used"):
+            ls_model.fit(reml=False, bogus=1, gtol_x=1, do_cg=False)
+    # cov_type is fit's own argument now (cluster-robust covariances); an
+    # unknown value is an error, before any fitting
+    with pytest.raises(ValueError, match="cov_type must be one of"):
+        model.fit(cov_type="hc1")
 
 
 def test_location_scale_fit_options(ls_fit, monkeypatch):

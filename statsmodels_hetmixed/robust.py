@@ -1,0 +1,542 @@
+"""
+Cluster-robust (sandwich) covariance of the fixed effects.
+
+The fixed effects solve the GLS equations ``sum_j X_j' W_j (y_j - X_j b) = 0``
+with the fitted model's working covariance ``V_j = Z_j G Z_j' + R_j`` and
+``W_j = V_j^-1`` (R_j the diagonal of the fitted, possibly heteroskedastic,
+residual variances).  Their sandwich covariance over clusters j = 1..m is
+
+    M [ sum_j X_j' W_j A_j e_j e_j' A_j' W_j X_j ] M,   M = (X'V^-1 X)^-1,
+
+with ``e_j = y_j - X_j b`` the marginal residuals and the adjustment ``A_j``:
+
+* ``CR0``: ``A_j = I`` (Liang and Zeger).
+* ``CR1``: ``A_j = sqrt(m / (m - 1)) I``.
+* ``CR1S``: ``A_j = sqrt(m (N - 1) / ((m - 1) (N - p))) I``, the multiplier of
+  Stata's ``regress, vce(cluster)``.
+* ``CR2``: ``A_j = T_j' [T_j (V_j - X_j M X_j') T_j']^(-1/2) T_j`` for any
+  ``T_j`` with ``T_j' T_j = V_j`` (Bell and McCaffrey 2002; Pustejovsky and
+  Tipton 2018), the bias-reduced linearisation: unbiased when the working
+  model is correct.  The inverse square root is a pseudo-inverse: eigenvalues
+  at or below ``CR2_RTOL`` times the largest of the cluster are set to zero (a
+  fixed effect identified within one cluster alone makes ``V_j - X_j M X_j'``
+  singular).
+
+These are the definitions of R's ``clubSandwich::vcovCR`` for ``nlme::lme``
+fits (``vcovCR.lme``: the target is the fitted ``V_j``, ``inverse_var =
+TRUE``, the residuals those of level 0); clubSandwich's ``CR1`` is ``m / (m -
+1)`` and its ``CR1S`` Stata's regression multiplier.  clubSandwich sets
+eigenvalues below an absolute 1e-12 (of ``V / sigma^2``) to zero in CR2; the
+relative rule here does not depend on the data's units.
+
+Degrees of freedom (``ClusterRobust.satterthwaite_df``): the Satterthwaite
+approximation of Bell and McCaffrey as generalised by Pustejovsky and Tipton
+(clubSandwich's ``coef_test(test = "Satterthwaite")`` and
+``linear_contrast``): for a contrast c, ``c' V_R c`` is a quadratic form in
+the residuals, ``sum_j (c' M E_j e_j)^2`` with ``E_j = X_j' W_j A_j``; under
+the working model its first two moments give
+
+    df = (tr P)^2 / ||P||_F^2,   P_jl = delta_jl g_j - h_j' h_l,
+    g_j = c' M E_j V_j E_j' M c,   h_j = L_M' Q_j' M c,   Q_j = E_j X_j,
+
+with ``L_M L_M' = M``.  Clusters must nest the model's groups: the working
+covariance is then block-diagonal across clusters (clubSandwich refuses the
+other case too).
+
+Computation: CR0, CR1 and CR1S need per-group sums only (``_engine``'s
+segment sums and the Woodbury form of V_j^-1), with no loop over groups.
+CR2 needs each cluster's V_j as a matrix: clusters are bucketed by size,
+padded to the largest size of their bucket (padding rows have no design, no
+residual and unit variance, which leaves every cluster's A_j on its own rows
+unchanged) and processed as batched matrix algebra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import _engine
+from ._linalg import back_transform
+from .ddf import SmallSampleInference
+
+__all__ = ["CORRECTIONS", "ClusterRobust", "cluster_robust", "cluster_codes"]
+
+#: Corrections by name (clubSandwich's names).
+CORRECTIONS = ("CR0", "CR1", "CR1S", "CR2")
+
+#: Relative eigenvalue threshold of the CR2 inverse square root.  Exactly
+#: singular directions have eigenvalues at the rounding level (1e-16 of the
+#: largest); genuine ones are far above 1e-10.
+CR2_RTOL = 1e-10
+
+# Buckets of cluster sizes for CR2: sizes within a factor _BUCKET_RATIO are
+# padded to the bucket's largest (at most ~1.56 times the elements of
+# unpadded matrices), in chunks of at most _CHUNK_ELEMENTS per n x n array.
+_BUCKET_RATIO = 1.25
+_CHUNK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True)
+class ClusterRobust:
+    """
+    A cluster-robust covariance of the fixed effects and what its
+    Satterthwaite degrees of freedom need.
+
+    Attributes
+    ----------
+    cov : ndarray (p, p)
+        The sandwich covariance.
+    correction : str
+        One of ``CORRECTIONS``.
+    n_clusters : int
+    model_cov : ndarray (p, p)
+        M = (X'V^-1 X)^-1, the model-based covariance (the bread).
+    cross : ndarray (m, p, p)
+        Q_j = X_j' W_j A_j X_j per cluster (A_j without CR1's constant).
+    spread : ndarray (m, p, p)
+        F_j = X_j' W_j A_j V_j A_j' W_j X_j per cluster (idem).
+    fe_basis : ndarray (p, p) or None
+        F when ``model_cov``, ``cross`` and ``spread`` belong to the
+        centred design X_c = X F^-1 (``_engine.GroupedData.fe_basis``);
+        ``cov`` is always that of the fixed effects of X.
+    """
+
+    cov: np.ndarray
+    correction: str
+    n_clusters: int
+    model_cov: np.ndarray
+    cross: np.ndarray
+    spread: np.ndarray
+    fe_basis: np.ndarray | None = None
+
+    def satterthwaite_df(self, contrasts) -> np.ndarray:
+        """
+        Satterthwaite degrees of freedom of ``c' b`` for each row c of
+        ``contrasts`` (Bell-McCaffrey, Pustejovsky-Tipton; see the module
+        docstring).  Unchanged by the constant factors of CR1 and CR1S.
+
+        Parameters
+        ----------
+        contrasts : array_like (r, p) or (p,)
+
+        Returns
+        -------
+        ndarray (r,)
+        """
+        C = np.atleast_2d(np.asarray(contrasts, dtype=float))
+        M = self.model_cov
+        if C.shape[1] != M.shape[0]:
+            raise ValueError(f"contrasts need {M.shape[0]} columns (one per fixed "
+                             f"effect), got {C.shape[1]}")
+        if self.fe_basis is not None:  # c'b = c'F^-1 b_c
+            C = np.linalg.solve(self.fe_basis.T, C.T).T
+        Mc = C @ M                                             # (r, p)
+        g = np.einsum("rp,jpq,rq->rj", Mc, self.spread, Mc)    # (r, m)
+        a = np.einsum("jqp,rq->rjp", self.cross, Mc)           # a_j = Q_j' M c
+        aMa = np.einsum("rjp,pq,rjq->rj", a, M, a)             # ||h_j||^2
+        trace = g.sum(axis=1) - aMa.sum(axis=1)
+        S = np.einsum("rjp,rjq->rpq", a, a)                    # sum_j a_j a_j'
+        SM = S @ M
+        hh = np.einsum("rpq,rqp->r", SM, SM)                   # sum_jl (h_j'h_l)^2
+        frob = (g * g).sum(axis=1) - 2.0 * (g * aMa).sum(axis=1) + hh
+        return trace * trace / frob
+
+
+def cluster_codes(labels, group_index, n_groups: int):
+    """
+    Integer codes 0..m-1 of cluster labels, checked against the groups.
+
+    Parameters
+    ----------
+    labels : array_like (n,)
+        A cluster label per row (the rows of the model's data).
+    group_index : ndarray (n,) of int
+        The model's group of each row.
+    n_groups : int
+
+    Returns
+    -------
+    codes : ndarray (n,) of int
+    names : list
+        The labels of the clusters, sorted.
+
+    Raises
+    ------
+    ValueError
+        For labels of the wrong length, missing labels, a single cluster,
+        or clusters that split one of the model's groups.
+    """
+    labels = pd.Series(np.asarray(labels)) if not isinstance(labels, pd.Series) \
+        else labels.reset_index(drop=True)
+    n = len(group_index)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(
+            f'cov_kwds["groups"] needs one cluster label per row of the model\'s '
+            f"data ({n} rows, after dropping missing values), got {len(labels)}.")
+    if labels.isna().any():
+        raise ValueError('cov_kwds["groups"] has missing values; every row needs '
+                         "a cluster.")
+    codes, names = pd.factorize(labels, sort=True)
+    m = len(names)
+    if m < 2:
+        raise ValueError("A cluster-robust covariance needs at least two clusters; "
+                         f'cov_kwds["groups"] has {m}.')
+    # Each group must sit in one cluster: the working covariance is then
+    # block-diagonal across clusters.
+    first = np.full(n_groups, -1)
+    first[group_index[::-1]] = codes[::-1]
+    split = np.flatnonzero(first[group_index] != codes)
+    if split.size:
+        raise ValueError(
+            "The clusters do not nest the model's groups: rows of one group "
+            f"(e.g. the group of row {split[0]}) are in different clusters. The "
+            "model's random effects correlate all rows of a group, so the "
+            "clusters must be the groups or a coarser level that contains whole "
+            "groups (as clubSandwich requires).")
+    return codes.astype(np.intp), list(names)
+
+
+def _multiplier(correction, m, n, p):
+    if correction == "CR1":
+        return m / (m - 1.0)
+    if correction == "CR1S":
+        return m * (n - 1.0) / ((m - 1.0) * (n - p))
+    return 1.0
+
+
+def cluster_robust(exog, exog_z, group_index, factor, resid_var, resid, model_cov,
+                   clusters=None, correction: str = "CR1",
+                   grouped: _engine.GroupedData | None = None,
+                   fe_basis=None) -> ClusterRobust:
+    """
+    Cluster-robust covariance of GLS fixed effects under a working
+    covariance ``V_j = Z_j L L' Z_j' + diag(resid_var)``.
+
+    Parameters
+    ----------
+    exog : ndarray (n, p)
+        Fixed-effects design X.
+    exog_z : ndarray (n, q)
+        Random-effects design Z (variance components padded, as the engine's).
+    group_index : ndarray (n,) of int
+        The model's group of each row, 0 .. n_groups - 1.
+    factor : ndarray (q, q)
+        L with G = L L'.
+    resid_var : ndarray (n,)
+        Residual variances.
+    resid : ndarray (n,)
+        Marginal residuals y - X b.
+    model_cov : ndarray (p, p)
+        (X'V^-1 X)^-1 at the same parameters.
+    clusters : ndarray (n,) of int, optional
+        Cluster codes 0..m-1 (from ``cluster_codes``); the groups by default.
+    correction : {"CR0", "CR1", "CR1S", "CR2"}
+    grouped : GroupedData, optional
+        The engine's data of the same rows and groups (for its per-group
+        sums); built when not given.
+    fe_basis : ndarray (p, p), optional
+        F when ``exog`` and ``model_cov`` are those of the centred design
+        X F^-1 (the engine's ``fe_basis``, which keeps the digits of
+        covariates far from their origin); the covariance returned is that
+        of the fixed effects of X.
+
+    Returns
+    -------
+    ClusterRobust
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"Unknown correction {correction!r}: use one of "
+                         f"{', '.join(CORRECTIONS)}.")
+    X = np.asarray(exog, dtype=float)
+    Z = np.asarray(exog_z, dtype=float)
+    n, p = X.shape
+    group_index = np.asarray(group_index, dtype=np.intp)
+    n_groups = int(group_index.max()) + 1
+    clusters = group_index if clusters is None else np.asarray(clusters, np.intp)
+    m = int(clusters.max()) + 1
+    if m < 2:
+        raise ValueError("A cluster-robust covariance needs at least two clusters.")
+    M = np.asarray(model_cov, dtype=float)
+    if correction == "CR2":
+        score, cross, spread = _cr2_pieces(X, Z, group_index, clusters, m, factor,
+                                           resid_var, resid, M)
+    else:
+        if grouped is None:
+            grouped = _engine.GroupedData.build(resid, X, Z, group_index, n_groups)
+        score, cross = _gls_pieces(grouped, X, Z, factor, resid_var, resid)
+        if m != n_groups or not np.array_equal(clusters, group_index):
+            # sum the groups' pieces within clusters
+            of_group = np.zeros(n_groups, dtype=np.intp)
+            of_group[group_index] = clusters
+            score = _sum_by(of_group, score, m)
+            cross = _sum_by(of_group, cross, m)
+        spread = cross  # X'W V W X = X'W X when A = I
+    meat = score.T @ score
+    cov = _multiplier(correction, m, n, p) * (M @ meat @ M)
+    if fe_basis is not None:
+        fe_basis = np.asarray(fe_basis, dtype=float)
+        cov = back_transform(fe_basis, cov)
+    return ClusterRobust(0.5 * (cov + cov.T), correction, m, M, cross, spread,
+                         fe_basis)
+
+
+def _sum_by(codes, values, m):
+    out = np.zeros((m,) + values.shape[1:])
+    np.add.at(out, codes, values)
+    return out
+
+
+def _gls_pieces(grouped, X, Z, factor, resid_var, resid):
+    """Per group: X_g' V_g^-1 e_g and X_g' V_g^-1 X_g, from the Woodbury form
+    V^-1 = R^-1 - R^-1 Z K Z' R^-1 with K = L (I + L'Z'R^-1 Z L)^-1 L'."""
+    winv = 1.0 / resid_var
+    q = Z.shape[1]
+    xe = np.column_stack([X, resid])
+    xtx = _engine.group_cross(grouped, X, xe, winv)          # (g, p, p+1)
+    if q == 0:
+        return xtx[:, :, -1], xtx[:, :, :-1]
+    A = _engine.group_cross(grouped, Z, Z, winv)
+    B = _engine.group_cross(grouped, Z, xe, winv)            # (g, q, p+1)
+    L = np.asarray(factor, dtype=float)
+    Mg = L.T @ A @ L
+    Mg[:, np.arange(q), np.arange(q)] += 1.0
+    K = L @ np.linalg.solve(Mg, np.broadcast_to(L.T, Mg.shape))
+    full = xtx - np.swapaxes(B[:, :, :-1], 1, 2) @ K @ B
+    return full[:, :, -1], full[:, :, :-1]
+
+
+def _buckets(sizes):
+    """Cluster ids in groups of similar size (each padded to its largest)."""
+    order = np.argsort(sizes, kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        top = sizes[order[start]] * _BUCKET_RATIO
+        stop = start
+        while stop < len(order) and sizes[order[stop]] <= top:
+            stop += 1
+        stop = max(stop, start + 1)
+        width = int(sizes[order[stop - 1]])
+        step = max(1, _CHUNK_ELEMENTS // max(width * width, 1))
+        for s in range(start, stop, step):
+            out.append((order[s:min(stop, s + step)], width))
+        start = stop
+    return out
+
+
+def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M):
+    """X_j'W_j A_j e_j, Q_j and F_j of CR2 for every cluster (module docstring)."""
+    n, p = X.shape
+    sizes = np.bincount(clusters, minlength=m)
+    order = np.lexsort((group_index, clusters))   # rows by cluster, then group
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ZL = Z @ np.asarray(factor, dtype=float)
+    score = np.empty((m, p))
+    cross = np.empty((m, p, p))
+    spread = np.empty((m, p, p))
+    for ids, width in _buckets(sizes):
+        k = len(ids)
+        pos = np.arange(width)
+        valid = pos < sizes[ids][:, None]                          # (k, w)
+        rows = order[(starts[ids][:, None] + np.where(valid, pos, 0))[valid]]
+        Xp = np.zeros((k, width, p))
+        Xp[valid] = X[rows]
+        ep = np.zeros((k, width))
+        ep[valid] = resid[rows]
+        ZLp = np.zeros((k, width, ZL.shape[1]))
+        ZLp[valid] = ZL[rows]
+        gp = np.full((k, width), -1)
+        gp[valid] = group_index[rows]
+        rp = np.zeros((k, width))
+        rp[valid] = resid_var[rows]
+        V = (ZLp @ np.swapaxes(ZLp, 1, 2)) * (gp[:, :, None] == gp[:, None, :])
+        # Padding rows get the cluster's mean variance: unit-free, and an
+        # eigenvalue of the cluster's own size for the relative threshold.
+        mean_var = (np.einsum("kii->ki", V) + rp).sum(axis=1) / sizes[ids]
+        rp[~valid] = np.broadcast_to(mean_var[:, None], rp.shape)[~valid]
+        V[:, pos, pos] += rp
+        LV = np.linalg.cholesky(V)                                 # V = LV LV'
+        WX = np.linalg.solve(V, Xp)                                # W X
+        B = V - Xp @ M @ np.swapaxes(Xp, 1, 2)
+        Gm = np.swapaxes(LV, 1, 2) @ B @ LV                        # T B T', T = LV'
+        Gm = 0.5 * (Gm + np.swapaxes(Gm, 1, 2))
+        w, U = np.linalg.eigh(Gm)
+        keep = w > CR2_RTOL * w[:, -1:]
+        inv_sqrt = np.where(keep, 1.0 / np.sqrt(np.where(keep, w, 1.0)), 0.0)
+        # A = T' G^-1/2 T applied to [W X, e] only (A is symmetric): products
+        # with p + 1 columns instead of three more n x n products
+        rhs = np.swapaxes(LV, 1, 2) @ np.concatenate([WX, ep[:, :, None]], axis=2)
+        rhs = U @ (inv_sqrt[:, :, None] * (np.swapaxes(U, 1, 2) @ rhs))
+        rhs = LV @ rhs
+        AWX, Ae = rhs[:, :, :p], rhs[:, :, p]
+        score[ids] = np.einsum("kwp,kw->kp", WX, Ae)               # X'W A e
+        cross[ids] = np.swapaxes(AWX, 1, 2) @ Xp
+        spread[ids] = np.swapaxes(AWX, 1, 2) @ V @ AWX
+    return score, cross, spread
+
+
+# ----------------------------------------------------------------------
+# Results: cov_type / cov_kwds as statsmodels names them
+
+class CR2Satterthwaite(SmallSampleInference):
+    """
+    The t-tests' degrees of freedom under a CR2 covariance, in the
+    interface the results read (``ddf.SmallSampleInference``): ``df_fe``
+    per fixed effect, ``contrast_df`` for ``t_test``, ``cov_fe`` the
+    sandwich.  Wald / F tests of several rows use the interface's default
+    (the Wald statistic over its rank, the smallest df of the rows), not
+    clubSandwich's Hotelling T2 approximation.
+    """
+
+    name = "Satterthwaite (CR2, Bell-McCaffrey)"
+
+    def __init__(self, robust: ClusterRobust, names):
+        self.robust = robust
+        self.cov_fe = robust.cov
+        k = robust.cov.shape[0]
+        self.df_fe = pd.Series(robust.satterthwaite_df(np.eye(k)), index=names,
+                               name="df")
+
+    def contrast_df(self, contrast) -> float:
+        return float(self.robust.satterthwaite_df(contrast)[0])
+
+
+#: Covariance types of ``fit(cov_type=...)`` and ``get_robustcov_results``.
+COV_TYPES = ("nonrobust", "cluster")
+
+_COV_KWDS = ("correction", "groups")
+
+NONROBUST_DESCRIPTION = (
+    "Standard errors assume that the covariance matrix of the errors is "
+    "correctly specified: (X'V^-1 X)^-1 for the fixed effects, the inverse "
+    "observed information for the covariance parameters.")
+
+
+def check_cov_args(cov_type, cov_kwds) -> tuple[str, dict]:
+    """
+    Validate ``cov_type`` and ``cov_kwds``.
+
+    Returns
+    -------
+    cov_type : str
+    options : dict
+        ``{"correction": "CR0" | "CR1" | "CR1S" | "CR2", "groups": labels or
+        None}`` for ``"cluster"``; empty for ``"nonrobust"``.
+    """
+    if not isinstance(cov_type, str) or cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {', '.join(map(repr, COV_TYPES))}, "
+                         f"not {cov_type!r}.")
+    cov_kwds = {} if cov_kwds is None else cov_kwds
+    if not isinstance(cov_kwds, dict):
+        raise TypeError("cov_kwds must be a dict, e.g. {'correction': 'CR2'}, not "
+                        f"{type(cov_kwds).__name__}.")
+    if cov_type == "nonrobust":
+        if cov_kwds:
+            raise ValueError(f"cov_kwds {sorted(cov_kwds)} apply to cov_type="
+                             "'cluster' only; cov_type='nonrobust' takes none.")
+        return cov_type, {}
+    unknown = sorted(set(cov_kwds) - set(_COV_KWDS))
+    if unknown:
+        raise ValueError(f"Unknown cov_kwds {unknown} for cov_type='cluster': the "
+                         f"keys are {', '.join(map(repr, _COV_KWDS))}.")
+    correction = cov_kwds.get("correction", "CR1")
+    if not isinstance(correction, str) or correction.upper() not in CORRECTIONS:
+        raise ValueError(f'cov_kwds["correction"] must be one of '
+                         f"{', '.join(CORRECTIONS)}, not {correction!r}.")
+    return cov_type, {"correction": correction.upper(),
+                      "groups": cov_kwds.get("groups")}
+
+
+def cluster_labels(model, groups):
+    """
+    Cluster codes, their count and their name (a column's, or None) from
+    ``cov_kwds["groups"]``: a column of the formula's data or one label per
+    row; None: the model's groups.  ValueError for labels that
+    ``cluster_codes`` refuses.
+    """
+    if groups is None:
+        return model._group_index, model.n_groups, None
+    name = None
+    if isinstance(groups, str):
+        frame = getattr(model.data, "frame", None)
+        if frame is None or groups not in frame:
+            raise ValueError(
+                f'cov_kwds["groups"] = {groups!r} is not a column of the model\'s '
+                "data; give a column name of the formula's data frame or one "
+                "cluster label per row.")
+        name, groups = groups, frame[groups]
+    codes, names = cluster_codes(groups, model._group_index, model.n_groups)
+    return codes, len(names), name
+
+
+def apply_cov_type(results, cov_type, cov_kwds) -> None:
+    """
+    Set ``results``' covariance of the fixed effects to the one asked for
+    (in place, before anything is cached): ``cov_type``, ``cov_kwds``,
+    ``cov_params_default`` (fixed-effect block: the sandwich; the
+    covariance-parameter block: unchanged, model-based; the cross block:
+    zero) and the small-sample df the tests read (``results._ddf``): for
+    CR2 its Satterthwaite df (``CR2Satterthwaite``), for CR0, CR1 and CR1S
+    none (z-tests, as Stata's ``vce(robust)``); ``"nonrobust"`` restores
+    the fit's own.
+    """
+    cov_type, options = check_cov_args(cov_type, cov_kwds)
+    if "_ddf_model" not in vars(results):
+        # the df of the model-based covariance (None: z-tests), to restore
+        results._ddf_model = getattr(results, "_ddf", None)
+    results.cov_type = cov_type
+    if cov_type == "nonrobust":
+        results.cov_kwds = {"description": NONROBUST_DESCRIPTION}
+        results._ddf = results._ddf_model
+        return
+    model = results.model
+    if getattr(model, "k_var_re", 0):
+        raise NotImplementedError(
+            "cov_type='cluster' is not available for location-scale models "
+            "(random scale effects): their fixed effects are not GLS estimates "
+            "under one working covariance.")
+    correction = options["correction"]
+    codes, m, label = cluster_labels(model, options["groups"])
+    robust = results_cluster_robust(results, codes, correction)
+    k_fe = results.k_fe
+    full = np.array(results.cov_params(), dtype=float)
+    full[:k_fe, :] = 0.0
+    full[:, :k_fe] = 0.0
+    full[:k_fe, :k_fe] = robust.cov
+    results.cov_params_default = full
+    results._cluster_robust = robust
+    clusters = f"{m} clusters" + ("" if label is None else f" of {label}")
+    results.cov_kwds = {
+        "correction": correction,
+        "n_clusters": m,
+        "groups": label,
+        "description": (
+            f"Standard errors of the fixed effects are cluster-robust "
+            f"({correction}, {clusters}); those of the covariance and "
+            "variance-function parameters are model-based."),
+        "summary": f"cluster-robust ({correction}, {clusters})",
+    }
+    # model-based df do not belong to a sandwich: CR2 has its own, the
+    # others z-tests
+    results._ddf = (CR2Satterthwaite(robust, list(model.exog_names)[:k_fe])
+                    if correction == "CR2" else None)
+
+
+def results_cluster_robust(results, clusters, correction) -> ClusterRobust:
+    """``cluster_robust`` at a fit's estimates: its working covariance,
+    marginal residuals and (X'V^-1 X)^-1, in the engine's centred columns."""
+    model = results.model
+    grouped = model._grouped
+    lay = results.layout
+    natural = results._natural
+    factor = lay.factor(natural)
+    resid_var = lay.resid_var(natural)
+    ev = _engine.evaluate(grouped, factor, resid_var, reml=True)
+    xtvix = ev.xtvix if ev.fe_basis is None else ev.xtvix_centred
+    fe = np.asarray(results.fe_params, dtype=float)
+    resid = grouped.endog - model.exog @ fe
+    return cluster_robust(grouped.exog, grouped.exog_z, grouped.group_index, factor,
+                          resid_var, resid, np.linalg.inv(xtvix), clusters,
+                          correction, grouped=grouped, fe_basis=grouped.fe_basis)
