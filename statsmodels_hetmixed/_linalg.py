@@ -67,7 +67,8 @@ from scipy.linalg import cho_solve
 __all__ = ["COLLINEAR_RTOL", "COV_RTOL", "ZERO_VAR_RTOL", "FACTOR_RTOL",
            "NotPositiveDefiniteError", "redundant_columns", "check_full_rank",
            "cholesky_equilibrated", "chol_solve", "back_transform", "correlation",
-           "covariance_rank", "is_positive_definite", "cholesky_covariance"]
+           "covariance_rank", "is_positive_definite", "is_positive_semidefinite",
+           "cholesky_covariance"]
 
 # A column whose residual on the other columns is at most this fraction of
 # its norm is a linear combination of them.
@@ -296,6 +297,24 @@ def is_positive_definite(sigmas) -> np.ndarray:
     ``covariance_rank``'s rule: (n,) bool."""
     sig = np.asarray(sigmas, dtype=float)
     return _ranks(sig) == sig.shape[-1]
+
+
+def is_positive_semidefinite(sigma) -> bool:
+    """
+    Whether a covariance matrix (d, d) is a covariance matrix: variances
+    not negative, and its correlation matrix (``correlation``; zero
+    variances left out) without an eigenvalue below ``-COV_RTOL`` times its
+    largest, so that the decision does not depend on the effects' units
+    (an indefinite matrix of variances 1e-6 is as indefinite as one of
+    variances 1e6).
+    """
+    sig = np.asarray(sigma, dtype=float)
+    var = np.diagonal(sig)
+    if not np.all(var >= 0):  # also NaN
+        return False
+    R, _ = correlation(sig)
+    eig = np.linalg.eigvalsh(R[0])
+    return bool(eig[0] >= -COV_RTOL * eig[-1])
 
 
 def cholesky_covariance(sigmas) -> np.ndarray:

@@ -1179,8 +1179,12 @@ class HetMixedLM(MixedLM):
             ``pvalues``, ``conf_int``, ``t_test``, ``wald_test`` (F) and
             ``summary`` use t and F distributions with them;
             ``"kenward-roger"`` also replaces the fixed effects' covariance
-            (``bse_fe``, ``cov_params``) by the adjusted one.  Not for
-            location-scale models.
+            (``bse_fe``, ``cov_params``) by the adjusted one.  Without a
+            variance formula (where ``params`` are MixedLM's) the fixed
+            effects' block of ``cov_params`` is then the model-based
+            ``(X'V^-1 X)^-1`` the methods are defined on (as lmerTest and
+            pbkrtest), not that of MixedLM's joint inverse Hessian.  Not
+            for location-scale models.
         cov_type : {"nonrobust", "cluster"}
             Covariance of the fixed effects: model-based
             ``(X'V^-1 X)^-1`` (default, statsmodels' name), or the
@@ -1214,6 +1218,16 @@ class HetMixedLM(MixedLM):
                               method=method, **fit_kwargs)
             self.reml = view.reml
             return res
+        if isinstance(cov_type, str) and cov_type not in robust.COV_TYPES:
+            # MixedLM.fit warns and ignores cov_type (statsmodels' own suite
+            # tests it); code written for MixedLM keeps working.
+            warnings.warn(
+                f"Argument cov_type={cov_type!r} not used by HetMixedLM.fit: "
+                "its covariance types are 'nonrobust' (the default, used here) "
+                "and 'cluster' (with cov_kwds={'correction': 'CR0' | 'CR1' | "
+                "'CR1S' | 'CR2'}). Future versions will raise.",
+                FutureWarning, stacklevel=2)
+            cov_type = "nonrobust"
         # checked before the fit, so that a typo costs no optimisation
         cov_type, cov_options = robust.check_cov_args(cov_type, cov_kwds)
         if cov_type != "nonrobust":
@@ -1277,6 +1291,15 @@ class HetMixedLM(MixedLM):
             params, cov_params = mixedlm_parameters(
                 lay, params, cov_params, objective.fe_score_jacobian(
                     est.natural, est.evaluation.fe_params))
+            if small_sample is not None:
+                # The small-sample methods are defined on the fixed effects'
+                # model-based covariance (X'V^-1 X)^-1 (Kenward-Roger: its
+                # adjustment), as lmerTest and pbkrtest, not on the block of
+                # MixedLM's joint inverse Hessian: the t-tests use it.
+                k = lay.k_fe
+                cov_params[:k, :] = 0.0
+                cov_params[:, :k] = 0.0
+                cov_params[:k, :k] = natural[1][:k, :k]
         # statsmodels multiplies normalized_cov_params by results.scale.
         res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
         res._ddf = small_sample

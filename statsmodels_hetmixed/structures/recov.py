@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._linalg import covariance_rank
+from .._linalg import covariance_rank, is_positive_semidefinite
 from .base import CovarianceBlock, SquareRootScale, StartContext
 
 __all__ = ["UnstructuredCovariance", "VarianceComponent", "JointCovariance",
@@ -226,8 +226,8 @@ class UnstructuredCovariance(CovarianceBlock):
     def admissible(self, natural):
         if self.dim < 2:
             return True
-        cov = self.matrix(natural)
-        return bool(np.linalg.eigvalsh(cov)[0] >= -1e-12 * max(1.0, np.abs(cov).max()))
+        # decided on the correlations, whatever the effects' units
+        return is_positive_semidefinite(self.matrix(natural))
 
 
 class VarianceComponent(SquareRootScale, CovarianceBlock):
@@ -359,8 +359,8 @@ class JointCovariance(UnstructuredCovariance):
 
     def from_natural(self, natural):
         sigma = self.scale_first_matrix(natural)
-        vals = np.linalg.eigvalsh(sigma)
-        if vals[0] < -1e-10 * max(abs(vals[-1]), 1e-300):
+        if not is_positive_semidefinite(sigma):
+            vals = np.linalg.eigvalsh(sigma)
             raise ValueError(
                 "the joint covariance matrix of the random effects is not "
                 "positive semi-definite (eigenvalues "
