@@ -746,7 +746,7 @@ class HetMixedLMResults(MixedLMResults):
             terms, expected for the random scale intercept (whose test
             with the observed information is conservative: it rejected
             1-2% of null data sets at the 5% level in simulation, against
-            4.4-5.4% with the expected one).  Under REML the expected
+            4.0-5.4% with the expected one).  Under REML the expected
             information is the ML one (they differ by O(p / n)); the
             observed one is that of the REML criterion.
         eval_env : dict, optional

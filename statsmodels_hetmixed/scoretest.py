@@ -75,7 +75,7 @@ Two tests are built here:
   differences of the score for the cross derivatives) contains the
   squares of the group scores and makes the test conservative in finite
   samples (rejection rates of 1-2% at the 5% level in
-  ``benchmarks/sim_score_test.py``; 4.4-5.4% with the expected one).
+  ``benchmarks/sim_score_test.py``; 4.0-5.4% with the expected one).
 """
 
 from __future__ import annotations
