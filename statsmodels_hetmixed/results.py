@@ -797,9 +797,10 @@ class HetMixedLMResults(MixedLMResults):
             if frame.f_code.co_filename.endswith("wrapper.py"):
                 caller = frame.f_back
                 eval_env = {**caller.f_globals, **caller.f_locals}
-        return scoretest.variance_terms_test(self, var_formula, exog_var,
-                                             observed=observed is None or bool(observed),
-                                             eval_env=eval_env)
+        return scoretest.variance_terms_test(
+            self, var_formula, exog_var,
+            observed=True if observed is None else bool(observed),
+            eval_env=eval_env)
 
     def _is_variance(self, name):
         """Whether a parameter is a variance with its boundary at zero."""
