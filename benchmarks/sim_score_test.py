@@ -14,7 +14,8 @@ Tests per replication:
   ``score_test_variance("~ f + x")`` (log link, chi2(2)), observed and
   expected information, ML and REML null fits;
 * ``lm_scale``: ``score_test_variance(var_re_formula="~ 1")`` (ML; one-sided,
-  1/2 chi2(0) + 1/2 chi2(1));
+  1/2 chi2(0) + 1/2 chi2(1); expected information), ``lm_scale_obs`` the
+  same with ``observed=True``;
 * ``lm_identity``: a null fit with ``var_formula="~ 1", var_link="identity"``
   (ML), ``score_test_variance("~ f")`` (one-sided additive variance).
 
@@ -47,8 +48,8 @@ from scipy import stats
 import statsmodels_hetmixed.formula.api as hmf
 
 TESTS = ["lm_ml_obs", "lm_ml_exp", "lm_reml_obs", "lm_reml_exp", "lm_scale",
-         "lm_identity"]
-ONE_SIDED = {"lm_scale", "lm_identity"}
+         "lm_scale_obs", "lm_identity"]
+ONE_SIDED = {"lm_scale", "lm_scale_obs", "lm_identity"}
 
 
 def simulate(rng, n_groups=40, size=15):
@@ -65,16 +66,21 @@ def one_replication(rng, n_groups=40, size=15, only=None):
     (with the error's name in ``errors``) for a test that raised."""
     data = simulate(rng, n_groups, size)
     model = hmf.hetmixedlm("y ~ x + f", data, groups="g")
+    wanted = set(only or TESTS)
+    # only the fits the chosen tests need
     ml = model.fit(reml=False)
-    reml = model.fit(reml=True)
-    additive = hmf.hetmixedlm("y ~ x + f", data, groups="g", var_formula="~ 1",
-                              var_link="identity").fit(reml=False)
+    reml = model.fit(reml=True) if wanted & {"lm_reml_obs", "lm_reml_exp"} else None
+    additive = hmf.hetmixedlm(
+        "y ~ x + f", data, groups="g", var_formula="~ 1", var_link="identity"
+    ).fit(reml=False) if "lm_identity" in wanted else None
     calls = {
         "lm_ml_obs": lambda: ml.score_test_variance("~ f + x"),
         "lm_ml_exp": lambda: ml.score_test_variance("~ f + x", observed=False),
         "lm_reml_obs": lambda: reml.score_test_variance("~ f + x"),
         "lm_reml_exp": lambda: reml.score_test_variance("~ f + x", observed=False),
         "lm_scale": lambda: ml.score_test_variance(var_re_formula="~ 1"),
+        "lm_scale_obs": lambda: ml.score_test_variance(var_re_formula="~ 1",
+                                                       observed=True),
         "lm_identity": lambda: additive.score_test_variance("~ f"),
     }
     out, errors = {}, {}
@@ -113,8 +119,8 @@ def summarise(pvalues):
 
 
 def direct_scale_check():
-    """The random-scale statistic on 40 HSB schools against derivatives of
-    the location-scale model's quadrature log-likelihood (s2 from a cubic
+    """The random-scale statistic (observed information) on 40 HSB schools
+    against derivatives of the location-scale model's quadrature log-likelihood (s2 from a cubic
     through s2 = h, 2h, 3h; the rest central differences)."""
     from statsmodels_hetmixed import _hessian
     from statsmodels_hetmixed.datasets import hsb
@@ -123,7 +129,7 @@ def direct_scale_check():
     data = data[data["school"].isin(data["school"].unique()[:40])]
     mean = "mathach ~ female + ses"
     res = hmf.hetmixedlm(mean, data, groups="school").fit(reml=False)
-    test = res.score_test_variance(var_re_formula="~ 1")
+    test = res.score_test_variance(var_re_formula="~ 1", observed=True)
     ls = hmf.hetmixedlm(mean, data, groups="school", var_re_formula="~ 1")
     eta = np.asarray(res.params)
     k = eta.size

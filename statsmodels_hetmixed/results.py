@@ -831,7 +831,7 @@ class HetMixedLMResults(MixedLMResults):
 
     def score_test_variance(self, var_formula: str | None = None, *,
                             var_re_formula: str | None = None,
-                            exog_var=None, observed: bool = True,
+                            exog_var=None, observed: bool | None = None,
                             eval_env=None) -> "ScoreTestResult":
         """
         Score (Lagrange multiplier) test of heteroskedasticity from this fit:
@@ -854,14 +854,18 @@ class HetMixedLMResults(MixedLMResults):
             independent of the mean's random effects (the location-scale
             model of ``fit(re_cov="independent")``).  ``s2 = 0`` is on the
             boundary: one-sided score, 1/2 chi2(0) + 1/2 chi2(1).  ML fits
-            only, log link, observed information.
+            only, log link; expected information unless ``observed=True``.
         exog_var : array_like, optional
             The added variance columns as an array (models built from
             arrays), instead of ``var_formula``.
-        observed : bool
-            Observed information (default; as the fit's standard errors,
-            and as statsmodels' ``GLMResults.score_test``) or the analytic
-            expected (Fisher) information.  Under REML the expected
+        observed : bool, optional
+            Observed information (as the fit's standard errors, and as
+            statsmodels' ``GLMResults.score_test``) or the analytic
+            expected (Fisher) information.  Default: observed for variance
+            terms, expected for the random scale intercept (whose test
+            with the observed information is conservative: it rejected
+            1-2% of null data sets at the 5% level in simulation, against
+            4.0-5.4% with the expected one).  Under REML the expected
             information is the ML one (they differ by O(p / n)); the
             observed one is that of the REML criterion.
         eval_env : dict, optional
@@ -902,12 +906,7 @@ class HetMixedLMResults(MixedLMResults):
                     f"var_re_formula={var_re_formula!r}: the score test covers a "
                     "random scale intercept ('~ 1'); for random scale slopes "
                     "fit the location-scale model and use compare_lr_test.")
-            if not observed:
-                raise NotImplementedError(
-                    "The random scale effect's test uses the observed "
-                    "information (its expectation needs fourth moments of the "
-                    "data); leave observed=True.")
-            return scoretest.scale_effect_test(self)
+            return scoretest.scale_effect_test(self, observed=bool(observed))
         if eval_env is None:
             import inspect
 
@@ -917,9 +916,10 @@ class HetMixedLMResults(MixedLMResults):
             if frame.f_code.co_filename.endswith("wrapper.py"):
                 caller = frame.f_back
                 eval_env = {**caller.f_globals, **caller.f_locals}
-        return scoretest.variance_terms_test(self, var_formula, exog_var,
-                                             observed=observed,
-                                             eval_env=eval_env)
+        return scoretest.variance_terms_test(
+            self, var_formula, exog_var,
+            observed=True if observed is None else bool(observed),
+            eval_env=eval_env)
 
     def _is_variance(self, name):
         """Whether a parameter (named as in ``params_natural``) is a

@@ -229,14 +229,139 @@ def test_scale_score_matches_the_location_scale_likelihood(null_fits, hsb_data):
 
 
 def test_scale_effect_test_on_hsb(null_fits):
-    test = null_fits["ML"].score_test_variance(var_re_formula="~ 1")
+    res = null_fits["ML"]
+    test = res.score_test_variance(var_re_formula="~ 1")
+    assert test.information == "expected"
     assert test.df == 1 and test.boundary == ["var:school Var"]
     assert test.weights.tolist() == [0.5, 0.5]
     assert test.score.iloc[0] > 0
     assert test.pvalue == pytest.approx(0.5 * stats.chi2.sf(test.statistic, 1))
     # the LR statistic of the location-scale fit (re_cov="independent") is
-    # 4.67 (p = 0.015); the score statistic is of the same size
-    assert 2.0 < test.statistic < 6.0
+    # 4.67 (p = 0.015); the score statistics are of the same size, the
+    # observed information's smaller (it grows with the score's squares)
+    observed = res.score_test_variance(var_re_formula="~ 1", observed=True)
+    assert observed.information == "observed"
+    assert 2.0 < observed.statistic < test.statistic < 6.0
+    # the same efficient score, up to the nuisance information used
+    assert observed.score.iloc[0] == pytest.approx(test.score.iloc[0], rel=1e-5)
+
+
+# The expected information of the scale variance, by brute force: one
+# design of 4 rows (random intercept and slope, log variance linear in a
+# row-level dummy) and a group for every node of the 5^4-point
+# Gauss-Hermite rule, y = X b + chol(V) z.  The group scores are
+# polynomials of degree 4 in z, so the rule gives E U_s = 0 and
+# E U_s^2 = I_ss exactly (degree 8 <= 2 * 5 - 1).
+_NATURAL = np.array([0.8, -0.1, 0.25, -0.2, 0.6])  # G (lower triangle), a
+
+
+def _quadrature_groups():
+    nodes, weights = np.polynomial.hermite_e.hermegauss(5)
+    grid = np.stack(np.meshgrid(*[nodes] * 4, indexing="ij"), -1).reshape(-1, 4)
+    w = np.prod(np.stack(np.meshgrid(*[weights] * 4, indexing="ij"), -1)
+                .reshape(-1, 4), axis=1)
+    m = grid.shape[0]
+    g = np.repeat(np.arange(m), 4)
+    x = np.tile([-1.0, 0.0, 0.5, 1.5], m)
+    f = np.tile([0.0, 1.0, 1.0, 0.0], m)
+    data = pd.DataFrame({"g": g, "x": x, "f": f, "y": 0.0})
+    kw = dict(groups="g", re_formula="~ x", var_formula="~ f")
+    lay = hmf.hetmixedlm("y ~ x + f", data, **kw).layout
+    factor, r = lay.factor(_NATURAL), lay.resid_var(_NATURAL)
+    Z = np.column_stack([np.ones(4), x[:4]])
+    V = Z @ factor @ factor.T @ Z.T + np.diag(r[:4])
+    beta = np.array([1.0, 0.5, 0.0])
+    data["y"] = 1.0 + 0.5 * x + (grid @ np.linalg.cholesky(V).T).ravel()
+    return hmf.hetmixedlm("y ~ x + f", data, **kw), beta, w / w.sum()
+
+
+def _group_scores(model, natural, beta):
+    """Each group's score for s2 at s2 = 0 and for a common shift w."""
+    der = scoretest._shift_derivatives(model._grouped, model.layout, natural, beta)
+    return 0.5 * (der[:, 1] + der[:, 0] ** 2), der[:, 0]
+
+
+def test_scale_information_matches_explicit_matrices():
+    # tr A^2, tr A^4 from V_i built explicitly, against the eigenvalue form;
+    # unequal groups, one smaller than the number of random effects
+    sizes = [1, 3, 4, 2, 5]
+    data = pd.DataFrame({"g": np.repeat(np.arange(5), sizes)})
+    data["x"] = np.linspace(-2, 2, len(data)) ** 2
+    data["f"] = np.arange(len(data)) % 2
+    data["y"] = np.cos(np.arange(len(data)))
+    model = hmf.hetmixedlm("y ~ x", data, groups="g", re_formula="~ x",
+                           var_formula="~ f")
+    i_ss, i_sw = scoretest._scale_expected_information(
+        model._grouped, model.layout, _NATURAL)
+    factor, r = model.layout.factor(_NATURAL), model.layout.resid_var(_NATURAL)
+    Z = np.column_stack([np.ones(len(data)), data["x"]])
+    for i in range(5):
+        rows = np.flatnonzero(data["g"] == i)
+        V = Z[rows] @ factor @ factor.T @ Z[rows].T + np.diag(r[rows])
+        A = np.linalg.solve(V, np.diag(r[rows]))  # similar to V^-1/2 R V^-1/2
+        tr2, tr4 = np.trace(A @ A), np.trace(np.linalg.matrix_power(A, 4))
+        assert i_ss[i] == pytest.approx(tr2 / 8 + tr4 / 4 + tr2 ** 2 / 8, rel=1e-12)
+        assert i_sw[i] == pytest.approx(tr2 / 4, rel=1e-12)
+
+
+def test_scale_information_is_the_variance_of_the_score():
+    model, beta, weight = _quadrature_groups()
+    u_s, u_w = _group_scores(model, _NATURAL, beta)
+    i_ss, i_sw = scoretest._scale_expected_information(
+        model._grouped, model.layout, _NATURAL)
+    assert abs(weight @ u_s) < 1e-10 * i_ss[0]
+    assert weight @ u_s ** 2 == pytest.approx(i_ss[0], rel=1e-10)
+    assert weight @ (u_s * u_w) == pytest.approx(i_sw[0], rel=1e-10)
+    # the joint information: the cross terms against the expectation of
+    # central differences of the score in each natural parameter
+    _, info = scoretest._scale_expected_system(model._grouped, model.layout,
+                                               _NATURAL)
+    m, k = len(weight), _NATURAL.size
+    assert info[k, k] == pytest.approx(m * i_ss[0], rel=1e-12)
+    h = 1e-5
+    for j in range(k):
+        step = h * np.eye(k)[j]
+        up = _group_scores(model, _NATURAL + step, beta)[0]
+        down = _group_scores(model, _NATURAL - step, beta)[0]
+        assert -weight @ (up - down) / (2 * h) == pytest.approx(
+            info[k, j] / m, rel=1e-6, abs=1e-8 * i_ss[0])
+
+
+def test_expected_scale_statistic_in_closed_form(null_fits):
+    # With an intercept in the variance function the nuisance projection
+    # removes half the shift's score: U_eff = U_s - U_w / 2 and
+    # I_eff = sum_i tr A_i^4 / 4 + (tr A_i^2)^2 / 8.
+    res = null_fits["ML"]
+    grouped, lay, natural = res.model._grouped, res.layout, res._natural
+    der = scoretest._shift_derivatives(grouped, lay, natural)
+    u_eff = 0.5 * (der[:, 1] + der[:, 0] ** 2).sum() - 0.5 * der[:, 0].sum()
+    lam = scoretest._shift_spectrum(grouped, lay, natural)[0]
+    extra = np.bincount(grouped.group_index) - lam.shape[1]
+    tr2 = (1 / (1 + lam) ** 2).sum(axis=1) + extra
+    tr4 = (1 / (1 + lam) ** 4).sum(axis=1) + extra
+    i_eff = (tr4 / 4 + tr2 ** 2 / 8).sum()
+    test = res.score_test_variance(var_re_formula="~ 1")
+    assert test.score.iloc[0] == pytest.approx(u_eff, rel=1e-8)
+    assert test.statistic == pytest.approx(u_eff ** 2 / i_eff, rel=1e-8)
+
+
+def test_scale_test_unchanged_when_a_covariate_is_recoded(hsb_data):
+    # units and origin of a mean covariate, of the random slope's covariate
+    # and of a variance covariate leave the test unchanged
+    data = hsb_data[hsb_data["school"].isin(hsb_data["school"].unique()[:60])].copy()
+    data["ses2"] = 10.0 * data["ses"] + 3.0
+    results = {}
+    for ses in ("ses", "ses2"):
+        for observed in (False, True):
+            fit = hmf.hetmixedlm(f"mathach ~ female + {ses}", data, groups="school",
+                                 re_formula=f"~ {ses}",
+                                 var_formula=f"~ {ses}").fit(reml=False)
+            results[ses, observed] = fit.score_test_variance(
+                var_re_formula="~ 1", observed=observed)
+    for observed in (False, True):
+        a, b = results["ses", observed], results["ses2", observed]
+        assert b.statistic == pytest.approx(a.statistic, rel=1e-5)
+        assert b.score.iloc[0] == pytest.approx(a.score.iloc[0], rel=1e-5)
 
 
 # ----------------------------------------------------------------------
