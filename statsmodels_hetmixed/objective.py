@@ -99,6 +99,11 @@ class HeteroskedasticObjective:
         self.layout = layout
         self.reml = bool(reml)
         self._last_info = None  # (natural, expected information)
+        # natural -> the natural parameters of the centred effects'
+        # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
+        # takes a factor of; None without centred random-effects columns
+        basis = grouped.re_basis
+        self._centring = None if basis is None else layout.centring(basis)
 
     @property
     def nobs(self) -> int:
@@ -114,9 +119,17 @@ class HeteroskedasticObjective:
         Cholesky factor, which a singular G has too); ``fe_params`` (ML)
         holds the fixed effects instead of profiling them out; ``info``
         adds the expected information (needs ``gradient``).
+
+        The engine takes a factor of the centred effects' covariance G_c
+        (``GroupedData.re_basis``): factored from G_c itself, or M_z L for
+        a given factor L of G.
         """
         lay = self.layout
-        factor = lay.factor(natural) if factor is None else factor
+        basis = self.grouped.re_basis
+        if factor is None:
+            factor = lay.factor(self.centred(natural))
+        elif basis is not None:
+            factor = basis @ factor
         directions = lay.info_directions(natural) if info else None
         return _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
                                 self.reml, fe_params=fe_params, gradient=gradient,
@@ -128,7 +141,7 @@ class HeteroskedasticObjective:
         parameters, (k_fe, k_structure)."""
         lay = self.layout
         cov_dirs, var_dirs = lay.info_directions(natural)
-        return _engine.fe_score_jacobian(self.grouped, lay.factor(natural),
+        return _engine.fe_score_jacobian(self.grouped, lay.factor(self.centred(natural)),
                                          lay.resid_var(natural), fe_params,
                                          cov_dirs, var_dirs)
 
@@ -159,25 +172,50 @@ class HeteroskedasticObjective:
     # ------------------------------------------------------------------
     # Conditioned coordinates u = T natural (the blocks' conditioners):
     # where scoring steps are solved and the observed information taken.
+    def centred(self, natural) -> np.ndarray:
+        """The natural vector with the covariance blocks' parameters those
+        of the centred effects' G_c = M_z G M_z' (``GroupedData.re_basis``)
+        where the engine centres the random-effects columns."""
+        natural = np.asarray(natural, dtype=np.float64)
+        return natural if self._centring is None else self._centring @ natural
+
+    def admissible(self, natural) -> bool:
+        """Whether the blocks accept ``natural``, the covariance matrices
+        judged as G_c (``centred``): whether G is semi-definite is decided
+        on G_c's correlations, which the origin of a random slope's
+        covariate leaves within rounding of +-1 in G."""
+        return self.layout.admissible(self.centred(natural))
+
     def conditioner(self, mask) -> np.ndarray:
-        """T, block diagonal: each variance block's ``conditioner`` where
+        """T, block diagonal: each block's conditioner (a variance block's
+        ``conditioner``, a covariance block's centring, ``centred``) where
         ``mask`` keeps all its parameters, else the identity (a held
         parameter keeps its natural coordinate)."""
         lay = self.layout
         T = np.eye(lay.k_structure)
         for block, sl in zip(lay.blocks, lay.block_slices):
-            if isinstance(block, VarianceBlock) and mask[sl].all():
+            if not mask[sl].all():
+                continue
+            if isinstance(block, VarianceBlock):
                 T[sl, sl] = block.conditioner()
+            elif self._centring is not None:
+                T[sl, sl] = self._centring[sl, sl]
         return T
 
     def conditioned_gradient(self, ev, natural, g, mask) -> np.ndarray:
         """d llf / du from an evaluation (natural gradient ``g``): the
-        conditioned blocks' own gradient, which does not cancel."""
+        conditioned blocks' own gradient, which does not cancel (a
+        covariance block's from d llf / dG_c)."""
         lay = self.layout
         g_u = np.array(g, dtype=np.float64)
         for block, sl in zip(lay.blocks, lay.block_slices):
-            if isinstance(block, VarianceBlock) and mask[sl].all():
+            if not mask[sl].all():
+                continue
+            if isinstance(block, VarianceBlock):
                 g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
+            elif self._centring is not None:
+                ix = np.ix_(block.slots, block.slots)
+                g_u[sl] = block.natural_gradient(ev.grad_cov_centred[ix])
         return g_u
 
     # ------------------------------------------------------------------

@@ -7,7 +7,8 @@ by name (``METHODS``, or any ``scipy.optimize.minimize`` method); they never
 name a structure.  The objective provides (see
 :class:`~.objective.HeteroskedasticObjective`):
 
-* ``layout`` -- ``to_natural``, ``from_natural``, ``bounded``, ``admissible``;
+* ``layout`` -- ``to_natural``, ``from_natural``, ``bounded``;
+* ``admissible(natural)`` -- the blocks' constraints beyond the box;
 * ``evaluate_natural(natural, info)`` -- the engine's evaluation (with the
   expected information ``ev.info`` when asked) and the natural gradient;
 * ``free_value_and_gradient(free)`` -- for quasi-Newton and Newton steps;
@@ -166,7 +167,7 @@ def fisher_scoring(objective, free, mask, options, hist):
     handled by an active set: a step never takes them below zero, and one
     at zero whose gradient points outside is held there (the Kuhn-Tucker
     condition of a boundary maximum).  Other constraints (a covariance
-    matrix that must stay semi-definite, ``layout.admissible``) reject a
+    matrix that must stay semi-definite, ``objective.admissible``) reject a
     step; where that blocks progress the caller falls back to quasi-Newton
     on the free scale.
     """
@@ -180,7 +181,7 @@ def fisher_scoring(objective, free, mask, options, hist):
     T_inverses = {}  # by working set: T_w^-1, so that no step solves with it
 
     def evaluate(x):
-        if not lay.admissible(x):
+        if not objective.admissible(x):
             raise np.linalg.LinAlgError("outside the parameter space")
         return objective.evaluate_natural(x, info=True)
 
