@@ -293,6 +293,9 @@ class Evaluation:
     grad_cov: np.ndarray | None = None   # (q, q) d llf / d G (symmetric form)
     grad_eta: np.ndarray | None = None   # (n,) d llf / d log r_j
     info: np.ndarray | None = None       # expected information, if requested
+    # the same in the coordinates of the centred effects' covariance G_c
+    # (set by the objective, which asks the engine for it)
+    info_centred: np.ndarray | None = None
     llf_groups: np.ndarray | None = None       # (m,) per-group llf (ML)
     vinv_resid: np.ndarray | None = None       # (n,) V^-1 (y - X b)
     grad_cov_groups: np.ndarray | None = None  # (m, q, q) per-group grad_cov
@@ -342,8 +345,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         theorem makes it the profile gradient.
     info_directions : tuple (cov_dirs, var_dirs), optional
         With ``gradient``: also the expected information, see
-        ``_expected_information`` (``cov_dirs``: dG / d param, of the
-        user's G).
+        ``_expected_information``; with ``data.re_basis``, ``cov_dirs`` are
+        derivatives of G_c (``centred_directions`` maps dG / d param to
+        them; the natural parameters of G_c take its own directions).
     endog : ndarray (n,), optional
         Replaces ``data.endog`` (e.g. the response minus a per-group offset).
     per_group : bool
@@ -471,10 +475,8 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     ev.grad_cov_centred = grad_cov
     ev.grad_eta = 0.5 * g
     if info_directions is not None:
-        cov_dirs, var_dirs = info_directions
         ev.info = _expected_information(data, K, A, zvz, zkz, winv,
-                                        _to_centred_directions(data, cov_dirs),
-                                        var_dirs)
+                                        *info_directions)
     return ev
 
 
@@ -490,8 +492,9 @@ def _to_user_gradient(data, grad_c):
     return grad_c if M is None else M.T @ grad_c @ M
 
 
-def _to_centred_directions(data, cov_dirs):
-    """dG_c / d param = M_z (dG / d param) M_z', (k, q, q)."""
+def centred_directions(data, cov_dirs):
+    """dG_c / d param = M_z (dG / d param) M_z', (k, q, q): derivatives of
+    the user's G as ``evaluate`` and ``fe_score_jacobian`` take them."""
     M = data.re_basis
     return cov_dirs if M is None else M @ cov_dirs @ M.T
 
@@ -505,7 +508,8 @@ def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
 
     ``d/d param_k X'V^-1 r = -X'V^-1 V_k V^-1 r`` with ``V_k = Z E_k Z'``
     for covariance parameters (``cov_dirs``: (k_cov, q, q), dG / d param;
-    ``factor`` as ``evaluate``'s)
+    ``factor`` and ``cov_dirs`` of G_c with ``data.re_basis``, as
+    ``evaluate``'s)
     and ``V_l = diag(r_j d log r_j / d param_l)`` for variance parameters
     (``var_dirs``: (n, k_var)).  Per group, ``Z'V^-1 X = B - A K B`` and
     ``Z'V^-1 r = e - A K e``; row by row, ``V^-1 X = R^-1 (X - Z K B)``
@@ -518,7 +522,6 @@ def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
     """
     X, Z = data.exog, _engine_z(data)
     F = data.fe_basis
-    cov_dirs = _to_centred_directions(data, cov_dirs)
     b = np.asarray(fe_params, dtype=np.float64)
     if F is not None:
         b = F @ b  # the fixed effects of the centred columns

@@ -201,8 +201,7 @@ def fisher_scoring(objective, free, mask, options, hist):
             T_inverses[key] = np.linalg.inv(T[np.ix_(work, work)])
         T_w_inv = T_inverses[key]
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
-        info = T_w_inv.T @ ev.info[np.ix_(work, work)] @ T_w_inv
-        info = 0.5 * (info + info.T)
+        info = objective.conditioned_information(ev, mask, work)
         ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
         try:
             chol = np.linalg.cholesky(info + ridge * np.eye(work.size))

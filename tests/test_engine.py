@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from statsmodels_hetmixed._engine import GroupedData, evaluate, fe_score_jacobian
+from statsmodels_hetmixed._engine import (GroupedData, centred_directions, evaluate,
+                                          fe_score_jacobian)
 
 
 LAYOUTS = ["padded", "sparse"]
@@ -251,8 +252,10 @@ def test_fe_score_jacobian_matches_dense(layout, centre):
 def test_centred_random_effects_columns_give_the_same_answers(layout, reml):
     """GroupedData(centre=True, k_re=...) evaluates with Z_c = Z M^-1 and a
     factor of G_c = M G M' (M L for G = L L'), and reports the BLUPs, their
-    covariances, d llf / dG, the expected information and the score's
-    Jacobian in Z's coordinates; the variance-component column (past k_re)
+    covariances, d llf / dG in Z's coordinates, and the expected
+    information and the score's Jacobian of G's parameters given their
+    directions in G_c (``centred_directions``); the variance-component
+    column (past k_re)
     is not centred.  The uncentred engine and the dense log-likelihood are
     the check."""
     plain, g, W, L = _problem(4, layout)
@@ -273,9 +276,10 @@ def test_centred_random_effects_columns_give_the_same_answers(layout, reml):
     dirs = np.zeros((q * (q + 1) // 2, q, q))  # dG / d vech(G)
     for k, (i, j) in enumerate(zip(*np.tril_indices(q))):
         dirs[k, i, j] = dirs[k, j, i] = 1.0
-    evs = [evaluate(d, factor, r, reml, gradient=True, info_directions=(dirs, W),
+    evs = [evaluate(d, factor, r, reml, gradient=True, info_directions=(E, W),
                     per_group=not reml)
-           for d, factor in ((centred, M @ L), (uncentred, L))]
+           for d, factor, E in ((centred, M @ L, centred_directions(centred, dirs)),
+                                (uncentred, L, dirs))]
     assert evs[0].llf == pytest.approx(dense_llf(uncentred, g, W, L, a, reml), rel=1e-10)
     names = ["llf", "fe_params", "blup", "cond_cov", "grad_cov", "grad_eta", "info"]
     for name in names + ([] if reml else ["grad_cov_groups", "llf_groups"]):
@@ -285,6 +289,7 @@ def test_centred_random_effects_columns_give_the_same_answers(layout, reml):
     np.testing.assert_allclose(M.T @ evs[0].grad_cov_centred @ M, evs[1].grad_cov,
                                rtol=1e-8, atol=1e-10)
     beta = evs[1].fe_params + 0.1
-    np.testing.assert_allclose(fe_score_jacobian(centred, M @ L, r, beta, dirs, W),
+    np.testing.assert_allclose(fe_score_jacobian(centred, M @ L, r, beta,
+                                                 centred_directions(centred, dirs), W),
                                fe_score_jacobian(uncentred, L, r, beta, dirs, W),
                                rtol=1e-8, atol=1e-10)
