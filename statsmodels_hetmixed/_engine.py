@@ -328,8 +328,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         Any ``L`` with ``G = L L'`` (lower triangular in practice), common to
         all groups or one per group; with ``data.re_basis``, of the centred
         effects' ``G_c = M_z G M_z'`` (what ``Layout.factor(natural,
-        data.re_basis)`` gives).  Everything returned is in the user's
-        coordinates (of G and ``data.exog_z``).
+        data.re_basis)`` gives).  The BLUPs, their covariances and the
+        gradient are returned in the user's coordinates (of G and
+        ``data.exog_z``).
     resid_var : ndarray (n,)
         Residual variances ``r_j > 0``.
     reml : bool
