@@ -79,6 +79,19 @@ class GroupedData:
         origin is nearly collinear with the intercept; in the centred
         columns the GLS solve and the residuals keep their digits.
         ``evaluate`` takes and returns the fixed effects of X.
+    exog_zc : ndarray (n, q)
+        The random-effects design the engine evaluates with: with
+        ``re_basis``, Z_c = Z M_z^-1 (the ``exog_re`` columns centred as
+        the fixed effects' columns, the variance components' untouched),
+        so that Z b = Z_c (M_z b) and the centred effects have covariance
+        G_c = M_z G M_z'; else ``exog_z`` itself.  A random slope on a
+        covariate far from its origin makes G's intercept entries huge and
+        the intercept and slope correlated to within rounding; G_c keeps
+        them apart.
+    re_basis : ndarray (q, q) or None
+        M_z.  ``evaluate`` takes a factor of G_c (``centred_factor``), and
+        gives the BLUPs, their covariances and the gradient in the user's
+        coordinates (those of G and ``exog_z``).
     """
 
     endog: np.ndarray
@@ -94,10 +107,13 @@ class GroupedData:
     #: M^-1, known in closed form: M = I + e_j0 a' with a_j0 = 0, so
     #: M^-1 = I - e_j0 a' (no solve per evaluation).
     fe_basis_inverse: np.ndarray | None = None
+    exog_zc: np.ndarray | None = None
+    re_basis: np.ndarray | None = None
+    re_basis_inverse: np.ndarray | None = None
 
     @classmethod
     def build(cls, endog, exog, exog_z, group_index, n_groups, layout="auto",
-              centre=False):
+              centre=False, k_re=0):
         """
         Parameters
         ----------
@@ -105,7 +121,10 @@ class GroupedData:
             How per-group sums are computed (see ``_MAX_PADDING``).
         centre : bool
             Centre the fixed-effects columns when one column is a constant
-            (see ``fe_basis``).
+            (see ``fe_basis``), and the first ``k_re`` columns of ``exog_z``
+            (``exog_re``) when one of them is (see ``re_basis``).
+        k_re : int
+            Number of leading ``exog_z`` columns that are ``exog_re``.
         """
         n = len(endog)
         group_index = np.asarray(group_index, dtype=np.intp)
@@ -130,24 +149,21 @@ class GroupedData:
         endog = np.ascontiguousarray(endog, dtype=np.float64)
         exog = np.asarray(exog, dtype=np.float64)
         fe_basis = fe_basis_inverse = None
-        centring = _centring(exog) if centre else None
-        if centring is not None:
-            j0, means = centring
-            # A new C-contiguous array for the BLAS products, in one pass.
-            exog = np.subtract(exog, means, order="C")
-            fe_basis = np.eye(exog.shape[1])
-            fe_basis[j0] += means / exog[0, j0]
-            fe_basis_inverse = np.eye(exog.shape[1])
-            fe_basis_inverse[j0] -= means / exog[0, j0]
+        if centre:
+            exog, fe_basis, fe_basis_inverse = _centred(exog, exog.shape[1])
         else:
             exog = np.ascontiguousarray(exog)
+        exog_z = np.ascontiguousarray(exog_z, dtype=np.float64)
+        exog_zc, re_basis, re_basis_inverse = (
+            _centred(exog_z, k_re) if centre and k_re > 0
+            else (exog_z, None, None))
         exog_endog = np.empty((n, exog.shape[1] + 1))
         exog_endog[:, :-1] = exog
         exog_endog[:, -1] = endog
         return cls(
             endog,
             exog,
-            np.ascontiguousarray(exog_z, dtype=np.float64),
+            exog_z,
             group_index,
             int(n_groups),
             max_size,
@@ -156,6 +172,9 @@ class GroupedData:
             exog_endog,
             fe_basis,
             fe_basis_inverse,
+            exog_zc,
+            re_basis,
+            re_basis_inverse,
         )
 
     @property
@@ -167,6 +186,28 @@ class GroupedData:
         out = np.zeros((self.n_groups * self.max_size, rows.shape[1]))
         out[self.pad_index] = rows
         return out.reshape(self.n_groups, self.max_size, -1)
+
+
+def _centred(mat, k):
+    """
+    ``(mat_c, M, M^-1)`` with the first ``k`` columns of ``mat`` centred
+    (``_centring``), ``mat = mat_c M``; ``(mat, None, None)`` when they
+    have no intercept column or nothing to centre.  M = I + e_j0 a' with
+    a_j0 = 0, so M^-1 = I - e_j0 a' (known in closed form).
+    """
+    centring = _centring(mat[:, :k])
+    if centring is None:
+        return np.ascontiguousarray(mat), None, None
+    j0, means = centring
+    shift = np.zeros(mat.shape[1])
+    shift[:k] = means
+    # A new C-contiguous array for the BLAS products, in one pass.
+    out = np.subtract(mat, shift, order="C")
+    basis = np.eye(mat.shape[1])
+    basis[j0] += shift / mat[0, j0]
+    inverse = np.eye(mat.shape[1])
+    inverse[j0] -= shift / mat[0, j0]
+    return out, basis, inverse
 
 
 def _centring(exog):
@@ -252,9 +293,15 @@ class Evaluation:
     grad_cov: np.ndarray | None = None   # (q, q) d llf / d G (symmetric form)
     grad_eta: np.ndarray | None = None   # (n,) d llf / d log r_j
     info: np.ndarray | None = None       # expected information, if requested
+    # the same in the coordinates of the centred effects' covariance G_c
+    # (set by the objective, which asks the engine for it)
+    info_centred: np.ndarray | None = None
     llf_groups: np.ndarray | None = None       # (m,) per-group llf (ML)
     vinv_resid: np.ndarray | None = None       # (n,) V^-1 (y - X b)
     grad_cov_groups: np.ndarray | None = None  # (m, q, q) per-group grad_cov
+    # d llf / dG_c of the centred effects (GroupedData.re_basis; grad_cov
+    # without it): the covariance blocks' conditioned gradient
+    grad_cov_centred: np.ndarray | None = None
     # Centred fixed-effects columns (GroupedData.fe_basis): M and X_c'V^-1X_c
     fe_basis: np.ndarray | None = None
     xtvix_centred: np.ndarray | None = None
@@ -279,7 +326,11 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     data : GroupedData
     factor : ndarray (q, q) or (n_groups, q, q)
         Any ``L`` with ``G = L L'`` (lower triangular in practice), common to
-        all groups or one per group.
+        all groups or one per group; with ``data.re_basis``, of the centred
+        effects' ``G_c = M_z G M_z'`` (what ``Layout.factor(natural,
+        data.re_basis)`` gives).  The BLUPs, their covariances and the
+        gradient are returned in the user's coordinates (of G and
+        ``data.exog_z``).
     resid_var : ndarray (n,)
         Residual variances ``r_j > 0``.
     reml : bool
@@ -295,7 +346,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         theorem makes it the profile gradient.
     info_directions : tuple (cov_dirs, var_dirs), optional
         With ``gradient``: also the expected information, see
-        ``_expected_information``.
+        ``_expected_information``; with ``data.re_basis``, ``cov_dirs`` are
+        derivatives of G_c (``centred_directions`` maps dG / d param to
+        them; the natural parameters of G_c take its own directions).
     endog : ndarray (n,), optional
         Replaces ``data.endog`` (e.g. the response minus a per-group offset).
     per_group : bool
@@ -313,7 +366,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     NotPositiveDefiniteError
         When X'V^-1 X is singular (collinear fixed-effects design).
     """
-    X, Z = data.exog, data.exog_z
+    X, Z = data.exog, _engine_z(data)
     fe_basis = data.fe_basis
     if fe_basis is not None and fe_params is not None:
         fe_params = fe_basis @ np.asarray(fe_params, dtype=np.float64)  # of X_c
@@ -376,13 +429,16 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
 
     score_fe = (Xw.T @ resid - np.einsum("iqp,iq->p", B, blup)
                 if fe_summaries else None)
+    # the centred effects' BLUPs and covariances back to Z's: M^-1 u_c
+    Mi = data.re_basis_inverse
+    blup_z, K_z = (blup, K) if Mi is None else (blup @ Mi.T, Mi @ K @ Mi.T)
     if fe_basis is None:
-        ev = Evaluation(llf, fe_params, xtvix, blup, K, resid, score_fe)
+        ev = Evaluation(llf, fe_params, xtvix, blup_z, K_z, resid, score_fe)
     else:  # back to the fixed effects of X
         F = fe_basis
         ev = Evaluation(llf, data.fe_basis_inverse @ fe_params,
-                        None if xtvix is None else F.T @ xtvix @ F, blup, K, resid,
-                        None if score_fe is None else F.T @ score_fe,
+                        None if xtvix is None else F.T @ xtvix @ F, blup_z, K_z,
+                        resid, None if score_fe is None else F.T @ score_fe,
                         fe_basis=F, xtvix_centred=xtvix)
     if per_group:
         gi, m = data.group_index, data.n_groups
@@ -401,7 +457,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     grad_cov_groups = 0.5 * (s[:, :, None] * s[:, None, :] - zvz)
     grad_cov = grad_cov_groups.sum(axis=0)
     if per_group:
-        ev.grad_cov_groups = grad_cov_groups
+        ev.grad_cov_groups = _to_user_gradient(data, grad_cov_groups)
     # d llf / d log r_j
     cond_resid = resid - rows_times_group(data, Z, blup)
     ev.vinv_resid = cond_resid * winv  # V^-1 (y - X b), row by row
@@ -415,12 +471,33 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         xt = X - rows_times_group(data, Z, KB)
         Hinv = _chol_solve(chol_H, np.eye(p))
         g += ((xt @ Hinv) * xt).sum(axis=1) * winv
-    ev.grad_cov = 0.5 * (grad_cov + grad_cov.T)
+    grad_cov = 0.5 * (grad_cov + grad_cov.T)
+    ev.grad_cov = _to_user_gradient(data, grad_cov)
+    ev.grad_cov_centred = grad_cov
     ev.grad_eta = 0.5 * g
     if info_directions is not None:
         ev.info = _expected_information(data, K, A, zvz, zkz, winv,
                                         *info_directions)
     return ev
+
+
+def _engine_z(data):
+    """The random-effects design the engine evaluates with (``exog_zc``)."""
+    return data.exog_z if data.exog_zc is None else data.exog_zc
+
+
+def _to_user_gradient(data, grad_c):
+    """d llf / dG = M_z' (d llf / dG_c) M_z (G_c = M_z G M_z'), for one
+    (q, q) gradient or a stack."""
+    M = data.re_basis
+    return grad_c if M is None else M.T @ grad_c @ M
+
+
+def centred_directions(data, cov_dirs):
+    """dG_c / d param = M_z (dG / d param) M_z', (k, q, q): derivatives of
+    the user's G as ``evaluate`` and ``fe_score_jacobian`` take them."""
+    M = data.re_basis
+    return cov_dirs if M is None else M @ cov_dirs @ M.T
 
 
 def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
@@ -431,7 +508,9 @@ def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
     for MixedLM's REML function of b and the covariances).
 
     ``d/d param_k X'V^-1 r = -X'V^-1 V_k V^-1 r`` with ``V_k = Z E_k Z'``
-    for covariance parameters (``cov_dirs``: (k_cov, q, q), dG / d param)
+    for covariance parameters (``cov_dirs``: (k_cov, q, q), dG / d param;
+    ``factor`` and ``cov_dirs`` of G_c with ``data.re_basis``, as
+    ``evaluate``'s)
     and ``V_l = diag(r_j d log r_j / d param_l)`` for variance parameters
     (``var_dirs``: (n, k_var)).  Per group, ``Z'V^-1 X = B - A K B`` and
     ``Z'V^-1 r = e - A K e``; row by row, ``V^-1 X = R^-1 (X - Z K B)``
@@ -442,7 +521,7 @@ def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
     ndarray (p, k_cov + k_var)
         In the fixed effects of the original (uncentred) design.
     """
-    X, Z = data.exog, data.exog_z
+    X, Z = data.exog, _engine_z(data)
     F = data.fe_basis
     b = np.asarray(fe_params, dtype=np.float64)
     if F is not None:
@@ -496,7 +575,7 @@ def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):
     It is used as the scoring matrix of the optimiser (for REML too, where
     it differs by O(p / n)); standard errors use the observed information.
     """
-    Z = data.exog_z
+    Z = _engine_z(data)
     n, q = Z.shape
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
     dw = var_dirs * winv[:, None]  # d_l / r^2

@@ -55,9 +55,11 @@ def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
 
 def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
                       reml: bool, model_name: str = "HetMixedLM",
-                      stacklevel: int = 3) -> None:
+                      stacklevel: int = 3, re_basis=None) -> None:
     """The warnings of a fit: optimisation skipped or not converged, a
-    singular covariance block, variances at zero."""
+    singular covariance block (judged in the centred random-effects
+    columns, ``re_basis``: ``_engine.GroupedData.re_basis``), variances at
+    zero."""
     if not optimised:
         warnings.warn("do_cg=False: the optimization was skipped and the "
                       "results are at the starting values.", UserWarning,
@@ -70,7 +72,11 @@ def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
             "other start_params or method, or simplify the model.",
             ConvergenceWarning, stacklevel=stacklevel)
     at_bound = estimate.at_boundary
-    singular = [b for b, v in zip(layout.blocks, layout.parts(estimate.natural))
+    # decided on the centred effects' covariance G_c (re_basis), whose
+    # correlations the origin of a random slope's covariate does not push
+    # to within rounding of +-1
+    centred = layout.centring(re_basis) @ estimate.natural
+    singular = [b for b, v in zip(layout.blocks, layout.parts(centred))
                 if b.singular(v)]
     if singular and not at_bound.any():
         warnings.warn(

@@ -410,7 +410,7 @@ class HetMixedLM(MixedLM):
         exog_z, self._vc_slots = self._build_exog_z()
         self._grouped = _engine.GroupedData.build(
             self.endog, self.exog, exog_z, self._group_index, self.n_groups,
-            centre=True)
+            centre=True, k_re=self.k_re)
 
         names, re_names, re_names_full = self._make_param_names(
             exog_re if exog_re_names is None else list(exog_re_names))
@@ -1276,7 +1276,8 @@ class HetMixedLM(MixedLM):
         hist = [] if full_output else None
         est = optim.estimate(objective, theta, mask, methods=method,
                              options=fit_kwargs, hist=hist, optimise=do_cg)
-        inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml)
+        inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml,
+                                    re_basis=self._grouped.re_basis)
         cov_params = inference.covariance_of_estimates(est, lay, mask)
         params = lay.join(est.evaluation.fe_params, est.natural)
         small_sample = None

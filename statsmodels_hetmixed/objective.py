@@ -98,7 +98,12 @@ class HeteroskedasticObjective:
         self.grouped = grouped
         self.layout = layout
         self.reml = bool(reml)
-        self._last_info = None  # (natural, expected information)
+        self._last_info = None  # (natural, evaluation with the information)
+        # natural -> the natural parameters of the centred effects'
+        # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
+        # takes a factor of; None without centred random-effects columns
+        basis = grouped.re_basis
+        self._centring = None if basis is None else layout.centring(basis)
 
     @property
     def nobs(self) -> int:
@@ -114,13 +119,30 @@ class HeteroskedasticObjective:
         Cholesky factor, which a singular G has too); ``fe_params`` (ML)
         holds the fixed effects instead of profiling them out; ``info``
         adds the expected information (needs ``gradient``).
+
+        The engine takes a factor of the centred effects' covariance G_c
+        (``GroupedData.re_basis``): factored from G_c itself, or M_z L for
+        a given factor L of G.
         """
         lay = self.layout
-        factor = lay.factor(natural) if factor is None else factor
+        basis = self.grouped.re_basis
+        if factor is None:
+            factor = lay.factor(self.centred(natural))
+        elif basis is not None:
+            factor = basis @ factor
         directions = lay.info_directions(natural) if info else None
-        return _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
-                                self.reml, fe_params=fe_params, gradient=gradient,
-                                info_directions=directions)
+        ev = _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
+                              self.reml, fe_params=fe_params, gradient=gradient,
+                              info_directions=directions)
+        if info:
+            # The blocks' own directions are those of the natural parameters
+            # of G_c, v = C natural (``centred``): the engine's information
+            # is in v, computed there without the cancellation of the
+            # natural coordinates; the natural parameters' is C' I_v C.
+            ev.info_centred = ev.info
+            if self._centring is not None:
+                ev.info = self._centring.T @ ev.info @ self._centring
+        return ev
 
     def fe_score_jacobian(self, natural, fe_params) -> np.ndarray:
         """d (X'V^-1 (y - X b)) / d natural at fixed ``fe_params``: the
@@ -128,9 +150,9 @@ class HeteroskedasticObjective:
         parameters, (k_fe, k_structure)."""
         lay = self.layout
         cov_dirs, var_dirs = lay.info_directions(natural)
-        return _engine.fe_score_jacobian(self.grouped, lay.factor(natural),
-                                         lay.resid_var(natural), fe_params,
-                                         cov_dirs, var_dirs)
+        return _engine.fe_score_jacobian(
+            self.grouped, lay.factor(self.centred(natural)), lay.resid_var(natural),
+            fe_params, _engine.centred_directions(self.grouped, cov_dirs), var_dirs)
 
     def natural_gradient(self, ev: _engine.Evaluation, natural) -> np.ndarray:
         """d llf / d natural from an evaluation with the gradient."""
@@ -142,7 +164,7 @@ class HeteroskedasticObjective:
         of ``observed_information``."""
         ev = self.evaluate(natural, gradient=True, info=info)
         if info:
-            self._last_info = (np.array(natural, copy=True), ev.info)
+            self._last_info = (np.array(natural, copy=True), ev)
         return ev, self.natural_gradient(ev, natural)
 
     def free_value_and_gradient(self, free) -> tuple[float, np.ndarray]:
@@ -159,25 +181,76 @@ class HeteroskedasticObjective:
     # ------------------------------------------------------------------
     # Conditioned coordinates u = T natural (the blocks' conditioners):
     # where scoring steps are solved and the observed information taken.
+    def centred(self, natural) -> np.ndarray:
+        """The natural vector with the covariance blocks' parameters those
+        of the centred effects' G_c = M_z G M_z' (``GroupedData.re_basis``)
+        where the engine centres the random-effects columns."""
+        natural = np.asarray(natural, dtype=np.float64)
+        return natural if self._centring is None else self._centring @ natural
+
+    def admissible(self, natural) -> bool:
+        """Whether the blocks accept ``natural``, the covariance matrices
+        judged as G_c (``centred``): whether G is semi-definite is decided
+        on G_c's correlations, which the origin of a random slope's
+        covariate leaves within rounding of +-1 in G."""
+        return self.layout.admissible(self.centred(natural))
+
     def conditioner(self, mask) -> np.ndarray:
-        """T, block diagonal: each variance block's ``conditioner`` where
+        """T, block diagonal: each block's conditioner (a variance block's
+        ``conditioner``, a covariance block's centring, ``centred``) where
         ``mask`` keeps all its parameters, else the identity (a held
         parameter keeps its natural coordinate)."""
         lay = self.layout
         T = np.eye(lay.k_structure)
         for block, sl in zip(lay.blocks, lay.block_slices):
-            if isinstance(block, VarianceBlock) and mask[sl].all():
+            if not mask[sl].all():
+                continue
+            if isinstance(block, VarianceBlock):
                 T[sl, sl] = block.conditioner()
+            elif self._centring is not None:
+                T[sl, sl] = self._centring[sl, sl]
         return T
+
+    def conditioned_information(self, ev, mask, work=None) -> np.ndarray:
+        """
+        The expected information of an evaluation with it in the
+        coordinates ``u = conditioner(mask) natural``, over the entries
+        ``work`` (all by default; the other entries held): from the
+        engine's information in G_c's coordinates (``ev.info_centred``),
+        by the map S from those to u (``u = S v``): the identity on the
+        covariance blocks that ``mask`` keeps whole, a variance block's
+        conditioner, C^-1 on a covariance block with held parameters.
+        Transforming the natural information instead would cancel to
+        nothing when C is ill conditioned (a slope's covariate 1e7 from
+        its origin: C spans 1e14).
+        """
+        lay = self.layout
+        S = self.conditioner(mask)
+        if self._centring is not None:
+            for block, sl in zip(lay.blocks, lay.block_slices):
+                if not isinstance(block, VarianceBlock):
+                    S[sl, sl] = (np.eye(block.k) if mask[sl].all()
+                                 else np.linalg.inv(self._centring[sl, sl]))
+        work = np.arange(S.shape[0]) if work is None else np.asarray(work)
+        ix = np.ix_(work, work)
+        S_inv = np.linalg.inv(S[ix])
+        info = S_inv.T @ ev.info_centred[ix] @ S_inv
+        return 0.5 * (info + info.T)
 
     def conditioned_gradient(self, ev, natural, g, mask) -> np.ndarray:
         """d llf / du from an evaluation (natural gradient ``g``): the
-        conditioned blocks' own gradient, which does not cancel."""
+        conditioned blocks' own gradient, which does not cancel (a
+        covariance block's from d llf / dG_c)."""
         lay = self.layout
         g_u = np.array(g, dtype=np.float64)
         for block, sl in zip(lay.blocks, lay.block_slices):
-            if isinstance(block, VarianceBlock) and mask[sl].all():
+            if not mask[sl].all():
+                continue
+            if isinstance(block, VarianceBlock):
                 g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
+            elif self._centring is not None:
+                ix = np.ix_(block.slots, block.slots)
+                g_u[sl] = block.natural_gradient(ev.grad_cov_centred[ix])
         return g_u
 
     # ------------------------------------------------------------------
@@ -212,12 +285,12 @@ class HeteroskedasticObjective:
             ev, g = self.evaluate_natural(x)
             return self.conditioned_gradient(ev, x, g, mask), ev
 
-        info = self._nearby_information(natural)
-        if info is None:
-            info = self.evaluate_natural(natural, info=True)[0].info
+        with_info = self._nearby_information(natural)
+        if with_info is None:
+            with_info = self.evaluate_natural(natural, info=True)[0]
         u0 = T @ natural
         g0_u, ev0 = grad_u(u0)
-        info_u = T_inv.T @ info @ T_inv
+        info_u = self.conditioned_information(with_info, mask)
         idx = np.flatnonzero(mask)
         basis = _hessian.whitening_basis(
             info_u[np.ix_(idx, idx)], self._typical_size(natural, u0)[idx],
@@ -228,17 +301,17 @@ class HeteroskedasticObjective:
 
     def _nearby_information(self, natural):
         """
-        The expected information last computed (by Fisher scoring, usually
-        at this very point) if it was within 0.1 standard errors of
-        ``natural`` (a distance in its own metric, free of units), else
-        None.  The difference directions need only an approximate
+        The evaluation with the expected information last computed (by
+        Fisher scoring, usually at this very point) if it was within 0.1
+        standard errors of ``natural`` (a distance in its own metric, free
+        of units), else None.  The difference directions need only an approximate
         information, and computing it costs twice a gradient evaluation.
         """
         last = self._last_info
         if last is None or last[0].shape != natural.shape:
             return None
-        delta = natural - last[0]
-        dist2 = float(delta @ last[1] @ delta)
+        delta = self.centred(natural) - self.centred(last[0])
+        dist2 = float(delta @ last[1].info_centred @ delta)
         return last[1] if np.isfinite(dist2) and dist2 <= 1e-2 else None
 
     def _typical_size(self, natural, values):

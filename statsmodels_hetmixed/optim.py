@@ -7,7 +7,8 @@ by name (``METHODS``, or any ``scipy.optimize.minimize`` method); they never
 name a structure.  The objective provides (see
 :class:`~.objective.HeteroskedasticObjective`):
 
-* ``layout`` -- ``to_natural``, ``from_natural``, ``bounded``, ``admissible``;
+* ``layout`` -- ``to_natural``, ``from_natural``, ``bounded``;
+* ``admissible(natural)`` -- the blocks' constraints beyond the box;
 * ``evaluate_natural(natural, info)`` -- the engine's evaluation (with the
   expected information ``ev.info`` when asked) and the natural gradient;
 * ``free_value_and_gradient(free)`` -- for quasi-Newton and Newton steps;
@@ -166,7 +167,7 @@ def fisher_scoring(objective, free, mask, options, hist):
     handled by an active set: a step never takes them below zero, and one
     at zero whose gradient points outside is held there (the Kuhn-Tucker
     condition of a boundary maximum).  Other constraints (a covariance
-    matrix that must stay semi-definite, ``layout.admissible``) reject a
+    matrix that must stay semi-definite, ``objective.admissible``) reject a
     step; where that blocks progress the caller falls back to quasi-Newton
     on the free scale.
     """
@@ -180,7 +181,7 @@ def fisher_scoring(objective, free, mask, options, hist):
     T_inverses = {}  # by working set: T_w^-1, so that no step solves with it
 
     def evaluate(x):
-        if not lay.admissible(x):
+        if not objective.admissible(x):
             raise np.linalg.LinAlgError("outside the parameter space")
         return objective.evaluate_natural(x, info=True)
 
@@ -200,8 +201,7 @@ def fisher_scoring(objective, free, mask, options, hist):
             T_inverses[key] = np.linalg.inv(T[np.ix_(work, work)])
         T_w_inv = T_inverses[key]
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
-        info = T_w_inv.T @ ev.info[np.ix_(work, work)] @ T_w_inv
-        info = 0.5 * (info + info.T)
+        info = objective.conditioned_information(ev, mask, work)
         # A ridge relative to each parameter's own information: one relative
         # to the largest would swamp the parameters of other units (with y in
         # units 1e-3 the covariances' information is 1e12 times the variance

@@ -533,7 +533,8 @@ def results_cluster_robust(results, clusters, correction) -> ClusterRobust:
     natural = results._natural
     factor = lay.factor(natural)
     resid_var = lay.resid_var(natural)
-    ev = _engine.evaluate(grouped, factor, resid_var, reml=True)
+    ev = _engine.evaluate(grouped, lay.factor(natural, grouped.re_basis), resid_var,
+                          reml=True)
     xtvix = ev.xtvix if ev.fe_basis is None else ev.xtvix_centred
     fe = np.asarray(results.fe_params, dtype=float)
     resid = grouped.endog - model.exog @ fe

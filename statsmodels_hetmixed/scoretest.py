@@ -364,7 +364,8 @@ def _shift_spectrum(grouped, layout, natural, fe_params=None):
     """
     factor = layout.factor(natural)
     r = layout.resid_var(natural)
-    ev = _engine.evaluate(grouped, factor, r, reml=False, fe_params=fe_params)
+    ev = _engine.evaluate(grouped, layout.factor(natural, grouped.re_basis), r,
+                          reml=False, fe_params=fe_params)
     resid, winv = ev.resid_marginal, 1.0 / r
     Z = grouped.exog_z
     q = Z.shape[1]

@@ -426,3 +426,47 @@ def test_variance_covariate_far_from_its_origin(hsb_data, reml):
             np.asarray(res.bse[["s", "female", "var:s", "var:female", "var(school)"]]),
             [res.params["s"], res.params["var:s"], res.llf])
     np.testing.assert_allclose(ses[2e4], ses[0.0], rtol=1e-6)
+
+
+def _orthodont_months(reml, var_formula, origin=0.0, unit=1.0):
+    """The Orthodont random-slope fit on months = (12 age) * unit + origin."""
+    data = pd.read_csv(RESULTS / "robust" / "orthodont.csv")
+    data["months"] = 12.0 * data["age"] * unit + origin
+    kw = {} if var_formula is None else {"var_formula": var_formula}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return hmf.hetmixedlm("distance ~ months + female", data, groups="Subject",
+                              re_formula="~ months", **kw).fit(reml=reml)
+
+
+@pytest.mark.parametrize("var_formula", ["~ female", None])
+@pytest.mark.parametrize("reml", [True, False])
+def test_random_slope_far_from_its_origin(reml, var_formula):
+    """A random slope on months + 1e5 (and on months in units of 1e-3):
+    the fit converges to that of months, G = N G' N' for months' = months
+    N (N = [[1, origin], [0, unit]]), SEs as the recoding implies, REML llf
+    less log(unit) (X'V^-1 X's determinant).  Before the engine's centred
+    random-effects columns and the covariance block's centred coordinates
+    the fit on months + 1e5 stopped unconverged (REML, heteroskedastic:
+    max gradient 1.9e9, llf -211.468 against -210.142) with a singular
+    covariance warning; measured agreement 3e-7 (estimates) and 2e-6
+    (SEs)."""
+    base = _orthodont_months(reml, var_formula)
+    assert base.converged
+    for origin, unit in ((1e5, 1.0), (0.0, 1e-3)):
+        res = _orthodont_months(reml, var_formula, origin, unit)
+        assert res.converged
+        shift = np.log(unit) if reml else 0.0
+        assert res.llf + shift == pytest.approx(base.llf, rel=1e-8)
+        N = np.array([[1.0, origin], [0.0, unit]])
+        cov_re = N @ res.cov_re.to_numpy() @ N.T
+        # the fits' convergence test (Newton decrement 1e-10) leaves them
+        # within about 1e-5 standard errors: the intercept's variance and
+        # covariance agree to 1.7e-6 (3e-6 SEs), measured
+        np.testing.assert_allclose(cov_re, base.cov_re.to_numpy(), rtol=5e-6)
+        slope = [res.fe_params["months"] * unit, res.params.iloc[5] * unit**2]
+        np.testing.assert_allclose(slope, [base.fe_params["months"],
+                                           base.params.iloc[5]], rtol=1e-6)
+        # SEs: the fixed effects' slope and female, the slope's variance
+        ses = np.array(res.bse.iloc[[1, 2, 5]]) * [unit, 1.0, unit**2]
+        np.testing.assert_allclose(ses, np.asarray(base.bse.iloc[[1, 2, 5]]), rtol=1e-4)

@@ -197,6 +197,24 @@ class CovarianceBlock(Block):
         """d llf / d natural parameters from the block's ``grad_cov``."""
         return np.einsum("kab,ab->k", self.directions(), grad_cov)
 
+    def conditioner(self, basis: np.ndarray | None = None) -> np.ndarray:
+        """
+        An invertible (k, k) matrix T such that ``u = T natural`` are the
+        natural parameters of ``basis G basis'``, the covariance of the
+        random effects of the centred columns ``Z basis^-1``
+        (``_engine.GroupedData.re_basis`` on the block's slots).  The
+        identity when ``basis`` is None or the identity (the default
+        supports no other basis).  Scoring steps and the observed
+        information are taken in ``u``, and the semi-definiteness of G is
+        decided there: with a random slope on a covariate far from its
+        origin, G's entries differ by orders of magnitude and intercept and
+        slope are correlated to within rounding, G_c's are not.
+        """
+        if basis is None or np.array_equal(basis, np.eye(len(basis))):
+            return np.eye(self.k)
+        raise NotImplementedError(
+            f"{type(self).__name__} has no coordinates for centred columns")
+
 
 class VarianceBlock(Block):
     """

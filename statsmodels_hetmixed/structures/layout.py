@@ -287,10 +287,33 @@ class Layout:
         return [(b, v) for b, v in zip(self.blocks, self.parts(vector))
                 if isinstance(b, kind)]
 
-    def factor(self, natural) -> np.ndarray:
-        """L (q x q) with G = L L', block diagonal, from a natural vector."""
+    def factor(self, natural, basis=None) -> np.ndarray:
+        """L (q x q) with G = L L', block diagonal, from a natural vector;
+        with ``basis`` (M, q x q: ``_engine.GroupedData.re_basis``), of the
+        centred effects' G_c = M G M' instead, factored from G_c itself
+        (what the engine takes)."""
+        if basis is not None:
+            natural = self.centring(basis) @ np.asarray(natural, dtype=np.float64)
         return self._assemble_factor(
             b.factor(v) for b, v in self._of(CovarianceBlock, natural))
+
+    def centring(self, basis) -> np.ndarray:
+        """
+        T (k_structure x k_structure, block diagonal): ``T natural`` holds
+        the natural parameters of the centred effects' covariance
+        ``G_c = M G M'`` (``basis`` = M, q x q, block diagonal over the
+        covariance blocks' slots) where the natural vector holds G's; the
+        identity outside the covariance blocks (each block's
+        ``conditioner``).
+        """
+        T = np.eye(self.k_structure)
+        if basis is None:
+            return T
+        basis = np.asarray(basis, dtype=np.float64)
+        for block, sl, ix in zip(self.blocks, self.block_slices, self._slots_ix):
+            if ix is not None:
+                T[sl, sl] = block.conditioner(basis[ix])
+        return T
 
     def factor_from_free(self, free) -> np.ndarray:
         """The same from a free vector (the optimiser's own factor)."""

@@ -204,6 +204,14 @@ class UnstructuredCovariance(CovarianceBlock):
         # d llf / dL = 2 Gamma L for G = L L' and symmetric Gamma.
         return self.vech(2.0 * grad_cov @ self.factor_from_free(free))
 
+    def conditioner(self, basis=None):
+        # vech(M G M') = T vech(G): column k is vech(M E_k M') for the
+        # direction E_k = dG / d natural_k.
+        if basis is None or np.array_equal(basis, np.eye(len(basis))):
+            return np.eye(self.k)
+        return np.stack([self.vech(basis @ E @ basis.T) for E in self.directions()],
+                        axis=1)
+
     @property
     def bounded(self):
         # One random effect: its variance alone, kept >= 0 by a box.  More:
@@ -326,6 +334,9 @@ class JointCovariance(UnstructuredCovariance):
         rows, cols = self._tril
         self._estimated = ~((rows >= self.q_w) & (cols < self.q_w)) \
             if independent else np.ones(self.k, bool)
+
+    # location-scale designs are not centred: no basis but the identity
+    conditioner = CovarianceBlock.conditioner
 
     @property
     def estimated(self) -> np.ndarray:
