@@ -465,9 +465,12 @@ def _scale_expected_system(grouped, layout, natural):
     """
     cov_dirs, var_dirs = layout.info_directions(natural)
     shift = np.ones((var_dirs.shape[0], 1))
-    ev = _engine.evaluate(grouped, layout.factor(natural),
+    # the engine works with the centred random effects (G_c = M G M'): their
+    # factor and the derivatives of G_c
+    ev = _engine.evaluate(grouped, layout.factor(natural, grouped.re_basis),
                           layout.resid_var(natural), reml=False, gradient=True,
-                          info_directions=(cov_dirs, np.hstack([var_dirs, shift])))
+                          info_directions=(_engine.centred_directions(grouped, cov_dirs),
+                                           np.hstack([var_dirs, shift])))
     gradient = layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta)
     i_ss, _ = _scale_expected_information(grouped, layout, natural)
     k = layout.k_structure
