@@ -177,7 +177,8 @@ def fisher_scoring(objective, free, mask, options, hist):
     # Steps are solved in the conditioned coordinates u = T natural (centred
     # variance covariates), where the information is well conditioned.
     T = objective.conditioner(mask)
-    T_inverses = {}  # by working set: T_w^-1, so that no step solves with it
+    # by working set: T_w^-1, so that no step solves with it, and its index
+    T_inverses = {}
 
     def evaluate(x):
         if not lay.admissible(x):
@@ -197,12 +198,13 @@ def fisher_scoring(objective, free, mask, options, hist):
             return lay.from_natural(nat), it, True
         key = work.tobytes()
         if key not in T_inverses:
-            T_inverses[key] = np.linalg.inv(T[np.ix_(work, work)])
-        T_w_inv = T_inverses[key]
+            ix = np.ix_(work, work)
+            T_inverses[key] = (np.linalg.inv(T[ix]), ix)
+        T_w_inv, ix = T_inverses[key]
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
-        info = T_w_inv.T @ ev.info[np.ix_(work, work)] @ T_w_inv
+        info = T_w_inv.T @ ev.info[ix] @ T_w_inv
         info = 0.5 * (info + info.T)
-        ridge = 1e-12 * max(np.max(np.diag(info)), 1e-300)
+        ridge = 1e-12 * max(info.diagonal().max(), 1e-300)
         try:
             chol = np.linalg.cholesky(info + ridge * np.eye(work.size))
         except np.linalg.LinAlgError:
