@@ -461,7 +461,7 @@ def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):
     Z = data.exog_z
     n, q = Z.shape
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
-    dw = var_dirs * winv[:, None]  # d_l / r^2
+    dw = _scale_rows(var_dirs, winv)  # d_l / r^2
     zd = (Z[:, :, None] * dw[:, None, :]).reshape(n, q * k_var)
     T = group_cross(data, Z, zd, None).reshape(-1, q, q, k_var)
     ika = np.eye(q) - K @ A
