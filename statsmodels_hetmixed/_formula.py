@@ -6,6 +6,8 @@ variance, scale-effect and level-2 designs, the random effects' names).
 
 from __future__ import annotations
 
+import keyword
+
 import numpy as np
 import pandas as pd
 import patsy
@@ -25,8 +27,7 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     it) and the constructor's keyword arguments for the formulas.
     """
     kwargs = dict(kwargs)
-    if not isinstance(formula, str) or \
-            not patsy.ModelDesc.from_formula(formula).lhs_termlist:
+    if not isinstance(formula, str) or not _has_response(formula):
         raise ValueError(
             f"formula {formula!r} has no response: give the dependent "
             "variable left of '~', e.g. 'y ~ x'.")
@@ -127,6 +128,17 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     kwargs.update(var_formula=var_formula, var_by=var_by,
                   var_re_formula=var_re_formula, re_var_formula=re_var_formula)
     return data, (group_name if group_name is not None else groups), kwargs
+
+
+def _has_response(formula: str) -> bool:
+    """Whether a formula has a response (patsy's left-hand side).  A name
+    before the first '~' is one; anything else is left to patsy's parser,
+    which costs as much as the rest of the input checks."""
+    lhs, tilde, _ = formula.partition("~")
+    name = lhs.strip()
+    if tilde and name.isidentifier() and not keyword.iskeyword(name):
+        return True
+    return bool(patsy.ModelDesc.from_formula(formula).lhs_termlist)
 
 
 def level2_design(re_var_formula, data, eval_env):

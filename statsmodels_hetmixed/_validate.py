@@ -73,10 +73,13 @@ def check_numeric(arr, what: str, names: Sequence[str] | None = None) -> None:
     ``names`` when given, else by the DataFrame's columns)."""
     if arr is None:
         return
-    if isinstance(arr, pd.DataFrame):
-        frame = arr
-    elif isinstance(arr, pd.Series):
-        frame = arr.to_frame()
+    if isinstance(arr, (pd.DataFrame, pd.Series)):
+        # Every column of a numeric dtype shows in the dtype of the joint
+        # array (a view for patsy's designs), which is far cheaper to get
+        # than ``frame.dtypes`` (a Series); mixed dtypes are inspected below.
+        if arr.to_numpy().dtype.kind in "biuf":
+            return
+        frame = arr if isinstance(arr, pd.DataFrame) else arr.to_frame()
     else:
         a = np.asarray(arr)
         if a.ndim > 2:
@@ -106,7 +109,13 @@ def check_numeric(arr, what: str, names: Sequence[str] | None = None) -> None:
 
 def check_finite(arr, what: str, names: Sequence[str]) -> None:
     """Raise an error naming the columns with missing or infinite values."""
-    a = np.asarray(arr, dtype=np.float64)
+    if isinstance(arr, (pd.DataFrame, pd.Series)):
+        # to_numpy: np.asarray on a DataFrame takes a pass through pandas'
+        # __array__ machinery that costs more than the check itself;
+        # missing values of nullable dtypes (pd.NA) become NaN, reported below.
+        a = arr.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        a = np.asarray(arr, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
     finite = np.isfinite(a)

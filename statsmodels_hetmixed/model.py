@@ -323,7 +323,10 @@ class HetMixedLM(MixedLM):
                  "exog_re_var": column_names(exog_re_var, "s")}
         for what, arr in inputs.items():
             check_numeric(arr, what, names[what])
-        check_not_empty(len(np.asarray(endog)))
+        # len() where it exists: np.asarray of a DataFrame is a costly
+        # pass through pandas for a row count.
+        check_not_empty(len(endog) if hasattr(endog, "__len__")
+                        else len(np.asarray(endog)))
         if missing != "drop":
             # Before statsmodels' own check, whose message names no column.
             for what, arr in inputs.items():

@@ -31,6 +31,7 @@ blocks.  This follows nlme's ``varFunc`` / ``pdMat`` / ``corStruct`` classes
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -195,7 +196,16 @@ class CovarianceBlock(Block):
 
     def natural_gradient(self, grad_cov: np.ndarray) -> np.ndarray:
         """d llf / d natural parameters from the block's ``grad_cov``."""
-        return np.einsum("kab,ab->k", self.directions(), grad_cov)
+        return np.einsum("kab,ab->k", self._directions, grad_cov)
+
+    @functools.cached_property
+    def _directions(self) -> np.ndarray:
+        """``directions()`` built once: G is linear in the natural
+        parameters, so they do not change, and the gradient and the
+        expected information ask for them at every evaluation."""
+        dirs = np.array(self.directions(), dtype=np.float64)
+        dirs.flags.writeable = False
+        return dirs
 
     def conditioner(self, basis: np.ndarray | None = None) -> np.ndarray:
         """

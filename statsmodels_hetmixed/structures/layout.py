@@ -36,6 +36,7 @@ residual variance blocks.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -364,14 +365,22 @@ class Layout:
         dG / d natural covariance parameter, (k_cov, q, q), and
         d log sigma2_ij / d natural variance parameter, (n, k_var).
         """
+        var_dirs = [b.log_derivative(v) for b, v in
+                    zip(self.variance_blocks, self._variance_parts(natural))]
+        return self._cov_directions, (var_dirs[0] if len(var_dirs) == 1
+                                      else np.hstack(var_dirs))
+
+    @functools.cached_property
+    def _cov_directions(self) -> np.ndarray:
+        """dG / d natural covariance parameter (k_cov, q, q), built once:
+        it does not depend on the parameters (read-only)."""
         cov_dirs = np.zeros((self.k_cov, self.q, self.q))
         for block, sl in zip(self.blocks, self.block_slices):
             if isinstance(block, CovarianceBlock):
                 idx = np.ix_(np.arange(sl.start, sl.stop), block.slots, block.slots)
-                cov_dirs[idx] = block.directions()
-        var_dirs = [b.log_derivative(v) for b, v in
-                    zip(self.variance_blocks, self._variance_parts(natural))]
-        return cov_dirs, np.hstack(var_dirs)
+                cov_dirs[idx] = block._directions
+        cov_dirs.flags.writeable = False
+        return cov_dirs
 
     # ------------------------------------------------------------------
     # Bounds

@@ -132,9 +132,13 @@ class UnstructuredCovariance(CovarianceBlock):
 
     def matrix(self, natural: np.ndarray) -> np.ndarray:
         """The covariance matrix from its lower triangle."""
+        # Both triangles by index (the diagonal twice, with the same
+        # value): called at every evaluation, where np.tril's Python
+        # wrapper and a second array cost more than the matrix.
         cov = np.zeros((self.dim, self.dim))
         cov[self._tril] = natural
-        return cov + np.tril(cov, -1).T
+        cov[self._tril[1], self._tril[0]] = natural
+        return cov
 
     def vech(self, matrix: np.ndarray) -> np.ndarray:
         """The lower triangle of a matrix, row by row."""
