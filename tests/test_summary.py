@@ -252,3 +252,21 @@ def test_summary_col_labels_and_stars(readme, homoskedastic, mixedlm):
     assert table.loc["var:female", "het"].endswith("***")  # p = 0.006
     assert table.loc["Model", "MixedLM"] == "MixedLM"
     assert table.loc["Model", "het"] == "HetMixedLM"
+
+
+def test_additive_variances_by_level_are_shown_once():
+    data = pd.read_csv(RESULTS / "data" / "sim_slope.csv")
+    by = hmf.hetmixedlm("y ~ x", data, groups="g", var_by="f",
+                        var_link="identity").fit(reml=False)
+    text = by.summary().as_text()
+    # Stata's var(Residual) rows by group are the parameters themselves
+    assert len(_row(text, "var(Residual: f=b)")) == 4
+    assert "Residual variance " not in text
+    dummy = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ fb",
+                           var_link="identity").fit(reml=False)
+    smry = dummy.summary()
+    text = smry.as_text()
+    theta = dummy.params[["var:Intercept", "var:fb"]]
+    assert _row(text, "fb=1")[0] == f"{theta.sum():.3f}"  # var(Residual) + var(fb)
+    # the other renderings work with the label columns aligned left
+    assert "fb=1" in smry.as_html() and "fb=1" in smry.as_latex()
