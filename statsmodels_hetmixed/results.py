@@ -96,6 +96,7 @@ class HetMixedLMResults(MixedLMResults):
                 model._data_attr.append(name)
         fe, natural = lay.split(self.params_natural_array)
         cov_re, vcomp = lay.cov_re(natural), lay.vcomp(natural)
+        self._var_rows = self._find_distinct_var_rows()
         self.fe_params = fe
         self.cov_re = cov_re
         self.vcomp = vcomp
@@ -1031,7 +1032,16 @@ class HetMixedLMResults(MixedLMResults):
 
     def _distinct_var_rows(self):
         """Distinct rows of W with labels, in the order of the columns that
-        identify them (levels in order), else of first appearance."""
+        identify them (levels in order), else of first appearance; found at
+        fit time, so that residual_variance_table() and the summary work
+        after remove_data()."""
+        if self._var_rows is None:
+            self._var_rows = self._find_distinct_var_rows()
+        return self._var_rows
+
+    _var_rows = None
+
+    def _find_distinct_var_rows(self):
         w = self.model.variance_function.exog_var
         rows, first = np.unique(w, axis=0, return_index=True)
         rows = rows[np.argsort(first)]

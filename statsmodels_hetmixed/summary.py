@@ -1,23 +1,89 @@
-"""The text summary of HetMixedLM results."""
+"""The text summary of HetMixedLM results, and ``summary_col`` for tables
+of several fits.
+
+Without a variance formula the summary has ``MixedLM``'s look (title,
+rows, ``Scale:``); with one it adds the residual variance function: its
+coefficients under the names ``t_test`` and ``wald_test`` take
+(``var:<column>``), the variance ratios ``exp(Coef.)`` with intervals, and
+the residual variance of each level of a categorical variance design.
+Variances get intervals on the log scale (as Stata's); no z-test is shown
+where 0 is not a meaningful null (log variances, whose 0 is a variance of 1).
+"""
 
 from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm, t as student_t
 from statsmodels.iolib import summary2
 
+MIXEDLM_TITLE = "Mixed Linear Model Regression Results"
+HETEROSKEDASTIC_TITLE = "Mixed Linear Model with Heteroskedastic Residuals"
+# Variance designs with at most this many distinct rows, each a 0/1 row,
+# get a residual variance per row (Stata's var(Residual) rows by group).
+_MAX_VARIANCE_ROWS = 20
+
+
+class HetSummary(summary2.Summary):
+    """``summary2.Summary`` whose text frame is as wide as its widest row.
+
+    ``summary2`` pads each table towards the width of the widest *unpadded*
+    table, so a padded table can come out wider than the frame drawn
+    around it; here the rules, the centred title and the wrapped notes
+    follow the rows as printed.
+    """
+
+    def as_text(self) -> str:
+        pad_col, pad_index, _ = summary2._measure_tables(self.tables, self.settings)
+        tables = summary2._simple_tables(self.tables, self.settings, pad_col,
+                                         pad_index)
+        lines = "\n".join(t.as_text() for t in tables).split("\n")
+        widest = max(len(line) for line in lines)
+        for i, line in enumerate(lines):
+            if line and set(line) <= {"-"}:
+                lines[i] = "-" * widest
+        lines[0] = "=" * widest
+        lines.append("=" * widest)
+        title = self.title or ""
+        if len(title) < widest:
+            title = " " * int(widest / 2 - len(title) / 2) + title
+        notes = "\n".join("\n".join(textwrap.wrap(x, widest)) for x in self.extra_txt)
+        return f"{title}\n" + "\n".join(lines) + f"\n{notes}"
+
 
 def _fmt(values, fmt="%.3f"):
     return [fmt % v if np.isfinite(v) else "" for v in values]
+
+
+def _add_table(smry, df):
+    """Add a table whose first column holds labels (left-aligned) and the
+    others numbers (right-aligned)."""
+    smry.add_df(df, index=False, align="l" + "r" * (df.shape[1] - 1))
+
+
+def _log_interval(est, se, q):
+    """Interval of a positive quantity from a Wald interval of its log
+    (delta method, as Stata's intervals for variances); nan where the
+    estimate is not positive or its standard error unknown."""
+    est, se = np.asarray(est, float), np.asarray(se, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where(est > 0, q * se / est, np.nan)
+        return est * np.exp(-half), est * np.exp(half)
 
 
 def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
                   alpha=0.05):
     model = res.model
     lay = res.layout
+    mixedlm_look = res.reports_mixedlm_params
+    location_scale = hasattr(res, "re_table")
+    level2 = hasattr(res, "_z_rows")
     # fixed effects and (co)variances: MixedLM's names without a variance
     # formula (as MixedLM's summary, natural values), else the natural ones
+    # (the names params, t_test and wald_test take)
     names = list(model.data.param_names)[:lay.k_fe + lay.k_cov]
     if xname_fe is not None:
         if len(xname_fe) != lay.k_fe:
@@ -28,32 +94,9 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
             raise ValueError(f"xname_re should be a list of length {lay.k_cov}")
         names[lay.k_fe:lay.k_fe + lay.k_cov] = xname_re
 
-    smry = summary2.Summary()
-    sizes = model._group_sizes
-    info = {
-        "Model:": "HetMixedLM",
-        "Dependent Variable:": yname or model.endog_names,
-        "No. Observations:": str(model.nobs),
-        "No. Groups:": str(model.n_groups),
-        "Min. group size:": f"{sizes.min():.0f}",
-        "Max. group size:": f"{sizes.max():.0f}",
-        "Mean group size:": f"{sizes.mean():.1f}",
-        "Method:": res.method,
-        "Log-Likelihood:" if not res.reml else "REML criterion:": f"{res.llf:.4f}",
-        "AIC:" if not res.reml else "AIC (REML):":
-        f"{res.aic_reml if res.reml else res.aic:.4f}",
-        "BIC:" if not res.reml else "BIC (REML):":
-        f"{res.bic_reml if res.reml else res.bic:.4f}",
-        "No. parameters:": str(res.df_modl),
-        "Covariance type:": getattr(res, "cov_kwds", {}).get(
-            "summary", getattr(res, "cov_type", "nonrobust")),
-        "Converged:": "Yes" if res.converged else
-        f"No (max |gradient| {res.max_grad:.2g})",
-    }
-    if getattr(res, "_ddf", None) is not None:
-        info["Denominator df:"] = res._ddf.name
-    smry.add_dict(info)
-    smry.add_title(title or "Mixed Linear Model with Heteroskedastic Residuals")
+    smry = HetSummary()
+    smry.add_dict(_info(res, yname, mixedlm_look))
+    smry.add_title(title or (MIXEDLM_TITLE if mixedlm_look else HETEROSKEDASTIC_TITLE))
 
     q = -norm.ppf(alpha / 2)
     lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
@@ -63,38 +106,52 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     params = res.params_natural_array
     bse = np.array(res.bse_natural, dtype=float)
     bse[lay.fe] = np.asarray(res.bse_fe, dtype=float)
-
-    # Fixed effects and random-effects (co)variances, as MixedLM.
-    k = lay.k_fe + lay.k_cov
-    table = np.full((k, 6), np.nan)
-    table[:, 0] = params[:k]
     # Parameters held fixed (fit(free=...)) have no standard error.
     bse = np.where(bse > 0, bse, np.nan)
+
+    # Fixed effects and the random-effects (co)variances, as MixedLM; a
+    # location-scale model shows its random effects once, as SDs and
+    # correlations (re_table), and level-2 coefficients here.
+    k = lay.k_fe if location_scale and not level2 else lay.k_fe + lay.k_cov
+    table = np.full((k, 6), np.nan)
+    table[:, 0] = params[:k]
     table[:, 1] = bse[:k]
-    # z-tests for the fixed effects (and level-2 coefficients), not for
-    # variances.
-    fe = getattr(res, "_z_rows", lay.fe)
+    tested = np.zeros(k, bool)
+    tested[getattr(res, "_z_rows", lay.fe)] = True
+    # A level-2 log variance's intercept is a log variance: 0 means SD 1.
+    untested = [j for j in range(k) if tested[j] and _is_level2_log_variance(res, names[j])]
+    tested[untested] = False
     small = getattr(res, "_ddf", None)
+    fe = np.flatnonzero(tested)
     table[fe, 2] = params[fe] / bse[fe]
+    q_fe = np.full(k, q)
     if small is None:
         table[fe, 3] = 2 * norm.sf(np.abs(table[fe, 2]))
-        q_fe = q
         columns = ["Coef.", "Std.Err.", "z", "P>|z|", lo, hi]
     else:  # t with each fixed effect's df (fit(ddf=...)), shown as a column
-        dof = np.asarray(small.df_fe, dtype=float)
-        table[fe, 3] = 2 * student_t.sf(np.abs(table[fe, 2]), dof)
-        q_fe = student_t.ppf(1 - alpha / 2, dof)
+        dof = np.full(k, np.nan)
+        dof[lay.fe] = np.asarray(small.df_fe, dtype=float)
+        table[fe, 3] = 2 * student_t.sf(np.abs(table[fe, 2]), dof[fe])
+        q_fe[lay.fe] = student_t.ppf(1 - alpha / 2, dof[lay.fe])
         columns = ["Coef.", "Std.Err.", "t", "P>|t|", lo, hi]
-    table[fe, 4] = params[fe] - q_fe * bse[fe]
-    table[fe, 5] = params[fe] + q_fe * bse[fe]
+    wald = np.r_[fe, untested].astype(int)
+    table[wald, 4] = params[wald] - q_fe[wald] * bse[wald]
+    table[wald, 5] = params[wald] + q_fe[wald] * bse[wald]
+    variances = [j for j in range(lay.k_fe, k)
+                 if not level2 and lay.variances[j - lay.k_fe]]
+    table[variances, 4], table[variances, 5] = _log_interval(
+        params[variances], bse[variances], q)
     df = pd.DataFrame(table, index=names[:k], columns=columns)
     if small is not None:
-        dof_col = np.full(k, np.nan)
-        dof_col[fe] = dof
-        df["df"] = dof_col
+        df["df"] = dof
     for col in df.columns:
         df[col] = _fmt(df[col].to_numpy())
     smry.add_df(df, align="r")
+    if variances:
+        smry.add_text("Intervals for variances: log scale, as Stata's.")
+    if untested:
+        smry.add_text("logvar(...) coefficients of the level-2 intercept are log "
+                      "variances (0 means SD 1): no z-test.")
     if small is not None:
         # a cluster-robust covariance says so in its own line
         adjusted = (" Std.Err. of the fixed effects: the Kenward-Roger adjusted "
@@ -103,32 +160,14 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         smry.add_text(f"Fixed effects: t-tests with {small.name} denominator "
                       f"degrees of freedom (df).{adjusted}")
 
-    if hasattr(res, "re_table"):  # location-scale: SDs and correlations
-        ret = res.re_table(alpha=alpha).reset_index(names="Random effects")
-        for col in ret.columns[1:]:
-            ret[col] = _fmt(ret[col].to_numpy())
-        smry.add_df(ret, index=False, align="r")
-        rule = ("the Laplace approximation" if res.n_quad == 1 else
-                f"adaptive Gauss-Hermite quadrature with {res.n_quad} nodes per "
-                "dimension")
-        smry.add_text(f"Location-scale model: random effects in the log residual "
-                      f"variance (var:...), ML by {rule}. "
-                      "Intervals: log scale for SDs, Fisher's z for correlations.")
-        rank, d = res.covariance_rank()
-        if getattr(res, "n_flat", 0):
-            smry.add_text("The estimate is on the boundary of the parameter space "
-                          "(see the warning): a blank standard error is not "
-                          "determined by the data, or belongs to a parameter "
-                          "held fixed.")
-        elif rank < d:
-            smry.add_text(f"The joint random-effects covariance matrix is singular "
-                          f"(rank {rank} of {d}): the estimate is on the boundary "
-                          "of the parameter space, where the standard errors of "
-                          "the random-effects parameters are not reliable.")
-    if model.var_link == "identity":
-        _identity_link_block(smry, res, params, bse, q, lo, hi)
-    else:
-        _log_link_block(smry, res, params, bse, q, lo, hi)
+    if location_scale:
+        _location_scale_block(smry, res, alpha, level2)
+    if not mixedlm_look:  # Scale: holds the one residual variance
+        if model.var_link == "identity":
+            _identity_link_block(smry, res, params, bse, q, lo, hi)
+        else:
+            _log_link_block(smry, res, params, bse, q, lo, hi)
+        _residual_variance_block(smry, res, alpha)
     for block in res._extra_variance_blocks:
         _block_table(smry, res, block, params, bse, q, lo, hi)
     if getattr(res, "cov_type", "nonrobust") != "nonrobust":
@@ -139,17 +178,99 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     return smry
 
 
+def _info(res, yname, mixedlm_look):
+    """The rows above the tables: MixedLM's rows, in MixedLM's order, for a
+    model without a variance formula; with one, the likelihood under the
+    name of what it is (lme4's REML criterion is -2 x the REML
+    log-likelihood) and the information criteria."""
+    model = res.model
+    sizes = model._group_sizes
+    converged = ("Yes" if res.converged else
+                 f"No (max |gradient| {res.max_grad:.2g})")
+    info = {"Model:": "HetMixedLM"}
+    if not mixedlm_look:
+        info["Dependent Variable:"] = yname or model.endog_names
+    info.update({
+        "No. Observations:": str(model.nobs),
+        "No. Groups:": str(model.n_groups),
+        "Min. group size:": f"{sizes.min():.0f}",
+        "Max. group size:": f"{sizes.max():.0f}",
+        "Mean group size:": f"{sizes.mean():.1f}",
+    })
+    if mixedlm_look:
+        info["Dependent Variable:"] = yname or model.endog_names
+    info["Method:"] = res.method
+    if mixedlm_look:
+        info["Scale:"] = f"{res.scale:.4f}"
+        info["Log-Likelihood:"] = f"{res.llf:.4f}"
+        info["Converged:"] = converged
+    elif res.reml:
+        info["REML log-likelihood:"] = f"{res.llf:.4f}"
+        info["REML criterion:"] = f"{-2 * res.llf:.4f}"
+        info["AIC (REML):"] = f"{res.aic_reml:.4f}"
+        info["BIC (REML):"] = f"{res.bic_reml:.4f}"
+    else:
+        info["Log-Likelihood:"] = f"{res.llf:.4f}"
+        info["AIC:"] = f"{res.aic:.4f}"
+        info["BIC:"] = f"{res.bic:.4f}"
+    if not mixedlm_look:
+        info["No. parameters:"] = str(res.df_modl)
+        info["Converged:"] = converged
+    cov_type = getattr(res, "cov_type", "nonrobust")
+    if not mixedlm_look or cov_type != "nonrobust":
+        info["Covariance type:"] = getattr(res, "cov_kwds", {}).get("summary", cov_type)
+    if getattr(res, "_ddf", None) is not None:
+        info["Denominator df:"] = res._ddf.name
+    return info
+
+
+def _is_level2_log_variance(res, name):
+    """Whether ``name`` is the intercept of a level-2 log-variance function
+    (``logvar(<effect>):<intercept>``)."""
+    columns = list(getattr(res.model, "re_var_names", []) or ["Intercept"])
+    return name.startswith("logvar(") and name.endswith(f"):{columns[0]}")
+
+
+def _location_scale_block(smry, res, alpha, level2):
+    ret = res.re_table(alpha=alpha).reset_index(names="Random effects")
+    for col in ret.columns[1:]:
+        ret[col] = _fmt(ret[col].to_numpy())
+    _add_table(smry, ret)
+    rule = ("the Laplace approximation" if res.n_quad == 1 else
+            f"adaptive Gauss-Hermite quadrature with {res.n_quad} nodes per "
+            "dimension")
+    where = ("" if level2 else
+             f" (params: {', '.join(res.layout.names[res.layout.cov])})")
+    smry.add_text(f"Location-scale model: random effects in the log residual "
+                  f"variance (var:...), ML by {rule}. Random effects as SDs and "
+                  f"correlations{where}; intervals on the log scale for SDs, "
+                  "Fisher's z for correlations.")
+    rank, d = res.covariance_rank()
+    if getattr(res, "n_flat", 0):
+        smry.add_text("The estimate is on the boundary of the parameter space "
+                      "(see the warning): a blank standard error is not "
+                      "determined by the data, or belongs to a parameter "
+                      "held fixed.")
+    elif rank < d:
+        smry.add_text(f"The joint random-effects covariance matrix is singular "
+                      f"(rank {rank} of {d}): the estimate is on the boundary "
+                      "of the parameter space, where the standard errors of "
+                      "the random-effects parameters are not reliable.")
+
+
 def _block_table(smry, res, block, params, bse, q, lo, hi):
     """A block's parameters with z-tests against 0 and Wald intervals."""
     where = res.layout.slice_of(block)
     table = _z_table(block.title or type(block).__name__, block.names,
                      params[where], bse[where], q, lo, hi)
-    smry.add_df(table, index=False, align="r")
+    _add_table(smry, table)
 
 
-def _z_table(heading, names, est, se, q, lo, hi):
-    """Estimates with z-tests against 0 and Wald intervals, formatted."""
-    z = est / se
+def _z_table(heading, names, est, se, q, lo, hi, untested=()):
+    """Estimates with z-tests against 0 (blank for the rows ``untested``)
+    and Wald intervals, formatted."""
+    z = np.asarray(est, float) / np.asarray(se, float)
+    z[list(untested)] = np.nan
     return pd.DataFrame({
         heading: names,
         "Coef.": _fmt(est),
@@ -162,26 +283,35 @@ def _z_table(heading, names, est, se, q, lo, hi):
 
 
 def _log_link_block(smry, res, params, bse, q, lo, hi):
-    """Coefficients of log sigma2, with exp() as variances / ratios."""
+    """Coefficients of log sigma2 under their parameter names, and exp() of
+    the contrasts as ratios of variances with intervals."""
     model = res.model
     var = res._vf_slice
     a, se = params[var], bse[var]
-    vt = _z_table("Log variance", list(model.data.exog_var_names), a, se, q, lo, hi)
-    vt["exp(Coef.)"] = _fmt(np.exp(a), "%.4g")
-    smry.add_df(vt, index=False, align="r")
-    names = list(model.data.exog_var_names)
-    intercept = [j for j in range(len(names)) if res._is_intercept_column(j)]
-    if intercept and hasattr(res, "re_table"):
-        note = (f"exp(Coef.) is the residual variance of a median group (random "
-                f"scale effects at 0) where the other columns are 0 for "
-                f"{names[intercept[0]]}, and a ratio of variances per unit of "
-                "each other column.")
-    elif intercept:
-        note = (f"exp(Coef.) is the residual variance where the other columns "
-                f"are 0 for {names[intercept[0]]}, and a ratio of variances per "
-                "unit of each other column.")
+    columns = list(model.data.exog_var_names)
+    names = list(res.layout.names[var])
+    intercept = [j for j in range(len(columns)) if res._is_intercept_column(j)]
+    _add_table(smry, _z_table("Log variance", names, a, se, q, lo, hi,
+                              untested=intercept))
+    contrasts = [j for j in range(len(columns)) if j not in intercept]
+    if contrasts:
+        c_lo, c_hi = np.exp(a - q * se), np.exp(a + q * se)
+        _add_table(smry, pd.DataFrame({
+            "Variance ratio" if intercept else "exp(Coef.)":
+            [f"exp({names[j]})" for j in contrasts],
+            "Estimate": _fmt(np.exp(a[contrasts]), "%.4f"),
+            lo: _fmt(c_lo[contrasts], "%.4f"),
+            hi: _fmt(c_hi[contrasts], "%.4f"),
+        }))
+    median = " of a median group (random scale effects at 0)" \
+        if hasattr(res, "re_table") else ""
+    if intercept:
+        name = names[intercept[0]]
+        note = (f"exp({name}) is the residual variance{median} where the other "
+                "columns are 0; a variance ratio is per unit of its column. "
+                f"No z-test for {name}, a log variance (0 means variance 1).")
     else:
-        note = "exp(Coef.) is a multiplicative factor on the residual variance."
+        note = f"exp(Coef.) multiplies the residual variance{median}."
     smry.add_text("Residual variance function (log link): log sigma2 = W a. "
                   + note)
 
@@ -201,16 +331,174 @@ def _identity_link_block(smry, res, params, bse, q, lo, hi):
             labels.append(f"var(Residual: {var_by}={name[name.index('[') + 1:-1]})")
         else:
             labels.append(f"var({name})")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.where(theta > 0, q * se / theta, np.nan)
+    v_lo, v_hi = _log_interval(theta, se, q)
     vt = pd.DataFrame({
         "Residual variances": labels,
         "Estimate": _fmt(theta),
         "Std.Err.": _fmt(se),
-        lo: _fmt(theta * np.exp(-half)),
-        hi: _fmt(theta * np.exp(half)),
+        lo: _fmt(v_lo),
+        hi: _fmt(v_hi),
     })
-    smry.add_df(vt, index=False, align="r")
+    _add_table(smry, vt)
     smry.add_text("Residual variances (identity link): sigma2 = W theta, each "
-                  "theta >= 0. Confidence intervals are computed on the log "
-                  "scale, as in Stata.")
+                  "theta >= 0 (params: "
+                  f"{', '.join(res.layout.names[var])}). Confidence intervals "
+                  "are computed on the log scale, as in Stata.")
+
+
+def _residual_variance_block(smry, res, alpha):
+    """The residual variance of each row of a categorical variance design
+    (Stata's ``var(Residual)`` rows by group), from
+    ``residual_variance_table``."""
+    if res._extra_variance_blocks:
+        return
+    rows, labels = res._distinct_var_rows()
+    names = list(res.model.data.exog_var_names)
+    others = [j for j in range(len(names)) if not res._is_intercept_column(j)]
+    if (len(rows) < 2 or len(rows) > _MAX_VARIANCE_ROWS
+            or not set(np.unique(rows[:, others])) <= {0.0, 1.0}):
+        return
+    if (res.model.var_link == "identity" and rows.shape[0] == rows.shape[1]
+            and np.all(rows.sum(axis=1) == 1)):
+        return  # one dummy per level: the variances table above holds them
+    table = res.residual_variance_table(alpha=alpha)
+    if len(others) == 1 and len(rows) == 2:
+        # one dummy: name both levels (female=0, female=1)
+        labels = [f"{names[others[0]]}={int(r[others[0]])}" for r in rows]
+    else:
+        labels = list(table.index)
+    out = pd.DataFrame({"Residual variance": labels})
+    for col in table.columns:
+        out[col] = _fmt(table[col].to_numpy())
+    _add_table(smry, out)
+    median = (" of a median group (random scale effects at 0)"
+              if hasattr(res, "re_table") else "")
+    smry.add_text(f"Residual variance{median} per distinct row of W "
+                  "(residual_variance_table()): intervals on the log scale.")
+
+
+# ----------------------------------------------------------------------
+# summary_col
+
+class _ColumnView:
+    """A fit as ``statsmodels.iolib.summary2.summary_col`` reads it: its
+    ``params``, ``bse`` and ``conf_int`` with clear names and ``pvalues``
+    (hence stars) only where a test against 0 is meaningful."""
+
+    def __init__(self, res):
+        self._res = res
+        params = pd.Series(np.asarray(res.params, float),
+                           index=list(res.model.data.param_names))
+        k_fe = len(res.fe_params)
+        het = hasattr(res, "params_natural_array")
+        relative = not het or res.reports_mixedlm_params
+        names = list(params.index)
+        no_test = np.zeros(len(names), bool)
+        for j, name in enumerate(names):
+            if j < k_fe:
+                continue
+            if relative or name.startswith(("var(", "cov(")):
+                # MixedLM's covariances are relative to the scale; variances
+                # and covariances get no stars
+                no_test[j] = True
+                if relative:
+                    names[j] = f"{name} / Scale"
+            elif het and (name in _log_variance_levels(res)
+                          or _is_level2_log_variance(res, name)):
+                no_test[j] = True
+        self.params = pd.Series(params.to_numpy(), index=names)
+        self.bse = pd.Series(np.asarray(res.bse, float), index=names)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tvalues = self.params / self.bse
+        pvalues = pd.Series(np.asarray(res.pvalues, float), index=names)
+        self.tvalues = tvalues.where(~no_test)
+        self.pvalues = pvalues.where(~no_test)
+        self._ci = pd.DataFrame(np.asarray(res.conf_int(), float), index=names)
+        self.model = _ModelView(res.model, names)
+
+    def conf_int(self, alpha=0.05):
+        return self._ci
+
+    def __getattr__(self, name):
+        return getattr(self._res, name)
+
+
+class _ModelView:
+    def __init__(self, model, names):
+        self._model = model
+        self.data = type("Data", (), {"param_names": names})()
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def _log_variance_levels(res):
+    """Names of the variance-function coefficients that are log variances
+    (the intercept), not contrasts."""
+    if res.model.var_link != "log":
+        return []
+    var = res._vf_slice
+    names = list(res.layout.names[var])
+    return [n for j, n in enumerate(names) if res._is_intercept_column(j)]
+
+
+def _info_col(res):
+    het = hasattr(res, "params_natural_array")
+    mixedlm_params = not het or res.reports_mixedlm_params
+    return {
+        "Model": type(res.model).__name__,
+        "Method": res.method,
+        "No. groups": f"{res.model.n_groups}",
+        "No. observations": f"{int(res.model.nobs)}",
+        "Log-likelihood": f"{res.llf:.2f}",
+        "Scale": f"{res.scale:.4f}" if mixedlm_params else "",
+    }
+
+
+def summary_col(results: Sequence, float_format: str = "%.4f", model_names=(),
+                stars: bool = True, info_dict: dict | None = None,
+                **kwargs) -> summary2.Summary:
+    """
+    ``statsmodels.iolib.summary2.summary_col`` for MixedLM and HetMixedLM
+    fits side by side, with labels that say what each row is.
+
+    ``summary_col`` reads each fit's ``params``, ``bse``, ``pvalues`` and
+    ``conf_int()`` and puts stars where ``pvalues`` is below 0.1, 0.05 and
+    0.01.  A mixed model's ``pvalues`` include z-tests of variances
+    against 0 (on the boundary, where the normal reference does not hold)
+    and of log variances (``var:Intercept``, whose 0 means a variance of
+    1), which earn stars without meaning.  This function passes each fit
+    to ``summary_col`` through a view that
+
+    * renames ``MixedLM``'s covariance parameters (``params`` of a
+      ``MixedLM`` fit or a ``HetMixedLM`` fit without a variance formula),
+      which are relative to the residual variance, to ``"g Var / Scale"``
+      and adds a ``Scale`` row, so they do not sit next to a natural
+      variance ``var(g)`` unexplained;
+    * gives variances, covariances, log-variance intercepts
+      (``var:Intercept``, ``logvar(...):Intercept``) no p-value, hence no
+      stars; contrasts such as ``var:female`` (a ratio of variances
+      against 1) keep theirs.
+
+    Parameters
+    ----------
+    results : sequence of MixedLMResults or HetMixedLMResults
+    float_format, model_names, stars, **kwargs
+        As ``summary_col``.
+    info_dict : dict, optional
+        Rows below the estimates, label -> function of the (original) fit.
+        Default: model, method, groups, observations, log-likelihood and
+        scale.
+
+    Returns
+    -------
+    statsmodels.iolib.summary2.Summary
+    """
+    if info_dict is None:
+        info_dict = {label: (lambda r, label=label: _info_col(r)[label])
+                     for label in _info_col(results[0])}
+    views = [_ColumnView(r) for r in results]
+    info = {label: (lambda v, f=f: f(v._res)) for label, f in info_dict.items()}
+    return summary2.summary_col(views, float_format=float_format,
+                                model_names=list(model_names), stars=stars,
+                                info_dict=info, **kwargs)
