@@ -345,6 +345,14 @@ def test_remove_data_keeps_summary(hsb_data):
     res.remove_data()
     assert res.model._grouped is None
     assert res.summary().as_text() == text
+    # also when the summary was not asked for before (the distinct rows of
+    # W, which it shows, are found when first needed)
+    fresh = hmf.hetmixedlm("mathach ~ female", hsb_data, groups="school",
+                           var_formula="~ female").fit(reml=False)
+    fresh.remove_data()
+    assert fresh.summary().as_text() == text
+    assert list(fresh.residual_variance_table().index) == \
+        list(res.residual_variance_table().index)
 
 
 def test_random_slope_with_zero_variance_reaches_the_maximum():
