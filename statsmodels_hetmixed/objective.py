@@ -99,6 +99,7 @@ class HeteroskedasticObjective:
         self.layout = layout
         self.reml = bool(reml)
         self._last_info = None  # (natural, evaluation with the information)
+        self._conditioning = {}  # conditioned_information's maps, by masks
         # natural -> the natural parameters of the centred effects'
         # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
         # takes a factor of; None without centred random-effects columns
@@ -224,16 +225,20 @@ class HeteroskedasticObjective:
         nothing when C is ill conditioned (a slope's covariate 1e7 from
         its origin: C spans 1e14).
         """
-        lay = self.layout
-        S = self.conditioner(mask)
-        if self._centring is not None:
-            for block, sl in zip(lay.blocks, lay.block_slices):
-                if not isinstance(block, VarianceBlock):
-                    S[sl, sl] = (np.eye(block.k) if mask[sl].all()
-                                 else np.linalg.inv(self._centring[sl, sl]))
-        work = np.arange(S.shape[0]) if work is None else np.asarray(work)
-        ix = np.ix_(work, work)
-        S_inv = np.linalg.inv(S[ix])
+        mask = np.asarray(mask, bool)
+        work = np.arange(mask.size) if work is None else np.asarray(work)
+        key = (mask.tobytes(), work.tobytes())
+        if key not in self._conditioning:  # S depends on the masks only
+            lay = self.layout
+            S = self.conditioner(mask)
+            if self._centring is not None:
+                for block, sl in zip(lay.blocks, lay.block_slices):
+                    if not isinstance(block, VarianceBlock):
+                        S[sl, sl] = (np.eye(block.k) if mask[sl].all()
+                                     else np.linalg.inv(self._centring[sl, sl]))
+            ix = np.ix_(work, work)
+            self._conditioning[key] = (np.linalg.inv(S[ix]), ix)
+        S_inv, ix = self._conditioning[key]
         info = S_inv.T @ ev.info_centred[ix] @ S_inv
         return 0.5 * (info + info.T)
 
