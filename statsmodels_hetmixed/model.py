@@ -58,6 +58,8 @@ __all__ = ["HetMixedLM", "HetMixedLMParams"]
 # Keyword arguments of fit passed to the optimisers; others warn (as in
 # statsmodels' MixedLM.fit) and are ignored.
 _FIT_OPTIONS = ("gtol", "maxiter", "disp", "callback")
+_NO_EXOG_COLUMNS = ("The fixed-effects design (exog)", "For an intercept-only "
+                    "mean use a column of ones (formula 'y ~ 1').")
 
 # Keyword arguments of the constructor that record the formulas the design
 # matrices came from (set by from_formula; None for the array interface).
@@ -348,6 +350,10 @@ class HetMixedLM(MixedLM):
         # MixedLM names the columns of the design it is given (a 1-d
         # exog_re is one column, as in MixedLM).
         exog_re = extra["exog_re"]
+        if np.ndim(exog) == 2 and np.shape(exog)[1] == 0:
+            # before statsmodels' init: its rank of an empty design fails on
+            # numpy 1.24 ("zero-size array to reduction operation")
+            check_has_columns(np.asarray(exog), *_NO_EXOG_COLUMNS)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
@@ -358,9 +364,7 @@ class HetMixedLM(MixedLM):
         check_not_empty(n)  # again: missing='drop' may have removed every row
         self.endog = as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
         self.exog = as_float_matrix(self.exog, "exog", self.exog_names or [])
-        check_has_columns(self.exog, "The fixed-effects design (exog)",
-                          "For an intercept-only mean use a column of ones "
-                          "(formula 'y ~ 1').")
+        check_has_columns(self.exog, *_NO_EXOG_COLUMNS)
         if self.exog_names is None:
             self.exog_names = [f"FE{k + 1:d}" for k in range(self.exog.shape[1])]
         self.k_fe = self.exog.shape[1]
