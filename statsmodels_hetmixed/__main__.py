@@ -305,6 +305,11 @@ def _run(args):
             raise _UsageError(
                 f"--groups column {groups!r} is not in {source} "
                 f"(columns: {_columns_text(data.columns)})")
+        levels = data[groups].dropna().unique()
+        if len(levels) == 1:
+            raise _UsageError(
+                f"--groups column {groups!r} has a single value ({levels[0]!r}): "
+                "a mixed model needs at least two groups")
         for name, value, line in _numeric_text_columns(
                 data, [formula, re_formula, var_formula, args.var_re_formula,
                        args.re_var_formula]):

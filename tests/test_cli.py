@@ -264,7 +264,7 @@ def test_single_group(tmp_path, sim_data, capsys):
     path = tmp_path / "one.csv"
     sim_data.assign(g=0).to_csv(path, index=False)
     rc = main(["--data", str(path), "--formula", "y ~ x", "--groups", "g"])
-    assert_usage_error(rc, capsys.readouterr().err, "single level")
+    assert_usage_error(rc, capsys.readouterr().err, "single value")
 
 
 def test_bad_options(capsys):
@@ -375,7 +375,7 @@ BAD_COMMAND_LINES = {
                                     "line 7"]),
     "constant_response": ("constant", [], ["response", "is constant"]),
     "text_response": ("good", ["--formula", "grp ~ x"], ["response", "non-numeric"]),
-    "one_group": ("one_group", [], ["single level"]),
+    "one_group": ("one_group", [], ["--groups column 'g' has a single value"]),
     "bad_var_link": ("good", ["--var-link", "exp"], ["--var-link", "invalid choice"]),
     "reml_location_scale": ("good", ["--var-re-formula", "~ 1", "--reml"],
                             ["--reml cannot be used", "--ml"]),
