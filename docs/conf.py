@@ -24,7 +24,7 @@ extensions = [
     "numpydoc",
 ]
 
-exclude_patterns = ["_build", "requirements.txt"]
+exclude_patterns = ["_build"]
 source_suffix = {".rst": "restructuredtext"}
 root_doc = "index"
 language = "en"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -35,12 +36,29 @@ examples:
              --groups school --re-formula "~ ses" --var-formula "~ female" \\
              --ml --missing drop
 
+  hetmixedlm --data hsb.csv --formula "mathach ~ sector" --groups school \\
+             --var-formula "~ sector" --var-re-formula "~ 1" --profile
+      A location-scale model (random school effects in the log residual
+      variance, fitted by ML) with profile-likelihood intervals for its
+      random-effects SDs and correlation.
+
 formulas use patsy syntax; C(x) makes x categorical and numpy is available
-as np, e.g. --formula "np.log(y) ~ C(treatment)".  Without --var-formula the
-residual variance is constant (the model is statsmodels' MixedLM).
+as np: functions need the prefix, e.g. --formula "np.log(y) ~ C(treatment)"
+(log(y) is an error).  Without --var-formula or --var-by the residual
+variance is constant (the model is statsmodels' MixedLM).
+
+warning: formulas are evaluated as Python expressions (patsy), with the
+file's columns and np in scope, so a formula can run any Python code, such
+as I(__import__("os").system(...)).  Do not pass formulas from untrusted
+sources.
+
+progress: long computations (location-scale fits, --profile) show one
+progress line on stderr, rewritten in place, when stderr is a terminal;
+--progress shows it always (one line per update), --no-progress never.
 
 exit status: 0 on success, 2 on bad options, unreadable data or a model that
-cannot be built or fitted.  Convergence warnings are printed on stderr.
+cannot be built or fitted (one line on stderr saying why).  Convergence
+warnings are printed on stderr.
 """
 
 
@@ -48,14 +66,24 @@ class _UsageError(Exception):
     """A problem with the user's input: reported in one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in one line (argparse prints the
+    whole usage block first)."""
+
+    def error(self, message):
+        raise _UsageError(f"{_one_line(message)} (see {PROG} --help)")
+
+
 def _build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
-            "Fit a linear mixed model with a log-linear residual variance\n"
-            "function, log sigma2_ij = w_ij' a (statsmodels-hetmixed), and print\n"
-            "its summary. Without arguments, fits the bundled High School and\n"
-            "Beyond example."
+            "Fit a linear mixed model with a residual variance function\n"
+            "(statsmodels-hetmixed) and print its summary: log link (default),\n"
+            "log sigma2_ij = w_ij' a, or identity link (--var-link identity),\n"
+            "sigma2_ij = w_ij' a; optionally with random effects in the log\n"
+            "variance (a location-scale model). Without arguments, fits the\n"
+            "bundled High School and Beyond example."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -75,8 +103,9 @@ def _build_parser():
              "(default: random intercept only).")
     parser.add_argument(
         "--var-formula", metavar="FORMULA", dest="var_formula",
-        help='log residual variance, e.g. "~ x2" (default: constant '
-             "variance).")
+        help='residual variance function, e.g. "~ x2": the log variance '
+             "(default) or, with --var-link identity, the variance is linear "
+             "in its columns (default: constant variance).")
     parser.add_argument(
         "--var-link", choices=["log", "identity"], default=None,
         dest="var_link",
@@ -115,6 +144,15 @@ def _build_parser():
         "--ml", dest="reml", action="store_const", const=False,
         help="fit by maximum likelihood (default for the bundled example; "
              "needed to compare mean models by likelihood ratio).")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="location-scale models: also print profile-likelihood "
+             "intervals for the random-effects SDs and correlations "
+             "(several refits each; can take minutes).")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show progress of the fit and of --profile on stderr (default: "
+             "when stderr is a terminal).")
     parser.add_argument(
         "--missing", choices=["none", "drop"], default="none",
         help="rows with missing values in a used column: 'none' (default) "
@@ -175,8 +213,13 @@ def _formula_error(exc, source, columns):
     text = str(exc)
     missing = re.search(r"NameError: name '([^']+)' is not defined", text)
     if missing:
-        return (f"column {missing.group(1)!r} is not in {source} "
-                f"(columns: {_columns_text(columns)})")
+        name = missing.group(1)
+        message = (f"column {name!r} is not in {source} "
+                   f"(columns: {_columns_text(columns)})")
+        if callable(getattr(np, name, None)):
+            # patsy sees numpy only as np: log(x) is not np.log(x)
+            message += f"; for numpy's {name}() write np.{name}(...)"
+        return message
     message = getattr(exc, "message", None) or text.splitlines()[0]
     origin = getattr(exc, "origin", None)
     code = getattr(origin, "code", None)
@@ -185,11 +228,44 @@ def _formula_error(exc, source, columns):
     return f"invalid formula: {_one_line(message)}"
 
 
+def _numeric_text_columns(data, formulas):
+    """
+    Columns used in a formula that hold numbers except for some values (a
+    stray "1,5" or "n/a"): pandas reads them as text, and patsy would make
+    them categorical (one dummy per distinct value) -- the fit then fails
+    far from the cause, or silently fits a different model.  Returns
+    (column, first bad value, its row number in the file) tuples.
+    """
+    import pandas as pd
+
+    text = " ".join(f for f in formulas if f)
+    found = []
+    for name in data.columns:
+        column = data[name]
+        # text columns: object dtype, or pandas' string dtype (pandas 3)
+        if not (column.dtype == object or pd.api.types.is_string_dtype(column)) \
+                or not isinstance(name, str):
+            continue
+        # used as a variable, and not explicitly as categorical: C(name ...)
+        used = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
+        if not used or re.search(rf"C\(\s*{re.escape(name)}\s*[,)]", text):
+            continue
+        values = column.dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna()
+        # mostly numbers: more values read as numbers than not
+        if 0 < bad.sum() < (~bad).sum():
+            row = values.index[bad.to_numpy()][0]
+            found.append((name, values[row], int(row) + 2))  # header is line 1
+    return found
+
+
 def _describe(model, method, source, formula, groups, re_formula, var_formula):
     re_text = f"random effects {re_formula}" if re_formula else "random intercept"
     var_text = var_formula if var_formula else "constant"
+    scale = "residual variance" if model.var_link == "identity" else "log residual variance"
     return (f"Fitting HetMixedLM by {method}: {formula}, {re_text} by "
-            f"{groups!r}, log residual variance {var_text}; {source}, "
+            f"{groups!r}, {scale} {var_text}; {source}, "
             f"{model.nobs} observations in {model.n_groups} groups.")
 
 
@@ -229,6 +305,33 @@ def _run(args):
             raise _UsageError(
                 f"--groups column {groups!r} is not in {source} "
                 f"(columns: {_columns_text(data.columns)})")
+        levels = data[groups].dropna().unique()
+        if len(levels) == 1:
+            raise _UsageError(
+                f"--groups column {groups!r} has a single value ({levels[0]!r}): "
+                "a mixed model needs at least two groups")
+        for name, value, line in _numeric_text_columns(
+                data, [formula, re_formula, var_formula, args.var_re_formula,
+                       args.re_var_formula]):
+            raise _UsageError(
+                f"column {name!r} of {source} has non-numeric values, such as "
+                f"{value!r} on line {line}: fix them in the file (a decimal "
+                f"point, not a comma; empty cells for missing values), or "
+                f"write C({name}) if the column is categorical")
+    if args.var_re_formula is not None and args.reml:
+        raise _UsageError(
+            "--reml cannot be used with --var-re-formula: location-scale "
+            "models are fitted by maximum likelihood (the default for them; "
+            "or give --ml)")
+    if args.re_var_formula is not None and args.var_re_formula is None:
+        raise _UsageError(
+            "--re-var-formula (level-2 variance functions) needs random "
+            "scale effects: give --var-re-formula too, e.g. "
+            "--var-re-formula \"~ 1\"")
+    if args.profile and args.var_re_formula is None:
+        raise _UsageError(
+            "--profile applies to location-scale models: give "
+            "--var-re-formula too")
 
     try:
         # A clean namespace for the formulas: only the data columns and
@@ -252,7 +355,21 @@ def _run(args):
         message = _one_line(exc)
         if "missing='drop'" in message:
             message += " (command line: --missing drop)"
+        if "endog has evaluated to an array with multiple columns" in message:
+            message = (f"the response of {formula!r} is non-numeric (text "
+                       "values): give a numeric column left of '~'")
         raise _UsageError(message) from None
+    except Exception as exc:  # noqa: BLE001
+        # Formulas are Python expressions: evaluating one can raise anything
+        # (a SyntaxError in --re-formula, a TypeError in I(...)).
+        raise _UsageError(
+            f"cannot build the model from the formulas: "
+            f"{type(exc).__name__}: {_one_line(exc)}") from None
+    endog = np.asarray(model.endog, dtype=float)
+    if endog.size and np.all(endog == endog[0]):
+        raise _UsageError(
+            f"the response of {formula!r} is constant (every value is "
+            f"{endog[0]:g}): there is no variation to model")
 
     fit_options = {key: getattr(args, key) for key in ("n_quad", "re_cov")
                    if getattr(args, key) is not None}
@@ -264,12 +381,75 @@ def _run(args):
     print(_describe(model, method, source, formula, groups, re_formula,
                     var_formula))
     sys.stdout.flush()
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = _Progress(enabled=show, in_place=sys.stderr.isatty())
     try:
-        result = model.fit(reml=reml, **fit_options)
+        result = model.fit(reml=reml, callback=progress.fit_step, **fit_options)
     except ValueError as exc:
         raise _UsageError(f"the fit failed: {_one_line(exc)}") from None
+    finally:
+        progress.done()
     print(result.summary())
+    if args.profile:
+        sys.stdout.flush()
+        try:
+            table = result.profile_ci(callback=progress.profile_step)
+        except ValueError as exc:
+            raise _UsageError(
+                f"profile intervals are not available: {_one_line(exc)}") from None
+        finally:
+            progress.done()
+        print()
+        print("Profile-likelihood 95% intervals of the random-effects SDs "
+              "and correlations:")
+        print(table.to_string())
     return 0
+
+
+class _Progress:
+    """
+    One progress line on stderr: rewritten in place on a terminal, else a
+    line per update at most every second (so that a log stays short).
+    """
+
+    def __init__(self, enabled, in_place, interval=1.0, stream=None):
+        self.enabled = enabled
+        self.in_place = in_place
+        self.interval = interval
+        self.stream = stream
+        self.start = time.monotonic()
+        self.last = -float("inf")
+        self.iteration = 0
+        self.shown = False
+
+    def _show(self, text):
+        now = time.monotonic()
+        if not self.enabled or now - self.last < self.interval:
+            return
+        self.last = now
+        stream = self.stream or sys.stderr
+        line = f"{PROG}: {text} ({now - self.start:.0f} s)"
+        if self.in_place:
+            stream.write("\r" + line[:79].ljust(79))
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+        self.shown = True
+
+    def fit_step(self, params):
+        self.iteration += 1
+        self._show(f"fitting: iteration {self.iteration}")
+
+    def profile_step(self, info):
+        self._show(f"profile interval {info.number} of {info.total} "
+                   f"({info.row}): refit {info.refits}")
+
+    def done(self):
+        """End the in-place line, so that the next output starts afresh."""
+        if self.shown and self.in_place:
+            (self.stream or sys.stderr).write("\n")
+        self.shown = False
+        self.last = -float("inf")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -302,8 +482,11 @@ def main(argv=None):
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error
+    except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 2
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", ConvergenceWarning)

@@ -226,6 +226,11 @@ def back_transform(T, cov):
 
 def chol_solve(chol, rhs):
     """Solve (C C') x = rhs for a lower Cholesky factor C."""
+    rhs = np.asarray(rhs)
+    if rhs.size == 0:
+        # An empty block (a Newton step with no outer parameters): scipy
+        # 1.12's potrs wrapper rejects empty arrays (ValueError).
+        return np.zeros(rhs.shape, dtype=np.result_type(chol, rhs, float))
     return cho_solve((chol, True), rhs, check_finite=False)
 
 

@@ -482,9 +482,14 @@ def _value_or_minus_inf(data, layout, theta, quad):
     return value if np.isfinite(value) else -np.inf
 
 
-def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
+def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True,
+        trace=None):
     """
     Maximise the adaptive-quadrature log-likelihood.
+
+    ``trace`` (a ``_progress.Trace``) is called after each quasi-Newton
+    iteration and at each Newton step's new point with the
+    log-likelihood, theta and the gradient of its estimated entries.
 
     ``covariance=False`` (refits whose standard errors are not wanted, such
     as profile points): convergence is accepted on the decrement of a
@@ -537,12 +542,21 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros(idx.size)
             state["quad"] = quad
+            state["last"] = (np.array(x), t, v, g[idx])
             return -v / nobs, -g[idx] / nobs
+
+        def callback(xk, *args):
+            # BFGS's last evaluation is normally at the accepted point
+            if not np.array_equal(xk, state.get("last", (None,))[0]):
+                fun(np.asarray(xk))
+            _, t, v, g = state["last"]
+            trace(v, t, g)
 
         with np.errstate(all="ignore"):
             res = optimize.minimize(fun, theta[idx], jac=True, method="BFGS",
                                     options={"gtol": 1e-7, "maxiter": maxiter,
-                                             "hess_inv0": hess_inv0})
+                                             "hess_inv0": hess_inv0},
+                                    callback=None if trace is None else callback)
         n_iter = int(res.nit)
         theta = theta.copy()
         theta[idx] = res.x
@@ -556,6 +570,7 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
     # such as Laplace, use cheaper ones for the steps).
     converged = False
     fresh, confirm, last_decrement = True, False, np.inf
+    reported = None  # the theta last passed to trace
     if optimise and coarse is not data:
         # The first steps' Hessian from the coarse rule: nearly the same
         # curvature at a fraction of the cost.
@@ -564,6 +579,9 @@ def fit(data, layout, theta, optimise=True, maxiter=2000, covariance=True):
         fresh = False
     for _ in range(30 if optimise else 0):
         value, g, post, llf_g = _value_and_grad(data, layout, theta, quad)
+        if trace is not None and reported is not theta:
+            trace(value, theta, g[idx])
+            reported = theta
         try:
             if fresh:
                 hess = _hessian_fd(data, layout, theta, quad, g, accurate=confirm)

@@ -18,6 +18,7 @@ crosses -+ the normal quantile.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import numpy as np
@@ -146,8 +147,9 @@ class ProfileLikelihood:
     each refit warm-started from the nearest point already computed.
     """
 
-    def __init__(self, data, layout, theta_hat, index, llf_hat):
+    def __init__(self, data, layout, theta_hat, index, llf_hat, progress=None):
         self.data = data
+        self.progress = progress  # called as progress(t, llf) after each refit
         self.layout = copy.copy(layout)
         self.layout.estimated = layout.estimated.copy()
         self.layout.estimated[index] = False
@@ -171,6 +173,8 @@ class ProfileLikelihood:
         if not fit.converged and not fit.max_grad <= ACCEPT_GRAD:
             self.unconverged.append(t)
         self.points[t] = (fit.llf, fit.theta)
+        if self.progress is not None:
+            self.progress(t, fit.llf)
         return fit.llf
 
     def _start(self, t):
@@ -234,7 +238,7 @@ def find_limit(profile, t_hat, llf_hat, direction, step, bound, z, xtol,
     return optimize.brentq(excess, inner, t, xtol=xtol), False
 
 
-def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
+def profile_limits(data, layout, theta, indices, z, xtol=1e-5, progress=None):
     """
     Profile-likelihood limits for entries ``indices`` of theta with level-2
     functions (log variances or atanh correlations) at the estimate ``theta``.
@@ -245,7 +249,8 @@ def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
     ``upper_at_bound`` (the profile stays within ``z`` up to the end of the
     search range), ``n_fits``, ``unconverged`` (held values whose refit was
     accepted unconverged), ``errors`` and ``max_llf`` (the largest profile
-    log-likelihood met).
+    log-likelihood met).  ``progress(k, t, llf)``, if given, is called
+    after each refit for ``indices[k]``.
     """
     # The log-likelihood at the estimate with the same nodes and the same
     # code as the profile points (the reference for the statistic), and the
@@ -266,7 +271,8 @@ def profile_limits(data, layout, theta, indices, z, xtol=1e-5):
             bounds = (-ATANH_MAX, ATANH_MAX)
         else:
             bounds = (t_hat - LOGVAR_SPAN, t_hat + LOGVAR_SPAN)
-        prof = ProfileLikelihood(data, layout, theta, index, llf_hat)
+        report = None if progress is None else functools.partial(progress, len(out))
+        prof = ProfileLikelihood(data, layout, theta, index, llf_hat, report)
         row = {"t_hat": t_hat, "errors": []}
         for side, direction, bound in zip(("lower", "upper"), (-1, 1), bounds):
             if direction * (t_hat - bound) >= 0:  # estimate at the boundary

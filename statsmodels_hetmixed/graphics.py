@@ -2,7 +2,8 @@
 Plots for fitted HetMixedLM and location-scale models.
 
 matplotlib is an optional dependency: it is imported only when a plot is
-drawn (``pip install statsmodels-hetmixed[plots]``).
+drawn (``pip install matplotlib``, or ``pip install ".[plots]"`` from the
+checkout).
 
 * :func:`plot_random_effects_qq` -- normal Q-Q plots of the predicted
   (empirical-Bayes) random effects, one panel per effect.
@@ -29,9 +30,8 @@ def _import_pyplot():
     except ImportError as exc:
         raise ImportError(
             "statsmodels_hetmixed.graphics needs matplotlib, which is not "
-            "installed. Install it with "
-            "`pip install statsmodels-hetmixed[plots]` (or `pip install "
-            "matplotlib`).") from exc
+            "installed. Install it with `pip install matplotlib` (or, in "
+            "the package's checkout, `pip install \".[plots]\"`).") from exc
     return plt
 
 
@@ -123,7 +123,11 @@ def plot_random_effects_qq(results, ax=None):
             axis.axline((0.0, intercept), slope=slope, color="C1", lw=1.2)
         axis.set_title(str(name))
         axis.set_xlabel("Normal quantiles")
-        axis.set_ylabel("Predicted random effect")
+        if str(name).startswith("var:"):
+            # scale effects act on the log residual variance
+            axis.set_ylabel("Predicted scale effect (log-variance scale)")
+        else:
+            axis.set_ylabel("Predicted random effect (response scale)")
     fig.tight_layout()
     return fig
 
@@ -216,7 +220,9 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
 
        \\hat\\sigma^2_i(x) = \\exp(w(x)'\\hat a + v(x)'\\hat\\omega_i)
 
-    evaluated over the range of ``x`` observed in that group, with
+    evaluated over the range of ``x`` observed in that group (points at
+    the values observed in the group when ``x`` is binary, categorical or
+    text, or constant within the group, such as a group-level ``x``), with
     :math:`\\hat\\omega_i` the group's empirical-Bayes scale effects
     (location-scale models; zero otherwise, and ``w(x)'a`` for the identity
     link).  The other variables of ``var_formula`` and ``var_re_formula``
@@ -230,7 +236,9 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
         A model fitted from formulas with ``x`` in ``var_formula`` and/or
         ``var_re_formula``.
     x : str
-        Name of a numeric (level-1) variable used by the variance formulas.
+        Name of a variable used by the variance formulas: numeric (a line
+        per group) or binary, categorical or text (points per group, one
+        tick per level).
     data : pandas.DataFrame, optional
         The rows the model was fitted on, in the same order, holding ``x``,
         ``by`` and the variables of the variance formulas.  Default: the
@@ -262,7 +270,7 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
     ------
     ValueError
         If ``x`` or ``by`` is not a column of the data, ``x`` is not used
-        by the variance formulas or is categorical, ``by`` varies within a
+        by the variance formulas or has missing values, ``by`` varies within a
         group, ``data`` does not reproduce the model's variance designs, or
         the model was not built from formulas.
     ImportError
@@ -329,9 +337,17 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
             f"x={x!r} is not used by var_formula "
             f"({getattr(model, 'var_formula', None)!r}) or "
             f"var_re_formula ({getattr(model, 'var_re_formula', None)!r})")
-    if x in categorical or not pd.api.types.is_numeric_dtype(frame[x]):
-        raise ValueError(f"x={x!r} must be a numeric variable that enters the "
-                         "variance formulas numerically")
+    if frame[x].isna().any():
+        raise ValueError(f"x={x!r} has missing values: pass the rows the "
+                         "model was fitted on")
+    # Binary, categorical and text x: points at the values observed in each
+    # group (a line between 0 and 1, or between levels, would suggest
+    # values in between).
+    numeric = x not in categorical and pd.api.types.is_numeric_dtype(frame[x])
+    levels_x = sorted(pd.unique(frame[x]), key=lambda v: (str(type(v)), v))
+    discrete = not numeric or len(levels_x) <= 2
+    position = ({v: float(v) for v in levels_x} if numeric
+                else {v: float(k) for k, v in enumerate(levels_x)})
 
     var_params = np.asarray(results.var_params, dtype=float)
     if k_var_re:
@@ -361,31 +377,43 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
     else:
         fig = ax.figure
     style = {"lw": 1.0, "alpha": 0.7}
+    point_style = {"marker": "o", "linestyle": "none", "markersize": 4,
+                   "alpha": 0.6}
     style.update(line_kwargs)
+    point_style.update(line_kwargs)
+    drew_points = False
 
     for i, lab in enumerate(model.group_labels):
         rows = model.row_indices[lab]
         sub = frame.iloc[rows]
-        xs = sub[x].to_numpy(dtype=float)
-        grid = np.linspace(xs.min(), xs.max(), n_points)
+        if discrete:
+            grid = [v for v in levels_x if (sub[x] == v).any()]
+        else:
+            xs = sub[x].to_numpy(dtype=float)
+            # a group-level x (one value in the group): a point, not a line
+            grid = np.unique(xs) if xs.min() == xs.max() else \
+                np.linspace(xs.min(), xs.max(), n_points)
         new = {x: grid}
         for col in used:
             if col != x:
-                new[col] = [_hold_value(sub[col], col in categorical)] * n_points
+                new[col] = [_hold_value(sub[col], col in categorical)] * len(grid)
         new = pd.DataFrame(new)
         if var_info is not None:
             (w,) = patsy.build_design_matrices([var_info], new, NA_action="raise")
             w = np.asarray(w, dtype=float)
         else:
-            w = np.ones((n_points, 1))
+            w = np.ones((len(grid), 1))
         sigma2 = model.variance_function.variance(var_params, w)
         if k_var_re:
             (v,) = patsy.build_design_matrices([re_info], new, NA_action="raise")
             sigma2 = sigma2 * np.exp(np.asarray(v, dtype=float) @ omega[i])
         colour = "C0" if group_by is None else colours[group_by[i]]
-        kw = dict(style)
+        points = discrete or len(grid) == 1
+        drew_points |= points
+        kw = dict(point_style if points else style)
         kw.setdefault("color", colour)
-        ax.plot(grid, sigma2, label=str(lab), **kw)
+        xs_plot = [position[v] for v in grid] if discrete else grid
+        ax.plot(xs_plot, sigma2, label=str(lab), **kw)
 
     if group_by is not None:
         if mappable is not None:
@@ -412,7 +440,12 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
 
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+    if discrete:
+        ax.set_xticks([position[v] for v in levels_x])
+        ax.set_xticklabels([str(v) for v in levels_x])
+        ax.set_xlim(min(position.values()) - 0.5, max(position.values()) + 0.5)
     ax.set_xlabel(x)
-    ax.set_ylabel("Predicted residual variance")
-    ax.set_title("Within-group residual variance")
+    ax.set_ylabel("Predicted residual variance" + (" (log scale)" if log_scale else ""))
+    ax.set_title("Within-group residual variance"
+                 + (" (one point per group and value)" if drew_points else ""))
     return fig

@@ -20,6 +20,7 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.tools._decorators import cache_readonly
 
 from . import _linalg, _locscale, optim
+from ._progress import ProfileProgress
 from .objective import HeteroskedasticObjective
 from .structures import (
     JointCovariance,
@@ -45,8 +46,9 @@ _FLAT_SHARE = 1e-3
 
 
 def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
-                       re_cov="joint", do_cg=True, maxiter=None):
-    """Fit a location-scale HetMixedLM (called by ``HetMixedLM.fit``)."""
+                       re_cov="joint", do_cg=True, maxiter=None, trace=None):
+    """Fit a location-scale HetMixedLM (called by ``HetMixedLM.fit``;
+    ``trace``: a ``_progress.Trace``, for disp and callback)."""
     if reml:
         raise ValueError(
             "Location-scale models (random scale effects) are fitted by "
@@ -63,6 +65,8 @@ def fit_location_scale(model, reml=False, start_params=None, n_quad=None,
     data = _location_scale_data(model, n_quad)
     layout = theta_layout(model, re_cov)
     options = {} if maxiter is None else {"maxiter": int(maxiter)}
+    if trace is not None:
+        options["trace"] = trace
     if start_params is not None:
         theta = theta_from_params(model, layout, start_params, "start_params")
     else:
@@ -593,7 +597,8 @@ class LocationScaleResults(HetMixedLMResults):
         return _sd_corr_table(self, covariances, list(self.cov_re_joint.index),
                               None, alpha)
 
-    def profile_ci(self, names=None, alpha=0.05, variances=False):
+    def profile_ci(self, names=None, alpha=0.05, variances=False,
+                   disp: bool = False, callback=None):
         """
         Profile-likelihood confidence intervals for the standard deviations
         (or variances) and correlations of the random effects.
@@ -622,6 +627,17 @@ class LocationScaleResults(HetMixedLMResults):
             Add a ``Var(...)`` row after each SD row.  The limits are the
             squared SD limits (profile intervals follow monotone
             transformations).
+        disp : bool
+            Print a line per refit on stdout (the row, the held value and
+            the refit's log-likelihood): an interval takes 5 to 10 refits,
+            each about as long as a fit from a close start.
+        callback : callable, optional
+            Called after each refit as ``callback(progress)`` with a
+            ``ProfileProgress`` named tuple: ``row`` (the ``re_table()``
+            label profiled), ``number`` and ``total`` (its position among
+            the rows profiled, 1-based), ``refits`` (for this row so far),
+            ``value`` (the held log variance or atanh correlation) and
+            ``llf`` (the refit's log-likelihood).
 
         Returns
         -------
@@ -708,6 +724,21 @@ class LocationScaleResults(HetMixedLMResults):
         estimates = self.re_table(alpha)["Estimate"].to_numpy()
         limits = {}
         problems = {"unconverged": [], "errors": [], "higher": []}
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, not {callback!r}")
+        profiled = sorted(wanted)
+        refits = {}
+
+        def report(k, t, llf):
+            refits[k] = refits.get(k, 0) + 1
+            info = ProfileProgress(labels[k], profiled.index(k) + 1,
+                                   len(profiled), refits[k], float(t), float(llf))
+            if disp:
+                print(f"Profile {info.number}/{info.total} {info.row}: refit "
+                      f"{info.refits}, held value {info.value:.6g}, "
+                      f"log-likelihood {info.llf:.6f}", flush=True)
+            if callback is not None:
+                callback(info)
 
         def make_layout(design):
             return level2_layout(model, design,
@@ -740,7 +771,9 @@ class LocationScaleResults(HetMixedLMResults):
             for k in positions:
                 _, i, j = quantities[k % n_q]
                 indices.append(start + block.coefficient(perm[i], perm[j]))
-            llf_hat, found = _profile.profile_limits(data, layout, theta_row, indices, z)
+            llf_hat, found = _profile.profile_limits(
+                data, layout, theta_row, indices, z,
+                progress=lambda i, t, llf, pos=positions: report(pos[i], t, llf))
             if abs(llf_hat - self.llf) > _profile.LLF_TOL:
                 _profile.warn(
                     f"The log-likelihood recomputed for the profile "
@@ -811,6 +844,7 @@ class LocationScaleResults(HetMixedLMResults):
     def resid_var(self):
         """Predicted residual variance of each observation,
         ``exp(w'a + v' omega_hat_i)`` with the groups' predicted scale effects."""
+        self._needs_data("resid_var")
         model = self.model
         q_u = model.k_re
         omega = self._eb.mean[:, q_u:]

@@ -39,6 +39,7 @@ from ._validate import (
     param_vector,
     var_column_names,
 )
+from ._progress import Trace
 from .locscale import fit_location_scale
 from .locscale import loglike as location_scale_loglike
 from .objective import HeteroskedasticObjective
@@ -56,7 +57,9 @@ __all__ = ["HetMixedLM", "HetMixedLMParams"]
 
 # Keyword arguments of fit passed to the optimisers; others warn (as in
 # statsmodels' MixedLM.fit) and are ignored.
-_FIT_OPTIONS = ("gtol", "maxiter", "disp")
+_FIT_OPTIONS = ("gtol", "maxiter", "disp", "callback")
+_NO_EXOG_COLUMNS = ("The fixed-effects design (exog)", "For an intercept-only "
+                    "mean use a column of ones (formula 'y ~ 1').")
 
 # Keyword arguments of the constructor that record the formulas the design
 # matrices came from (set by from_formula; None for the array interface).
@@ -350,6 +353,10 @@ class HetMixedLM(MixedLM):
         # MixedLM names the columns of the design it is given (a 1-d
         # exog_re is one column, as in MixedLM).
         exog_re = extra["exog_re"]
+        if np.ndim(exog) == 2 and np.shape(exog)[1] == 0:
+            # before statsmodels' init: its rank of an empty design fails on
+            # numpy 1.24 ("zero-size array to reduction operation")
+            check_has_columns(np.asarray(exog), *_NO_EXOG_COLUMNS)
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
@@ -360,9 +367,7 @@ class HetMixedLM(MixedLM):
         check_not_empty(n)  # again: missing='drop' may have removed every row
         self.endog = as_float_matrix(self.endog, "endog", [self.endog_names])[:, 0]
         self.exog = as_float_matrix(self.exog, "exog", self.exog_names or [])
-        check_has_columns(self.exog, "The fixed-effects design (exog)",
-                          "For an intercept-only mean use a column of ones "
-                          "(formula 'y ~ 1').")
+        check_has_columns(self.exog, *_NO_EXOG_COLUMNS)
         if self.exog_names is None:
             self.exog_names = [f"FE{k + 1:d}" for k in range(self.exog.shape[1])]
         self.k_fe = self.exog.shape[1]
@@ -1203,8 +1208,20 @@ class HetMixedLM(MixedLM):
             coarser level containing whole groups (default: the groups).
         **fit_kwargs
             ``gtol`` and ``maxiter`` for the optimiser (location-scale
-            models: ``maxiter`` only; ``gtol`` is an error); ``disp`` is
-            accepted and ignored.  Other arguments are ignored with a
+            models: ``maxiter`` only; ``gtol`` is an error).  ``disp=True``
+            prints one line per optimiser iteration on stdout: the
+            log-likelihood and the largest absolute gradient entry of the
+            optimiser's parameters.  ``callback`` is called after each
+            iteration as ``callback(params)`` with a copy of the optimiser's
+            current parameter vector: without random scale effects the
+            covariance and variance-function parameters on the natural
+            scale (the fixed effects are profiled out), in the order of
+            ``params`` after the fixed effects, before the conversion to
+            MixedLM's scaled parameters; for location-scale models the
+            fixed effects, the variance-function coefficients ``a`` and the
+            entries of the Cholesky factor of the random-effects covariance
+            (mean effects first; with level-2 variance functions, their
+            coefficients).  Other arguments are ignored with a
             ``FutureWarning``, as in ``MixedLM.fit``.
 
         Returns
@@ -1245,6 +1262,8 @@ class HetMixedLM(MixedLM):
                     "(CR2: cov_kwds={'correction': 'CR2'}). Give one of them.")
             robust.cluster_labels(self, cov_options["groups"])
         fit_kwargs = fit_options(fit_kwargs, _FIT_OPTIONS, "HetMixedLM.fit")
+        disp = bool(fit_kwargs.pop("disp", False))
+        callback = fit_kwargs.pop("callback", None)
         ddf = _ddf.normalise_method(ddf)
         if self.k_var_re and ddf is not None:
             raise NotImplementedError(
@@ -1256,7 +1275,8 @@ class HetMixedLM(MixedLM):
             self._check_location_scale_options(method, free, full_output, fit_kwargs)
             return fit_location_scale(self, reml=reml, start_params=start_params,
                                       n_quad=n_quad, re_cov=re_cov, do_cg=do_cg,
-                                      maxiter=fit_kwargs.get("maxiter"))
+                                      maxiter=fit_kwargs.get("maxiter"),
+                                      trace=Trace.make(disp, callback))
         if n_quad is not None or re_cov != "joint":
             raise ValueError("n_quad and re_cov apply to location-scale models "
                              "(var_re_formula / exog_var_re) only")
@@ -1276,9 +1296,10 @@ class HetMixedLM(MixedLM):
             theta = lay.from_natural(self._start_natural(start_params))
         mask = self._free_mask(free, theta)
 
-        hist = [] if full_output else None
+        trace = Trace.make(disp, callback, record=bool(full_output))
+        hist = None if trace is None else trace.hist
         est = optim.estimate(objective, theta, mask, methods=method,
-                             options=fit_kwargs, hist=hist, optimise=do_cg)
+                             options=fit_kwargs, hist=trace, optimise=do_cg)
         inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml,
                                     re_basis=self._grouped.re_basis)
         cov_params = inference.covariance_of_estimates(est, lay, mask)

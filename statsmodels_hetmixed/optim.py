@@ -157,6 +157,9 @@ def newton_decrement(g: np.ndarray, hess: np.ndarray, keep: np.ndarray):
 
 # ----------------------------------------------------------------------
 # Optimisers: (objective, free, mask, options, hist) -> (free, n_iter, done)
+# ``hist``: None or a ``_progress.Trace``, called once per iteration with
+# the log-likelihood, the natural parameters and the gradient (fit's disp,
+# callback and full_output).
 def fisher_scoring(objective, free, mask, options, hist):
     """
     Fisher scoring on the natural scale (steps solved in the objective's
@@ -191,7 +194,7 @@ def fisher_scoring(objective, free, mask, options, hist):
         return free, 0, False
     for it in range(1, maxiter + 1):
         if hist is not None:
-            hist.append(ev.llf)
+            hist(ev.llf, nat, g[mask])
         active = box & (nat <= 0) & (g <= 0)
         work = np.flatnonzero(mask & ~active)
         if work.size == 0:
@@ -255,14 +258,20 @@ def quasi_newton(objective, free, mask, options, hist, method="bfgs"):
     idx = np.flatnonzero(mask)
     nobs = objective.nobs
 
+    last = {}
+
     def fun(x):
         full[idx] = x
         f, g = objective.free_value_and_gradient(full)
+        last.update(x=np.array(x), f=f, g=g[idx])
         return -f / nobs, -g[idx] / nobs
 
     def callback(xk, *args):
         if hist is not None:
-            hist.append(-fun(np.asarray(xk))[0] * nobs)
+            if not np.array_equal(xk, last.get("x")):  # else already known
+                fun(np.asarray(xk))
+            full[idx] = xk
+            hist(last["f"], objective.layout.to_natural(full), last["g"])
 
     if idx.size == 0:
         return free, 0, True

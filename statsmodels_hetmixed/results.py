@@ -323,9 +323,36 @@ class HetMixedLMResults(MixedLMResults):
             out[lab] = pd.DataFrame(mat, index=nm, columns=nm)
         return out
 
+    def remove_data(self):
+        """
+        Remove the data arrays from the results and the model, to make them
+        smaller to store (statsmodels' ``remove_data``).
+
+        Everything computed from the estimates keeps working: ``params``,
+        ``bse``, ``cov_params()``, ``conf_int()``, ``summary()``,
+        ``random_effects``, ``llf`` and the information criteria, tests of
+        the parameters, and ``predict`` / ``get_prediction`` /
+        ``predict_variance`` on new data.  What needs the fitted rows
+        raises a ValueError that says so: the per-observation quantities
+        (``fittedvalues``, ``resid``, ``resid_var``, ``resid_pearson``,
+        ``residuals()``), in-sample predictions, and the methods that
+        refit or re-evaluate the model on its data: compute and keep those
+        before ``remove_data()`` (statsmodels' ``remove_data`` also drops
+        the cached ``fittedvalues`` and ``resid``).
+        """
+        super().remove_data()
+
+    def _needs_data(self, what):
+        """A clear error for ``what`` after ``remove_data()``."""
+        if getattr(self.model, "_grouped", None) is None or self.model.endog is None:
+            raise ValueError(
+                f"{what} needs the model's data, which remove_data() removed: "
+                "compute it before calling remove_data(), or fit again.")
+
     @cache_readonly
     def fittedvalues(self):
         """Fitted values: fixed effects plus predicted random effects."""
+        self._needs_data("fittedvalues")
         grouped = self.model._grouped
         return self.model.exog @ self.fe_params + _engine.rows_times_group(
             grouped, grouped.exog_z, self._blup)
@@ -333,11 +360,13 @@ class HetMixedLMResults(MixedLMResults):
     @cache_readonly
     def resid(self):
         """Response residuals y - fitted values (conditional on the BLUPs)."""
+        self._needs_data("resid")
         return self.model.endog - self.fittedvalues
 
     @cache_readonly
     def resid_var(self):
         """Fitted residual variances sigma2_ij of the observations."""
+        self._needs_data("resid_var")
         return self.layout.resid_var(self._natural)
 
     @cache_readonly
@@ -433,6 +462,8 @@ class HetMixedLMResults(MixedLMResults):
         from .prediction import predicted_mean, prediction_rows
 
         self._refuse_location_scale("predict")
+        if exog is None:
+            self._needs_data("predict() for the fitted rows")
         rows = prediction_rows(self, exog, transform=transform, groups=groups,
                                exog_re=exog_re, conditional=conditional,
                                new_groups=new_groups)
@@ -488,6 +519,8 @@ class HetMixedLMResults(MixedLMResults):
         from .prediction import get_prediction, prediction_rows
 
         self._refuse_location_scale("get_prediction")
+        if exog is None:
+            self._needs_data("get_prediction() for the fitted rows")
         rows = prediction_rows(self, exog, transform=transform, groups=groups,
                                exog_re=exog_re, exog_var=exog_var,
                                conditional=conditional, new_groups=new_groups,
@@ -524,6 +557,7 @@ class HetMixedLMResults(MixedLMResults):
         """
         model = self.model
         if exog is None:
+            self._needs_data("predict_variance() for the fitted rows")
             return self.resid_var
         self._refuse_extra_variance_blocks("predict_variance on new data")
         index = getattr(exog, "index", None)
@@ -955,6 +989,7 @@ class HetMixedLMResults(MixedLMResults):
         -------
         LRTestResult
         """
+        self._needs_data("lr_test_vs_linear")
         model = self.model
         lay = model.layout
         start = self.params_natural_array[lay.k_fe:].copy()
@@ -1081,6 +1116,8 @@ class HetMixedLMResults(MixedLMResults):
         pandas.DataFrame
         """
         self._refuse_extra_variance_blocks("residual_variance_table")
+        self._needs_data("residual_variance_table (its rows are the data's "
+                         "distinct variance-design rows)")
         rows, labels = self._distinct_var_rows()
         if len(rows) > 200:
             raise ValueError(
@@ -1094,6 +1131,8 @@ class HetMixedLMResults(MixedLMResults):
             columns={"Coef.": "Variance"})
 
     def _saturated_rows(self):
+        self._needs_data("converting between the additive and log-linear "
+                         "forms (it uses the data's distinct variance-design rows)")
         rows, _ = self._distinct_var_rows()
         if rows.shape[0] != rows.shape[1] or \
                 np.linalg.matrix_rank(rows) < rows.shape[1]:
@@ -1324,6 +1363,8 @@ class HetMixedLMResults(MixedLMResults):
         """
         import copy
 
+        if cov_type != "nonrobust":
+            self._needs_data("the cluster-robust covariance")
         new = copy.copy(self)
         new._cache = {}
         for name in ("cov_params_default", "_cluster_robust"):

@@ -264,7 +264,7 @@ def test_single_group(tmp_path, sim_data, capsys):
     path = tmp_path / "one.csv"
     sim_data.assign(g=0).to_csv(path, index=False)
     rc = main(["--data", str(path), "--formula", "y ~ x", "--groups", "g"])
-    assert_usage_error(rc, capsys.readouterr().err, "single level")
+    assert_usage_error(rc, capsys.readouterr().err, "single value")
 
 
 def test_bad_options(capsys):
@@ -300,7 +300,9 @@ def test_variance_options(tmp_path, capsys):
     assert "Method:" in out and "ML" in out and "SD(var:school)" in out
     assert main(["--data", str(path), "--formula", "mathach ~ female",
                  "--groups", "school", "--var-re-formula", "~ 1", "--reml"]) == 2
-    assert "reml=False" in capsys.readouterr().err
+    # advice in command-line terms, not the Python call fit(reml=False)
+    err = capsys.readouterr().err
+    assert "--ml" in err and "reml=False" not in err
 
 
 def test_level2_option(tmp_path, capsys):
@@ -316,7 +318,7 @@ def test_level2_option(tmp_path, capsys):
     assert "logvar(var:school):sector" in out
     assert main(["--data", str(path), "--formula", "mathach ~ sector",
                  "--groups", "school", "--re-var-formula", "~ sector"]) == 2
-    assert "var_re_formula" in capsys.readouterr().err
+    assert "--var-re-formula" in capsys.readouterr().err
 
 
 def test_quadrature_and_covariance_options(tmp_path, capsys):
@@ -337,3 +339,112 @@ def test_quadrature_and_covariance_options(tmp_path, capsys):
                        "--var-re-formula")
     assert_usage_error(main(base + ["--var-re-formula", "~ 1", "--n-quad", "0"]),
                        capsys.readouterr().err, "quadrature nodes")
+
+
+# ----------------------------------------------------------------------
+# Every input error: one line on stderr naming the cause, exit status 2
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, sim_data):
+    """Files with the defects of the bad command lines below."""
+    root = tmp_path_factory.mktemp("bad")
+    files = {"good": sim_data.assign(x=sim_data["x"].abs() + 0.1)}
+    comma = files["good"].astype({"x": object})
+    comma.loc[5, "x"] = "1,5"  # a decimal comma: pandas reads the column as text
+    files["comma"] = comma
+    files["constant"] = files["good"].assign(y=3.0)
+    files["one_group"] = files["good"].assign(g=0)
+    paths = {}
+    for name, frame in files.items():
+        paths[name] = str(root / f"{name}.csv")
+        frame.to_csv(paths[name], index=False)
+    paths["empty"] = str(root / "empty.csv")
+    Path(paths["empty"]).write_bytes(b"")
+    paths["missing"] = str(root / "no_such_file.csv")
+    return paths
+
+
+BAD_COMMAND_LINES = {
+    # name: (file, extra arguments, fragments of the message)
+    "missing_file": ("missing", [], ["data file not found", "no_such_file.csv"]),
+    "empty_file": ("empty", [], ["the file is empty"]),
+    "no_tilde": ("good", ["--formula", "y x"], ["has no response"]),
+    "log_not_np_log": ("good", ["--var-formula", "~ log(x)"],
+                       ["column 'log' is not in", "np.log("]),
+    "unknown_column": ("good", ["--re-formula", "~ z"], ["column 'z' is not in"]),
+    "decimal_comma": ("comma", [], ["column 'x'", "non-numeric values", "'1,5'",
+                                    "line 7"]),
+    "constant_response": ("constant", [], ["response", "is constant"]),
+    "text_response": ("good", ["--formula", "grp ~ x"], ["response", "non-numeric"]),
+    "one_group": ("one_group", [], ["--groups column 'g' has a single value"]),
+    "bad_var_link": ("good", ["--var-link", "exp"], ["--var-link", "invalid choice"]),
+    "reml_location_scale": ("good", ["--var-re-formula", "~ 1", "--reml"],
+                            ["--reml cannot be used", "--ml"]),
+    "re_formula_syntax": ("good", ["--re-formula", "y x"], ["SyntaxError"]),
+    "bad_n_quad": ("good", ["--n-quad", "many"], ["--n-quad", "invalid int"]),
+    "profile_without_scale_effects": ("good", ["--profile"], ["--var-re-formula"]),
+    "reml_and_ml": ("good", ["--reml", "--ml"], ["not allowed"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMMAND_LINES), ids=list(BAD_COMMAND_LINES))
+def test_bad_command_line(bad_files, capsys, case):
+    file, extra, fragments = BAD_COMMAND_LINES[case]
+    args = ["--data", bad_files[file], "--formula", "y ~ x", "--groups", "g"]
+    # a later --formula replaces the default one
+    rc = main(args + extra)
+    out, err = capsys.readouterr()
+    assert_usage_error(rc, err, *fragments)
+    # advice in command-line terms, not Python calls
+    assert "fit(" not in err and "reml=False" not in err
+
+
+def test_bad_command_line_module_exit_status(bad_files):
+    """The same from a process: status 2, one line, nothing on stdout."""
+    proc = run_module("--data", bad_files["comma"], "--formula", "y ~ x",
+                      "--groups", "g", "--var-link", "exp")
+    assert_usage_error(proc.returncode, proc.stderr, "invalid choice")
+    assert proc.stdout == ""
+
+
+def test_decimal_comma_column_as_categorical(bad_files, capsys):
+    """C(x) says the text column is meant as categorical: no check then."""
+    from statsmodels_hetmixed.__main__ import _numeric_text_columns
+
+    data = pd.read_csv(bad_files["comma"])
+    assert [c[:2] for c in _numeric_text_columns(data, ["y ~ x"])] == [("x", "1,5")]
+    assert _numeric_text_columns(data, ["y ~ C(x)"]) == []
+    assert _numeric_text_columns(data, ["y ~ xx + np.x1"]) == []
+    # an all-text column is categorical, not a broken numeric one
+    assert _numeric_text_columns(data, ["y ~ grp"]) == []
+
+
+def test_help_links_and_python_warning(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "identity link" in out and "log link" in out
+    assert "evaluated as Python expressions" in out
+    assert "np.log(y)" in out and "--profile" in out and "--progress" in out
+
+
+def test_progress_location_scale_and_profile(tmp_path, capsys):
+    """--progress shows the fit's iterations and the profile's refits on
+    stderr; --profile prints the intervals."""
+    rng = np.random.default_rng(3)
+    m, n = 30, 8
+    g = np.repeat(np.arange(m), n)
+    x = rng.normal(size=m * n)
+    y = (1 + x + rng.normal(size=m)[g]
+         + np.exp(0.25 * rng.normal(size=m))[g] * rng.normal(size=m * n))
+    path = tmp_path / "ls.csv"
+    pd.DataFrame({"y": y, "x": x, "g": g}).to_csv(path, index=False)
+    args = ["--data", str(path), "--formula", "y ~ x", "--groups", "g",
+            "--var-re-formula", "~ 1", "--n-quad", "5", "--profile"]
+    assert main(args + ["--progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "hetmixedlm: fitting: iteration 1 " in err
+    assert "hetmixedlm: profile interval 1 of " in err
+    assert "Profile-likelihood 95% intervals" in out
+    assert "SD(g)" in out.split("Profile-likelihood")[1]
+    # not a terminal and no --progress: stderr stays clean
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""

@@ -58,7 +58,8 @@ def _close_figures():
 def test_missing_matplotlib_message(monkeypatch, ls_fit):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"statsmodels-hetmixed\[plots\]"):
+    # an install command that works: no index serves statsmodels-hetmixed
+    with pytest.raises(ImportError, match=r"pip install matplotlib"):
         graphics.plot_random_effects_qq(ls_fit)
     with pytest.raises(ImportError, match=r"pip install"):
         graphics.plot_group_variance(ls_fit, "x")
@@ -244,3 +245,54 @@ def test_group_variance_needs_formulas(sim):
                      exog_var=exog).fit(reml=False)
     with pytest.raises(ValueError, match="formulas|data"):
         graphics.plot_group_variance(res, "x", data=sim)
+
+
+def test_group_variance_group_level_binary_x_as_points(ls_fit, sim):
+    """x constant within groups (h, like HSB's sector) drew an empty plot
+    (a zero-length line per group): now one point per group at its value,
+    on a 0/1 axis with a tick per value."""
+    fig = graphics.plot_group_variance(ls_fit, "h")
+    ax = fig.axes[0]
+    model = ls_fit.model
+    assert len(ax.lines) == len(model.group_labels)
+    a = np.asarray(ls_fit.var_params)
+    re = ls_fit.random_effects
+    for line, lab in zip(ax.lines, model.group_labels):
+        assert line.get_linestyle() == "None" and line.get_marker() == "o"
+        sub = sim.iloc[model.row_indices[lab]]
+        h = sub["h"].iloc[0]
+        assert list(line.get_xdata()) == [float(h)]
+        # the group's variance with x held at its mean
+        expected = np.exp(a[0] + a[1] * sub["x"].mean() + a[2] * h
+                          + float(re[lab]["var:g"]))
+        np.testing.assert_allclose(line.get_ydata(), [expected], rtol=1e-10)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+    assert "one point per group" in ax.get_title()
+
+
+def test_group_variance_categorical_x_as_points(sim):
+    """A within-group categorical (text) x: points at each level observed in
+    the group, one tick per level (it was refused as non-numeric)."""
+    rng = np.random.default_rng(0)
+    data = sim.assign(k=rng.choice(["lo", "mid", "hi"], size=len(sim)))
+    res = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ x + k").fit(
+        reml=False)
+    fig = graphics.plot_group_variance(res, "k", log_scale=True)
+    ax = fig.axes[0]
+    levels = sorted(data["k"].unique())
+    assert [t.get_text() for t in ax.get_xticklabels()] == levels
+    for line, lab in zip(ax.lines, res.model.group_labels):
+        sub = data.iloc[res.model.row_indices[lab]]
+        observed = sorted(sub["k"].unique())
+        assert list(line.get_xdata()) == [float(levels.index(v)) for v in observed]
+        new = pd.DataFrame({"x": sub["x"].mean(), "k": observed})
+        np.testing.assert_allclose(line.get_ydata(), res.predict_variance(new),
+                                   rtol=1e-10)
+    assert ax.get_ylabel() == "Predicted residual variance (log scale)"
+
+
+def test_qq_labels_say_the_scale(ls_fit):
+    fig = graphics.plot_random_effects_qq(ls_fit)
+    labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes}
+    assert "log-variance scale" in labels["var:g"]
+    assert "response scale" in labels["g"]

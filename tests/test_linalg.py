@@ -189,3 +189,13 @@ def test_is_positive_semidefinite_whatever_the_units(units):
         assert is_positive_semidefinite(cov) is expected, (corr, units)
     assert not is_positive_semidefinite(np.diag([units, -1e-30 * units]))
     assert is_positive_semidefinite(np.diag([units, 0.0]))
+
+
+def test_chol_solve_empty_blocks():
+    """Empty factors or right-hand sides (a Newton step without outer
+    parameters) give empty solutions on every supported scipy (1.12's
+    potrs rejected them: a random-slope ML fit failed in newton_polish)."""
+    assert _linalg.chol_solve(np.zeros((0, 0)), np.zeros((0, 3))).shape == (0, 3)
+    assert _linalg.chol_solve(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
+    L = np.linalg.cholesky(np.array([[2.0, 0.5], [0.5, 1.0]]))
+    assert _linalg.chol_solve(L, np.zeros((2, 0))).shape == (2, 0)

@@ -75,3 +75,58 @@ def test_natural_scale_accessors(data):
     assert not het.reports_mixedlm_params
     pd.testing.assert_series_equal(het.params, het.params_natural, check_names=False)
     np.testing.assert_array_equal(het.cov_params(), het.cov_params_natural())
+
+
+# ----------------------------------------------------------------------
+# remove_data(): every documented attribute works or says why not
+_NEEDS_DATA = ["fittedvalues", "resid", "resid_var", "resid_pearson",
+               "resid_normalized"]
+_NEEDS_DATA_CALLS = {
+    "residuals": (), "predict": (), "get_prediction": (),
+    "predict_variance": (), "lr_test_vs_linear": (),
+    "residual_variance_table": (), "to_additive": (),
+    "get_robustcov_results": ("cluster",),
+}
+
+
+def test_remove_data_clear_errors_and_what_keeps_working(data):
+    """After remove_data() the per-observation quantities raised
+    "'NoneType' object has no attribute 'exog'" or a matmul error: now a
+    ValueError naming remove_data; estimates, tests and predictions for new
+    data keep working."""
+    data = data.assign(grp=np.where(data["x"] > 0, "hi", "lo"))
+    res = hmf.hetmixedlm("y ~ x", data, groups="g", var_formula="~ C(grp)").fit(
+        reml=False)
+    new = data.iloc[:4]
+    pred_before = np.asarray(res.predict(new))
+    var_before = np.asarray(res.predict_variance(new))
+    res.remove_data()
+    for name in _NEEDS_DATA:
+        with pytest.raises(ValueError, match=r"remove_data\(\) removed"):
+            getattr(res, name)
+    for name, args in _NEEDS_DATA_CALLS.items():
+        with pytest.raises(ValueError, match=r"remove_data\(\) removed"):
+            getattr(res, name)(*args)
+    np.testing.assert_allclose(res.predict(new), pred_before)
+    np.testing.assert_allclose(res.predict_variance(new), var_before)
+    assert res.get_prediction(new).summary_frame().shape[0] == 4
+    for name in ["params", "bse", "llf", "aic", "bic", "tvalues", "pvalues",
+                 "cov_re", "random_effects", "fe_params", "bse_fe"]:
+        getattr(res, name)
+    res.conf_int()
+    res.t_test(np.eye(len(res.params))[:1])
+    res.summary()
+
+
+def test_remove_data_location_scale_resid_var():
+    """resid_var of a location-scale fit (a matmul error before)."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(25), 8)
+    y = rng.normal(size=25)[g] + np.exp(0.3 * rng.normal(size=25))[g] * rng.normal(size=200)
+    frame = pd.DataFrame({"y": y, "g": g})
+    res = hmf.hetmixedlm("y ~ 1", frame, groups="g", var_re_formula="~ 1").fit(
+        reml=False, n_quad=5)
+    res.remove_data()
+    with pytest.raises(ValueError, match=r"resid_var needs the model's data"):
+        res.resid_var
+    assert "Location-scale model" in res.summary().as_text()
