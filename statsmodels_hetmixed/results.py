@@ -330,7 +330,8 @@ class HetMixedLMResults(MixedLMResults):
 
         Everything computed from the estimates keeps working: ``params``,
         ``bse``, ``cov_params()``, ``conf_int()``, ``summary()``,
-        ``random_effects``, ``llf`` and the information criteria, tests of
+        ``random_effects``, ``llf`` and the information criteria,
+        ``residual_variance_table()``, tests of
         the parameters, and ``predict`` / ``get_prediction`` /
         ``predict_variance`` on new data.  What needs the fitted rows
         raises a ValueError that says so: the per-observation quantities
@@ -340,6 +341,8 @@ class HetMixedLMResults(MixedLMResults):
         before ``remove_data()`` (statsmodels' ``remove_data`` also drops
         the cached ``fittedvalues`` and ``resid``).
         """
+        # what the summary reads from W, found while the data are here
+        self._distinct_var_rows()
         super().remove_data()
 
     def _needs_data(self, what):
@@ -1074,11 +1077,6 @@ class HetMixedLMResults(MixedLMResults):
             self._var_rows = self._find_distinct_var_rows()
         return self._var_rows
 
-    def remove_data(self):
-        """statsmodels' ``remove_data``, after keeping what the summary
-        and ``residual_variance_table`` read from W."""
-        self._distinct_var_rows()
-        super().remove_data()
 
     _var_rows = None
 
@@ -1116,8 +1114,7 @@ class HetMixedLMResults(MixedLMResults):
         pandas.DataFrame
         """
         self._refuse_extra_variance_blocks("residual_variance_table")
-        self._needs_data("residual_variance_table (its rows are the data's "
-                         "distinct variance-design rows)")
+        # (the distinct rows are kept by remove_data)
         rows, labels = self._distinct_var_rows()
         if len(rows) > 200:
             raise ValueError(

@@ -84,7 +84,7 @@ _NEEDS_DATA = ["fittedvalues", "resid", "resid_var", "resid_pearson",
 _NEEDS_DATA_CALLS = {
     "residuals": (), "predict": (), "get_prediction": (),
     "predict_variance": (), "lr_test_vs_linear": (),
-    "residual_variance_table": (), "to_additive": (),
+    "to_additive": (),
     "get_robustcov_results": ("cluster",),
 }
 
@@ -116,6 +116,8 @@ def test_remove_data_clear_errors_and_what_keeps_working(data):
     res.conf_int()
     res.t_test(np.eye(len(res.params))[:1])
     res.summary()
+    # its rows (W's distinct rows) are kept by remove_data, for the summary
+    assert res.residual_variance_table().shape[0] == 2
 
 
 def test_remove_data_location_scale_resid_var():
