@@ -315,6 +315,10 @@ class Evaluation:
     # Centred fixed-effects columns (GroupedData.fe_basis): M and X_c'V^-1X_c
     fe_basis: np.ndarray | None = None
     xtvix_centred: np.ndarray | None = None
+    # per group, in the engine's (centred) columns: Z'R^-1 Z, Z'R^-1 X,
+    # Z'R^-1 (y - X b), K; and X'V^-1 (y - X b) there (fe_score_jacobian
+    # reads them instead of passing over the rows again)
+    group_summaries: tuple | None = None
 
     def fe_covariance(self) -> np.ndarray:
         """(X'V^-1 X)^-1, inverted in the centred columns where the data
@@ -442,6 +446,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     # the centred effects' BLUPs and covariances back to Z's: M^-1 u_c
     Mi = data.re_basis_inverse
     blup_z, K_z = (blup, K) if Mi is None else (blup @ Mi.T, Mi @ K @ Mi.T)
+    summaries = (A, B, e, K, score_fe) if fe_summaries else None
     if fe_basis is None:
         ev = Evaluation(llf, fe_params, xtvix, blup_z, K_z, resid, score_fe)
     else:  # back to the fixed effects of X
@@ -450,6 +455,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
                         None if xtvix is None else F.T @ xtvix @ F, blup_z, K_z,
                         resid, None if score_fe is None else F.T @ score_fe,
                         fe_basis=F, xtvix_centred=xtvix)
+    ev.group_summaries = summaries
     if per_group:
         gi, m = data.group_index, data.n_groups
         sizes = np.bincount(gi, minlength=m)
@@ -510,7 +516,8 @@ def centred_directions(data, cov_dirs):
     return cov_dirs if M is None else M @ cov_dirs @ M.T
 
 
-def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
+def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs,
+                      evaluation=None):
     """
     Derivatives of the fixed effects' score ``X'V^-1 (y - X b)`` at fixed
     ``b`` with respect to covariance and variance parameters: the cross
@@ -526,13 +533,31 @@ def fe_score_jacobian(data, factor, resid_var, fe_params, cov_dirs, var_dirs):
     ``Z'V^-1 r = e - A K e``; row by row, ``V^-1 X = R^-1 (X - Z K B)``
     and ``V^-1 r = R^-1 (r - Z K e)``.
 
+    ``evaluation``: the engine's evaluation at the same parameters and
+    ``fe_params`` (its ``group_summaries``).  Where every column of
+    ``var_dirs`` is constant (a residual variance common to all rows, the
+    model MixedLM fits) the block then needs no pass over the rows: with
+    ``V_l = c_l R``, ``X'V^-1 V_l V^-1 r = c_l (X'V^-1 r - sum_i B_i'K_i
+    Z_i'V_i^-1 r_i)``.
+
     Returns
     -------
     ndarray (p, k_cov + k_var)
         In the fixed effects of the original (uncentred) design.
     """
-    X, Z = data.exog, _engine_z(data)
     F = data.fe_basis
+    var_dirs = np.asarray(var_dirs, dtype=np.float64)
+    summaries = None if evaluation is None else evaluation.group_summaries
+    if summaries is not None and np.all(var_dirs == var_dirs[:1]):
+        A, B, e, K, score_fe = summaries
+        zvx = B - A @ (K @ B)                                       # (m, q, p)
+        zvr = e - np.einsum("iab,ib->ia", A, np.einsum("iab,ib->ia", K, e))
+        cov_part = -np.einsum("iap,kab,ib->pk", zvx, cov_dirs, zvr)
+        xvr = score_fe - np.einsum("iqp,iqr,ir->p", B, K, zvr)     # X'V^-1 R V^-1 r
+        var_part = -np.outer(xvr, var_dirs[0])
+        out = np.hstack([cov_part, var_part])
+        return out if F is None else F.T @ out
+    X, Z = data.exog, _engine_z(data)
     b = np.asarray(fe_params, dtype=np.float64)
     if F is not None:
         b = F @ b  # the fixed effects of the centred columns

@@ -1315,7 +1315,7 @@ class HetMixedLM(MixedLM):
             natural = (params, cov_params)
             params, cov_params = mixedlm_parameters(
                 lay, params, cov_params, objective.fe_score_jacobian(
-                    est.natural, est.evaluation.fe_params))
+                    est.natural, est.evaluation.fe_params, est.evaluation))
             if small_sample is not None:
                 # The small-sample methods are defined on the fixed effects'
                 # model-based covariance (X'V^-1 X)^-1 (Kenward-Roger: its

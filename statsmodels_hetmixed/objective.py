@@ -145,15 +145,18 @@ class HeteroskedasticObjective:
                 ev.info = self._centring.T @ ev.info @ self._centring
         return ev
 
-    def fe_score_jacobian(self, natural, fe_params) -> np.ndarray:
+    def fe_score_jacobian(self, natural, fe_params, evaluation=None) -> np.ndarray:
         """d (X'V^-1 (y - X b)) / d natural at fixed ``fe_params``: the
         cross block of the Hessian in the fixed effects and the natural
-        parameters, (k_fe, k_structure)."""
+        parameters, (k_fe, k_structure).  ``evaluation``: the engine's at
+        ``natural`` and ``fe_params``, whose per-group sums it reuses where
+        it can (``_engine.fe_score_jacobian``)."""
         lay = self.layout
         cov_dirs, var_dirs = lay.info_directions(natural)
         return _engine.fe_score_jacobian(
             self.grouped, lay.factor(self.centred(natural)), lay.resid_var(natural),
-            fe_params, _engine.centred_directions(self.grouped, cov_dirs), var_dirs)
+            fe_params, _engine.centred_directions(self.grouped, cov_dirs), var_dirs,
+            evaluation=evaluation)
 
     def natural_gradient(self, ev: _engine.Evaluation, natural) -> np.ndarray:
         """d llf / d natural from an evaluation with the gradient."""

@@ -293,3 +293,40 @@ def test_centred_random_effects_columns_give_the_same_answers(layout, reml):
                                                  centred_directions(centred, dirs), W),
                                fe_score_jacobian(uncentred, L, r, beta, dirs, W),
                                rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("centre", [False, True])
+def test_fe_score_jacobian_from_the_evaluation_matches_dense(layout, centre):
+    """With a residual variance common to all rows (constant variance
+    directions) the cross block comes from the evaluation's per-group sums,
+    without a pass over the rows: the same numbers as the dense formula."""
+    from statsmodels_hetmixed._engine import evaluate
+
+    plain, g, W, L = _problem(5, layout)
+    X = plain.exog.copy()
+    X[:, 1] += 20.0
+    data = GroupedData.build(plain.endog, X, plain.exog_z, g, plain.n_groups,
+                             layout=layout, centre=centre)
+    r = np.full(len(g), 1.7)
+    dirs_var = np.full((len(g), 1), 1.0)
+    q = L.shape[0]
+    cov_dirs = []
+    for i in range(q):
+        for j in range(i + 1):
+            e = np.zeros((q, q))
+            e[i, j] = e[j, i] = 1.0
+            cov_dirs.append(e)
+    cov_dirs = np.array(cov_dirs)
+    ev = evaluate(data, L, r, reml=False)  # at the GLS estimate
+    beta = ev.fe_params
+    got = fe_score_jacobian(data, L, r, beta, cov_dirs, dirs_var, evaluation=ev)
+    rows = fe_score_jacobian(data, L, r, beta, cov_dirs, dirs_var)
+    Z = plain.exog_z
+    same = g[:, None] == g[None, :]
+    Vi = np.linalg.inv(np.diag(r) + (Z @ L @ L.T @ Z.T) * same)
+    resid = plain.endog - X @ beta
+    derivs = [(Z @ d @ Z.T) * same for d in cov_dirs] + [np.diag(r)]
+    dense = np.column_stack([-X.T @ Vi @ d @ Vi @ resid for d in derivs])
+    np.testing.assert_allclose(got, dense, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(rows, dense, rtol=1e-9, atol=1e-10)
