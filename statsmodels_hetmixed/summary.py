@@ -499,6 +499,16 @@ def summary_col(results: Sequence, float_format: str = "%.4f", model_names=(),
                      for label in _info_col(results[0])}
     views = [_ColumnView(r) for r in results]
     info = {label: (lambda v, f=f: f(v._res)) for label, f in info_dict.items()}
-    return summary2.summary_col(views, float_format=float_format,
-                                model_names=list(model_names), stars=stars,
-                                info_dict=info, **kwargs)
+    table = summary2.summary_col(views, float_format=float_format,
+                                 model_names=list(model_names), stars=stars,
+                                 info_dict=info, **kwargs)
+    # statsmodels joins the information rows by an outer merge, whose order
+    # depends on the pandas version: put them in info_dict's order.
+    frame = table.tables[0]
+    rows = list(frame.index)
+    k = len(rows) - len(info)
+    if k >= 0 and set(rows[k:]) == set(info):
+        # by position: the standard errors' rows share the empty label
+        at = {label: k + j for j, label in enumerate(rows[k:])}
+        table.tables[0] = frame.iloc[list(range(k)) + [at[label] for label in info]]
+    return table

@@ -270,3 +270,20 @@ def test_additive_variances_by_level_are_shown_once():
     assert _row(text, "fb=1")[0] == f"{theta.sum():.3f}"  # var(Residual) + var(fb)
     # the other renderings work with the label columns aligned left
     assert "fb=1" in smry.as_html() and "fb=1" in smry.as_latex()
+
+
+def test_summary_col_information_rows_in_a_fixed_order(readme, homoskedastic, mixedlm):
+    """statsmodels joins the information rows by an outer merge whose order
+    depends on the pandas version (alphabetical in pandas 3, not in 2.0):
+    they come in info_dict's order whatever pandas does."""
+    from statsmodels_hetmixed.summary import summary_col
+
+    info = {"No. groups": lambda r: f"{r.model.n_groups}",
+            "Method": lambda r: r.method,
+            "Log-likelihood": lambda r: f"{r.llf:.2f}"}
+    frame = summary_col([mixedlm, homoskedastic, readme],
+                        info_dict=info).tables[0]
+    assert list(frame.index[-3:]) == list(info)
+    # the estimates' rows keep their order (the SE rows share the empty label)
+    default = summary_col([mixedlm, homoskedastic, readme]).tables[0]
+    assert list(default.index[:2]) == ["Intercept", ""]
