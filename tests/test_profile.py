@@ -333,3 +333,38 @@ def test_refusal_does_not_hinge_on_the_factorisation(monkeypatch):
     np.linalg.cholesky(fit.factor @ fit.factor.T)  # succeeds
     with pytest.raises(ValueError, match=r"singular \(rank 2 of 3\)"):
         res.profile_ci()
+
+
+def test_refits_continue_from_the_estimate_side(fitted):
+    """Each profile refit starts from the nearest point between it and the
+    estimate, never from a point beyond it: a trial point past the limit may
+    sit in a worse local maximum, and bisection that started from it
+    inherited that maximum (the profile of HSB model 5's public-school
+    correlation jumped by 15 units and its lower limit was the jump, 0.43,
+    instead of 0.11; docs/location_scale.rst)."""
+    from statsmodels_hetmixed._profile import ProfileLikelihood
+
+    model, res = fitted
+    S, theta, _, _, _ = res._profile_model()
+    data = _location_scale_data(model, res.n_quad)
+    layout = level2_layout(model, S)
+    held = model.k_fe + model.k_var
+    prof = ProfileLikelihood(data, layout, theta, held, res.llf)
+    t_hat = theta[held]
+    marked = {}
+    for t, mark in ((t_hat - 1.0, 1.0), (t_hat - 3.0, 3.0), (t_hat + 1.0, -1.0)):
+        point = theta.copy()
+        point[0] = mark  # tells which point a start came from
+        prof.points[t] = (res.llf - 1.0, point)
+        marked[t] = mark
+    # between the estimate and t_hat - 1: from the estimate, although
+    # t_hat - 1 is nearer (it lies beyond)
+    assert prof._start(t_hat - 0.9)[0] == theta[0]
+    # between t_hat - 1 and t_hat - 3, nearer to t_hat - 3: still from the
+    # inner point t_hat - 1, not from the far one
+    assert prof._start(t_hat - 2.9)[0] == 1.0
+    # beyond every point: the farthest inner point, t_hat - 3
+    assert prof._start(t_hat - 4.0)[0] == 3.0
+    # the other side continues from its own points
+    assert prof._start(t_hat + 1.5)[0] == -1.0
+    assert prof._start(t_hat + 0.2)[0] == theta[0]
