@@ -146,7 +146,20 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         df["df"] = dof
     for col in df.columns:
         df[col] = _fmt(df[col].to_numpy())
+    # Level-2 coefficients along a flat direction (a correlation at +-1, an
+    # SD at 0) diverge there: their values are where the optimiser stopped,
+    # digits that rounding decides (15.676 or 15.682 on HSB model 5), so the
+    # limit is shown instead.
+    diverging = [j for j, name in enumerate(names[:k])
+                 if level2 and name in set(res._undetermined_params())
+                 and (name.startswith("atanh corr(") or name.startswith("logvar("))]
+    for j in diverging:
+        df.iloc[j, 0] = "+inf" if params[j] > 0 else "-inf"
     smry.add_df(df, align="r")
+    if diverging:
+        smry.add_text("+inf / -inf: level-2 coefficients of a correlation at "
+                      "+-1 or an SD at 0 (the boundary), which the data do not "
+                      "determine (see the fit's warning).")
     if variances:
         smry.add_text("Intervals for variances: log scale, as Stata's.")
     if untested:
