@@ -99,7 +99,7 @@ class HeteroskedasticObjective:
         self.layout = layout
         self.reml = bool(reml)
         self._last_info = None  # (natural, evaluation with the information)
-        self._conditioning = {}  # conditioned_information's maps, by masks
+        self._conditioning = {}  # the conditioning maps' inverses, by masks
         # natural -> the natural parameters of the centred effects'
         # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
         # takes a factor of; None without centred random-effects columns
@@ -215,6 +215,19 @@ class HeteroskedasticObjective:
                 T[sl, sl] = self._centring[sl, sl]
         return T
 
+    def conditioner_inverse(self, mask, work) -> np.ndarray:
+        """(T_w)^-1 for the rows and columns ``work`` of
+        ``conditioner(mask)``: what takes a step solved in the conditioned
+        coordinates back to the natural ones; inverted once per masks (it
+        depends on nothing else)."""
+        mask = np.asarray(mask, bool)
+        work = np.asarray(work)
+        key = ("T", mask.tobytes(), work.tobytes())
+        if key not in self._conditioning:
+            T = self.conditioner(mask)
+            self._conditioning[key] = np.linalg.inv(T[np.ix_(work, work)])
+        return self._conditioning[key]
+
     def conditioned_information(self, ev, mask, work=None) -> np.ndarray:
         """
         The expected information of an evaluation with it in the
@@ -230,7 +243,7 @@ class HeteroskedasticObjective:
         """
         mask = np.asarray(mask, bool)
         work = np.arange(mask.size) if work is None else np.asarray(work)
-        key = (mask.tobytes(), work.tobytes())
+        key = ("S", mask.tobytes(), work.tobytes())
         if key not in self._conditioning:  # S depends on the masks only
             lay = self.layout
             S = self.conditioner(mask)

@@ -11,6 +11,9 @@ name a structure.  The objective provides (see
 * ``admissible(natural)`` -- the blocks' constraints beyond the box;
 * ``evaluate_natural(natural, info)`` -- the engine's evaluation (with the
   expected information ``ev.info`` when asked) and the natural gradient;
+* ``conditioned_gradient``, ``conditioned_information`` and
+  ``conditioner_inverse`` -- the gradient and expected information in the
+  conditioned coordinates where scoring steps are solved, and the map back;
 * ``free_value_and_gradient(free)`` -- for quasi-Newton and Newton steps;
 * ``observed_information(natural, mask)`` -- the observed information
   (``objective.ObservedInformation``), for the convergence test and the
@@ -180,8 +183,6 @@ def fisher_scoring(objective, free, mask, options, hist):
     maxiter = options.get("maxiter", 200)
     # Steps are solved in the conditioned coordinates u = T natural (centred
     # variance covariates), where the information is well conditioned.
-    T = objective.conditioner(mask)
-    T_inverses = {}  # by working set: T_w^-1, so that no step solves with it
 
     def evaluate(x):
         if not objective.admissible(x):
@@ -199,10 +200,7 @@ def fisher_scoring(objective, free, mask, options, hist):
         work = np.flatnonzero(mask & ~active)
         if work.size == 0:
             return lay.from_natural(nat), it, True
-        key = work.tobytes()
-        if key not in T_inverses:
-            T_inverses[key] = np.linalg.inv(T[np.ix_(work, work)])
-        T_w_inv = T_inverses[key]
+        T_w_inv = objective.conditioner_inverse(mask, work)
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
         info = objective.conditioned_information(ev, mask, work)
         # A ridge relative to each parameter's own information: one relative
