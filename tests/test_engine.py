@@ -99,6 +99,17 @@ def test_singular_random_effects_covariance_is_allowed(layout):
     assert ev.llf == pytest.approx(dense_llf(data, g, W, L, a, True), abs=1e-10)
 
 
+def _vech_directions(q):
+    """dG / d(each lower-triangle entry of G), (q (q + 1) / 2, q, q)."""
+    dirs = []
+    for i in range(q):
+        for j in range(i + 1):
+            e = np.zeros((q, q))
+            e[i, j] = e[j, i] = 1.0
+            dirs.append(e)
+    return np.array(dirs)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_expected_information_matches_dense_trace_formula(layout):
     """I_kl = 1/2 tr(V^-1 V_k V^-1 V_l), computed with the n x n matrices."""
@@ -106,13 +117,7 @@ def test_expected_information_matches_dense_trace_formula(layout):
     a = np.array([0.2, -0.3])
     r = np.exp(W @ a)
     q = L.shape[0]
-    dirs = []
-    for i in range(q):
-        for j in range(i + 1):
-            e = np.zeros((q, q))
-            e[i, j] = e[j, i] = 1.0
-            dirs.append(e)
-    cov_dirs = np.array(dirs)
+    cov_dirs = _vech_directions(q)
     ev = evaluate(data, L, r, False, gradient=True, info_directions=(cov_dirs, W))
     Z = data.exog_z
     n = len(r)
@@ -228,13 +233,7 @@ def test_fe_score_jacobian_matches_dense(layout, centre):
     a = np.array([0.2, -0.3])
     r = np.exp(W @ a)
     q = L.shape[0]
-    cov_dirs = []
-    for i in range(q):
-        for j in range(i + 1):
-            e = np.zeros((q, q))
-            e[i, j] = e[j, i] = 1.0
-            cov_dirs.append(e)
-    cov_dirs = np.array(cov_dirs)
+    cov_dirs = _vech_directions(q)
     beta = np.array([0.5, 1.5, 2.5])
     got = fe_score_jacobian(data, L, r, beta, cov_dirs, W)
     Z = plain.exog_z
@@ -311,13 +310,7 @@ def test_fe_score_jacobian_from_the_evaluation_matches_dense(layout, centre):
     r = np.full(len(g), 1.7)
     dirs_var = np.full((len(g), 1), 1.0)
     q = L.shape[0]
-    cov_dirs = []
-    for i in range(q):
-        for j in range(i + 1):
-            e = np.zeros((q, q))
-            e[i, j] = e[j, i] = 1.0
-            cov_dirs.append(e)
-    cov_dirs = np.array(cov_dirs)
+    cov_dirs = _vech_directions(q)
     ev = evaluate(data, L, r, reml=False)  # at the GLS estimate
     beta = ev.fe_params
     got = fe_score_jacobian(data, L, r, beta, cov_dirs, dirs_var, evaluation=ev)
