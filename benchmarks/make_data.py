@@ -49,6 +49,40 @@ def make_data(n_groups: int, group_size: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"grp": grp, "g": g, "x": x, "xg": xg, "y": y})
 
 
+def make_ar1_data(n_groups: int, n_occasions: int, phi: float = 0.6,
+                  seed: int = 0) -> pd.DataFrame:
+    """
+    Longitudinal data: ``make_data``'s model with residuals correlated
+    within a group as a stationary AR(1) in the occasion ``t`` (1 ..
+    ``n_occasions``): ``e_ij = sigma_ij a_ij``, ``a_ij = phi a_i,j-1 +
+    sqrt(1 - phi^2) v_ij``, ``a_i1`` and ``v_ij`` standard normal, so that
+    ``corr(e_ij, e_ik) = phi^|t_j - t_k|`` and ``var(e_ij) = sigma2_ij``.
+    Columns ``grp, t, g, x, xg, y``.
+    """
+    df = make_data(n_groups, n_occasions, seed)
+    rng = np.random.default_rng(seed + 7919)
+    v = rng.standard_normal((n_groups, n_occasions))
+    a = np.empty_like(v)
+    a[:, 0] = v[:, 0]
+    innovation_sd = np.sqrt(1.0 - phi * phi)
+    for j in range(1, n_occasions):
+        a[:, j] = phi * a[:, j - 1] + innovation_sd * v[:, j]
+    x, g, xg = df["x"].to_numpy(), df["g"].to_numpy(), df["xg"].to_numpy()
+    log_s2 = (TRUE_VAR["Intercept"] + TRUE_VAR["x"] * x + TRUE_VAR["g"] * g
+              + TRUE_VAR["x:g"] * xg)
+    re = rng.normal(0.0, np.sqrt(TRUE_RE_VAR), n_groups)
+    e = a.ravel() * np.exp(0.5 * log_s2)
+    y = _mean_part(df) + np.repeat(re, n_occasions) + e
+    t = np.tile(np.arange(1, n_occasions + 1), n_groups)
+    return pd.DataFrame({"grp": df["grp"], "t": t, "g": g, "x": x, "xg": xg,
+                         "y": y})
+
+
+def _mean_part(df):
+    return (TRUE_FE["Intercept"] + TRUE_FE["x"] * df["x"].to_numpy()
+            + TRUE_FE["g"] * df["g"].to_numpy())
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2:
