@@ -19,8 +19,8 @@ ordered list of *blocks*.  Each block owns its parameters and knows
   (``bounded``) and which sit on that bound at an estimate
   (``at_boundary``);
 * an ``update`` hook for structures whose quantities depend on the fitted
-  mean (e.g. a variance that is a power of the fitted values); the blocks
-  here have none.
+  mean (``depends_on_fitted``: a variance that is a power of the fitted
+  values, :mod:`.variance`); the fitter calls it between refits.
 
 The fitter and the results never name a structure: they ask the
 :class:`~statsmodels_hetmixed.structures.layout.Layout`, which asks its
@@ -81,6 +81,11 @@ class Block(abc.ABC):
 
     #: What the parameters are, as the heading of their results table.
     title: str = ""
+
+    #: Whether the block's quantities depend on the fitted mean (nlme's
+    #: ``needUpdate``): the fitter then calls ``update`` with the fitted
+    #: values between refits (:mod:`statsmodels_hetmixed.fixedpoint`).
+    depends_on_fitted: bool = False
 
     @property
     def k(self) -> int:
@@ -159,7 +164,9 @@ class Block(abc.ABC):
         return False
 
     def update(self, fitted: np.ndarray) -> None:  # noqa: B027 - optional hook
-        """Hook for structures that depend on the fitted mean (none here)."""
+        """Hook for structures that depend on the fitted mean
+        (``depends_on_fitted``): set their covariate to ``fitted``, the
+        fitted values ``X beta + Z b`` of each row.  Nothing by default."""
 
 
 class CovarianceBlock(Block):

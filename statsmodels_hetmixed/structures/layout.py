@@ -136,6 +136,27 @@ class Layout:
         """Length of theta (that of ``params``)."""
         return self.k_params
 
+    @property
+    def depends_on_fitted(self) -> bool:
+        """Whether a block depends on the fitted mean (a fit is then nlme's
+        fixed-point iteration, :mod:`statsmodels_hetmixed.fixedpoint`)."""
+        return any(b.depends_on_fitted for b in self.blocks)
+
+    def update(self, fitted) -> None:
+        """Every block's ``update`` hook with the fitted values."""
+        for block in self.blocks:
+            if block.depends_on_fitted:
+                block.update(fitted)
+
+    def with_copies(self, blocks) -> "Layout":
+        """A layout of the same blocks, with copies of ``blocks`` (whose
+        state a later fit of the model would change) in their places."""
+        import copy
+
+        replaced = [copy.copy(b) if any(b is c for c in blocks) else b
+                    for b in self.blocks]
+        return Layout(self.fe_names, replaced, self.q, roles=self.roles)
+
     def role_block(self, role: str) -> Block:
         """The one block of a role (ValueError if there are none or several)."""
         found = [b for b in self.blocks if b.role == role]
