@@ -163,6 +163,13 @@ class Block(abc.ABC):
         estimate on the boundary that ``at_boundary`` does not show."""
         return False
 
+    def degenerate(self, natural: np.ndarray) -> str | None:
+        """A sentence saying why the estimate ``natural`` sits at a limit
+        where some of the block's parameters are not identified (the
+        likelihood flat or still rising as one runs to infinity), or None.
+        ``inference.warn_fit_problems`` warns with it."""
+        return None
+
     def update(self, fitted: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Hook for structures that depend on the fitted mean
         (``depends_on_fitted``): set their covariate to ``fitted``, the

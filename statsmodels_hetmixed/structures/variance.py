@@ -506,3 +506,49 @@ class ConstPowerVariance(_CovariateVariance):
 
     def log_scale(self, natural):
         return float(2.0 * np.mean(np.log(natural[0] + self._powers(natural[1]))))
+
+    #: A row's share |v| ** delta / (c + |v| ** delta) within this of 0 or
+    #: 1 counts as at its limit (far from rounding: 1e-6 of a share).
+    degenerate_share = 1e-6
+
+    def degenerate(self, natural):
+        """
+        At the estimate every row's share ``|v|^delta / (c + |v|^delta)``
+        is at 0 or 1: the block is a constant (c dominates everywhere:
+        delta not identified, c -> inf), varPower (|v|^delta dominates:
+        c -> 0), or a step between two sets of rows (delta -> +-inf, as
+        nlme's fits of Orthodont's age): the likelihood is flat along a
+        direction to infinity and the estimates of c and delta are where
+        the optimiser stopped.
+        """
+        c, delta = natural[0], natural[1]
+        power = self._powers(delta)
+        share = power / (c + power)
+        eps = self.degenerate_share
+        low, high = share <= eps, share >= 1 - eps
+        # rows with |v| = 1 have |v|^delta = 1 whatever delta: they do not
+        # tell whether delta has run off
+        if not np.all(low | high | (self.abs_v == 1)):
+            return None
+        name = self.covariate_name
+        if low.all():
+            what = (f"c = {c:.3g} exceeds |{name}|^delta on every row: the "
+                    f"variance does not depend on {name}, delta is not "
+                    "identified (the limit c -> inf). Compare the fit without "
+                    "var_const_power, with var_power, and with a variance "
+                    "step between values of the covariate: another limit "
+                    "may have a higher likelihood.")
+        elif high.all():
+            what = (f"|{name}|^delta exceeds c = {c:.3g} on every row: the "
+                    f"block is varPower (the limit c -> 0). Use var_power.")
+        else:
+            rows = np.unique(self.abs_v[~low])
+            shown = ", ".join(f"{r:g}" for r in rows[:4]) + (
+                ", ..." if rows.size > 4 else "")
+            what = (f"delta = {delta:.3g} makes |{name}|^delta negligible or "
+                    f"dominant on every row (dominant where |{name}| is "
+                    f"{shown}): the fit tends to a step between two sets of "
+                    "rows (delta -> +-inf), where c and delta are not "
+                    "identified. Fit that step instead (e.g. a variance "
+                    "formula with an indicator of those rows).")
+        return f"varConstPower({name}) is degenerate at the estimate: {what}"
