@@ -430,6 +430,8 @@ class ConstPowerVariance(_CovariateVariance):
     title = "Variance constant plus power"
     nlme_name = "varConstPower"
     zeros_allowed = True
+    #: c > 0: no z-test against 0 in the summary (0 is the boundary, varPower)
+    untested = (0,)
 
     def __init__(self, covariate, name: str | None = None,
                  nobs: int | None = None) -> None:
