@@ -1254,7 +1254,9 @@ class HetMixedLM(MixedLM):
         method : str or list of str, optional
             Optimisers tried in turn: "scoring" (Fisher scoring with the
             analytic expected information, the default first choice) or a
-            scipy.optimize.minimize method (default fallback "bfgs"); the
+            scipy.optimize.minimize method (default fallback "bfgs"; the
+            only default with ``var_const_power``, whose natural scale
+            does not suit scoring); the
             result is checked, and if needed polished, by Newton steps on
             the analytic gradient.  Location-scale models have their own
             optimiser: giving ``method`` is an error.
@@ -1372,7 +1374,7 @@ class HetMixedLM(MixedLM):
         self.reml = bool(reml)
         lay = self.layout
         if method is None:
-            method = ["scoring", "bfgs"]
+            method = ["scoring", "bfgs"] if lay.scoring else ["bfgs"]
         elif isinstance(method, str):
             method = [method]
 

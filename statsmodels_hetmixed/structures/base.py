@@ -87,6 +87,13 @@ class Block(abc.ABC):
     #: values between refits (:mod:`statsmodels_hetmixed.fixedpoint`).
     depends_on_fitted: bool = False
 
+    #: Whether Fisher scoring on the natural scale suits the block.  False
+    #: where the natural scale bends the likelihood's ridges (varConstPower:
+    #: rescaling v moves c by |k|^delta, a curve in (c, delta) but a line in
+    #: (log c, delta)); a fit's default method is then quasi-Newton on the
+    #: free scale.
+    scoring: bool = True
+
     @property
     def k(self) -> int:
         """Number of parameters."""
