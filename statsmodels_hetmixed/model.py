@@ -943,7 +943,9 @@ class HetMixedLM(MixedLM):
             Name of a categorical column: one residual variance per level
             (Stata's ``residuals(independent, by(g))``, nlme's ``varIdent``),
             i.e. ``var_formula="~ 0 + C(var_by)"`` with ``var_link="identity"``
-            unless ``var_link`` is given.  Excludes ``var_formula``.
+            unless ``var_link`` is given (``"log"`` with ``var_power`` or
+            ``var_const_power``: one log variance per level).  Excludes
+            ``var_formula``.
         var_link : {"log", "identity"}
             Keyword: the link of the variance function (see HetMixedLM).
         var_re_formula : str, optional

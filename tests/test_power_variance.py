@@ -372,6 +372,22 @@ def test_rescaling_the_response_with_fitted_values(orthodont):
 
 # ----------------------------------------------------------------------
 # errors
+@pytest.mark.parametrize("method", ["ML", "REML"])
+def test_var_by_with_power_is_log_link(orthodont, method):
+    """var_by with var_power: one log variance per level (nlme's
+    varComb(varIdent, varPower)), not additive variances."""
+    ref = REFS[f"orthodont/lme_ri/ident_sex*power_age/{method}"]
+    model = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject",
+                           var_by="Sex", var_power="age")
+    assert model.var_link == "log"
+    res = model.fit(reml=method == "REML")
+    assert res.llf == pytest.approx(ref["logLik"], rel=1e-6)
+    nat = ref["var"]["natural_all"]
+    log_ratio = res.params["var:C(Sex)[Male]"] - res.params["var:C(Sex)[Female]"]
+    assert log_ratio == pytest.approx(2 * np.log(nat["A.Male"]), abs=1e-4)
+    assert res.params["power(age)"] == pytest.approx(nat["B.power"], abs=1e-4)
+
+
 def test_bad_input(orthodont):
     def make(data=orthodont, **kwargs):
         return hmf.hetmixedlm("distance ~ age + Sex", data, groups="Subject", **kwargs)
