@@ -247,6 +247,22 @@ def orthodont():
     return pd.read_csv(CSV / "orthodont.csv")
 
 
+def test_start_keeps_the_residual_level_with_several_variance_blocks(orthodont):
+    """The blocks' factors multiply: the variance function's start absorbs
+    the others' mean log factor, so the starting variances keep the level of
+    the variance function's own start (before, varConstPower's start
+    multiplied it by (2 c)^2 = 900 on Orthodont: llf -530 vs -217)."""
+    alone = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject")
+    for kwargs in ({"var_power": "age"}, {"var_const_power": "age"}):
+        model = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject",
+                               **kwargs)
+        lay = model.layout
+        start = lay.to_natural(model._objective().start())
+        reference = alone.layout.to_natural(alone._objective().start())
+        assert lay.log_scale(start) == pytest.approx(
+            alone.layout.log_scale(reference), rel=1e-12)
+
+
 def test_fixed_point_not_reached_warns(orthodont):
     model = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject",
                            var_power="fitted")

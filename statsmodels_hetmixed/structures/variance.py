@@ -457,16 +457,19 @@ class ConstPowerVariance(_CovariateVariance):
 
     def _store(self, v):
         self.abs_v = np.abs(v)
-        # log|v| where v != 0 (|v| ** delta there); 0 ** delta is taken as
-        # 0 (delta > 0) -- rows with v = 0 have the factor c ** 2 whatever
-        # delta, which nlme's pow(0, delta) gives for delta > 0
+        # log|v| where v != 0 (|v| ** delta there).  Rows with v = 0 get
+        # |v| ** delta = 0, so their factor is c ** 2 whatever delta: nlme's
+        # pow(0, delta) for delta > 0; for delta <= 0 nlme's is 1 or inf (a
+        # likelihood that is not finite or jumps at delta = 0)
         nonzero = self.abs_v > 0
         self._nonzero = nonzero
         self.log_abs = np.where(nonzero, np.log(np.where(nonzero, self.abs_v, 1.0)),
                                 0.0)
 
-    def _powers(self, delta, abs_v=None, log_abs=None, nonzero=None):
-        if abs_v is None:
+    def _powers(self, delta, log_abs=None, nonzero=None):
+        """|v| ** delta of the block's rows, or of rows with ``log_abs``
+        (log |v|, 0 where v = 0) and ``nonzero``."""
+        if log_abs is None:
             log_abs, nonzero = self.log_abs, self._nonzero
         return np.where(nonzero, np.exp(np.clip(delta * log_abs, -_ETA_LIMIT,
                                                 _ETA_LIMIT)), 0.0)
@@ -510,7 +513,7 @@ class ConstPowerVariance(_CovariateVariance):
         else:
             v = np.abs(self.new_covariate(design))
             nz = v > 0
-            power = self._powers(delta, v, np.log(np.where(nz, v, 1.0)), nz)
+            power = self._powers(delta, np.log(np.where(nz, v, 1.0)), nz)
         return (c + power) ** 2
 
     def log_derivative(self, natural):
