@@ -117,6 +117,17 @@ def _build_parser():
         help="one residual variance per level of COL (instead of "
              "--var-formula; Stata's residuals(independent, by(COL))).")
     parser.add_argument(
+        "--var-power", metavar="COL|fitted", dest="var_power",
+        help="residual sd also proportional to |COL|^delta (nlme's varPower; "
+             "COL numeric without zeros), or to |fitted value|^delta with "
+             "'fitted' (nlme's fixed-point iteration); multiplies the "
+             "variance function.")
+    parser.add_argument(
+        "--var-const-power", metavar="COL|fitted", dest="var_const_power",
+        help="residual sd also proportional to c + |COL|^delta, c > 0 "
+             "(nlme's varConstPower; zeros allowed), or of the fitted values "
+             "with 'fitted'.")
+    parser.add_argument(
         "--var-re-formula", metavar="FORMULA", dest="var_re_formula",
         help='random effects in the log residual variance, e.g. "~ 1" '
              "(a location-scale model; fitted by ML).")
@@ -264,6 +275,8 @@ def _describe(model, method, source, formula, groups, re_formula, var_formula):
     re_text = f"random effects {re_formula}" if re_formula else "random intercept"
     var_text = var_formula if var_formula else "constant"
     scale = "residual variance" if model.var_link == "identity" else "log residual variance"
+    for block in model.variance_blocks:  # var_power, var_const_power
+        var_text += f" times {block.title.lower()} in {block.names}"
     return (f"Fitting HetMixedLM by {method}: {formula}, {re_text} by "
             f"{groups!r}, {scale} {var_text}; {source}, "
             f"{model.nobs} observations in {model.n_groups} groups.")
@@ -276,7 +289,7 @@ def _run(args):
 
     model_options = [args.formula, args.groups, args.re_formula,
                      args.var_formula, args.var_by, args.var_re_formula,
-                     args.re_var_formula]
+                     args.re_var_formula, args.var_power, args.var_const_power]
     if args.data is None:
         if any(opt is not None for opt in model_options):
             raise _UsageError(
@@ -312,7 +325,9 @@ def _run(args):
                 "a mixed model needs at least two groups")
         for name, value, line in _numeric_text_columns(
                 data, [formula, re_formula, var_formula, args.var_re_formula,
-                       args.re_var_formula]):
+                       args.re_var_formula] + [
+                           f"~ {c}" for c in (args.var_power, args.var_const_power)
+                           if c is not None and c != "fitted"]):
             raise _UsageError(
                 f"column {name!r} of {source} has non-numeric values, such as "
                 f"{value!r} on line {line}: fix them in the file (a decimal "
@@ -339,6 +354,17 @@ def _run(args):
         extra = {}
         if args.var_by is not None:
             extra["var_by"] = args.var_by
+        for key in ("var_power", "var_const_power"):
+            column = getattr(args, key)
+            if column is None:
+                continue
+            if column != "fitted" and column not in data.columns:
+                option = "--" + key.replace("_", "-")
+                raise _UsageError(
+                    f"{option} column {column!r} is not in {source} (columns: "
+                    f"{_columns_text(data.columns)}); or give 'fitted' for "
+                    "the fitted values")
+            extra[key] = column
         if args.var_re_formula is not None:
             extra["var_re_formula"] = args.var_re_formula
         if args.re_var_formula is not None:

@@ -20,7 +20,7 @@ __all__ = ["capture_eval_env", "level2_design", "model_arguments", "re_names"]
 
 def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
                     var_formula, subset, missing, var_by, var_re_formula,
-                    re_var_formula, kwargs):
+                    re_var_formula, kwargs, var_power=None, var_const_power=None):
     """
     The data, the groups argument for MixedLM.from_formula (a column name
     where one was given, so that MixedLM labels the random intercept with
@@ -55,10 +55,28 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
                 f"var_by column {var_by!r} has a single level: there is "
                 "nothing to give separate variances to.")
         var_formula = f"~ 0 + C({var_by})"
-        kwargs.setdefault("var_link", "identity")
+        # additive variances by level, unless a power function multiplies
+        # them: then log variances by level (the identity scale bends the
+        # ridge along which the level variances and delta trade off: 20
+        # times slower fits on BodyWeight)
+        power = var_power is not None or var_const_power is not None
+        kwargs.setdefault("var_link", "log" if power else "identity")
+
+    power_columns = {}
+    for key, column in (("var_power", var_power), ("var_const_power", var_const_power)):
+        if column is None or column == "fitted":
+            continue
+        if not isinstance(column, str) or column not in data.columns:
+            raise ValueError(
+                f"{key}={column!r}: give the name of a numeric column of data "
+                "(the covariate v of |v| ** delta) or 'fitted' (the fitted "
+                "values).")
+        power_columns[key] = column
 
     # One missing-value mask over every formula, var_formula included.
     formulas = {} if vc_formula is None else dict(vc_formula)
+    for key, column in power_columns.items():
+        formulas["\0" + key] = f"~ {column}"  # its name, for the mask
     if var_formula is not None:
         formulas["\0var"] = var_formula
     if var_re_formula is not None:
@@ -94,6 +112,9 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
             )
     check_not_empty(len(data))
     kwargs["missing"] = "none"
+    for key, value in (("var_power", var_power), ("var_const_power", var_const_power)):
+        if value is not None:
+            kwargs[key] = data[power_columns[key]] if key in power_columns else value
     env = patsy.EvalEnvironment([eval_env])
 
     if var_formula is not None:

@@ -71,6 +71,12 @@ def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
             f"log-likelihood gradient component is {estimate.max_grad:.3g}. Try "
             "other start_params or method, or simplify the model.",
             ConvergenceWarning, stacklevel=stacklevel)
+    for block, v in zip(layout.blocks, layout.parts(estimate.natural)):
+        message = block.degenerate(v)
+        if message is not None:
+            warnings.warn(f"{message} The estimates and standard errors of "
+                          f"{block.names} are not meaningful.",
+                          ConvergenceWarning, stacklevel=stacklevel)
     at_bound = estimate.at_boundary
     # decided on the centred effects' covariance G_c (re_basis), whose
     # correlations the origin of a random slope's covariate does not push

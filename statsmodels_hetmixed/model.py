@@ -25,7 +25,7 @@ from statsmodels.regression.mixed_linear_model import (
     _convert_vc,
 )
 
-from . import _engine, _formula, _linalg, ddf as _ddf, inference, optim, robust
+from . import _engine, _formula, _linalg, ddf as _ddf, fixedpoint, inference, optim, robust
 from ._validate import (
     as_float_matrix,
     check_finite,
@@ -51,13 +51,19 @@ from .structures import (
     VarianceComponent,
     covariance_names,
 )
-from .structures.variance import make_variance_function
+from .structures.variance import (
+    FITTED,
+    ConstPowerVariance,
+    PowerVariance,
+    make_variance_function,
+)
 
 __all__ = ["HetMixedLM", "HetMixedLMParams"]
 
 # Keyword arguments of fit passed to the optimisers; others warn (as in
 # statsmodels' MixedLM.fit) and are ignored.
-_FIT_OPTIONS = ("gtol", "maxiter", "disp", "callback")
+_FIT_OPTIONS = ("gtol", "maxiter", "disp", "callback", "fitted_tol",
+                "fitted_maxiter")
 _NO_EXOG_COLUMNS = ("The fixed-effects design (exog)", "For an intercept-only "
                     "mean use a column of ones (formula 'y ~ 1').")
 
@@ -195,6 +201,17 @@ class HetMixedLM(MixedLM):
         columns (additive variances, the parameterisation of Stata's
         dummy-variance-level models; one variance per level with
         ``"~ 0 + C(g)"``).
+    var_power : array_like or "fitted", optional
+        nlme's ``varPower``: the residual sd is also proportional to
+        ``|v| ** delta`` for this covariate v (non-zero; a Series's name
+        names the parameter ``power(<name>)``, else ``power(v)``), or for
+        the fitted values ``X beta + Z b`` with ``"fitted"`` (a fixed point,
+        see ``fit``).  The factor multiplies the variance function's
+        (nlme's ``varComb``), whose intercept carries the scale.
+    var_const_power : array_like or "fitted", optional
+        nlme's ``varConstPower``: the residual sd is proportional to
+        ``c + |v| ** delta``, ``c > 0`` (parameters ``const(<name>)`` and
+        ``power(<name>)``; zeros in v allowed).
     variance_blocks : list of VarianceBlock, optional
         Further factors of the residual variance, multiplied with the
         variance function's (nlme's ``varComb``): blocks of
@@ -275,6 +292,8 @@ class HetMixedLM(MixedLM):
         variance_blocks=None,
         re_var_terms=None,
         exog_re_names=None,
+        var_power=None,
+        var_const_power=None,
         **kwargs,
     ):
         allowed = (["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
@@ -320,10 +339,27 @@ class HetMixedLM(MixedLM):
         inputs = {"endog": endog, "exog": exog, "exog_re": exog_re,
                   "exog_var": exog_var, "exog_var_re": exog_var_re,
                   "exog_re_var": exog_re_var}
+        # var_power / var_const_power: a covariate (an array, dropped with
+        # the other inputs' missing rows) or "fitted"
+        power_args = {"var_power": var_power, "var_const_power": var_const_power}
+        power_names = {}
+        for key, value in power_args.items():
+            if value is None or isinstance(value, str):
+                if isinstance(value, str) and value != FITTED:
+                    raise ValueError(
+                        f"{key}={value!r}: the constructor takes an array (one "
+                        f"value per row) or {FITTED!r}; from_formula takes a "
+                        "column name.")
+                continue
+            name = getattr(value, "name", None)
+            power_names[key] = str(name) if name is not None else "v"
+            inputs[key] = value
         names = {"endog": column_names(endog, "y"), "exog": var_column_names(exog, "x"),
                  "exog_re": column_names(exog_re, "Z"), "exog_var": var_names,
                  "exog_var_re": column_names(exog_var_re, "v"),
                  "exog_re_var": column_names(exog_re_var, "s")}
+        for key, name in power_names.items():
+            names[key] = [name]
         for what, arr in inputs.items():
             check_numeric(arr, what, names[what])
         # len() where it exists: np.asarray of a DataFrame is a costly
@@ -340,7 +376,7 @@ class HetMixedLM(MixedLM):
                 check_rows(len(arr), len(endog), what)
         re_given = exog_re is not None
         extra = {"groups": groups, "exog_re": exog_re}
-        for name in ("exog_var", "exog_var_re", "exog_re_var"):
+        for name in ("exog_var", "exog_var_re", "exog_re_var", *power_names):
             if inputs[name] is not None:
                 extra[name] = inputs[name]
         for name in ("exog", "exog_re", "exog_var", "exog_var_re", "exog_re_var"):
@@ -361,6 +397,10 @@ class HetMixedLM(MixedLM):
             self, endog, exog, missing=missing, **extra, **kwargs
         )
         self._init_keys.extend(["use_sqrt", "exog_vc", "var_link", "variance_blocks"])
+        self._init_keys.extend(k for k in power_args if k not in self._init_keys)
+        for key, value in power_args.items():
+            if key not in power_names:  # None or "fitted" (arrays: set above)
+                setattr(self, key, value)
 
         # Validate and convert the data.
         n = len(self.endog)
@@ -414,7 +454,8 @@ class HetMixedLM(MixedLM):
             var_link, self.exog_var, var_names)
         self.var_link = var_link
         self.k_var = self.variance_function.k_var
-        self.variance_blocks = self._check_variance_blocks(variance_blocks, n)
+        self.variance_blocks = self._check_variance_blocks(
+            list(variance_blocks or []) + self._power_blocks(power_names, n), n)
         exog_z, self._vc_slots = self._build_exog_z()
         self._grouped = _engine.GroupedData.build(
             self.endog, self.exog, exog_z, self._group_index, self.n_groups,
@@ -474,6 +515,36 @@ class HetMixedLM(MixedLM):
         if clash:
             raise ValueError(f"variance_blocks give parameter names {clash} twice "
                              "or as names of the variance function; rename them.")
+        return blocks
+
+    def _power_blocks(self, names, n):
+        """The blocks of ``var_power`` and ``var_const_power`` (nlme's
+        varPower and varConstPower), multiplied with the variance function
+        as nlme's varComb."""
+        given = {key: getattr(self, key) for key in ("var_power", "var_const_power")
+                 if getattr(self, key) is not None}
+        if not given:
+            return []
+        if self.k_var_re:
+            raise NotImplementedError(
+                f"{sorted(given)} is not available for location-scale models "
+                "(random scale effects); give the variance function of those "
+                "models with var_formula.")
+        covariates = {key: FITTED if isinstance(value, str) else names[key]
+                      for key, value in given.items()}
+        if len(covariates) == 2 and len(set(covariates.values())) == 1:
+            raise ValueError(
+                "var_power and var_const_power are given the same covariate "
+                f"({covariates['var_power']!r}): varConstPower contains "
+                "varPower (its constant c -> 0), and both together are not "
+                "identified. Give one of them.")
+        classes = {"var_power": PowerVariance, "var_const_power": ConstPowerVariance}
+        blocks = []
+        for key, value in given.items():
+            if isinstance(value, str):
+                blocks.append(classes[key](FITTED, nobs=n))
+            else:
+                blocks.append(classes[key](value, names[key], nobs=n))
         return blocks
 
     def _set_scale_effects(self, names):
@@ -846,6 +917,8 @@ class HetMixedLM(MixedLM):
         var_by=None,
         var_re_formula=None,
         re_var_formula=None,
+        var_power=None,
+        var_const_power=None,
         **kwargs,
     ):
         """
@@ -870,7 +943,9 @@ class HetMixedLM(MixedLM):
             Name of a categorical column: one residual variance per level
             (Stata's ``residuals(independent, by(g))``, nlme's ``varIdent``),
             i.e. ``var_formula="~ 0 + C(var_by)"`` with ``var_link="identity"``
-            unless ``var_link`` is given.  Excludes ``var_formula``.
+            unless ``var_link`` is given (``"log"`` with ``var_power`` or
+            ``var_const_power``: one log variance per level).  Excludes
+            ``var_formula``.
         var_link : {"log", "identity"}
             Keyword: the link of the variance function (see HetMixedLM).
         var_re_formula : str, optional
@@ -889,6 +964,19 @@ class HetMixedLM(MixedLM):
             in ``cov_re_joint`` (its variance) or ``"corr(a, b)"`` (a
             correlation; also a tuple ``(a, b)``); every formula needs the
             intercept.
+        var_power : str, optional
+            Keyword: nlme's ``varPower``, a factor ``|v| ** (2 delta)`` of
+            the residual variance (sd proportional to ``|v| ** delta``),
+            multiplied with the variance function (nlme's ``varComb``),
+            whose intercept carries the scale.  ``v`` is a numeric column
+            (no zeros), or ``"fitted"``: the fitted values ``X beta + Z b``,
+            estimated by nlme's fixed-point iteration (see ``fit``).  The
+            parameter is ``power(<column>)``.
+        var_const_power : str, optional
+            Keyword: nlme's ``varConstPower``, a factor
+            ``(c + |v| ** delta) ** 2`` with ``c > 0`` (parameters
+            ``const(<column>)``, ``power(<column>)``); a column (zeros
+            allowed) or ``"fitted"``.
         subset : array_like, optional
             Rows of ``data`` to use (boolean mask or index labels).
         use_sparse : bool
@@ -914,7 +1002,8 @@ class HetMixedLM(MixedLM):
             formula, data, kwargs.pop("groups"), eval_env, re_formula=re_formula,
             vc_formula=vc_formula, var_formula=var_formula, subset=subset,
             missing=missing, var_by=var_by, var_re_formula=var_re_formula,
-            re_var_formula=re_var_formula, kwargs=kwargs)
+            re_var_formula=re_var_formula, kwargs=kwargs, var_power=var_power,
+            var_const_power=var_const_power)
         return super().from_formula(
             formula,
             data,
@@ -1167,7 +1256,9 @@ class HetMixedLM(MixedLM):
         method : str or list of str, optional
             Optimisers tried in turn: "scoring" (Fisher scoring with the
             analytic expected information, the default first choice) or a
-            scipy.optimize.minimize method (default fallback "bfgs"); the
+            scipy.optimize.minimize method (default fallback "bfgs"; the
+            only default with ``var_const_power``, whose natural scale
+            does not suit scoring); the
             result is checked, and if needed polished, by Newton steps on
             the analytic gradient.  Location-scale models have their own
             optimiser: giving ``method`` is an error.
@@ -1285,21 +1376,45 @@ class HetMixedLM(MixedLM):
         self.reml = bool(reml)
         lay = self.layout
         if method is None:
-            method = ["scoring", "bfgs"]
+            method = ["scoring", "bfgs"] if lay.scoring else ["bfgs"]
         elif isinstance(method, str):
             method = [method]
 
+        fitted_tol = fit_kwargs.pop("fitted_tol", fixedpoint.DEFAULT_TOL)
+        fitted_maxiter = int(fit_kwargs.pop("fitted_maxiter",
+                                            fixedpoint.DEFAULT_MAXITER))
+        iterate = lay.depends_on_fitted and do_cg
+        if lay.depends_on_fitted:
+            # nlme's first v: fitted values before any variance parameter
+            # is estimated (the OLS fit of the mean)
+            lay.update(self._ols_fitted())
         objective = self._objective(reml=self.reml)
-        if start_params is None:
-            theta = objective.start()
-        else:
-            theta = lay.from_natural(self._start_natural(start_params))
+
+        def start(objective):
+            if start_params is None:
+                return objective.start()
+            return lay.from_natural(self._start_natural(start_params))
+
+        theta = start(objective)
         mask = self._free_mask(free, theta)
 
         trace = Trace.make(disp, callback, record=bool(full_output))
         hist = None if trace is None else trace.hist
-        est = optim.estimate(objective, theta, mask, methods=method,
-                             options=fit_kwargs, hist=trace, optimise=do_cg)
+        fixed_point = None
+        if iterate:
+            def first(objective):
+                x = start(objective)
+                self._free_mask(free, x)  # held entries, as theta's
+                return x
+
+            est, objective, fixed_point = fixedpoint.iterate(
+                lay, functools.partial(self._objective, reml=self.reml),
+                self._fitted_of, self._ols_fitted(), first, mask,
+                methods=method, options=fit_kwargs, hist=trace,
+                tol=fitted_tol, maxiter=fitted_maxiter)
+        else:
+            est = optim.estimate(objective, theta, mask, methods=method,
+                                 options=fit_kwargs, hist=trace, optimise=do_cg)
         inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml,
                                     re_basis=self._grouped.re_basis)
         cov_params = inference.covariance_of_estimates(est, lay, mask)
@@ -1328,11 +1443,30 @@ class HetMixedLM(MixedLM):
         # statsmodels multiplies normalized_cov_params by results.scale.
         res = HetMixedLMResults(self, params, cov_params / objective.scale(est.natural))
         res._ddf = small_sample
+        # A later fit of this model moves the fitted-value blocks' v: the
+        # results keep their own copies, at the v of their estimates.
+        res_layout = lay.with_copies([b for b in lay.blocks if b.depends_on_fitted]
+                                     ) if lay.depends_on_fitted else None
         res._finish(est.evaluation, converged=est.converged, max_grad=est.max_grad,
                     decrement=est.decrement, n_iter=est.n_iter, hist=hist,
-                    method=method, free=mask, reml=self.reml, natural=natural)
+                    method=method, free=mask, reml=self.reml, natural=natural,
+                    layout=res_layout)
+        res.fixed_point = fixed_point
         robust.apply_cov_type(res, cov_type, cov_kwds)
         return HetMixedLMResultsWrapper(res)
+
+    def _ols_fitted(self) -> np.ndarray:
+        """OLS fitted values of the mean: the first covariate of variance
+        functions of the fitted values."""
+        coef, *_ = np.linalg.lstsq(self.exog, self.endog, rcond=None)
+        return self.exog @ coef
+
+    def _fitted_of(self, evaluation) -> np.ndarray:
+        """Fitted values of the innermost level, X beta + Z b, of an engine
+        evaluation (nlme's ``fitted(.)`` of a variance function)."""
+        grouped = self._grouped
+        return self.exog @ evaluation.fe_params + _engine.rows_times_group(
+            grouped, grouped.exog_z, evaluation.blup)
 
     def _start_natural(self, start_params):
         """The natural vector (without fixed effects) of ``start_params``:

@@ -239,7 +239,11 @@ def fisher_scoring(objective, free, mask, options, hist):
         last = {}
 
         def value(x):
-            last["x"], last["eval"] = x, evaluate(x)
+            # a trial point may overflow the variances (a power of a
+            # covariate stepped far): its llf is then not finite and the
+            # line search steps back, as quasi_newton's trial points do
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                last["x"], last["eval"] = x, evaluate(x)
             return last["eval"][0].llf
 
         if line_search(value, candidate, ev.llf, t_max=t_max) is None:

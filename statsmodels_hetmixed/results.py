@@ -216,9 +216,35 @@ class HetMixedLMResults(MixedLMResults):
         if self._extra_variance_blocks:
             names = [n for b in self._extra_variance_blocks for n in b.names]
             raise NotImplementedError(
-                f"{what} is not available for models with variance_blocks "
-                f"({names}): the residual variance depends on them too. Use "
-                "resid_var for the fitted variances.")
+                f"{what} is not available for models with further variance "
+                f"functions (variance_blocks, var_power, var_const_power: "
+                f"{names}): the residual variance depends on them too. Use "
+                "resid_var for the fitted variances, or predict_variance with "
+                "a DataFrame for new rows of var_power / var_const_power "
+                "models.")
+
+    def _extra_variance_factors(self, exog, transform):
+        """The further variance blocks' factors of new rows (``exog``): a
+        block of a covariate reads its column of a DataFrame, a block of
+        the fitted values takes the rows' predicted mean (conditional on
+        their groups' predicted random effects where ``exog`` names them,
+        as the fitted values it was estimated with; marginal otherwise)."""
+        factors = []
+        for block in self._extra_variance_blocks:
+            if not hasattr(block, "new_covariate"):
+                self._refuse_extra_variance_blocks("predict_variance on new data")
+            natural = self.params_natural_array[self.layout.slice_of(block)]
+            if block.depends_on_fitted:
+                v = self.predict(exog, transform=transform, conditional=None)
+            elif isinstance(exog, pd.DataFrame) and block.covariate_name in exog:
+                v = exog[block.covariate_name]
+            else:
+                raise ValueError(
+                    f"predict_variance on new data needs the covariate "
+                    f"{block.covariate_name!r} of {block.names}: pass a "
+                    "DataFrame with that column.")
+            factors.append(block.variance(natural, np.asarray(v, dtype=float)))
+        return factors
 
     @cache_readonly
     def bse_fe(self):
@@ -550,7 +576,12 @@ class HetMixedLMResults(MixedLMResults):
         exog : DataFrame or array_like, optional
             New data.  A DataFrame is passed through ``var_formula`` when
             the model was built from formulas (``transform=True``);
-            otherwise an array with the columns of ``exog_var``.
+            otherwise an array with the columns of ``exog_var``.  With
+            ``var_power`` / ``var_const_power`` on a covariate, a
+            DataFrame with its column; on ``"fitted"``, the rows' predicted
+            mean is the covariate (``predict(exog, conditional=None)``:
+            conditional on the groups' random effects where ``exog`` has
+            the groups' column, as in the fit; marginal for other rows).
         transform : bool
             Whether to apply ``var_formula`` to a DataFrame.
 
@@ -562,7 +593,7 @@ class HetMixedLMResults(MixedLMResults):
         if exog is None:
             self._needs_data("predict_variance() for the fitted rows")
             return self.resid_var
-        self._refuse_extra_variance_blocks("predict_variance on new data")
+        factors = self._extra_variance_factors(exog, transform)
         index = getattr(exog, "index", None)
         spec = getattr(model, "_var_design_info", None)
         if transform and spec is not None and isinstance(exog, pd.DataFrame):
@@ -590,6 +621,8 @@ class HetMixedLMResults(MixedLMResults):
                 f"exog for predict_variance needs {model.k_var} columns "
                 f"({model.data.exog_var_names}), got {w.shape[1]}")
         out = model.variance_function.variance(self._var_params, w)
+        for factor in factors:  # further variance functions (varComb)
+            out = out * factor
         return pd.Series(out, index=index) if index is not None else out
 
     # ------------------------------------------------------------------

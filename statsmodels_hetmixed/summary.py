@@ -183,6 +183,17 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         _residual_variance_block(smry, res, alpha)
     for block in res._extra_variance_blocks:
         _block_table(smry, res, block, params, bse, q, lo, hi)
+    for block in res._extra_variance_blocks:
+        message = block.degenerate(params[res.layout.slice_of(block)])
+        if message is not None:
+            smry.add_text(f"Warning: {message}")
+    fixed_point = getattr(res, "fixed_point", None)
+    if fixed_point is not None:
+        smry.add_text(
+            f"Variance function of the fitted values: nlme's {fixed_point}. "
+            "The estimates maximise the likelihood with the covariate held at "
+            "the fitted values; llf, AIC and LR tests are those of that "
+            "likelihood, not of one in which the variance depends on beta.")
     if getattr(res, "cov_type", "nonrobust") != "nonrobust":
         smry.add_text(res.cov_kwds["description"])
     if not res.converged:
@@ -275,7 +286,8 @@ def _block_table(smry, res, block, params, bse, q, lo, hi):
     """A block's parameters with z-tests against 0 and Wald intervals."""
     where = res.layout.slice_of(block)
     table = _z_table(block.title or type(block).__name__, block.names,
-                     params[where], bse[where], q, lo, hi)
+                     params[where], bse[where], q, lo, hi,
+                     untested=getattr(block, "untested", ()))
     _add_table(smry, table)
 
 

@@ -448,3 +448,37 @@ def test_progress_location_scale_and_profile(tmp_path, capsys):
     # not a terminal and no --progress: stderr stays clean
     assert main(args) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_power_variance_options(tmp_path, capsys):
+    """--var-power COL|fitted and --var-const-power: the fits of the
+    from_formula keywords, shown in the summary; bad columns are usage
+    errors."""
+    import statsmodels_hetmixed.formula.api as hmf
+
+    data = pd.read_csv(Path(__file__).parent / "results" / "correlation"
+                       / "orthodont.csv")
+    path = tmp_path / "orth.csv"
+    data.to_csv(path, index=False)
+    base = ["--data", str(path), "--formula", "distance ~ age + Sex",
+            "--groups", "Subject", "--ml"]
+    assert main(base + ["--var-power", "age"]) == 0
+    out = capsys.readouterr().out
+    ref = hmf.hetmixedlm("distance ~ age + Sex", data, groups="Subject",
+                         var_power="age").fit(reml=False)
+    assert "Variance power" in out and "power(age)" in out
+    assert f"{ref.llf:.4f}" in out
+    assert main(base + ["--var-power", "fitted"]) == 0
+    out = capsys.readouterr().out
+    assert "times variance power in ['power(fitted)']" in out
+    assert "fitted-value gap" in " ".join(out.split())
+    assert main(base + ["--var-const-power", "age", "--var-power", "fitted"]) == 0
+    out = capsys.readouterr().out
+    assert "const(age)" in out and "power(fitted)" in out
+    assert main(base + ["--var-power", "nope"]) == 2
+    assert "--var-power column 'nope' is not in" in capsys.readouterr().err
+    data["bad"] = data["age"].astype(str)
+    data.loc[3, "bad"] = "8,5"
+    data.to_csv(path, index=False)
+    assert main(base + ["--var-const-power", "bad"]) == 2
+    assert "column 'bad'" in capsys.readouterr().err

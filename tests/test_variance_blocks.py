@@ -10,7 +10,8 @@ import pytest
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM
-from statsmodels_hetmixed.structures import PowerVariance
+from statsmodels_hetmixed.structures import PowerVariance, VarianceBlock
+from statsmodels_hetmixed.structures.base import IdentityScale
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +64,38 @@ def test_bad_variance_blocks(data):
                    variance_blocks=[PowerVariance(data["dose"], "v")])
 
 
+class _ScaledDose(IdentityScale, VarianceBlock):
+    """A block that cannot evaluate new rows (no ``new_covariate``)."""
+
+    names = ["scaled(dose)"]
+
+    def __init__(self, dose):
+        self.log_dose = np.log(np.asarray(dose, float))
+        self.nobs = self.log_dose.size
+
+    def start(self, context):
+        return np.zeros(1)
+
+    def variance(self, natural, design=None):
+        return np.exp(natural[0] * self.log_dose)
+
+    def log_derivative(self, natural):
+        return self.log_dose[:, None]
+
+
 def test_results_that_need_the_block_on_new_data_refuse(data):
     res = hmf.hetmixedlm("y ~ x", data, groups="g",
-                         variance_blocks=[PowerVariance(data["dose"], "dose")]
+                         variance_blocks=[_ScaledDose(data["dose"])]
                          ).fit(reml=False)
     with pytest.raises(NotImplementedError, match="variance_blocks"):
         res.predict_variance(data.head())
+    with pytest.raises(NotImplementedError, match="variance_blocks"):
+        res.residual_variance_table()
+    # PowerVariance evaluates new rows (their covariate's column, by name)
+    res = hmf.hetmixedlm("y ~ x", data, groups="g",
+                         variance_blocks=[PowerVariance(data["dose"], "dose")]
+                         ).fit(reml=False)
+    np.testing.assert_allclose(res.predict_variance(data.head()),
+                               res.resid_var[:5], rtol=1e-12)
     with pytest.raises(NotImplementedError, match="variance_blocks"):
         res.residual_variance_table()

@@ -22,6 +22,8 @@ from .variance import (
     VAR_PREFIX,
     AdditiveVariance,
     LogLinearVariance,
+    FITTED,
+    ConstPowerVariance,
     PowerVariance,
     make_variance_function,
 )
@@ -30,5 +32,6 @@ __all__ = [
     "BOUNDARY_RTOL", "Block", "CovarianceBlock", "StartContext", "VarianceBlock",
     "ROLES", "Layout", "Level2Coefficients", "Level2Functions", "JointCovariance", "UnstructuredCovariance", "VarianceComponent", "covariance_names", "gram_jacobian",
     "psd_factor",
-    "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance", "make_variance_function",
+    "VAR_PREFIX", "AdditiveVariance", "LogLinearVariance", "PowerVariance",
+    "ConstPowerVariance", "FITTED", "make_variance_function",
 ]

@@ -19,8 +19,8 @@ ordered list of *blocks*.  Each block owns its parameters and knows
   (``bounded``) and which sit on that bound at an estimate
   (``at_boundary``);
 * an ``update`` hook for structures whose quantities depend on the fitted
-  mean (e.g. a variance that is a power of the fitted values); the blocks
-  here have none.
+  mean (``depends_on_fitted``: a variance that is a power of the fitted
+  values, :mod:`.variance`); the fitter calls it between refits.
 
 The fitter and the results never name a structure: they ask the
 :class:`~statsmodels_hetmixed.structures.layout.Layout`, which asks its
@@ -81,6 +81,18 @@ class Block(abc.ABC):
 
     #: What the parameters are, as the heading of their results table.
     title: str = ""
+
+    #: Whether the block's quantities depend on the fitted mean (nlme's
+    #: ``needUpdate``): the fitter then calls ``update`` with the fitted
+    #: values between refits (:mod:`statsmodels_hetmixed.fixedpoint`).
+    depends_on_fitted: bool = False
+
+    #: Whether Fisher scoring on the natural scale suits the block.  False
+    #: where the natural scale bends the likelihood's ridges (varConstPower:
+    #: rescaling v moves c by |k|^delta, a curve in (c, delta) but a line in
+    #: (log c, delta)); a fit's default method is then quasi-Newton on the
+    #: free scale.
+    scoring: bool = True
 
     @property
     def k(self) -> int:
@@ -158,8 +170,17 @@ class Block(abc.ABC):
         estimate on the boundary that ``at_boundary`` does not show."""
         return False
 
+    def degenerate(self, natural: np.ndarray) -> str | None:
+        """A sentence saying why the estimate ``natural`` sits at a limit
+        where some of the block's parameters are not identified (the
+        likelihood flat or still rising as one runs to infinity), or None.
+        ``inference.warn_fit_problems`` warns with it."""
+        return None
+
     def update(self, fitted: np.ndarray) -> None:  # noqa: B027 - optional hook
-        """Hook for structures that depend on the fitted mean (none here)."""
+        """Hook for structures that depend on the fitted mean
+        (``depends_on_fitted``): set their covariate to ``fitted``, the
+        fitted values ``X beta + Z b`` of each row.  Nothing by default."""
 
 
 class CovarianceBlock(Block):

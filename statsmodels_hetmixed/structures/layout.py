@@ -136,6 +136,33 @@ class Layout:
         """Length of theta (that of ``params``)."""
         return self.k_params
 
+    @property
+    def depends_on_fitted(self) -> bool:
+        """Whether a block depends on the fitted mean (a fit is then nlme's
+        fixed-point iteration, :mod:`statsmodels_hetmixed.fixedpoint`)."""
+        return any(b.depends_on_fitted for b in self.blocks)
+
+    @property
+    def scoring(self) -> bool:
+        """Whether every block suits Fisher scoring on the natural scale
+        (``Block.scoring``): the default methods of a fit."""
+        return all(b.scoring for b in self.blocks)
+
+    def update(self, fitted) -> None:
+        """Every block's ``update`` hook with the fitted values."""
+        for block in self.blocks:
+            if block.depends_on_fitted:
+                block.update(fitted)
+
+    def with_copies(self, blocks) -> "Layout":
+        """A layout of the same blocks, with copies of ``blocks`` (whose
+        state a later fit of the model would change) in their places."""
+        import copy
+
+        replaced = [copy.copy(b) if any(b is c for c in blocks) else b
+                    for b in self.blocks]
+        return Layout(self.fe_names, replaced, self.q, roles=self.roles)
+
     def role_block(self, role: str) -> Block:
         """The one block of a role (ValueError if there are none or several)."""
         found = [b for b in self.blocks if b.role == role]
@@ -271,6 +298,21 @@ class Layout:
     def start(self, context: StartContext) -> np.ndarray:
         """Starting natural vector: every block's starting values."""
         out = [b.start(context) for b in self.blocks]
+        # The variance blocks' factors multiply (varComb), and each block's
+        # start alone matches the residuals' level: the first block that
+        # can (the variance function, whose intercept carries the scale)
+        # absorbs the others' mean log factor, so that their product does
+        # too (a varConstPower start otherwise began 300 log-likelihood
+        # units from Orthodont's maximum and ran to another edge).
+        pairs = [(b, v) for b, v in zip(self.blocks, out) if b.role == "variance"]
+        absorbing = [i for i, (b, _) in enumerate(pairs)
+                     if hasattr(b, "absorb_log_scale")]
+        if absorbing and len(pairs) > 1:
+            i = absorbing[0]
+            shift = sum(b.log_scale(v) for j, (b, v) in enumerate(pairs) if j != i)
+            block, v = pairs[i]
+            out[[k for k, b in enumerate(self.blocks) if b is block][0]] = \
+                block.absorb_log_scale(v, -shift)
         return np.concatenate(out) if out else np.zeros(0)
 
     # ------------------------------------------------------------------
