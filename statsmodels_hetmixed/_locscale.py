@@ -20,8 +20,23 @@ Adaptive quadrature centres the nodes at each group's mode ``t_i`` of
 
     L_i ~= |B_i| sum_k w_k exp(h_i(t_i + B_i x_k)) / phi(x_k).
 
-All groups and nodes are evaluated in one engine call over the rows
-replicated once per node (pseudo-groups = groups x nodes).  The rule --
+When the scale effects' design ``V`` is constant within each group (a
+random scale intercept, or group-level covariates), a node only multiplies
+a group's residual variances by ``c = exp(v_i' L_ww t)`` and shifts its
+mean by ``z_j' L_uw t``, so every per-group sum the Gaussian likelihood
+needs at a node follows from sums taken once over the rows
+(``_GroupSums``: ``Z'R0^-1 Z``, ``Z'R0^-1 r0``, ``r0'R0^-1 r0``,
+``sum log r0`` of the residuals ``r0 = y - X beta`` and variances
+``R0 = exp(W a)``):
+
+    Z'R^-1 Z = A0 / c,   Z'R^-1 (r0 - Z o) = (e0 - A0 o) / c,
+    (r0 - Z o)'R^-1 (r0 - Z o) = (Q0 - 2 o'e0 + o'A0 o) / c,
+
+with ``o = L_uw t``.  An evaluation is then one pass over the rows for
+the sums and one for the gradient, whatever the number of nodes, and the
+groups' modes cost no pass at all (``_node_terms``).  Otherwise all groups
+and nodes are evaluated in one engine call over the rows replicated once
+per node (pseudo-groups = groups x nodes).  The rule --
 its points ``x_k`` and weights, how the log-likelihood, its gradient and
 the posterior follow from the values at the points, whether its points
 move with the parameters, its coarse rule and Hessian steps -- is an
@@ -64,7 +79,8 @@ class Rows:
 
 @dataclass
 class LocationScaleData:
-    """Data of a location-scale model and its node-replicated layout."""
+    """Data of a location-scale model and, unless the scale effects' design
+    is constant within groups, its node-replicated layout."""
 
     endog: np.ndarray
     exog: np.ndarray
@@ -76,25 +92,31 @@ class LocationScaleData:
     nodes: np.ndarray         # (K, q_w) the rule's points, standard scale
     log_weights: np.ndarray   # (K,)  their log weights (NaN if unused)
     single: _engine.GroupedData     # one pseudo-group per group
-    replicated: _engine.GroupedData  # groups x nodes
-    rep_rows: np.ndarray      # row of the data behind each replicated row
-    rep_pseudo: np.ndarray    # pseudo-group (group * K + node) of each
+    # V's row of each group when V is constant within groups (m, q_w):
+    # nodes are then evaluated from per-group sums (``_GroupSums``), and
+    # the replicated layout below is not built (None).
+    v_group: np.ndarray | None
+    replicated: _engine.GroupedData | None  # groups x nodes
+    rep_rows: np.ndarray | None    # row of the data behind each replicated row
+    rep_pseudo: np.ndarray | None  # pseudo-group (group * K + node) of each
     rows: Rows                # the data rows
-    rep: Rows                 # the replicated rows
+    rep: Rows | None          # the replicated rows
     rule: IntegrationRule     # the integration rule (``_rules``)
     _coarse: object = None    # the data with the coarse rule (``coarse_rule``)
 
     @classmethod
     def build(cls, endog, exog, exog_re, exog_var, exog_var_re, group_index,
-              n_groups, rule):
+              n_groups, rule, single=None):
         """``rule``: an ``IntegrationRule``, or ``fit``'s ``n_quad``
-        (nodes per dimension, 1 for Laplace)."""
+        (nodes per dimension, 1 for Laplace); ``single``: the engine's
+        data of the same rows, if already built."""
         rule = rule_for(rule)
         endog = np.asarray(endog, float)
         exog = np.asarray(exog, float)
         exog_re = np.asarray(exog_re, float).reshape(len(endog), -1)
         exog_var = np.asarray(exog_var, float)
         exog_var_re = np.asarray(exog_var_re, float).reshape(len(endog), -1)
+        group_index = np.asarray(group_index)
         q_w = exog_var_re.shape[1]
         if q_w not in (1, 2):
             raise ValueError("random scale effects must have one or two "
@@ -102,18 +124,24 @@ class LocationScaleData:
         nodes, log_w = rule.points(q_w)
         K = len(nodes)
         n = len(endog)
-        single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
-                                           n_groups)
+        if single is None:
+            single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
+                                               n_groups)
+        rows = Rows(endog, exog, exog_re, exog_var, exog_var_re)
+        v_group = _group_rows(exog_var_re, group_index, n_groups)
+        if v_group is not None:
+            return cls(endog, exog, exog_re, exog_var, exog_var_re, group_index,
+                       int(n_groups), nodes, log_w, single, v_group, None, None,
+                       None, rows, None, rule)
         rep_rows = np.tile(np.arange(n), K)
         node_of_row = np.repeat(np.arange(K), n)
         rep_pseudo = group_index[rep_rows] * K + node_of_row
-        rows = Rows(endog, exog, exog_re, exog_var, exog_var_re)
         rep = rows.take(rep_rows)
         replicated = _engine.GroupedData.build(rep.endog, rep.exog, rep.exog_re,
                                                rep_pseudo, n_groups * K)
-        return cls(endog, exog, exog_re, exog_var, exog_var_re,
-                   np.asarray(group_index), int(n_groups), nodes, log_w,
-                   single, replicated, rep_rows, rep_pseudo, rows, rep, rule)
+        return cls(endog, exog, exog_re, exog_var, exog_var_re, group_index,
+                   int(n_groups), nodes, log_w, single, None, replicated,
+                   rep_rows, rep_pseudo, rows, rep, rule)
 
     def coarse_rule(self):
         """
@@ -127,7 +155,8 @@ class LocationScaleData:
         if self._coarse is None:
             self._coarse = LocationScaleData.build(
                 self.endog, self.exog, self.exog_re, self.exog_var,
-                self.exog_var_re, self.group_index, self.n_groups, coarse)
+                self.exog_var_re, self.group_index, self.n_groups, coarse,
+                single=self.single)
         return self._coarse
 
     @property
@@ -137,6 +166,17 @@ class LocationScaleData:
     @property
     def q_u(self):
         return self.exog_re.shape[1]
+
+
+def _group_rows(rows, group_index, n_groups):
+    """Each group's row of ``rows`` (m, k) if ``rows`` is constant within
+    every group (exactly), else None."""
+    if len(rows) == 0:
+        return None
+    first = np.zeros((n_groups, rows.shape[1]))
+    # the last row of each group (any one would do)
+    first[group_index] = rows
+    return first if np.array_equal(first[group_index], rows) else None
 
 
 def _split_factor(L, q_w):
@@ -177,11 +217,166 @@ def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
                             per_group=True, fe_summaries=False)
 
 
-def _h_and_grad(data, t, beta, a, L):
-    """h_i(t_i) = f_i(t_i) + log phi(t_i) and its gradient in t_i."""
-    ev = conditional(data, False, t[data.group_index], beta, a, L, gradient=True)
-    grad = _conditional_t_gradient(data, False, ev, L) - t
-    h = ev.llf_groups - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
+@dataclass
+class _GroupSums:
+    """
+    Sums over each group's rows at (beta, a) from which ``_node_terms``
+    evaluates the group at any node when V is constant within groups (see
+    the module docstring): with ``r0 = y - X beta`` and ``R0 = exp(W a)``,
+    ``A0 = Z'R0^-1 Z``, ``e0 = Z'R0^-1 r0``, ``Q0 = r0'R0^-1 r0`` and
+    ``log_r = sum log R0``; the row arrays are kept for the gradient.
+    """
+
+    winv: np.ndarray    # (n,) 1 / R0
+    resid: np.ndarray   # (n,) r0
+    A0: np.ndarray      # (m, q_u, q_u)
+    e0: np.ndarray      # (m, q_u)
+    Q0: np.ndarray      # (m,)
+    log_r: np.ndarray   # (m,)
+    sizes: np.ndarray   # (m,) rows per group
+
+    @classmethod
+    def build(cls, data, beta, a):
+        single, gi, m = data.single, data.group_index, data.n_groups
+        eta = np.clip(data.exog_var @ a, -700.0, 700.0)
+        winv = np.exp(-eta)
+        resid = data.endog - data.exog @ beta
+        Z = data.exog_re
+        A0 = _engine.group_cross(single, Z, Z, winv)
+        A0 = 0.5 * (A0 + A0.transpose(0, 2, 1))
+        e0 = _engine.group_cross(single, Z, resid[:, None], winv)[:, :, 0]
+        Q0 = np.bincount(gi, resid * resid * winv, m)
+        log_r = np.bincount(gi, eta, m)
+        return cls(winv, resid, A0, e0, Q0, log_r, np.bincount(gi, minlength=m))
+
+
+@dataclass
+class _NodeTerms:
+    """A group's conditional Gaussian log-likelihood ``f`` at each node
+    (m, K) and, with ``gradient``, the pieces of its gradients (see
+    ``_node_terms``)."""
+
+    f: np.ndarray
+    c_inv: np.ndarray = None      # (m, K) 1 / c, c the residual variances' factor
+    mean: np.ndarray = None       # (m, K, q_u) o + BLUP: E[u | t, y]
+    cond_cov: np.ndarray = None   # (m, K, q_u, q_u) Var(u | t, y)
+    zr: np.ndarray = None         # (m, K, q_u) Z'R^-1 (y - X beta - Z mean)
+    grad_cov: np.ndarray = None   # (m, K, q_u, q_u) d f / d (L_uu L_uu')
+    grad_log_c: np.ndarray = None  # (m, K) d f / d log c
+    t_gradient: np.ndarray = None  # (m, K, q_w) d f / d t
+
+
+def _times_factor(x, L, last):
+    """``x @ L.T`` over the last axis of ``x`` (m, ..., b), with ``L``
+    common (a, b) or one per group (m, a, b); ``last``: x's trailing
+    axes' einsum letters besides the group's."""
+    if L.ndim == 2:
+        return x @ L.T
+    return np.einsum(f"g{last}b,gab->g{last}a", x, L)
+
+
+def _node_terms(data, sums, L, tk, gradient=False):
+    """
+    Every group's conditional log-likelihood at the nodes ``tk`` (m, K,
+    q_w) from the group sums (V constant within groups): the engine's
+    per-group algebra (``_engine._gain``) with ``A = A0 / c``, ``e = (e0 -
+    A0 o) / c`` and the quadratic form ``(Q0 - 2 o'e0 + o'A0 o) / c``,
+    ``log c = v_i' L_ww t`` and ``o = L_uw t``.
+    """
+    m, K, _ = tk.shape
+    L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
+    q = L_uu.shape[-1]
+    if L.ndim == 2:
+        vl = data.v_group @ L_ww                              # (m, q_w)
+    else:
+        vl = np.einsum("ga,gab->gb", data.v_group, L_ww)
+    log_c = np.clip(np.einsum("gkb,gb->gk", tk, vl), -700.0, 700.0)
+    c_inv = np.exp(-log_c)
+    o = _times_factor(tk, L_uw, "k")                           # (m, K, q)
+    A0, e0 = sums.A0, sums.e0
+    A0o = np.einsum("gab,gkb->gka", A0, o)
+    A = A0[:, None] * c_inv[:, :, None, None]
+    e = (e0[:, None, :] - A0o) * c_inv[:, :, None]
+    quad = (sums.Q0[:, None] - 2.0 * np.einsum("gka,ga->gk", o, e0)
+            + np.einsum("gka,gka->gk", o, A0o)) * c_inv
+    factor = L_uu if L.ndim == 2 else np.repeat(L_uu, K, axis=0)
+    chol_M, Kmat = _engine._gain(factor, A.reshape(m * K, q, q))
+    logdet_M = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum(axis=1)
+    Kmat = Kmat.reshape(m, K, q, q)
+    blup = np.einsum("gkab,gkb->gka", Kmat, e)
+    n_g = sums.sizes[:, None]
+    f = -0.5 * (n_g * _LOG_2PI + sums.log_r[:, None] + n_g * log_c
+                + logdet_M.reshape(m, K) + quad - np.einsum("gka,gka->gk", e, blup))
+    if not gradient:
+        return _NodeTerms(f)
+    mean = o + blup
+    zr = e - np.einsum("gkab,gkb->gka", A, blup)               # = (e0 - A0 mean) / c
+    AK = A @ Kmat
+    grad_cov = 0.5 * (zr[..., :, None] * zr[..., None, :] - (A - AK @ A))
+    # sum over the group's rows of d f / d log r_j (each row's r_j is c R0_j)
+    resid_quad = (sums.Q0[:, None] - 2.0 * np.einsum("gka,ga->gk", mean, e0)
+                  + np.einsum("gka,gab,gkb->gk", mean, A0, mean)
+                  + np.einsum("gkab,gba->gk", Kmat, A0)) * c_inv
+    grad_log_c = 0.5 * (resid_quad - n_g)
+    # d f / d t = (d f / d log c) v_i' L_ww + (Z'R^-1 resid)' L_uw
+    t_gradient = grad_log_c[:, :, None] * vl[:, None, :]
+    if L.ndim == 2:
+        t_gradient += zr @ L_uw
+    else:
+        t_gradient += np.einsum("gka,gab->gkb", zr, L_uw)
+    return _NodeTerms(f, c_inv, mean, Kmat, zr, grad_cov, grad_log_c, t_gradient)
+
+
+def _grouped_gradient(data, sums, terms, weights, tk, L):
+    """
+    The gradient in (beta, a, L) of the weighted sum over groups and
+    nodes of ``f`` (``weights`` (m, K): the rule's ``gradient_weights``),
+    from ``_node_terms`` with ``gradient``: the nodes' row-wise gradient
+    factors summed over nodes per group, then one pass over the rows.
+    Row j of group i at node k has ``V^-1 resid = (r0_j - z_j' mean_k) /
+    (c_k R0_j)`` and ``d f / d log r_j = ((r0_j - z_j' mean_k)^2 + z_j'
+    K_k z_j) / (2 c_k R0_j) - 1/2``.
+    """
+    single, gi = data.single, data.group_index
+    Z = data.exog_re
+    wc = weights * terms.c_inv
+    a_g = wc.sum(axis=1)                                            # (m,)
+    b_g = np.einsum("gk,gka->ga", wc, terms.mean)                   # (m, q)
+    C_g = np.einsum("gk,gkab->gab", wc, terms.cond_cov
+                    + terms.mean[..., :, None] * terms.mean[..., None, :])
+    zb = _engine.rows_times_group(single, Z, b_g)
+    zcz = np.einsum("ja,ja->j", _engine.rows_times_group(single, Z, C_g), Z)
+    resid, winv = sums.resid, sums.winv
+    vinv_resid = winv * (resid * a_g[gi] - zb)
+    grad_eta = 0.5 * (winv * (resid * (resid * a_g[gi] - 2.0 * zb) + zcz)
+                      - weights.sum(axis=1)[gi])
+    L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
+    wt = (weights * terms.grad_log_c)[:, :, None] * tk             # (m, K, q_w)
+    gamma = np.einsum("gk,gkab->gab", weights, terms.grad_cov)
+    grad = {"beta": data.exog.T @ vinv_resid, "a": data.exog_var.T @ grad_eta}
+    if L.ndim == 2:  # one factor: sums over groups
+        grad["L_ww"] = data.v_group.T @ wt.sum(axis=1)
+        grad["L_uw"] = np.einsum("gk,gka,gkb->ab", weights, terms.zr, tk)
+        grad["L_uu"] = 2.0 * gamma.sum(axis=0) @ L_uu
+    else:  # one factor per group: per-group gradients
+        grad["L_ww"] = data.v_group[:, :, None] * wt.sum(axis=1)[:, None, :]
+        grad["L_uw"] = np.einsum("gk,gka,gkb->gab", weights, terms.zr, tk)
+        grad["L_uu"] = 2.0 * gamma @ L_uu
+    return grad
+
+
+def _h_and_grad(data, t, beta, a, L, sums=None):
+    """h_i(t_i) = f_i(t_i) + log phi(t_i) and its gradient in t_i
+    (``sums``: the ``_GroupSums`` at (beta, a), when V is constant within
+    groups)."""
+    if sums is not None:
+        terms = _node_terms(data, sums, L, t[:, None, :], gradient=True)
+        f, grad = terms.f[:, 0], terms.t_gradient[:, 0] - t
+    else:
+        ev = conditional(data, False, t[data.group_index], beta, a, L,
+                         gradient=True)
+        f, grad = ev.llf_groups, _conditional_t_gradient(data, False, ev, L) - t
+    h = f - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
     return h, grad
 
 
@@ -221,8 +416,9 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
     Returns (modes (m, q_w), B (m, q_w, q_w), h at the modes).
     """
     m, d = data.n_groups, data.q_w
+    sums = None if data.v_group is None else _GroupSums.build(data, beta, a)
     t = np.zeros((m, d)) if start is None else start.copy()
-    h, g = _h_and_grad(data, t, beta, a, L)
+    h, g = _h_and_grad(data, t, beta, a, L, sums)
     eye = np.eye(d)
     chord = None if start_scale is None else start_scale @ np.swapaxes(start_scale, 1, 2)
     previous = np.inf
@@ -236,7 +432,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         if chord is not None:
             step = (chord @ g[:, :, None])[:, :, 0]
         else:
-            hess = _hessian(data, t, g, beta, a, L)
+            hess = _hessian(data, t, g, beta, a, L, sums=sums)
             # Newton direction where -H is positive definite, else gradient ascent.
             neg = -hess
             ok = _linalg.is_positive_definite(neg)
@@ -245,7 +441,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         scale = np.ones(m)
         for _half in range(30):
             cand = t + scale[:, None] * step
-            h_c, g_c = _h_and_grad(data, cand, beta, a, L)
+            h_c, g_c = _h_and_grad(data, cand, beta, a, L, sums)
             better = h_c >= h - 1e-12 * np.abs(h)
             if better.all():
                 break
@@ -254,7 +450,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         t = np.where(accept[:, None], cand, t)
         h = np.where(accept, h_c, h)
         g = np.where(accept[:, None], g_c, g)
-    hess = _hessian(data, t, g, beta, a, L, central=central)
+    hess = _hessian(data, t, g, beta, a, L, central=central, sums=sums)
     neg = -0.5 * (hess + hess.transpose(0, 2, 1))
     vals, vecs = np.linalg.eigh(neg)
     vals = np.maximum(vals, 1e-8)
@@ -263,7 +459,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
     return t, B, h
 
 
-def _hessian(data, t, g, beta, a, L, central=False):
+def _hessian(data, t, g, beta, a, L, central=False, sums=None):
     """Hessian of h in t by differences of the analytic gradient: forward
     (for Newton directions) or central (accurate to about 1e-8, for the
     scale factors B, whose log det is part of the Laplace rule)."""
@@ -273,11 +469,11 @@ def _hessian(data, t, g, beta, a, L, central=False):
     for b in range(d):
         up = t.copy()
         up[:, b] += step
-        g_up = _h_and_grad(data, up, beta, a, L)[1]
+        g_up = _h_and_grad(data, up, beta, a, L, sums)[1]
         if central:
             down = t.copy()
             down[:, b] -= step
-            hess[:, :, b] = (g_up - _h_and_grad(data, down, beta, a, L)[1]) / (2 * step)
+            hess[:, :, b] = (g_up - _h_and_grad(data, down, beta, a, L, sums)[1]) / (2 * step)
         else:
             hess[:, :, b] = (g_up - g) / step
     return 0.5 * (hess + hess.transpose(0, 2, 1))
@@ -306,11 +502,20 @@ def loglike(data, quad, beta, a, L, gradient=False):
     """
     m, K, d = data.n_groups, len(data.nodes), data.q_w
     tk = quad.node_values(data)                      # (m, K, d)
+    log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
+    log_det_B = np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum(axis=1)
+    if data.v_group is not None:
+        sums = _GroupSums.build(data, beta, a)
+        terms = _node_terms(data, sums, L, tk, gradient=gradient)
+        llf_groups, post = data.rule.log_integrals(terms.f, log_prior, log_det_B,
+                                                   data.nodes, data.log_weights)
+        if not gradient:
+            return llf_groups, None, post
+        weights = data.rule.gradient_weights(post, lambda: terms.t_gradient, quad.B)
+        return llf_groups, _grouped_gradient(data, sums, terms, weights, tk, L), post
     t_rows = tk.reshape(m * K, d)[data.rep_pseudo]
     ev = conditional(data, True, t_rows, beta, a, L, gradient=gradient)
     f = ev.llf_groups.reshape(m, K)
-    log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
-    log_det_B = np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum(axis=1)
     llf_groups, post = data.rule.log_integrals(f, log_prior, log_det_B,
                                                data.nodes, data.log_weights)
     if not gradient:
@@ -337,6 +542,28 @@ def loglike(data, quad, beta, a, L, gradient=False):
         grad["L_uw"] = _group_outer(groups, m, Z, vr[:, None] * t_rows)
         grad["L_uu"] = 2.0 * gamma.sum(axis=1) @ L_uu
     return llf_groups, grad, post
+
+
+def node_conditionals(data, quad, beta, a, L):
+    """
+    Mean and covariance of the mean's random effects given the data and
+    the scale effects at each adapted node: ``E[u_i | t_ik, y_i]`` (m, K,
+    q_u) and ``Var(u_i | t_ik, y_i)`` (m, K, q_u, q_u).
+    """
+    m, K, d = data.n_groups, len(data.nodes), data.q_w
+    tk = quad.node_values(data)
+    if data.v_group is not None:
+        terms = _node_terms(data, _GroupSums.build(data, beta, a), L, tk,
+                            gradient=True)
+        return terms.mean, terms.cond_cov
+    t_rows = tk.reshape(m * K, d)[data.rep_pseudo]
+    ev = conditional(data, True, t_rows, beta, a, L)
+    blup = ev.blup.reshape(m, K, -1)                       # E[u - L_uw t | t, y]
+    L_uw = _split_factor(L, d)[1]
+    L_uw = np.broadcast_to(L_uw, (m,) + L_uw.shape[-2:])
+    q_u = blup.shape[2]
+    return (blup + np.einsum("ikb,iab->ika", tk, L_uw),
+            ev.cond_cov.reshape(m, K, q_u, q_u))
 
 
 def _group_outer(groups, m, left, right):
