@@ -9,7 +9,9 @@ formula to results with standard errors:
 * heteroskedastic: ``hetmixedlm("y ~ z*x", groups="grp", var_formula="~ z*x")``;
 * location-scale: the same plus ``var_re_formula="~ 1"`` (a random scale
   intercept correlated with the random intercept), default adaptive
-  quadrature (``--laplace``: also the Laplace rule, ``n_quad=1``).
+  quadrature (``--laplace``: also the Laplace rule, ``n_quad=1``;
+  ``--scale-slope``: also a random scale slope on ``x``, ``var_re_formula=
+  "~ x"``, whose design varies within groups).
 
 Each fit runs in a fresh subprocess: imports, a warm-up fit of the same
 model on 2,000 rows, the data, then the timed fit.  Its own peak memory is
@@ -22,7 +24,7 @@ heteroskedastic fit's.
 Usage::
 
     PYTHONPATH=. python benchmarks/bench_locscale_scale.py [--rows N ...]
-        [--laplace] [--json FILE] [--markdown FILE] [--reference FILE]
+        [--laplace] [--scale-slope] [--json FILE] [--markdown FILE] [--reference FILE]
         [--package DIR]
 
 ``--reference FILE``: the ``--json`` output of another run (e.g. of the
@@ -59,6 +61,9 @@ FITS = {
     "het": {},
     "ls": {"var_re_formula": "~ 1"},
     "ls_laplace": {"var_re_formula": "~ 1", "n_quad": 1},
+    # a random scale slope on a row-level covariate (V varies within
+    # groups): two scale effects, 5 x 5 nodes
+    "ls_scale_slope": {"var_re_formula": "~ x"},
 }
 
 
@@ -91,8 +96,12 @@ def _reset_peak():
         return False
 
 
-def child(rows, kind):
-    """One fit in this (fresh) process; prints its figures as JSON."""
+def child(rows, kind, package):
+    """One fit in this (fresh) process, of the package in the source tree
+    ``package``; prints its figures as JSON."""
+    sys.path.insert(0, str(package))  # before bench_fit's ROOT
+    import statsmodels_hetmixed
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _fit(_data(2000), kind)  # warm-up: imports, first-call overheads
@@ -108,6 +117,7 @@ def child(rows, kind):
     peak = _peak_kb()
     print(json.dumps({
         "rows": len(data), "kind": kind, "seconds": secs,
+        "package": str(Path(statsmodels_hetmixed.__file__).parent.parent),
         "rss_after_data_mb": after_data / 1024, "peak_mb": peak / 1024,
         "own_peak_mb": (peak - after_data) / 1024, "peak_reset": reset,
         "llf": float(res.llf), "converged": bool(res.converged),
@@ -119,14 +129,15 @@ def child(rows, kind):
 
 
 def run_child(rows, kind, package=ROOT):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(package)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    out = subprocess.run([sys.executable, __file__, "--child", str(rows), kind],
-                         capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, __file__, "--child", str(rows), kind,
+                          str(package)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{kind} fit at {rows} rows failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    fit = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(fit["package"]).resolve() != Path(package).resolve():
+        raise RuntimeError(f"the child imported the package from {fit['package']}, "
+                           f"not {package}")
+    return fit
 
 
 def _differences(fit, ref):
@@ -186,6 +197,9 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--laplace", action="store_true",
                     help="also the location-scale fit with the Laplace rule")
+    ap.add_argument("--scale-slope", action="store_true",
+                    help="also a location-scale fit with a random scale slope "
+                    "on x (var_re_formula='~ x')")
     ap.add_argument("--json", type=Path, help="write all figures here")
     ap.add_argument("--markdown", type=Path, help="also write the report here")
     ap.add_argument("--reference", type=Path,
@@ -193,14 +207,15 @@ def main(argv=None):
     ap.add_argument("--package", type=Path, default=ROOT,
                     help="source tree of the package to measure (default: "
                     "this repository; e.g. a worktree of an earlier commit)")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(int(args.child[0]), args.child[1])
+        child(int(args.child[0]), args.child[1], args.child[2])
         return 0
     info = machine_info()
     info["package_measured"] = str(args.package)
-    kinds = ["het", "ls"] + (["ls_laplace"] if args.laplace else [])
+    kinds = (["het", "ls"] + (["ls_laplace"] if args.laplace else [])
+             + (["ls_scale_slope"] if args.scale_slope else []))
     results = {}
     for rows in args.rows:
         results[rows] = {}

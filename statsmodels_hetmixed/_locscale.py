@@ -34,9 +34,10 @@ needs at a node follows from sums taken once over the rows
 
 with ``o = L_uw t``.  An evaluation is then one pass over the rows for
 the sums and one for the gradient, whatever the number of nodes, and the
-groups' modes cost no pass at all (``_node_terms``).  Otherwise all groups
-and nodes are evaluated in one engine call over the rows replicated once
-per node (pseudo-groups = groups x nodes).  The rule --
+groups' modes cost no pass at all (``_node_terms``).  Otherwise an
+evaluation is one engine pass over the rows per node, each reduced to
+per-group sums at once (``_node_terms_by_rows``; the rows are never
+copied per node).  The rule --
 its points ``x_k`` and weights, how the log-likelihood, its gradient and
 the posterior follow from the values at the points, whether its points
 move with the parameters, its coarse rule and Hessian steps -- is an
@@ -62,25 +63,8 @@ _LOG_2PI = np.log(2.0 * np.pi)
 
 
 @dataclass
-class Rows:
-    """The row arrays an evaluation reads (data rows, or replicated rows)."""
-
-    endog: np.ndarray
-    exog: np.ndarray
-    exog_re: np.ndarray
-    exog_var: np.ndarray
-    exog_var_re: np.ndarray
-
-    def take(self, index):
-        return Rows(*(np.ascontiguousarray(arr[index]) for arr in
-                      (self.endog, self.exog, self.exog_re, self.exog_var,
-                       self.exog_var_re)))
-
-
-@dataclass
 class LocationScaleData:
-    """Data of a location-scale model and, unless the scale effects' design
-    is constant within groups, its node-replicated layout."""
+    """Data of a location-scale model: the rows (one copy) and the rule."""
 
     endog: np.ndarray
     exog: np.ndarray
@@ -91,16 +75,11 @@ class LocationScaleData:
     n_groups: int
     nodes: np.ndarray         # (K, q_w) the rule's points, standard scale
     log_weights: np.ndarray   # (K,)  their log weights (NaN if unused)
-    single: _engine.GroupedData     # one pseudo-group per group
+    single: _engine.GroupedData     # the engine's data of the rows
     # V's row of each group when V is constant within groups (m, q_w):
-    # nodes are then evaluated from per-group sums (``_GroupSums``), and
-    # the replicated layout below is not built (None).
+    # nodes are then evaluated from per-group sums (``_GroupSums``); None
+    # if V varies within some group (one engine pass per node).
     v_group: np.ndarray | None
-    replicated: _engine.GroupedData | None  # groups x nodes
-    rep_rows: np.ndarray | None    # row of the data behind each replicated row
-    rep_pseudo: np.ndarray | None  # pseudo-group (group * K + node) of each
-    rows: Rows                # the data rows
-    rep: Rows | None          # the replicated rows
     rule: IntegrationRule     # the integration rule (``_rules``)
     _coarse: object = None    # the data with the coarse rule (``coarse_rule``)
 
@@ -122,26 +101,12 @@ class LocationScaleData:
             raise ValueError("random scale effects must have one or two "
                              f"dimensions, not {q_w}")
         nodes, log_w = rule.points(q_w)
-        K = len(nodes)
-        n = len(endog)
         if single is None:
             single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
                                                n_groups)
-        rows = Rows(endog, exog, exog_re, exog_var, exog_var_re)
-        v_group = _group_rows(exog_var_re, group_index, n_groups)
-        if v_group is not None:
-            return cls(endog, exog, exog_re, exog_var, exog_var_re, group_index,
-                       int(n_groups), nodes, log_w, single, v_group, None, None,
-                       None, rows, None, rule)
-        rep_rows = np.tile(np.arange(n), K)
-        node_of_row = np.repeat(np.arange(K), n)
-        rep_pseudo = group_index[rep_rows] * K + node_of_row
-        rep = rows.take(rep_rows)
-        replicated = _engine.GroupedData.build(rep.endog, rep.exog, rep.exog_re,
-                                               rep_pseudo, n_groups * K)
         return cls(endog, exog, exog_re, exog_var, exog_var_re, group_index,
-                   int(n_groups), nodes, log_w, single, None, replicated,
-                   rep_rows, rep_pseudo, rows, rep, rule)
+                   int(n_groups), nodes, log_w, single,
+                   _group_rows(exog_var_re, group_index, n_groups), rule)
 
     def coarse_rule(self):
         """
@@ -174,8 +139,7 @@ def _group_rows(rows, group_index, n_groups):
     if len(rows) == 0:
         return None
     first = np.zeros((n_groups, rows.shape[1]))
-    # the last row of each group (any one would do)
-    first[group_index] = rows
+    first[group_index] = rows  # the last row of each group (any one would do)
     return first if np.array_equal(first[group_index], rows) else None
 
 
@@ -183,37 +147,32 @@ def _split_factor(L, q_w):
     return L[..., :q_w, :q_w], L[..., q_w:, :q_w], L[..., q_w:, q_w:]
 
 
-def _group_of_rows(data, replicated):
-    if replicated:
-        return data.rep_pseudo // len(data.nodes)
-    return data.group_index
-
-
-def _rows_times_factor(rows, L, groups, t_rows):
-    """sum_ab rows[j, a] L[a, b] t[j, b], L common or per group."""
+def _times_factor(x, L, last):
+    """``x @ L.T`` over the last axis of ``x`` (m, ..., b), with ``L``
+    common (a, b) or one per group (m, a, b); ``last``: the einsum letters
+    of x's axes between the group's and the last."""
     if L.ndim == 2:
-        return np.einsum("ja,ja->j", rows, t_rows @ L.T)
-    return np.einsum("ja,jab,jb->j", rows, L[groups], t_rows)
+        return x @ L.T
+    return np.einsum(f"g{last}b,gab->g{last}a", x, L)
 
 
-def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
+def conditional(data, t_rows, beta, a, L, gradient=False):
     """
-    The engine's Gaussian log-likelihood of each group (``replicated``
-    False) or each (group, node) pseudo-group given the standardized scale
-    effects ``t_rows`` (one row of t per row).  ``L`` is the joint factor,
-    common (d, d) or one per group (m, d, d).
+    The engine's Gaussian log-likelihood of each group given the
+    standardized scale effects ``t_rows`` (one row of t per row).  ``L`` is
+    the joint factor, common (d, d) or one per group (m, d, d).
     """
-    rows = data.rep if replicated else data.rows
-    grouped = data.replicated if replicated else data.single
     L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
-    groups = _group_of_rows(data, replicated)
-    eta = rows.exog_var @ a + _rows_times_factor(rows.exog_var_re, L_ww, groups, t_rows)
-    offset = _rows_times_factor(rows.exog_re, L_uw, groups, t_rows)
-    r = np.exp(np.clip(eta, -700.0, 700.0))
-    if L_uu.ndim == 3 and replicated:
-        L_uu = np.repeat(L_uu, len(data.nodes), axis=0)  # pseudo = g * K + k
-    return _engine.evaluate(grouped, L_uu, r, False, fe_params=beta,
-                            gradient=gradient, endog=rows.endog - offset,
+    gi = data.group_index
+    if L.ndim == 2:
+        log_c = np.einsum("ja,ja->j", data.exog_var_re, t_rows @ L_ww.T)
+        offset = np.einsum("ja,ja->j", data.exog_re, t_rows @ L_uw.T)
+    else:
+        log_c = np.einsum("ja,jab,jb->j", data.exog_var_re, L_ww[gi], t_rows)
+        offset = np.einsum("ja,jab,jb->j", data.exog_re, L_uw[gi], t_rows)
+    r = np.exp(np.clip(data.exog_var @ a + log_c, -700.0, 700.0))
+    return _engine.evaluate(data.single, L_uu, r, False, fe_params=beta,
+                            gradient=gradient, endog=data.endog - offset,
                             per_group=True, fe_summaries=False)
 
 
@@ -252,27 +211,31 @@ class _GroupSums:
 
 @dataclass
 class _NodeTerms:
-    """A group's conditional Gaussian log-likelihood ``f`` at each node
-    (m, K) and, with ``gradient``, the pieces of its gradients (see
-    ``_node_terms``)."""
+    """
+    Each group's conditional Gaussian log-likelihood ``f`` at each node
+    (m, K) and, with ``gradient``, the per-group pieces of its gradients
+    (``_node_terms``, ``_node_terms_by_rows``).
+    """
 
     f: np.ndarray
-    c_inv: np.ndarray = None      # (m, K) 1 / c, c the residual variances' factor
-    mean: np.ndarray = None       # (m, K, q_u) o + BLUP: E[u | t, y]
+    mean: np.ndarray = None       # (m, K, q_u) E[u | t, y]
     cond_cov: np.ndarray = None   # (m, K, q_u, q_u) Var(u | t, y)
-    zr: np.ndarray = None         # (m, K, q_u) Z'R^-1 (y - X beta - Z mean)
+    zr: np.ndarray = None         # (m, K, q_u) Z'V^-1 (y - X beta - Z L_uw t)
+    vg: np.ndarray = None         # (m, K, q_w) sum_j v_j d f / d log r_j
     grad_cov: np.ndarray = None   # (m, K, q_u, q_u) d f / d (L_uu L_uu')
-    grad_log_c: np.ndarray = None  # (m, K) d f / d log c
-    t_gradient: np.ndarray = None  # (m, K, q_w) d f / d t
+    # _node_terms only: 1 / c (m, K)
+    c_inv: np.ndarray = None
+    # _node_terms_by_rows only: X'V^-1 resid (m, K, p), W' d f / d log r (m, K, k)
+    xr: np.ndarray = None
+    wg: np.ndarray = None
 
-
-def _times_factor(x, L, last):
-    """``x @ L.T`` over the last axis of ``x`` (m, ..., b), with ``L``
-    common (a, b) or one per group (m, a, b); ``last``: x's trailing
-    axes' einsum letters besides the group's."""
-    if L.ndim == 2:
-        return x @ L.T
-    return np.einsum(f"g{last}b,gab->g{last}a", x, L)
+    def t_gradient(self, L, q_w):
+        """d f / d t (m, K, q_w) = vg' L_ww + zr' L_uw."""
+        L_ww, L_uw, _ = _split_factor(L, q_w)
+        if L.ndim == 2:
+            return self.vg @ L_ww + self.zr @ L_uw
+        return (np.einsum("gka,gab->gkb", self.vg, L_ww)
+                + np.einsum("gka,gab->gkb", self.zr, L_uw))
 
 
 def _node_terms(data, sums, L, tk, gradient=False):
@@ -317,28 +280,75 @@ def _node_terms(data, sums, L, tk, gradient=False):
     resid_quad = (sums.Q0[:, None] - 2.0 * np.einsum("gka,ga->gk", mean, e0)
                   + np.einsum("gka,gab,gkb->gk", mean, A0, mean)
                   + np.einsum("gkab,gba->gk", Kmat, A0)) * c_inv
-    grad_log_c = 0.5 * (resid_quad - n_g)
-    # d f / d t = (d f / d log c) v_i' L_ww + (Z'R^-1 resid)' L_uw
-    t_gradient = grad_log_c[:, :, None] * vl[:, None, :]
-    if L.ndim == 2:
-        t_gradient += zr @ L_uw
-    else:
-        t_gradient += np.einsum("gka,gab->gkb", zr, L_uw)
-    return _NodeTerms(f, c_inv, mean, Kmat, zr, grad_cov, grad_log_c, t_gradient)
+    vg = (0.5 * (resid_quad - n_g))[:, :, None] * data.v_group[:, None, :]
+    return _NodeTerms(f, mean, Kmat, zr, vg, grad_cov, c_inv=c_inv)
 
 
-def _grouped_gradient(data, sums, terms, weights, tk, L):
+def _node_terms_by_rows(data, beta, a, L, tk, gradient=False, fixed=True):
+    """
+    ``_node_terms`` when V varies within groups: one engine evaluation
+    over the rows per node (no copy of the design: per node only the rows'
+    scale factors, offsets and the engine's row vectors), reduced to
+    per-group sums at once.  ``fixed=False``: without the fixed effects'
+    and variance function's sums (``xr``, ``wg``), for the t-gradient only.
+    """
+    m, K, d = tk.shape
+    gi = data.group_index
+    f = np.empty((m, K))
+    if gradient:
+        X, Z, W, V = data.exog, data.exog_re, data.exog_var, data.exog_var_re
+        q = Z.shape[1]
+        p, k = (X.shape[1], W.shape[1]) if fixed else (0, 0)
+        xz, wv = (np.hstack([X, Z]), np.hstack([W, V])) if fixed else (Z, V)
+        r_sums = np.empty((m, K, p + q))
+        g_sums = np.empty((m, K, k + d))
+        mean = np.empty((m, K, q))
+        cond_cov = np.empty((m, K, q, q))
+        grad_cov = np.empty((m, K, q, q))
+        L_uw = _split_factor(L, d)[1]
+    for j in range(K):
+        ev = conditional(data, tk[:, j][gi], beta, a, L, gradient=gradient)
+        f[:, j] = ev.llf_groups
+        if gradient:
+            r_sums[:, j] = _engine.group_cross(data.single, xz,
+                                               ev.vinv_resid[:, None], None)[:, :, 0]
+            g_sums[:, j] = _engine.group_cross(data.single, wv,
+                                               ev.grad_eta[:, None], None)[:, :, 0]
+            mean[:, j] = ev.blup + _times_factor(tk[:, j], L_uw, "")
+            cond_cov[:, j] = ev.cond_cov
+            grad_cov[:, j] = ev.grad_cov_groups
+    if not gradient:
+        return _NodeTerms(f)
+    return _NodeTerms(f, mean, cond_cov, r_sums[..., p:], g_sums[..., k:], grad_cov,
+                      xr=r_sums[..., :p], wg=g_sums[..., :k])
+
+
+def _gradient(data, sums, terms, weights, tk, L):
     """
     The gradient in (beta, a, L) of the weighted sum over groups and
-    nodes of ``f`` (``weights`` (m, K): the rule's ``gradient_weights``),
-    from ``_node_terms`` with ``gradient``: the nodes' row-wise gradient
-    factors summed over nodes per group, then one pass over the rows.
-    Row j of group i at node k has ``V^-1 resid = (r0_j - z_j' mean_k) /
-    (c_k R0_j)`` and ``d f / d log r_j = ((r0_j - z_j' mean_k)^2 + z_j'
-    K_k z_j) / (2 c_k R0_j) - 1/2``.
+    nodes of ``f`` (``weights`` (m, K): the rule's ``gradient_weights``)
+    from the nodes' per-group pieces (``_NodeTerms``).  Without per-group
+    sums of the fixed effects' and variance function's pieces (``_node_terms``,
+    ``sums`` given), those are one pass over the rows with the nodes'
+    factors summed per group first: row j of group i at node k has
+    ``V^-1 resid = (r0_j - z_j' mean_k) / (c_k R0_j)`` and ``d f / d log
+    r_j = ((r0_j - z_j' mean_k)^2 + z_j' K_k z_j) / (2 c_k R0_j) - 1/2``.
     """
-    single, gi = data.single, data.group_index
-    Z = data.exog_re
+    L_uu = _split_factor(L, data.q_w)[2]
+    gamma = np.einsum("gk,gkab->gab", weights, terms.grad_cov)
+    if L.ndim == 2:  # one factor: sums over groups
+        grad = {"L_ww": np.einsum("gk,gka,gkb->ab", weights, terms.vg, tk),
+                "L_uw": np.einsum("gk,gka,gkb->ab", weights, terms.zr, tk),
+                "L_uu": 2.0 * gamma.sum(axis=0) @ L_uu}
+    else:  # one factor per group: per-group gradients
+        grad = {"L_ww": np.einsum("gk,gka,gkb->gab", weights, terms.vg, tk),
+                "L_uw": np.einsum("gk,gka,gkb->gab", weights, terms.zr, tk),
+                "L_uu": 2.0 * gamma @ L_uu}
+    if sums is None:
+        grad["beta"] = np.einsum("gk,gkp->p", weights, terms.xr)
+        grad["a"] = np.einsum("gk,gkp->p", weights, terms.wg)
+        return grad
+    single, gi, Z = data.single, data.group_index, data.exog_re
     wc = weights * terms.c_inv
     a_g = wc.sum(axis=1)                                            # (m,)
     b_g = np.einsum("gk,gka->ga", wc, terms.mean)                   # (m, q)
@@ -350,19 +360,17 @@ def _grouped_gradient(data, sums, terms, weights, tk, L):
     vinv_resid = winv * (resid * a_g[gi] - zb)
     grad_eta = 0.5 * (winv * (resid * (resid * a_g[gi] - 2.0 * zb) + zcz)
                       - weights.sum(axis=1)[gi])
-    L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
-    wt = (weights * terms.grad_log_c)[:, :, None] * tk             # (m, K, q_w)
-    gamma = np.einsum("gk,gkab->gab", weights, terms.grad_cov)
-    grad = {"beta": data.exog.T @ vinv_resid, "a": data.exog_var.T @ grad_eta}
-    if L.ndim == 2:  # one factor: sums over groups
-        grad["L_ww"] = data.v_group.T @ wt.sum(axis=1)
-        grad["L_uw"] = np.einsum("gk,gka,gkb->ab", weights, terms.zr, tk)
-        grad["L_uu"] = 2.0 * gamma.sum(axis=0) @ L_uu
-    else:  # one factor per group: per-group gradients
-        grad["L_ww"] = data.v_group[:, :, None] * wt.sum(axis=1)[:, None, :]
-        grad["L_uw"] = np.einsum("gk,gka,gkb->gab", weights, terms.zr, tk)
-        grad["L_uu"] = 2.0 * gamma @ L_uu
+    grad["beta"] = data.exog.T @ vinv_resid
+    grad["a"] = data.exog_var.T @ grad_eta
     return grad
+
+
+def _evaluate_nodes(data, beta, a, L, tk, gradient=False):
+    """(``_GroupSums`` or None, ``_NodeTerms``) at the nodes ``tk``."""
+    if data.v_group is None:
+        return None, _node_terms_by_rows(data, beta, a, L, tk, gradient)
+    sums = _GroupSums.build(data, beta, a)
+    return sums, _node_terms(data, sums, L, tk, gradient)
 
 
 def _h_and_grad(data, t, beta, a, L, sums=None):
@@ -371,34 +379,12 @@ def _h_and_grad(data, t, beta, a, L, sums=None):
     groups)."""
     if sums is not None:
         terms = _node_terms(data, sums, L, t[:, None, :], gradient=True)
-        f, grad = terms.f[:, 0], terms.t_gradient[:, 0] - t
     else:
-        ev = conditional(data, False, t[data.group_index], beta, a, L,
-                         gradient=True)
-        f, grad = ev.llf_groups, _conditional_t_gradient(data, False, ev, L) - t
-    h = f - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
+        terms = _node_terms_by_rows(data, beta, a, L, t[:, None, :], gradient=True,
+                                    fixed=False)
+    grad = terms.t_gradient(L, data.q_w)[:, 0] - t
+    h = terms.f[:, 0] - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
     return h, grad
-
-
-def _conditional_t_gradient(data, replicated, ev, L):
-    """
-    Gradient in t of each (pseudo-)group's conditional log-likelihood f
-    from an engine evaluation with ``gradient=True``:
-    d f / d t_b = sum_j [grad_eta_j (V_j L_ww)_b + vinv_resid_j (Z_j L_uw)_b].
-    """
-    rows = data.rep if replicated else data.rows
-    groups = _group_of_rows(data, replicated)
-    pseudo = data.rep_pseudo if replicated else data.group_index
-    n_pseudo = data.n_groups * (len(data.nodes) if replicated else 1)
-    L_ww, L_uw, _ = _split_factor(L, data.q_w)
-    if L.ndim == 2:
-        vl, zl = rows.exog_var_re @ L_ww, rows.exog_re @ L_uw
-    else:
-        vl = np.einsum("ja,jab->jb", rows.exog_var_re, L_ww[groups])
-        zl = np.einsum("ja,jab->jb", rows.exog_re, L_uw[groups])
-    per_row = ev.grad_eta[:, None] * vl + ev.vinv_resid[:, None] * zl
-    return np.stack([np.bincount(pseudo, per_row[:, b], n_pseudo)
-                     for b in range(data.q_w)], axis=1)
 
 
 def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
@@ -500,48 +486,18 @@ def loglike(data, quad, beta, a, L, gradient=False):
 
     Returns (llf_groups, gradient dict or None, posterior node weights).
     """
-    m, K, d = data.n_groups, len(data.nodes), data.q_w
+    d = data.q_w
     tk = quad.node_values(data)                      # (m, K, d)
+    sums, terms = _evaluate_nodes(data, beta, a, L, tk, gradient)
     log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
     log_det_B = np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum(axis=1)
-    if data.v_group is not None:
-        sums = _GroupSums.build(data, beta, a)
-        terms = _node_terms(data, sums, L, tk, gradient=gradient)
-        llf_groups, post = data.rule.log_integrals(terms.f, log_prior, log_det_B,
-                                                   data.nodes, data.log_weights)
-        if not gradient:
-            return llf_groups, None, post
-        weights = data.rule.gradient_weights(post, lambda: terms.t_gradient, quad.B)
-        return llf_groups, _grouped_gradient(data, sums, terms, weights, tk, L), post
-    t_rows = tk.reshape(m * K, d)[data.rep_pseudo]
-    ev = conditional(data, True, t_rows, beta, a, L, gradient=gradient)
-    f = ev.llf_groups.reshape(m, K)
-    llf_groups, post = data.rule.log_integrals(f, log_prior, log_det_B,
+    llf_groups, post = data.rule.log_integrals(terms.f, log_prior, log_det_B,
                                                data.nodes, data.log_weights)
     if not gradient:
         return llf_groups, None, post
-    weights = data.rule.gradient_weights(
-        post, lambda: _conditional_t_gradient(data, True, ev, L).reshape(m, K, d),
-        quad.B)
-    w_rows = weights.reshape(-1)[data.rep_pseudo]
-    rep = data.rep
-    X, W, V, Z = rep.exog, rep.exog_var, rep.exog_var_re, rep.exog_re
-    ge = ev.grad_eta * w_rows
-    vr = ev.vinv_resid * w_rows
-    L_ww, L_uw, L_uu = _split_factor(L, d)
-    grad = {"beta": X.T @ vr, "a": W.T @ ge}
-    gamma = weights.reshape(m, K, 1, 1) * ev.grad_cov_groups.reshape(
-        m, K, *ev.grad_cov_groups.shape[1:])
-    if L.ndim == 2:  # one factor: sums over groups
-        grad["L_ww"] = V.T @ (ge[:, None] * t_rows)   # [a, b]: v_a t_b
-        grad["L_uw"] = Z.T @ (vr[:, None] * t_rows)
-        grad["L_uu"] = 2.0 * gamma.sum(axis=(0, 1)) @ L_uu
-    else:  # one factor per group: per-group gradients
-        groups = data.rep_pseudo // K
-        grad["L_ww"] = _group_outer(groups, m, V, ge[:, None] * t_rows)
-        grad["L_uw"] = _group_outer(groups, m, Z, vr[:, None] * t_rows)
-        grad["L_uu"] = 2.0 * gamma.sum(axis=1) @ L_uu
-    return llf_groups, grad, post
+    weights = data.rule.gradient_weights(post, lambda: terms.t_gradient(L, d),
+                                         quad.B)
+    return llf_groups, _gradient(data, sums, terms, weights, tk, L), post
 
 
 def node_conditionals(data, quad, beta, a, L):
@@ -550,29 +506,9 @@ def node_conditionals(data, quad, beta, a, L):
     the scale effects at each adapted node: ``E[u_i | t_ik, y_i]`` (m, K,
     q_u) and ``Var(u_i | t_ik, y_i)`` (m, K, q_u, q_u).
     """
-    m, K, d = data.n_groups, len(data.nodes), data.q_w
-    tk = quad.node_values(data)
-    if data.v_group is not None:
-        terms = _node_terms(data, _GroupSums.build(data, beta, a), L, tk,
-                            gradient=True)
-        return terms.mean, terms.cond_cov
-    t_rows = tk.reshape(m * K, d)[data.rep_pseudo]
-    ev = conditional(data, True, t_rows, beta, a, L)
-    blup = ev.blup.reshape(m, K, -1)                       # E[u - L_uw t | t, y]
-    L_uw = _split_factor(L, d)[1]
-    L_uw = np.broadcast_to(L_uw, (m,) + L_uw.shape[-2:])
-    q_u = blup.shape[2]
-    return (blup + np.einsum("ikb,iab->ika", tk, L_uw),
-            ev.cond_cov.reshape(m, K, q_u, q_u))
-
-
-def _group_outer(groups, m, left, right):
-    """Per-group sums of row outer products: (m, k_left, k_right)."""
-    out = np.empty((m, left.shape[1], right.shape[1]))
-    for a in range(left.shape[1]):
-        for b in range(right.shape[1]):
-            out[:, a, b] = np.bincount(groups, left[:, a] * right[:, b], m)
-    return out
+    terms = _evaluate_nodes(data, beta, a, L, quad.node_values(data),
+                            gradient=True)[1]
+    return terms.mean, terms.cond_cov
 
 
 # ----------------------------------------------------------------------
