@@ -80,6 +80,7 @@ class LocationScaleData:
     # nodes are then evaluated from per-group sums (``_GroupSums``); None
     # if V varies within some group (one engine pass per node).
     v_group: np.ndarray | None
+    group_sizes: np.ndarray   # (m,) rows per group
     rule: IntegrationRule     # the integration rule (``_rules``)
     _coarse: object = None    # the data with the coarse rule (``coarse_rule``)
 
@@ -106,7 +107,8 @@ class LocationScaleData:
                                                n_groups)
         return cls(endog, exog, exog_re, exog_var, exog_var_re, group_index,
                    int(n_groups), nodes, log_w, single,
-                   _group_rows(exog_var_re, group_index, n_groups), rule)
+                   _group_rows(exog_var_re, group_index, n_groups),
+                   np.bincount(group_index, minlength=n_groups), rule)
 
     def coarse_rule(self):
         """
@@ -201,12 +203,24 @@ class _GroupSums:
         winv = np.exp(-eta)
         resid = data.endog - data.exog @ beta
         Z = data.exog_re
-        A0 = _engine.group_cross(single, Z, Z, winv)
+        n, q = Z.shape
+        if single.indicator is None:  # the engine's padded layout
+            A0 = _engine.group_cross(single, Z, Z, winv)
+            e0 = _engine.group_cross(single, Z, resid[:, None], winv)[:, :, 0]
+            Q0 = np.bincount(gi, resid * resid * winv, m)
+            log_r = np.bincount(gi, eta, m)
+        else:  # all sums in one product with the group indicator
+            cols = np.empty((n, q * q + q + 2))
+            zw = Z * winv[:, None]
+            cols[:, :q * q] = (zw[:, :, None] * Z[:, None, :]).reshape(n, q * q)
+            np.multiply(zw, resid[:, None], out=cols[:, q * q:q * q + q])
+            np.multiply(resid * winv, resid, out=cols[:, -2])
+            cols[:, -1] = eta
+            sums = single.indicator @ cols
+            A0 = sums[:, :q * q].reshape(m, q, q)
+            e0, Q0, log_r = sums[:, q * q:q * q + q], sums[:, -2], sums[:, -1]
         A0 = 0.5 * (A0 + A0.transpose(0, 2, 1))
-        e0 = _engine.group_cross(single, Z, resid[:, None], winv)[:, :, 0]
-        Q0 = np.bincount(gi, resid * resid * winv, m)
-        log_r = np.bincount(gi, eta, m)
-        return cls(winv, resid, A0, e0, Q0, log_r, np.bincount(gi, minlength=m))
+        return cls(winv, resid, A0, e0, Q0, log_r, data.group_sizes)
 
 
 @dataclass
@@ -238,48 +252,78 @@ class _NodeTerms:
                 + np.einsum("gka,gab->gkb", self.zr, L_uw))
 
 
+def _mv(A, x):
+    """``A @ x`` for stacks of tiny matrices (..., a, b) and vectors (..., b),
+    by broadcasting (batched matrix products cost more per matrix than
+    the arithmetic when q is 1 or 2)."""
+    return (A * x[..., None, :]).sum(axis=-1)
+
+
+def _mm(A, B):
+    """``A @ B`` for stacks of tiny matrices, by broadcasting."""
+    return (A[..., :, :, None] * B[..., None, :, :]).sum(axis=-2)
+
+
+def _dot(x, y):
+    return (x * y).sum(axis=-1)
+
+
+def _small_gain(factor, A):
+    """
+    ``(log |M|, K)`` with ``M = I + L'A L`` and ``K = L M^-1 L'`` (the
+    engine's ``_gain``) for a stack of (group, node) matrices ``A`` (m, K,
+    q, q) and ``L`` common (q, q) or per group (m, q, q): in closed form
+    for q = 1, else by the engine.
+    """
+    m, K, q, _ = A.shape
+    if q == 1:
+        l2 = factor[..., 0, 0] ** 2
+        if factor.ndim == 3:
+            l2 = l2[:, None]
+        M = 1.0 + l2 * A[..., 0, 0]
+        return np.log(M), (l2 / M)[..., None, None]
+    if factor.ndim == 3:
+        factor = np.repeat(factor, K, axis=0)
+    chol_M, Kmat = _engine._gain(factor, A.reshape(m * K, q, q))
+    logdet = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum(axis=1)
+    return logdet.reshape(m, K), Kmat.reshape(m, K, q, q)
+
+
 def _node_terms(data, sums, L, tk, gradient=False):
     """
     Every group's conditional log-likelihood at the nodes ``tk`` (m, K,
     q_w) from the group sums (V constant within groups): the engine's
-    per-group algebra (``_engine._gain``) with ``A = A0 / c``, ``e = (e0 -
+    per-group algebra (``_small_gain``) with ``A = A0 / c``, ``e = (e0 -
     A0 o) / c`` and the quadratic form ``(Q0 - 2 o'e0 + o'A0 o) / c``,
     ``log c = v_i' L_ww t`` and ``o = L_uw t``.
     """
-    m, K, _ = tk.shape
     L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
-    q = L_uu.shape[-1]
     if L.ndim == 2:
         vl = data.v_group @ L_ww                              # (m, q_w)
     else:
         vl = np.einsum("ga,gab->gb", data.v_group, L_ww)
-    log_c = np.clip(np.einsum("gkb,gb->gk", tk, vl), -700.0, 700.0)
+    log_c = np.clip(_dot(tk, vl[:, None, :]), -700.0, 700.0)
     c_inv = np.exp(-log_c)
+    ci = c_inv[:, :, None]
     o = _times_factor(tk, L_uw, "k")                           # (m, K, q)
-    A0, e0 = sums.A0, sums.e0
-    A0o = np.einsum("gab,gkb->gka", A0, o)
-    A = A0[:, None] * c_inv[:, :, None, None]
-    e = (e0[:, None, :] - A0o) * c_inv[:, :, None]
-    quad = (sums.Q0[:, None] - 2.0 * np.einsum("gka,ga->gk", o, e0)
-            + np.einsum("gka,gka->gk", o, A0o)) * c_inv
-    factor = L_uu if L.ndim == 2 else np.repeat(L_uu, K, axis=0)
-    chol_M, Kmat = _engine._gain(factor, A.reshape(m * K, q, q))
-    logdet_M = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum(axis=1)
-    Kmat = Kmat.reshape(m, K, q, q)
-    blup = np.einsum("gkab,gkb->gka", Kmat, e)
+    A0, e0 = sums.A0[:, None], sums.e0[:, None]
+    A0o = _mv(A0, o)
+    A = A0 * ci[..., None]
+    e = (e0 - A0o) * ci
+    quad = (sums.Q0[:, None] - 2.0 * _dot(o, e0) + _dot(o, A0o)) * c_inv
+    logdet_M, Kmat = _small_gain(L_uu, A)
+    blup = _mv(Kmat, e)
     n_g = sums.sizes[:, None]
     f = -0.5 * (n_g * _LOG_2PI + sums.log_r[:, None] + n_g * log_c
-                + logdet_M.reshape(m, K) + quad - np.einsum("gka,gka->gk", e, blup))
+                + logdet_M + quad - _dot(e, blup))
     if not gradient:
         return _NodeTerms(f)
     mean = o + blup
-    zr = e - np.einsum("gkab,gkb->gka", A, blup)               # = (e0 - A0 mean) / c
-    AK = A @ Kmat
-    grad_cov = 0.5 * (zr[..., :, None] * zr[..., None, :] - (A - AK @ A))
+    zr = e - _mv(A, blup)                                      # = (e0 - A0 mean) / c
+    grad_cov = 0.5 * (zr[..., :, None] * zr[..., None, :] - (A - _mm(_mm(A, Kmat), A)))
     # sum over the group's rows of d f / d log r_j (each row's r_j is c R0_j)
-    resid_quad = (sums.Q0[:, None] - 2.0 * np.einsum("gka,ga->gk", mean, e0)
-                  + np.einsum("gka,gab,gkb->gk", mean, A0, mean)
-                  + np.einsum("gkab,gba->gk", Kmat, A0)) * c_inv
+    resid_quad = (sums.Q0[:, None] - 2.0 * _dot(mean, e0) + _dot(mean, _mv(A0, mean))
+                  + (Kmat * A0).sum(axis=(-2, -1))) * c_inv   # A0 symmetric
     vg = (0.5 * (resid_quad - n_g))[:, :, None] * data.v_group[:, None, :]
     return _NodeTerms(f, mean, Kmat, zr, vg, grad_cov, c_inv=c_inv)
 
@@ -335,25 +379,30 @@ def _gradient(data, sums, terms, weights, tk, L):
     r_j = ((r0_j - z_j' mean_k)^2 + z_j' K_k z_j) / (2 c_k R0_j) - 1/2``.
     """
     L_uu = _split_factor(L, data.q_w)[2]
-    gamma = np.einsum("gk,gkab->gab", weights, terms.grad_cov)
+    w = weights[:, :, None]
+    gamma = (w[..., None] * terms.grad_cov).sum(axis=1)             # (m, q, q)
+    wvg, wzr = w * terms.vg, w * terms.zr
     if L.ndim == 2:  # one factor: sums over groups
-        grad = {"L_ww": np.einsum("gk,gka,gkb->ab", weights, terms.vg, tk),
-                "L_uw": np.einsum("gk,gka,gkb->ab", weights, terms.zr, tk),
+        d = tk.shape[2]
+        flat_t = tk.reshape(-1, d)
+        grad = {"L_ww": wvg.reshape(-1, d).T @ flat_t,
+                "L_uw": wzr.reshape(-1, wzr.shape[2]).T @ flat_t,
                 "L_uu": 2.0 * gamma.sum(axis=0) @ L_uu}
     else:  # one factor per group: per-group gradients
-        grad = {"L_ww": np.einsum("gk,gka,gkb->gab", weights, terms.vg, tk),
-                "L_uw": np.einsum("gk,gka,gkb->gab", weights, terms.zr, tk),
+        grad = {"L_ww": (wvg[..., :, None] * tk[..., None, :]).sum(axis=1),
+                "L_uw": (wzr[..., :, None] * tk[..., None, :]).sum(axis=1),
                 "L_uu": 2.0 * gamma @ L_uu}
     if sums is None:
-        grad["beta"] = np.einsum("gk,gkp->p", weights, terms.xr)
-        grad["a"] = np.einsum("gk,gkp->p", weights, terms.wg)
+        grad["beta"] = (w * terms.xr).sum(axis=(0, 1))
+        grad["a"] = (w * terms.wg).sum(axis=(0, 1))
         return grad
     single, gi, Z = data.single, data.group_index, data.exog_re
-    wc = weights * terms.c_inv
-    a_g = wc.sum(axis=1)                                            # (m,)
-    b_g = np.einsum("gk,gka->ga", wc, terms.mean)                   # (m, q)
-    C_g = np.einsum("gk,gkab->gab", wc, terms.cond_cov
-                    + terms.mean[..., :, None] * terms.mean[..., None, :])
+    wc = (weights * terms.c_inv)[:, :, None]
+    a_g = wc[:, :, 0].sum(axis=1)                                   # (m,)
+    wm = wc * terms.mean
+    b_g = wm.sum(axis=1)                                            # (m, q)
+    C_g = (wc[..., None] * terms.cond_cov
+           + wm[..., :, None] * terms.mean[..., None, :]).sum(axis=1)
     zb = _engine.rows_times_group(single, Z, b_g)
     zcz = np.einsum("ja,ja->j", _engine.rows_times_group(single, Z, C_g), Z)
     resid, winv = sums.resid, sums.winv
