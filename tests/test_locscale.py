@@ -663,3 +663,26 @@ def test_group_sums_match_the_engine_by_rows(n_quad, level2):
     for x, y in zip(_locscale.node_conditionals(by_sums, quad, beta, a, L),
                     _locscale.node_conditionals(by_rows, quad, beta, a, L)):
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+def test_group_sums_in_either_engine_layout(small):
+    """The group sums are one product with the sparse group indicator, or
+    the engine's padded cross products where the engine has no indicator:
+    the same sums."""
+    from statsmodels_hetmixed import _engine
+
+    model = hmf.hetmixedlm("y ~ x + h", small, groups="g", re_formula="~ x",
+                           var_formula="~ x + h", var_re_formula="~ 1")
+    args = (model.endog, model.exog, model.exog_re, model.exog_var,
+            model.exog_var_re, model._group_index, model.n_groups, 7)
+    sparse = _locscale.LocationScaleData.build(*args)
+    padded = _locscale.LocationScaleData.build(*args, single=_engine.GroupedData.build(
+        model.endog, model.exog, model.exog_re, model._group_index,
+        model.n_groups, layout="padded"))
+    assert sparse.single.indicator is not None and padded.single.indicator is None
+    beta, a = np.array([1.0, 0.5, 0.2]), np.array([0.1, 0.2, -0.3])
+    one = _locscale._GroupSums.build(sparse, beta, a)
+    other = _locscale._GroupSums.build(padded, beta, a)
+    for name in ("A0", "e0", "Q0", "log_r"):
+        np.testing.assert_allclose(getattr(one, name), getattr(other, name),
+                                   rtol=1e-13, atol=1e-12)
