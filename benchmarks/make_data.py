@@ -7,6 +7,10 @@ log-linear residual variance.
     e_ij        ~ N(0, sigma2_ij)
     log sigma2  = 0.2 + 0.4 x_ij - 0.5 g_i + 0.3 x_ij g_i
 
+With ``scale_sd`` > 0 each group also has a random scale effect, ``log
+sigma2`` plus ``omega_i ~ N(0, scale_sd^2)`` (drawn from a separate random
+stream, so that the other columns are those of ``scale_sd=0``).
+
 ``grp`` is the group label, ``g`` a group-level binary predictor (Bernoulli
 0.5 per group), ``x`` a row-level standard normal predictor.  The column
 ``xg = x * g`` is included for R's nlme, whose ``varExp`` needs the
@@ -32,8 +36,10 @@ TRUE_RE_VAR = 0.5
 TRUE_VAR = {"Intercept": 0.2, "x": 0.4, "g": -0.5, "x:g": 0.3}
 
 
-def make_data(n_groups: int, group_size: int, seed: int = 0) -> pd.DataFrame:
-    """Balanced data: ``n_groups`` groups of ``group_size`` rows each."""
+def make_data(n_groups: int, group_size: int, seed: int = 0,
+              scale_sd: float = 0.0) -> pd.DataFrame:
+    """Balanced data: ``n_groups`` groups of ``group_size`` rows each;
+    ``scale_sd``: SD of a random scale effect (none by default)."""
     rng = np.random.default_rng(seed)
     n = n_groups * group_size
     grp = np.repeat(np.arange(n_groups, dtype=np.int64), group_size)
@@ -44,6 +50,9 @@ def make_data(n_groups: int, group_size: int, seed: int = 0) -> pd.DataFrame:
     xg = x * g
     log_s2 = (TRUE_VAR["Intercept"] + TRUE_VAR["x"] * x + TRUE_VAR["g"] * g
               + TRUE_VAR["x:g"] * xg)
+    if scale_sd > 0:
+        omega = np.random.default_rng([seed, 1]).normal(0.0, scale_sd, n_groups)
+        log_s2 = log_s2 + omega[grp]
     e = rng.standard_normal(n) * np.exp(0.5 * log_s2)
     y = TRUE_FE["Intercept"] + TRUE_FE["x"] * x + TRUE_FE["g"] * g + u_group[grp] + e
     return pd.DataFrame({"grp": grp, "g": g, "x": x, "xg": xg, "y": y})

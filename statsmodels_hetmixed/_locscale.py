@@ -20,8 +20,24 @@ Adaptive quadrature centres the nodes at each group's mode ``t_i`` of
 
     L_i ~= |B_i| sum_k w_k exp(h_i(t_i + B_i x_k)) / phi(x_k).
 
-All groups and nodes are evaluated in one engine call over the rows
-replicated once per node (pseudo-groups = groups x nodes).  The rule --
+When the scale effects' design ``V`` is constant within each group (a
+random scale intercept, or group-level covariates), a node only multiplies
+a group's residual variances by ``c = exp(v_i' L_ww t)`` and shifts its
+mean by ``z_j' L_uw t``, so every per-group sum the Gaussian likelihood
+needs at a node follows from sums taken once over the rows
+(``_GroupSums``: ``Z'R0^-1 Z``, ``Z'R0^-1 r0``, ``r0'R0^-1 r0``,
+``sum log r0`` of the residuals ``r0 = y - X beta`` and variances
+``R0 = exp(W a)``):
+
+    Z'R^-1 Z = A0 / c,   Z'R^-1 (r0 - Z o) = (e0 - A0 o) / c,
+    (r0 - Z o)'R^-1 (r0 - Z o) = (Q0 - 2 o'e0 + o'A0 o) / c,
+
+with ``o = L_uw t``.  An evaluation is then one pass over the rows for
+the sums and one for the gradient, whatever the number of nodes, and the
+groups' modes cost no pass at all (``_node_terms``).  Otherwise an
+evaluation is one engine pass over the rows per node, each reduced to
+per-group sums at once (``_node_terms_by_rows``; the rows are never
+copied per node).  The rule --
 its points ``x_k`` and weights, how the log-likelihood, its gradient and
 the posterior follow from the values at the points, whether its points
 move with the parameters, its coarse rule and Hessian steps -- is an
@@ -47,24 +63,8 @@ _LOG_2PI = np.log(2.0 * np.pi)
 
 
 @dataclass
-class Rows:
-    """The row arrays an evaluation reads (data rows, or replicated rows)."""
-
-    endog: np.ndarray
-    exog: np.ndarray
-    exog_re: np.ndarray
-    exog_var: np.ndarray
-    exog_var_re: np.ndarray
-
-    def take(self, index):
-        return Rows(*(np.ascontiguousarray(arr[index]) for arr in
-                      (self.endog, self.exog, self.exog_re, self.exog_var,
-                       self.exog_var_re)))
-
-
-@dataclass
 class LocationScaleData:
-    """Data of a location-scale model and its node-replicated layout."""
+    """Data of a location-scale model: the rows (one copy) and the rule."""
 
     endog: np.ndarray
     exog: np.ndarray
@@ -75,45 +75,40 @@ class LocationScaleData:
     n_groups: int
     nodes: np.ndarray         # (K, q_w) the rule's points, standard scale
     log_weights: np.ndarray   # (K,)  their log weights (NaN if unused)
-    single: _engine.GroupedData     # one pseudo-group per group
-    replicated: _engine.GroupedData  # groups x nodes
-    rep_rows: np.ndarray      # row of the data behind each replicated row
-    rep_pseudo: np.ndarray    # pseudo-group (group * K + node) of each
-    rows: Rows                # the data rows
-    rep: Rows                 # the replicated rows
+    single: _engine.GroupedData     # the engine's data of the rows
+    # V's row of each group when V is constant within groups (m, q_w):
+    # nodes are then evaluated from per-group sums (``_GroupSums``); None
+    # if V varies within some group (one engine pass per node).
+    v_group: np.ndarray | None
+    group_sizes: np.ndarray   # (m,) rows per group
     rule: IntegrationRule     # the integration rule (``_rules``)
     _coarse: object = None    # the data with the coarse rule (``coarse_rule``)
 
     @classmethod
     def build(cls, endog, exog, exog_re, exog_var, exog_var_re, group_index,
-              n_groups, rule):
+              n_groups, rule, single=None):
         """``rule``: an ``IntegrationRule``, or ``fit``'s ``n_quad``
-        (nodes per dimension, 1 for Laplace)."""
+        (nodes per dimension, 1 for Laplace); ``single``: the engine's
+        data of the same rows, if already built."""
         rule = rule_for(rule)
         endog = np.asarray(endog, float)
         exog = np.asarray(exog, float)
         exog_re = np.asarray(exog_re, float).reshape(len(endog), -1)
         exog_var = np.asarray(exog_var, float)
         exog_var_re = np.asarray(exog_var_re, float).reshape(len(endog), -1)
+        group_index = np.asarray(group_index)
         q_w = exog_var_re.shape[1]
         if q_w not in (1, 2):
             raise ValueError("random scale effects must have one or two "
                              f"dimensions, not {q_w}")
         nodes, log_w = rule.points(q_w)
-        K = len(nodes)
-        n = len(endog)
-        single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
-                                           n_groups)
-        rep_rows = np.tile(np.arange(n), K)
-        node_of_row = np.repeat(np.arange(K), n)
-        rep_pseudo = group_index[rep_rows] * K + node_of_row
-        rows = Rows(endog, exog, exog_re, exog_var, exog_var_re)
-        rep = rows.take(rep_rows)
-        replicated = _engine.GroupedData.build(rep.endog, rep.exog, rep.exog_re,
-                                               rep_pseudo, n_groups * K)
-        return cls(endog, exog, exog_re, exog_var, exog_var_re,
-                   np.asarray(group_index), int(n_groups), nodes, log_w,
-                   single, replicated, rep_rows, rep_pseudo, rows, rep, rule)
+        if single is None:
+            single = _engine.GroupedData.build(endog, exog, exog_re, group_index,
+                                               n_groups)
+        return cls(endog, exog, exog_re, exog_var, exog_var_re, group_index,
+                   int(n_groups), nodes, log_w, single,
+                   _group_rows(exog_var_re, group_index, n_groups),
+                   np.bincount(group_index, minlength=n_groups), rule)
 
     def coarse_rule(self):
         """
@@ -127,7 +122,8 @@ class LocationScaleData:
         if self._coarse is None:
             self._coarse = LocationScaleData.build(
                 self.endog, self.exog, self.exog_re, self.exog_var,
-                self.exog_var_re, self.group_index, self.n_groups, coarse)
+                self.exog_var_re, self.group_index, self.n_groups, coarse,
+                single=self.single)
         return self._coarse
 
     @property
@@ -139,71 +135,305 @@ class LocationScaleData:
         return self.exog_re.shape[1]
 
 
+def _group_rows(rows, group_index, n_groups):
+    """Each group's row of ``rows`` (m, k) if ``rows`` is constant within
+    every group (exactly), else None."""
+    if len(rows) == 0:
+        return None
+    first = np.zeros((n_groups, rows.shape[1]))
+    first[group_index] = rows  # the last row of each group (any one would do)
+    return first if np.array_equal(first[group_index], rows) else None
+
+
 def _split_factor(L, q_w):
     return L[..., :q_w, :q_w], L[..., q_w:, :q_w], L[..., q_w:, q_w:]
 
 
-def _group_of_rows(data, replicated):
-    if replicated:
-        return data.rep_pseudo // len(data.nodes)
-    return data.group_index
-
-
-def _rows_times_factor(rows, L, groups, t_rows):
-    """sum_ab rows[j, a] L[a, b] t[j, b], L common or per group."""
+def _times_factor(x, L, last):
+    """``x @ L.T`` over the last axis of ``x`` (m, ..., b), with ``L``
+    common (a, b) or one per group (m, a, b); ``last``: the einsum letters
+    of x's axes between the group's and the last."""
     if L.ndim == 2:
-        return np.einsum("ja,ja->j", rows, t_rows @ L.T)
-    return np.einsum("ja,jab,jb->j", rows, L[groups], t_rows)
+        return x @ L.T
+    return np.einsum(f"g{last}b,gab->g{last}a", x, L)
 
 
-def conditional(data, replicated, t_rows, beta, a, L, gradient=False):
+def conditional(data, t_rows, beta, a, L, gradient=False):
     """
-    The engine's Gaussian log-likelihood of each group (``replicated``
-    False) or each (group, node) pseudo-group given the standardized scale
-    effects ``t_rows`` (one row of t per row).  ``L`` is the joint factor,
-    common (d, d) or one per group (m, d, d).
+    The engine's Gaussian log-likelihood of each group given the
+    standardized scale effects ``t_rows`` (one row of t per row).  ``L`` is
+    the joint factor, common (d, d) or one per group (m, d, d).
     """
-    rows = data.rep if replicated else data.rows
-    grouped = data.replicated if replicated else data.single
     L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
-    groups = _group_of_rows(data, replicated)
-    eta = rows.exog_var @ a + _rows_times_factor(rows.exog_var_re, L_ww, groups, t_rows)
-    offset = _rows_times_factor(rows.exog_re, L_uw, groups, t_rows)
-    r = np.exp(np.clip(eta, -700.0, 700.0))
-    if L_uu.ndim == 3 and replicated:
-        L_uu = np.repeat(L_uu, len(data.nodes), axis=0)  # pseudo = g * K + k
-    return _engine.evaluate(grouped, L_uu, r, False, fe_params=beta,
-                            gradient=gradient, endog=rows.endog - offset,
+    gi = data.group_index
+    if L.ndim == 2:
+        log_c = np.einsum("ja,ja->j", data.exog_var_re, t_rows @ L_ww.T)
+        offset = np.einsum("ja,ja->j", data.exog_re, t_rows @ L_uw.T)
+    else:
+        log_c = np.einsum("ja,jab,jb->j", data.exog_var_re, L_ww[gi], t_rows)
+        offset = np.einsum("ja,jab,jb->j", data.exog_re, L_uw[gi], t_rows)
+    r = np.exp(np.clip(data.exog_var @ a + log_c, -700.0, 700.0))
+    return _engine.evaluate(data.single, L_uu, r, False, fe_params=beta,
+                            gradient=gradient, endog=data.endog - offset,
                             per_group=True, fe_summaries=False)
 
 
-def _h_and_grad(data, t, beta, a, L):
-    """h_i(t_i) = f_i(t_i) + log phi(t_i) and its gradient in t_i."""
-    ev = conditional(data, False, t[data.group_index], beta, a, L, gradient=True)
-    grad = _conditional_t_gradient(data, False, ev, L) - t
-    h = ev.llf_groups - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
-    return h, grad
+@dataclass
+class _GroupSums:
+    """
+    Sums over each group's rows at (beta, a) from which ``_node_terms``
+    evaluates the group at any node when V is constant within groups (see
+    the module docstring): with ``r0 = y - X beta`` and ``R0 = exp(W a)``,
+    ``A0 = Z'R0^-1 Z``, ``e0 = Z'R0^-1 r0``, ``Q0 = r0'R0^-1 r0`` and
+    ``log_r = sum log R0``; the row arrays are kept for the gradient.
+    """
+
+    winv: np.ndarray    # (n,) 1 / R0
+    resid: np.ndarray   # (n,) r0
+    A0: np.ndarray      # (m, q_u, q_u)
+    e0: np.ndarray      # (m, q_u)
+    Q0: np.ndarray      # (m,)
+    log_r: np.ndarray   # (m,)
+    sizes: np.ndarray   # (m,) rows per group
+
+    @classmethod
+    def build(cls, data, beta, a):
+        single, gi, m = data.single, data.group_index, data.n_groups
+        eta = np.clip(data.exog_var @ a, -700.0, 700.0)
+        winv = np.exp(-eta)
+        resid = data.endog - data.exog @ beta
+        Z = data.exog_re
+        n, q = Z.shape
+        if single.indicator is None:  # the engine's padded layout
+            A0 = _engine.group_cross(single, Z, Z, winv)
+            e0 = _engine.group_cross(single, Z, resid[:, None], winv)[:, :, 0]
+            Q0 = np.bincount(gi, resid * resid * winv, m)
+            log_r = np.bincount(gi, eta, m)
+        else:  # all sums in one product with the group indicator
+            cols = np.empty((n, q * q + q + 2))
+            zw = Z * winv[:, None]
+            cols[:, :q * q] = (zw[:, :, None] * Z[:, None, :]).reshape(n, q * q)
+            np.multiply(zw, resid[:, None], out=cols[:, q * q:q * q + q])
+            np.multiply(resid * winv, resid, out=cols[:, -2])
+            cols[:, -1] = eta
+            sums = single.indicator @ cols
+            A0 = sums[:, :q * q].reshape(m, q, q)
+            e0, Q0, log_r = sums[:, q * q:q * q + q], sums[:, -2], sums[:, -1]
+        A0 = 0.5 * (A0 + A0.transpose(0, 2, 1))
+        return cls(winv, resid, A0, e0, Q0, log_r, data.group_sizes)
 
 
-def _conditional_t_gradient(data, replicated, ev, L):
+@dataclass
+class _NodeTerms:
     """
-    Gradient in t of each (pseudo-)group's conditional log-likelihood f
-    from an engine evaluation with ``gradient=True``:
-    d f / d t_b = sum_j [grad_eta_j (V_j L_ww)_b + vinv_resid_j (Z_j L_uw)_b].
+    Each group's conditional Gaussian log-likelihood ``f`` at each node
+    (m, K) and, with ``gradient``, the per-group pieces of its gradients
+    (``_node_terms``, ``_node_terms_by_rows``).
     """
-    rows = data.rep if replicated else data.rows
-    groups = _group_of_rows(data, replicated)
-    pseudo = data.rep_pseudo if replicated else data.group_index
-    n_pseudo = data.n_groups * (len(data.nodes) if replicated else 1)
-    L_ww, L_uw, _ = _split_factor(L, data.q_w)
+
+    f: np.ndarray
+    mean: np.ndarray = None       # (m, K, q_u) E[u | t, y]
+    cond_cov: np.ndarray = None   # (m, K, q_u, q_u) Var(u | t, y)
+    zr: np.ndarray = None         # (m, K, q_u) Z'V^-1 (y - X beta - Z L_uw t)
+    vg: np.ndarray = None         # (m, K, q_w) sum_j v_j d f / d log r_j
+    grad_cov: np.ndarray = None   # (m, K, q_u, q_u) d f / d (L_uu L_uu')
+    # _node_terms only: 1 / c (m, K)
+    c_inv: np.ndarray = None
+    # _node_terms_by_rows only: X'V^-1 resid (m, K, p), W' d f / d log r (m, K, k)
+    xr: np.ndarray = None
+    wg: np.ndarray = None
+
+    def t_gradient(self, L, q_w):
+        """d f / d t (m, K, q_w) = vg' L_ww + zr' L_uw."""
+        L_ww, L_uw, _ = _split_factor(L, q_w)
+        if L.ndim == 2:
+            return self.vg @ L_ww + self.zr @ L_uw
+        return (np.einsum("gka,gab->gkb", self.vg, L_ww)
+                + np.einsum("gka,gab->gkb", self.zr, L_uw))
+
+
+def _mv(A, x):
+    """``A @ x`` for stacks of tiny matrices (..., a, b) and vectors (..., b),
+    by broadcasting (batched matrix products cost more per matrix than
+    the arithmetic when q is 1 or 2)."""
+    return (A * x[..., None, :]).sum(axis=-1)
+
+
+def _mm(A, B):
+    """``A @ B`` for stacks of tiny matrices, by broadcasting."""
+    return (A[..., :, :, None] * B[..., None, :, :]).sum(axis=-2)
+
+
+def _dot(x, y):
+    return (x * y).sum(axis=-1)
+
+
+def _small_gain(factor, A):
+    """
+    ``(log |M|, K)`` with ``M = I + L'A L`` and ``K = L M^-1 L'`` (the
+    engine's ``_gain``) for a stack of (group, node) matrices ``A`` (m, K,
+    q, q) and ``L`` common (q, q) or per group (m, q, q): in closed form
+    for q = 1, else by the engine.
+    """
+    m, K, q, _ = A.shape
+    if q == 1:
+        l2 = factor[..., 0, 0] ** 2
+        if factor.ndim == 3:
+            l2 = l2[:, None]
+        M = 1.0 + l2 * A[..., 0, 0]
+        return np.log(M), (l2 / M)[..., None, None]
+    if factor.ndim == 3:
+        factor = np.repeat(factor, K, axis=0)
+    chol_M, Kmat = _engine._gain(factor, A.reshape(m * K, q, q))
+    logdet = 2.0 * np.log(np.diagonal(chol_M, axis1=1, axis2=2)).sum(axis=1)
+    return logdet.reshape(m, K), Kmat.reshape(m, K, q, q)
+
+
+def _node_terms(data, sums, L, tk, gradient=False):
+    """
+    Every group's conditional log-likelihood at the nodes ``tk`` (m, K,
+    q_w) from the group sums (V constant within groups): the engine's
+    per-group algebra (``_small_gain``) with ``A = A0 / c``, ``e = (e0 -
+    A0 o) / c`` and the quadratic form ``(Q0 - 2 o'e0 + o'A0 o) / c``,
+    ``log c = v_i' L_ww t`` and ``o = L_uw t``.
+    """
+    L_ww, L_uw, L_uu = _split_factor(L, data.q_w)
     if L.ndim == 2:
-        vl, zl = rows.exog_var_re @ L_ww, rows.exog_re @ L_uw
+        vl = data.v_group @ L_ww                              # (m, q_w)
     else:
-        vl = np.einsum("ja,jab->jb", rows.exog_var_re, L_ww[groups])
-        zl = np.einsum("ja,jab->jb", rows.exog_re, L_uw[groups])
-    per_row = ev.grad_eta[:, None] * vl + ev.vinv_resid[:, None] * zl
-    return np.stack([np.bincount(pseudo, per_row[:, b], n_pseudo)
-                     for b in range(data.q_w)], axis=1)
+        vl = np.einsum("ga,gab->gb", data.v_group, L_ww)
+    log_c = np.clip(_dot(tk, vl[:, None, :]), -700.0, 700.0)
+    c_inv = np.exp(-log_c)
+    ci = c_inv[:, :, None]
+    o = _times_factor(tk, L_uw, "k")                           # (m, K, q)
+    A0, e0 = sums.A0[:, None], sums.e0[:, None]
+    A0o = _mv(A0, o)
+    A = A0 * ci[..., None]
+    e = (e0 - A0o) * ci
+    quad = (sums.Q0[:, None] - 2.0 * _dot(o, e0) + _dot(o, A0o)) * c_inv
+    logdet_M, Kmat = _small_gain(L_uu, A)
+    blup = _mv(Kmat, e)
+    n_g = sums.sizes[:, None]
+    f = -0.5 * (n_g * _LOG_2PI + sums.log_r[:, None] + n_g * log_c
+                + logdet_M + quad - _dot(e, blup))
+    if not gradient:
+        return _NodeTerms(f)
+    mean = o + blup
+    zr = e - _mv(A, blup)                                      # = (e0 - A0 mean) / c
+    grad_cov = 0.5 * (zr[..., :, None] * zr[..., None, :] - (A - _mm(_mm(A, Kmat), A)))
+    # sum over the group's rows of d f / d log r_j (each row's r_j is c R0_j)
+    resid_quad = (sums.Q0[:, None] - 2.0 * _dot(mean, e0) + _dot(mean, _mv(A0, mean))
+                  + (Kmat * A0).sum(axis=(-2, -1))) * c_inv   # A0 symmetric
+    vg = (0.5 * (resid_quad - n_g))[:, :, None] * data.v_group[:, None, :]
+    return _NodeTerms(f, mean, Kmat, zr, vg, grad_cov, c_inv=c_inv)
+
+
+def _node_terms_by_rows(data, beta, a, L, tk, gradient=False, fixed=True):
+    """
+    ``_node_terms`` when V varies within groups: one engine evaluation
+    over the rows per node (no copy of the design: per node only the rows'
+    scale factors, offsets and the engine's row vectors), reduced to
+    per-group sums at once.  ``fixed=False``: without the fixed effects'
+    and variance function's sums (``xr``, ``wg``), for the t-gradient only.
+    """
+    m, K, d = tk.shape
+    gi = data.group_index
+    f = np.empty((m, K))
+    if gradient:
+        X, Z, W, V = data.exog, data.exog_re, data.exog_var, data.exog_var_re
+        q = Z.shape[1]
+        p, k = (X.shape[1], W.shape[1]) if fixed else (0, 0)
+        xz, wv = (np.hstack([X, Z]), np.hstack([W, V])) if fixed else (Z, V)
+        r_sums = np.empty((m, K, p + q))
+        g_sums = np.empty((m, K, k + d))
+        mean = np.empty((m, K, q))
+        cond_cov = np.empty((m, K, q, q))
+        grad_cov = np.empty((m, K, q, q))
+        L_uw = _split_factor(L, d)[1]
+    for j in range(K):
+        ev = conditional(data, tk[:, j][gi], beta, a, L, gradient=gradient)
+        f[:, j] = ev.llf_groups
+        if gradient:
+            r_sums[:, j] = _engine.group_cross(data.single, xz,
+                                               ev.vinv_resid[:, None], None)[:, :, 0]
+            g_sums[:, j] = _engine.group_cross(data.single, wv,
+                                               ev.grad_eta[:, None], None)[:, :, 0]
+            mean[:, j] = ev.blup + _times_factor(tk[:, j], L_uw, "")
+            cond_cov[:, j] = ev.cond_cov
+            grad_cov[:, j] = ev.grad_cov_groups
+    if not gradient:
+        return _NodeTerms(f)
+    return _NodeTerms(f, mean, cond_cov, r_sums[..., p:], g_sums[..., k:], grad_cov,
+                      xr=r_sums[..., :p], wg=g_sums[..., :k])
+
+
+def _gradient(data, sums, terms, weights, tk, L):
+    """
+    The gradient in (beta, a, L) of the weighted sum over groups and
+    nodes of ``f`` (``weights`` (m, K): the rule's ``gradient_weights``)
+    from the nodes' per-group pieces (``_NodeTerms``).  Without per-group
+    sums of the fixed effects' and variance function's pieces (``_node_terms``,
+    ``sums`` given), those are one pass over the rows with the nodes'
+    factors summed per group first: row j of group i at node k has
+    ``V^-1 resid = (r0_j - z_j' mean_k) / (c_k R0_j)`` and ``d f / d log
+    r_j = ((r0_j - z_j' mean_k)^2 + z_j' K_k z_j) / (2 c_k R0_j) - 1/2``.
+    """
+    L_uu = _split_factor(L, data.q_w)[2]
+    w = weights[:, :, None]
+    gamma = (w[..., None] * terms.grad_cov).sum(axis=1)             # (m, q, q)
+    wvg, wzr = w * terms.vg, w * terms.zr
+    if L.ndim == 2:  # one factor: sums over groups
+        d = tk.shape[2]
+        flat_t = tk.reshape(-1, d)
+        grad = {"L_ww": wvg.reshape(-1, d).T @ flat_t,
+                "L_uw": wzr.reshape(-1, wzr.shape[2]).T @ flat_t,
+                "L_uu": 2.0 * gamma.sum(axis=0) @ L_uu}
+    else:  # one factor per group: per-group gradients
+        grad = {"L_ww": (wvg[..., :, None] * tk[..., None, :]).sum(axis=1),
+                "L_uw": (wzr[..., :, None] * tk[..., None, :]).sum(axis=1),
+                "L_uu": 2.0 * gamma @ L_uu}
+    if sums is None:
+        grad["beta"] = (w * terms.xr).sum(axis=(0, 1))
+        grad["a"] = (w * terms.wg).sum(axis=(0, 1))
+        return grad
+    single, gi, Z = data.single, data.group_index, data.exog_re
+    wc = (weights * terms.c_inv)[:, :, None]
+    a_g = wc[:, :, 0].sum(axis=1)                                   # (m,)
+    wm = wc * terms.mean
+    b_g = wm.sum(axis=1)                                            # (m, q)
+    C_g = (wc[..., None] * terms.cond_cov
+           + wm[..., :, None] * terms.mean[..., None, :]).sum(axis=1)
+    zb = _engine.rows_times_group(single, Z, b_g)
+    zcz = np.einsum("ja,ja->j", _engine.rows_times_group(single, Z, C_g), Z)
+    resid, winv = sums.resid, sums.winv
+    vinv_resid = winv * (resid * a_g[gi] - zb)
+    grad_eta = 0.5 * (winv * (resid * (resid * a_g[gi] - 2.0 * zb) + zcz)
+                      - weights.sum(axis=1)[gi])
+    grad["beta"] = data.exog.T @ vinv_resid
+    grad["a"] = data.exog_var.T @ grad_eta
+    return grad
+
+
+def _evaluate_nodes(data, beta, a, L, tk, gradient=False):
+    """(``_GroupSums`` or None, ``_NodeTerms``) at the nodes ``tk``."""
+    if data.v_group is None:
+        return None, _node_terms_by_rows(data, beta, a, L, tk, gradient)
+    sums = _GroupSums.build(data, beta, a)
+    return sums, _node_terms(data, sums, L, tk, gradient)
+
+
+def _h_and_grad(data, t, beta, a, L, sums=None):
+    """h_i(t_i) = f_i(t_i) + log phi(t_i) and its gradient in t_i
+    (``sums``: the ``_GroupSums`` at (beta, a), when V is constant within
+    groups)."""
+    if sums is not None:
+        terms = _node_terms(data, sums, L, t[:, None, :], gradient=True)
+    else:
+        terms = _node_terms_by_rows(data, beta, a, L, t[:, None, :], gradient=True,
+                                    fixed=False)
+    grad = terms.t_gradient(L, data.q_w)[:, 0] - t
+    h = terms.f[:, 0] - 0.5 * np.sum(t * t, axis=1) - 0.5 * data.q_w * _LOG_2PI
+    return h, grad
 
 
 def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
@@ -221,8 +451,9 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
     Returns (modes (m, q_w), B (m, q_w, q_w), h at the modes).
     """
     m, d = data.n_groups, data.q_w
+    sums = None if data.v_group is None else _GroupSums.build(data, beta, a)
     t = np.zeros((m, d)) if start is None else start.copy()
-    h, g = _h_and_grad(data, t, beta, a, L)
+    h, g = _h_and_grad(data, t, beta, a, L, sums)
     eye = np.eye(d)
     chord = None if start_scale is None else start_scale @ np.swapaxes(start_scale, 1, 2)
     previous = np.inf
@@ -236,7 +467,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         if chord is not None:
             step = (chord @ g[:, :, None])[:, :, 0]
         else:
-            hess = _hessian(data, t, g, beta, a, L)
+            hess = _hessian(data, t, g, beta, a, L, sums=sums)
             # Newton direction where -H is positive definite, else gradient ascent.
             neg = -hess
             ok = _linalg.is_positive_definite(neg)
@@ -245,7 +476,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         scale = np.ones(m)
         for _half in range(30):
             cand = t + scale[:, None] * step
-            h_c, g_c = _h_and_grad(data, cand, beta, a, L)
+            h_c, g_c = _h_and_grad(data, cand, beta, a, L, sums)
             better = h_c >= h - 1e-12 * np.abs(h)
             if better.all():
                 break
@@ -254,7 +485,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
         t = np.where(accept[:, None], cand, t)
         h = np.where(accept, h_c, h)
         g = np.where(accept[:, None], g_c, g)
-    hess = _hessian(data, t, g, beta, a, L, central=central)
+    hess = _hessian(data, t, g, beta, a, L, central=central, sums=sums)
     neg = -0.5 * (hess + hess.transpose(0, 2, 1))
     vals, vecs = np.linalg.eigh(neg)
     vals = np.maximum(vals, 1e-8)
@@ -263,7 +494,7 @@ def find_modes(data, beta, a, L, start=None, start_scale=None, tol=1e-10,
     return t, B, h
 
 
-def _hessian(data, t, g, beta, a, L, central=False):
+def _hessian(data, t, g, beta, a, L, central=False, sums=None):
     """Hessian of h in t by differences of the analytic gradient: forward
     (for Newton directions) or central (accurate to about 1e-8, for the
     scale factors B, whose log det is part of the Laplace rule)."""
@@ -273,11 +504,11 @@ def _hessian(data, t, g, beta, a, L, central=False):
     for b in range(d):
         up = t.copy()
         up[:, b] += step
-        g_up = _h_and_grad(data, up, beta, a, L)[1]
+        g_up = _h_and_grad(data, up, beta, a, L, sums)[1]
         if central:
             down = t.copy()
             down[:, b] -= step
-            hess[:, :, b] = (g_up - _h_and_grad(data, down, beta, a, L)[1]) / (2 * step)
+            hess[:, :, b] = (g_up - _h_and_grad(data, down, beta, a, L, sums)[1]) / (2 * step)
         else:
             hess[:, :, b] = (g_up - g) / step
     return 0.5 * (hess + hess.transpose(0, 2, 1))
@@ -304,48 +535,29 @@ def loglike(data, quad, beta, a, L, gradient=False):
 
     Returns (llf_groups, gradient dict or None, posterior node weights).
     """
-    m, K, d = data.n_groups, len(data.nodes), data.q_w
+    d = data.q_w
     tk = quad.node_values(data)                      # (m, K, d)
-    t_rows = tk.reshape(m * K, d)[data.rep_pseudo]
-    ev = conditional(data, True, t_rows, beta, a, L, gradient=gradient)
-    f = ev.llf_groups.reshape(m, K)
+    sums, terms = _evaluate_nodes(data, beta, a, L, tk, gradient)
     log_prior = -0.5 * np.sum(tk * tk, axis=2) - 0.5 * d * _LOG_2PI
     log_det_B = np.log(np.abs(np.diagonal(quad.B, axis1=1, axis2=2))).sum(axis=1)
-    llf_groups, post = data.rule.log_integrals(f, log_prior, log_det_B,
+    llf_groups, post = data.rule.log_integrals(terms.f, log_prior, log_det_B,
                                                data.nodes, data.log_weights)
     if not gradient:
         return llf_groups, None, post
-    weights = data.rule.gradient_weights(
-        post, lambda: _conditional_t_gradient(data, True, ev, L).reshape(m, K, d),
-        quad.B)
-    w_rows = weights.reshape(-1)[data.rep_pseudo]
-    rep = data.rep
-    X, W, V, Z = rep.exog, rep.exog_var, rep.exog_var_re, rep.exog_re
-    ge = ev.grad_eta * w_rows
-    vr = ev.vinv_resid * w_rows
-    L_ww, L_uw, L_uu = _split_factor(L, d)
-    grad = {"beta": X.T @ vr, "a": W.T @ ge}
-    gamma = weights.reshape(m, K, 1, 1) * ev.grad_cov_groups.reshape(
-        m, K, *ev.grad_cov_groups.shape[1:])
-    if L.ndim == 2:  # one factor: sums over groups
-        grad["L_ww"] = V.T @ (ge[:, None] * t_rows)   # [a, b]: v_a t_b
-        grad["L_uw"] = Z.T @ (vr[:, None] * t_rows)
-        grad["L_uu"] = 2.0 * gamma.sum(axis=(0, 1)) @ L_uu
-    else:  # one factor per group: per-group gradients
-        groups = data.rep_pseudo // K
-        grad["L_ww"] = _group_outer(groups, m, V, ge[:, None] * t_rows)
-        grad["L_uw"] = _group_outer(groups, m, Z, vr[:, None] * t_rows)
-        grad["L_uu"] = 2.0 * gamma.sum(axis=1) @ L_uu
-    return llf_groups, grad, post
+    weights = data.rule.gradient_weights(post, lambda: terms.t_gradient(L, d),
+                                         quad.B)
+    return llf_groups, _gradient(data, sums, terms, weights, tk, L), post
 
 
-def _group_outer(groups, m, left, right):
-    """Per-group sums of row outer products: (m, k_left, k_right)."""
-    out = np.empty((m, left.shape[1], right.shape[1]))
-    for a in range(left.shape[1]):
-        for b in range(right.shape[1]):
-            out[:, a, b] = np.bincount(groups, left[:, a] * right[:, b], m)
-    return out
+def node_conditionals(data, quad, beta, a, L):
+    """
+    Mean and covariance of the mean's random effects given the data and
+    the scale effects at each adapted node: ``E[u_i | t_ik, y_i]`` (m, K,
+    q_u) and ``Var(u_i | t_ik, y_i)`` (m, K, q_u, q_u).
+    """
+    terms = _evaluate_nodes(data, beta, a, L, quad.node_values(data),
+                            gradient=True)[1]
+    return terms.mean, terms.cond_cov
 
 
 # ----------------------------------------------------------------------

@@ -419,22 +419,18 @@ def _posterior(data, fit, layout):
     """Posterior means and covariances of (u_i, omega_i) given the data,
     by the fit's integration rule (``rule.posterior_moments``)."""
     q_w = data.q_w
-    L_ww, L_uw, L_uu = _locscale._split_factor(fit.factor, q_w)
+    L_ww = _locscale._split_factor(fit.factor, q_w)[0]
     m, K = fit.posterior.shape
     tk = fit.quad.node_values(data)                       # (m, K, q_w)
-    t_rows = tk.reshape(m * K, q_w)[data.rep_pseudo]
-    ev = _locscale.conditional(data, True, t_rows, fit.beta, fit.var_params,
-                               fit.factor)
-    blup = ev.blup.reshape(m, K, -1)                       # E[u - L_uw t | t, y]
-    L_uw = np.broadcast_to(L_uw, (m,) + L_uw.shape[-2:])
+    mean_u, cov_u = _locscale.node_conditionals(data, fit.quad, fit.beta,
+                                                fit.var_params, fit.factor)
     L_ww = np.broadcast_to(L_ww, (m,) + L_ww.shape[-2:])
-    mean_u = blup + np.einsum("ikb,iab->ika", tk, L_uw)
     mean_w = np.einsum("ikb,iab->ika", tk, L_ww)
     mu = np.concatenate([mean_u, mean_w], axis=2)         # (m, K, d)
     d = mu.shape[2]
     within = np.zeros((m, K, d, d))
-    q_u = L_uu.shape[-1]
-    within[:, :, :q_u, :q_u] = ev.cond_cov.reshape(m, K, q_u, q_u)
+    q_u = mean_u.shape[2]
+    within[:, :, :q_u, :q_u] = cov_u
     mean, cov = data.rule.posterior_moments(mu, within, fit.posterior)
     return SimpleNamespace(mean=mean, cov=cov)
 
