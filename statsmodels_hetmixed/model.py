@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import patsy
 from statsmodels.base import model as base
+from statsmodels.tools.sm_exceptions import ValueWarning
 from statsmodels.regression.mixed_linear_model import (
     MixedLM,
     MixedLMParams,
@@ -51,6 +52,7 @@ from .structures import (
     VarianceComponent,
     covariance_names,
 )
+from .structures.correlation import Exchangeable, make_correlation
 from .structures.variance import make_variance_function
 
 __all__ = ["HetMixedLM", "HetMixedLMParams"]
@@ -275,6 +277,9 @@ class HetMixedLM(MixedLM):
         variance_blocks=None,
         re_var_terms=None,
         exog_re_names=None,
+        correlation=None,
+        time=None,
+        correlation_by=None,
         **kwargs,
     ):
         allowed = (["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
@@ -343,6 +348,15 @@ class HetMixedLM(MixedLM):
         for name in ("exog_var", "exog_var_re", "exog_re_var"):
             if inputs[name] is not None:
                 extra[name] = inputs[name]
+        # time and correlation_by follow the rows through missing='drop'
+        self._time_name = kwargs.pop("_time_name", None)
+        self._correlation_by_name = kwargs.pop("_correlation_by_name", None)
+        for name, arr in (("time", time), ("correlation_by", correlation_by)):
+            if arr is not None:
+                if np.ndim(arr) != 1 or len(arr) != len(endog):
+                    raise ValueError(f"{name} must have one value per row of "
+                                     f"endog ({len(endog)}), not shape {np.shape(arr)}")
+                extra[name] = np.asarray(arr)
         for name in ("exog", "exog_re", "exog_var", "exog_var_re", "exog_re_var"):
             arr = exog if name == "exog" else extra.get(name)
             if isinstance(arr, np.ndarray) and arr.ndim == 1:
@@ -360,7 +374,11 @@ class HetMixedLM(MixedLM):
         base.LikelihoodModel.__init__(
             self, endog, exog, missing=missing, **extra, **kwargs
         )
-        self._init_keys.extend(["use_sqrt", "exog_vc", "var_link", "variance_blocks"])
+        self._init_keys.extend(["use_sqrt", "exog_vc", "var_link", "variance_blocks",
+                                "correlation"])
+        for name in ("time", "correlation_by"):
+            if name not in extra:
+                setattr(self, name, None)
 
         # Validate and convert the data.
         n = len(self.endog)
@@ -404,6 +422,9 @@ class HetMixedLM(MixedLM):
             self.exog_re = None
 
         self._set_groups(self.groups)
+        self.correlation = correlation
+        self.correlation_structure = self._bind_correlation(
+            correlation, location_scale=exog_var_re is not None)
         var_re_names = None
         if exog_var_re is not None:
             var_re_names = ["var:" + v for v in names["exog_var_re"]]
@@ -450,6 +471,67 @@ class HetMixedLM(MixedLM):
 
     # ------------------------------------------------------------------
     # Construction helpers
+    def _bind_correlation(self, correlation, location_scale=False):
+        """The residual correlation block bound to the rows (None without
+        one): each row's time (``time``, else its position in its group)
+        and the by-variable."""
+        structure = make_correlation(correlation)
+        if structure is None:
+            if self.time is not None or self.correlation_by is not None:
+                raise ValueError("time and correlation_by describe a residual "
+                                 "correlation structure: give correlation= too "
+                                 "(e.g. correlation='ar1').")
+            return None
+        if location_scale:
+            raise NotImplementedError(
+                "Residual correlation structures are not available for "
+                "location-scale models (random scale effects, var_re_formula / "
+                "exog_var_re): fit the correlation without random scale effects, "
+                "or the location-scale model without correlation=.")
+        gi = self._group_index
+        if self.time is None:
+            # the row order within each group (nlme's form = ~ 1 | g)
+            order = np.argsort(gi, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(self._group_sizes)[:-1]])
+            time = np.empty(len(gi))
+            time[order] = np.arange(len(gi)) - starts[gi[order]]
+        else:
+            try:
+                time = np.asarray(self.time, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError("time must be numeric (each row's time or "
+                                 "occasion within its group)") from None
+        block = structure.bind(time, gi, self.n_groups, by=self.correlation_by,
+                               by_name=self._correlation_by_name or "correlation_by",
+                               time_given=self.time is not None)
+        if isinstance(block, Exchangeable) and self.k_re + self.k_vc > 0:
+            warnings.warn(
+                "Exchangeable residuals and random effects with a random "
+                "intercept add the same constant covariance within a group: "
+                "for a residual correlation rho >= 0 only their sum is "
+                "identified, and the fit may stop anywhere on a ridge of equal "
+                "likelihood. Drop the random intercept (a model with "
+                "exchangeable residuals alone is the random-intercept model "
+                "when rho >= 0) unless rho < 0 is expected.",
+                ValueWarning, stacklevel=4)
+        return block
+
+    def _correlation_matrices(self, natural, group):
+        """
+        ``(rows, C_i)`` of a group (its index in ``group_labels`` or a
+        label): the row indices of the group in the order the engine uses
+        (sorted by time) and its residual correlation matrix at the natural
+        correlation parameters ``natural`` (the correlation block's part
+        of a natural vector).  R_i = S_i C_i S_i with
+        S_i = diag(sqrt(resid_var[rows])).
+        """
+        block = self.correlation_structure
+        if block is None:
+            raise ValueError("the model has no residual correlation structure")
+        if not isinstance(group, (int, np.integer)) or group not in range(self.n_groups):
+            group = self.group_labels.index(group)
+        return block.group_matrix(np.asarray(natural, dtype=np.float64), int(group))
+
     def _check_variance_blocks(self, blocks, n):
         """Validate extra variance blocks (``variance_blocks``)."""
         blocks = [] if blocks is None else list(blocks)
@@ -732,6 +814,8 @@ class HetMixedLM(MixedLM):
         if known is not None:  # decided while the data were there
             return known
         vf = getattr(self, "variance_function", None)
+        if getattr(self, "correlation_structure", None) is not None:
+            return False
         if vf is None or getattr(self, "k_var_re", 0) or \
                 getattr(self, "variance_blocks", None) or vf.k_var != 1:
             return False
@@ -752,6 +836,8 @@ class HetMixedLM(MixedLM):
             blocks.append(VarianceComponent(cov_names[self.k_re2 + k], slots))
         blocks.append(self.variance_function)
         blocks.extend(self.variance_blocks)
+        if self.correlation_structure is not None:
+            blocks.append(self.correlation_structure)
         return Layout(names[:self.k_fe], blocks,
                       q=self._grouped.exog_z.shape[1])
 
@@ -784,6 +870,8 @@ class HetMixedLM(MixedLM):
         if not self.has_common_scale:
             names = names + self.variance_function.names
             names += [n for b in self.variance_blocks for n in b.names]
+            if self.correlation_structure is not None:
+                names += self.correlation_structure.names
         # else MixedLM's names: results report MixedLM's parameters (the
         # covariances relative to the scale, which is not among them); the
         # natural vector keeps its names in self.layout.names.
