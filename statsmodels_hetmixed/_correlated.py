@@ -51,7 +51,7 @@ __all__ = ["evaluate"]
 
 
 def _whiten(data, block, natural, resid_var, derivative):
-    """(whitened GroupedData, per-bucket (C, U^-1, dC), sum log|C_i|)."""
+    """(whitened GroupedData, per-bucket factors, sum log|C_i|)."""
     s = np.sqrt(resid_var)
     X, Zc = data.exog, _engine._engine_z(data)
     p, q = X.shape[1], Zc.shape[1]
@@ -61,15 +61,13 @@ def _whiten(data, block, natural, resid_var, derivative):
         parts.append(data.exog_z)
     rows = np.hstack(parts) / s[:, None]
     out = np.empty_like(rows)
-    cache, logdet = [], 0.0
+    factors, logdet = [], 0.0
     for bucket in block.buckets:
         idx = bucket[1]
-        C, dC = block.bucket_matrices(natural, bucket, derivative)
-        L = np.linalg.cholesky(C)   # LinAlgError: not positive definite
-        Linv = np.linalg.inv(L)
-        out[idx] = Linv @ rows[idx]
-        logdet += 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
-        cache.append((C, Linv, dC))
+        factor = block.bucket_factor(natural, bucket, derivative)
+        out[idx] = factor.whiten(rows[idx])
+        logdet += factor.logdet
+        factors.append(factor)
     Xw = np.ascontiguousarray(out[:, :p])
     Zw = np.ascontiguousarray(out[:, p:p + q])
     yw = np.ascontiguousarray(out[:, p + q])
@@ -77,7 +75,11 @@ def _whiten(data, block, natural, resid_var, derivative):
         data, endog=yw, exog=Xw, exog_zc=Zw,
         exog_z=np.ascontiguousarray(out[:, p + q + 1:]) if separate_z else Zw,
         exog_endog=np.column_stack([Xw, yw]))
-    return wdata, cache, logdet
+    return wdata, factors, logdet
+
+
+def _t(a):
+    return a.transpose(0, 2, 1)
 
 
 def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
@@ -91,9 +93,15 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     order (G, variance, correlation); ``vinv_resid`` is V^-1 (y - X b) and
     ``resid_marginal`` y - X b in the data's rows (not whitened).
 
+    Per group the work is O(n_i^2 (q + k)) beyond the structure's own
+    factorisation: the products with C and C^-1 the formulas need are
+    rank-q corrections (C Q = I - Z~ K Y', C Y = Z~ for Y = C^-1 Z~), and
+    C^-1 times a matrix is the structure's (``inverse_dot``: a
+    tridiagonal product for AR(1) / CAR(1)).
+
     Raises ``np.linalg.LinAlgError`` where a C_i is not positive definite.
     """
-    wdata, cache, logdet_C = _whiten(data, block, natural, resid_var, gradient)
+    wdata, factors, logdet_C = _whiten(data, block, natural, resid_var, gradient)
     n = data.nobs
     dirs = None
     if info_directions is not None:
@@ -111,6 +119,7 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     a = ev.vinv_resid                        # V*^-1 r*, whitened rows
     A, B, _, K, _ = ev.group_summaries       # engine's centred coordinates
     Zw = _engine._engine_z(wdata)
+    Zt = _engine._engine_z(data) / s[:, None]    # Z~ = Z / s (centred columns)
     Xi_rows = None
     if reml:
         H = ev.xtvix if F is None else ev.xtvix_centred
@@ -131,34 +140,49 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         I_cc = np.zeros((k, k))
         I_Gv = np.zeros((k_cov, k_var))
         I_Gc = np.zeros((k_cov, k))
-    for bucket, (C, Linv, dC) in zip(block.buckets, cache):
+    for bucket, fac in zip(block.buckets, factors):
         groups, idx = bucket[0], bucket[1]
-        LT = Linv.transpose(0, 2, 1)
-        b = (LT @ a[idx][:, :, None])[:, :, 0]            # S V^-1 r
+        b = fac.whiten_t(a[idx][:, :, None])[:, :, 0]       # S V^-1 r
         vinv_resid[idx] = b / s[idx]
-        Y = LT @ Zw[idx]                                   # C^-1 Z/s
+        if hasattr(fac, "gradient") and not with_info:
+            # a structure with its own O(n) gradient (AR(1), CAR(1))
+            g_eta, g_corr = fac.gradient(a[idx], Zw[idx], Zt[idx], K[groups],
+                                         None if Xi_rows is None else Xi_rows[idx])
+            grad_eta[idx] = g_eta
+            grad_corr += g_corr
+            continue
+        C, dC = fac.C, fac.dC
+        Y = fac.whiten_t(Zw[idx])                          # C^-1 Z~
         YK = Y @ K[groups]
-        Q = LT @ Linv - YK @ Y.transpose(0, 2, 1)          # S V^-1 S
+        Q = fac.inverse - YK @ _t(Y)                       # S V^-1 S
         N = b[:, :, None] * b[:, None, :] - Q
         if reml:
-            Xi = LT @ Xi_rows[idx]
-            N += Xi @ Xi.transpose(0, 2, 1)
-        grad_eta[idx] = 0.5 * np.einsum("mjk,mkj->mj", C, N)
+            Xi = fac.whiten_t(Xi_rows[idx])
+            N += Xi @ _t(Xi)
+        # diag(C N) and tr(N dC) as sums of elementwise products
+        grad_eta[idx] = 0.5 * np.einsum("mjk,mjk->mj", C, N)
         grad_corr += 0.5 * np.einsum("kmab,mab->k", dC, N)
         if not with_info:
             continue
-        P = C @ Q
-        Hm = 0.5 * (P * P.transpose(0, 2, 1) + (P @ C) * Q)
+        Zg = Zt[idx]
+        ZK = Zg @ K[groups]
+        P = -(ZK @ _t(Y))                                  # C Q = I - Z~ K Y'
+        di = np.arange(P.shape[1])
+        P[:, di, di] += 1.0
+        PC = C - ZK @ _t(Zg)                               # C Q C
+        Hm = 0.5 * (P * _t(P) + PC * Q)
         wb = w[idx]                                        # (m, n, k_var)
-        I_vv += 0.5 * np.einsum("mja,mjk,mkb->ab", wb, Hm, wb)
-        QdC = Q[None] @ dC                                 # (k, m, n, n)
+        I_vv += 0.5 * np.einsum("mja,mjb->ab", wb, Hm @ wb)
+        QdC = fac.inverse_dot(dC) - YK @ (_t(Y)[None] @ dC)   # (k, m, n, n)
         I_cc += 0.5 * np.einsum("kmab,lmba->kl", QdC, QdC)
-        I_vc += 0.5 * np.einsum("mja,mjl,kmjl->ak", wb, P, QdC)
+        I_vc += 0.5 * np.einsum("mja,kmj->ak", wb, (P[None] * QdC).sum(axis=-1))
         if k_cov:
-            Yq = Y - YK @ A[groups]                        # Q Z/s
-            CYq = C @ Yq
-            I_Gv += 0.5 * np.einsum("mjr,crs,mjs,mja->ca", CYq, E, Yq, wb)
-            I_Gc += 0.5 * np.einsum("crs,mjr,kmjl,mls->ck", E, Yq, dC, Yq)
+            Yq = Y - YK @ A[groups]                        # Q Z~
+            CYq = Zg - ZK @ A[groups]                      # C Q Z~
+            CYqE = np.einsum("mjr,crs->cmjs", CYq, E)
+            I_Gv += 0.5 * np.einsum("cmjs,mjs,mja->ca", CYqE, Yq, wb)
+            YqE = np.einsum("mjr,crs->cmjs", Yq, E)
+            I_Gc += 0.5 * np.einsum("cmjs,kmjl,mls->ck", YqE, dC, Yq, optimize=True)
     ev.grad_eta = grad_eta
     ev.grad_corr = grad_corr
     ev.vinv_resid = vinv_resid

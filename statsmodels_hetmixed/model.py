@@ -52,7 +52,7 @@ from .structures import (
     VarianceComponent,
     covariance_names,
 )
-from .structures.correlation import Exchangeable, make_correlation
+from .structures.correlation import make_correlation
 from .structures.variance import make_variance_function
 
 __all__ = ["HetMixedLM", "HetMixedLMParams"]
@@ -282,7 +282,8 @@ class HetMixedLM(MixedLM):
         correlation_by=None,
         **kwargs,
     ):
-        allowed = (["missing_idx", "model_spec", "formula"] + list(_FORMULA_KEYS)
+        allowed = (["missing_idx", "model_spec", "formula", "_time_name",
+                    "_correlation_by_name"] + list(_FORMULA_KEYS)
                    + list(_PREDICTION_KEYS))
         for key in kwargs:
             if key not in allowed:
@@ -422,9 +423,6 @@ class HetMixedLM(MixedLM):
             self.exog_re = None
 
         self._set_groups(self.groups)
-        self.correlation = correlation
-        self.correlation_structure = self._bind_correlation(
-            correlation, location_scale=exog_var_re is not None)
         var_re_names = None
         if exog_var_re is not None:
             var_re_names = ["var:" + v for v in names["exog_var_re"]]
@@ -436,6 +434,9 @@ class HetMixedLM(MixedLM):
         self.var_link = var_link
         self.k_var = self.variance_function.k_var
         self.variance_blocks = self._check_variance_blocks(variance_blocks, n)
+        self.correlation = correlation
+        self.correlation_structure = self._bind_correlation(
+            correlation, location_scale=exog_var_re is not None)
         exog_z, self._vc_slots = self._build_exog_z()
         self._grouped = _engine.GroupedData.build(
             self.endog, self.exog, exog_z, self._group_index, self.n_groups,
@@ -504,17 +505,39 @@ class HetMixedLM(MixedLM):
         block = structure.bind(time, gi, self.n_groups, by=self.correlation_by,
                                by_name=self._correlation_by_name or "correlation_by",
                                time_given=self.time is not None)
-        if isinstance(block, Exchangeable) and self.k_re + self.k_vc > 0:
+        if block.absorbs_random_intercept and self._has_random_intercept() and \
+                self._variance_constant_within_groups():
             warnings.warn(
-                "Exchangeable residuals and random effects with a random "
-                "intercept add the same constant covariance within a group: "
-                "for a residual correlation rho >= 0 only their sum is "
-                "identified, and the fit may stop anywhere on a ridge of equal "
-                "likelihood. Drop the random intercept (a model with "
-                "exchangeable residuals alone is the random-intercept model "
-                "when rho >= 0) unless rho < 0 is expected.",
+                f"{block.label.capitalize()} residual correlations and a random "
+                "intercept both add a covariance common to every pair of a "
+                "group's rows: with residual variances constant within groups "
+                "they are not separately identified, and the fit may stop "
+                "anywhere on a ridge of equal likelihood. Drop the random "
+                "intercept (exchangeable residuals alone are the random-"
+                "intercept model when rho >= 0), or use a structure whose "
+                "correlations decay (ar1, car1, arma, banded).",
                 ValueWarning, stacklevel=4)
         return block
+
+    def _variance_constant_within_groups(self) -> bool:
+        """Whether the variance design is constant within every group
+        (and there are no further variance blocks)."""
+        if self.variance_blocks:
+            return False
+        w = self.exog_var
+        order = np.argsort(self._group_index, kind="stable")
+        gs, ws = self._group_index[order], w[order]
+        same = gs[1:] == gs[:-1]
+        return not np.any(same[:, None] & (ws[1:] != ws[:-1]))
+
+    def _has_random_intercept(self) -> bool:
+        """Whether a random effect is constant within groups (a random
+        intercept, in exog_re or a variance component's single column)."""
+        if self.k_re:
+            z = self.exog_re
+            if np.any(np.all(z == z[0], axis=0) & (z[0] != 0)):
+                return True
+        return False
 
     def _correlation_matrices(self, natural, group):
         """
@@ -934,6 +957,9 @@ class HetMixedLM(MixedLM):
         var_by=None,
         var_re_formula=None,
         re_var_formula=None,
+        correlation=None,
+        time=None,
+        correlation_by=None,
         **kwargs,
     ):
         """
@@ -977,6 +1003,17 @@ class HetMixedLM(MixedLM):
             in ``cov_re_joint`` (its variance) or ``"corr(a, b)"`` (a
             correlation; also a tuple ``(a, b)``); every formula needs the
             intercept.
+        correlation : str or CorrelationStructure, optional
+            Keyword: the residual correlation within groups (see
+            ``HetMixedLM``), e.g. ``"ar1"``, ``"car1"``, ``"arma(1,1)"``,
+            ``"toeplitz"``, ``"unstructured"``.
+        time : str, optional
+            Keyword: the column that places each row within its group
+            (Stata's ``t()``, nlme's ``form = ~ time | g``); default: the
+            row's position among its group's rows.
+        correlation_by : str, optional
+            Keyword: a column constant within groups; separate correlation
+            parameters per level (Stata's ``by()``).
         subset : array_like, optional
             Rows of ``data`` to use (boolean mask or index labels).
         use_sparse : bool
@@ -1002,7 +1039,10 @@ class HetMixedLM(MixedLM):
             formula, data, kwargs.pop("groups"), eval_env, re_formula=re_formula,
             vc_formula=vc_formula, var_formula=var_formula, subset=subset,
             missing=missing, var_by=var_by, var_re_formula=var_re_formula,
-            re_var_formula=re_var_formula, kwargs=kwargs)
+            re_var_formula=re_var_formula, kwargs=kwargs, time=time,
+            correlation_by=correlation_by)
+        if correlation is not None:
+            kwargs["correlation"] = correlation
         return super().from_formula(
             formula,
             data,
@@ -1353,6 +1393,12 @@ class HetMixedLM(MixedLM):
         disp = bool(fit_kwargs.pop("disp", False))
         callback = fit_kwargs.pop("callback", None)
         ddf = _ddf.normalise_method(ddf)
+        if self.correlation_structure is not None and (
+                ddf is not None or cov_type != "nonrobust"):
+            raise NotImplementedError(
+                "ddf and cov_type='cluster' are not available yet with a residual "
+                "correlation structure: fit without them (z-tests with the "
+                "model-based covariance).")
         if self.k_var_re and ddf is not None:
             raise NotImplementedError(
                 "ddf is not available for location-scale models (random scale "
@@ -1383,6 +1429,9 @@ class HetMixedLM(MixedLM):
         else:
             theta = lay.from_natural(self._start_natural(start_params))
         mask = self._free_mask(free, theta)
+        if start_params is None and lay.correlation_block is not None and (
+                mask is None or np.all(mask)):
+            theta = self._correlation_start(reml=self.reml)
 
         trace = Trace.make(disp, callback, record=bool(full_output))
         hist = None if trace is None else trace.hist
@@ -1421,6 +1470,29 @@ class HetMixedLM(MixedLM):
                     method=method, free=mask, reml=self.reml, natural=natural)
         robust.apply_cov_type(res, cov_type, cov_kwds)
         return HetMixedLMResultsWrapper(res)
+
+    def _correlation_start(self, reml):
+        """
+        Default starting values of a model with a residual correlation
+        structure: the estimates of the same model without it, and the
+        structure's own start (a weak correlation).  Started from the OLS
+        residuals instead, fits of ARMA(1,1) with a random intercept
+        (orthodont, REML) stopped at a local maximum 3.3 below nlme's,
+        where a correlation near 1 had taken over the random intercept;
+        from the uncorrelated fit they reach it.
+        """
+        lay = self.layout
+        corr = lay.correlation_block
+        inner = Layout(lay.fe_names, [b for b in lay.blocks if b is not corr], q=lay.q)
+        objective = HeteroskedasticObjective(self._grouped, inner, reml)
+        free = objective.start()
+        mask = np.ones(free.size, bool)
+        for name in ("scoring", "bfgs"):
+            free, _, done = optim.run_method(name, objective, free, mask, {}, None)
+            if done:
+                break
+        natural = np.concatenate([inner.to_natural(free), corr.start(None)])
+        return lay.from_natural(natural)
 
     def _start_natural(self, start_params):
         """The natural vector (without fixed effects) of ``start_params``:
