@@ -151,6 +151,19 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
             grad_eta[idx] = g_eta
             grad_corr += g_corr
             continue
+        if hasattr(fac, "information") and with_info:
+            g_eta, g_corr = fac.gradient(a[idx], Zw[idx], Zt[idx], K[groups],
+                                         None if Xi_rows is None else Xi_rows[idx])
+            grad_eta[idx] = g_eta
+            grad_corr += g_corr
+            vv, vc, cc, Gv, Gc = fac.information(Zt[idx], Zw[idx], K[groups],
+                                                 A[groups], w[idx], E)
+            I_vv += vv
+            I_vc += vc
+            I_cc += cc
+            I_Gv += Gv
+            I_Gc += Gc
+            continue
         C, dC = fac.C, fac.dC
         Y = fac.whiten_t(Zw[idx])                          # C^-1 Z~
         YK = Y @ K[groups]

@@ -548,6 +548,110 @@ class BidiagonalFactor(DenseFactor):
         grad_corr = np.bincount(self.level, weights=per_group, minlength=self.k)
         return 0.5 * g, grad_corr
 
+    # --------------------------------------------------------------
+    # Tridiagonal algebra for the expected information
+    def _tri_dot(self, diag, off, V):
+        """T V for the symmetric tridiagonal T (diag (m, n), off (m, n-1):
+        entries (j, j+1)) and V (m, n, c)."""
+        out = diag[:, :, None] * V
+        out[:, :-1] += off[:, :, None] * V[:, 1:]
+        out[:, 1:] += off[:, :, None] * V[:, :-1]
+        return out
+
+    def c_dot(self, V):
+        """C V = L (L' V): L' V by back substitution of B' u = V
+        (u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1})), then ``colour``."""
+        u = np.empty_like(V)
+        n = V.shape[1]
+        u[:, n - 1] = self.c[:, n - 1, None] * V[:, n - 1]
+        ratio = self.rho / self.c
+        for j in range(n - 2, -1, -1):
+            u[:, j] = self.c[:, j, None] * (V[:, j] + ratio[:, j + 1, None] * u[:, j + 1])
+        return self.colour(u)
+
+    def information(self, Zt, Zw, K, A, w, E):
+        """
+        The expected information's pieces (variance x variance, variance x
+        phi, phi x phi, G x variance, G x phi) without dense matrices:
+        with Q = C^-1 - G K G' (G = C^-1 Z~), P = C Q = I - F G'
+        (F = Z~ K), C^-1 and dC^-1 tridiagonal, dC G = -C dC^-1 Z~, and
+        traces of products of bidiagonal factors in closed form (see the
+        module docstring of ``_correlated`` for the dense formulas these
+        reduce).
+        """
+        m, n = self.rho.shape
+        k = self.k
+        G = self.whiten_t(Zw)                         # C^-1 Z~
+        F = Zt @ K
+        rho, c = self.rho, self.c
+        Bd, Bs = 1.0 / c, -rho / c                    # B = L^-1: (j, j), (j, j-1)
+        c3 = c ** 3
+        dBd, dBs = rho * self.drho / c3, -self.drho / c3
+        dCi_d = 2.0 * dBd * Bd
+        dCi_d[:, :-1] += 2.0 * (dBs * Bs)[:, 1:]
+        dCi_o = (dBs * Bd + Bs * dBd)[:, 1:]
+        Ci_d, Ci_o = self._diag, self._off
+        lev = self.level
+        # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
+        fg = np.einsum("mjr,mjr->mj", F, G)
+        S0 = np.einsum("mja,mjb->ab", w * (1.0 - 2.0 * fg)[..., None], w)
+        Ma = np.einsum("mja,mjr,mjs->mars", w, F, G)
+        trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
+        T1 = np.einsum("mja,mjb->ab", w * Ci_d[..., None], w)
+        X = np.einsum("mj,mja,mjb->ab", Ci_o * rho[:, 1:], w[:, :-1], w[:, 1:])
+        T1 += X + X.T
+        kv = w.shape[2]
+        q = G.shape[2]
+        Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
+        CGa = self.c_dot(Ga).reshape(m, n, kv, q)
+        T2 = np.einsum("mjar,mrs,mjbs->ab", Ga.reshape(m, n, kv, q), K, CGa)
+        fz = np.einsum("mjr,mjr->mj", F, Zt)
+        T3 = np.einsum("mja,mjb->ab", w * (Ci_d * fz)[..., None], w)
+        up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
+        dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
+        T3 += (np.einsum("mj,mja,mjb->ab", up, w[:, :-1], w[:, 1:])
+               + np.einsum("mj,mja,mjb->ab", dn, w[:, 1:], w[:, :-1]))
+        Pm = np.einsum("mjb,mjr,mju->mbru", w, Zt, G)
+        T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm)
+        I_vv = 0.25 * (S0 + trMM + T1 - T2 - T3 + T4)
+        # phi x phi: 1/2 tr(Q dC Q dC)
+        D = -self.c_dot(self._tri_dot(dCi_d, dCi_o, Zt))        # dC G
+        tr_cc = 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
+            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+        CiD = self._tri_dot(Ci_d, Ci_o, D)
+        mid = np.einsum("mrs,mjs,mjr->m", K, D, CiD)
+        GD = np.einsum("mjr,mjs->mrs", G, D)
+        last = np.einsum("mrs,mst,mtu,mur->m", K, GD, K, GD)
+        I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
+                                   minlength=k))
+        # variance x phi: 1/2 sum_j w_aj (C Q dC Q)_jj, where
+        #   C Q dC Q = -C dC^-1 - D K G' - Z~ K (C^-1 D)' + Z~ K (G'D) K G'
+        #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G')
+        cdci = dCi_d.copy()                           # diag(C dC^-1)
+        cdci[:, 1:] += rho[:, 1:] * dCi_o
+        cdci[:, :-1] += rho[:, 1:] * dCi_o
+        dPM = (-cdci - np.einsum("mjr,mjr->mj", D @ K, G)
+               - np.einsum("mjr,mjr->mj", F, CiD)
+               + np.einsum("mjr,mjr->mj", F @ GD @ K, G))
+        per = 0.5 * np.einsum("mja,mj->ma", w, dPM)              # (m, k_var)
+        I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
+                         for a in range(kv)])
+        # G x variance, G x phi
+        IKA = np.eye(q) - K @ A
+        Yq = G @ IKA
+        CYq = Zt @ IKA
+        CYqE = np.einsum("mjr,crs->cmjs", CYq, E)
+        I_Gv = 0.5 * np.einsum("cmjs,mjs,mja->ca", CYqE, Yq, w)
+        Mq = _swap(IKA) @ GD @ IKA
+        per_c = 0.5 * np.einsum("crs,msr->cm", E, Mq)
+        I_Gc = np.stack([np.bincount(lev, weights=row, minlength=k) for row in per_c]
+                        ) if E.shape[0] else np.zeros((0, k))
+        return I_vv, I_vc, I_cc, I_Gv, I_Gc
+
+
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
 
 class Exchangeable(CorrelationStructure):
     """
