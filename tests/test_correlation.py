@@ -276,22 +276,33 @@ def _dense_llf(model, natural, reml):
 
 
 STRUCTURES = ["exchangeable", "ar1", "car1", "ma(1)", "arma(1,1)", "arma(2,1)",
-              "toeplitz", "toeplitz(2)", "banded(2)"]
+              "toeplitz", "toeplitz(2)", "banded(2)", "ar1 by level",
+              "car1 fractional"]
 
 
 @pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
 @pytest.mark.parametrize("spec", STRUCTURES)
 def test_llf_gradient_information_against_dense(spec, reml):
     y, X, Z, W, g, t = _data()
+    by = None
+    if spec.endswith(" by level"):   # separate parameters per level
+        spec, by = spec.split()[0], np.where(g % 3 == 0, "a", "b")
+    if spec.endswith(" fractional"):  # continuous times, gaps below 1
+        spec = spec.split()[0]
+        t = 0.37 * t + np.random.default_rng(3).uniform(0, 0.1, size=t.size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = HetMixedLM(y, X, g, exog_re=Z, exog_var=W, correlation=spec, time=t)
+        model = HetMixedLM(y, X, g, exog_re=Z, exog_var=W, correlation=spec, time=t,
+                           correlation_by=by)
     objective = model._objective(reml)
     lay = model.layout
     rng = np.random.default_rng(abs(hash(spec)) % 2**32)
     natural = lay.to_natural(objective.start() + 0.2 * rng.normal(size=lay.k_structure))
     ev, grad = objective.evaluate_natural(natural, info=True)
     assert ev.llf == pytest.approx(_dense_llf(model, natural, reml), rel=1e-12)
+    # the gradient without the information (AR(1) / CAR(1): their O(n) path)
+    np.testing.assert_allclose(objective.evaluate_natural(natural)[1], grad,
+                               rtol=1e-9, atol=1e-12 * np.abs(grad).max())
     h = 1e-6
     num = np.array([(objective.evaluate(natural + h * e).llf
                      - objective.evaluate(natural - h * e).llf) / (2 * h)

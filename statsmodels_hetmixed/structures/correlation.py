@@ -183,6 +183,10 @@ class CorrelationStructure(Block):
     #: constant within groups the two are then not separately identified
     #: (the model warns).
     absorbs_random_intercept = False
+    #: Whether the engine's work per group is O(n) (a factor with
+    #: ``gradient`` and ``information``): buckets are then cut by rows,
+    #: not by n^2 elements.
+    _sparse_inverse = False
 
     def __init__(self) -> None:
         self.names = []
@@ -268,7 +272,8 @@ class CorrelationStructure(Block):
             size = int(size)
             groups = np.flatnonzero(sizes == size)
             idx = order[starts[groups][:, None] + np.arange(size)]
-            chunk = max(1, _CHUNK_ELEMENTS // max(size * size, 1))
+            per_group = size if self._sparse_inverse else size * size
+            chunk = max(1, _CHUNK_ELEMENTS // max(per_group, 1))
             for s in range(0, len(groups), chunk):
                 g = groups[s:s + chunk]
                 t = time[idx[s:s + chunk]]
@@ -720,6 +725,7 @@ class AR1(CorrelationStructure):
     """
 
     label = "AR(1)"
+    _sparse_inverse = True
 
     def _names(self):
         return ["ar1"]
@@ -736,8 +742,10 @@ class AR1(CorrelationStructure):
         gaps = np.zeros(t.shape)
         gaps[:, 1:] = t[:, 1:] - t[:, :-1]
         rho = np.where(gaps > 0, np.power(phi[:, None], gaps), 0.0)
-        drho = np.where(gaps > 0, gaps * np.power(phi[:, None], np.maximum(gaps - 1, 0)),
-                        0.0) if derivative else None
+        drho = None
+        if derivative:  # d rho_j / d phi = d_j phi^(d_j - 1), any gap d_j > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                drho = np.where(gaps > 0, gaps * np.power(phi[:, None], gaps - 1.0), 0.0)
         return BidiagonalFactor(
             lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
             level, self.k)
