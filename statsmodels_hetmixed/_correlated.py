@@ -36,7 +36,11 @@ Expected information ``I_ab = 1/2 tr(V^-1 dV_a V^-1 dV_b)``, per group with
 
 Groups are bucketed by size (``CorrelationStructure.buckets``) and the
 per-group algebra is batched over each bucket; there is no loop over
-groups.
+groups.  The structure gives each bucket's factor
+(``CorrelationStructure.bucket_factor``): by default a batched Cholesky of
+the dense C_i (``DenseFactor``, O(n_i^3)); AR(1) and CAR(1) a bidiagonal
+L_i^-1 (``BidiagonalFactor``), with their own O(n_i) gradient and expected
+information (no dense matrix).
 """
 
 from __future__ import annotations

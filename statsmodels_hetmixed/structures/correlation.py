@@ -14,8 +14,11 @@ by-variable), which fixes its parameters and their names.  Bound, it is a
 :class:`~.base.Block`: names, the natural scale (correlations, phi, ARMA
 coefficients), the free scale searched without constraints, the Jacobian,
 start values and admissibility, and the correlation matrices of the groups
-with their derivatives (``bucket_matrices``), which the correlated engine
-(:mod:`statsmodels_hetmixed._correlated`) reads.
+with their derivatives (``bucket_matrices``) and their factorisation
+(``bucket_factor``: ``DenseFactor`` or, for AR(1) and CAR(1),
+``BidiagonalFactor``), which the correlated engine
+(:mod:`statsmodels_hetmixed._correlated`) reads.  One group's C_i:
+``group_matrix`` (``HetMixedLM._correlation_matrices``).
 
 Free scales (every free vector a positive definite structure, except
 ``Banded`` and ``Toeplitz(q)`` with q below the longest lag, see there):
@@ -599,34 +602,34 @@ class BidiagonalFactor(DenseFactor):
         lev = self.level
         # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
         fg = np.einsum("mjr,mjr->mj", F, G)
-        S0 = np.einsum("mja,mjb->ab", w * (1.0 - 2.0 * fg)[..., None], w)
-        Ma = np.einsum("mja,mjr,mjs->mars", w, F, G)
+        S0 = _rows_cross(w * (1.0 - 2.0 * fg)[..., None], w)
+        Ma = np.einsum("mja,mjr,mjs->mars", w, F, G, optimize=True)
         trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
-        T1 = np.einsum("mja,mjb->ab", w * Ci_d[..., None], w)
-        X = np.einsum("mj,mja,mjb->ab", Ci_o * rho[:, 1:], w[:, :-1], w[:, 1:])
+        T1 = _rows_cross(w * Ci_d[..., None], w)
+        X = np.einsum("mj,mja,mjb->ab", Ci_o * rho[:, 1:], w[:, :-1], w[:, 1:], optimize=True)
         T1 += X + X.T
         kv = w.shape[2]
         q = G.shape[2]
         Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
         CGa = self.c_dot(Ga).reshape(m, n, kv, q)
-        T2 = np.einsum("mjar,mrs,mjbs->ab", Ga.reshape(m, n, kv, q), K, CGa)
+        T2 = np.einsum("mjar,mrs,mjbs->ab", Ga.reshape(m, n, kv, q), K, CGa, optimize=True)
         fz = np.einsum("mjr,mjr->mj", F, Zt)
-        T3 = np.einsum("mja,mjb->ab", w * (Ci_d * fz)[..., None], w)
+        T3 = _rows_cross(w * (Ci_d * fz)[..., None], w)
         up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
         dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
-        T3 += (np.einsum("mj,mja,mjb->ab", up, w[:, :-1], w[:, 1:])
-               + np.einsum("mj,mja,mjb->ab", dn, w[:, 1:], w[:, :-1]))
-        Pm = np.einsum("mjb,mjr,mju->mbru", w, Zt, G)
-        T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm)
+        T3 += (np.einsum("mj,mja,mjb->ab", up, w[:, :-1], w[:, 1:], optimize=True)
+               + np.einsum("mj,mja,mjb->ab", dn, w[:, 1:], w[:, :-1], optimize=True))
+        Pm = np.einsum("mjb,mjr,mju->mbru", w, Zt, G, optimize=True)
+        T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm, optimize=True)
         I_vv = 0.25 * (S0 + trMM + T1 - T2 - T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC)
         D = -self.c_dot(self._tri_dot(dCi_d, dCi_o, Zt))        # dC G
         tr_cc = 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
             dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
         CiD = self._tri_dot(Ci_d, Ci_o, D)
-        mid = np.einsum("mrs,mjs,mjr->m", K, D, CiD)
+        mid = np.einsum("mrs,mjs,mjr->m", K, D, CiD, optimize=True)
         GD = np.einsum("mjr,mjs->mrs", G, D)
-        last = np.einsum("mrs,mst,mtu,mur->m", K, GD, K, GD)
+        last = np.einsum("mrs,mst,mtu,mur->m", K, GD, K, GD, optimize=True)
         I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
                                    minlength=k))
         # variance x phi: 1/2 sum_j w_aj (C Q dC Q)_jj, where
@@ -646,7 +649,7 @@ class BidiagonalFactor(DenseFactor):
         Yq = G @ IKA
         CYq = Zt @ IKA
         CYqE = np.einsum("mjr,crs->cmjs", CYq, E)
-        I_Gv = 0.5 * np.einsum("cmjs,mjs,mja->ca", CYqE, Yq, w)
+        I_Gv = 0.5 * np.einsum("cmjs,mjs,mja->ca", CYqE, Yq, w, optimize=True)
         Mq = _swap(IKA) @ GD @ IKA
         per_c = 0.5 * np.einsum("crs,msr->cm", E, Mq)
         I_Gc = np.stack([np.bincount(lev, weights=row, minlength=k) for row in per_c]
@@ -656,6 +659,12 @@ class BidiagonalFactor(DenseFactor):
 
 def _swap(a):
     return np.swapaxes(a, -1, -2)
+
+
+def _rows_cross(a, b):
+    """sum over groups and rows of a_j b_j' ((m, n, k) each): one BLAS
+    product (einsum's own loop is several times slower here)."""
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 class Exchangeable(CorrelationStructure):
