@@ -302,6 +302,9 @@ class Evaluation:
     # Gradient pieces, present when requested:
     grad_cov: np.ndarray | None = None   # (q, q) d llf / d G (symmetric form)
     grad_eta: np.ndarray | None = None   # (n,) d llf / d log r_j
+    # d llf / d natural residual-correlation parameters (correlated models,
+    # ``_correlated``); None without a correlation structure
+    grad_corr: np.ndarray | None = None
     info: np.ndarray | None = None       # expected information, if requested
     # the same in the coordinates of the centred effects' covariance G_c
     # (set by the objective, which asks the engine for it)

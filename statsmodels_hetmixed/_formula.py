@@ -20,7 +20,8 @@ __all__ = ["capture_eval_env", "level2_design", "model_arguments", "re_names"]
 
 def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
                     var_formula, subset, missing, var_by, var_re_formula,
-                    re_var_formula, kwargs, var_power=None, var_const_power=None):
+                    re_var_formula, kwargs, var_power=None, var_const_power=None,
+                    time=None, correlation_by=None):
     """
     The data, the groups argument for MixedLM.from_formula (a column name
     where one was given, so that MixedLM labels the random intercept with
@@ -92,18 +93,39 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     kept, _ = _handle_missing(
         data, groups, formula, re_formula, formulas or None
     )
+    # The residual correlation's columns (or arrays, one value per row).
+    corr_cols = {}
+    for key, col in (("time", time), ("correlation_by", correlation_by)):
+        if col is None:
+            continue
+        if isinstance(col, str):
+            if col not in data.columns:
+                raise ValueError(f"{key} column {col!r} is not in data")
+            corr_cols[key] = (col, np.asarray(data[col]))
+        else:
+            arr = np.asarray(col)
+            if arr.shape != (len(data),):
+                raise ValueError(f"{key} must be a column name of data or one "
+                                 "value per row of data")
+            corr_cols[key] = (None, arr)
+    corr_na = np.zeros(len(data), bool)
+    for _, arr in corr_cols.values():
+        corr_na |= np.asarray(pd.isna(arr))
     # By position: with repeated index labels, selecting by label would
     # repeat rows.
-    if len(kept) == len(data):  # no row has a missing value
+    if len(kept) == len(data) and not corr_na.any():  # no missing value
         complete = None
     else:
         complete = np.asarray(pd.notna(data[kept.columns]).all(axis=1)) & \
-            np.asarray(pd.notna(groups))
+            np.asarray(pd.notna(groups)) & ~corr_na
     if complete is not None:
         if missing == "drop":
             data, groups = data.loc[complete], groups[complete]
+            corr_cols = {k: (c, a[complete]) for k, (c, a) in corr_cols.items()}
         else:
             cols = [c for c in kept.columns if data[c].isna().any()]
+            cols += [c or k for k, (c, a) in corr_cols.items()
+                     if np.any(pd.isna(a))]
             if pd.isna(groups).any():
                 cols.append(group_name or "groups")
             raise ValueError(
@@ -146,6 +168,9 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
         kwargs["_re_formula"] = re_formula
         kwargs["_re_design_info"] = re_design_info
     kwargs["_group_name"] = group_name
+    for key, (col, arr) in corr_cols.items():
+        kwargs[key] = arr
+        kwargs[f"_{key}_name"] = col
     kwargs.update(var_formula=var_formula, var_by=var_by,
                   var_re_formula=var_re_formula, re_var_formula=re_var_formula)
     return data, (group_name if group_name is not None else groups), kwargs

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _engine, _hessian, _linalg
-from .structures import Layout, StartContext, VarianceBlock
+from . import _correlated, _engine, _hessian, _linalg
+from .structures import CovarianceBlock, Layout, StartContext, VarianceBlock
 
 __all__ = ["HeteroskedasticObjective", "ObservedInformation"]
 
@@ -132,9 +132,16 @@ class HeteroskedasticObjective:
         elif basis is not None:
             factor = basis @ factor
         directions = lay.info_directions(natural) if info else None
-        ev = _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
-                              self.reml, fe_params=fe_params, gradient=gradient,
-                              info_directions=directions)
+        corr = lay.correlation_block
+        if corr is None:
+            ev = _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
+                                  self.reml, fe_params=fe_params, gradient=gradient,
+                                  info_directions=directions)
+        else:  # correlated residuals: the engine on whitened rows
+            ev = _correlated.evaluate(
+                self.grouped, corr, np.asarray(natural)[lay.corr_natural], factor,
+                lay.resid_var(natural), self.reml, fe_params=fe_params,
+                gradient=gradient, info_directions=directions)
         if info:
             # The blocks' own directions are those of the natural parameters
             # of G_c, v = C natural (``centred``): the engine's information
@@ -152,6 +159,9 @@ class HeteroskedasticObjective:
         ``natural`` and ``fe_params``, whose per-group sums it reuses where
         it can (``_engine.fe_score_jacobian``)."""
         lay = self.layout
+        if lay.correlation_block is not None:
+            raise NotImplementedError("the fixed effects' score Jacobian is not "
+                                      "available with correlated residuals")
         cov_dirs, var_dirs = lay.info_directions(natural)
         return _engine.fe_score_jacobian(
             self.grouped, lay.factor(self.centred(natural)), lay.resid_var(natural),
@@ -160,7 +170,8 @@ class HeteroskedasticObjective:
 
     def natural_gradient(self, ev: _engine.Evaluation, natural) -> np.ndarray:
         """d llf / d natural from an evaluation with the gradient."""
-        return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta)
+        return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta,
+                                            ev.grad_corr)
 
     def evaluate_natural(self, natural, info=False):
         """(Evaluation with the gradient, d llf / d natural); an expected
@@ -180,7 +191,8 @@ class HeteroskedasticObjective:
                                factor=lay.factor_from_free(free))
         except np.linalg.LinAlgError:
             return -np.inf, np.zeros_like(free)
-        return ev.llf, lay.free_gradient(free, ev.grad_cov, ev.grad_eta)
+        return ev.llf, lay.free_gradient(free, ev.grad_cov, ev.grad_eta,
+                                         ev.grad_corr)
 
     # ------------------------------------------------------------------
     # Conditioned coordinates u = T natural (the blocks' conditioners):
@@ -211,7 +223,7 @@ class HeteroskedasticObjective:
                 continue
             if isinstance(block, VarianceBlock):
                 T[sl, sl] = block.conditioner()
-            elif self._centring is not None:
+            elif self._centring is not None and isinstance(block, CovarianceBlock):
                 T[sl, sl] = self._centring[sl, sl]
         return T
 
@@ -249,7 +261,7 @@ class HeteroskedasticObjective:
             S = self.conditioner(mask)
             if self._centring is not None:
                 for block, sl in zip(lay.blocks, lay.block_slices):
-                    if not isinstance(block, VarianceBlock):
+                    if isinstance(block, CovarianceBlock):
                         S[sl, sl] = (np.eye(block.k) if mask[sl].all()
                                      else np.linalg.inv(self._centring[sl, sl]))
             ix = np.ix_(work, work)
@@ -269,7 +281,7 @@ class HeteroskedasticObjective:
                 continue
             if isinstance(block, VarianceBlock):
                 g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
-            elif self._centring is not None:
+            elif self._centring is not None and isinstance(block, CovarianceBlock):
                 ix = np.ix_(block.slots, block.slots)
                 g_u[sl] = block.natural_gradient(ev.grad_cov_centred[ix])
         return g_u

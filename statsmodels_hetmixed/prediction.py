@@ -357,6 +357,10 @@ def _fe_inputs(results):
         if grouped is None:
             raise ValueError("The fitted data were removed (remove_data): "
                              "conditional prediction intervals need them.")
+        if results.layout.correlation_block is not None:
+            raise NotImplementedError(
+                "Conditional prediction intervals are not available yet with "
+                "a residual correlation structure; marginal ones are.")
         B = _engine.group_cross(grouped, grouped.exog_z, model.exog,
                                 1.0 / np.asarray(results.resid_var, dtype=float))
         cache["_blup_fe"] = results._cond_cov @ B

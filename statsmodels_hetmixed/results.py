@@ -192,6 +192,18 @@ class HetMixedLMResults(MixedLMResults):
             return np.sqrt(np.diag(self._cov_natural_array()))
 
     @property
+    def correlation_params(self) -> pd.Series:
+        """The residual correlation structure's parameters on their
+        natural scale (correlations, phi, ARMA coefficients), named as in
+        ``params``; empty without ``correlation=``."""
+        lay = self.layout
+        block = lay.correlation_block
+        if block is None:
+            return pd.Series([], dtype=float)
+        sl = lay.slice_of(block)
+        return pd.Series(self.params_natural_array[sl], index=lay.names[sl])
+
+    @property
     def var_params(self):
         """Variance-function coefficients a (log sigma2 = W a)."""
         return self._var_params

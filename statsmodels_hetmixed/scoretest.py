@@ -528,6 +528,10 @@ def scale_effect_test(res, observed=False) -> ScoreTestResult:
     expected information by default, the observed one with ``observed``.
     """
     model = res.model
+    if res.layout.correlation_block is not None:
+        raise NotImplementedError(
+            "The score test of a random scale effect is not available with a "
+            "residual correlation structure (location-scale models have none).")
     if res.reml:
         raise ValueError(
             "The score test of a random scale effect needs an ML null fit: "

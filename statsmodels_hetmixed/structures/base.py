@@ -5,8 +5,9 @@ A model's parameters are the fixed effects followed by the parameters of an
 ordered list of *blocks*.  Each block owns its parameters and knows
 
 * how many there are (``k``) and their names (``names``);
-* its *role* in the model: ``"re_cov"`` (the random-effects covariance G)
-  or ``"variance"`` (the residual variances sigma2_ij); the role decides
+* its *role* in the model: ``"re_cov"`` (the random-effects covariance G),
+  ``"variance"`` (the residual variances sigma2_ij) or ``"correlation"``
+  (the residual correlation C_i, :mod:`.correlation`); the role decides
   which engine quantities the block reads and in which results table its
   parameters appear;
 * two scales of its parameters: the *natural* scale reported to users

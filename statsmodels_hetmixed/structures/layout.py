@@ -84,6 +84,11 @@ class Layout:
         # engine's factor); location-scale level-2 coefficients do not.
         self.cov_blocks = [b for b in self.blocks if isinstance(b, CovarianceBlock)]
         self.variance_blocks = [b for b in self.blocks if isinstance(b, VarianceBlock)]
+        # The residual correlation structure, if any (at most one block).
+        corr = [b for b in self.blocks if b.role == "correlation"]
+        if len(corr) > 1:
+            raise ValueError("a model takes one residual correlation structure")
+        self.correlation_block = corr[0] if corr else None
         # Where each block's parameters sit in a natural / free vector.
         self.block_slices = []
         offset = 0
@@ -111,6 +116,12 @@ class Layout:
         # The same inside a natural / free vector.
         self.cov_natural = self._span(True, 0)
         self.var_natural = self._span(False, 0)
+        # the correlation block's parameters in a natural / free vector
+        self.corr_natural = slice(self.k_structure, self.k_structure)
+        for b, sl in zip(self.blocks, self.block_slices):
+            if b is self.correlation_block:
+                self.corr_natural = sl
+        self.k_corr = self.corr_natural.stop - self.corr_natural.start
         # theta entries the location-scale fitter estimates (a plain
         # attribute: refits with some entries held set it).
         self.estimated = np.concatenate([np.ones(self.k_fe, bool)]
@@ -384,18 +395,23 @@ class Layout:
         return float(sum(b.log_scale(v) for b, v in
                          zip(self.variance_blocks, self._variance_parts(natural))))
 
-    def natural_gradient(self, natural, grad_cov, grad_log_var) -> np.ndarray:
-        """d llf / d natural from the engine's d llf / dG (q x q) and
-        d llf / d log sigma2_ij (n,)."""
+    def natural_gradient(self, natural, grad_cov, grad_log_var, grad_corr=None
+                         ) -> np.ndarray:
+        """d llf / d natural from the engine's d llf / dG (q x q),
+        d llf / d log sigma2_ij (n,) and, with a correlation block,
+        d llf / d its natural parameters (``grad_corr``)."""
         out = [b.natural_gradient(grad_cov[ix]) if cov
+               else b.natural_gradient(grad_corr) if b is self.correlation_block
                else b.natural_gradient(v, grad_log_var)
                for b, v, cov, ix in zip(self.blocks, self.parts(natural),
                                         self._is_cov, self._slots_ix)]
         return np.concatenate(out) if out else np.zeros(0)
 
-    def free_gradient(self, free, grad_cov, grad_log_var) -> np.ndarray:
+    def free_gradient(self, free, grad_cov, grad_log_var, grad_corr=None
+                      ) -> np.ndarray:
         """d llf / d free, the chain rule of every block."""
         out = [b.free_gradient(v, grad_cov[ix]) if cov
+               else b.free_gradient(v, grad_corr) if b is self.correlation_block
                else b.free_gradient(v, grad_log_var)
                for b, v, cov, ix in zip(self.blocks, self.parts(free),
                                         self._is_cov, self._slots_ix)]

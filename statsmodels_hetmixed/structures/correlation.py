@@ -1,0 +1,1146 @@
+"""
+Residual correlation structures: C_i, the correlation matrix of group i's rows.
+
+The residual covariance of group i is ``R_i = S_i C_i S_i`` with
+``S_i = diag(sigma_ij)`` from the variance blocks (log-linear, additive,
+``var_by``, power, ...) and ``C_i`` from one block of this module, of role
+``"correlation"``: Stata's ``residuals(exchangeable | ar | ma | toeplitz |
+banded | unstructured | exponential, t(time) by(g))`` and nlme's
+``correlation = corCompSymm | corAR1 | corCAR1 | corARMA | corSymm``.
+
+A structure is first an unbound *specification* (``AR1()``, ``"ar1"``);
+the model binds it to its rows (``bind``: each row's time and group, and the
+by-variable), which fixes its parameters and their names.  Bound, it is a
+:class:`~.base.Block`: names, the natural scale (correlations, phi, ARMA
+coefficients), the free scale searched without constraints, the Jacobian,
+start values and admissibility, and the correlation matrices of the groups
+with their derivatives (``bucket_matrices``) and their factorisation
+(``bucket_factor``: ``DenseFactor`` or, for AR(1) and CAR(1),
+``BidiagonalFactor``), which the correlated engine
+(:mod:`statsmodels_hetmixed._correlated`) reads.  One group's C_i:
+``group_matrix`` (``HetMixedLM._correlation_matrices``).
+
+Free scales (every free vector a positive definite structure, except
+``Banded`` and ``Toeplitz(q)`` with q below the longest lag, see there):
+
+===================  ===========================  =============================
+structure            natural                      free
+===================  ===========================  =============================
+``Exchangeable``     rho in (-1/(n_max-1), 1)     log((rho - lo) / (1 - rho)),
+                                                  lo = -1/(n_max-1) (nlme's)
+``AR1``              phi in (-1, 1)               atanh(phi)
+``CAR1``             phi in (0, 1)                logit(phi)
+``ARMA(p, q)``       phi_1..p, theta_1..q         atanh of the partial
+                                                  autocorrelations (AR and MA
+                                                  separately, nlme's up to a
+                                                  factor 2)
+``Toeplitz()``       rho(lag 1..L)                atanh of the partial
+                                                  autocorrelations
+``Unstructured()``   rho(t_a, t_b), all pairs     atanh of the canonical
+                                                  partial correlations
+``Banded(q)``,       rho per pair / lag up to q   atanh(rho); positive
+``Toeplitz(q)``                                   definiteness by
+                                                  ``admissible``
+===================  ===========================  =============================
+
+Times: without ``time=`` a row's place in its group is its position among
+the group's rows (0, 1, ..., nlme's ``form = ~ 1 | g``); ``Exchangeable``
+needs no times at all.  ``AR1``, ``ARMA``, ``Toeplitz``, ``Banded`` and
+``Unstructured`` need integer times (gaps allowed); ``CAR1`` takes any
+real times.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+
+import numpy as np
+
+from .base import Block, StartContext
+
+__all__ = ["CorrelationStructure", "Exchangeable", "AR1", "CAR1", "ARMA",
+           "Toeplitz", "Banded", "Unstructured", "make_correlation",
+           "CORRELATION_STRUCTURES"]
+
+# Groups per chunk of a size bucket: the dense per-group arrays of a chunk
+# (C, its inverse, derivatives) keep about this many elements each.
+_CHUNK_ELEMENTS = 1 << 20
+
+_COMPLEX_STEP = 1e-30
+
+
+def _complex_jacobian(fun, x):
+    """d fun / d x by complex steps (exact to rounding for analytic fun)."""
+    x = np.asarray(x, dtype=np.float64)
+    cols = []
+    for k in range(x.size):
+        xc = x.astype(np.complex128)
+        xc[k] += 1j * _COMPLEX_STEP
+        cols.append(np.imag(fun(xc)) / _COMPLEX_STEP)
+    return np.array(cols).T.reshape(-1, x.size)
+
+
+def _pacf_to_coef(r, sign):
+    """Coefficients from partial autocorrelations (Durbin-Levinson; nlme's
+    ``ARMA_untransPar``: sign -1 for AR coefficients, +1 for MA)."""
+    a = r[:0].copy()
+    for i in range(len(r)):
+        a = np.concatenate([a + sign * r[i] * a[::-1], r[i:i + 1]])
+    return a
+
+
+def _coef_to_pacf(a, sign, what):
+    """Inverse of ``_pacf_to_coef``; ValueError when a partial
+    autocorrelation is outside (-1, 1) (not stationary / invertible)."""
+    a = np.array(a, dtype=np.float64)
+    r = np.zeros(len(a))
+    for i in range(len(a) - 1, -1, -1):
+        r[i] = a[i]
+        if not abs(r[i]) < 1:
+            raise ValueError(f"{what} are not those of a stationary and "
+                             "invertible process (a partial autocorrelation "
+                             "is outside (-1, 1))")
+        prev = a[:i]
+        a = (prev - sign * r[i] * prev[::-1]) / (1.0 - r[i] ** 2)
+    return r
+
+
+def arma_acf(phi, theta, max_lag):
+    """Autocorrelations at lags 0..max_lag of x_t = sum phi_a x_{t-a} + e_t
+    + sum theta_b e_{t-b} (works on complex input, for complex steps)."""
+    phi, theta = np.asarray(phi), np.asarray(theta)
+    p, q = len(phi), len(theta)
+    dtype = np.result_type(phi, theta, np.float64)
+    r = max(p, q)
+    th = np.concatenate([np.ones(1, dtype), theta.astype(dtype)])
+    psi = np.zeros(q + 1, dtype)
+    psi[0] = 1.0
+    for j in range(1, q + 1):
+        psi[j] = th[j] + sum(phi[i - 1] * psi[j - i] for i in range(1, min(j, p) + 1))
+    A = np.eye(r + 1, dtype=dtype)
+    rhs = np.zeros(r + 1, dtype)
+    for k in range(r + 1):
+        for i in range(1, p + 1):
+            A[k, abs(k - i)] -= phi[i - 1]
+        rhs[k] = sum(th[j] * psi[j - k] for j in range(k, q + 1))
+    gam = np.linalg.solve(A, rhs)
+    out = np.zeros(max(max_lag, r) + 1, dtype)
+    out[:r + 1] = gam
+    for k in range(r + 1, max_lag + 1):
+        out[k] = sum(phi[i - 1] * out[k - i] for i in range(1, p + 1))
+    return (out / gam[0])[:max_lag + 1]
+
+
+def _acf_to_pacf(rho):
+    """Partial autocorrelations of autocorrelations rho_1..rho_L
+    (Durbin-Levinson); ValueError when the Toeplitz matrix is not positive
+    definite."""
+    rho = np.asarray(rho, dtype=np.float64)
+    L = len(rho)
+    pacf = np.zeros(L)
+    coef = np.zeros(0)
+    full = np.concatenate([[1.0], rho])
+    for k in range(1, L + 1):
+        num = full[k] - coef @ full[k - 1:0:-1] if k > 1 else full[1]
+        den = 1.0 - coef @ full[1:k] if k > 1 else 1.0
+        pk = num / den
+        if not abs(pk) < 1:
+            raise ValueError("the Toeplitz correlations are not positive "
+                             "definite (a partial autocorrelation is outside "
+                             "(-1, 1))")
+        pacf[k - 1] = pk
+        coef = np.concatenate([coef - pk * coef[::-1], [pk]])
+    return pacf
+
+
+def _is_pd(mats):
+    try:
+        np.linalg.cholesky(mats)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+class CorrelationStructure(Block):
+    """
+    A residual correlation structure (unbound: a specification; bound by
+    the model to its rows: a block of role ``"correlation"``).
+
+    Subclasses define the structure for one set of parameters
+    (``_setup``, ``_corr``, ``_to_natural``, ``_from_natural``,
+    ``_start``); this class binds them to the data, repeats them per level
+    of ``correlation_by`` and cuts the groups into buckets of equal size.
+    """
+
+    role = "correlation"
+    #: Needs times (else: position within the group).
+    uses_time = True
+    #: Needs integer times.
+    integer_time = True
+    #: Name in summaries, e.g. "AR(1)".
+    label = ""
+    #: Whether the structure can add the same covariance to every pair of
+    #: a group's rows, as a random intercept does: with residual variances
+    #: constant within groups the two are then not separately identified
+    #: (the model warns).
+    absorbs_random_intercept = False
+    #: Whether the engine's work per group is O(n) (a factor with
+    #: ``gradient`` and ``information``): buckets are then cut by rows,
+    #: not by n^2 elements.
+    _sparse_inverse = False
+
+    def __init__(self) -> None:
+        self.names = []
+        self._bound = False
+
+    # ------------------------------------------------------------------
+    # Binding to the data
+    def bind(self, time, group_index, n_groups, by=None, by_name="by",
+             time_given=True) -> "CorrelationStructure":
+        """
+        A copy of the structure bound to the model's rows.
+
+        Parameters
+        ----------
+        time : ndarray (n,)
+            Each row's place within its group.
+        group_index : ndarray (n,) of int
+        n_groups : int
+        by : array_like (n,), optional
+            Separate parameters per level (constant within groups).
+        time_given : bool
+            Whether ``time`` came from the user (else positions).
+        """
+        out = copy.copy(self)
+        out._bind(np.asarray(time, dtype=np.float64), np.asarray(group_index),
+                  int(n_groups), by, by_name, time_given)
+        return out
+
+    def _bind(self, time, gi, m, by, by_name, time_given):
+        n = len(time)
+        if time.shape != (n,) or gi.shape != (n,):
+            raise ValueError("time must have one value per row")
+        if not np.all(np.isfinite(time)):
+            raise ValueError("time has missing or infinite values: drop those rows")
+        if self.integer_time and np.any(time != np.round(time)):
+            hint = " (use 'car1' for continuous times)" if isinstance(self, AR1) else ""
+            raise ValueError(
+                f"{self.label} needs integer times (gaps allowed), but time= has "
+                f"non-integer values{hint}. Recode time to integer occasions.")
+        order = np.lexsort((time, gi))
+        ts, gs = time[order], gi[order]
+        dup = (gs[1:] == gs[:-1]) & (ts[1:] == ts[:-1])
+        if self.uses_time and dup.any():
+            raise ValueError(
+                "time has repeated values within a group (e.g. group index "
+                f"{int(gs[1:][dup][0])}, time {ts[1:][dup][0]:g}): each row of "
+                "a group needs its own time.")
+        sizes = np.bincount(gi, minlength=m)
+        # by-levels per group
+        if by is None:
+            self.levels = [None]
+            level_of_group = np.zeros(m, dtype=np.intp)
+        else:
+            by = np.asarray(by)
+            if by.shape != (n,):
+                raise ValueError("correlation_by must have one value per row")
+            labels, codes = np.unique(by, return_inverse=True)
+            codes = codes.reshape(-1)
+            cs = codes[order]
+            if np.any((gs[1:] == gs[:-1]) & (cs[1:] != cs[:-1])):
+                raise ValueError(
+                    f"correlation_by ({by_name}) varies within a group: each "
+                    "group needs one level (separate correlation parameters "
+                    "per level of a group-level variable).")
+            level_of_group = np.zeros(m, dtype=np.intp)
+            level_of_group[gs] = cs
+            self.levels = [str(v) for v in labels]
+        self.by_name = by_name
+        self.level_of_group = level_of_group
+        # per level: the structure's parameters from that level's groups
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.time = time
+        self._setup(ts, gs, starts, sizes)
+        base = self._names()
+        self.k_level = len(base)
+        if len(self.levels) == 1 and self.levels[0] is None:
+            self.names = list(base)
+        else:
+            self.names = [f"{b}:{lev}" for lev in self.levels for b in base]
+        # buckets of equal group size, rows in (group, time) order
+        self.buckets = []
+        for size in np.unique(sizes):
+            size = int(size)
+            groups = np.flatnonzero(sizes == size)
+            idx = order[starts[groups][:, None] + np.arange(size)]
+            per_group = size if self._sparse_inverse else size * size
+            chunk = max(1, _CHUNK_ELEMENTS // max(per_group, 1))
+            for s in range(0, len(groups), chunk):
+                g = groups[s:s + chunk]
+                t = time[idx[s:s + chunk]]
+                # (groups, rows in time order, times, |time differences|)
+                self.buckets.append((g, idx[s:s + chunk], t, _lags(t)))
+        self.nobs = n
+        self._bound = True
+
+    def _check_bound(self):
+        if not self._bound:
+            raise ValueError(f"{type(self).__name__} is not bound to data: give "
+                             "it to HetMixedLM(correlation=...)")
+
+    # ------------------------------------------------------------------
+    # Subclass interface (one level)
+    def _setup(self, ts, gs, starts, sizes):
+        """Fix the parameters from the sorted times ``ts`` of groups ``gs``."""
+
+    def _names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _corr(self, theta, t, derivative, lag):
+        """(C, dC): correlation matrices (m, n, n) of groups with times t
+        (m, n) (``lag``: |t_j - t_k|, (m, n, n)) and, with ``derivative``,
+        dC / d theta (k, m, n, n)."""
+        raise NotImplementedError
+
+    def bucket_factor(self, natural, bucket, derivative=False):
+        """The algebra of a bucket's C_i the correlated engine needs
+        (``DenseFactor``: Cholesky per group; structures with a sparse
+        inverse override it)."""
+        C, dC = self.bucket_matrices(natural, bucket, derivative)
+        return DenseFactor(C, dC)
+
+    def _to_natural(self, free):
+        return np.array(free, dtype=np.float64)
+
+    def _from_natural(self, natural):
+        return np.array(natural, dtype=np.float64)
+
+    def _jacobian(self, free):
+        return _complex_jacobian(self._to_natural, free)
+
+    def _start(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _admissible(self, natural) -> bool:
+        try:
+            self._from_natural(natural)
+        except ValueError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------
+    # Block interface
+    def _per_level(self, vector):
+        v = np.asarray(vector)
+        return [v[i * self.k_level:(i + 1) * self.k_level]
+                for i in range(len(self.levels))]
+
+    def start(self, context: StartContext) -> np.ndarray:
+        return np.tile(self._start(), len(self.levels))
+
+    def to_natural(self, free):
+        return np.concatenate([self._to_natural(f) for f in self._per_level(free)]
+                              or [np.zeros(0)])
+
+    def from_natural(self, natural):
+        return np.concatenate([self._from_natural(v) for v in self._per_level(natural)]
+                              or [np.zeros(0)])
+
+    def jacobian(self, free):
+        out = np.zeros((self.k, self.k))
+        for i, f in enumerate(self._per_level(free)):
+            sl = slice(i * self.k_level, (i + 1) * self.k_level)
+            out[sl, sl] = self._jacobian(f)
+        return out
+
+    def admissible(self, natural) -> bool:
+        return all(self._admissible(v) for v in self._per_level(natural))
+
+    def natural_gradient(self, grad_corr):
+        """d llf / d natural: the engine's gradient is already in them."""
+        return np.asarray(grad_corr, dtype=np.float64)
+
+    def free_gradient(self, free, grad_corr):
+        return self.jacobian(free).T @ np.asarray(grad_corr, dtype=np.float64)
+
+    def bucket_matrices(self, natural, bucket, derivative=False):
+        """
+        (C, dC) of a bucket's groups: C (m, n, n), and with
+        ``derivative`` dC / d natural (k, m, n, n).
+        """
+        groups, _, t, lag = bucket
+        m, n = t.shape
+        thetas = self._per_level(natural)
+        if len(thetas) == 1:
+            return self._corr(thetas[0], t, derivative, lag)
+        C = np.empty((m, n, n))
+        dC = np.zeros((self.k, m, n, n)) if derivative else None
+        lev = self.level_of_group[groups]
+        for i, theta in enumerate(thetas):
+            rows = np.flatnonzero(lev == i)
+            if rows.size == 0:
+                continue
+            c, d = self._corr(theta, t[rows], derivative, lag[rows])
+            C[rows] = c
+            if derivative:
+                dC[i * self.k_level:(i + 1) * self.k_level, rows] = d
+        return C, dC
+
+    def group_matrix(self, natural, group):
+        """(row indices, C) of one group (index into 0..n_groups-1), rows in
+        time order: what the correlated engine uses for it."""
+        self._check_bound()
+        for bucket in self.buckets:
+            hit = np.flatnonzero(bucket[0] == group)
+            if hit.size:
+                sub = tuple(part[hit] for part in bucket)
+                return sub[1][0], self.bucket_matrices(natural, sub)[0][0]
+        raise ValueError(f"no group with index {group}")
+
+    def describe(self) -> str:
+        """A one-line description, e.g. "AR(1)"."""
+        return self.label
+
+
+def _lags(t):
+    return np.abs(t[:, :, None] - t[:, None, :])
+
+
+def _power_matrices(phi, lag, derivative):
+    """phi^lag and its derivative lag phi^(lag - 1), by exp/log (np.power
+    on every entry costs several times more)."""
+    if phi == 0.0:
+        C = (lag == 0).astype(float)
+        return C, ((lag == 1).astype(float)[None] if derivative else None)
+    C = np.exp(lag * np.log(abs(phi)))
+    if phi < 0:
+        C *= np.where(np.fmod(lag, 2.0) == 1.0, -1.0, 1.0)
+    dC = (lag * C / phi)[None] if derivative else None
+    return C, dC
+
+
+class DenseFactor:
+    """
+    C_i = L_i L_i' of a bucket of groups (m, n, n) by batched Cholesky: the
+    operations the correlated engine needs.
+
+    Attributes
+    ----------
+    C, dC : ndarray
+        (m, n, n) and (k, m, n, n) (dC None without derivatives).
+    logdet : float
+        sum_i log |C_i|.
+    """
+
+    def __init__(self, C, dC):
+        self.C, self.dC = C, dC
+        L = np.linalg.cholesky(C)   # LinAlgError: not positive definite
+        self._Linv = np.linalg.inv(L)
+        self.logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+
+    def whiten(self, v):
+        """L^-1 v for v (m, n, c)."""
+        return self._Linv @ v
+
+    def whiten_t(self, v):
+        """L^-T v."""
+        return self._Linv.transpose(0, 2, 1) @ v
+
+    @property
+    def inverse(self):
+        """C^-1 (m, n, n)."""
+        return self.whiten_t(self._Linv)
+
+    def inverse_dot(self, M):
+        """C^-1 M for M (..., m, n, c)."""
+        return self.inverse @ M
+
+
+class BidiagonalFactor(DenseFactor):
+    """
+    AR(1)-type C_i (C_jk = phi^|t_j - t_k|, rows in time order, one
+    parameter phi per level): L^-1 is bidiagonal, row j
+    (x_j - rho_j x_{j-1}) / c_j with rho_j = phi^(t_j - t_{j-1}) (0 for a
+    group's first row) and c_j = sqrt(1 - rho_j^2), so whitening is O(n),
+    log |C_i| = sum_j log c_j^2 and C^-1 = B'B (B = L^-1) is tridiagonal.
+    The gradient needs no dense matrix (``gradient``); C and dC are
+    built only when asked for (the expected information).
+    """
+
+    def __init__(self, matrices, rho, drho, level, k):
+        self._matrices = matrices
+        self.rho, self.drho, self.level, self.k = rho, drho, level, k
+        self.c = np.sqrt(1.0 - rho * rho)
+        if not np.all(self.c > 0):
+            raise np.linalg.LinAlgError("AR(1) correlation of 1 between rows")
+        self.logdet = 2.0 * float(np.log(self.c).sum())
+        inv_c2 = 1.0 / self.c ** 2
+        self._diag = inv_c2.copy()
+        self._diag[:, :-1] += (rho * rho * inv_c2)[:, 1:]
+        self._off = -(rho * inv_c2)[:, 1:]          # (j, j+1)
+
+    @functools.cached_property
+    def _dense(self):
+        return self._matrices()
+
+    @property
+    def C(self):
+        return self._dense[0]
+
+    @property
+    def dC(self):
+        return self._dense[1]
+
+    def whiten(self, v):
+        out = v / self.c[:, :, None]
+        out[:, 1:] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, :-1]
+        return out
+
+    def whiten_t(self, v):
+        out = v / self.c[:, :, None]
+        out[:, :-1] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, 1:]
+        return out
+
+    def colour(self, v):
+        """L v (the inverse of ``whiten``): x_j = c_j v_j + rho_j x_{j-1},
+        a recursion over the positions, vectorised over groups."""
+        out = np.empty_like(v)
+        out[:, 0] = v[:, 0]
+        for j in range(1, v.shape[1]):
+            out[:, j] = self.c[:, j, None] * v[:, j] + self.rho[:, j, None] * out[:, j - 1]
+        return out
+
+    @property
+    def inverse(self):
+        m, n = self.rho.shape
+        out = np.zeros((m, n, n))
+        i = np.arange(n)
+        out[:, i, i] = self._diag
+        out[:, i[:-1], i[:-1] + 1] = self._off
+        out[:, i[:-1] + 1, i[:-1]] = self._off
+        return out
+
+    def inverse_dot(self, M):
+        d, o = self._diag[..., None], self._off[..., None]
+        out = d * M
+        out[..., :-1, :] += o * M[..., 1:, :]
+        out[..., 1:, :] += o * M[..., :-1, :]
+        return out
+
+    def gradient(self, a, Zw, Zt, K, Xi):
+        """
+        (d llf / d log r_ij (m, n), d llf / d phi (k,)) without dense
+        matrices.  With Omega* = a a' - I + Z* K Z*' (+ Xi Xi', REML) in
+        the whitened rows and U = L: d llf / d log r_j = 1/2 (U Omega*
+        U^-1)_jj, and d llf / d phi = -tr(dB U Omega*) for B = U^-1
+        (bidiagonal, so only (U Omega*)_jj and (U Omega*)_{j-1, j} enter).
+        """
+        Ua = self.colour(a[:, :, None])[:, :, 0]
+        b = self.whiten_t(a[:, :, None])[:, :, 0]
+        ZK = Zt @ K                                   # (U Z*) K = Z~ K
+        Y = self.whiten_t(Zw)
+        g = Ua * b - 1.0 + np.einsum("mjr,mjr->mj", ZK, Y)
+        diag = Ua * a - self.c + np.einsum("mjr,mjr->mj", ZK, Zw)
+        sub = Ua[:, :-1] * a[:, 1:] + np.einsum("mjr,mjr->mj", ZK[:, :-1], Zw[:, 1:])
+        if Xi is not None:
+            UXi = self.colour(Xi)
+            g += np.einsum("mjp,mjp->mj", UXi, self.whiten_t(Xi))
+            diag += np.einsum("mjp,mjp->mj", UXi, Xi)
+            sub += np.einsum("mjp,mjp->mj", UXi[:, :-1], Xi[:, 1:])
+        c3 = self.c ** 3
+        d_diag = self.rho * self.drho / c3            # d (1 / c_j)
+        d_sub = -self.drho / c3                       # d (-rho_j / c_j)
+        per_group = -((d_diag * diag).sum(axis=1) + (d_sub[:, 1:] * sub).sum(axis=1))
+        grad_corr = np.bincount(self.level, weights=per_group, minlength=self.k)
+        return 0.5 * g, grad_corr
+
+    # --------------------------------------------------------------
+    # Tridiagonal algebra for the expected information
+    def _tri_dot(self, diag, off, V):
+        """T V for the symmetric tridiagonal T (diag (m, n), off (m, n-1):
+        entries (j, j+1)) and V (m, n, c)."""
+        out = diag[:, :, None] * V
+        out[:, :-1] += off[:, :, None] * V[:, 1:]
+        out[:, 1:] += off[:, :, None] * V[:, :-1]
+        return out
+
+    def c_dot(self, V):
+        """C V = L (L' V): L' V by back substitution of B' u = V
+        (u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1})), then ``colour``."""
+        u = np.empty_like(V)
+        n = V.shape[1]
+        u[:, n - 1] = self.c[:, n - 1, None] * V[:, n - 1]
+        ratio = self.rho / self.c
+        for j in range(n - 2, -1, -1):
+            u[:, j] = self.c[:, j, None] * (V[:, j] + ratio[:, j + 1, None] * u[:, j + 1])
+        return self.colour(u)
+
+    def information(self, Zt, Zw, K, A, w, E):
+        """
+        The expected information's pieces (variance x variance, variance x
+        phi, phi x phi, G x variance, G x phi) without dense matrices:
+        with Q = C^-1 - G K G' (G = C^-1 Z~), P = C Q = I - F G'
+        (F = Z~ K), C^-1 and dC^-1 tridiagonal, dC G = -C dC^-1 Z~, and
+        traces of products of bidiagonal factors in closed form (see the
+        module docstring of ``_correlated`` for the dense formulas these
+        reduce).
+        """
+        m, n = self.rho.shape
+        k = self.k
+        G = self.whiten_t(Zw)                         # C^-1 Z~
+        F = Zt @ K
+        rho, c = self.rho, self.c
+        Bd, Bs = 1.0 / c, -rho / c                    # B = L^-1: (j, j), (j, j-1)
+        c3 = c ** 3
+        dBd, dBs = rho * self.drho / c3, -self.drho / c3
+        dCi_d = 2.0 * dBd * Bd
+        dCi_d[:, :-1] += 2.0 * (dBs * Bs)[:, 1:]
+        dCi_o = (dBs * Bd + Bs * dBd)[:, 1:]
+        Ci_d, Ci_o = self._diag, self._off
+        lev = self.level
+        # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
+        fg = np.einsum("mjr,mjr->mj", F, G)
+        S0 = _rows_cross(w * (1.0 - 2.0 * fg)[..., None], w)
+        Ma = np.einsum("mja,mjr,mjs->mars", w, F, G, optimize=True)
+        trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
+        T1 = _rows_cross(w * Ci_d[..., None], w)
+        X = np.einsum("mj,mja,mjb->ab", Ci_o * rho[:, 1:], w[:, :-1], w[:, 1:], optimize=True)
+        T1 += X + X.T
+        kv = w.shape[2]
+        q = G.shape[2]
+        Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
+        CGa = self.c_dot(Ga).reshape(m, n, kv, q)
+        T2 = np.einsum("mjar,mrs,mjbs->ab", Ga.reshape(m, n, kv, q), K, CGa, optimize=True)
+        fz = np.einsum("mjr,mjr->mj", F, Zt)
+        T3 = _rows_cross(w * (Ci_d * fz)[..., None], w)
+        up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
+        dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
+        T3 += (np.einsum("mj,mja,mjb->ab", up, w[:, :-1], w[:, 1:], optimize=True)
+               + np.einsum("mj,mja,mjb->ab", dn, w[:, 1:], w[:, :-1], optimize=True))
+        Pm = np.einsum("mjb,mjr,mju->mbru", w, Zt, G, optimize=True)
+        T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm, optimize=True)
+        I_vv = 0.25 * (S0 + trMM + T1 - T2 - T3 + T4)
+        # phi x phi: 1/2 tr(Q dC Q dC)
+        D = -self.c_dot(self._tri_dot(dCi_d, dCi_o, Zt))        # dC G
+        tr_cc = 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
+            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+        CiD = self._tri_dot(Ci_d, Ci_o, D)
+        mid = np.einsum("mrs,mjs,mjr->m", K, D, CiD, optimize=True)
+        GD = np.einsum("mjr,mjs->mrs", G, D)
+        last = np.einsum("mrs,mst,mtu,mur->m", K, GD, K, GD, optimize=True)
+        I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
+                                   minlength=k))
+        # variance x phi: 1/2 sum_j w_aj (C Q dC Q)_jj, where
+        #   C Q dC Q = -C dC^-1 - D K G' - Z~ K (C^-1 D)' + Z~ K (G'D) K G'
+        #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G')
+        cdci = dCi_d.copy()                           # diag(C dC^-1)
+        cdci[:, 1:] += rho[:, 1:] * dCi_o
+        cdci[:, :-1] += rho[:, 1:] * dCi_o
+        dPM = (-cdci - np.einsum("mjr,mjr->mj", D @ K, G)
+               - np.einsum("mjr,mjr->mj", F, CiD)
+               + np.einsum("mjr,mjr->mj", F @ GD @ K, G))
+        per = 0.5 * np.einsum("mja,mj->ma", w, dPM)              # (m, k_var)
+        I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
+                         for a in range(kv)])
+        # G x variance, G x phi
+        IKA = np.eye(q) - K @ A
+        Yq = G @ IKA
+        CYq = Zt @ IKA
+        CYqE = np.einsum("mjr,crs->cmjs", CYq, E)
+        I_Gv = 0.5 * np.einsum("cmjs,mjs,mja->ca", CYqE, Yq, w, optimize=True)
+        Mq = _swap(IKA) @ GD @ IKA
+        per_c = 0.5 * np.einsum("crs,msr->cm", E, Mq)
+        I_Gc = np.stack([np.bincount(lev, weights=row, minlength=k) for row in per_c]
+                        ) if E.shape[0] else np.zeros((0, k))
+        return I_vv, I_vc, I_cc, I_Gv, I_Gc
+
+
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def _rows_cross(a, b):
+    """sum over groups and rows of a_j b_j' ((m, n, k) each): one BLAS
+    product (einsum's own loop is several times slower here)."""
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
+
+class Exchangeable(CorrelationStructure):
+    """
+    Exchangeable (compound symmetry) correlation: C_jk = rho for j != k
+    (Stata's ``exchangeable``, nlme's ``corCompSymm``).  No times needed.
+
+    rho ranges over (-1/(n_max - 1), 1), n_max the largest group, where
+    every group's C is positive definite; the free scale is nlme's
+    ``log((rho - lo) / (1 - rho))``.
+
+    With a random intercept, exchangeable residuals are not separately
+    identified when the residual variances are constant within groups:
+    V_i = tau^2 J + sigma^2 ((1 - rho) I + rho J) depends on
+    (tau^2, sigma^2, rho) only through sigma^2 (1 - rho) and
+    tau^2 + rho sigma^2, for negative rho too (a ridge of equal
+    likelihood).  With variances that vary within groups (S_i not a
+    multiple of I) the term rho S_i J S_i differs from tau^2 J and both are
+    identified.  nlme's references fit exchangeable residuals without
+    random effects (gls), which for rho >= 0 is the random-intercept
+    model.
+    A model with both gives a warning at construction.
+    """
+
+    uses_time = False
+    integer_time = False
+    label = "exchangeable"
+    absorbs_random_intercept = True
+
+    def _setup(self, ts, gs, starts, sizes):
+        n_max = int(sizes.max())
+        if n_max < 2:
+            raise ValueError("exchangeable correlation needs a group with at "
+                             "least two rows")
+        self.lower = -1.0 / (n_max - 1)
+
+    def _names(self):
+        return ["rho"]
+
+    def _corr(self, theta, t, derivative, lag):
+        m, n = t.shape
+        rho = theta[0]
+        C = np.broadcast_to((1 - rho) * np.eye(n) + rho, (m, n, n)).copy()
+        dC = (np.broadcast_to(1.0 - np.eye(n), (1, m, n, n)).copy()
+              if derivative else None)
+        return C, dC
+
+    def _to_natural(self, free):
+        e = np.exp(np.clip(free, -700, 700))
+        return (self.lower + e) / (1.0 + e)
+
+    def _from_natural(self, natural):
+        rho = np.asarray(natural, dtype=np.float64)
+        if not np.all((rho > self.lower) & (rho < 1)):
+            raise ValueError(f"exchangeable rho must be in ({self.lower:.4g}, 1)")
+        return np.log((rho - self.lower) / (1.0 - rho))
+
+    def _start(self):
+        return np.array([0.1])
+
+
+class AR1(CorrelationStructure):
+    """
+    AR(1) correlation on integer times: C_jk = phi^|t_j - t_k| (gaps
+    allowed; Stata's ``ar 1``, nlme's ``corAR1`` / ``corARMA(p = 1)``).
+    Free scale atanh(phi).
+    """
+
+    label = "AR(1)"
+    _sparse_inverse = True
+
+    def _names(self):
+        return ["ar1"]
+
+    def _corr(self, theta, t, derivative, lag):
+        return _power_matrices(theta[0], lag, derivative)
+
+    def bucket_factor(self, natural, bucket, derivative=False):
+        # C^-1 is tridiagonal: C = L L' with L^-1 bidiagonal (row j:
+        # (x_j - phi^d_j x_{j-1}) / sqrt(1 - phi^(2 d_j)), d_j the gap)
+        groups, _, t, lag = bucket
+        level = self.level_of_group[groups]
+        phi = np.asarray(self._per_level(natural))[level, 0]
+        gaps = np.zeros(t.shape)
+        gaps[:, 1:] = t[:, 1:] - t[:, :-1]
+        rho = np.where(gaps > 0, np.power(phi[:, None], gaps), 0.0)
+        drho = None
+        if derivative:  # d rho_j / d phi = d_j phi^(d_j - 1), any gap d_j > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                drho = np.where(gaps > 0, gaps * np.power(phi[:, None], gaps - 1.0), 0.0)
+        return BidiagonalFactor(
+            lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
+            level, self.k)
+
+    def _to_natural(self, free):
+        return np.tanh(free)
+
+    def _from_natural(self, natural):
+        phi = np.asarray(natural, dtype=np.float64)
+        if not np.all(np.abs(phi) < 1):
+            raise ValueError(f"{self.label} phi must be in (-1, 1)")
+        return np.arctanh(phi)
+
+    def _start(self):
+        return np.array([0.1])
+
+
+class CAR1(AR1):
+    """
+    Continuous-time AR(1) (exponential) correlation: C_jk =
+    phi^|t_j - t_k| for real times, phi in (0, 1) (nlme's ``corCAR1``;
+    Stata's ``exponential``).  Free scale logit(phi).  Rescaling time by c
+    turns phi into phi^(1/c).
+    """
+
+    integer_time = False
+    label = "CAR(1)"
+
+    def _setup(self, ts, gs, starts, sizes):
+        same = gs[1:] == gs[:-1]
+        gaps = (ts[1:] - ts[:-1])[same]
+        self._gap = float(np.median(gaps)) if gaps.size else 1.0
+
+    def _names(self):
+        return ["car1"]
+
+    def _to_natural(self, free):
+        return 1.0 / (1.0 + np.exp(-np.asarray(free)))
+
+    def _from_natural(self, natural):
+        phi = np.asarray(natural, dtype=np.float64)
+        if not np.all((phi > 0) & (phi < 1)):
+            raise ValueError("CAR(1) phi must be in (0, 1)")
+        return np.log(phi / (1.0 - phi))
+
+    def _start(self):
+        # a correlation of 0.1 at the typical gap between a group's times
+        # (free of the time's units; a strong start such as 0.3 let the
+        # correlation take over a random intercept's part: bodyweight's
+        # fit with a random slope stopped at phi = 0.997, G = 0, llf 6.6
+        # below nlme's maximum)
+        return np.array([0.1 ** (1.0 / self._gap)])
+
+
+class _LagStructure(CorrelationStructure):
+    """Shared: correlations as a function of the integer lag."""
+
+    def _setup(self, ts, gs, starts, sizes):
+        same = gs[1:] == gs[:-1]
+        if same.any():
+            first = ts[starts[:-1][sizes > 0]]
+            last = ts[starts[1:][sizes > 0] - 1]
+            self.max_lag = int(np.max(last - first))
+        else:
+            self.max_lag = 0
+
+    def _acf(self, theta, max_lag):
+        """Correlations at lags 0..max_lag (complex input allowed)."""
+        raise NotImplementedError
+
+    def _corr(self, theta, t, derivative, lag):
+        lag = lag.astype(np.intp)
+        L = int(lag.max()) if lag.size else 0
+        acf = self._acf(theta, L).real
+        C = acf[lag]
+        dC = None
+        if derivative:
+            d = _complex_jacobian(lambda x: self._acf(x, L), theta)  # (L+1, k)
+            dC = np.moveaxis(d[lag], -1, 0)
+        return C, dC
+
+
+class ARMA(_LagStructure):
+    """
+    ARMA(p, q) correlation on integer times (gaps allowed): C_jk =
+    rho(|t_j - t_k|), the autocorrelation of x_t = sum_a phi_a x_{t-a} +
+    e_t + sum_b theta_b e_{t-b} (nlme's ``corARMA``, MA sign +; Stata's
+    ``ar p`` and ``ma q``).  Natural: phi_1..p (``ar1``..), theta_1..q
+    (``ma1``..); free: atanh of the partial autocorrelations of the AR
+    and of the MA part (stationary and invertible).
+    """
+
+    def __init__(self, p: int = 0, q: int = 0) -> None:
+        super().__init__()
+        p, q = int(p), int(q)
+        if p < 0 or q < 0 or p + q == 0:
+            raise ValueError("ARMA(p, q) needs p, q >= 0 and p + q >= 1")
+        self.p, self.q = p, q
+        self.label = (f"ARMA({p},{q})" if p and q else
+                      f"AR({p})" if p else f"MA({q})")
+
+    def _setup(self, ts, gs, starts, sizes):
+        super()._setup(ts, gs, starts, sizes)
+        if self.q > self.max_lag or self.p > max(self.max_lag, 1):
+            raise ValueError(
+                f"{self.label}: the order exceeds the longest lag between two "
+                f"rows of a group ({self.max_lag}, i.e. the longest group minus "
+                "one without gaps), so its parameters are not identified. "
+                "Lower the order.")
+
+    def _names(self):
+        return ([f"ar{a}" for a in range(1, self.p + 1)]
+                + [f"ma{b}" for b in range(1, self.q + 1)])
+
+    def _acf(self, theta, max_lag):
+        return arma_acf(theta[:self.p], theta[self.p:], max_lag)
+
+    def _to_natural(self, free):
+        r = np.tanh(free)
+        return np.concatenate([_pacf_to_coef(r[:self.p], -1.0),
+                               _pacf_to_coef(r[self.p:], 1.0)])
+
+    def _from_natural(self, natural):
+        nat = np.asarray(natural, dtype=np.float64)
+        ar = _coef_to_pacf(nat[:self.p], -1.0, "AR coefficients")
+        ma = _coef_to_pacf(nat[self.p:], 1.0, "MA coefficients")
+        return np.arctanh(np.concatenate([ar, ma]))
+
+    def _start(self):
+        # a small AR part and no MA part where there is an AR part: at
+        # equal small values the AR and MA terms nearly cancel, and fits of
+        # ARMA(1,1) with a random intercept from there reached a worse
+        # local maximum (orthodont: phi 0.94, theta -0.50, llf 3.5 lower)
+        return self._to_natural(np.arctanh(np.r_[np.full(self.p, 0.1),
+                                                 np.full(self.q, 0.0 if self.p else 0.1)]))
+
+
+class Toeplitz(_LagStructure):
+    """
+    Toeplitz correlation on integer times: a free correlation rho(l) per
+    lag l = 1..q, zero beyond (Stata's ``toeplitz q``); without q every
+    lag observed in the data (nlme: ``corARMA(p = K - 1)``).
+
+    Full Toeplitz (all lags): free scale atanh of the partial
+    autocorrelations, every free vector a positive definite structure.
+    With q below the longest lag: atanh of each correlation, positive
+    definiteness of the longest group's matrix checked by ``admissible``
+    (the likelihood is undefined outside).
+    """
+
+    def __init__(self, q: int | None = None) -> None:
+        super().__init__()
+        self.q_given = None if q is None else int(q)
+        if self.q_given is not None and self.q_given < 1:
+            raise ValueError("toeplitz(q) needs q >= 1")
+        self.label = "Toeplitz" if q is None else f"Toeplitz({q})"
+
+    def _setup(self, ts, gs, starts, sizes):
+        super()._setup(ts, gs, starts, sizes)
+        if self.q_given is not None and self.q_given > self.max_lag:
+            raise ValueError(
+                f"{self.label}: q is larger than the longest lag between two rows "
+                f"of a group ({self.max_lag}; the longest group minus one without "
+                "gaps), so the correlations beyond it are not identified. Lower q.")
+        self.L = self.max_lag if self.q_given is None else self.q_given
+        if self.L < 1:
+            raise ValueError("Toeplitz correlation needs groups with two rows or more")
+        self.full = self.L >= self.max_lag
+        self.absorbs_random_intercept = self.full
+
+    def _names(self):
+        return [f"rho(lag {l})" for l in range(1, self.L + 1)]
+
+    def _acf(self, theta, max_lag):
+        out = np.zeros(max(max_lag, self.L) + 1, dtype=np.result_type(theta, 1.0))
+        out[0] = 1.0
+        out[1:self.L + 1] = theta
+        return out[:max_lag + 1]
+
+    def _to_natural(self, free):
+        if not self.full:
+            return np.tanh(free)
+        r = np.tanh(free)
+        return arma_acf(_pacf_to_coef(r, -1.0), np.zeros(0), self.L)[1:]
+
+    def _from_natural(self, natural):
+        nat = np.asarray(natural, dtype=np.float64)
+        if not self.full:
+            if not np.all(np.abs(nat) < 1):
+                raise ValueError("Toeplitz correlations must be in (-1, 1)")
+            return np.arctanh(nat)
+        return np.arctanh(_acf_to_pacf(nat))
+
+    def _admissible(self, natural):
+        if not super()._admissible(natural):
+            return False
+        if self.full:
+            return True
+        L = self.max_lag
+        acf = self._acf(np.asarray(natural, float), L)
+        lag = np.abs(np.subtract.outer(np.arange(L + 1), np.arange(L + 1)))
+        return _is_pd(acf[lag])
+
+    def _start(self):
+        return 0.2 ** np.arange(1, self.L + 1)
+
+
+class Unstructured(CorrelationStructure):
+    """
+    Unstructured correlation between distinct time values: a free
+    correlation rho(a, b) for every pair of time values a < b observed
+    together in some group (Stata's ``unstructured``, nlme's
+    ``corSymm``); with ``var_by`` the time variable (one variance per
+    occasion) it is Stata's ``residuals(unstructured, t())``.  Integer
+    times.  Free scale: atanh of the canonical partial correlations of
+    the full matrix over all time values (every free vector positive
+    definite).
+    """
+
+    label = "unstructured"
+    _band = None  # Banded: the largest lag
+    absorbs_random_intercept = True
+
+    def _setup(self, ts, gs, starts, sizes):
+        values = np.unique(ts)
+        self.values = values
+        K = len(values)
+        pos = np.searchsorted(values, ts)
+        iu = np.triu_indices(K, 1)
+        lagv = values[iu[1]] - values[iu[0]]
+        keep = np.ones(len(lagv), bool) if self._band is None else lagv <= self._band
+        if self._band is not None and self._band > (values[-1] - values[0]):
+            raise ValueError(
+                f"{self.label}: q is larger than the longest lag between two time "
+                f"values ({values[-1] - values[0]:g}). Lower q.")
+        self.pairs = (iu[0][keep], iu[1][keep])
+        # identification: every pair observed together in some group
+        seen = np.zeros((K, K), bool)
+        for size in np.unique(sizes[sizes > 1]):
+            groups = np.flatnonzero(sizes == size)
+            p = pos[starts[groups][:, None] + np.arange(size)]
+            a = np.repeat(p, size, axis=1).ravel()
+            b = np.tile(p, (1, size)).ravel()
+            seen[a, b] = True
+        missing = [(values[a], values[b]) for a, b in zip(*self.pairs) if not seen[a, b]]
+        if missing:
+            a, b = missing[0]
+            raise ValueError(
+                f"{self.label} correlation: times {a:g} and {b:g} never occur in "
+                f"the same group ({len(missing)} such pairs), so their correlation "
+                "is not identified. Use a structured correlation (ar1, toeplitz) "
+                "or drop rarely observed times.")
+        self.K = K
+        self._index = -np.ones((K, K), dtype=np.intp)
+        for k, (a, b) in enumerate(zip(*self.pairs)):
+            self._index[a, b] = self._index[b, a] = k
+
+    def _fmt(self, v):
+        return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+    def _names(self):
+        return [f"rho({self._fmt(self.values[a])},{self._fmt(self.values[b])})"
+                for a, b in zip(*self.pairs)]
+
+    def _full(self, theta):
+        R = np.eye(self.K, dtype=np.result_type(theta, 1.0))
+        R[self.pairs] = theta
+        R[self.pairs[1], self.pairs[0]] = theta
+        return R
+
+    def _corr(self, theta, t, derivative, lag):
+        p = np.searchsorted(self.values, t)
+        R = self._full(np.asarray(theta, float))
+        C = R[p[:, :, None], p[:, None, :]]
+        dC = None
+        if derivative:
+            ix = self._index[p[:, :, None], p[:, None, :]]  # (m, n, n)
+            dC = (ix[None] == np.arange(self.k_level)[:, None, None, None]).astype(float)
+        return C, dC
+
+    # canonical partial correlations (CPC) <-> correlations, full matrix
+    def _to_natural(self, free):
+        z = np.tanh(free)
+        K = self.K
+        L = np.zeros((K, K), dtype=z.dtype)
+        L[0, 0] = 1.0
+        cpc = np.zeros((K, K), dtype=z.dtype)
+        cpc[np.triu_indices(K, 1)[1], np.triu_indices(K, 1)[0]] = z
+        for i in range(1, K):
+            rest = 1.0
+            for j in range(i):
+                L[i, j] = cpc[i, j] * np.sqrt(rest)
+                rest = rest - L[i, j] ** 2
+            L[i, i] = np.sqrt(rest)
+        R = L @ L.T
+        return R[self.pairs]
+
+    def _from_natural(self, natural):
+        R = self._full(np.asarray(natural, float))
+        try:
+            L = np.linalg.cholesky(R)
+        except np.linalg.LinAlgError:
+            raise ValueError("the unstructured correlations are not positive "
+                             "definite") from None
+        K = self.K
+        iu = np.triu_indices(K, 1)
+        z = np.zeros(len(iu[0]))
+        for k, (j, i) in enumerate(zip(*iu)):   # (row i > column j)
+            rest = 1.0 - np.sum(L[i, :j] ** 2)
+            z[k] = L[i, j] / np.sqrt(rest)
+        return np.arctanh(np.clip(z, -1 + 1e-16, 1 - 1e-16))
+
+    def _start(self):
+        return np.full(self.k_level, 0.1)
+
+
+class Banded(Unstructured):
+    """
+    Banded unstructured correlation (Stata's ``banded q``): a free
+    correlation for every pair of time values at most q apart, zero
+    beyond.  Integer times.  Free scale: atanh of each correlation;
+    ``admissible`` checks that the matrix over all time values is
+    positive definite.
+    """
+
+    def __init__(self, q: int) -> None:
+        super().__init__()
+        self._band = int(q)
+        if self._band < 1:
+            raise ValueError("banded(q) needs q >= 1")
+        self.label = f"banded({self._band})"
+        self.absorbs_random_intercept = False
+
+    def _to_natural(self, free):
+        return np.tanh(free)
+
+    def _from_natural(self, natural):
+        nat = np.asarray(natural, dtype=np.float64)
+        if not np.all(np.abs(nat) < 1):
+            raise ValueError("banded correlations must be in (-1, 1)")
+        return np.arctanh(nat)
+
+    def _admissible(self, natural):
+        return super()._admissible(natural) and _is_pd(self._full(np.asarray(natural, float)))
+
+
+#: Names accepted by ``correlation=`` (with their option syntax).
+CORRELATION_STRUCTURES = ("independent", "exchangeable", "ar1", "car1",
+                          "exponential", "ma(q)", "arma(p,q)", "toeplitz",
+                          "toeplitz(q)", "banded(q)", "unstructured")
+
+
+def make_correlation(spec) -> CorrelationStructure | None:
+    """
+    A structure from ``correlation=``: None / "independent" (no structure),
+    a string of ``CORRELATION_STRUCTURES`` or a structure object (a fresh
+    unbound copy is returned).
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, CorrelationStructure):
+        out = copy.copy(spec)
+        out.names, out._bound = [], False
+        return out
+    if not isinstance(spec, str):
+        raise TypeError("correlation must be a string such as 'ar1' or a "
+                        f"correlation structure object, not {type(spec).__name__}")
+    s = spec.strip().lower().replace(" ", "")
+    m = re.fullmatch(r"([a-z0-9]+?)(?:\((\d+)(?:,(\d+))?\))?", s)
+    name, a, b = (m.groups() if m else (None, None, None))
+    simple = {"independent": None, "exchangeable": Exchangeable, "ar1": AR1,
+              "car1": CAR1, "exponential": CAR1, "unstructured": Unstructured}
+    if name in simple and a is None:
+        cls = simple[name]
+        return None if cls is None else cls()
+    if name == "toeplitz" and b is None:
+        return Toeplitz(None if a is None else int(a))
+    if name == "ma" and a is not None and b is None:
+        return ARMA(0, int(a))
+    if name == "ar" and a is not None and b is None:
+        return ARMA(int(a), 0)
+    if name == "arma" and a is not None and b is not None:
+        return ARMA(int(a), int(b))
+    if name == "banded" and a is not None and b is None:
+        return Banded(int(a))
+    raise ValueError(
+        f"correlation={spec!r} is not a known structure; use one of "
+        f"{', '.join(CORRELATION_STRUCTURES)} (q, p integers), or a structure "
+        "object of statsmodels_hetmixed.structures.")

@@ -1,0 +1,700 @@
+"""Residual correlation structures (``correlation=``): R_i = S_i C_i S_i.
+
+* Against nlme / glmmTMB (``results/correlation/``, the definitions and SE
+  conventions in its README): every stored fit of a correlation structure
+  with no variance function, ``varIdent`` (our ``var_by`` with the log
+  link) or ``varExp`` (a log-linear ``var_formula``), ML and REML:
+  log-likelihood, estimates and fixed-effect SEs.
+* Theory: the likelihood, gradient and expected information of every
+  structure against a dense multivariate normal density on small
+  unbalanced data with gaps; independence = today's fit; AR(1) on equal
+  spacing = CAR(1); exchangeable = random intercept; invariance to row
+  order, group order and the time origin / scale.
+* Structures without an R counterpart (Toeplitz(q) below the longest
+  lag, banded(q)): estimates against a direct numerical maximisation of
+  the dense likelihood.
+* Input errors.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+from statsmodels.tools.sm_exceptions import ValueWarning
+
+from statsmodels_hetmixed.model import HetMixedLM
+from statsmodels_hetmixed.structures import (
+    AR1,
+    ARMA,
+    CAR1,
+    Banded,
+    Exchangeable,
+    Toeplitz,
+    Unstructured,
+    make_correlation,
+)
+from statsmodels_hetmixed.structures.correlation import arma_acf
+
+_PATH = Path(__file__).parent / "results" / "correlation" / "check_dense.py"
+_spec = importlib.util.spec_from_file_location("check_dense", _PATH)
+check_dense = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_dense)
+
+REFS = check_dense.load_references()
+FITS = REFS["fits"]
+
+
+# ---------------------------------------------------------------- references
+def _usable(key: str) -> bool:
+    fit = FITS[key]
+    if not fit["fitted"] or key in check_dense.LLF_ONLY:
+        return False
+    if fit["spec"]["engine"] == "glmmTMB":
+        return True
+    if fit["spec"].get("cor") is None:        # variance functions only
+        return False
+    var = fit["spec"].get("var")
+    return var is None or var["type"] in ("ident", "exp")
+
+
+NLME_KEYS = [k for k in FITS if _usable(k) and FITS[k]["spec"]["engine"] != "glmmTMB"]
+TMB_KEYS = [k for k in FITS if _usable(k) and FITS[k]["spec"]["engine"] == "glmmTMB"]
+
+
+def _structure(fit):
+    """Our correlation= for a reference fit."""
+    spec = fit["spec"]
+    typ = spec["cor"]["type"]
+    if spec.get("structure") == "toeplitz":
+        return "toeplitz"
+    return {"compsymm": "exchangeable", "ar1": "ar1", "car1": "car1",
+            "symm": "unstructured"}.get(typ) or (
+        f"arma({spec['cor']['p']},{spec['cor']['q']})")
+
+
+def _model(fit):
+    """The model of a reference fit, and (for gls) the free mask holding a
+    random intercept at zero (gls has no random effects)."""
+    spec = fit["spec"]
+    df = check_dense.load_data(spec["file"])
+    kw = {}
+    var = spec.get("var")
+    if var is not None:
+        if var["type"] == "ident":
+            kw.update(var_by=var["strata"], var_link="log")
+        else:
+            kw.update(var_formula=f"~ {var['covariate']}")
+    if spec["engine"] == "lme":
+        terms = spec["re_terms"]
+        terms = [terms] if isinstance(terms, str) else terms
+        others = [t for t in terms if t != "1"]
+        if others:
+            kw["re_formula"] = "~ " + " + ".join(others)
+    tcol = spec["cor"]["time"]
+    time = None if tcol == "(row order)" else tcol
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # exchangeable with a held intercept
+        model = HetMixedLM.from_formula(spec["fixed"], df, groups=spec["group"],
+                                        correlation=_structure(fit), time=time, **kw)
+    return model, df
+
+
+@functools.lru_cache(maxsize=None)
+def _fit(key):
+    fit = FITS[key]
+    model, df = _model(fit)
+    reml = fit["method"] == "REML"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # boundary warnings of a held zero
+        if fit["spec"]["engine"] == "gls":
+            lay = model.layout
+            nat = lay.to_natural(model._objective(reml).start())
+            nat[lay.cov_natural] = 0.0
+            free = np.ones(nat.size)
+            free[lay.cov_natural] = 0
+            res = model.fit(reml=reml, start_params=nat, free=free)
+        else:
+            res = model.fit(reml=reml)
+    return model, df, res
+
+
+def _nlme_correlation(fit, model):
+    """nlme's natural correlation parameters in our parametrisation."""
+    nat = fit["cor"]["natural"]
+    nat = np.array(list(nat.values()) if isinstance(nat, dict) else nat, float)
+    if fit["spec"].get("structure") == "toeplitz":   # AR(K-1) -> its acf
+        return arma_acf(nat, np.zeros(0), len(nat))[1:]
+    return nat
+
+
+def _close(actual, desired, rtol, atol):
+    """|actual - desired| <= rtol |desired| + atol elementwise (atol an
+    array: each entry's own absolute tolerance)."""
+    actual, desired = np.asarray(actual, float), np.asarray(desired, float)
+    err = np.abs(actual - desired)
+    bound = rtol * np.abs(desired) + atol
+    assert np.all(err <= bound), (actual, desired, np.max(err / bound))
+
+
+@pytest.mark.parametrize("key", NLME_KEYS)
+def test_matches_nlme(key):
+    fit = FITS[key]
+    model, df, res = _fit(key)
+    assert res.converged
+    assert res.llf == pytest.approx(fit["logLik"], rel=1e-6, abs=0)
+    lay = model.layout
+    natural = np.asarray(res.params)[lay.k_fe:]
+    # fixed effects (R's names), their SEs in nlme's convention
+    y, X, names = check_dense.design(fit, df)
+    ours = dict(zip([check_dense._r_name(n) for n in model.exog_names],
+                    np.asarray(res.fe_params)))
+    bse = dict(zip([check_dense._r_name(n) for n in model.exog_names],
+                   np.asarray(res.bse)[:lay.k_fe]))
+    ref = np.array([fit["fixef"][n] for n in names])
+    ref_se = np.array([fit["fixef_se"][n] for n in names])
+    _close([ours[n] for n in names], ref, 1e-4, 1e-4 * ref_se)
+    factor = check_dense.vcov_factor(fit, len(y), X.shape[1])
+    np.testing.assert_allclose(np.array([bse[n] for n in names]) * np.sqrt(factor),
+                               ref_se, rtol=0.01)
+    # random-effects covariance
+    if fit["spec"]["engine"] == "lme":
+        G = np.atleast_2d(np.asarray(fit["re_cov"]["values"], float))
+        # absolute: a thousandth of an SE's worth of the residual variance
+        # (nlme leaves variances at the boundary at ~1e-6, ours at 0)
+        _close(lay.cov_re(natural), G, 1e-4,
+               1e-4 * (np.sqrt(np.outer(np.diag(G), np.diag(G))) + fit["sigma"] ** 2))
+    # residual variances row by row: sigma^2 g_ij^2
+    r_ref = fit["sigma"] ** 2 * check_dense.var_multiplier(fit, df) ** 2
+    np.testing.assert_allclose(lay.resid_var(natural), r_ref, rtol=2e-4)
+    if fit["spec"].get("var") and fit["spec"]["var"]["type"] == "exp":
+        slope = np.asarray(res.params)[lay.slice_of(model.variance_function)][1]
+        assert slope == pytest.approx(2 * fit["var"]["natural"]["expon"], abs=1e-4)
+    # correlation parameters
+    np.testing.assert_allclose(np.asarray(res.correlation_params),
+                               _nlme_correlation(fit, model), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", TMB_KEYS)
+def test_matches_glmmtmb(key):
+    """glmmTMB's structures on an occasion random effect (residual sd fixed
+    at 2^-13) are the gls models of their ``same_as`` key: the same llf
+    and fixed effects (glmmTMB's SEs have another convention, README)."""
+    fit = FITS[key]
+    same = f"{fit['spec']['same_as']}/{fit['method']}"
+    _, df, res = _fit(same)
+    assert res.llf == pytest.approx(fit["logLik"], rel=1e-6, abs=0)
+    y, X, names = check_dense.design(fit, df)
+    model = res.model
+    ours = dict(zip([check_dense._r_name(n) for n in model.exog_names],
+                    np.asarray(res.fe_params)))
+    np.testing.assert_allclose([ours[n] for n in names],
+                               [fit["fixef"][n] for n in names], rtol=1e-4)
+
+
+def test_reference_keys_cover_every_structure():
+    structures = {(_structure(FITS[k]), (FITS[k]["spec"].get("var") or {}).get("type"))
+                  for k in NLME_KEYS}
+    for s in ("exchangeable", "ar1", "car1", "arma(0,1)", "arma(1,1)", "toeplitz",
+              "unstructured"):
+        assert (s, None) in structures or any(x[0] == s for x in structures), s
+    for v in (None, "ident", "exp"):
+        assert any(x[1] == v for x in structures)
+
+
+def test_ar1_equals_car1_on_equal_spacing():
+    """orthodont: AR(1) on occ and CAR(1) on age (step 2) are one model,
+    phi_ar = phi_car^2; the stored nlme fits say the same."""
+    _, _, ar = _fit("orthodont/lme_ri/ar1/none/REML")
+    _, _, car = _fit("orthodont/lme_ri/car1/none/REML")
+    assert ar.llf == pytest.approx(car.llf, rel=1e-9)
+    assert ar.correlation_params.iloc[0] == pytest.approx(
+        car.correlation_params.iloc[0] ** 2, rel=1e-5)
+
+
+def test_exchangeable_equals_random_intercept():
+    """gls with exchangeable residuals (rho >= 0) is the random-intercept
+    model: equal llf, rho = tau^2 / (tau^2 + sigma^2)."""
+    _, _, exch = _fit("orthodont/gls/compsymm/none/REML")
+    df = check_dense.load_data("orthodont.csv")
+    ri = HetMixedLM.from_formula("distance ~ age + Sex", df,
+                                 groups="Subject").fit(reml=True)
+    assert exch.llf == pytest.approx(ri.llf, rel=1e-8)
+    tau2 = float(np.asarray(ri.cov_re)[0, 0])
+    rho = tau2 / (tau2 + ri.scale)
+    assert exch.correlation_params.iloc[0] == pytest.approx(rho, rel=1e-5)
+
+
+# ---------------------------------------------------------------- theory
+def _data(seed=1, m=12, max_t=7):
+    """Unbalanced groups (2-5 rows) with gaps in integer times, a random
+    slope and a heteroskedastic variance covariate."""
+    rng = np.random.default_rng(seed)
+    g, t = [], []
+    for i in range(m):
+        n = rng.integers(2, 6)
+        g += [i] * n
+        t += sorted(rng.choice(max_t, n, replace=False))
+    g, t = np.array(g), np.array(t, float)
+    N = len(g)
+    X = np.column_stack([np.ones(N), rng.normal(size=N)])
+    Z = np.column_stack([np.ones(N), t / 3])
+    W = np.column_stack([np.ones(N), rng.normal(size=N)])
+    y = X @ [1.0, 2.0] + rng.normal(size=N) * np.exp(0.3 * W[:, 1]) \
+        + np.repeat(rng.normal(size=m), np.bincount(g))
+    return y, X, Z, W, g, t
+
+
+def _dense_llf(model, natural, reml):
+    """The Gaussian (restricted) log-likelihood from dense V_i."""
+    lay = model.layout
+    G, r = lay.cov_re(natural), lay.resid_var(natural)
+    y, X = model.endog, model.exog
+    p, N = X.shape[1], len(y)
+    H, b, logdet, blocks = np.zeros((p, p)), np.zeros(p), 0.0, []
+    for i in range(model.n_groups):
+        idx, C = model._correlation_matrices(natural[lay.corr_natural], i)
+        s = np.sqrt(r[idx])
+        Zi = model.exog_re[idx]
+        V = Zi @ G @ Zi.T + s[:, None] * C * s[None, :]
+        Vi = np.linalg.inv(V)
+        H += X[idx].T @ Vi @ X[idx]
+        b += X[idx].T @ Vi @ y[idx]
+        logdet += np.linalg.slogdet(V)[1]
+        blocks.append((idx, Vi))
+    beta = np.linalg.solve(H, b)
+    quad = sum((y[i] - X[i] @ beta) @ Vi @ (y[i] - X[i] @ beta) for i, Vi in blocks)
+    if reml:
+        return -0.5 * ((N - p) * np.log(2 * np.pi) + logdet + quad
+                       + np.linalg.slogdet(H)[1])
+    return -0.5 * (N * np.log(2 * np.pi) + logdet + quad)
+
+
+STRUCTURES = ["exchangeable", "ar1", "car1", "ma(1)", "arma(1,1)", "arma(2,1)",
+              "toeplitz", "toeplitz(2)", "banded(2)", "ar1 by level",
+              "car1 fractional"]
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", STRUCTURES)
+def test_llf_gradient_information_against_dense(spec, reml):
+    y, X, Z, W, g, t = _data()
+    by = None
+    if spec.endswith(" by level"):   # separate parameters per level
+        spec, by = spec.split()[0], np.where(g % 3 == 0, "a", "b")
+    if spec.endswith(" fractional"):  # continuous times, gaps below 1
+        spec = spec.split()[0]
+        t = 0.37 * t + np.random.default_rng(3).uniform(0, 0.1, size=t.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HetMixedLM(y, X, g, exog_re=Z, exog_var=W, correlation=spec, time=t,
+                           correlation_by=by)
+    objective = model._objective(reml)
+    lay = model.layout
+    rng = np.random.default_rng(abs(hash(spec)) % 2**32)
+    natural = lay.to_natural(objective.start() + 0.2 * rng.normal(size=lay.k_structure))
+    ev, grad = objective.evaluate_natural(natural, info=True)
+    assert ev.llf == pytest.approx(_dense_llf(model, natural, reml), rel=1e-12)
+    # the gradient without the information (AR(1) / CAR(1): their O(n) path)
+    np.testing.assert_allclose(objective.evaluate_natural(natural)[1], grad,
+                               rtol=1e-9, atol=1e-12 * np.abs(grad).max())
+    h = 1e-6
+    num = np.array([(objective.evaluate(natural + h * e).llf
+                     - objective.evaluate(natural - h * e).llf) / (2 * h)
+                    for e in np.eye(natural.size)])
+    np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-7 * np.abs(num).max())
+    # expected information: 1/2 sum_i tr(V^-1 dV_a V^-1 dV_b), dV by differences
+    if not reml:
+        def covs(nat):
+            G, r = lay.cov_re(nat), lay.resid_var(nat)
+            out = []
+            for i in range(model.n_groups):
+                idx, C = model._correlation_matrices(nat[lay.corr_natural], i)
+                s, Zi = np.sqrt(r[idx]), model.exog_re[idx]
+                out.append(Zi @ G @ Zi.T + s[:, None] * C * s[None, :])
+            return out
+        V0 = covs(natural)
+        dV = [[(a - b) / (2 * h) for a, b in zip(covs(natural + h * e),
+                                                 covs(natural - h * e))]
+              for e in np.eye(natural.size)]
+        k = natural.size
+        info = np.zeros((k, k))
+        for i, V in enumerate(V0):
+            Vi = np.linalg.inv(V)
+            M = [Vi @ d[i] for d in dV]
+            info += 0.5 * np.array([[np.sum(Ma * Mb.T) for Mb in M] for Ma in M])
+        np.testing.assert_allclose(ev.info, info, rtol=1e-6, atol=1e-8 * np.abs(info).max())
+
+
+def test_unstructured_llf_and_gradient_against_dense():
+    rng = np.random.default_rng(5)
+    m, K = 15, 4
+    g = np.repeat(np.arange(m), K)
+    t = np.tile(np.arange(1, K + 1), m).astype(float)
+    keep = rng.random(len(g)) > 0.2
+    g, t = g[keep], t[keep]
+    N = len(g)
+    X = np.column_stack([np.ones(N), rng.normal(size=N)])
+    y = X @ [1.0, 0.5] + rng.normal(size=N)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HetMixedLM(y, X, g, exog_var=pd.get_dummies(t).to_numpy(float),
+                           correlation="unstructured", time=t)
+    for reml in (False, True):
+        objective = model._objective(reml)
+        lay = model.layout
+        natural = lay.to_natural(objective.start() + 0.3 * rng.normal(size=lay.k_structure))
+        ev, grad = objective.evaluate_natural(natural)
+        assert ev.llf == pytest.approx(_dense_llf(model, natural, reml), rel=1e-12)
+        h = 1e-6
+        num = np.array([(objective.evaluate(natural + h * e).llf
+                         - objective.evaluate(natural - h * e).llf) / (2 * h)
+                        for e in np.eye(natural.size)])
+        np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-7 * np.abs(num).max())
+
+
+@pytest.mark.parametrize("spec", ["exchangeable", "ar1", "car1", "arma(1,1)",
+                                  "toeplitz", "toeplitz(2)", "banded(2)",
+                                  "unstructured"])
+def test_free_scale_round_trip_and_jacobian(spec):
+    y, X, Z, W, g, t = _data(m=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HetMixedLM(y, X, g, correlation=spec, time=t)
+    block = model.correlation_structure
+    rng = np.random.default_rng(3)
+    free = 0.5 * rng.normal(size=block.k)
+    nat = block.to_natural(free)
+    assert block.admissible(nat) or spec in ("banded(2)", "toeplitz(2)")
+    np.testing.assert_allclose(block.from_natural(nat), free, atol=1e-10)
+    h = 1e-6
+    num = np.column_stack([(block.to_natural(free + h * e) - block.to_natural(free - h * e))
+                           / (2 * h) for e in np.eye(block.k)])
+    np.testing.assert_allclose(block.jacobian(free), num, atol=1e-8)
+    if spec not in ("banded(2)", "toeplitz(2)"):
+        # every free vector a positive definite structure, even far out
+        C, _ = block.bucket_matrices(block.to_natural(3 * rng.normal(size=block.k)),
+                                     block.buckets[-1])
+        np.linalg.cholesky(C)
+
+
+def test_independent_is_todays_fit():
+    y, X, Z, W, g, t = _data()
+    base = HetMixedLM(y, X, g, exog_re=Z, exog_var=W).fit()
+    indep = HetMixedLM(y, X, g, exog_re=Z, exog_var=W, correlation="independent").fit()
+    np.testing.assert_array_equal(np.asarray(base.params), np.asarray(indep.params))
+    assert base.llf == indep.llf
+    # a structure at correlation zero gives today's likelihood and gradient
+    model = HetMixedLM(y, X, g, exog_re=Z, exog_var=W, correlation="ar1", time=t)
+    natural = np.concatenate([np.asarray(base.params)[2:], [0.0]])
+    ev = model._objective(True).evaluate(natural, gradient=True)
+    assert ev.llf == pytest.approx(base.llf, rel=1e-12)
+    g0 = base.model.score(np.asarray(base.params)[2:])
+    np.testing.assert_allclose(model.score(natural)[:-1], g0, atol=1e-8)
+
+
+def _ar_data(m=40, seed=12):
+    """Groups of 4-7 rows at integer times 0..9 with gaps, a random
+    intercept, AR(1) errors (phi 0.7) and a heteroskedastic variance."""
+    rng = np.random.default_rng(seed)
+    g, t = [], []
+    for i in range(m):
+        n = rng.integers(4, 8)
+        g += [i] * n
+        t += sorted(rng.choice(10, n, replace=False))
+    g, t = np.array(g), np.array(t, float)
+    N = len(g)
+    X = np.column_stack([np.ones(N), rng.normal(size=N)])
+    W = np.column_stack([np.ones(N), rng.normal(size=N)])
+    y = X @ [1.0, 2.0] + np.repeat(0.5 * rng.normal(size=m), np.bincount(g))
+    for i in range(m):   # AR(1) errors, phi 0.7, heteroskedastic
+        idx = np.flatnonzero(g == i)
+        C = 0.7 ** np.abs(np.subtract.outer(t[idx], t[idx]))
+        y[idx] += np.exp(0.3 * W[idx, 1]) * (np.linalg.cholesky(C) @ rng.normal(size=len(idx)))
+    return y, X, W, g, t
+
+
+def test_ar1_on_scaled_times_and_car1_scaling():
+    """AR(1) depends on time differences (origin free); CAR(1)'s phi on
+    times scaled by c is phi^(1/c); AR(1) on integer times equals CAR(1)."""
+    y, X, W, g, t = _ar_data()
+    fits = {}
+    for name, spec, time in [("ar", "ar1", t), ("ar_shift", "ar1", t + 100),
+                             ("car", "car1", t), ("car_x3", "car1", 3 * t + 7)]:
+        fits[name] = HetMixedLM(y, X, g, exog_var=W, correlation=spec, time=time).fit()
+    base = fits["ar"]
+    for name in ("ar_shift", "car"):
+        np.testing.assert_allclose(np.asarray(fits[name].params), np.asarray(base.params),
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(fits[name].bse), np.asarray(base.bse),
+                                   rtol=1e-3)
+    phi3 = fits["car_x3"].correlation_params.iloc[0]
+    assert phi3 ** 3 == pytest.approx(base.correlation_params.iloc[0], rel=1e-5)
+    assert fits["car_x3"].llf == pytest.approx(base.llf, rel=1e-10)
+
+
+def test_reordering_rows_and_groups():
+    y, X, W, g, t = _ar_data(m=30, seed=4)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(y))
+    relabel = rng.permutation(g.max() + 1)[g]
+    for spec in ("ar1", "toeplitz(3)"):
+        a = HetMixedLM(y, X, g, exog_var=W, correlation=spec, time=t).fit()
+        b = HetMixedLM(y[perm], X[perm], relabel[perm], exog_var=W[perm],
+                       correlation=spec, time=t[perm]).fit()
+        assert a.llf == pytest.approx(b.llf, rel=1e-10)
+        np.testing.assert_allclose(np.asarray(a.params), np.asarray(b.params),
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(a.bse), np.asarray(b.bse), rtol=1e-3)
+
+
+def _direct_fit(model, reml, start):
+    """Maximise the dense likelihood with scipy (Nelder-Mead, then BFGS)."""
+    lay = model.layout
+
+    def neg(free):
+        nat = lay.to_natural(free)
+        if not lay.admissible(nat):
+            return 1e10
+        try:
+            return -_dense_llf(model, nat, reml)
+        except np.linalg.LinAlgError:
+            return 1e10
+    out = optimize.minimize(neg, start, method="Nelder-Mead",
+                            options={"maxiter": 20000, "xatol": 1e-9, "fatol": 1e-12})
+    out = optimize.minimize(neg, out.x, method="BFGS", options={"gtol": 1e-9})
+    return lay.to_natural(out.x), -out.fun
+
+
+@pytest.mark.parametrize("spec", ["toeplitz(2)", "banded(2)"])
+def test_structures_without_r_counterpart_against_direct_maximisation(spec):
+    rng = np.random.default_rng(11)
+    m, K = 20, 5
+    g = np.repeat(np.arange(m), K)
+    t = np.tile(np.arange(K), m).astype(float)
+    keep = rng.random(len(g)) > 0.15
+    g, t = g[keep], t[keep]
+    N = len(g)
+    X = np.column_stack([np.ones(N), rng.normal(size=N)])
+    e = np.zeros(N)
+    for i in range(m):          # MA(1)-like errors
+        idx = np.flatnonzero(g == i)
+        u = rng.normal(size=len(idx) + 1)
+        e[idx] = u[1:] + 0.5 * u[:-1]
+    y = X @ [1.0, 0.5] + e
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HetMixedLM(y, X, g, correlation=spec, time=t)
+    lay = model.layout
+    nat0 = lay.to_natural(model._objective(False).start())
+    nat0[lay.cov_natural] = 0.0
+    free = np.ones(nat0.size)
+    free[lay.cov_natural] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = model.fit(reml=False, start_params=nat0, free=free)
+    # the direct maximisation over the same parameters (held intercept 0)
+    mask = np.ones(lay.k_structure, bool)
+    mask[lay.cov_natural] = False
+    start = lay.from_natural(nat0)[mask]
+
+    class _Sub:
+        pass
+    sub = _Sub()
+
+    def to_nat(f):
+        full = lay.from_natural(nat0)
+        full[mask] = f
+        return lay.to_natural(full)
+    sub.to_natural = to_nat
+    sub.admissible = lay.admissible
+    nat_hat = np.asarray(res.params)[lay.k_fe:]
+    assert res.llf == pytest.approx(_dense_llf(model, nat_hat, False), rel=1e-12)
+
+    def neg(f):
+        nat = to_nat(f)
+        if not lay.admissible(nat):
+            return 1e10
+        return -_dense_llf(model, nat, False)
+    out = optimize.minimize(neg, start, method="BFGS", options={"gtol": 1e-8})
+    assert res.llf >= -out.fun - 1e-7
+    np.testing.assert_allclose(nat_hat, to_nat(out.x), rtol=1e-3, atol=1e-4)
+
+
+def test_correlation_by_separate_parameters():
+    y, X, Z, W, g, t = _data(seed=6, m=40)
+    level = np.where(g % 2 == 0, "a", "b")
+    model = HetMixedLM(y, X, g, exog_var=W, correlation="ar1", time=t,
+                       correlation_by=level)
+    assert model.layout.names[-2:] == ["ar1:a", "ar1:b"]
+    res = model.fit()
+    # each level's parameter equals the fit of that level's groups alone when
+    # nothing else is shared: check the likelihood against the dense one
+    nat = np.asarray(res.params)[model.k_fe:]
+    assert res.llf == pytest.approx(_dense_llf(model, nat, True), rel=1e-12)
+    assert res.correlation_params.index.tolist() == ["ar1:a", "ar1:b"]
+
+
+def test_results_and_helpers():
+    y, X, Z, W, g, t = _data(seed=7, m=30)
+    res = HetMixedLM(y, X, g, exog_var=W, correlation="ar1", time=t).fit()
+    model = res.model
+    assert res.model.layout.names[-1] == "ar1"
+    assert list(res.params.index if hasattr(res.params, "index") else
+                model.layout.names)[-1] == "ar1"
+    assert res.correlation_params.shape == (1,)
+    phi = res.correlation_params.iloc[0]
+    rows, C = model._correlation_matrices(res.correlation_params.to_numpy(), 0)
+    lag = np.abs(np.subtract.outer(t[rows], t[rows]))
+    np.testing.assert_allclose(C, phi ** lag)
+    assert np.all(np.diff(t[rows]) > 0)
+    assert np.isfinite(np.asarray(res.bse)).all()
+
+
+def test_formula_interface():
+    df = check_dense.load_data("sleepstudy_gaps.csv")
+    m = HetMixedLM.from_formula("Reaction ~ Days", df, groups="Subject",
+                                correlation="ar1", time="Days")
+    m2 = HetMixedLM(df["Reaction"], np.column_stack([np.ones(len(df)), df["Days"]]),
+                    df["Subject"], correlation=AR1(), time=df["Days"].to_numpy())
+    assert m.loglike(m.layout.to_natural(m._objective().start())) == pytest.approx(
+        m2.loglike(m2.layout.to_natural(m2._objective().start())))
+    df2 = df.copy()
+    df2.loc[3, "Days"] = np.nan
+    with pytest.raises(ValueError, match="Days"):
+        HetMixedLM.from_formula("Reaction ~ Days", df2, groups="Subject",
+                                correlation="ar1", time="Days")
+    m3 = HetMixedLM.from_formula("Reaction ~ Days", df2, groups="Subject",
+                                 correlation="ar1", time="Days", missing="drop")
+    assert m3.nobs == len(df) - 1
+
+
+# ---------------------------------------------------------------- parsing
+@pytest.mark.parametrize("text, cls, attrs", [
+    ("exchangeable", Exchangeable, {}), ("AR1", AR1, {}), ("car1", CAR1, {}),
+    ("exponential", CAR1, {}), ("ma(2)", ARMA, {"p": 0, "q": 2}),
+    ("arma(1, 1)", ARMA, {"p": 1, "q": 1}), ("toeplitz", Toeplitz, {"q_given": None}),
+    ("toeplitz(2)", Toeplitz, {"q_given": 2}), ("banded(1)", Banded, {"_band": 1}),
+    ("unstructured", Unstructured, {})])
+def test_parse(text, cls, attrs):
+    s = make_correlation(text)
+    assert type(s) is cls
+    for k, v in attrs.items():
+        assert getattr(s, k) == v
+    assert make_correlation("independent") is None
+    assert make_correlation(None) is None
+
+
+def test_parse_errors():
+    with pytest.raises(ValueError, match="not a known structure"):
+        make_correlation("ar(")
+    with pytest.raises(TypeError):
+        make_correlation(3)
+
+
+# ---------------------------------------------------------------- errors
+def _small():
+    y, X, Z, W, g, t = _data(seed=8, m=10)
+    return y, X, g, t
+
+
+def test_error_duplicated_times():
+    y, X, g, t = _small()
+    t2 = t.copy()
+    t2[1] = t2[0]
+    with pytest.raises(ValueError, match="repeated values within a group"):
+        HetMixedLM(y, X, g, correlation="ar1", time=t2)
+
+
+def test_error_non_integer_times():
+    y, X, g, t = _small()
+    for spec in ("ar1", "ma(1)", "arma(1,1)", "toeplitz", "banded(1)", "unstructured"):
+        with pytest.raises(ValueError, match="integer times") as err:
+            HetMixedLM(y, X, g, correlation=spec, time=t + 0.5)
+    with pytest.raises(ValueError, match="car1"):
+        HetMixedLM(y, X, g, correlation="ar1", time=t + 0.5)
+    HetMixedLM(y, X, g, correlation="car1", time=t + 0.5)   # fine
+    del err
+
+
+def test_error_order_too_large():
+    y, X, g, t = _small()
+    for spec in ("ma(9)", "toeplitz(9)", "banded(9)"):
+        with pytest.raises(ValueError, match="longest"):
+            HetMixedLM(y, X, g, correlation=spec, time=t)
+
+
+def test_error_by_varies_within_group():
+    y, X, g, t = _small()
+    with pytest.raises(ValueError, match="varies within a group"):
+        HetMixedLM(y, X, g, correlation="ar1", time=t,
+                   correlation_by=np.arange(len(y)) % 2)
+
+
+def test_error_unstructured_pair_never_observed():
+    g = np.repeat(np.arange(6), 2)
+    t = np.array([0, 1, 1, 2] * 3, float)          # 0 and 2 never together
+    y = np.random.default_rng(0).normal(size=12)
+    X = np.ones((12, 1))
+    with pytest.raises(ValueError, match="never occur in the same group"):
+        HetMixedLM(y, X, g, correlation="unstructured", time=t)
+    HetMixedLM(y, X, g, correlation="banded(1)", time=t)   # lag 2 not needed
+
+
+def test_error_time_without_correlation_and_locscale():
+    y, X, g, t = _small()
+    with pytest.raises(ValueError, match="give correlation="):
+        HetMixedLM(y, X, g, time=t)
+    with pytest.raises(NotImplementedError, match="location-scale"):
+        HetMixedLM(y, X, g, exog_var_re=np.ones((len(y), 1)), correlation="ar1", time=t)
+
+
+def test_position_within_group_without_time():
+    """Without time=, a row's place is its position in its group (nlme's
+    form = ~ 1 | g): the same as time = 0, 1, ... in row order."""
+    y, X, g, t = _small()
+    pos = np.concatenate([np.arange(n) for n in np.bincount(g)])
+    a = HetMixedLM(y, X, g, correlation="ar1")
+    b = HetMixedLM(y, X, g, correlation="ar1", time=pos)
+    nat = a.layout.to_natural(a._objective().start())
+    assert a.loglike(nat) == b.loglike(nat)
+
+
+def test_exchangeable_with_random_intercept_warns():
+    """Exchangeable (or unstructured, full Toeplitz) residuals and a random
+    intercept are not separately identified when the residual variances
+    are constant within groups: a warning.  With variances that vary
+    within groups they are, and with decaying correlations too: none."""
+    y, X, Z, W, g, t = _data(seed=8, m=40)
+    for spec in ("exchangeable", "unstructured", "toeplitz"):
+        with pytest.warns(ValueWarning, match="not separately identified"):
+            HetMixedLM(y, X, g, correlation=spec, time=t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HetMixedLM(y, X, g, exog_var=W, correlation="exchangeable")
+        HetMixedLM(y, X, g, correlation="toeplitz(2)", time=t)
+        HetMixedLM(y, X, g, correlation="ar1", time=t)
+        HetMixedLM(y, X, g, exog_re=Z[:, 1:], correlation="exchangeable")
+
+
+def test_exchangeable_and_random_intercept_ridge():
+    """The ridge behind the warning: with a constant variance the
+    likelihood depends on (tau^2, sigma^2, rho) only through
+    sigma^2 (1 - rho) and tau^2 + rho sigma^2, negative rho included."""
+    y, X, Z, W, g, t = _data(seed=9, m=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HetMixedLM(y, X, g, correlation="exchangeable")
+    tau2, s2, rho = 0.5, 1.2, 0.2
+    d, e = s2 * (1 - rho), tau2 + rho * s2
+    base = model.loglike(np.array([tau2, np.log(s2), rho]))
+    for rho_b in (0.05, -0.05):
+        s2_b = d / (1 - rho_b)
+        llf = model.loglike(np.array([e - rho_b * s2_b, np.log(s2_b), rho_b]))
+        assert llf == pytest.approx(base, rel=1e-12)
+    assert model.loglike(np.array([tau2, np.log(s2), 0.05])) != pytest.approx(base)
