@@ -29,8 +29,7 @@ Columns:
 
 from pathlib import Path
 
-import pandas as pd
-from statsmodels.datasets.utils import Dataset
+from .._csv import load_csv
 
 __all__ = ["load", "load_pandas", "COPYRIGHT", "TITLE", "SOURCE",
            "DESCRSHORT", "DESCRLONG", "NOTE"]
@@ -61,11 +60,7 @@ def load_pandas():
         ``.data`` is a DataFrame with the columns described in the module
         docstring; ``.endog`` is ``mathach`` and ``.exog`` the other columns.
     """
-    data = pd.read_csv(_CSV)
-    return Dataset(data=data, names=list(data.columns),
-                   endog=data["mathach"], exog=data.drop(columns="mathach"),
-                   endog_name="mathach",
-                   exog_name=[c for c in data.columns if c != "mathach"])
+    return load_csv(_CSV, "mathach")
 
 
 def load():

@@ -22,8 +22,7 @@ Columns:
 
 from pathlib import Path
 
-import pandas as pd
-from statsmodels.datasets.utils import Dataset
+from .._csv import load_csv
 
 __all__ = ["load", "load_pandas", "COPYRIGHT", "TITLE", "SOURCE",
            "DESCRSHORT", "DESCRLONG", "NOTE"]
@@ -53,11 +52,7 @@ def load_pandas():
         ``.data`` is a DataFrame with the columns described in the module
         docstring; ``.endog`` is ``distance`` and ``.exog`` the other columns.
     """
-    data = pd.read_csv(_CSV)
-    return Dataset(data=data, names=list(data.columns),
-                   endog=data["distance"], exog=data.drop(columns="distance"),
-                   endog_name="distance",
-                   exog_name=[c for c in data.columns if c != "distance"])
+    return load_csv(_CSV, "distance")
 
 
 def load():
