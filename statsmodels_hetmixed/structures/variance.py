@@ -273,8 +273,10 @@ class _CovariateVariance(VarianceBlock):
     #: nlme's function name, for the messages.
     nlme_name = ""
 
-    def _set_covariate(self, covariate, nobs):
+    def _set_covariate(self, covariate, name, nobs):
         self.depends_on_fitted = isinstance(covariate, str)
+        self.covariate_name = name if name is not None else (
+            FITTED if self.depends_on_fitted else "v")
         if self.depends_on_fitted:
             if covariate != FITTED:
                 raise ValueError(
@@ -386,10 +388,7 @@ class PowerVariance(IdentityScale, _CovariateVariance):
 
     def __init__(self, covariate, name: str | None = None,
                  nobs: int | None = None) -> None:
-        fitted = isinstance(covariate, str)
-        self.covariate_name = name if name is not None else (
-            FITTED if fitted else "v")
-        self._set_covariate(covariate, nobs)
+        self._set_covariate(covariate, name, nobs)
         self.names = [f"power({self.covariate_name})"]
 
     def _store(self, v):
@@ -448,10 +447,7 @@ class ConstPowerVariance(_CovariateVariance):
 
     def __init__(self, covariate, name: str | None = None,
                  nobs: int | None = None) -> None:
-        fitted = isinstance(covariate, str)
-        self.covariate_name = name if name is not None else (
-            FITTED if fitted else "v")
-        self._set_covariate(covariate, nobs)
+        self._set_covariate(covariate, name, nobs)
         self.names = [f"const({self.covariate_name})",
                       f"power({self.covariate_name})"]
 
