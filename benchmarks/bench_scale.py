@@ -83,6 +83,9 @@ def _fit(kind, data):
 
 def child(kind, n_groups):
     """One measurement in this (fresh) process; prints JSON."""
+    # the package of the tree under test first (bench_fit puts this
+    # script's own tree on sys.path)
+    sys.path.insert(0, os.environ["BENCH_TREE"])
     warnings.simplefilter("ignore")
     _fit(kind, scale_data(100, seed=1))  # warm-up: imports, first calls
     data = scale_data(n_groups)
@@ -110,14 +113,16 @@ def child(kind, n_groups):
 
 def run_child(kind, n_groups, tree):
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(tree)
-    env.setdefault("OMP_NUM_THREADS", env.get("OMP_NUM_THREADS", ""))
+    env["PYTHONPATH"] = env["BENCH_TREE"] = str(Path(tree).resolve())
     kind_arg = kind.replace("base_", "")
     out = subprocess.run([sys.executable, __file__, "--child", kind_arg, str(n_groups)],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    sample = json.loads(out.stdout.strip().splitlines()[-1])
+    if kind not in ("ols", "mixedlm") and not sample["module"].startswith(env["BENCH_TREE"]):
+        raise RuntimeError(f"{kind} ran {sample['module']}, not the tree {tree}")
+    return sample
 
 
 def _median(samples, key):
