@@ -359,6 +359,14 @@ class Layout:
                                         self._is_cov, self._slots_ix)]
         return np.concatenate(out) if out else np.zeros(0)
 
+    @property
+    def log_linear(self) -> bool:
+        """Whether G is linear in the covariance parameters (always) and
+        log sigma2_ij in the variance parameters (every variance block's
+        ``log_linear``): the condition of the engine's analytic observed
+        information."""
+        return all(b.log_linear for b in self.variance_blocks)
+
     def info_directions(self, natural) -> tuple[np.ndarray, np.ndarray]:
         """
         The derivatives of V the engine's expected information needs:
