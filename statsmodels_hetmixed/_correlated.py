@@ -77,8 +77,7 @@ def _whiten(data, block, natural, resid_var, derivative):
     yw = np.ascontiguousarray(out[:, p + q])
     wdata = dataclasses.replace(
         data, endog=yw, exog=Xw, exog_zc=Zw,
-        exog_z=np.ascontiguousarray(out[:, p + q + 1:]) if separate_z else Zw,
-        exog_endog=np.column_stack([Xw, yw]))
+        exog_z=np.ascontiguousarray(out[:, p + q + 1:]) if separate_z else Zw)
     return wdata, factors, logdet
 
 

@@ -27,7 +27,7 @@ over groups.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -102,7 +102,6 @@ class GroupedData:
     max_size: int
     indicator: sp.csr_array | None
     pad_index: np.ndarray | None
-    exog_endog: np.ndarray  # [exog, endog], for one pass of cross products
     fe_basis: np.ndarray | None = None
     #: M^-1, known in closed form: M = I + e_j0 a' with a_j0 = 0, so
     #: M^-1 = I - e_j0 a' (no solve per evaluation).
@@ -110,6 +109,10 @@ class GroupedData:
     exog_zc: np.ndarray | None = None
     re_basis: np.ndarray | None = None
     re_basis_inverse: np.ndarray | None = None
+    #: rows per group, and whether the rows come sorted by group (then a
+    #: per-group value reaches its rows by np.repeat, ``expand``)
+    sizes: np.ndarray | None = None
+    sorted_groups: bool = False
 
     @classmethod
     def build(cls, endog, exog, exog_z, group_index, n_groups, layout="auto",
@@ -157,9 +160,6 @@ class GroupedData:
         exog_zc, re_basis, re_basis_inverse = (
             _centred(exog_z, k_re) if centre and k_re > 0
             else (exog_z, None, None))
-        exog_endog = np.empty((n, exog.shape[1] + 1))
-        exog_endog[:, :-1] = exog
-        exog_endog[:, -1] = endog
         return cls(
             endog,
             exog,
@@ -169,17 +169,26 @@ class GroupedData:
             max_size,
             indicator,
             pad_index,
-            exog_endog,
             fe_basis,
             fe_basis_inverse,
             exog_zc,
             re_basis,
             re_basis_inverse,
+            sizes,
+            bool(n == 0 or np.all(group_index[1:] >= group_index[:-1])),
         )
 
     @property
     def nobs(self):
         return self.endog.shape[0]
+
+    def expand(self, per_group):
+        """Each row's value of a per-group array ((m,) or (m, k) -> (n,)
+        or (n, k))."""
+        per_group = np.ascontiguousarray(per_group)
+        if self.sorted_groups:
+            return np.repeat(per_group, self.sizes, axis=0)
+        return np.take(per_group, self.group_index, axis=0)
 
     def pad(self, rows):
         """(n, k) rows -> (n_groups, max_size, k), zeros in the padding."""
@@ -235,26 +244,92 @@ def _scale_rows(a, v):
     return np.multiply(a.T, v, order="C").T
 
 
+# Rows per block of the products over the rows (``_weighted_gram``,
+# ``rows_matmul``, ``rows_tmatvec``): a block at a time the products stay
+# in cache, need no n x k temporary, and the BLAS runs them on one thread.
+# On one tall (n, k) operand with few columns OpenBLAS splits the work
+# over its threads, which on a loaded machine wait for each other:
+# measured at 1,000,000 rows with 2 threads and a load average of 6,
+# X @ H (4 x 4) took 342 ms in one product and 6 ms in blocks, X @ b
+# 16 ms against 6 ms.
+_GRAM_ROWS = 1 << 15
+
+
+def rows_matmul(a, b):
+    """``a @ b`` for a tall (n, k) ``a`` with few columns and a small
+    ``b`` ((k,) or (k, l)), a block of rows at a time."""
+    out = np.empty((a.shape[0],) + np.shape(b)[1:])
+    for start in range(0, a.shape[0], _GRAM_ROWS):
+        stop = start + _GRAM_ROWS
+        np.matmul(a[start:stop], b, out=out[start:stop])
+    return out
+
+
+def rows_tmatvec(a, v):
+    """``a' v`` for a tall (n, k) ``a`` and an n-vector (or (n, l) array)
+    ``v``, summed over blocks of rows."""
+    out = np.zeros((a.shape[1],) + np.shape(v)[1:])
+    for start in range(0, a.shape[0], _GRAM_ROWS):
+        stop = start + _GRAM_ROWS
+        out += a[start:stop].T @ v[start:stop]
+    return out
+
+
+def _rows_quadratic(a, M):
+    """``a_j' M a_j`` for every row of a tall (n, k) ``a``, a block of rows
+    at a time."""
+    out = np.empty(a.shape[0])
+    for start in range(0, a.shape[0], _GRAM_ROWS):
+        stop = start + _GRAM_ROWS
+        blk = a[start:stop]
+        np.einsum("ij,ij->i", blk @ M, blk, out=out[start:stop])
+    return out
+
+
+def _weighted_gram(a, v, b=None):
+    """``a' diag(v) b`` (``b = a`` by default) for (n, k) arrays with few
+    columns, summed over blocks of rows: no n x k temporary."""
+    b = a if b is None else b
+    out = np.zeros((a.shape[1], b.shape[1]))
+    for start in range(0, a.shape[0], _GRAM_ROWS):
+        stop = start + _GRAM_ROWS
+        out += (a[start:stop] * v[start:stop, None]).T @ b[start:stop]
+    return out
+
+
 def group_cross(data, left, right, weights):
     """
     Per-group weighted cross products ``sum_j w_j left_j right_j'``
     (unweighted when ``weights`` is None).
 
     Returns an array of shape (n_groups, k_left, k_right).  Sparse layout:
-    the row-wise products are formed C-contiguous (the sparse product would
-    copy anything else) in blocks of left columns that keep temporaries
-    under ``_CHUNK_ELEMENTS``.
+    the row-wise products are formed C-contiguous (the sparse product
+    copies anything else) in blocks of columns that keep temporaries under
+    ``_CHUNK_ELEMENTS``.  With one left column (a random intercept, the
+    common case) the weight is folded into it and each block is one
+    product of a column block of ``right`` with that vector.
     """
-    wleft = left if weights is None else left * weights[:, None]
     if data.pad_index is not None:
+        wleft = left if weights is None else left * weights[:, None]
         return data.pad(wleft).transpose(0, 2, 1) @ data.pad(right)
     n, k_left = left.shape
     k_right = right.shape[1]
     out = np.empty((data.n_groups, k_left, k_right))
+    if k_left == 1:
+        # a column at a time: one n-vector of products (the sparse
+        # product of a vector costs what a column of a block does)
+        v = left[:, 0] if weights is None else left[:, 0] * weights
+        prods = np.empty(n)
+        for j in range(k_right):
+            np.multiply(right[:, j], v, out=prods)
+            out[:, 0, j] = data.indicator @ prods
+        return out
+    wleft = left if weights is None else left * weights[:, None]
     block = max(1, _CHUNK_ELEMENTS // max(n * k_right, 1))
     for start in range(0, k_left, block):
         stop = min(k_left, start + block)
-        prods = wleft[:, start:stop, None] * right[:, None, :]
+        prods = np.empty((n, stop - start, k_right))
+        np.multiply(wleft[:, start:stop, None], right[:, None, :], out=prods)
         sums = data.indicator @ prods.reshape(n, -1)
         out[:, start:stop, :] = sums.reshape(-1, stop - start, k_right)
     return out
@@ -265,7 +340,12 @@ def rows_times_group(data, rows, per_group):
     For every row j of group g: ``sum_a rows[j, a] * per_group[g, a, ...]``.
 
     ``rows`` is (n, q) and ``per_group`` is (n_groups, q) or
-    (n_groups, q, k); the result is (n,) or (n, k).
+    (n_groups, q, k); the result is (n,) or (n, k).  The per-group values
+    reach the rows by ``GroupedData.expand`` (a contiguous gather, or
+    np.repeat when the rows are sorted by group): indexing the (m, q, k)
+    array with the rows' group index and a slice at once takes numpy's
+    slow path (measured: 11 ms against 1-2 ms per gather at 1,000,000
+    rows).
     """
     n, q = rows.shape
     vector = per_group.ndim == 2
@@ -274,17 +354,18 @@ def rows_times_group(data, rows, per_group):
     if data.pad_index is not None:
         out = (data.pad(rows) @ pg).reshape(-1, k)[data.pad_index]
         return out[:, 0] if vector else out
+    if q == 1:
+        if vector:
+            return rows[:, 0] * data.expand(per_group[:, 0])
+        return rows[:, :1] * data.expand(pg[:, 0, :])
     out = np.empty((n, k))
     step = max(1, _CHUNK_ELEMENTS // max(q * k, 1))
     gi = data.group_index
+    pg = np.ascontiguousarray(pg)
     for start in range(0, n, step):
         stop = min(n, start + step)
-        if q == 1:
-            out[start:stop] = rows[start:stop, :1] * pg[gi[start:stop], 0, :]
-        else:
-            out[start:stop] = np.einsum(
-                "ia,iak->ik", rows[start:stop], pg[gi[start:stop]]
-            )
+        out[start:stop] = np.einsum(
+            "ia,iak->ik", rows[start:stop], np.take(pg, gi[start:stop], axis=0))
     return out[:, 0] if vector else out
 
 
@@ -401,9 +482,6 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         raise ValueError("fe_summaries=False needs ML with fe_params given")
     if not fe_summaries:
         B = b = None
-    elif endog is None:
-        Bb = group_cross(data, Z, data.exog_endog, winv)
-        B, b = Bb[:, :, :p], Bb[:, :, p]
     else:
         B = group_cross(data, Z, X, winv)
         b = group_cross(data, Z, y[:, None], winv)[:, :, 0]
@@ -412,8 +490,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     logdet_M = logdet_M_groups.sum()
     if fe_summaries:
         KB = K @ B
-        Xw = _scale_rows(X, winv)
-        xtvix = Xw.T @ X - np.einsum("iqp,iqr->pr", B, KB)
+        xtvix = _weighted_gram(X, winv) - np.einsum("iqp,iqr->pr", B, KB)
         xtvix = 0.5 * (xtvix + xtvix.T)
     else:
         xtvix = None
@@ -429,10 +506,10 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
                 "X'V^-1 X is singular: the fixed-effects design is collinear"
             ) from exc
     if fe_params is None:
-        xtviy = Xw.T @ y - np.einsum("iqp,iq->p", KB, b)
+        xtviy = rows_tmatvec(X, y * winv) - np.einsum("iqp,iq->p", KB, b)
         fe_params = _chol_solve(chol_H, xtviy)
 
-    resid = y - X @ fe_params
+    resid = y - rows_matmul(X, fe_params)
     e = group_cross(data, Z, resid[:, None], winv)[:, :, 0]
     blup = np.einsum("iab,ib->ia", K, e)
     quad = np.dot(resid * resid, winv) - np.einsum("ia,ia->", e, blup)
@@ -444,7 +521,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     else:
         llf = -0.5 * (n * _LOG_2PI + logdet_V + quad)
 
-    score_fe = (Xw.T @ resid - np.einsum("iqp,iq->p", B, blup)
+    score_fe = (rows_tmatvec(X, resid * winv) - np.einsum("iqp,iq->p", B, blup)
                 if fe_summaries else None)
     # the centred effects' BLUPs and covariances back to Z's: M^-1 u_c
     Mi = data.re_basis_inverse
@@ -487,9 +564,10 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         HiQt = _chol_solve(chol_H, Q.transpose(2, 1, 0).reshape(p, -1))
         HiQt = HiQt.reshape(p, q, -1).transpose(2, 1, 0)  # (m, q, p): Q_i H^-1
         grad_cov += 0.5 * np.einsum("iap,ibp->ab", Q, HiQt)
-        xt = X - rows_times_group(data, Z, KB)
+        xt = rows_times_group(data, Z, KB)
+        np.subtract(X, xt, out=xt)  # X - Z K B, in place
         Hinv = _chol_solve(chol_H, np.eye(p))
-        g += ((xt @ Hinv) * xt).sum(axis=1) * winv
+        g += _rows_quadratic(xt, Hinv) * winv
     grad_cov = 0.5 * (grad_cov + grad_cov.T)
     ev.grad_cov = _to_user_gradient(data, grad_cov)
     ev.grad_cov_centred = grad_cov
@@ -616,9 +694,13 @@ def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):
     Z = _engine_z(data)
     n, q = Z.shape
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
-    dw = _scale_rows(var_dirs, winv)  # d_l / r^2
-    zd = (Z[:, :, None] * dw[:, None, :]).reshape(n, q * k_var)
-    T = group_cross(data, Z, zd, None).reshape(-1, q, q, k_var)
+    if q == 1:  # T_l = sum_j z_j^2 d_jl / r_j^2: one weighted segment sum
+        T = group_cross(data, Z, var_dirs, Z[:, 0] * winv)
+        T = T.reshape(-1, 1, 1, k_var)
+    else:
+        dw = _scale_rows(var_dirs, winv)  # d_l / r^2
+        zd = (Z[:, :, None] * dw[:, None, :]).reshape(n, q * k_var)
+        T = group_cross(data, Z, zd, None).reshape(-1, q, q, k_var)
     ika = np.eye(q) - K @ A
     info = np.empty((k_cov + k_var, k_cov + k_var))
     F = np.einsum("kab,ibc->kiac", cov_dirs, zvz)
@@ -629,6 +711,115 @@ def _expected_information(data, K, A, zvz, zkz, winv, cov_dirs, var_dirs):
     info[k_cov:, :k_cov] = 0.5 * np.einsum("kdb,lbd->lk", cov_dirs, Mv)
     info[:k_cov, k_cov:] = info[k_cov:, :k_cov].T
     KT = np.einsum("iab,ibcl->iacl", K, T)
-    rowpart = var_dirs.T @ _scale_rows(var_dirs, 1.0 - 2.0 * zkz * winv)
+    rowpart = _weighted_gram(var_dirs, 1.0 - 2.0 * zkz * winv)
     info[k_cov:, k_cov:] = 0.5 * (rowpart + np.einsum("iacl,icam->lm", KT, KT))
     return info
+
+
+def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
+                         evaluation=None):
+    """
+    Analytic Hessian of the log-likelihood profiled over the fixed effects
+    (ML) or of the REML criterion, in parameters on which G depends
+    linearly (``cov_dirs``: dG / d param, (k_cov, q, q); of G_c with
+    ``data.re_basis``, as ``evaluate``'s) and the log residual variances
+    linearly (``var_dirs``: d log r_j / d param, (n, k_var)), with the
+    evaluation (gradient and expected information) at the same point.
+
+    With ``s = V^-1 (y - X b)``, ``V_k = dV / d param_k`` and, for two
+    variance parameters, ``V_lm = diag(r d_l d_m)``, the Hessian at fixed
+    ``b`` is
+
+        H_kl = I_kl - (V_k s)' V^-1 (V_l s) + 1/2 (s' V_kl s - tr V^-1 V_kl)
+
+    (I the expected information), each term per group q x q algebra on
+    segment sums of ``Z'(d_l s)``.  Profiling over ``b`` adds
+    ``J' (X'V^-1 X)^-1 J`` with ``J_k = -X'V^-1 V_k s`` (the cross block).
+    REML subtracts half the Hessian of ``log |X'V^-1 X|``: with
+    ``U = V^-1 X L^-T`` (``X'V^-1 X = L L'``) and ``N_k = U' V_k U``,
+
+        + 1/2 tr(N_k N_l) - sum_a (V_k U_a)' V^-1 (V_l U_a)
+        + 1/2 sum_a U_a' V_kl U_a,
+
+    the same quadratic forms with the columns of U in place of ``s``.  No
+    differences are taken: the result is exact to rounding and costs about
+    two passes over the rows (REML: about two more), where differencing
+    the gradient takes one evaluation per parameter.
+
+    ``evaluation``: the engine's evaluation with the gradient at the same
+    parameters (profiled fixed effects, the same ``reml``), e.g. the last
+    of a scoring run; its passes are then not repeated (the expected
+    information is taken along these directions).  The returned
+    evaluation is a copy of it with ``info`` set.
+
+    Returns
+    -------
+    (ndarray (k_cov + k_var, k_cov + k_var), Evaluation)
+    """
+    if evaluation is None:
+        ev = evaluate(data, factor, resid_var, reml, gradient=True,
+                      info_directions=(cov_dirs, var_dirs))
+    else:
+        ev = replace(evaluation, info=None, info_centred=None)
+    X, Z = data.exog, _engine_z(data)
+    A, B, e, K, _ = ev.group_summaries
+    n, p = X.shape
+    k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
+    D = np.asarray(var_dirs, dtype=np.float64)
+    winv = 1.0 / resid_var
+    AK = A @ K
+    C = A - AK @ A                      # Z'V^-1 Z per group
+    ika = np.eye(Z.shape[1]) - AK       # I - A K
+    zkz = (rows_times_group(data, Z, K) * Z).sum(axis=1)
+    if ev.info is None:
+        ev.info = _expected_information(data, K, A, C, zkz, winv, cov_dirs, D)
+
+    def quadratic_forms(u, c_u):
+        """Q_kl = (V_k u)' V^-1 (V_l u) for one n-vector u (c_u = Z'u per
+        group) but for the row sums ``D' diag(r u^2) D`` of its variance
+        block (the caller adds those of all its vectors in one pass), and
+        t = Z'(d_l u) per group."""
+        t = group_cross(data, Z, D, u)                       # (m, q, k_var)
+        a = np.einsum("kab,ib->kia", cov_dirs, c_u)          # E_k c_u
+        Q = np.empty((k_cov + k_var, k_cov + k_var))
+        Q[:k_cov, :k_cov] = np.einsum("kia,iab,lib->kl", a, C, a)
+        Q[:k_cov, k_cov:] = np.einsum("kia,ial->kl", a, ika @ t)
+        Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
+        Q[k_cov:, k_cov:] = -np.einsum("ial,iab,ibm->lm", t, K, t)
+        return Q, a, t
+
+    s = ev.vinv_resid
+    c = e - np.einsum("iab,ib->ia", A, np.einsum("iab,ib->ia", K, e))  # Z'V^-1 r
+    Q, a, t = quadratic_forms(s, c)
+    hess = ev.info - Q
+    # the variance block's row sums: - D'diag(r s^2)D of Q and
+    # 1/2 (s'V_lm s - tr V^-1 V_lm) = 1/2 D'diag(r s^2 - 1 + z'Kz / r)D
+    rows = -0.5 * (s * s * resid_var + 1.0 - zkz * winv)
+    # profiled over b: + J' H^-1 J, J = d score_b / d param
+    zvx = B - AK @ B
+    J = np.empty((p, k_cov + k_var))
+    J[:, :k_cov] = -np.einsum("iap,kia->pk", zvx, a)
+    J[:, k_cov:] = -(_weighted_gram(X, s, D)
+                     - np.einsum("iqp,iqr,irl->pl", B, K, t))
+    H = ev.xtvix if ev.xtvix_centred is None else ev.xtvix_centred
+    chol_H = cholesky_equilibrated(H, "X'V^-1 X")
+    hess += J.T @ _chol_solve(chol_H, J)
+    if reml:
+        # U = V^-1 X L^-T, column by column
+        vinv_x = rows_times_group(data, Z, K @ B)
+        np.subtract(X, vinv_x, out=vinv_x)
+        vinv_x *= winv[:, None]  # V^-1 X = R^-1 (X - Z K B), in place
+        U = rows_matmul(vinv_x, np.linalg.inv(chol_H).T)
+        del vinv_x
+        c_U = group_cross(data, Z, U, None)                   # (m, q, p)
+        N = np.empty((k_cov + k_var, p, p))
+        N[:k_cov] = np.einsum("iap,kab,ibr->kpr", c_U, cov_dirs, c_U)
+        for j in range(p):
+            u = np.ascontiguousarray(U[:, j])
+            hess -= quadratic_forms(u, c_U[:, :, j])[0]
+            # - D'diag(r u^2)D of Q, + 1/2 of it from U_a' V_lm U_a
+            rows -= 0.5 * resid_var * u * u
+            N[k_cov:, j, :] = _weighted_gram(D, resid_var * u, U)
+        hess += 0.5 * np.einsum("kab,lba->kl", N, N)
+    hess[k_cov:, k_cov:] += _weighted_gram(D, rows)
+    return 0.5 * (hess + hess.T), ev

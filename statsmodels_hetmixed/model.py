@@ -147,7 +147,7 @@ class _MixedLMView(MixedLM):
         self.__dict__.update(model.__dict__)
         self._het = model
         for name in ("endog_li", "exog_li", "exog_re_li", "exog_re2_li",
-                     "_aex_r", "_aex_r2"):
+                     "_aex_r", "_aex_r2", "row_indices"):
             setattr(self, name, getattr(model, name))
         self._lin, self._quad = model._lin, model._quad
         self.k_params = self.k_fe + self.k_re2 + self.k_vc
@@ -819,12 +819,16 @@ class HetMixedLM(MixedLM):
         self.group_labels = labels.tolist()
         self.n_groups = len(self.group_labels)
         self._group_sizes = np.bincount(codes, minlength=self.n_groups)
-        order = np.argsort(codes, kind="stable")
+        self.__dict__.pop("row_indices", None)
+
+    @functools.cached_property
+    def row_indices(self) -> dict:
+        """MixedLM's rows of each group, {label: row positions}: built on
+        first use (the fit does not need it; one array per group)."""
+        order = np.argsort(self._group_index, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(self._group_sizes)])
-        self.row_indices = {
-            lab: order[bounds[i]:bounds[i + 1]]
-            for i, lab in enumerate(self.group_labels)
-        }
+        return {lab: order[bounds[i]:bounds[i + 1]]
+                for i, lab in enumerate(self.group_labels)}
 
     def _build_exog_z(self):
         """Random-effects design with variance components padded per group."""
@@ -847,6 +851,8 @@ class HetMixedLM(MixedLM):
             parts.append(block)
             slots.append(np.arange(offset, offset + width))
             offset += width
+        if len(parts) == 1:  # exog_re alone: no copy of it
+            return np.ascontiguousarray(parts[0], dtype=np.float64), slots
         exog_z = np.hstack(parts) if parts else np.zeros((n, 0))
         return exog_z, slots
 

@@ -257,18 +257,26 @@ class HeteroskedasticObjective:
         work = np.arange(mask.size) if work is None else np.asarray(work)
         key = ("S", mask.tobytes(), work.tobytes())
         if key not in self._conditioning:  # S depends on the masks only
-            lay = self.layout
-            S = self.conditioner(mask)
-            if self._centring is not None:
-                for block, sl in zip(lay.blocks, lay.block_slices):
-                    if isinstance(block, CovarianceBlock):
-                        S[sl, sl] = (np.eye(block.k) if mask[sl].all()
-                                     else np.linalg.inv(self._centring[sl, sl]))
+            S = self._conditioning_map(mask)
             ix = np.ix_(work, work)
             self._conditioning[key] = (np.linalg.inv(S[ix]), ix)
         S_inv, ix = self._conditioning[key]
         info = S_inv.T @ ev.info_centred[ix] @ S_inv
         return 0.5 * (info + info.T)
+
+    def _conditioning_map(self, mask) -> np.ndarray:
+        """S with u = S v, from the natural parameters of G_c (v, the
+        engine's coordinates) to the conditioned ones (``conditioner``):
+        the identity on the covariance blocks that ``mask`` keeps whole,
+        C^-1 on a covariance block with held parameters, a variance
+        block's conditioner (other blocks: the identity)."""
+        S = self.conditioner(mask)
+        if self._centring is not None:
+            for block, sl in zip(self.layout.blocks, self.layout.block_slices):
+                if isinstance(block, CovarianceBlock):
+                    S[sl, sl] = (np.eye(block.k) if mask[sl].all()
+                                 else np.linalg.inv(self._centring[sl, sl]))
+        return S
 
     def conditioned_gradient(self, ev, natural, g, mask) -> np.ndarray:
         """d llf / du from an evaluation (natural gradient ``g``): the
@@ -311,6 +319,8 @@ class HeteroskedasticObjective:
         """
         mask = np.ones(natural.size, bool) if mask is None else np.asarray(mask, bool)
         T = self.conditioner(mask)
+        if self.layout.log_linear:
+            return self._analytic_information(natural, mask, T)
         T_inv = np.linalg.inv(T)
 
         def grad_u(u):
@@ -331,6 +341,58 @@ class HeteroskedasticObjective:
         hess_u = _hessian.hessian(lambda u: grad_u(u)[0], u0, g0_u, basis, free=mask,
                                   central=central)
         return ObservedInformation(hess_u, T, g0_u, ev0)
+
+    def _analytic_information(self, natural, mask, T) -> "ObservedInformation":
+        """
+        ``observed_information`` from the engine's analytic Hessian
+        (``_engine.observed_information``; every variance block
+        log-linear).  The engine takes it along directions w: the natural
+        parameters of G_c for the covariance blocks, the conditioned ones
+        u of the variance blocks (their directions d log sigma2 / du =
+        W T^-1, the centred columns: the Hessian in the natural ones would
+        cancel there as the gradient does).  The map from w to u is linear
+        (``_conditioning_map`` on the covariance blocks), so the Hessian
+        carries as S^-T H_w S^-1.
+        """
+        lay = self.layout
+        natural = np.asarray(natural, dtype=np.float64)
+        k_cov = lay.k_cov
+        cov_dirs, var_dirs = lay.info_directions(natural)
+        T_var = T[k_cov:, k_cov:]
+        conditioned = not np.array_equal(T_var, np.eye(T_var.shape[0]))
+        if conditioned:
+            var_dirs = var_dirs @ np.linalg.inv(T_var)
+        hess_w, ev = _engine.observed_information(
+            self.grouped, lay.factor(self.centred(natural)), lay.resid_var(natural),
+            self.reml, cov_dirs, var_dirs, evaluation=self._evaluation_at(natural))
+        if conditioned:  # the information in G_c's and the natural coordinates
+            R = np.eye(T.shape[0])
+            R[k_cov:, k_cov:] = T_var
+            ev.info = R.T @ ev.info @ R
+        ev.info_centred = ev.info
+        if self._centring is not None:
+            ev.info = self._centring.T @ ev.info @ self._centring
+        self._last_info = (natural.copy(), ev)
+        g_u = self.conditioned_gradient(ev, natural, self.natural_gradient(ev, natural),
+                                        mask)
+        S = self._conditioning_map(mask)
+        S[k_cov:, k_cov:] = np.eye(T_var.shape[0])  # w is u there
+        S_inv = np.linalg.inv(S)
+        idx = np.flatnonzero(mask)
+        hess_u = np.zeros_like(hess_w)
+        hess_u[np.ix_(idx, idx)] = (S_inv.T @ hess_w @ S_inv)[np.ix_(idx, idx)]
+        return ObservedInformation(0.5 * (hess_u + hess_u.T), T, g_u, ev)
+
+    def _evaluation_at(self, natural):
+        """The evaluation last computed with the expected information (by
+        Fisher scoring, usually the last step) if it was at ``natural``, to
+        rounding (the round trip through the free scale, a few units in
+        the last place), else None."""
+        last = self._last_info
+        if last is None or last[0].shape != natural.shape:
+            return None
+        close = np.abs(last[0] - natural) <= 1e-14 * np.abs(natural)
+        return last[1] if close.all() else None
 
     def _nearby_information(self, natural):
         """
@@ -389,8 +451,16 @@ class HeteroskedasticObjective:
         shared between the random effects (a quarter) and the residual
         variance function (the blocks' own ``start``)."""
         y, X = self.grouped.endog, self.grouped.exog
-        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-        resid = y - X @ beta
+        # OLS by the normal equations: X is the engine's design, centred
+        # where it has an intercept (well conditioned) and of full rank
+        # (the model's check); one pass instead of an SVD of the rows.
+        # (a nearly collinear design without an intercept: least squares)
+        try:
+            chol = _linalg.cholesky_equilibrated(_engine.rows_tmatvec(X, X), "X'X")
+            beta = _linalg.chol_solve(chol, _engine.rows_tmatvec(X, y))
+        except np.linalg.LinAlgError:
+            beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        resid = y - _engine.rows_matmul(X, beta)
         total = max(float(np.mean(resid**2)), 1e-12)
         Z = self.grouped.exog_z
         share_re = 0.25 if Z.shape[1] > 0 else 0.0

@@ -90,8 +90,7 @@ class HetMixedLMResults(MixedLMResults):
         # statsmodels 0.15, whose own remove_data fails) and wipes the
         # model's data attributes, ours included.
         self._cache = {}
-        for name in ("_grouped", "exog_var", "variance_function.exog_var",
-                     "variance_function._centred_design"):
+        for name in ("_grouped", "exog_var", "variance_function.exog_var"):
             if name not in model._data_attr:
                 model._data_attr.append(name)
         fe, natural = lay.split(self.params_natural_array)

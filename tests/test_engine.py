@@ -4,23 +4,25 @@ import numpy as np
 import pytest
 
 from statsmodels_hetmixed._engine import (GroupedData, centred_directions, evaluate,
-                                          fe_score_jacobian)
+                                          fe_score_jacobian, observed_information)
 
 
 LAYOUTS = ["padded", "sparse"]
 
 
-def _problem(seed=1, layout="auto"):
+def _problem(seed=1, layout="auto", q=3, sorted_rows=False):
     rng = np.random.default_rng(seed)
     m = 7
     sizes = rng.integers(1, 6, m)  # includes one-row groups
     n = sizes.sum()
     g = rng.permutation(np.repeat(np.arange(m), sizes))  # rows not sorted by group
+    if sorted_rows:
+        g = np.sort(g)
     X = np.column_stack([np.ones(n), rng.standard_normal((n, 2))])
-    Z = np.column_stack([np.ones(n), rng.standard_normal((n, 2))])
+    Z = np.column_stack([np.ones(n), rng.standard_normal((n, 2))])[:, :q]
     y = 2 * rng.standard_normal(n) + X @ [1, 2, 3]
     W = np.column_stack([np.ones(n), rng.standard_normal(n)])
-    L = np.tril(rng.standard_normal((3, 3))) * 0.7
+    L = np.tril(rng.standard_normal((3, 3)))[:q, :q] * 0.7
     return GroupedData.build(y, X, Z, g, m, layout=layout), g, W, L
 
 
@@ -110,10 +112,11 @@ def _vech_directions(q):
     return np.array(dirs)
 
 
+@pytest.mark.parametrize("q", [1, 3])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_expected_information_matches_dense_trace_formula(layout):
+def test_expected_information_matches_dense_trace_formula(layout, q):
     """I_kl = 1/2 tr(V^-1 V_k V^-1 V_l), computed with the n x n matrices."""
-    data, g, W, L = _problem(7, layout)
+    data, g, W, L = _problem(7, layout, q=q)
     a = np.array([0.2, -0.3])
     r = np.exp(W @ a)
     q = L.shape[0]
@@ -323,3 +326,44 @@ def test_fe_score_jacobian_from_the_evaluation_matches_dense(layout, centre):
     dense = np.column_stack([-X.T @ Vi @ d @ Vi @ resid for d in derivs])
     np.testing.assert_allclose(got, dense, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(rows, dense, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("sorted_rows", [False, True])
+@pytest.mark.parametrize("q", [1, 3])
+@pytest.mark.parametrize("reml", [False, True])
+def test_observed_information_matches_dense_formula(reml, q, sorted_rows):
+    """The analytic Hessian of the profiled log-likelihood (REML criterion)
+    against the n x n formulas: at fixed b, 1/2 tr(V^-1 V_k V^-1 V_l)
+    - 1/2 tr(V^-1 V_kl) + 1/2 s'V_kl s - (V_k s)'V^-1 (V_l s) with
+    s = V^-1 (y - X b), plus J'(X'V^-1 X)^-1 J (J_k = -X'V^-1 V_k s), and
+    for REML minus half the Hessian of log|X'V^-1 X| (P = V^-1 - V^-1 X
+    H^-1 X'V^-1: 1/2 tr(P V_k P V_l) - 1/2 tr(P V_kl) + 1/2 s'V_kl s -
+    s'V_k P V_l s)."""
+    data, g, W, L = _problem(11, "sparse", q=q, sorted_rows=sorted_rows)
+    assert data.sorted_groups == sorted_rows
+    r = np.exp(W @ np.array([0.2, -0.3]))
+    cov_dirs = _vech_directions(q)
+    hess, ev = observed_information(data, L, r, reml, cov_dirs, W)
+    Z, X, y = data.exog_z, data.exog, data.endog
+    same = g[:, None] == g[None, :]
+    Vi = np.linalg.inv(np.diag(r) + (Z @ L @ L.T @ Z.T) * same)
+    H = X.T @ Vi @ X
+    P = Vi - Vi @ X @ np.linalg.solve(H, X.T @ Vi)
+    s = P @ y
+    derivs = [(Z @ d @ Z.T) * same for d in cov_dirs]
+    derivs += [np.diag(r * W[:, k]) for k in range(W.shape[1])]
+    k_cov, k = len(cov_dirs), len(derivs)
+    dense = np.zeros((k, k))
+    J = np.column_stack([-X.T @ Vi @ D @ s for D in derivs])
+    M = P if reml else Vi
+    for i in range(k):
+        for j in range(k):
+            Dij = (np.diag(r * W[:, i - k_cov] * W[:, j - k_cov])
+                   if min(i, j) >= k_cov else np.zeros_like(Vi))
+            dense[i, j] = (0.5 * np.trace(M @ derivs[i] @ M @ derivs[j])
+                           - 0.5 * np.trace(M @ Dij) + 0.5 * s @ Dij @ s
+                           - (derivs[i] @ s) @ M @ (derivs[j] @ s))
+    if not reml:
+        dense += J.T @ np.linalg.solve(H, J)
+    np.testing.assert_allclose(hess, dense, rtol=1e-9, atol=1e-10 * np.abs(dense).max())
+    np.testing.assert_allclose(ev.vinv_resid, s, atol=1e-12)

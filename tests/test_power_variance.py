@@ -31,6 +31,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM
+from statsmodels_hetmixed import optim
 from statsmodels_hetmixed.structures import ConstPowerVariance, PowerVariance
 from statsmodels_hetmixed.structures.testing import check_block
 
@@ -447,7 +448,12 @@ def test_constpower_fitted_where_nlme_failed():
             res = model.fit(reml=reml)
         assert res.converged and res.fixed_point.converged
         g = model.score(np.asarray(res.params_natural)[model.k_fe:])
-        assert np.max(np.abs(g * res.bse_natural[model.k_fe:])) < 1e-4
+        # converged by the fitter's own criterion, the Newton decrement
+        # g' (-H)^-1 g, here at the v the model holds (the fixed point's);
+        # per parameter, g_k SE_k reaches 1e-4 along const's flat direction
+        # (SE 2.6e12), where the decrement is 2e-11
+        cov = np.asarray(res.cov_params_natural())[model.k_fe:, model.k_fe:]
+        assert g @ cov @ g < optim.NEWTON_DECREMENT_TOL
         if not reml:
             ref = CORRELATION["bodyweight/lme_rs/indep/constpower_fitted/ML"]
             assert res.llf > ref["logLik"] + 0.05

@@ -260,6 +260,12 @@ class VarianceBlock(Block):
     #: Number of rows the block describes (the model's observations).
     nobs: int
 
+    #: Whether log sigma2_ij is linear in the natural parameters (zero
+    #: second derivatives): the engine then gives the observed information
+    #: analytically (``_engine.observed_information``); otherwise it is
+    #: differenced from the gradient (``_hessian``).
+    log_linear: bool = False
+
     @abc.abstractmethod
     def variance(self, natural: np.ndarray, design: np.ndarray | None = None
                  ) -> np.ndarray:

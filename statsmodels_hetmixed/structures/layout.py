@@ -417,6 +417,16 @@ class Layout:
                                         self._is_cov, self._slots_ix)]
         return np.concatenate(out) if out else np.zeros(0)
 
+    @property
+    def log_linear(self) -> bool:
+        """Whether G is linear in the covariance parameters (always) and
+        log sigma2_ij in the variance parameters (every variance block's
+        ``log_linear``), with independent residuals (no correlation
+        block: the engine's formulas are those of a diagonal R): the
+        condition of the engine's analytic observed information."""
+        return (self.correlation_block is None
+                and all(b.log_linear for b in self.variance_blocks))
+
     def info_directions(self, natural) -> tuple[np.ndarray, np.ndarray]:
         """
         The derivatives of V the engine's expected information needs:

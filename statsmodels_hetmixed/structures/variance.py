@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from statsmodels.tools.sm_exceptions import ValueWarning
 
+from .._engine import rows_matmul, rows_tmatvec
 from .base import IdentityScale, SquareRootScale, StartContext, VarianceBlock
 
 # Prefix that marks the residual variance function in ``params`` names.  The
@@ -45,6 +46,25 @@ def make_variance_function(link: str, exog_var: np.ndarray,
     return classes[link](exog_var, names)
 
 
+def _constant_direction(W):
+    """Coefficients c with W c = 1 when W spans the constant, else None:
+    from a constant column where W has one (exact, and no least-squares
+    pass over the rows), else by least squares."""
+    if W.shape[0] == 0:
+        return None
+    constant = np.flatnonzero(np.all(W == W[0], axis=0) & (W[0] != 0))
+    if constant.size:
+        coef = np.zeros(W.shape[1])
+        coef[constant[0]] = 1.0 / W[0, constant[0]]
+        return coef
+    coef, *_ = np.linalg.lstsq(W, np.ones(len(W)), rcond=None)
+    return coef if np.allclose(W @ coef, 1.0, atol=1e-8) else None
+
+
+# Rows per block of the centred products W_c'g (no n x k copy of W_c held).
+_BLOCK_ROWS = 1 << 16
+
+
 class _VarianceFunction(VarianceBlock):
     """Shared set-up: the design W and the constant direction it spans.
 
@@ -58,16 +78,13 @@ class _VarianceFunction(VarianceBlock):
     square_root = False
 
     def __init__(self, exog_var, names):
-        self.exog_var = np.ascontiguousarray(exog_var, dtype=np.float64)
+        # No copy of the design (any memory order serves W a and W'g).
+        self.exog_var = np.asarray(exog_var, dtype=np.float64)
         self.nobs = self.exog_var.shape[0]
         self.column_names = list(names)
         self.names = [VAR_PREFIX + str(v) for v in self.column_names]
         self.k_var = self.exog_var.shape[1]
-        # Coefficients c with W c = 1, when W spans the constant.
-        coef, *_ = np.linalg.lstsq(self.exog_var, np.ones(len(self.exog_var)),
-                                   rcond=None)
-        fit = self.exog_var @ coef
-        self.const_direction = coef if np.allclose(fit, 1.0, atol=1e-8) else None
+        self.const_direction = _constant_direction(self.exog_var)
         if self.const_direction is None:
             warnings.warn(
                 "The variance design (exog_var / var_formula) does not span a "
@@ -80,7 +97,7 @@ class _VarianceFunction(VarianceBlock):
 
     def linear_predictor(self, var_params, exog_var=None):
         w = self.exog_var if exog_var is None else exog_var
-        return w @ var_params
+        return rows_matmul(w, var_params)
 
     def start(self, context: StartContext) -> np.ndarray:
         return self.start_params(context.resid, 1.0 - context.share_re)
@@ -108,6 +125,7 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
     """
 
     link = "log"
+    log_linear = True
 
     def variance(self, var_params, exog_var=None):
         """Residual variances sigma2_ij."""
@@ -116,7 +134,7 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
 
     def natural_gradient(self, var_params, grad_log_variance):
         """d llf / d var_params from d llf / d log sigma2_ij: W' g."""
-        return self.exog_var.T @ grad_log_variance
+        return rows_tmatvec(self.exog_var, grad_log_variance)
 
     @functools.cached_property
     def _centring(self):
@@ -150,19 +168,14 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
     def conditioned_gradient(self, var_params, grad_log_variance):
         if self._centring is None:
             return self.natural_gradient(var_params, grad_log_variance)
-        return self._centred_design.T @ grad_log_variance
-
-    @functools.cached_property
-    def _centred_design(self):
-        """W_c = W - 1 m' (see ``_centring``), kept for the gradients of
-        the fit (one product each instead of a pass that centres rows)."""
-        return self.exog_var - self._centring[1]
-
-    def __getstate__(self):
-        # a derived array: rebuilt on demand after unpickling
-        state = self.__dict__.copy()
-        state.pop("_centred_design", None)
-        return state
+        # W_c'g with W_c = W - 1 m', centred block by block: W'g - m 1'g
+        # would cancel, and a centred copy of W would double its memory.
+        W, means, g = self.exog_var, self._centring[1], grad_log_variance
+        out = np.zeros(self.k)
+        for start in range(0, W.shape[0], _BLOCK_ROWS):
+            stop = start + _BLOCK_ROWS
+            out += (W[start:stop] - means).T @ g[start:stop]  # (see rows_tmatvec)
+        return out
 
     def log_derivative(self, var_params):
         """d log sigma2_ij / d var_params, an (n, k_var) array: W."""
