@@ -154,7 +154,9 @@ def _model_stats(model):
         "z": (Zre.sum(axis=0), Zre.min(axis=0, initial=np.inf),
               Zre.max(axis=0, initial=-np.inf)),
         "w_sum": W.sum(axis=0),
-        "r_x": np.linalg.qr(X, mode="r"), "r_w": np.linalg.qr(W, mode="r"),
+        "r_x": np.linalg.qr(X, mode="r"),
+        # [W, 1]: W's R factor, and whether W spans the constant
+        "r_w": np.linalg.qr(np.column_stack([W, np.ones(len(W))]), mode="r"),
         "w_rows": np.unique(W, axis=0)[:_MAX_VAR_ROWS],
     }
 
@@ -181,7 +183,8 @@ def _finalise(model, centring):
     exog = np.asarray(model.exog, dtype=np.float64)
     exog_c, F, Fi = (_engine._centred(exog, exog.shape[1], fe_c) if fe_c is not None
                      else (np.ascontiguousarray(exog), None, None))
-    exog_zc, M, Mi = (_engine._centred(g.exog_z, model.k_re, re_c)
+    exog_zc, M, Mi = (_engine._centred(g.exog_z, model.k_re,
+                                       _padded(re_c, g.exog_z.shape[1]))
                       if re_c is not None else (g.exog_z, None, None))
     exog_endog = np.empty((exog_c.shape[0], exog_c.shape[1] + 1))
     exog_endog[:, :-1] = exog_c
@@ -197,10 +200,14 @@ def _finalise(model, centring):
 
 
 def _set_block_centring(block, value):
-    """A variance block's centring (``LogLinearVariance._centring``) set
-    to the whole data's."""
-    if value is not None:
-        block.__dict__["_centring"] = value
+    """A variance block's constant direction (W c = 1) and centring
+    (``LogLinearVariance._centring``) set to the whole data's: those of a
+    partition's or a sample's rows may differ (a group-level column
+    constant in a few groups)."""
+    const, centring = value
+    block.const_direction = const
+    if hasattr(type(block), "_centring"):
+        block.__dict__["_centring"] = centring
         block.__dict__.pop("_centred_design", None)
 
 
@@ -644,6 +651,12 @@ def from_dask(formula, ddf, groups, re_formula=None, vc_formula=None,
     client_model = _build_model(ddf.partitions[first].head(_SAMPLE_ROWS), spec, first)
     _check_design(stats_, names, client_model, group_sizes)
     centring = _global_centring(stats_, n, client_model)
+    if centring[2][0][0] is None:
+        warnings.warn(
+            "The variance design (exog_var / var_formula) does not span a "
+            "constant, so the residual variance has no free overall scale. "
+            "Add an intercept to the variance formula unless this is "
+            "intended.", ValueWarning, stacklevel=3)
     parts = list(dask.persist(*[dask.delayed(_finalise, pure=True)(m, centring)
                                 for m in models]))
     del models
@@ -660,7 +673,8 @@ def _check_design(stats, names, model, group_sizes):
              "Remove or recode those terms of the mean formula."),
             ("r_w", "The variance design (exog_var)", names[1],
              "Remove those terms from var_formula / exog_var.")):
-        _linalg.check_full_rank(np.vstack([s[key] for s in stats]), what, cols, hint)
+        R = np.vstack([s[key] for s in stats])[:, :len(cols)]
+        _linalg.check_full_rank(R, what, cols, hint)
     if len(group_sizes) < 2 and model.k_vc == 0:
         raise ValueError("groups has a single level: a mixed model needs at "
                          "least two groups.")
@@ -697,24 +711,39 @@ def _global_centring(stats, n, model):
              np.min([s["z"][1] for s in stats], axis=0),
              np.max([s["z"][2] for s in stats], axis=0)]
         re_c = _constant_centring(*z, n)
-        if re_c is not None:  # the padded design's other columns: untouched
-            q = model._grouped.exog_z.shape[1]
-            means = np.zeros(q)
-            means[:model.k_re] = re_c[1]
-            re_c = (re_c[0], means)
-    w_mean = np.sum([s["w_sum"] for s in stats], axis=0) / n
-    var_c = []
-    for block in model.layout.variance_blocks:
-        local = getattr(block, "_centring", None) if hasattr(
-            type(block), "_centring") else None
-        if local is None:
-            var_c.append(None)
-            continue
-        j0 = local[0]
-        means = w_mean.copy()
-        means[j0] = 0.0
-        var_c.append((j0, means))
-    return fe_c, re_c, var_c
+    return fe_c, re_c, [_variance_centring(stats, n)]
+
+
+def _variance_centring(stats, n):
+    """The variance function's ``const_direction`` and ``_centring`` of
+    the whole data (``LogLinearVariance``'s rules), from the R factor of
+    [W, 1]: c solves W c = 1 where the constant's residual is nil."""
+    from scipy.linalg import solve_triangular
+
+    R = np.linalg.qr(np.vstack([s["r_w"] for s in stats]), mode="r")
+    k = R.shape[1] - 1
+    const = None
+    # the constant's RMS residual off W's span (in-memory: W c = 1 to 1e-8)
+    if R.shape[0] <= k or abs(R[k, k]) <= 1e-8 * np.sqrt(n):
+        const = solve_triangular(R[:k, :k], R[:k, k])
+    centring = None
+    if const is not None:
+        carriers = np.flatnonzero(np.abs(const) > 1e-8)
+        if len(carriers) == 1:
+            j0 = int(carriers[0])
+            means = np.sum([s["w_sum"] for s in stats], axis=0) / n
+            means[j0] = 0.0
+            centring = (j0, means)
+    return const, centring
+
+
+def _padded(centring, q):
+    """A random-effects centring ``(j0, means of exog_re)`` for a padded
+    design of ``q`` columns (the variance components' are not centred)."""
+    j0, means = centring
+    out = np.zeros(q)
+    out[:means.size] = means
+    return j0, out
 
 
 class _MeanLogVariance:
@@ -812,9 +841,9 @@ class DaskHetMixedLM(HetMixedLM):
         model._dask_fe_basis = (F, Fi)
         M = None
         if re_c is not None:
-            q = re_c[1].size
-            M = np.eye(q)
-            M[re_c[0]] += re_c[1] / np.asarray(model.exog_re)[0, re_c[0]]
+            j0, means = _padded(re_c, model._grouped.exog_z.shape[1])
+            M = np.eye(means.size)
+            M[j0] += means / np.asarray(model.exog_re)[0, j0]
         model._grouped = _Grouping(M)
         model._dask_centring = (None if M is None
                                 else model.layout.centring(M))

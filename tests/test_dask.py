@@ -84,6 +84,23 @@ def test_equals_in_memory_fit(data, ddf, case, reml):
     assert r1.method == r0.method
 
 
+def test_group_level_variance_covariate_constant_in_first_rows(data):
+    """The client's model is built from the first rows: a group-level
+    covariate constant there (W rank-deficient in them) must not change
+    the variance function's constant direction or centring, which come
+    from the whole data (standard errors differed by 20% when they came
+    from those rows)."""
+    rng = np.random.default_rng(5)
+    labels = np.sort(data["g"].unique())
+    h = dict(zip(labels, np.where(np.arange(len(labels)) < 20, 1.0,
+                                  rng.integers(0, 2, len(labels)))))
+    frame = data.assign(h=data["g"].map(h))
+    kw = dict(var_formula="~ x + h")
+    r0 = hmf.hetmixedlm("y ~ x + h", frame, groups="g", **kw).fit(reml=False)
+    r1 = hmf.hetmixedlm("y ~ x + h", _by_group(frame, 4), groups="g", **kw).fit(reml=False)
+    _assert_same(r0, r1)
+
+
 def test_results_match(data, ddf):
     kw = dict(re_formula="~ x", var_formula="~ x + c")
     r0 = hmf.hetmixedlm("y ~ x + z + c", data, groups="g", **kw).fit(reml=False)
