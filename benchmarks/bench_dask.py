@@ -181,12 +181,12 @@ def big(rows, workers, path, memory_limit, keep):
           + " (after construction: " + ", ".join(
         f"{v / 2**30:.2f}" for v in after_build.values()) + ")")
     print(f"client peak RSS: {client_peak / 2**30:.2f} GiB")
-    truth = {**TRUE_FE, "x:g": 0.0, "Group Var": TRUE_RE_VAR,
+    truth = {**TRUE_FE, "x:g": 0.0, "var(grp)": TRUE_RE_VAR,
              **{f"var:{k}": v for k, v in TRUE_VAR.items()}}
     table = pd.DataFrame({"estimate": res.params, "SE": res.bse})
     table["truth"] = [truth.get(k, np.nan) for k in table.index]
     table["(est - truth) / SE"] = (table["estimate"] - table["truth"]) / table["SE"]
-    print(table.round(5).to_markdown())
+    print(table.round(5).to_string())
     print(res.summary())
     if not keep:
         shutil.rmtree(path, ignore_errors=True)

@@ -135,6 +135,20 @@ def test_residual_variance_table(data, ddf):
                                   r0.residual_variance_table(), rtol=1e-6)
 
 
+def test_compare_lr_test_reml(data, ddf):
+    """REML fits with the same mean formula are compared without rows on
+    the client, as the in-memory fits are."""
+    fits = []
+    for frame in (data, ddf):
+        full = hmf.hetmixedlm("y ~ x", frame, groups="g", var_formula="~ x").fit()
+        fits.append(full.compare_lr_test(hmf.hetmixedlm("y ~ x", frame, groups="g").fit()))
+    assert abs(fits[0].statistic - fits[1].statistic) < 1e-6 and fits[1].df == 1
+    other = hmf.hetmixedlm("y ~ x + z", ddf, groups="g").fit()
+    with pytest.raises(ValueError, match="different fixed effects"):
+        hmf.hetmixedlm("y ~ x", ddf, groups="g", var_formula="~ x").fit() \
+            .compare_lr_test(other)
+
+
 def test_split_groups_repartitioned_with_warning(data):
     # rows in random order: every partition holds pieces of many groups
     shuffled = data.sample(frac=1.0, random_state=0)
