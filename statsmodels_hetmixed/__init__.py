@@ -5,10 +5,11 @@ statsmodels-hetmixed: linear mixed models with heteroskedastic residuals.
 variance function, ``log sigma2_ij = w_ij' a``.
 """
 
+from ._dask import DaskHetMixedLM
 from .model import HetMixedLM, HetMixedLMParams
 from .results import HetMixedLMResults, HetMixedLMResultsWrapper
 
 __version__ = "0.1.0"
 
-__all__ = ["HetMixedLM", "HetMixedLMParams", "HetMixedLMResults", "HetMixedLMResultsWrapper",
+__all__ = ["DaskHetMixedLM", "HetMixedLM", "HetMixedLMParams", "HetMixedLMResults", "HetMixedLMResultsWrapper",
            "__version__"]

@@ -197,14 +197,18 @@ class GroupedData:
         return out.reshape(self.n_groups, self.max_size, -1)
 
 
-def _centred(mat, k):
+def _centred(mat, k, centring=None):
     """
     ``(mat_c, M, M^-1)`` with the first ``k`` columns of ``mat`` centred
     (``_centring``), ``mat = mat_c M``; ``(mat, None, None)`` when they
     have no intercept column or nothing to centre.  M = I + e_j0 a' with
     a_j0 = 0, so M^-1 = I - e_j0 a' (known in closed form).
+
+    ``centring``: ``(j0, means)`` of the whole data, for a part of the
+    rows (a Dask partition), so that every part has the same M.
     """
-    centring = _centring(mat[:, :k])
+    if centring is None:
+        centring = _centring(mat[:, :k])
     if centring is None:
         return np.ascontiguousarray(mat), None, None
     j0, means = centring
@@ -823,3 +827,33 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         hess += 0.5 * np.einsum("kab,lba->kl", N, N)
     hess[k_cov:, k_cov:] += _weighted_gram(D, rows)
     return 0.5 * (hess + hess.T), ev
+
+
+def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
+    """
+    What the REML criterion adds to the ML gradient at the GLS fixed
+    effects, for the rows of ``data`` when ``X'V^-1 X`` is that of more
+    rows (the partitions of a Dask fit, whose sum it is):
+
+        d / dG:         1/2 sum_i Q_i H^-1 Q_i',  Q_i = Z_i'V_i^-1 X_i
+        d / d log r_j:  1/2 x~_j' H^-1 x~_j / r_j,  x~ = X - Z K B
+
+    (``evaluate``'s REML terms with ``H^-1`` given).  ``evaluation``: the
+    engine's ML evaluation of these rows at the GLS fixed effects
+    (its ``group_summaries``); ``xtvix_inv_centred``: ``H^-1`` in the
+    engine's (centred) columns.
+
+    Returns
+    -------
+    grad_cov_centred : ndarray (q, q)
+        Of G_c (``GroupedData.re_basis``; G without it).
+    grad_log_var : ndarray (n,)
+    """
+    A, B, _, K, _ = evaluation.group_summaries
+    KB = K @ B
+    Q = B - A @ KB
+    Hinv = np.asarray(xtvix_inv_centred, dtype=np.float64)
+    grad_cov = 0.5 * np.einsum("iap,pr,ibr->ab", Q, Hinv, Q)
+    xt = data.exog - rows_times_group(data, _engine_z(data), KB)
+    g = 0.5 * ((xt @ Hinv) * xt).sum(axis=1) / resid_var
+    return 0.5 * (grad_cov + grad_cov.T), g

@@ -162,6 +162,7 @@ class _MixedLMView(MixedLM):
 
 
 class HetMixedLM(MixedLM):
+    _partition = False  # see __init__ (pickles made before it have none)
     __doc__ = """
     Linear mixed model with a log-linear residual variance function.
 
@@ -301,6 +302,9 @@ class HetMixedLM(MixedLM):
         correlation_by=None,
         **kwargs,
     ):
+        # A partition of a Dask fit (_dask.py): its design may lack a level
+        # or hold one group; those checks are made on the whole data there.
+        self._partition = bool(kwargs.pop("_partition", False))
         allowed = (["missing_idx", "model_spec", "formula", "_time_name",
                     "_correlation_by_name"] + list(_FORMULA_KEYS)
                    + list(_PREDICTION_KEYS))
@@ -498,6 +502,8 @@ class HetMixedLM(MixedLM):
         self.nobs = n
         self.n_totobs = n
 
+        if self._partition:
+            return
         _check_full_rank(self.exog, "The fixed-effects design (exog)",
                          self.exog_names,
                          "Remove or recode those terms of the mean formula.")
@@ -814,7 +820,8 @@ class HetMixedLM(MixedLM):
 
     def _set_groups(self, groups):
         codes, labels = check_groups(groups, len(self.endog),
-                                     variance_components=self.k_vc > 0)
+                                     variance_components=(self.k_vc > 0
+                                                          or self._partition))
         self._group_index = codes
         self.group_labels = labels.tolist()
         self.n_groups = len(self.group_labels)
@@ -1128,6 +1135,13 @@ class HetMixedLM(MixedLM):
         """
         if "groups" not in kwargs:
             raise TypeError("'groups' is a required keyword argument of from_formula")
+        from ._daskframe import is_dask_frame
+        if is_dask_frame(data):
+            raise TypeError(
+                "data is a Dask DataFrame: build the model with "
+                "statsmodels_hetmixed.formula.api.hetmixedlm or "
+                "DaskHetMixedLM.from_formula (see the documentation page "
+                "'Dask'), which keep the rows in the partitions.")
         eval_env = _formula.capture_eval_env(kwargs.pop("eval_env", None))
         data, groups, kwargs = _formula.model_arguments(
             formula, data, kwargs.pop("groups"), eval_env, re_formula=re_formula,

@@ -459,7 +459,8 @@ class HetMixedLMResults(MixedLMResults):
         exog : DataFrame or array_like, optional
             New data (default: the fitted rows).  Formula models take a
             DataFrame with the columns the formulas use; arrays have the
-            columns of the model's ``exog``.
+            columns of the model's ``exog``.  A Dask DataFrame gives a
+            Dask Series, predicted partition by partition.
         transform : bool
             Pass a DataFrame through the model's formulas.
         groups : array_like or str, optional
@@ -499,9 +500,15 @@ class HetMixedLMResults(MixedLMResults):
         level-2 variance functions), where the random effects'
         posterior is not Gaussian; use ``random_effects`` there.
         """
+        from ._daskframe import is_dask_frame, predict_partitions
         from .prediction import predicted_mean, prediction_rows
 
         self._refuse_location_scale("predict")
+        if is_dask_frame(exog):  # each partition predicted on its worker
+            return predict_partitions(self, exog, transform=transform,
+                                      groups=groups, exog_re=exog_re,
+                                      conditional=conditional,
+                                      new_groups=new_groups)
         if exog is None:
             self._needs_data("predict() for the fitted rows")
         rows = prediction_rows(self, exog, transform=transform, groups=groups,
@@ -873,7 +880,12 @@ class HetMixedLMResults(MixedLMResults):
             raise ValueError("The two fits use different numbers of observations.")
         if self.reml:
             x1, x2 = self.model.exog, other.model.exog
-            same = x1.shape == x2.shape and np.allclose(x1, x2)
+            if x1 is None or x2 is None:  # Dask models: no rows on the client
+                same = (getattr(self.model, "formula", None) == getattr(
+                    other.model, "formula", None) and list(self.model.exog_names)
+                    == list(other.model.exog_names) and x1 is None and x2 is None)
+            else:
+                same = x1.shape == x2.shape and np.allclose(x1, x2)
             if not same:
                 raise ValueError(
                     "REML log-likelihoods of models with different fixed "
