@@ -319,7 +319,9 @@ class HeteroskedasticObjective:
         """
         mask = np.ones(natural.size, bool) if mask is None else np.asarray(mask, bool)
         T = self.conditioner(mask)
-        if self.layout.log_linear:
+        # the engine's analytic Hessian is one more pass over the rows; an
+        # objective without them here (a Dask fit's) differences gradients
+        if self.layout.log_linear and self.grouped is not None:
             return self._analytic_information(natural, mask, T)
         T_inv = np.linalg.inv(T)
 
