@@ -1531,8 +1531,11 @@ class HetMixedLM(MixedLM):
 
         theta = start(objective)
         mask = self._free_mask(free, theta)
-        if start_params is None and lay.correlation_block is not None and (
-                mask is None or np.all(mask)):
+        # a correlation structure starts from the fit without it (also the
+        # first fit of the fixed-point iteration, with the OLS fitted values)
+        correlation_start = start_params is None and \
+            lay.correlation_block is not None and (mask is None or np.all(mask))
+        if correlation_start:
             theta = self._correlation_start(reml=self.reml)
 
         trace = Trace.make(disp, callback, record=bool(full_output))
@@ -1540,6 +1543,8 @@ class HetMixedLM(MixedLM):
         fixed_point = None
         if iterate:
             def first(objective):
+                if correlation_start:
+                    return self._correlation_start(reml=self.reml)
                 x = start(objective)
                 self._free_mask(free, x)  # held entries, as theta's
                 return x
