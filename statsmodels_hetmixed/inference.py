@@ -62,11 +62,14 @@ def covariance_of_estimates(estimate: Estimate, layout: Layout, mask=None,
 
 def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
                       reml: bool, model_name: str = "HetMixedLM",
-                      stacklevel: int = 3, re_basis=None) -> None:
+                      stacklevel: int = 3, re_basis=None,
+                      held_zero=None) -> None:
     """The warnings of a fit: optimisation skipped or not converged, a
     singular covariance block (judged in the centred random-effects
     columns, ``re_basis``: ``_engine.GroupedData.re_basis``), variances at
-    zero."""
+    zero.  ``held_zero`` (boolean over the blocks' parameters): variances
+    at zero by construction (a model without random effects), which are
+    no boundary estimates."""
     if not optimised:
         warnings.warn("do_cg=False: the optimization was skipped and the "
                       "results are at the starting values.", UserWarning,
@@ -84,13 +87,18 @@ def warn_fit_problems(estimate: Estimate, layout: Layout, optimised: bool,
             warnings.warn(f"{message} The estimates and standard errors of "
                           f"{block.names} are not meaningful.",
                           ConvergenceWarning, stacklevel=stacklevel)
-    at_bound = estimate.at_boundary
+    at_bound = np.asarray(estimate.at_boundary, bool)
+    if held_zero is not None:
+        at_bound = at_bound & ~np.asarray(held_zero, bool)
     # decided on the centred effects' covariance G_c (re_basis), whose
     # correlations the origin of a random slope's covariate does not push
     # to within rounding of +-1
     centred = layout.centring(re_basis) @ estimate.natural
-    singular = [b for b, v in zip(layout.blocks, layout.parts(centred))
-                if b.singular(v)]
+    held = (np.zeros(layout.k_structure, bool) if held_zero is None
+            else np.asarray(held_zero, bool))
+    singular = [b for b, v, h in zip(layout.blocks, layout.parts(centred),
+                                     layout.parts(held))
+                if b.singular(v) and not np.all(h)]
     if singular and not at_bound.any():
         warnings.warn(
             "The random-effects covariance matrix is singular at the "

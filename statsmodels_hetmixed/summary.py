@@ -111,7 +111,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     # Fixed effects and the random-effects (co)variances, as MixedLM; a
     # location-scale model shows its random effects once, as SDs and
     # correlations (re_table), and level-2 coefficients here.
-    k = lay.k_fe if location_scale and not level2 else lay.k_fe + lay.k_cov
+    no_re = getattr(model, "_no_random_effects", False)
+    k = lay.k_fe if (location_scale and not level2) or no_re else lay.k_fe + lay.k_cov
     table = np.full((k, 6), np.nan)
     table[:, 0] = params[:k]
     table[:, 1] = bse[:k]
@@ -159,6 +160,10 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         smry.add_text("+inf / -inf: level-2 coefficients of a correlation at "
                       "+-1 or an SD at 0 (the boundary), which the data do not "
                       "determine (see the fit's warning).")
+    if no_re:
+        smry.add_text("No random effects (re_formula='0', nlme's gls): "
+                      "V_i = R_i, the groups only delimit the residual "
+                      "correlation.")
     if variances:
         smry.add_text("Intervals for variances: log scale, as Stata's.")
     if untested:

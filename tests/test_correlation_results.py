@@ -192,3 +192,65 @@ def test_normalized_residuals_are_whitened(orthodont):
         L = np.linalg.cholesky(res.resid_corr(g).to_numpy())
         np.testing.assert_allclose(L @ np.asarray(res.resid_normalized)[rows],
                                    np.asarray(res.resid_pearson)[rows], atol=1e-10)
+
+
+# ------------------------------------------------ no random effects (gls)
+GLS_KEYS = [k for k, f in FITS.items()
+            if f["spec"]["engine"] == "gls" and f["fitted"]
+            and k not in check_dense.LLF_ONLY]
+
+
+@pytest.mark.parametrize("key", GLS_KEYS)
+def test_no_random_effects_against_gls(key):
+    """re_formula="0": nlme's gls (every stored gls fit, with varIdent,
+    varExp and varPower): llf 1e-6, df, fixed effects 1e-4, their SEs 1%
+    (nlme's gls ML convention: vcov_factor), residual variances and
+    correlation parameters 1e-4; no warning of a held zero."""
+    fit = FITS[key]
+    spec = dict(fit["spec"], engine="lme", re_terms="0")
+    df = check_dense.load_data(spec["file"])
+    kwargs = nlme_spec.model_arguments(spec)
+    if spec.get("structure") == "toeplitz":
+        kwargs["correlation"] = "toeplitz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = hmf.hetmixedlm(spec["fixed"], df, **kwargs).fit(
+            reml=fit["method"] == "REML")
+    assert res.converged and res.model._no_random_effects
+    assert res.llf == pytest.approx(fit["logLik"], rel=1e-6, abs=0)
+    assert res.df_modl == fit["df"]
+    names = [nlme_spec.fixef_name(n) for n in fit["fixef"]]
+    ref_se = np.array(list(fit["fixef_se"].values()))
+    ref = np.array(list(fit["fixef"].values()))
+    err = np.abs(np.asarray(res.fe_params[names]) - ref)
+    assert np.all(err <= 1e-4 * (np.abs(ref) + ref_se)), err / (np.abs(ref) + ref_se)
+    factor = check_dense.vcov_factor(fit, int(res.nobs), len(names))
+    np.testing.assert_allclose(res.bse[names] * np.sqrt(factor), ref_se, rtol=0.01)
+    r_ref = fit["sigma"] ** 2 * check_dense.var_multiplier(fit, df) ** 2
+    np.testing.assert_allclose(res.resid_var, r_ref, rtol=2e-4)
+    nat = fit["cor"]["natural"]
+    nat = np.asarray(list(nat.values()) if isinstance(nat, dict) else nat, float)
+    if spec.get("structure") == "toeplitz":   # nlme's AR(3) -> its acf
+        from statsmodels_hetmixed.structures.correlation import arma_acf
+        nat = arma_acf(nat, np.zeros(0), len(nat))[1:]
+    np.testing.assert_allclose(res.correlation_params, nat, rtol=1e-4, atol=1e-4)
+    assert "var(Group)" not in res.summary().as_text()
+
+
+def test_no_random_effects_summary_and_errors(orthodont):
+    res = _fit(orthodont, re_formula="0", correlation="ar1", time="occ")
+    text = res.summary().as_text()
+    assert "No random effects (re_formula='0'" in text
+    assert res.params["var(Group)"] == 0.0 and res.df_modl == 5
+    # the held intercept is exactly zero: the same llf as a fit whose
+    # random intercept is held at 0 by hand
+    model = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject",
+                           correlation="ar1", time="occ")
+    nat = np.asarray(res.params)[3:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held = model.fit(start_params=nat, free=np.r_[0, 1, 1])
+    assert held.llf == pytest.approx(res.llf, rel=1e-10)
+    with pytest.raises(ValueError, match="re_formula='0' removes them"):
+        hmf.hetmixedlm("distance ~ age", orthodont, groups="Subject",
+                       re_formula="0", var_re_formula="~ 1")
