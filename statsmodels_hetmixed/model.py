@@ -448,6 +448,16 @@ class HetMixedLM(MixedLM):
             raise ValueError(
                 "A location-scale model (var_re_formula / exog_var_re) needs "
                 "random effects in the mean: re_formula='0' removes them.")
+        residual_structure = (
+            correlation not in (None, "independent") or self.exog_var.shape[1] > 1
+            or variance_blocks or any(v is not None for v in power_args.values()))
+        if self._no_random_effects and not residual_structure:
+            # nothing left to estimate beyond one variance: OLS
+            check_has_columns(
+                self.exog_re, "The random-effects design (exog_re / re_formula)",
+                "Leave re_formula out for a random intercept; for a model "
+                "without random effects use OLS or WLS (with correlation= or "
+                "a variance function, re_formula='0' fits nlme's gls).")
         if self._no_random_effects:
             exog_re_names = None    # the held intercept's name, "Group"
         if re_given and np.shape(self.exog_re)[-1] == 0:
@@ -1557,7 +1567,7 @@ class HetMixedLM(MixedLM):
         # first fit of the fixed-point iteration, with the OLS fitted values)
         correlation_start = start_params is None and \
             lay.correlation_block is not None and (mask is None or np.all(mask))
-        if correlation_start:
+        if correlation_start and not iterate:
             theta = self._correlation_start(reml=self.reml)
 
         trace = Trace.make(disp, callback, record=bool(full_output))

@@ -251,6 +251,13 @@ def test_no_random_effects_summary_and_errors(orthodont):
         warnings.simplefilter("ignore")
         held = model.fit(start_params=nat, free=np.r_[0, 1, 1])
     assert held.llf == pytest.approx(res.llf, rel=1e-10)
+    # a variance function alone (gls with weights=): the weighted OLS
+    # fit's likelihood at its own maximum
+    het = _fit(orthodont, re_formula="0", var_formula="~ Sex", reml=False)
+    assert het.df_modl == 5 and het.converged
+    with pytest.raises(ValueError, match="re_formula='0' fits nlme's gls"):
+        hmf.hetmixedlm("distance ~ age", orthodont, groups="Subject",
+                       re_formula="0")
     with pytest.raises(ValueError, match="re_formula='0' removes them"):
         hmf.hetmixedlm("distance ~ age", orthodont, groups="Subject",
                        re_formula="0", var_re_formula="~ 1")

@@ -546,3 +546,32 @@ def test_fitted_with_correlation_where_nlme_stopped_short():
     assert llf_nlme == pytest.approx(ref["logLik"], rel=1e-10)
     assert decrement > 0.3
     assert res.llf > ref["logLik"] + 0.2
+
+
+def test_fixed_point_with_correlation_starts_from_the_correlation_start(monkeypatch):
+    """The first fit of the fixed-point iteration starts, as a fit without
+    fitted values does, from the fit without the correlation structure
+    (``_correlation_start``), not from the OLS start with a weak
+    correlation."""
+    from statsmodels_hetmixed import fixedpoint
+
+    ref = REFS["orthodont/lme_ri/ar1/power_fitted/ML"]
+    model = hmf.hetmixedlm(ref["spec"]["fixed"], _data(ref),
+                           **nlme_spec.model_arguments(ref["spec"]))
+    starts, firsts = [], []
+    correlation_start, estimate = HetMixedLM._correlation_start, fixedpoint.optim.estimate
+
+    def spy_start(self, reml):
+        starts.append(correlation_start(self, reml))
+        return starts[-1]
+
+    def spy_estimate(objective, free, *args, **kwargs):
+        firsts.append(np.array(free))
+        return estimate(objective, free, *args, **kwargs)
+
+    monkeypatch.setattr(HetMixedLM, "_correlation_start", spy_start)
+    monkeypatch.setattr(fixedpoint.optim, "estimate", spy_estimate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fixed point not reached in 2 fits
+        model.fit(reml=False, fitted_maxiter=2)
+    assert starts and np.array_equal(firsts[0], starts[-1])
