@@ -36,6 +36,12 @@ examples:
              --groups school --re-formula "~ ses" --var-formula "~ female" \\
              --ml --missing drop
 
+  hetmixedlm --data orthodont.csv --formula "distance ~ age + Sex" \\
+             --groups Subject --var-by occ --var-link log \\
+             --correlation ar1 --time occ
+      Residual variances by occasion and AR(1) correlations over occasions
+      (Stata's residuals(ar 1, t(occ)) with by-occasion variances).
+
   hetmixedlm --data hsb.csv --formula "mathach ~ sector" --groups school \\
              --var-formula "~ sector" --var-re-formula "~ 1" --profile
       A location-scale model (random school effects in the log residual
@@ -127,6 +133,23 @@ def _build_parser():
         help="residual sd also proportional to c + |COL|^delta, c > 0 "
              "(nlme's varConstPower; zeros allowed), or of the fitted values "
              "with 'fitted'.")
+    parser.add_argument(
+        "--correlation", metavar="SPEC",
+        help="residual correlation within groups: exchangeable, ar1, car1 "
+             "(= exponential), 'ma(q)', 'ar(p)', 'arma(p,q)', toeplitz, "
+             "'toeplitz(q)', 'banded(q)' or unstructured (Stata's "
+             "residuals(), nlme's correlation=); R_i = S_i C_i S_i with the "
+             "variance function's S_i.")
+    parser.add_argument(
+        "--time", metavar="COL",
+        help="with --correlation: the column placing each row within its "
+             "group (Stata's t(), nlme's form = ~ COL | group; integer "
+             "occasions, gaps allowed, except car1: any real times). "
+             "Default: the rows' order within each group.")
+    parser.add_argument(
+        "--correlation-by", metavar="COL", dest="correlation_by",
+        help="with --correlation: separate correlation parameters per level "
+             "of COL, constant within groups (Stata's by()).")
     parser.add_argument(
         "--var-re-formula", metavar="FORMULA", dest="var_re_formula",
         help='random effects in the log residual variance, e.g. "~ 1" '
@@ -277,8 +300,13 @@ def _describe(model, method, source, formula, groups, re_formula, var_formula):
     scale = "residual variance" if model.var_link == "identity" else "log residual variance"
     for block in model.variance_blocks:  # var_power, var_const_power
         var_text += f" times {block.title.lower()} in {block.names}"
+    corr_text = ""
+    if model.correlation_structure is not None:
+        from .summary import correlation_heading
+
+        corr_text = ", residual " + correlation_heading(model)[len("Residual "):]
     return (f"Fitting HetMixedLM by {method}: {formula}, {re_text} by "
-            f"{groups!r}, {scale} {var_text}; {source}, "
+            f"{groups!r}, {scale} {var_text}{corr_text}; {source}, "
             f"{model.nobs} observations in {model.n_groups} groups.")
 
 
@@ -289,7 +317,8 @@ def _run(args):
 
     model_options = [args.formula, args.groups, args.re_formula,
                      args.var_formula, args.var_by, args.var_re_formula,
-                     args.re_var_formula, args.var_power, args.var_const_power]
+                     args.re_var_formula, args.var_power, args.var_const_power,
+                     args.correlation, args.time, args.correlation_by]
     if args.data is None:
         if any(opt is not None for opt in model_options):
             raise _UsageError(
@@ -348,10 +377,32 @@ def _run(args):
             "--profile applies to location-scale models: give "
             "--var-re-formula too")
 
+    if args.correlation is None and (args.time is not None
+                                     or args.correlation_by is not None):
+        raise _UsageError(
+            "--time and --correlation-by describe a residual correlation "
+            "structure: give --correlation too, e.g. --correlation ar1")
+    if args.correlation is not None:
+        from .structures import make_correlation
+
+        try:
+            make_correlation(args.correlation)
+        except ValueError as exc:
+            raise _UsageError(f"--correlation: {_one_line(exc)}") from None
+        for option, column in (("--time", args.time),
+                               ("--correlation-by", args.correlation_by)):
+            if column is not None and column not in data.columns:
+                raise _UsageError(
+                    f"{option} column {column!r} is not in {source} (columns: "
+                    f"{_columns_text(data.columns)})")
+
     try:
         # A clean namespace for the formulas: only the data columns and
         # numpy, never this function's local variables.
         extra = {}
+        for key in ("correlation", "time", "correlation_by"):
+            if getattr(args, key) is not None:
+                extra[key] = getattr(args, key)
         if args.var_by is not None:
             extra["var_by"] = args.var_by
         for key in ("var_power", "var_const_power"):
@@ -385,6 +436,8 @@ def _run(args):
             message = (f"the response of {formula!r} is non-numeric (text "
                        "values): give a numeric column left of '~'")
         raise _UsageError(message) from None
+    except NotImplementedError as exc:  # a combination not available
+        raise _UsageError(_one_line(exc)) from None
     except Exception as exc:  # noqa: BLE001
         # Formulas are Python expressions: evaluating one can raise anything
         # (a SyntaxError in --re-formula, a TypeError in I(...)).

@@ -443,7 +443,28 @@ class HetMixedLM(MixedLM):
                               "residual variance.")
         self.data.exog_var_names = var_names
 
-        if re_given and np.shape(self.exog_re)[-1] == 0 and self.k_vc:
+        # exog_re without columns (re_formula="0"): no random effects (nlme's
+        # gls), as a random intercept whose variance fit() holds at exactly
+        # 0, where V_i = R_i (the engine's algebra needs q >= 1)
+        self._no_random_effects = bool(
+            re_given and np.shape(self.exog_re)[-1] == 0 and not self.k_vc)
+        if self._no_random_effects and exog_var_re is not None:
+            raise ValueError(
+                "A location-scale model (var_re_formula / exog_var_re) needs "
+                "random effects in the mean: re_formula='0' removes them.")
+        residual_structure = (
+            correlation not in (None, "independent") or self.exog_var.shape[1] > 1
+            or variance_blocks or any(v is not None for v in power_args.values()))
+        if self._no_random_effects and not residual_structure:
+            # nothing left to estimate beyond one variance: OLS
+            check_has_columns(
+                self.exog_re, "The random-effects design (exog_re / re_formula)",
+                "Leave re_formula out for a random intercept; for a model "
+                "without random effects use OLS or WLS (with correlation= or "
+                "a variance function, re_formula='0' fits nlme's gls).")
+        if self._no_random_effects:
+            exog_re_names = None    # the held intercept's name, "Group"
+        if re_given and np.shape(self.exog_re)[-1] == 0:
             re_given = False  # variance components only, as without exog_re
         if re_given:
             self.exog_re = as_float_matrix(self.exog_re, "exog_re",
@@ -552,7 +573,8 @@ class HetMixedLM(MixedLM):
         block = structure.bind(time, gi, self.n_groups, by=self.correlation_by,
                                by_name=self._correlation_by_name or "correlation_by",
                                time_given=self.time is not None)
-        if block.absorbs_random_intercept and self._has_random_intercept() and \
+        if block.absorbs_random_intercept and not self._no_random_effects and \
+                self._has_random_intercept() and \
                 self._variance_constant_within_groups():
             warnings.warn(
                 f"{block.label.capitalize()} residual correlations and a random "
@@ -952,6 +974,8 @@ class HetMixedLM(MixedLM):
         # Both construction paths come here (the constructor, and MixedLM's
         # from_formula once it knows the random effects' names), so the
         # layout is built here, with the names.
+        if getattr(self, "_no_random_effects", False):
+            exog_re = ["Group"]   # the held intercept (re_formula="0")
         names, re_names, re_names_full = super()._make_param_names(exog_re)
         fe_names = names[:self.k_fe]
         # Natural-scale (co)variances are named var(a), cov(a, b): MixedLM's
@@ -1059,7 +1083,12 @@ class HetMixedLM(MixedLM):
             The data.
         re_formula : str, optional
             One-sided formula for the random effects (default: random
-            intercept), as in ``MixedLM.from_formula``.
+            intercept), as in ``MixedLM.from_formula``.  ``"0"`` (or
+            ``"~ 0"``): no random effects, nlme's ``gls`` (with
+            ``correlation=`` the groups delimit the correlated rows): a
+            random intercept whose variance ``fit`` holds at exactly 0, so
+            V_i = R_i; the summary leaves it out and ``df_modl``, AIC and
+            BIC do not count it.
         vc_formula : dict, optional
             Variance-component formulas, as in ``MixedLM.from_formula``.
         var_formula : str, optional
@@ -1543,6 +1572,9 @@ class HetMixedLM(MixedLM):
             # is estimated (the OLS fit of the mean)
             lay.update(self._ols_fitted())
         objective = self._objective(reml=self.reml)
+        if self._no_random_effects:
+            start_params, free = self._without_random_effects(
+                objective, start_params, free)
 
         def start(objective):
             if start_params is None:
@@ -1551,8 +1583,11 @@ class HetMixedLM(MixedLM):
 
         theta = start(objective)
         mask = self._free_mask(free, theta)
-        if start_params is None and lay.correlation_block is not None and (
-                mask is None or np.all(mask)):
+        # a correlation structure starts from the fit without it (also the
+        # first fit of the fixed-point iteration, with the OLS fitted values)
+        correlation_start = start_params is None and \
+            lay.correlation_block is not None and (mask is None or np.all(mask))
+        if correlation_start and not iterate:
             theta = self._correlation_start(reml=self.reml)
 
         trace = Trace.make(disp, callback, record=bool(full_output))
@@ -1560,6 +1595,8 @@ class HetMixedLM(MixedLM):
         fixed_point = None
         if iterate:
             def first(objective):
+                if correlation_start:
+                    return self._correlation_start(reml=self.reml)
                 x = start(objective)
                 self._free_mask(free, x)  # held entries, as theta's
                 return x
@@ -1572,7 +1609,12 @@ class HetMixedLM(MixedLM):
         else:
             est = optim.estimate(objective, theta, mask, methods=method,
                                  options=fit_kwargs, hist=trace, optimise=do_cg)
+        held = None
+        if self._no_random_effects:   # zero by construction, not an estimate
+            held = np.zeros(lay.k_structure, bool)
+            held[lay.cov_natural] = True
         inference.warn_fit_problems(est, lay, optimised=do_cg, reml=self.reml,
+                                    held_zero=held,
                                     re_basis=self._grouped.re_basis)
         cov_params = inference.covariance_of_estimates(est, lay, mask)
         params = lay.join(est.evaluation.fe_params, est.natural)
@@ -1624,6 +1666,28 @@ class HetMixedLM(MixedLM):
         grouped = self._grouped
         return self.exog @ evaluation.fe_params + _engine.rows_times_group(
             grouped, grouped.exog_z, evaluation.blup)
+    def _without_random_effects(self, objective, start_params, free):
+        """``(start_params, free)`` of a model without random effects
+        (``re_formula="0"``): its random intercept's variance held at 0
+        (V_i = R_i exactly), the other parameters as given."""
+        lay = self.layout
+        if start_params is None:
+            natural = lay.to_natural(objective.start())
+        else:
+            natural = np.array(self._start_natural(start_params), dtype=float)
+        natural[lay.cov_natural] = 0.0
+        if free is None:
+            mask = np.ones(lay.k_params)
+        elif isinstance(free, MixedLMParams):
+            raise TypeError("free: give a 0/1 vector over the parameters of "
+                            "layout.names for a model without random effects")
+        else:
+            mask = np.array(free, dtype=float)
+            if mask.size == lay.k_structure:
+                mask = np.concatenate([np.ones(lay.k_fe), mask])
+        mask[lay.k_fe:][lay.cov_natural] = 0.0
+        return natural, mask
+
     def _correlation_start(self, reml):
         """
         Default starting values of a model with a residual correlation

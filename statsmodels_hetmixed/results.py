@@ -17,6 +17,7 @@ from statsmodels.tools._decorators import cache_readonly
 from . import _engine, optim, robust
 from ._validate import fit_options
 from .delta import delta_method
+from .inference import correlation_transforms, transformed_interval
 from .lrtest import LRTestResult
 from .scoretest import ScoreTestResult
 from .structures import VAR_PREFIX, covariance_names
@@ -201,6 +202,22 @@ class HetMixedLMResults(MixedLMResults):
             return pd.Series([], dtype=float)
         sl = lay.slice_of(block)
         return pd.Series(self.params_natural_array[sl], index=lay.names[sl])
+
+    def _correlation_intervals(self, alpha=0.05):
+        """(lower, upper) of ``correlation_params`` on the scale of
+        ``inference.correlation_transforms`` (empty without correlation=)."""
+        block = self.layout.correlation_block
+        if block is None:
+            return np.empty(0), np.empty(0)
+        sl = self.layout.slice_of(block)
+        est = self.params_natural_array[sl]
+        se = np.asarray(self.bse_natural, dtype=float)[sl]
+        se = np.where(se > 0, se, np.nan)  # held fixed: no interval
+        q = stats.norm.ppf(1 - alpha / 2)
+        lo, hi = np.empty(block.k), np.empty(block.k)
+        for j, kind in enumerate(correlation_transforms(block)):
+            lo[j], hi[j] = transformed_interval(est[j], se[j], q, kind)
+        return lo, hi
 
     @property
     def var_params(self):
@@ -417,13 +434,108 @@ class HetMixedLMResults(MixedLMResults):
     @cache_readonly
     def resid_normalized(self):
         """
-        Normalized residuals, as nlme's ``residuals(type="normalized")``.
+        Normalized residuals, as nlme's ``residuals(type="normalized")``:
+        the Pearson residuals of each group pre-multiplied by L_i^-1, with
+        L_i the lower Cholesky factor of the group's estimated residual
+        correlation matrix C_i (C_i = L_i L_i').  Under the model they are
+        independent with variance 1 (given the random effects).
 
-        nlme pre-multiplies the Pearson residuals by the inverse square root
-        of the within-group error correlation matrix; this model has no
-        within-group error correlation, so they equal the Pearson residuals.
+        The factor is taken with the group's rows in time order (``time=``;
+        without it, in the data's order), as nlme's when the data are sorted
+        by time within groups; the result is in the rows' original order.
+        Without ``correlation=``, C_i = I and they equal ``resid_pearson``.
         """
-        return self.resid_pearson
+        pearson = np.asarray(self.resid_pearson, dtype=float)
+        block = self.layout.correlation_block
+        if block is None:
+            return pearson
+        natural = self.params_natural_array[self.layout.slice_of(block)]
+        out = np.empty_like(pearson)
+        for bucket in block.buckets:
+            rows = bucket[1]                    # (m, n) rows in time order
+            factor = block.bucket_factor(natural, bucket)
+            out[rows] = factor.whiten(pearson[rows][..., None])[..., 0]
+        return out
+
+    def _group_position(self, group) -> int:
+        """Index of a group label in ``model.group_labels``; a clear error
+        for an unknown label."""
+        labels = list(self.model.group_labels)
+        try:
+            return labels.index(group)
+        except ValueError:
+            shown = ", ".join(repr(g) for g in labels[:5])
+            more = ", ..." if len(labels) > 5 else ""
+            raise KeyError(
+                f"{group!r} is not a group label of this model (labels: "
+                f"{shown}{more}; {len(labels)} groups)") from None
+
+    def _group_correlation(self, group):
+        """(rows, labels, C_i): the group's row indices (time order), the
+        labels of its rows (times, or positions within the group without
+        ``time=``) and its estimated correlation matrix (I without
+        ``correlation=``)."""
+        self._needs_data("resid_cov")
+        g = self._group_position(group)
+        model = self.model
+        block = self.layout.correlation_block
+        if block is None:
+            rows = np.flatnonzero(model._group_index == g)
+            return rows, list(range(rows.size)), np.eye(rows.size)
+        natural = self.params_natural_array[self.layout.slice_of(block)]
+        rows, C = model._correlation_matrices(natural, g)
+        if model.time is None:
+            labels = list(range(rows.size))
+        else:
+            t = np.asarray(block.time)[rows]
+            labels = [int(v) if v == round(v) else float(v) for v in t]
+        return rows, labels, C
+
+    def resid_cov(self, group) -> pd.DataFrame:
+        """
+        The estimated residual covariance matrix of one group,
+        R_i = S_i C_i S_i, with S_i = diag(sigma_ij) from the variance
+        function and C_i the residual correlation matrix (nlme's
+        ``getVarCov(fit, individual=, type="conditional")``).
+
+        Parameters
+        ----------
+        group : label
+            A label of ``model.group_labels``.
+
+        Returns
+        -------
+        DataFrame
+            Rows and columns labelled by the group's times (``time=``; its
+            rows' positions 0, 1, ... within the group otherwise), in time
+            order.
+
+        Raises
+        ------
+        KeyError
+            For a label that is not a group of the model.
+        """
+        rows, labels, C = self._group_correlation(group)
+        s = np.sqrt(np.asarray(self.resid_var, dtype=float)[rows])
+        return pd.DataFrame(s[:, None] * C * s[None, :], index=labels,
+                            columns=labels)
+
+    def resid_corr(self, group) -> pd.DataFrame:
+        """
+        The estimated residual correlation matrix C_i of one group,
+        labelled as ``resid_cov``; the identity without ``correlation=``.
+
+        Parameters
+        ----------
+        group : label
+            A label of ``model.group_labels``.
+
+        Returns
+        -------
+        DataFrame
+        """
+        _, labels, C = self._group_correlation(group)
+        return pd.DataFrame(C, index=labels, columns=labels)
 
     def residuals(self, type="response"):  # noqa: A002 - nlme's name
         """
@@ -685,6 +797,15 @@ class HetMixedLMResults(MixedLMResults):
         Confidence intervals of the parameters: t quantiles with ``df_fe``
         for the fixed effects when the fit has them, else normal.
 
+        Wald intervals ``params +- q bse``, except for the residual
+        correlation parameters (``correlation_params``): a Wald interval
+        on the atanh scale for correlations and AR(1)'s phi, on the logit
+        scale for CAR(1)'s phi, transformed back (so the interval stays
+        inside (-1, 1) or (0, 1); ARMA coefficients keep the plain Wald
+        interval), as the summary shows them.  Variances keep the plain
+        Wald interval here (statsmodels' convention); the summary shows
+        them on the log scale.
+
         Parameters
         ----------
         alpha : float
@@ -695,7 +816,18 @@ class HetMixedLMResults(MixedLMResults):
         ndarray (k, 2) (a DataFrame for pandas input)
         """
         if self._ddf is None:
-            return super().conf_int(alpha=alpha)
+            ci = super().conf_int(alpha=alpha)
+            block = self.layout.correlation_block
+            if block is not None and not self.reports_mixedlm_params:
+                sl = self.layout.slice_of(block)
+                lo, hi = self._correlation_intervals(alpha)
+                values = np.asarray(ci, dtype=float).copy()
+                values[sl, 0], values[sl, 1] = lo, hi
+                if isinstance(ci, pd.DataFrame):
+                    ci = pd.DataFrame(values, index=ci.index, columns=ci.columns)
+                else:
+                    ci = values
+            return ci
         params = np.asarray(self.params, float)
         bse = np.asarray(self.bse, float)
         q = np.full(params.size, stats.norm.ppf(1 - alpha / 2))

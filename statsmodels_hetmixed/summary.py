@@ -20,6 +20,8 @@ import pandas as pd
 from scipy.stats import norm, t as student_t
 from statsmodels.iolib import summary2
 
+from .inference import correlation_transforms, transformed_interval
+
 MIXEDLM_TITLE = "Mixed Linear Model Regression Results"
 HETEROSKEDASTIC_TITLE = "Mixed Linear Model with Heteroskedastic Residuals"
 # Variance designs with at most this many distinct rows, each a 0/1 row,
@@ -68,10 +70,7 @@ def _log_interval(est, se, q):
     """Interval of a positive quantity from a Wald interval of its log
     (delta method, as Stata's intervals for variances); nan where the
     estimate is not positive or its standard error unknown."""
-    est, se = np.asarray(est, float), np.asarray(se, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.where(est > 0, q * se / est, np.nan)
-        return est * np.exp(-half), est * np.exp(half)
+    return transformed_interval(est, se, q, "log")
 
 
 def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
@@ -112,7 +111,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
     # Fixed effects and the random-effects (co)variances, as MixedLM; a
     # location-scale model shows its random effects once, as SDs and
     # correlations (re_table), and level-2 coefficients here.
-    k = lay.k_fe if location_scale and not level2 else lay.k_fe + lay.k_cov
+    no_re = getattr(model, "_no_random_effects", False)
+    k = lay.k_fe if (location_scale and not level2) or no_re else lay.k_fe + lay.k_cov
     table = np.full((k, 6), np.nan)
     table[:, 0] = params[:k]
     table[:, 1] = bse[:k]
@@ -160,6 +160,10 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         smry.add_text("+inf / -inf: level-2 coefficients of a correlation at "
                       "+-1 or an SD at 0 (the boundary), which the data do not "
                       "determine (see the fit's warning).")
+    if no_re:
+        smry.add_text("No random effects (re_formula='0', nlme's gls): "
+                      "V_i = R_i, the groups only delimit the residual "
+                      "correlation.")
     if variances:
         smry.add_text("Intervals for variances: log scale, as Stata's.")
     if untested:
@@ -187,6 +191,8 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
         message = block.degenerate(params[res.layout.slice_of(block)])
         if message is not None:
             smry.add_text(f"Warning: {message}")
+    if lay.correlation_block is not None:
+        _correlation_table(smry, res, params, bse, alpha, lo, hi)
     fixed_point = getattr(res, "fixed_point", None)
     if fixed_point is not None:
         smry.add_text(
@@ -307,6 +313,47 @@ def _z_table(heading, names, est, se, q, lo, hi, untested=()):
     })
 
 
+def correlation_heading(model) -> str:
+    """``"Residual correlation: AR(1) in occ by Sex"``: the structure, the
+    time variable (row order without ``time=``) and ``correlation_by``."""
+    block = model.correlation_structure
+    text = f"Residual correlation: {block.label}"
+    if block.uses_time:
+        if model.time is None:
+            text += " in row order"
+        else:
+            text += f" in {model._time_name or 'time'}"
+    if block.levels != [None]:
+        text += f" by {model._correlation_by_name or 'correlation_by'}"
+    return text
+
+
+def _correlation_table(smry, res, params, bse, alpha, lo, hi):
+    """The correlation parameters with SEs and the intervals of
+    ``conf_int()`` (transformed scale, back-transformed); no z-test."""
+    block = res.layout.correlation_block
+    where = res.layout.slice_of(block)
+    c_lo, c_hi = res._correlation_intervals(alpha)
+    _add_table(smry, pd.DataFrame({
+        correlation_heading(res.model): block.names,
+        "Coef.": _fmt(params[where]),
+        "Std.Err.": _fmt(bse[where]),
+        lo: _fmt(c_lo),
+        hi: _fmt(c_hi),
+    }))
+    kinds = set(correlation_transforms(block))
+    scale = {"atanh": "on the atanh scale (Fisher's z)",
+             "logit": "on the logit scale"}
+    if None in kinds:
+        note = ("ARMA coefficients: plain Wald intervals (their admissible "
+                "region, stationarity and invertibility, is a joint one).")
+    else:
+        note = (f"Intervals {scale[kinds.pop()]}, transformed back "
+                "(conf_int() gives the same).")
+    smry.add_text(f"Residual covariance R_i = S_i C_i S_i, C_i {block.label} "
+                  f"correlations ({', '.join(block.names)}). {note}")
+
+
 def _log_link_block(smry, res, params, bse, q, lo, hi):
     """Coefficients of log sigma2 under their parameter names, and exp() of
     the contrasts as ratios of variances with intervals."""
@@ -419,6 +466,10 @@ class _ColumnView:
         relative = not het or res.reports_mixedlm_params
         names = list(params.index)
         no_test = np.zeros(len(names), bool)
+        corr = getattr(getattr(res, "layout", None), "correlation_block", None)
+        if corr is not None and not relative:
+            # correlation parameters: estimates and intervals, no stars
+            no_test[res.layout.slice_of(corr)] = True
         for j, name in enumerate(names):
             if j < k_fe:
                 continue
@@ -501,7 +552,8 @@ def summary_col(results: Sequence, float_format: str = "%.4f", model_names=(),
       and adds a ``Scale`` row, so they do not sit next to a natural
       variance ``var(g)`` unexplained;
     * gives variances, covariances, log-variance intercepts
-      (``var:Intercept``, ``logvar(...):Intercept``) no p-value, hence no
+      (``var:Intercept``, ``logvar(...):Intercept``) and the residual
+      correlation parameters (``correlation_params``) no p-value, hence no
       stars; contrasts such as ``var:female`` (a ratio of variances
       against 1) keep theirs.
 

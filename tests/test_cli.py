@@ -482,3 +482,42 @@ def test_power_variance_options(tmp_path, capsys):
     data.to_csv(path, index=False)
     assert main(base + ["--var-const-power", "bad"]) == 2
     assert "column 'bad'" in capsys.readouterr().err
+
+
+def test_correlation_options(tmp_path, capsys):
+    """--correlation SPEC, --time COL, --correlation-by COL: the fit of the
+    from_formula keywords, its summary block; bad specs and columns are
+    one-line usage errors (exit 2)."""
+    import statsmodels_hetmixed.formula.api as hmf
+
+    data = pd.read_csv(Path(__file__).parent / "results" / "correlation"
+                       / "orthodont.csv")
+    path = tmp_path / "orth.csv"
+    data.to_csv(path, index=False)
+    base = ["--data", str(path), "--formula", "distance ~ age + Sex",
+            "--groups", "Subject"]
+    assert main(base + ["--correlation", "ar1", "--time", "occ",
+                        "--correlation-by", "Sex"]) == 0
+    out = capsys.readouterr().out
+    ref = hmf.hetmixedlm("distance ~ age + Sex", data, groups="Subject",
+                         correlation="ar1", time="occ",
+                         correlation_by="Sex").fit()
+    assert f"{ref.llf:.4f}" in out
+    assert "residual correlation: AR(1) in occ by Sex; " in out
+    assert "Residual correlation: AR(1) in occ by Sex" in out
+    assert summary_line(out, "ar1:Male").split()[1] == f"{ref.params['ar1:Male']:.3f}"
+    assert main(base + ["--correlation", "ma(1)"]) == 0   # row order
+    assert "MA(1) in row order" in capsys.readouterr().out
+    for args, fragment in [
+            (["--correlation", "ar2"], "--correlation: correlation='ar2' is not a known"),
+            (["--correlation", "ar1", "--time", "when"], "--time column 'when' is not in"),
+            (["--correlation", "ar1", "--correlation-by", "sex"],
+             "--correlation-by column 'sex' is not in"),
+            (["--time", "occ"], "give --correlation too"),
+            (["--correlation", "banded(9)", "--time", "occ"], "q is larger than"),
+            (["--correlation", "ar1", "--time", "occ", "--correlation-by", "age"],
+             "varies within a group"),
+            (["--correlation", "ar1", "--time", "occ", "--ml",
+              "--var-re-formula", "~ 1"], "not available for location-scale")]:
+        assert main(base + args) == 2
+        assert_usage_error(2, capsys.readouterr().err, fragment)
