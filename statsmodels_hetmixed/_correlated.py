@@ -191,7 +191,7 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
             I_Gv += Gv
             I_Gc += Gc
             continue
-        C, dC = fac.C, fac.dC
+        C = fac.C
         Y = fac.whiten_t(Zw[idx])                          # C^-1 Z~
         YK = Y @ K[groups]
         Q = fac.inverse - YK @ _t(Y)                       # S V^-1 S
@@ -201,9 +201,14 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
             N += Xi @ _t(Xi)
         # diag(C N) and tr(N dC) as sums of elementwise products
         grad_eta[idx] = 0.5 * np.einsum("mjk,mjk->mj", C, N)
-        grad_corr += 0.5 * np.einsum("kmab,mab->k", dC, N)
+        if fac.index is not None:
+            sel = fac.index >= 0
+            grad_corr += 0.5 * np.bincount(fac.index[sel], weights=N[sel], minlength=k)
+        else:
+            grad_corr += 0.5 * np.einsum("kmab,mab->k", fac.dC, N)
         if not with_info:
             continue
+        dC = fac.dC
         Zg = Zt[idx]
         ZK = Zg @ K[groups]
         P = -(ZK @ _t(Y))                                  # C Q = I - Z~ K Y'
@@ -214,8 +219,12 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         wb = w[idx]                                        # (m, n, k_var)
         I_vv += 0.5 * np.einsum("mja,mjb->ab", wb, Hm @ wb)
         QdC = fac.inverse_dot(dC) - YK @ (_t(Y)[None] @ dC)   # (k, m, n, n)
-        I_cc += 0.5 * np.einsum("kmab,lmba->kl", QdC, QdC)
-        I_vc += 0.5 * np.einsum("mja,kmj->ak", wb, (P[None] * QdC).sum(axis=-1))
+        kc = QdC.shape[0]
+        # sums over groups and entries as BLAS products (einsum's own
+        # loops cost several times more on these (k, m, n, n) arrays)
+        I_cc += 0.5 * (QdC.reshape(kc, -1) @ np.ascontiguousarray(np.swapaxes(QdC, -1, -2)).reshape(kc, -1).T)
+        I_vc += 0.5 * (wb.reshape(-1, wb.shape[-1]).T
+                       @ (P[None] * QdC).sum(axis=-1).reshape(kc, -1).T)
         if k_cov:
             Yq = Y - YK @ A[groups]                        # Q Z~
             CYq = Zg - ZK @ A[groups]                      # C Q Z~

@@ -437,16 +437,29 @@ class DenseFactor:
     Attributes
     ----------
     C, dC : ndarray
-        (m, n, n) and (k, m, n, n) (dC None without derivatives).
+        (m, n, n) and (k, m, n, n) (dC None without derivatives; given
+        as a function, it is built when first read).
+    index : ndarray (m, n, n) of int, optional
+        For structures whose every entry of C is one parameter or a
+        constant (unstructured, banded): the parameter of each entry, -1
+        for constants, so that tr(N dC_k) is a sum of N's entries
+        (``_correlated`` then reads the dense dC only for the expected
+        information).
     logdet : float
         sum_i log |C_i|.
     """
 
-    def __init__(self, C, dC):
-        self.C, self.dC = C, dC
+    index = None
+
+    def __init__(self, C, dC, index=None):
+        self.C, self._dC, self.index = C, dC, index
         L = np.linalg.cholesky(C)   # LinAlgError: not positive definite
         self._Linv = np.linalg.inv(L)
         self.logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+
+    @functools.cached_property
+    def dC(self):
+        return self._dC() if callable(self._dC) else self._dC
 
     def whiten(self, v):
         """L^-1 v for v (m, n, c)."""
@@ -1052,6 +1065,20 @@ class Unstructured(CorrelationStructure):
             ix = self._index[p[:, :, None], p[:, None, :]]  # (m, n, n)
             dC = (ix[None] == np.arange(self.k_level)[:, None, None, None]).astype(float)
         return C, dC
+
+    def bucket_factor(self, natural, bucket, derivative=False):
+        # every entry of C is one correlation (or 1 on the diagonal, 0
+        # beyond a band): the gradient sums N's entries by parameter
+        # (``DenseFactor.index``) instead of reading a one-hot dC
+        C, _ = self.bucket_matrices(natural, bucket, False)
+        if not derivative:
+            return DenseFactor(C, None)
+        groups, _, t, _ = bucket
+        p = np.searchsorted(self.values, t)
+        ix = self._index[p[:, :, None], p[:, None, :]]
+        offset = (self.level_of_group[groups] * self.k_level)[:, None, None]
+        return DenseFactor(C, lambda: self.bucket_matrices(natural, bucket, True)[1],
+                           index=np.where(ix >= 0, ix + offset, -1))
 
     # canonical partial correlations (CPC) <-> correlations, full matrix
     def _to_natural(self, free):
