@@ -72,15 +72,16 @@ def timed(build, reml=False, hold_re=False):
     return t1 - t0, t2 - t1, res
 
 
-def run_nlme(ar1_df, un_df):
-    """nlme's fits (bench_correlation_r.R) on CSV copies of the data:
+def run_nlme(ar1_df, un_df, which):
+    """nlme's fits (bench_correlation_r.R; ``which``: its comma-separated
+    subset of nlme_ar1, nlme_indep, nlme_un) on CSV copies of the data:
     {model: (seconds, llf, converged, note)} and R's INFO line."""
     out, info = {}, ""
     with tempfile.TemporaryDirectory() as tmp:
         a, u = Path(tmp) / "ar1.csv", Path(tmp) / "un.csv"
         ar1_df.to_csv(a, index=False, float_format="%.17g")
         un_df.to_csv(u, index=False, float_format="%.17g")
-        proc = subprocess.run(["Rscript", str(R_SCRIPT), str(a), str(u)],
+        proc = subprocess.run(["Rscript", str(R_SCRIPT), str(a), str(u), which],
                               capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         parts = line.split("\t")
@@ -121,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--nlme", action="store_true",
                     help="also time nlme on the same data (Rscript; the AR(1) "
                          "fit takes about 10 minutes)")
+    ap.add_argument("--nlme-models", default="nlme_ar1,nlme_indep,nlme_un",
+                    help="the nlme fits to run (bench_correlation_r.R's WHICH)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     print(f"BLAS threads (OPENBLAS_NUM_THREADS): "
@@ -163,7 +166,7 @@ def main(argv=None):
 
     nlme, info = ({}, "")
     if args.nlme:
-        nlme, info = run_nlme(df, du)
+        nlme, info = run_nlme(df, du, args.nlme_models)
         print(f"nlme: {info}; load average after {os.getloadavg()}")
     report("AR(1), 2,000 groups x 50 occasions, 4-term log-linear variance, ML",
            times, results, "ar1", nlme, {"ar1": "ar1", "independent": "indep"})
