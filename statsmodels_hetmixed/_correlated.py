@@ -54,6 +54,31 @@ from . import _engine
 __all__ = ["evaluate"]
 
 
+class _Rows:
+    """A bucket's rows (``CorrelationStructure.buckets``): ``take(v)``
+    reads v's rows as (m, n, ...) -- a view where the rows are consecutive
+    in the data (``bucket_rows``), else a gathered copy -- and
+    ``put(out, v)`` writes them back."""
+
+    def __init__(self, idx, rows):
+        self.idx, self.rows = idx, rows
+
+    def take(self, v):
+        if self.rows is None:
+            return v[self.idx]
+        return v[self.rows].reshape(self.idx.shape + v.shape[1:])
+
+    def put(self, out, v):
+        if self.rows is None:
+            out[self.idx] = v
+        else:
+            out[self.rows] = v.reshape((-1,) + v.shape[2:])
+
+
+def _bucket_rows(block):
+    return [_Rows(b[1], r) for b, r in zip(block.buckets, block.bucket_rows)]
+
+
 def _whiten(data, block, natural, resid_var, derivative):
     """(whitened GroupedData, per-bucket factors, sum log|C_i|)."""
     s = np.sqrt(resid_var)
@@ -66,10 +91,9 @@ def _whiten(data, block, natural, resid_var, derivative):
     rows = np.hstack(parts) / s[:, None]
     out = np.empty_like(rows)
     factors, logdet = [], 0.0
-    for bucket in block.buckets:
-        idx = bucket[1]
+    for bucket, at in zip(block.buckets, _bucket_rows(block)):
         factor = block.bucket_factor(natural, bucket, derivative)
-        out[idx] = factor.whiten(rows[idx])
+        at.put(out, factor.whiten(at.take(rows)))
         logdet += factor.logdet
         factors.append(factor)
     Xw = np.ascontiguousarray(out[:, :p])
@@ -136,38 +160,37 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     with_info = info_directions is not None
     if with_info:
         E = np.asarray(info_directions[0])
-        w = np.asarray(info_directions[1], dtype=np.float64)
+        w = np.ascontiguousarray(info_directions[1], dtype=np.float64)
         k_cov, k_var = E.shape[0], w.shape[1]
         I_vv = np.zeros((k_var, k_var))
         I_vc = np.zeros((k_var, k))
         I_cc = np.zeros((k, k))
         I_Gv = np.zeros((k_cov, k_var))
         I_Gc = np.zeros((k_cov, k))
-    for bucket, fac in zip(block.buckets, factors):
+    for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
         groups, idx = bucket[0], bucket[1]
-        b = fac.whiten_t(a[idx][:, :, None])[:, :, 0]       # S V^-1 r
-        vinv_resid[idx] = b / s[idx]
-        if hasattr(fac, "gradient") and not with_info:
-            # a structure with its own O(n) gradient (AR(1), CAR(1))
-            g_eta, g_corr = fac.gradient(a[idx], Zw[idx], Zt[idx], K[groups],
-                                         None if Xi_rows is None else Xi_rows[idx])
-            grad_eta[idx] = g_eta
+        a_b = at.take(a)
+        b = fac.whiten_t(a_b[:, :, None])[:, :, 0]          # S V^-1 r
+        at.put(vinv_resid, b / at.take(s))
+        if hasattr(fac, "gradient") and (not with_info or hasattr(fac, "information")):
+            # a structure with its own O(n) gradient and information
+            # (AR(1), CAR(1))
+            Zw_b, Zt_b = at.take(Zw), at.take(Zt)
+            g_eta, g_corr = fac.gradient(a_b, Zw_b, Zt_b, K[groups],
+                                         None if Xi_rows is None else at.take(Xi_rows))
+            at.put(grad_eta, g_eta)
             grad_corr += g_corr
-            continue
-        if hasattr(fac, "information") and with_info:
-            g_eta, g_corr = fac.gradient(a[idx], Zw[idx], Zt[idx], K[groups],
-                                         None if Xi_rows is None else Xi_rows[idx])
-            grad_eta[idx] = g_eta
-            grad_corr += g_corr
-            vv, vc, cc, Gv, Gc = fac.information(Zt[idx], Zw[idx], K[groups],
-                                                 A[groups], w[idx], E)
+            if not with_info:
+                continue
+            vv, vc, cc, Gv, Gc = fac.information(Zt_b, Zw_b, K[groups],
+                                                 A[groups], at.take(w), E)
             I_vv += vv
             I_vc += vc
             I_cc += cc
             I_Gv += Gv
             I_Gc += Gc
             continue
-        C, dC = fac.C, fac.dC
+        C = fac.C
         Y = fac.whiten_t(Zw[idx])                          # C^-1 Z~
         YK = Y @ K[groups]
         Q = fac.inverse - YK @ _t(Y)                       # S V^-1 S
@@ -177,9 +200,14 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
             N += Xi @ _t(Xi)
         # diag(C N) and tr(N dC) as sums of elementwise products
         grad_eta[idx] = 0.5 * np.einsum("mjk,mjk->mj", C, N)
-        grad_corr += 0.5 * np.einsum("kmab,mab->k", dC, N)
+        if fac.index is not None:
+            sel = fac.index >= 0
+            grad_corr += 0.5 * np.bincount(fac.index[sel], weights=N[sel], minlength=k)
+        else:
+            grad_corr += 0.5 * np.einsum("kmab,mab->k", fac.dC, N)
         if not with_info:
             continue
+        dC = fac.dC
         Zg = Zt[idx]
         ZK = Zg @ K[groups]
         P = -(ZK @ _t(Y))                                  # C Q = I - Z~ K Y'
@@ -190,8 +218,12 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         wb = w[idx]                                        # (m, n, k_var)
         I_vv += 0.5 * np.einsum("mja,mjb->ab", wb, Hm @ wb)
         QdC = fac.inverse_dot(dC) - YK @ (_t(Y)[None] @ dC)   # (k, m, n, n)
-        I_cc += 0.5 * np.einsum("kmab,lmba->kl", QdC, QdC)
-        I_vc += 0.5 * np.einsum("mja,kmj->ak", wb, (P[None] * QdC).sum(axis=-1))
+        kc = QdC.shape[0]
+        # sums over groups and entries as BLAS products (einsum's own
+        # loops cost several times more on these (k, m, n, n) arrays)
+        I_cc += 0.5 * (QdC.reshape(kc, -1) @ np.ascontiguousarray(np.swapaxes(QdC, -1, -2)).reshape(kc, -1).T)
+        I_vc += 0.5 * (wb.reshape(-1, wb.shape[-1]).T
+                       @ (P[None] * QdC).sum(axis=-1).reshape(kc, -1).T)
         if k_cov:
             Yq = Y - YK @ A[groups]                        # Q Z~
             CYq = Zg - ZK @ A[groups]                      # C Q Z~

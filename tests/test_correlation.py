@@ -278,7 +278,7 @@ def _dense_llf(model, natural, reml):
 
 STRUCTURES = ["exchangeable", "ar1", "car1", "ma(1)", "arma(1,1)", "arma(2,1)",
               "toeplitz", "toeplitz(2)", "banded(2)", "ar1 by level",
-              "car1 fractional"]
+              "banded(2) by level", "car1 fractional"]
 
 
 @pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])

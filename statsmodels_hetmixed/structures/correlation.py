@@ -271,6 +271,10 @@ class CorrelationStructure(Block):
             self.names = [f"{b}:{lev}" for lev in self.levels for b in base]
         # buckets of equal group size, rows in (group, time) order
         self.buckets = []
+        # per bucket: its rows as a slice where they are consecutive in
+        # the data (rows sorted by group and time), else None: the
+        # correlated engine then reads them as views, not gathered copies
+        self.bucket_rows = []
         for size in np.unique(sizes):
             size = int(size)
             groups = np.flatnonzero(sizes == size)
@@ -282,6 +286,10 @@ class CorrelationStructure(Block):
                 t = time[idx[s:s + chunk]]
                 # (groups, rows in time order, times, |time differences|)
                 self.buckets.append((g, idx[s:s + chunk], t, _lags(t)))
+                flat = idx[s:s + chunk].ravel()
+                self.bucket_rows.append(
+                    slice(int(flat[0]), int(flat[0]) + flat.size)
+                    if np.array_equal(flat, flat[0] + np.arange(flat.size)) else None)
         self.nobs = n
         self._bound = True
 
@@ -429,16 +437,29 @@ class DenseFactor:
     Attributes
     ----------
     C, dC : ndarray
-        (m, n, n) and (k, m, n, n) (dC None without derivatives).
+        (m, n, n) and (k, m, n, n) (dC None without derivatives; given
+        as a function, it is built when first read).
+    index : ndarray (m, n, n) of int, optional
+        For structures whose every entry of C is one parameter or a
+        constant (unstructured, banded): the parameter of each entry, -1
+        for constants, so that tr(N dC_k) is a sum of N's entries
+        (``_correlated`` then reads the dense dC only for the expected
+        information).
     logdet : float
         sum_i log |C_i|.
     """
 
-    def __init__(self, C, dC):
-        self.C, self.dC = C, dC
+    index = None
+
+    def __init__(self, C, dC, index=None):
+        self.C, self._dC, self.index = C, dC, index
         L = np.linalg.cholesky(C)   # LinAlgError: not positive definite
         self._Linv = np.linalg.inv(L)
         self.logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+
+    @functools.cached_property
+    def dC(self):
+        return self._dC() if callable(self._dC) else self._dC
 
     def whiten(self, v):
         """L^-1 v for v (m, n, c)."""
@@ -567,15 +588,19 @@ class BidiagonalFactor(DenseFactor):
         return out
 
     def c_dot(self, V):
-        """C V = L (L' V): L' V by back substitution of B' u = V
-        (u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1})), then ``colour``."""
+        """C V = L (L' V) (``lt_dot``, then ``colour``)."""
+        return self.colour(self.lt_dot(V))
+
+    def lt_dot(self, V):
+        """L' V by back substitution of B' u = V
+        (u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1}))."""
         u = np.empty_like(V)
         n = V.shape[1]
         u[:, n - 1] = self.c[:, n - 1, None] * V[:, n - 1]
         ratio = self.rho / self.c
         for j in range(n - 2, -1, -1):
             u[:, j] = self.c[:, j, None] * (V[:, j] + ratio[:, j + 1, None] * u[:, j + 1])
-        return self.colour(u)
+        return u
 
     def information(self, Zt, Zw, K, A, w, E):
         """
@@ -603,23 +628,28 @@ class BidiagonalFactor(DenseFactor):
         # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
         fg = np.einsum("mjr,mjr->mj", F, G)
         S0 = _rows_cross(w * (1.0 - 2.0 * fg)[..., None], w)
-        Ma = np.einsum("mja,mjr,mjs->mars", w, F, G, optimize=True)
+        wt = _swap(w)                                 # (m, k_var, n)
+        Ma = (wt @ (F[..., :, None] * G[..., None, :]).reshape(m, n, -1)
+              ).reshape(m, -1, F.shape[2], G.shape[2])
         trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
         T1 = _rows_cross(w * Ci_d[..., None], w)
-        X = np.einsum("mj,mja,mjb->ab", Ci_o * rho[:, 1:], w[:, :-1], w[:, 1:], optimize=True)
+        X = _rows_cross(w[:, :-1] * (Ci_o * rho[:, 1:])[..., None], w[:, 1:])
         T1 += X + X.T
         kv = w.shape[2]
         q = G.shape[2]
         Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
-        CGa = self.c_dot(Ga).reshape(m, n, kv, q)
-        T2 = np.einsum("mjar,mrs,mjbs->ab", Ga.reshape(m, n, kv, q), K, CGa, optimize=True)
+        # w_a' (C o G K G') w_b = sum_j,k (L' Ga)_ja K (L' Ga)_kb'
+        U = self.lt_dot(Ga).reshape(m, n * kv, q)
+        UK = (U @ K).reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1)
+        T2 = UK @ U.reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1).T
         fz = np.einsum("mjr,mjr->mj", F, Zt)
         T3 = _rows_cross(w * (Ci_d * fz)[..., None], w)
         up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
         dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
-        T3 += (np.einsum("mj,mja,mjb->ab", up, w[:, :-1], w[:, 1:], optimize=True)
-               + np.einsum("mj,mja,mjb->ab", dn, w[:, 1:], w[:, :-1], optimize=True))
-        Pm = np.einsum("mjb,mjr,mju->mbru", w, Zt, G, optimize=True)
+        T3 += (_rows_cross(w[:, :-1] * up[..., None], w[:, 1:])
+               + _rows_cross(w[:, 1:] * dn[..., None], w[:, :-1]))
+        Pm = (wt @ (Zt[..., :, None] * G[..., None, :]).reshape(m, n, -1)
+              ).reshape(m, -1, Zt.shape[2], G.shape[2])
         T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm, optimize=True)
         I_vv = 0.25 * (S0 + trMM + T1 - T2 - T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC)
@@ -649,7 +679,8 @@ class BidiagonalFactor(DenseFactor):
         Yq = G @ IKA
         CYq = Zt @ IKA
         CYqE = np.einsum("mjr,crs->cmjs", CYq, E)
-        I_Gv = 0.5 * np.einsum("cmjs,mjs,mja->ca", CYqE, Yq, w, optimize=True)
+        I_Gv = 0.5 * (np.einsum("cmjs,mjs->cmj", CYqE, Yq).reshape(E.shape[0], -1)
+                      @ w.reshape(-1, kv))
         Mq = _swap(IKA) @ GD @ IKA
         per_c = 0.5 * np.einsum("crs,msr->cm", E, Mq)
         I_Gc = np.stack([np.bincount(lev, weights=row, minlength=k) for row in per_c]
@@ -1034,6 +1065,20 @@ class Unstructured(CorrelationStructure):
             ix = self._index[p[:, :, None], p[:, None, :]]  # (m, n, n)
             dC = (ix[None] == np.arange(self.k_level)[:, None, None, None]).astype(float)
         return C, dC
+
+    def bucket_factor(self, natural, bucket, derivative=False):
+        # every entry of C is one correlation (or 1 on the diagonal, 0
+        # beyond a band): the gradient sums N's entries by parameter
+        # (``DenseFactor.index``) instead of reading a one-hot dC
+        C, _ = self.bucket_matrices(natural, bucket, False)
+        if not derivative:
+            return DenseFactor(C, None)
+        groups, _, t, _ = bucket
+        p = np.searchsorted(self.values, t)
+        ix = self._index[p[:, :, None], p[:, None, :]]
+        offset = (self.level_of_group[groups] * self.k_level)[:, None, None]
+        return DenseFactor(C, lambda: self.bucket_matrices(natural, bucket, True)[1],
+                           index=np.where(ix >= 0, ix + offset, -1))
 
     # canonical partial correlations (CPC) <-> correlations, full matrix
     def _to_natural(self, free):
