@@ -444,9 +444,8 @@ class DaskObjective(HeteroskedasticObjective):
         return ev.dask_gradients["natural"]
 
     def free_value_and_gradient(self, free) -> tuple[float, np.ndarray]:
-        lay = self.layout
         try:
-            ev = self.evaluate(lay.to_natural(free), gradient=True, free=free)
+            ev = self.evaluate_free(free, gradient=True)
         except np.linalg.LinAlgError:
             return -np.inf, np.zeros_like(free)
         return ev.llf, ev.dask_gradients["free"]
@@ -463,18 +462,10 @@ class DaskObjective(HeteroskedasticObjective):
                 g_u[sl] = conditioned[sl]
         return g_u
 
-    def free_basis(self, free, mask):
-        from . import _hessian
-        lay = self.layout
-        try:
-            ev = self.evaluate(lay.to_natural(free), free=free, gradient=True,
-                               info=True)
-        except np.linalg.LinAlgError:
-            return None
-        jac = lay.natural_jacobian(free)
-        idx = np.flatnonzero(mask)
-        info = (jac.T @ ev.info @ jac)[np.ix_(idx, idx)]
-        return _hessian.whitening_basis(info, np.maximum(np.abs(free[idx]), 1e-2))
+    def evaluate_free(self, free, **kwargs) -> _engine.Evaluation:
+        """``evaluate`` at a free vector (the partitions take the factor
+        of G from it)."""
+        return self.evaluate(self.layout.to_natural(free), free=free, **kwargs)
 
     def fe_score_jacobian(self, natural, fe_params, evaluation=None) -> np.ndarray:
         return sum(j for j in self._map(_fe_score_jacobian, np.asarray(natural),

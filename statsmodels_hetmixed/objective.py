@@ -182,13 +182,19 @@ class HeteroskedasticObjective:
             self._last_info = (np.array(natural, copy=True), ev)
         return ev, self.natural_gradient(ev, natural)
 
+    def evaluate_free(self, free, **kwargs) -> _engine.Evaluation:
+        """``evaluate`` at a free vector, with the layout's factor of G
+        from it (which a singular G has too)."""
+        lay = self.layout
+        return self.evaluate(lay.to_natural(free), factor=lay.factor_from_free(free),
+                             **kwargs)
+
     def free_value_and_gradient(self, free) -> tuple[float, np.ndarray]:
         """The log-likelihood and its gradient on the free scale; -inf
         where the engine cannot evaluate (a collinear GLS system)."""
         lay = self.layout
         try:
-            ev = self.evaluate(lay.to_natural(free), gradient=True,
-                               factor=lay.factor_from_free(free))
+            ev = self.evaluate_free(free, gradient=True)
         except np.linalg.LinAlgError:
             return -np.inf, np.zeros_like(free)
         return ev.llf, lay.free_gradient(free, ev.grad_cov, ev.grad_eta,
@@ -429,8 +435,7 @@ class HeteroskedasticObjective:
         """
         lay = self.layout
         try:
-            ev = self.evaluate(lay.to_natural(free), factor=lay.factor_from_free(free),
-                               gradient=True, info=True)
+            ev = self.evaluate_free(free, gradient=True, info=True)
         except np.linalg.LinAlgError:
             return None
         jac = lay.natural_jacobian(free)
