@@ -2,6 +2,19 @@
 From formulas to the model's arrays: what ``HetMixedLM.from_formula`` does
 before the constructor (one missing-value mask over every formula, the
 variance, scale-effect and level-2 designs, the random effects' names).
+
+Every design is built by the formula engine statsmodels is configured to
+use (``statsmodels.formula.options.formula_engine``, or the environment
+variable ``SM_FORMULA_ENGINE`` read when statsmodels is imported: patsy by
+default when it is installed, else formulaic), the engine that builds the
+mean design in statsmodels' own ``from_formula``.  With formulaic the
+designs follow statsmodels' ``FormulaManager`` conventions (its "legacy"
+column order, which matches patsy's).  The helpers below are the one place
+that knows the two engines apart: ``design`` (a design and its
+specification), ``design_spec`` (the specification of a design frame),
+``build_rows`` (rows of a stored specification for new data),
+``spec_names`` (the variables a specification reads) and
+``FORMULA_ERRORS``.
 """
 
 from __future__ import annotations
@@ -15,7 +28,139 @@ from statsmodels.regression.mixed_linear_model import _handle_missing
 
 from ._validate import check_not_empty
 
-__all__ = ["capture_eval_env", "level2_design", "model_arguments", "re_names"]
+__all__ = ["capture_eval_env", "level2_design", "model_arguments", "re_names",
+           "formula_engine", "design", "design_spec", "build_rows", "spec_names",
+           "FORMULA_ERRORS"]
+
+try:  # optional in statsmodels 0.15, as patsy is
+    import formulaic
+    import formulaic.errors
+
+    FORMULA_ERRORS: tuple = (patsy.PatsyError, formulaic.errors.FormulaicError)
+except ImportError:  # pragma: no cover - formulaic not installed
+    formulaic = None
+    FORMULA_ERRORS = (patsy.PatsyError,)
+
+
+def formula_engine() -> str:
+    """The formula engine statsmodels is configured to use ("patsy" or
+    "formulaic"; ``statsmodels.formula.options.formula_engine``)."""
+    from statsmodels.formula._manager import FormulaManager
+
+    return FormulaManager().engine
+
+
+def design(formula: str, data: pd.DataFrame, eval_env: dict,
+           engine: str | None = None) -> pd.DataFrame:
+    """
+    The design of a one-sided formula on ``data``, as a DataFrame with its
+    engine's specification attached (``design_spec``); a missing value in
+    it raises an error (the rows with missing values were dropped before).
+
+    Parameters
+    ----------
+    formula : str
+    data : pandas.DataFrame
+    eval_env : dict
+        Names the formula may use beside the data's columns.
+    engine : {"patsy", "formulaic"}, optional
+        Default: statsmodels' configured engine (``formula_engine``).
+    """
+    engine = engine or formula_engine()
+    if engine == "patsy":
+        return patsy.dmatrix(formula, data, eval_env=patsy.EvalEnvironment([eval_env]),
+                             NA_action="raise", return_type="dataframe")
+    from statsmodels.formula._manager import FormulaManager
+
+    return FormulaManager("formulaic").get_matrices(
+        formula, data, eval_env=eval_env, na_action="raise")
+
+
+def design_spec(frame):
+    """The specification (patsy ``DesignInfo`` or formulaic ``ModelSpec``)
+    attached to a design frame, or None."""
+    spec = getattr(frame, "design_info", None)
+    if spec is None:
+        spec = getattr(frame, "model_spec", None)
+    return spec
+
+
+def consolidated(frame):
+    """
+    A formula's design as one float64 block (the same frame when it is one
+    already, as patsy's are).  formulaic's designs hold one block per
+    column, of mixed dtypes, and every ``np.asarray`` of such a frame (the
+    input checks, statsmodels' data handling, the engine's copies) copies
+    and interleaves the columns again: at a million rows that costs more
+    than building the design.  Frames that are not formula designs (no
+    specification attached) are left alone, so that the input checks name
+    a non-numeric column.
+    """
+    if not isinstance(frame, pd.DataFrame) or design_spec(frame) is None:
+        return frame
+    dtypes = set(frame.dtypes)
+    if dtypes == {np.dtype(np.float64)} and frame._mgr.nblocks == 1:
+        return frame
+    # patsy's layout: one (k, n) C-ordered block, whose .values is an
+    # F-ordered (n, k) view (reductions over the rows, as statsmodels'
+    # constant check and the engine's centring do, run down contiguous
+    # columns: several times faster than over a C-ordered array).
+    values = frame.to_numpy(dtype=np.float64)
+    if not values.flags.f_contiguous:
+        values = np.asfortranarray(values)
+    return pd.DataFrame(values, index=frame.index, columns=frame.columns, copy=False)
+
+
+def build_rows(spec, frame: pd.DataFrame, na_action: str = "raise") -> pd.DataFrame:
+    """
+    The rows of the design ``spec`` for (new) data ``frame``, with the
+    categories, codings and transforms' state learnt on the fitted data.
+
+    Parameters
+    ----------
+    spec : patsy.DesignInfo or formulaic.ModelSpec
+    frame : pandas.DataFrame
+    na_action : {"raise", "drop"}
+        "drop" leaves out the rows with missing values (the returned
+        frame's index says which rows are kept).
+    """
+    if isinstance(spec, patsy.DesignInfo):
+        (mat,) = patsy.build_design_matrices(
+            [spec], frame, NA_action=na_action, return_type="dataframe")
+        return mat
+    return spec.get_model_matrix(frame, na_action=na_action, output="pandas")
+
+
+def spec_names(spec) -> tuple[list[str], set[str]]:
+    """
+    The Python names a design's factors read (in order of appearance) and,
+    among them, those its coding treats as categorical.
+    """
+    import ast
+
+    names, categorical = [], set()
+    if spec is None:
+        return names, categorical
+    if isinstance(spec, patsy.DesignInfo):
+        factors = [(getattr(f, "code", None), info.type == "categorical")
+                   for f, info in spec.factor_infos.items()]
+    else:
+        kinds = getattr(spec, "encoder_state", {})
+        factors = [(str(f), f in getattr(spec, "factor_contrasts", {})
+                    or kinds.get(str(f), (None,))[0] == "categorical")
+                   for f in spec.factors]
+    for code, is_categorical in factors:
+        if code is None or code == "1":
+            continue
+        try:
+            tree = ast.parse(code, mode="eval")
+        except SyntaxError:
+            continue
+        used = [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
+        names += [n for n in used if n not in names]
+        if is_categorical:
+            categorical.update(used)
+    return names, categorical
 
 
 def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
@@ -137,32 +282,33 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     for key, value in (("var_power", var_power), ("var_const_power", var_const_power)):
         if value is not None:
             kwargs[key] = data[power_columns[key]] if key in power_columns else value
-    env = patsy.EvalEnvironment([eval_env])
+    env = eval_env
+    # One engine for every design of the model, the one statsmodels'
+    # from_formula uses for the mean design.
+    engine = kwargs["_formula_engine"] = formula_engine()
 
     if var_formula is not None:
         try:
-            kwargs["exog_var"] = patsy.dmatrix(
-                var_formula, data, eval_env=env, NA_action="raise",
-                return_type="dataframe")
-        except patsy.PatsyError as exc:
-            if "missing values" not in str(exc):
+            kwargs["exog_var"] = design(var_formula, data, env, engine)
+        except (*FORMULA_ERRORS, ValueError) as exc:
+            # patsy: "missing values"; formulaic: "contains null values"
+            if not ("missing values" in str(exc) or "null values" in str(exc)):
                 raise
             raise ValueError(
                 f"var_formula {var_formula!r} gives missing values (for "
                 "example the log of a non-positive number). Drop or fix "
                 "those rows before fitting.") from exc
     if var_re_formula is not None:
-        exog_var_re = patsy.dmatrix(var_re_formula, data, eval_env=env,
-                                    NA_action="raise", return_type="dataframe")
+        exog_var_re = design(var_re_formula, data, env, engine)
         exog_var_re.columns = [
             (group_name or "Group") if c == "Intercept" else c
             for c in exog_var_re.columns]
         kwargs["exog_var_re"] = exog_var_re
     if re_var_formula is not None:
         kwargs["exog_re_var"], kwargs["re_var_terms"] = level2_design(
-            re_var_formula, data, env)
+            re_var_formula, data, env, engine)
     kwargs["exog_re_names"], re_design_info = re_names(
-        re_formula, vc_formula, data, env, group_name or "Group")
+        re_formula, vc_formula, data, env, group_name or "Group", engine)
     if re_design_info is not None:
         # For predictions on new data (HetMixedLMResults.get_prediction).
         kwargs["_re_formula"] = re_formula
@@ -187,7 +333,7 @@ def _has_response(formula: str) -> bool:
     return bool(patsy.ModelDesc.from_formula(formula).lhs_termlist)
 
 
-def level2_design(re_var_formula, data, eval_env):
+def level2_design(re_var_formula, data, eval_env, engine=None):
     """
     The level-2 design of ``re_var_formula``: one formula, or a dict of
     formulas by level-2 function, whose designs are joined (each column
@@ -200,8 +346,7 @@ def level2_design(re_var_formula, data, eval_env):
         formulas = {None: re_var_formula}
     parts, columns = [], {}
     for key, formula in formulas.items():
-        part = patsy.dmatrix(formula, data, eval_env=eval_env, NA_action="raise",
-                             return_type="dataframe")
+        part = design(formula, data, eval_env, engine)
         if key is not None and (part.shape[1] == 0 or part.columns[0] != "Intercept"):
             raise ValueError(
                 f"re_var_formula[{key!r}] = {formula!r} needs an intercept: each "
@@ -209,17 +354,17 @@ def level2_design(re_var_formula, data, eval_env):
         parts.append(part)
         if key is not None:
             columns[key] = list(part.columns)
-    design = pd.concat(parts, axis=1)
-    for name in design.columns[design.columns.duplicated()].unique():
-        same = design.loc[:, design.columns == name].to_numpy()
+    joined = pd.concat(parts, axis=1)
+    for name in joined.columns[joined.columns.duplicated()].unique():
+        same = joined.loc[:, joined.columns == name].to_numpy()
         if not np.allclose(same, same[:, :1]):
             raise ValueError(f"Two formulas of re_var_formula give different "
                              f"columns named {name!r}; rename one variable.")
-    design = design.loc[:, ~design.columns.duplicated()]
-    return design, (columns if isinstance(re_var_formula, dict) else None)
+    joined = joined.loc[:, ~joined.columns.duplicated()]
+    return joined, (columns if isinstance(re_var_formula, dict) else None)
 
 
-def re_names(re_formula, vc_formula, data, eval_env, group_name):
+def re_names(re_formula, vc_formula, data, eval_env, group_name, engine=None):
     """The names MixedLM.from_formula gives the random effects of
     ``re_formula`` (the intercept named after the groups), and the patsy
     design information of ``re_formula`` (None for a random intercept),
@@ -228,10 +373,9 @@ def re_names(re_formula, vc_formula, data, eval_env, group_name):
         return ([group_name] if vc_formula is None else []), None
     if re_formula.strip() == "1":
         return [group_name], None
-    design = patsy.dmatrix(re_formula, data, eval_env=eval_env,
-                           return_type="dataframe")
-    names = [str(c).replace("Intercept", group_name) for c in design.columns]
-    return names, design.design_info
+    mat = design(re_formula, data, eval_env, engine)
+    names = [str(c).replace("Intercept", group_name) for c in mat.columns]
+    return names, design_spec(mat)
 
 
 def capture_eval_env(eval_env):

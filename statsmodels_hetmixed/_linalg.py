@@ -20,6 +20,18 @@ Design matrices (``redundant_columns``, ``check_full_rank``)
     column has a residual fraction near the rounding level, 1e-15, eight
     orders of magnitude below the tolerance.
 
+    Most designs are far from that tolerance, and for them the QR
+    decomposition (a pass of 2 n k^2 flops over the rows, the largest cost
+    of a model's construction at a million rows) is not needed: the
+    smallest eigenvalue of the equilibrated Gram matrix ``C = D^-1/2 X'X
+    D^-1/2`` bounds every squared residual fraction from below.  When it
+    exceeds ``GRAM_SCREEN_RTOL`` plus a bound on the rounding of X'X
+    (``k n`` machine epsilons, whatever the order of summation), every
+    residual fraction is above 1e-3, four orders of magnitude above the
+    tolerance, and the design is of full rank whichever way it is computed;
+    otherwise the QR decides.  The screen only chooses the computation: both
+    give the same answer wherever the screen passes.
+
 Gram matrices such as X'V^-1 X (``cholesky_equilibrated``)
     The matrix is scaled to unit diagonal (by the square roots of its
     diagonal), factored, and the factor unscaled.  The pivots of the scaled
@@ -64,7 +76,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.linalg import cho_solve
 
-__all__ = ["COLLINEAR_RTOL", "COV_RTOL", "ZERO_VAR_RTOL", "FACTOR_RTOL",
+__all__ = ["COLLINEAR_RTOL", "GRAM_SCREEN_RTOL", "COV_RTOL", "ZERO_VAR_RTOL", "FACTOR_RTOL",
            "NotPositiveDefiniteError", "redundant_columns", "check_full_rank",
            "cholesky_equilibrated", "chol_solve", "back_transform", "correlation",
            "covariance_rank", "is_positive_definite", "is_positive_semidefinite",
@@ -73,6 +85,10 @@ __all__ = ["COLLINEAR_RTOL", "COV_RTOL", "ZERO_VAR_RTOL", "FACTOR_RTOL",
 # A column whose residual on the other columns is at most this fraction of
 # its norm is a linear combination of them.
 COLLINEAR_RTOL = 1e-7
+# A design whose equilibrated Gram matrix has its smallest eigenvalue above
+# this (plus a rounding bound) is of full rank without a QR decomposition:
+# every residual fraction is then above 1e-3.
+GRAM_SCREEN_RTOL = 1e-6
 # Eigenvalues of a correlation matrix at most this times the largest are zero.
 COV_RTOL = 1e-8
 # A variance at most this times its reference variance is zero (an SD of
@@ -117,6 +133,8 @@ def redundant_columns(mat) -> list[int]:
     mat = np.asarray(mat, dtype=float)
     if mat.shape[1] == 0:
         return []
+    if _gram_full_rank(mat):
+        return []
     # Projections are preserved by the orthogonal factor: work on R, whose
     # columns have the design's column norms.  Householder QR is backward
     # stable column by column, so scaling R's columns afterwards decides as
@@ -146,6 +164,30 @@ def redundant_columns(mat) -> list[int]:
         else:
             redundant.append(j)
     return redundant
+
+
+def _gram_full_rank(mat) -> bool:
+    """
+    Whether ``mat`` is of full column rank by a wide margin, decided on its
+    Gram matrix (see the module docstring); False means "let the QR
+    decide", not "rank deficient".
+    """
+    n, k = mat.shape
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        gram = mat.T @ mat
+    diag = gram.diagonal().copy()
+    # Overflowing or underflowing squares (entries beyond about 1e150 or
+    # below 1e-150) and zero columns go to the QR, which scales first.
+    if not (np.isfinite(gram).all() and (diag > 1e-290).all()):
+        return False
+    d = 1.0 / np.sqrt(diag)
+    corr = gram * d[:, None] * d[None, :]
+    # |error of each entry of corr| <= n eps (Cauchy-Schwarz on the
+    # rounding of any summation order), so of its eigenvalues <= k n eps;
+    # eigvalsh adds a few k eps.
+    rounding = (k * n + 10 * k) * np.finfo(float).eps
+    lam_min = np.linalg.eigvalsh(corr)[0]
+    return bool(lam_min > GRAM_SCREEN_RTOL + rounding)
 
 
 def check_full_rank(mat, what: str, names: Sequence[str], hint: str) -> None:

@@ -13,12 +13,13 @@ checkout).
 
 from __future__ import annotations
 
-import ast
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from . import _formula
 
 __all__ = ["plot_random_effects_qq", "plot_group_variance"]
 
@@ -136,29 +137,13 @@ def plot_random_effects_qq(results, ax=None):
 # Group-specific variance functions
 
 def _formula_names(design_info):
-    """Variable names used by a patsy design, and those used categorically."""
-    names, categorical = set(), set()
-    if design_info is None:
-        return names, categorical
-    for factor, info in design_info.factor_infos.items():
-        code = getattr(factor, "code", None)
-        if code is None:
-            continue
-        try:
-            tree = ast.parse(code, mode="eval")
-        except SyntaxError:  # pragma: no cover - patsy codes are Python
-            continue
-        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-        names |= used
-        if info.type == "categorical":
-            categorical |= used
-    return names, categorical
+    """Variable names used by a design, and those used categorically."""
+    names, categorical = _formula.spec_names(design_info)
+    return set(names), categorical
 
 
 def _var_re_design_info(model, frame):
-    """patsy design information of ``var_re_formula`` (rebuilt from the data)."""
-    import patsy
-
+    """Design information of ``var_re_formula`` (rebuilt from the data)."""
     formula = getattr(model, "var_re_formula", None)
     if formula is None:
         return None
@@ -166,19 +151,18 @@ def _var_re_design_info(model, frame):
     if stored is not None:
         return stored
     try:
-        mat = patsy.dmatrix(formula, frame,
-                            eval_env=patsy.EvalEnvironment([{"np": np}]),
-                            NA_action="raise", return_type="dataframe")
-    except (patsy.PatsyError, NameError) as exc:
+        mat = _formula.design(formula, frame, {"np": np},
+                              getattr(model, "_formula_engine", None) or "patsy")
+    except (*_formula.FORMULA_ERRORS, NameError) as exc:
         raise ValueError(
             f"var_re_formula {formula!r} could not be rebuilt from the data "
             f"({exc}).") from exc
     if mat.shape != model.exog_var_re.shape or not np.allclose(
-            np.asarray(mat), model.exog_var_re):
+            np.asarray(mat, dtype=float), model.exog_var_re):
         raise ValueError("var_re_formula rebuilt from data does not reproduce "
                          "the model's exog_var_re: pass the data the model was "
                          "fitted on.")
-    return mat.design_info
+    return _formula.design_spec(mat)
 
 
 def _hold_value(values, categorical):
@@ -287,8 +271,6 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
     >>> from statsmodels_hetmixed.graphics import plot_group_variance
     >>> fig = plot_group_variance(result, "cses", by="sector")  # doctest: +SKIP
     """
-    import patsy
-
     plt = _import_pyplot()
     model = results.model
     if not isinstance(n_points, (int, np.integer)) or n_points < 2:
@@ -321,9 +303,8 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
     frame = data.reset_index(drop=True)
     re_info = _var_re_design_info(model, frame) if k_var_re else None
     if var_info is not None:
-        (w_check,) = patsy.build_design_matrices([var_info], frame,
-                                                 NA_action="raise")
-        if not np.allclose(np.asarray(w_check), model.exog_var):
+        w_check = _formula.build_rows(var_info, frame, na_action="raise")
+        if not np.allclose(np.asarray(w_check, dtype=float), model.exog_var):
             raise ValueError("var_formula applied to data does not reproduce "
                              "the model's exog_var: pass the data the model "
                              "was fitted on.")
@@ -399,13 +380,13 @@ def plot_group_variance(results, x: str, data: pd.DataFrame | None = None,
                 new[col] = [_hold_value(sub[col], col in categorical)] * len(grid)
         new = pd.DataFrame(new)
         if var_info is not None:
-            (w,) = patsy.build_design_matrices([var_info], new, NA_action="raise")
-            w = np.asarray(w, dtype=float)
+            w = np.asarray(_formula.build_rows(var_info, new, na_action="raise"),
+                           dtype=float)
         else:
             w = np.ones((len(grid), 1))
         sigma2 = model.variance_function.variance(var_params, w)
         if k_var_re:
-            (v,) = patsy.build_design_matrices([re_info], new, NA_action="raise")
+            v = _formula.build_rows(re_info, new, na_action="raise")
             sigma2 = sigma2 * np.exp(np.asarray(v, dtype=float) @ omega[i])
         colour = "C0" if group_by is None else colours[group_by[i]]
         points = discrete or len(grid) == 1

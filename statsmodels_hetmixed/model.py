@@ -16,7 +16,6 @@ import types
 import warnings
 
 import numpy as np
-import patsy
 from statsmodels.base import model as base
 from statsmodels.tools.sm_exceptions import ValueWarning
 from statsmodels.regression.mixed_linear_model import (
@@ -74,7 +73,8 @@ _NO_EXOG_COLUMNS = ("The fixed-effects design (exog)", "For an intercept-only "
 _FORMULA_KEYS = ("var_formula", "var_by", "var_re_formula", "re_var_formula")
 # Set by from_formula for predictions on new data: the groups' column name,
 # re_formula and its patsy design (rebuilt after unpickling, as var_formula's).
-_PREDICTION_KEYS = ("_group_name", "_re_formula", "_re_design_info")
+_PREDICTION_KEYS = ("_group_name", "_re_formula", "_re_design_info",
+                    "_formula_engine")
 
 
 def _check_full_rank(mat, what, names, hint):
@@ -317,8 +317,10 @@ class HetMixedLM(MixedLM):
         # for display, prediction on new data and pickling.
         for key in _FORMULA_KEYS + _PREDICTION_KEYS:
             setattr(self, key, kwargs.pop(key, None))
-        self._var_design_info = getattr(exog_var, "design_info", None)
-        self._var_re_design_info = getattr(exog_var_re, "design_info", None)
+        self._var_design_info = _formula.design_spec(exog_var)
+        self._var_re_design_info = _formula.design_spec(exog_var_re)
+        exog, exog_var, exog_var_re, exog_re_var = (
+            _formula.consolidated(a) for a in (exog, exog_var, exog_var_re, exog_re_var))
         if endog is None or exog is None:
             raise ValueError(
                 "endog and exog are required; for an intercept-only mean use a "
@@ -887,7 +889,8 @@ class HetMixedLM(MixedLM):
 
     def __getstate__(self):
         # patsy design information cannot be pickled; rebuild it from the
-        # data on unpickling, as statsmodels does for its own formulas.
+        # data on unpickling, as statsmodels does for its own formulas
+        # (formulaic's could, but both engines take the same route).
         state = self.__dict__.copy()
         state["_var_design_info"] = None
         state["_var_re_design_info"] = None
@@ -897,6 +900,7 @@ class HetMixedLM(MixedLM):
     def __setstate__(self, state):
         self.__dict__.update(state)
         frame = getattr(self.data, "frame", None)
+        engine = state.get("_formula_engine") or "patsy"
         for formula_key, info_key in (("var_formula", "_var_design_info"),
                                       ("var_re_formula", "_var_re_design_info"),
                                       ("_re_formula", "_re_design_info")):
@@ -904,10 +908,9 @@ class HetMixedLM(MixedLM):
             if formula is None or frame is None:
                 continue
             try:
-                setattr(self, info_key, patsy.dmatrix(
-                    formula, frame, eval_env=patsy.EvalEnvironment([{"np": np}]),
-                    return_type="dataframe").design_info)
-            except (patsy.PatsyError, NameError):
+                setattr(self, info_key, _formula.design_spec(_formula.design(
+                    formula, frame, {"np": np}, engine=engine)))
+            except (*_formula.FORMULA_ERRORS, NameError, ValueError):
                 pass  # using it on new data will say it cannot
 
     def fit_regularized(self, start_params=None, method="l1", alpha=0, ceps=1e-4,

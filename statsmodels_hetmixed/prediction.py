@@ -31,15 +31,13 @@ Variance parameters are treated as known, as nlme and lme4 do for BLUPs.
 
 from __future__ import annotations
 
-import ast
 import builtins
 
 import numpy as np
 import pandas as pd
-import patsy
 from statsmodels.regression._prediction import PredictionResults
 
-from . import _engine
+from . import _engine, _formula
 
 __all__ = ["MixedPredictionResults", "prediction_rows", "get_prediction"]
 
@@ -108,47 +106,30 @@ class MixedPredictionResults(PredictionResults):
         return frame
 
 
-# Names of patsy's own functions, which a formula uses but the data need not
-# hold.
+# Names of the formula engines' own functions (patsy's, formulaic's), which a
+# formula uses but the data need not hold.
 _PATSY_NAMES = {"np", "C", "I", "Q", "center", "standardize", "scale",
                 "Treatment", "Sum", "Poly", "Diff", "Helmert", "bs", "cr", "cc",
-                "te"}
+                "te", "poly", "lag", "hashed", "contr", "identity"}
 
 
 def _missing_columns(design_info, frame):
-    """Names a patsy design reads that the new data lack (best effort: the
-    Python names in its factors' code, less builtins and patsy's own)."""
-    return [n for n in _formula_names(design_info)
+    """Names a design reads that the new data lack (best effort: the
+    Python names in its factors' code, less builtins and the formula
+    engine's own)."""
+    return [n for n in _formula.spec_names(design_info)[0]
             if n not in frame.columns and not hasattr(builtins, n)
             and n not in _PATSY_NAMES]
 
 
-def _formula_names(design_info):
-    """Names in the code of a patsy design's factors."""
-    names = []
-    for factor in design_info.factor_infos:
-        code = getattr(factor, "code", None)
-        if code is None:
-            continue
-        try:
-            tree = ast.parse(code, mode="eval")
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id not in names:
-                names.append(node.id)
-    return names
-
-
 def _build(design_info, frame, what):
-    """Rows of a patsy design for new data, NaN where the data have missing
+    """Rows of a design for new data, NaN where the data have missing
     values (rows kept in place, as statsmodels' formula predict does)."""
     missing = _missing_columns(design_info, frame)
     if missing:
         raise ValueError(f"The new data lack column(s) {missing} that the "
                          f"{what} needs.")
-    (mat,) = patsy.build_design_matrices([design_info], frame, NA_action="drop",
-                                         return_type="dataframe")
+    mat = _formula.build_rows(design_info, frame, na_action="drop")
     out = np.full((len(frame), mat.shape[1]), np.nan)
     out[np.asarray(mat.index, dtype=np.intp)] = mat.to_numpy(dtype=float)
     return out
@@ -260,8 +241,14 @@ def prediction_rows(results, exog=None, transform=True, groups=None,
             raise ValueError("The model was built from formulas: pass the new "
                              "data as a DataFrame with the columns the "
                              "formulas use.")
-        _check_columns(model.data.model_spec, frame, "mean formula")
-        X, _ = results._transform_predict_exog(frame, transform=True)
+        spec = getattr(model.data, "model_spec", None)
+        if spec is not None:
+            # Rows with missing values stay, as NaN, whichever formula
+            # engine built the design (formulaic's stored specification
+            # would raise, patsy's drop them).
+            X = _build(spec, frame, "mean formula")
+        else:
+            X, _ = results._transform_predict_exog(frame, transform=True)
     else:
         X = np.asarray(exog, dtype=float)
         if X.ndim == 1:
@@ -304,15 +291,6 @@ def prediction_rows(results, exog=None, transform=True, groups=None,
     if need_variance:
         W = _var_design(results, frame, exog_var, n, transform)
     return _Rows(X, Z, W, pos, cond_rows, index, False)
-
-
-def _check_columns(model_spec, frame, what):
-    info = model_spec
-    if isinstance(info, patsy.DesignInfo):
-        missing = _missing_columns(info, frame)
-        if missing:
-            raise ValueError(f"The new data lack column(s) {missing} that the "
-                             f"{what} needs.")
 
 
 def _re_design(model, frame, exog_re, n, transform):

@@ -14,7 +14,7 @@ from statsmodels.regression.mixed_linear_model import (
 )
 from statsmodels.tools._decorators import cache_readonly
 
-from . import _engine, optim, robust
+from . import _engine, _formula, optim, robust
 from ._validate import fit_options
 from .delta import delta_method
 from .inference import correlation_transforms, transformed_interval
@@ -727,10 +727,7 @@ class HetMixedLMResults(MixedLMResults):
         index = getattr(exog, "index", None)
         spec = getattr(model, "_var_design_info", None)
         if transform and spec is not None and isinstance(exog, pd.DataFrame):
-            import patsy
-
-            (w,) = patsy.build_design_matrices([spec], exog, NA_action="raise")
-            w = np.asarray(w)
+            w = np.asarray(_formula.build_rows(spec, exog, na_action="raise"))
         elif transform and isinstance(exog, pd.DataFrame) and \
                 getattr(model, "var_formula", None) is None and \
                 model.data.exog_var_names == ["Intercept"]:
@@ -897,6 +894,11 @@ class HetMixedLMResults(MixedLMResults):
         z-tests.
         """
         r_matrix = self._pad_fe_columns(r_matrix)
+        if isinstance(r_matrix, str):
+            # Parsed here, whatever statsmodels' formula engine: formulaic's
+            # constraint parser takes ':' in a name (var:female) for an
+            # operator.
+            r_matrix = self._linear_constraint(r_matrix)
         self._warn_boundary_hypothesis(r_matrix)
         fe = None if self._ddf is None or use_t is False else \
             self._fe_constraint(r_matrix)
@@ -931,6 +933,11 @@ class HetMixedLMResults(MixedLMResults):
         ``compare_lr_test``, which is boundary-aware.
         """
         r_matrix = self._pad_fe_columns(r_matrix)
+        if isinstance(r_matrix, str):
+            # Parsed here, whatever statsmodels' formula engine: formulaic's
+            # constraint parser takes ':' in a name (var:female) for an
+            # operator.
+            r_matrix = self._linear_constraint(r_matrix)
         self._warn_boundary_hypothesis(r_matrix)
         fe = None
         if self._ddf is not None and use_f is not False and cov_p is None \

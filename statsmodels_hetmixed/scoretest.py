@@ -84,7 +84,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import lsq_linear
 
-from . import _engine, _hessian, _linalg
+from . import _engine, _formula, _hessian, _linalg
 from .lrtest import LRTestResult
 from .objective import HeteroskedasticObjective
 from .structures import Layout, make_variance_function
@@ -221,7 +221,6 @@ def _nuisance_mask(res, natural):
 
 def _added_design(res, var_formula, exog_var, eval_env):
     """The added variance design and its column names."""
-    import patsy
 
     model = res.model
     if (var_formula is None) == (exog_var is None):
@@ -235,11 +234,11 @@ def _added_design(res, var_formula, exog_var, eval_env):
                 "var_formula needs the model's data frame (a model built with "
                 "from_formula, whose data were not removed); for a model built "
                 "from arrays pass the new columns as exog_var.")
-        env = patsy.EvalEnvironment([eval_env])
         try:
-            design = patsy.dmatrix(var_formula, frame, eval_env=env,
-                                   NA_action="raise", return_type="dataframe")
-        except patsy.PatsyError as exc:
+            design = _formula.design(
+                var_formula, frame, eval_env,
+                getattr(model, "_formula_engine", None) or _formula.formula_engine())
+        except (*_formula.FORMULA_ERRORS, ValueError) as exc:
             raise ValueError(
                 f"var_formula {var_formula!r} cannot be evaluated on the model's "
                 f"data: {exc}".split("\n")[0]) from exc

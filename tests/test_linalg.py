@@ -39,6 +39,41 @@ def test_redundant_columns_zero_column_and_later_duplicates():
     assert _linalg.redundant_columns(X) == [2, 4]
 
 
+def _qr_only(mat, monkeypatch):
+    """redundant_columns decided by the QR alone (the Gram screen off)."""
+    with monkeypatch.context() as m:
+        m.setattr(_linalg, "_gram_full_rank", lambda mat: False)
+        return _linalg.redundant_columns(mat)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_gram_screen_agrees_with_the_qr_on_both_sides(scale, monkeypatch):
+    # Gaps from clearly independent, through the screen's threshold (a
+    # residual fraction of about 1e-3), down to the collinearity tolerance
+    # (1e-7) and exact collinearity: the answer is the QR's throughout.
+    screened = []
+    for gap in [1.0, 1e-1, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-6, 1e-8, 0.0]:
+        X = _design(gap)
+        X[:, 2] *= scale
+        assert _linalg.redundant_columns(X) == _qr_only(X, monkeypatch)
+        screened.append(_linalg._gram_full_rank(X))
+    # the screen passes exactly for the gaps far from the tolerance
+    # (residual fraction gap / sqrt(4 + 9 + gap**2) above about 1e-3)
+    assert screened == [True, True, True, False, False, False, False,
+                        False, False, False]
+    assert _linalg.redundant_columns(_design(1e-6)) == []
+    assert _linalg.redundant_columns(_design(1e-8)) == [2]
+
+
+def test_gram_screen_leaves_extreme_and_zero_columns_to_the_qr(monkeypatch):
+    X = _design(1.0)
+    for bad in (X * np.array([1.0, 1e200, 1.0]), X * np.array([1.0, 1e-200, 1.0]),
+                np.column_stack([X, np.zeros(len(X))])):
+        assert not _linalg._gram_full_rank(bad)
+        assert _linalg.redundant_columns(bad) == _qr_only(bad, monkeypatch)
+    assert _linalg.redundant_columns(X * np.array([1.0, 1e200, 1.0])) == []
+
+
 def test_check_full_rank_names_the_column():
     X = _design(0.0) * np.array([1.0, 1e8, 1e-8])
     with pytest.raises(ValueError, match=r"The design is singular \(rank 2 < 3 "
