@@ -245,7 +245,9 @@ def _read_csv(path):
 def _formula_error(exc, source, columns):
     """One-line message for an error raised while evaluating a formula."""
     text = str(exc)
-    missing = re.search(r"NameError: name '([^']+)' is not defined", text)
+    # patsy's and formulaic's wording of an unknown name
+    missing = (re.search(r"NameError: name '([^']+)' is not defined", text)
+               or re.search(r"NameError: `([^`]+)` is not present", text))
     if missing:
         name = missing.group(1)
         message = (f"column {name!r} is not in {source} "
@@ -259,6 +261,9 @@ def _formula_error(exc, source, columns):
     code = getattr(origin, "code", None)
     if code:
         return f"invalid formula {code!r}: {_one_line(message)}"
+    formula = getattr(exc, "formula", None)  # formulaic's parser errors
+    if formula:
+        return f"invalid formula {formula!r}: {_one_line(message)}"
     return f"invalid formula: {_one_line(message)}"
 
 
@@ -311,9 +316,8 @@ def _describe(model, method, source, formula, groups, re_formula, var_formula):
 
 
 def _run(args):
-    import patsy
-
     import statsmodels_hetmixed.formula.api as hmf
+    from statsmodels_hetmixed import _formula
 
     model_options = [args.formula, args.groups, args.re_formula,
                      args.var_formula, args.var_by, args.var_re_formula,
@@ -426,7 +430,7 @@ def _run(args):
                                re_formula=re_formula, var_formula=var_formula,
                                missing=args.missing, eval_env={"np": np},
                                **extra)
-    except patsy.PatsyError as exc:
+    except _formula.FORMULA_ERRORS as exc:
         raise _UsageError(_formula_error(exc, source, data.columns)) from None
     except ValueError as exc:
         message = _one_line(exc)
