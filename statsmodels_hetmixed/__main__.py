@@ -40,7 +40,7 @@ examples:
              --groups Subject --var-by occ --var-link log \\
              --correlation ar1 --time occ
       Residual variances by occasion and AR(1) correlations over occasions
-      (Stata's residuals(ar 1, t(occ)) with by-occasion variances).
+      (nlme's corAR1(form = ~ occ | Subject) with varIdent(form = ~ 1 | occ)).
 
   hetmixedlm --data hsb.csv --formula "mathach ~ sector" --groups school \\
              --var-formula "~ sector" --var-re-formula "~ 1" --profile
