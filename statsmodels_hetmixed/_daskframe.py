@@ -22,6 +22,12 @@ def is_dask_frame(data) -> bool:
 
 
 def _predict_frame(pdf, results, kwargs):
+    # Dask stores text columns as pandas' pyarrow-backed strings, which
+    # patsy before 1.0 cannot read (numpy does not know the dtype); as
+    # Python objects every formula engine reads them
+    text = [c for c in pdf.columns if isinstance(pdf[c].dtype, pd.StringDtype)]
+    if text:
+        pdf = pdf.astype(dict.fromkeys(text, object))
     return results.predict(pdf, **kwargs)
 
 
