@@ -80,8 +80,8 @@ def _structure(fit):
 
 
 def _model(fit):
-    """The model of a reference fit, and (for gls) the free mask holding a
-    random intercept at zero (gls has no random effects)."""
+    """The model of a reference fit (gls: ``re_formula="0"``, no random
+    effects)."""
     spec = fit["spec"]
     df = check_dense.load_data(spec["file"])
     kw = {}
@@ -91,6 +91,8 @@ def _model(fit):
             kw.update(var_by=var["strata"], var_link="log")
         else:
             kw.update(var_formula=f"~ {var['covariate']}")
+    if spec["engine"] == "gls":
+        kw["re_formula"] = "0"
     if spec["engine"] == "lme":
         terms = spec["re_terms"]
         terms = [terms] if isinstance(terms, str) else terms
@@ -100,7 +102,7 @@ def _model(fit):
     tcol = spec["cor"]["time"]
     time = None if tcol == "(row order)" else tcol
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # exchangeable with a held intercept
+        warnings.simplefilter("ignore")
         model = HetMixedLM.from_formula(spec["fixed"], df, groups=spec["group"],
                                         correlation=_structure(fit), time=time, **kw)
     return model, df
@@ -112,16 +114,8 @@ def _fit(key):
     model, df = _model(fit)
     reml = fit["method"] == "REML"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # boundary warnings of a held zero
-        if fit["spec"]["engine"] == "gls":
-            lay = model.layout
-            nat = lay.to_natural(model._objective(reml).start())
-            nat[lay.cov_natural] = 0.0
-            free = np.ones(nat.size)
-            free[lay.cov_natural] = 0
-            res = model.fit(reml=reml, start_params=nat, free=free)
-        else:
-            res = model.fit(reml=reml)
+        warnings.simplefilter("ignore")
+        res = model.fit(reml=reml)
     return model, df, res
 
 
