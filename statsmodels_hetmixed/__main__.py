@@ -261,10 +261,25 @@ def _formula_error(exc, source, columns):
     code = getattr(origin, "code", None)
     if code:
         return f"invalid formula {code!r}: {_one_line(message)}"
-    formula = getattr(exc, "formula", None)  # formulaic's parser errors
+    formula = getattr(exc, "formula", None) or _formulaic_quoted_formula(text)
     if formula:
         return f"invalid formula {formula!r}: {_one_line(message)}"
     return f"invalid formula: {_one_line(message)}"
+
+
+def _formulaic_quoted_formula(text):
+    """
+    The formula that formulaic's syntax errors quote on a line below their
+    message, the offending token wrapped in the markers U+29DB and U+29DA
+    and a terminal colour; None when the text quotes none.  formulaic's exceptions carry no
+    formula attribute, and without it the message would not say which of
+    the command line's formulas is wrong.
+    """
+    lines = [line for line in text.splitlines()[1:] if line.strip()]
+    if len(lines) != 1 or "\u29db" not in lines[0]:
+        return None
+    quoted = re.sub(r"\x1b\[[0-9;]*m", "", lines[0])
+    return quoted.replace("\u29db", "").replace("\u29da", "").strip()
 
 
 def _numeric_text_columns(data, formulas):
@@ -442,9 +457,16 @@ def _run(args):
         raise _UsageError(message) from None
     except NotImplementedError as exc:  # a combination not available
         raise _UsageError(_one_line(exc)) from None
+    except SyntaxError as exc:
+        # patsy hands a formula that is not a Python expression (``y x``) to
+        # Python's parser, whose error quotes the text but no formula name
+        code = (exc.text or "").strip()
+        where = f" {code!r}" if code else ""
+        raise _UsageError(
+            f"invalid formula{where}: SyntaxError: {exc.msg}") from None
     except Exception as exc:  # noqa: BLE001
         # Formulas are Python expressions: evaluating one can raise anything
-        # (a SyntaxError in --re-formula, a TypeError in I(...)).
+        # (a TypeError in I(...), for instance).
         raise _UsageError(
             f"cannot build the model from the formulas: "
             f"{type(exc).__name__}: {_one_line(exc)}") from None
