@@ -370,8 +370,11 @@ def _df(results, X):
     return df[np.ravel(inverse)]
 
 
-def get_prediction(results, rows):
-    """``MixedPredictionResults`` of the rows (see the module docstring)."""
+def get_prediction(results, rows, variance_factors=()):
+    """``MixedPredictionResults`` of the rows (see the module docstring).
+    ``variance_factors``: the factors of further variance functions
+    (var_power, var_const_power) for new rows; the fitted rows' own
+    variances already hold them."""
     X, Z, cond = rows.exog, rows.exog_re, rows.conditional
     k_fe = results.k_fe
     C = np.asarray(results.cov_params(), dtype=float)[:k_fe, :k_fe]
@@ -395,6 +398,8 @@ def get_prediction(results, rows):
     else:
         var_resid = results.model.variance_function.variance(
             results._var_params, rows.exog_var)
+        for factor in variance_factors:
+            var_resid = var_resid * factor
     labels = rows.index
     return MixedPredictionResults(mean, var_mean, var_re, var_resid, cond,
                                   df=_df(results, X), row_labels=labels)

@@ -251,24 +251,29 @@ class HetMixedLMResults(MixedLMResults):
                 "a DataFrame for new rows of var_power / var_const_power "
                 "models.")
 
-    def _extra_variance_factors(self, exog, transform):
+    def _extra_variance_factors(self, exog, transform, what="predict_variance",
+                                fitted=None):
         """The further variance blocks' factors of new rows (``exog``): a
         block of a covariate reads its column of a DataFrame, a block of
-        the fitted values takes the rows' predicted mean (conditional on
-        their groups' predicted random effects where ``exog`` names them,
-        as the fitted values it was estimated with; marginal otherwise)."""
+        the fitted values takes the rows' predicted mean: ``fitted()`` when
+        given (get_prediction's, with its groups= argument), else
+        conditional on their groups' predicted random effects where
+        ``exog`` names them, as the fitted values it was estimated with,
+        and marginal otherwise.
+        ``what`` names the caller in messages."""
         factors = []
         for block in self._extra_variance_blocks:
             if not hasattr(block, "new_covariate"):
-                self._refuse_extra_variance_blocks("predict_variance on new data")
+                self._refuse_extra_variance_blocks(f"{what} on new data")
             natural = self.params_natural_array[self.layout.slice_of(block)]
             if block.depends_on_fitted:
-                v = self.predict(exog, transform=transform, conditional=None)
+                v = (fitted() if fitted is not None else
+                     self.predict(exog, transform=transform, conditional=None))
             elif isinstance(exog, pd.DataFrame) and block.covariate_name in exog:
                 v = exog[block.covariate_name]
             else:
                 raise ValueError(
-                    f"predict_variance on new data needs the covariate "
+                    f"{what} on new data needs the covariate "
                     f"{block.covariate_name!r} of {block.names}: pass a "
                     "DataFrame with that column.")
             factors.append(block.variance(natural, np.asarray(v, dtype=float)))
@@ -684,9 +689,20 @@ class HetMixedLMResults(MixedLMResults):
                                exog_re=exog_re, exog_var=exog_var,
                                conditional=conditional, new_groups=new_groups,
                                need_variance=True)
-        if not rows.in_sample:
-            self._refuse_extra_variance_blocks("get_prediction on new data")
-        return get_prediction(self, rows)
+        factors = []
+        if not rows.in_sample and self._extra_variance_blocks:
+            # var_power / var_const_power: the new rows' residual variance
+            # is the variance function's times these blocks' factors.  A
+            # fitted-value block reads the rows' innermost fitted values, as
+            # in the fit: conditional on the random effects of the groups
+            # known (from exog's group column or groups=), whichever mean
+            # (conditional or marginal) is predicted here.
+            factors = self._extra_variance_factors(
+                exog, transform, what="get_prediction",
+                fitted=lambda: np.asarray(self.predict(
+                    exog, transform=transform, groups=groups, exog_re=exog_re,
+                    conditional=None, new_groups="marginal"), dtype=float))
+        return get_prediction(self, rows, variance_factors=factors)
 
     def _refuse_location_scale(self, what):
         model = self.model

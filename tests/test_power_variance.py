@@ -310,6 +310,53 @@ def test_predict_variance_new_rows(orthodont):
         cov.predict_variance(orthodont.drop(columns="age").head())
 
 
+def test_get_prediction_new_rows(orthodont):
+    """New rows' prediction intervals use the further variance functions'
+    factors: the fitted rows passed as new data give the fitted rows' own
+    intervals, and a new subject's residual variance is predict_variance's."""
+    cov = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject",
+                         var_power="age").fit(reml=False)
+    own = cov.get_prediction().summary_frame()
+    again = cov.get_prediction(orthodont).summary_frame()
+    pd.testing.assert_frame_equal(again, own, rtol=1e-10)
+    # without the power factor the intervals of ages 8 and 14 would be
+    # those of the variance function alone: they differ by the power
+    pred = cov.get_prediction(orthodont)
+    np.testing.assert_allclose(pred.var_resid, cov.resid_var, rtol=1e-12)
+    assert np.ptp(pred.var_resid) > 0.1 * np.mean(pred.var_resid)
+
+    fit = hmf.hetmixedlm("distance ~ age + Sex", orthodont, groups="Subject",
+                         var_power="fitted").fit(reml=False)
+    new = orthodont.head(4).assign(Subject="new")
+    pred = fit.get_prediction(new)
+    np.testing.assert_allclose(pred.var_resid, fit.predict_variance(new), rtol=1e-12)
+    # marginal rows: residual, random-effect and mean variances add up
+    frame = pred.summary_frame()
+    np.testing.assert_allclose(
+        pred.se_obs ** 2,
+        frame["mean_se"] ** 2 + pred.var_re + fit.predict_variance(new), rtol=1e-12)
+    # known subjects: the fitted-value factor reads the conditional fitted
+    # values the fit used, whether the mean predicted is marginal (the
+    # default) or conditional, and whether the groups come as a column or
+    # as groups=
+    rows = orthodont.head(4)
+    for kwargs in ({}, {"conditional": True}):
+        by_column = fit.get_prediction(rows, **kwargs)
+        by_argument = fit.get_prediction(rows.drop(columns="Subject"),
+                                         groups=rows["Subject"], **kwargs)
+        for pred in (by_column, by_argument):
+            assert pred.conditional.all() == bool(kwargs)
+            np.testing.assert_allclose(pred.var_resid, fit.predict_variance(rows),
+                                       rtol=1e-12)
+            np.testing.assert_allclose(pred.var_resid, fit.resid_var[:4], rtol=1e-6)
+    # the power's covariate used by no formula: its column is still needed
+    sex_only = hmf.hetmixedlm("distance ~ Sex", orthodont, groups="Subject",
+                              var_power="age").fit(reml=False)
+    with pytest.raises(ValueError, match="get_prediction on new data needs the "
+                                         "covariate 'age'"):
+        sex_only.get_prediction(orthodont.head(3).drop(columns="age"))
+
+
 # ----------------------------------------------------------------------
 # gradients and invariance
 @pytest.mark.parametrize("kwargs", [{"var_power": "age"},
