@@ -386,6 +386,34 @@ def test_free_scale_round_trip_and_jacobian(spec):
         np.linalg.cholesky(C)
 
 
+@pytest.mark.parametrize("spec", ["toeplitz(1)", "banded(1)"])
+def test_positive_definite_by_one_rule(spec):
+    """Lag-1 correlations rho over K times: the K x K matrix's eigenvalues
+    are 1 + 2 rho cos(k pi / (K + 1)), so it is positive definite for
+    |rho| < 1 / (2 cos(pi / (K + 1))).  Admissibility is decided by the
+    package's rule (eigenvalue ratio above COV_RTOL = 1e-8), clear of
+    rounding on both sides: 1e-4 inside is admissible; 1e-10 inside, the
+    boundary itself (smallest eigenvalue 0 up to rounding) and 1e-4
+    outside are not."""
+    y, X, Z, W, g, t = _data(m=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        block = HetMixedLM(y, X, g, correlation=spec, time=t).correlation_structure
+    # the times 0-6: Toeplitz's matrix spans the longest lag, banded's the
+    # distinct times (one correlation per adjacent pair, all equal here)
+    K = block.K if spec.startswith("banded") else block.max_lag + 1
+    assert K == 7
+    edge = 1 / (2 * np.cos(np.pi / (K + 1)))
+    ones = np.ones(block.k)
+    for sign in (1, -1):
+        assert block.admissible(sign * edge * (1 - 1e-4) * ones)
+        assert not block.admissible(sign * edge * ones)
+        # smallest eigenvalue about 1e-10 of the largest: a Cholesky factor
+        # exists, but the matrix is singular by the package's rule
+        assert not block.admissible(sign * edge * (1 - 1e-10) * ones)
+        assert not block.admissible(sign * edge * (1 + 1e-4) * ones)
+
+
 def test_independent_is_todays_fit():
     y, X, Z, W, g, t = _data()
     base = HetMixedLM(y, X, g, exog_re=Z, exog_var=W).fit()

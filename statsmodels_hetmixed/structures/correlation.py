@@ -58,6 +58,7 @@ import re
 
 import numpy as np
 
+from .._linalg import is_positive_definite
 from .base import Block, StartContext
 
 __all__ = ["CorrelationStructure", "Exchangeable", "AR1", "CAR1", "ARMA",
@@ -155,12 +156,12 @@ def _acf_to_pacf(rho):
     return pacf
 
 
-def _is_pd(mats):
-    try:
-        np.linalg.cholesky(mats)
-    except np.linalg.LinAlgError:
-        return False
-    return True
+def _is_pd(mat) -> bool:
+    """Whether a correlation matrix is positive definite, by the package's
+    one rule (``_linalg.is_positive_definite``: no eigenvalue at most
+    ``COV_RTOL`` times the largest), not by whether a Cholesky factorisation
+    happens to succeed, which rounding decides for a nearly singular one."""
+    return bool(is_positive_definite(mat).all())
 
 
 class CorrelationStructure(Block):
