@@ -21,8 +21,11 @@ stored estimates to ``params`` names.  nlme's parametrisations
   coefficients ``A.*``, ``B.*``).
 
 Correlation structures (``spec["cor"]``) map to ``correlation=`` / ``time=``
-(the names of the issue's interface); their parameters are left to the
-tests of that interface (``expected`` does not list them).
+(an ARMA(K-1) spec marked ``structure: toeplitz`` to ``"toeplitz"``); their
+parameters are left to the tests of that interface (``expected`` does not
+list them).  This module is the one mapping of the specs: the tests of
+correlation structures, of their results and of power variance functions
+all read it.
 """
 
 from __future__ import annotations
@@ -59,15 +62,29 @@ def _var_parts(var):
     return list(var["parts"]) if var["type"] == "comb" else [var]
 
 
-def model_arguments(spec: dict) -> dict:
-    """Keyword arguments of ``hmf.hetmixedlm(spec["fixed"], data, ...)``."""
+def model_arguments(spec: dict, ident: str = "var_formula") -> dict:
+    """
+    Keyword arguments of ``hmf.hetmixedlm(spec["fixed"], data, ...)``.
+
+    ``ident``: how ``varIdent(~1|s)`` is written -- ``"var_formula"``
+    (``~ C(s)``, log link) or ``"var_by"`` (``var_by=s, var_link="log"``):
+    the same model, with the variances named by stratum.  gls fits have no
+    random effect (``re_formula="0"``); glmmTMB's specs are the gls model of
+    their ``same_as`` key.
+    """
     kwargs = {"groups": spec["group"]}
-    if spec.get("engine") == "lme":
+    engine = spec.get("engine")
+    if engine == "lme":
         re = spec.get("re_terms")
-        kwargs["re_formula"] = None if re is None else f"~ {re}"
-    elif spec.get("engine") is not None:
-        raise NotImplementedError(f"engine {spec['engine']!r}: lme fits only "
-                                  "(gls fits have no random effect)")
+        terms = [re] if isinstance(re, str) else re
+        kwargs["re_formula"] = (None if terms is None else
+                                "~ " + " + ".join(terms))
+    elif engine == "gls":
+        kwargs["re_formula"] = "0"
+    elif engine is not None:
+        raise NotImplementedError(f"engine {engine!r}: lme and gls fits only")
+    if ident not in ("var_formula", "var_by"):
+        raise ValueError(f"ident={ident!r}")
     terms = []
     for part in _var_parts(spec.get("var")):
         kind = part["type"]
@@ -77,6 +94,8 @@ def model_arguments(spec: dict) -> dict:
             kwargs["var_const_power"] = part["covariate"]
         elif kind == "exp":
             terms.append(part["covariate"])
+        elif kind == "ident" and ident == "var_by":
+            kwargs.update(var_by=part["strata"], var_link="log")
         elif kind == "ident":
             terms.append(f"C({part['strata']})")
         else:
@@ -86,7 +105,9 @@ def model_arguments(spec: dict) -> dict:
     cor = spec.get("cor")
     if cor is not None:
         kind = cor["type"]
-        if kind == "arma":
+        if spec.get("structure") == "toeplitz":   # nlme's AR(K-1)
+            name = "toeplitz"
+        elif kind == "arma":
             name = (f"ma({cor['q']})" if cor["p"] == 0 else
                     f"arma({cor['p']},{cor['q']})")
         else:

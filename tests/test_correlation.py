@@ -42,6 +42,8 @@ from statsmodels_hetmixed.structures import (
 )
 from statsmodels_hetmixed.structures.correlation import arma_acf
 
+from . import nlme_spec
+
 _PATH = Path(__file__).parent / "results" / "correlation" / "check_dense.py"
 _spec = importlib.util.spec_from_file_location("check_dense", _PATH)
 check_dense = importlib.util.module_from_spec(_spec)
@@ -70,41 +72,18 @@ TMB_KEYS = [k for k in FITS if _usable(k) and FITS[k]["spec"]["engine"] == "glmm
 
 def _structure(fit):
     """Our correlation= for a reference fit."""
-    spec = fit["spec"]
-    typ = spec["cor"]["type"]
-    if spec.get("structure") == "toeplitz":
-        return "toeplitz"
-    return {"compsymm": "exchangeable", "ar1": "ar1", "car1": "car1",
-            "symm": "unstructured"}.get(typ) or (
-        f"arma({spec['cor']['p']},{spec['cor']['q']})")
+    return nlme_spec.model_arguments(fit["spec"])["correlation"]
 
 
 def _model(fit):
     """The model of a reference fit (gls: ``re_formula="0"``, no random
-    effects)."""
+    effects; varIdent as ``var_by``)."""
     spec = fit["spec"]
     df = check_dense.load_data(spec["file"])
-    kw = {}
-    var = spec.get("var")
-    if var is not None:
-        if var["type"] == "ident":
-            kw.update(var_by=var["strata"], var_link="log")
-        else:
-            kw.update(var_formula=f"~ {var['covariate']}")
-    if spec["engine"] == "gls":
-        kw["re_formula"] = "0"
-    if spec["engine"] == "lme":
-        terms = spec["re_terms"]
-        terms = [terms] if isinstance(terms, str) else terms
-        others = [t for t in terms if t != "1"]
-        if others:
-            kw["re_formula"] = "~ " + " + ".join(others)
-    tcol = spec["cor"]["time"]
-    time = None if tcol == "(row order)" else tcol
+    kwargs = nlme_spec.model_arguments(spec, ident="var_by")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = HetMixedLM.from_formula(spec["fixed"], df, groups=spec["group"],
-                                        correlation=_structure(fit), time=time, **kw)
+        model = HetMixedLM.from_formula(spec["fixed"], df, **kwargs)
     return model, df
 
 
@@ -195,7 +174,7 @@ def test_matches_glmmtmb(key):
 def test_reference_keys_cover_every_structure():
     structures = {(_structure(FITS[k]), (FITS[k]["spec"].get("var") or {}).get("type"))
                   for k in NLME_KEYS}
-    for s in ("exchangeable", "ar1", "car1", "arma(0,1)", "arma(1,1)", "toeplitz",
+    for s in ("exchangeable", "ar1", "car1", "ma(1)", "arma(1,1)", "toeplitz",
               "unstructured"):
         assert (s, None) in structures or any(x[0] == s for x in structures), s
     for v in (None, "ident", "exp"):

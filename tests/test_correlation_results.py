@@ -148,10 +148,7 @@ def test_normalized_residuals_against_nlme(key):
     ref, fit = NORMALIZED[key], FITS[key]
     spec = fit["spec"]
     df = check_dense.load_data(spec["file"])
-    kwargs = nlme_spec.model_arguments(spec)
-    if spec["var"]["type"] == "ident":       # varIdent: var_by, log link
-        kwargs.pop("var_formula")
-        kwargs.update(var_by=spec["var"]["strata"], var_link="log")
+    kwargs = nlme_spec.model_arguments(spec, ident="var_by")
     model = hmf.hetmixedlm(spec["fixed"], df, **kwargs)
     res = model.fit(reml=fit["method"] == "REML")
     assert res.llf == pytest.approx(ref["logLik"], rel=1e-6)
@@ -207,11 +204,9 @@ def test_no_random_effects_against_gls(key):
     (nlme's gls ML convention: vcov_factor), residual variances and
     correlation parameters 1e-4; no warning of a held zero."""
     fit = FITS[key]
-    spec = dict(fit["spec"], engine="lme", re_terms="0")
+    spec = fit["spec"]
     df = check_dense.load_data(spec["file"])
     kwargs = nlme_spec.model_arguments(spec)
-    if spec.get("structure") == "toeplitz":
-        kwargs["correlation"] = "toeplitz"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = hmf.hetmixedlm(spec["fixed"], df, **kwargs).fit(
