@@ -455,12 +455,7 @@ class HetMixedLMResults(MixedLMResults):
         if block is None:
             return pearson
         natural = self.params_natural_array[self.layout.slice_of(block)]
-        out = np.empty_like(pearson)
-        for bucket in block.buckets:
-            rows = bucket[1]                    # (m, n) rows in time order
-            factor = block.bucket_factor(natural, bucket)
-            out[rows] = factor.whiten(pearson[rows][..., None])[..., 0]
-        return out
+        return block.whiten_rows(natural, pearson)
 
     def _group_position(self, group) -> int:
         """Index of a group label in ``model.group_labels``; a clear error
