@@ -671,6 +671,14 @@ class HetMixedLMResults(MixedLMResults):
           rows)``, with ``sigma2`` the row's residual variance from the
           variance function (``predict_variance``) and ``G = cov_re``.
 
+        With a residual correlation structure, ``R_i`` is the group's
+        ``resid_cov``.  A new row of a fitted group is predicted as
+        ``x' b + z' u_i``, as nlme's ``predict(level = 1)``: the residual's
+        conditional mean given the group's observed residuals is not
+        added, and the new observation's interval uses the marginal
+        ``sigma2`` (the new residual treated as uncorrelated with the
+        group's observed ones).
+
         Intervals use normal quantiles, or t quantiles when the results
         have small-sample degrees of freedom ``df_fe`` (the smallest among
         the fixed effects the row uses).
