@@ -166,6 +166,7 @@ def gappy_data(seed=3, m=24, slope_sd=0.0):
     y = 1.0 + 0.5 * x + 0.2 * np.array(t) + u + np.array(e) * np.exp(0.3 * w)
     data = pd.DataFrame({"y": y, "x": x, "w": w, "t": t, "g": g})
     data["c"] = pd.factorize(data["g"], sort=True)[0] % 10
+    data["arm"] = pd.factorize(data["g"], sort=True)[0] % 2
     return data
 
 
@@ -179,11 +180,13 @@ def _dense_resid_cov(res):
     return R
 
 
-@pytest.fixture(scope="module", params=["ar1", "toeplitz(2)"])
+@pytest.fixture(scope="module", params=["ar1", "toeplitz(2)", "ar1 by arm"])
 def gappy_fit(request):
     data = gappy_data()
+    structure, _, by = request.param.partition(" by ")
     model = hmf.hetmixedlm("y ~ x + t", data, groups="g", re_formula="1",
-                           var_formula="~ w", correlation=request.param, time="t")
+                           var_formula="~ w", correlation=structure, time="t",
+                           correlation_by=by or None)
     res = model.fit()
     assert np.all(np.abs(np.asarray(res.correlation_params)) > 0.05)
     return res
