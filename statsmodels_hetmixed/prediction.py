@@ -26,6 +26,18 @@ Prediction interval of a new observation ``y = x'beta + z'u_i + e``:
 new group's random effects, unknown) for marginal rows and 0 for conditional
 rows (their random effects' uncertainty is in ``mean_se`` already).
 
+With a residual correlation structure (``correlation=``) R_i = S_i C_i S_i
+is not diagonal; ``K_i`` and ``A_i`` are computed with it (on the rows
+whitened by C_i), and the formulas above hold as they stand.  A new row of a
+fitted group is predicted by ``x' b + z' u_i`` only, as nlme's
+``predict(level = 1)`` does: the residual's conditional mean given the
+group's observed residuals (``Cov(e_new, e_i) V_i^-1 (y_i - X_i b)``, not
+zero under AR(1) and the like) is not added, and the interval of a new
+observation uses the row's marginal residual variance ``sigma2``: it treats
+the new residual as uncorrelated with the group's observed ones (no
+forecast from the serial correlation, no covariance of the new residual
+with the BLUP's error).
+
 Variance parameters are treated as known, as nlme and lme4 do for BLUPs.
 """
 
@@ -327,7 +339,8 @@ def _var_design(results, frame, exog_var, n, transform):
 
 def _fe_inputs(results):
     """Per-group ``A_i = K_i Z_i' R_i^-1 X_i`` (m, q, p), cached: the BLUPs'
-    dependence on the fixed effects."""
+    dependence on the fixed effects (R_i the group's residual covariance,
+    with its correlation structure if any)."""
     cache = results._cache
     if "_blup_fe" not in cache:
         model = results.model
@@ -335,12 +348,20 @@ def _fe_inputs(results):
         if grouped is None:
             raise ValueError("The fitted data were removed (remove_data): "
                              "conditional prediction intervals need them.")
-        if results.layout.correlation_block is not None:
-            raise NotImplementedError(
-                "Conditional prediction intervals are not available yet with "
-                "a residual correlation structure; marginal ones are.")
-        B = _engine.group_cross(grouped, grouped.exog_z, model.exog,
-                                1.0 / np.asarray(results.resid_var, dtype=float))
+        Z, X = grouped.exog_z, model.exog
+        resid_var = np.asarray(results.resid_var, dtype=float)
+        lay = results.layout
+        block = lay.correlation_block
+        if block is None:
+            B = _engine.group_cross(grouped, Z, X, 1.0 / resid_var)
+        else:
+            # R_i = S_i L_i L_i' S_i: Z_i' R_i^-1 X_i = Z*' X* with the
+            # whitened rows L_i^-1 S_i^-1 [Z_i, X_i]
+            q = Z.shape[1]
+            white = block.whiten_rows(np.asarray(results._natural)[lay.corr_natural],
+                                      np.column_stack([Z, X]) / np.sqrt(resid_var)[:, None])
+            B = _engine.group_cross(grouped, np.ascontiguousarray(white[:, :q]),
+                                    np.ascontiguousarray(white[:, q:]), None)
         cache["_blup_fe"] = results._cond_cov @ B
     return cache["_blup_fe"]
 

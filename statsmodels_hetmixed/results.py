@@ -455,12 +455,7 @@ class HetMixedLMResults(MixedLMResults):
         if block is None:
             return pearson
         natural = self.params_natural_array[self.layout.slice_of(block)]
-        out = np.empty_like(pearson)
-        for bucket in block.buckets:
-            rows = bucket[1]                    # (m, n) rows in time order
-            factor = block.bucket_factor(natural, bucket)
-            out[rows] = factor.whiten(pearson[rows][..., None])[..., 0]
-        return out
+        return block.whiten_rows(natural, pearson)
 
     def _group_position(self, group) -> int:
         """Index of a group label in ``model.group_labels``; a clear error
@@ -675,6 +670,14 @@ class HetMixedLMResults(MixedLMResults):
         * new observation: ``mean_se^2 + sigma2 (+ z' G z for marginal
           rows)``, with ``sigma2`` the row's residual variance from the
           variance function (``predict_variance``) and ``G = cov_re``.
+
+        With a residual correlation structure, ``R_i`` is the group's
+        ``resid_cov``.  A new row of a fitted group is predicted as
+        ``x' b + z' u_i``, as nlme's ``predict(level = 1)``: the residual's
+        conditional mean given the group's observed residuals is not
+        added, and the new observation's interval uses the marginal
+        ``sigma2`` (the new residual treated as uncorrelated with the
+        group's observed ones).
 
         Intervals use normal quantiles, or t quantiles when the results
         have small-sample degrees of freedom ``df_fe`` (the smallest among

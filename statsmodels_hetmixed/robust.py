@@ -3,8 +3,10 @@ Cluster-robust (sandwich) covariance of the fixed effects.
 
 The fixed effects solve the GLS equations ``sum_j X_j' W_j (y_j - X_j b) = 0``
 with the fitted model's working covariance ``V_j = Z_j G Z_j' + R_j`` and
-``W_j = V_j^-1`` (R_j the diagonal of the fitted, possibly heteroskedastic,
-residual variances).  Their sandwich covariance over clusters j = 1..m is
+``W_j = V_j^-1`` (R_j the fitted residual covariance: the diagonal of the
+possibly heteroskedastic residual variances, or ``S_i C_i S_i`` per group
+with a residual correlation structure, ``correlation=``).  Their sandwich
+covariance over clusters j = 1..m is
 
     M [ sum_j X_j' W_j A_j e_j e_j' A_j' W_j X_j ] M,   M = (X'V^-1 X)^-1,
 
@@ -45,10 +47,16 @@ other case too).
 
 Computation: CR0, CR1 and CR1S need per-group sums only (``_engine``'s
 segment sums and the Woodbury form of V_j^-1), with no loop over groups.
-CR2 needs each cluster's V_j as a matrix: clusters are bucketed by size,
-padded to the largest size of their bucket (padding rows have no design, no
-residual and unit variance, which leaves every cluster's A_j on its own rows
-unchanged) and processed as batched matrix algebra.
+With correlated residuals the same sums are taken over the whitened rows
+(``W_i = L_i^-1 S_i^-1`` with ``C_i = L_i L_i'``, the correlated engine's
+whitening, ``CorrelationStructure.whiten_rows``): X' V^-1 e =
+X*' (Z* G Z*' + I)^-1 e*.  CR2 needs each cluster's V_j as a matrix:
+clusters are bucketed by size, padded to the largest size of their bucket
+(padding rows have no design, no residual and a variance of their own,
+uncorrelated with the cluster's rows, which leaves every cluster's A_j on its
+own rows unchanged) and processed as batched matrix algebra; a correlation
+structure adds the R_i of each chunk's groups (``s_j s_k (C_i)_jk``, from
+the structure's C_i) to the clusters' matrices.
 """
 
 from __future__ import annotations
@@ -210,10 +218,11 @@ def _multiplier(correction, m, n, p):
 def cluster_robust(exog, exog_z, group_index, factor, resid_var, resid, model_cov,
                    clusters=None, correction: str = "CR1",
                    grouped: _engine.GroupedData | None = None,
-                   fe_basis=None) -> ClusterRobust:
+                   fe_basis=None, correlation=None) -> ClusterRobust:
     """
     Cluster-robust covariance of GLS fixed effects under a working
-    covariance ``V_j = Z_j L L' Z_j' + diag(resid_var)``.
+    covariance ``V_j = Z_j L L' Z_j' + R_j``, ``R_j = diag(resid_var)`` or,
+    with ``correlation``, ``S_i C_i S_i`` for each group i of the cluster.
 
     Parameters
     ----------
@@ -242,6 +251,10 @@ def cluster_robust(exog, exog_z, group_index, factor, resid_var, resid, model_co
         X F^-1 (the engine's ``fe_basis``, which keeps the digits of
         covariates far from their origin); the covariance returned is that
         of the fixed effects of X.
+    correlation : tuple, optional
+        ``(structure, natural)``: a residual correlation structure bound to
+        the same rows (``structures.CorrelationStructure``) and its natural
+        parameters; R_i = S_i C_i S_i with S_i = diag(sqrt(resid_var)).
 
     Returns
     -------
@@ -260,13 +273,23 @@ def cluster_robust(exog, exog_z, group_index, factor, resid_var, resid, model_co
     if m < 2:
         raise ValueError("A cluster-robust covariance needs at least two clusters.")
     M = np.asarray(model_cov, dtype=float)
+    resid = np.asarray(resid, dtype=float)
+    resid_var = np.asarray(resid_var, dtype=float)
     if correction == "CR2":
         score, cross, spread = _cr2_pieces(X, Z, group_index, clusters, m, factor,
-                                           resid_var, resid, M)
+                                           resid_var, resid, M, correlation)
     else:
         if grouped is None:
             grouped = _engine.GroupedData.build(resid, X, Z, group_index, n_groups)
-        score, cross = _gls_pieces(grouped, X, Z, factor, resid_var, resid)
+        if correlation is None:
+            score, cross = _gls_pieces(grouped, X, Z, factor, resid_var, resid)
+        else:
+            # the whitened rows have residual covariance I
+            block, natural = correlation
+            rows = np.column_stack([X, Z, resid]) / np.sqrt(resid_var)[:, None]
+            rows = block.whiten_rows(natural, rows)
+            score, cross = _gls_pieces(grouped, rows[:, :p], rows[:, p:-1], factor,
+                                       np.ones(n), rows[:, -1])
         if m != n_groups or not np.array_equal(clusters, group_index):
             # sum the groups' pieces within clusters
             of_group = np.zeros(n_groups, dtype=np.intp)
@@ -326,13 +349,24 @@ def _buckets(sizes):
     return out
 
 
-def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M):
-    """X_j'W_j A_j e_j, Q_j and F_j of CR2 for every cluster (module docstring)."""
+def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M,
+                correlation=None):
+    """X_j'W_j A_j e_j, Q_j and F_j of CR2 for every cluster (module
+    docstring); ``correlation``: ``(structure, natural)`` as in
+    ``cluster_robust``."""
     n, p = X.shape
     sizes = np.bincount(clusters, minlength=m)
     order = np.lexsort((group_index, clusters))   # rows by cluster, then group
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     ZL = Z @ np.asarray(factor, dtype=float)
+    if correlation is not None:
+        block, natural = correlation[0], np.asarray(correlation[1], dtype=float)
+        s = np.sqrt(resid_var)
+        cluster_of_group = np.empty(int(group_index.max()) + 1, dtype=np.intp)
+        cluster_of_group[group_index] = clusters
+        in_chunk = np.zeros(m, dtype=bool)
+        slot = np.empty(n, dtype=np.intp)     # a row's cluster within its chunk
+        place = np.empty(n, dtype=np.intp)    # and its position there
     score = np.empty((m, p))
     cross = np.empty((m, p, p))
     spread = np.empty((m, p, p))
@@ -350,8 +384,19 @@ def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M):
         gp = np.full((k, width), -1)
         gp[valid] = group_index[rows]
         rp = np.zeros((k, width))
-        rp[valid] = resid_var[rows]
         V = (ZLp @ np.swapaxes(ZLp, 1, 2)) * (gp[:, :, None] == gp[:, None, :])
+        if correlation is None:
+            rp[valid] = resid_var[rows]
+        else:
+            # R_i = S_i C_i S_i of the chunk's groups, from the structure
+            slot[rows], place[rows] = np.nonzero(valid)
+            in_chunk[ids] = True
+            for g_rows, C in block.matrices_of(natural, in_chunk[cluster_of_group]):
+                sg = s[g_rows]
+                a = np.broadcast_to(g_rows[:, :, None], C.shape)
+                b = np.broadcast_to(g_rows[:, None, :], C.shape)
+                V[slot[a], place[a], place[b]] += C * sg[:, :, None] * sg[:, None, :]
+            in_chunk[ids] = False
         # Padding rows get the cluster's mean variance: unit-free, and an
         # eigenvalue of the cluster's own size for the relative threshold.
         mean_var = (np.einsum("kii->ki", V) + rp).sum(axis=1) / sizes[ids]
@@ -525,19 +570,23 @@ def apply_cov_type(results, cov_type, cov_kwds) -> None:
 
 
 def results_cluster_robust(results, clusters, correction) -> ClusterRobust:
-    """``cluster_robust`` at a fit's estimates: its working covariance,
-    marginal residuals and (X'V^-1 X)^-1, in the engine's centred columns."""
+    """``cluster_robust`` at a fit's estimates: its working covariance
+    (with its residual correlation structure, if any), marginal residuals
+    and (X'V^-1 X)^-1, in the engine's centred columns."""
     model = results.model
     grouped = model._grouped
     lay = results.layout
     natural = results._natural
     factor = lay.factor(natural)
     resid_var = lay.resid_var(natural)
-    ev = _engine.evaluate(grouped, lay.factor(natural, grouped.re_basis), resid_var,
-                          reml=True)
+    # the objective's own evaluation (diagonal or correlated engine)
+    ev = model._objective(reml=True).evaluate(natural)
     xtvix = ev.xtvix if ev.fe_basis is None else ev.xtvix_centred
     fe = np.asarray(results.fe_params, dtype=float)
     resid = grouped.endog - model.exog @ fe
+    block = lay.correlation_block
+    correlation = None if block is None else (block, np.asarray(natural)[lay.corr_natural])
     return cluster_robust(grouped.exog, grouped.exog_z, grouped.group_index, factor,
                           resid_var, resid, np.linalg.inv(xtvix), clusters,
-                          correction, grouped=grouped, fe_basis=grouped.fe_basis)
+                          correction, grouped=grouped, fe_basis=grouped.fe_basis,
+                          correlation=correlation)

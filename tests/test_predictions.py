@@ -3,6 +3,7 @@
 random intercept, varIdent(~1|female), ML)."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -116,9 +117,11 @@ def test_random_slope_prediction_is_fixed_plus_blups(orth_fit):
                                rtol=1e-12)
 
 
-def _henderson_pev(fit, group, x, z):
+def _henderson_pev(fit, group, x, z, Rinv=None):
     """Prediction error variance of x'b + z'u_g from the inverse of the full
-    mixed-model equations (dense, every group), the textbook route."""
+    mixed-model equations (dense, every group), the textbook route;
+    ``Rinv``: the inverse residual covariance of all rows (n, n),
+    diag(1 / resid_var) by default."""
     model = fit.model
     X = model.exog
     n, q, m = len(X), fit.k_re, model.n_groups
@@ -126,10 +129,11 @@ def _henderson_pev(fit, group, x, z):
     for i, lab in enumerate(model.group_labels):
         idx = model.row_indices[lab]
         Z[np.ix_(idx, np.arange(i * q, (i + 1) * q))] = model.exog_re[idx]
-    rinv = 1.0 / np.asarray(fit.resid_var)
+    if Rinv is None:
+        Rinv = np.diag(1.0 / np.asarray(fit.resid_var))
     ginv = np.kron(np.eye(m), np.linalg.inv(np.asarray(fit.cov_re)))
-    mme = np.block([[X.T @ (X * rinv[:, None]), X.T @ (Z * rinv[:, None])],
-                    [Z.T @ (X * rinv[:, None]), Z.T @ (Z * rinv[:, None]) + ginv]])
+    mme = np.block([[X.T @ Rinv @ X, X.T @ Rinv @ Z],
+                    [Z.T @ Rinv @ X, Z.T @ Rinv @ Z + ginv]])
     C = np.linalg.inv(mme)
     out = []
     for xr, zr, g in zip(x, z, group):
@@ -333,3 +337,82 @@ def test_default_is_mixedlm_predict(orth_fit):
     pred = orth_fit.get_prediction(new)
     assert not pred.conditional.any()
     np.testing.assert_allclose(pred.predicted_mean, fixed)
+
+
+# ----------------------------------------------------------------------------
+# Conditional intervals with a residual correlation structure
+
+def _corr_data():
+    from .test_robust_correlation import gappy_data
+    return gappy_data(seed=11, m=16, slope_sd=0.4)
+
+
+def _corr_new(data):
+    """Rows of fitted groups at observed times, at times in their gaps and
+    beyond, and rows of a new group."""
+    groups = sorted(data["g"].unique())[:3]
+    new = pd.DataFrame({"g": np.repeat(groups + ["new"], 3),
+                        "t": [0.0, 3.0, 9.0] * 4,
+                        "x": np.linspace(-1, 1, 12),
+                        "w": np.linspace(1, -1, 12)})
+    return new
+
+
+@pytest.fixture(scope="module", params=["ar1", "toeplitz(2)"])
+def corr_fit(request):
+    data = _corr_data()
+    model = hmf.hetmixedlm("y ~ x + t", data, groups="g", re_formula="~ t",
+                           var_formula="~ w", correlation=request.param, time="t")
+    return model.fit()
+
+
+def test_conditional_intervals_with_correlation_against_dense(corr_fit):
+    """Henderson's prediction error variance with R_i = S_i C_i S_i: the
+    mixed-model equations with the dense R^-1 (from resid_cov), on groups of
+    2-6 rows with gaps in their times."""
+    res = corr_fit
+    model = res.model
+    assert np.all(np.abs(np.asarray(res.correlation_params)) > 0.05)
+    n = model.nobs
+    Rinv = np.zeros((n, n))
+    for label in model.group_labels:
+        rows = res._group_correlation(label)[0]
+        Rinv[np.ix_(rows, rows)] = np.linalg.inv(res.resid_cov(label).to_numpy())
+    new = _corr_new(model.data.frame)
+    pred = res.get_prediction(new, conditional=None)
+    cond = pred.conditional
+    assert cond.sum() == 9 and not cond[9:].any()
+    x = np.column_stack([np.ones(12), new["x"], new["t"]])
+    z = np.column_stack([np.ones(12), new["t"]])
+    expected = _henderson_pev(res, list(new["g"][cond]), x[cond], z[cond], Rinv)
+    np.testing.assert_allclose(pred.var_pred_mean[cond], expected, rtol=1e-8)
+    # the new observation's residual variance: the marginal sigma2_ij (the
+    # new residual taken as uncorrelated with the group's observed ones)
+    np.testing.assert_allclose(pred.var_resid, res.predict_variance(new), rtol=1e-12)
+    np.testing.assert_allclose(pred.se_obs ** 2, pred.var_pred_mean + pred.var_resid
+                               + pred.var_re, rtol=1e-12)
+    assert np.all(pred.var_re[cond] == 0) and np.all(pred.var_re[~cond] > 0)
+    # the fitted rows: the same formula at their own designs
+    own = res.get_prediction(conditional=None)
+    labels = [model.group_labels[i] for i in model._group_index]
+    expected = _henderson_pev(res, labels, model.exog, model.exog_re, Rinv)
+    np.testing.assert_allclose(own.var_pred_mean, expected, rtol=1e-8)
+    np.testing.assert_allclose(own.var_resid, res.resid_var, rtol=1e-12)
+
+
+def test_conditional_intervals_at_zero_correlation_are_the_uncorrelated_ones():
+    data = _corr_data()
+    kw = dict(groups="g", re_formula="~ t", var_formula="~ w")
+    base = hmf.hetmixedlm("y ~ x + t", data, **kw).fit()
+    model = hmf.hetmixedlm("y ~ x + t", data, correlation="ar1", time="t", **kw)
+    start = np.concatenate([np.asarray(base.params)[base.k_fe:], [0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # do_cg=False: not optimised
+        at_zero = model.fit(start_params=start, do_cg=False)
+    assert at_zero.correlation_params.iloc[0] == 0.0
+    new = _corr_new(data)
+    for kwargs in ({"exog": new, "conditional": None}, {}):
+        ours = at_zero.get_prediction(**kwargs).summary_frame()
+        plain = base.get_prediction(**kwargs).summary_frame()
+        np.testing.assert_allclose(ours.drop(columns="conditional"),
+                                   plain.drop(columns="conditional"), rtol=1e-9)

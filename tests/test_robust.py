@@ -345,7 +345,10 @@ def test_cluster_codes_nesting_rule():
 # (a nested random intercept), a heteroskedastic residual variance and
 # clusters that are pairs of groups of different sizes (several size buckets).
 
-def dense_reference(res, clusters, correction):
+def dense_reference(res, clusters, correction, R=None):
+    """(sandwich, Satterthwaite df per coefficient) from dense V_j;
+    ``R``: the residual covariance of all rows (n, n), diag(resid_var) by
+    default."""
     model = res.model
     X = np.asarray(model.exog)
     natural = res._natural
@@ -360,7 +363,8 @@ def dense_reference(res, clusters, correction):
 
     def V_of(rows):
         same = g[rows][:, None] == g[rows][None, :]
-        return (Z[rows] @ L @ L.T @ Z[rows].T) * same + np.diag(r[rows])
+        Rj = np.diag(r[rows]) if R is None else R[np.ix_(rows, rows)]
+        return (Z[rows] @ L @ L.T @ Z[rows].T) * same + Rj
 
     M = np.linalg.inv(sum(X[rows].T @ np.linalg.solve(V_of(rows), X[rows])
                           for rows in (np.flatnonzero(clusters == lab)

@@ -397,15 +397,66 @@ class CorrelationStructure(Block):
                 dC[i * self.k_level:(i + 1) * self.k_level, rows] = d
         return C, dC
 
+    def whiten_rows(self, natural, values) -> np.ndarray:
+        """
+        L_i^-1 v_i for every group i (C_i = L_i L_i', the group's rows in
+        time order), as the correlated engine whitens.
+
+        Parameters
+        ----------
+        natural : ndarray (k,)
+            The structure's natural parameters.
+        values : ndarray (n,) or (n, c)
+            One row per row of the model's data, in the data's order.
+
+        Returns
+        -------
+        ndarray
+            Shaped as ``values``, in the data's row order.
+        """
+        self._check_bound()
+        v = np.asarray(values, dtype=np.float64)
+        v2 = v[:, None] if v.ndim == 1 else v
+        out = np.empty_like(v2)
+        natural = np.asarray(natural, dtype=np.float64)
+        for bucket in self.buckets:
+            rows = bucket[1]                     # (m, n) rows in time order
+            out[rows] = self.bucket_factor(natural, bucket).whiten(v2[rows])
+        return out[:, 0] if v.ndim == 1 else out
+
+    def matrices_of(self, natural, groups):
+        """
+        The correlation matrices of some groups, a bucket of equal sizes at
+        a time.
+
+        Parameters
+        ----------
+        natural : ndarray (k,)
+        groups : ndarray of bool (n_groups,)
+            The groups wanted.
+
+        Yields
+        ------
+        rows : ndarray (g, n) of int
+            The row indices of each group of the bucket, in time order.
+        C : ndarray (g, n, n)
+        """
+        self._check_bound()
+        groups = np.asarray(groups, dtype=bool)
+        for bucket in self.buckets:
+            hit = np.flatnonzero(groups[bucket[0]])
+            if hit.size:
+                sub = tuple(part[hit] for part in bucket)
+                yield sub[1], self.bucket_matrices(natural, sub)[0]
+
     def group_matrix(self, natural, group):
         """(row indices, C) of one group (index into 0..n_groups-1), rows in
         time order: what the correlated engine uses for it."""
-        self._check_bound()
-        for bucket in self.buckets:
-            hit = np.flatnonzero(bucket[0] == group)
-            if hit.size:
-                sub = tuple(part[hit] for part in bucket)
-                return sub[1][0], self.bucket_matrices(natural, sub)[0][0]
+        wanted = np.zeros(len(self.level_of_group), dtype=bool)
+        if 0 <= group < wanted.size:
+            wanted[group] = True
+        for rows, C in self.matrices_of(natural, wanted):
+            return rows[0], C[0]
         raise ValueError(f"no group with index {group}")
 
     def describe(self) -> str:
