@@ -19,8 +19,9 @@ singular) and ``K_i = L M_i^-1 L'``,
     X'V^-1 X     = sum_i (X_i' R_i^-1 X_i - B_i' K_i B_i)
     BLUP u_i     = K_i e_i,   Var(u_i | y) = K_i.
 
-The cross products are segment sums, computed as one sparse group-indicator
-matrix product per block of columns, and the q x q algebra is broadcast over
+The cross products are segment sums, computed as one product with the group
+indicator per block of columns (``GroupedData.indicator``: a sparse matrix,
+or ``np.add.reduceat`` for rows sorted by group), and the q x q algebra is broadcast over
 groups: a fit costs a few vectorised passes over the rows, with no Python loop
 over groups.
 """
