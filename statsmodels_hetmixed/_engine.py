@@ -19,8 +19,9 @@ singular) and ``K_i = L M_i^-1 L'``,
     X'V^-1 X     = sum_i (X_i' R_i^-1 X_i - B_i' K_i B_i)
     BLUP u_i     = K_i e_i,   Var(u_i | y) = K_i.
 
-The cross products are segment sums, computed as one sparse group-indicator
-matrix product per block of columns, and the q x q algebra is broadcast over
+The cross products are segment sums, computed as one product with the group
+indicator per block of columns (``GroupedData.indicator``: a sparse matrix,
+or ``np.add.reduceat`` for rows sorted by group), and the q x q algebra is broadcast over
 groups: a fit costs a few vectorised passes over the rows, with no Python loop
 over groups.
 """
@@ -34,6 +35,8 @@ import scipy.sparse as sp
 
 from ._linalg import NotPositiveDefiniteError, back_transform, cholesky_equilibrated
 from ._linalg import chol_solve as _chol_solve
+from ._segments import group_indicator
+from ._validate import rows_array
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -66,9 +69,11 @@ class GroupedData:
         number of columns it has in any group.
     group_index : ndarray (n,) of int
         Index of each row's group in ``0 .. n_groups - 1``.
-    indicator : scipy.sparse.csr_array (n_groups, n) or None
+    indicator : scipy.sparse.csr_array (n_groups, n), SegmentSums or None
         ``indicator[i, j] = 1`` when row ``j`` belongs to group ``i``
-        (sparse layout).
+        (sparse layout): ``indicator @ rows`` are the groups' sums of the
+        rows; with the rows sorted by group a ``SegmentSums``, which stores
+        nothing row-sized (``_segments``).
     pad_index : ndarray (n,) of int or None
         Position of each row in the flattened padded array of shape
         (n_groups, max_size) (padded layout).
@@ -133,6 +138,7 @@ class GroupedData:
         group_index = np.asarray(group_index, dtype=np.intp)
         sizes = np.bincount(group_index, minlength=n_groups)
         max_size = int(sizes.max()) if n else 0
+        sorted_groups = bool(n == 0 or np.all(group_index[1:] >= group_index[:-1]))
         if layout == "auto":
             padded = (np.shape(exog_z)[1] >= _MIN_Q_PADDED
                       and n_groups * max_size <= _MAX_PADDING * n)
@@ -145,8 +151,8 @@ class GroupedData:
             pad_index = np.empty(n, dtype=np.intp)
             pad_index[order] = group_index[order] * max_size + within
         elif layout == "sparse":
-            indicator = sp.csr_array(
-                (np.ones(n), (group_index, np.arange(n))), shape=(n_groups, n))
+            indicator = group_indicator(group_index, n_groups, sizes,
+                                        sorted_groups)
         else:
             raise ValueError(f"unknown layout {layout!r}")
         endog = np.ascontiguousarray(endog, dtype=np.float64)
@@ -156,7 +162,7 @@ class GroupedData:
             exog, fe_basis, fe_basis_inverse = _centred(exog, exog.shape[1])
         else:
             exog = np.ascontiguousarray(exog)
-        exog_z = np.ascontiguousarray(exog_z, dtype=np.float64)
+        exog_z = rows_array(exog_z)  # a random intercept's ones: not expanded
         exog_zc, re_basis, re_basis_inverse = (
             _centred(exog_z, k_re) if centre and k_re > 0
             else (exog_z, None, None))
@@ -175,7 +181,7 @@ class GroupedData:
             re_basis,
             re_basis_inverse,
             sizes,
-            bool(n == 0 or np.all(group_index[1:] >= group_index[:-1])),
+            sorted_groups,
         )
 
     @property
@@ -210,7 +216,7 @@ def _centred(mat, k, centring=None):
     if centring is None:
         centring = _centring(mat[:, :k])
     if centring is None:
-        return np.ascontiguousarray(mat), None, None
+        return rows_array(mat), None, None
     j0, means = centring
     shift = np.zeros(mat.shape[1])
     shift[:k] = means

@@ -35,8 +35,11 @@ from ._validate import (
     check_numeric,
     check_rows,
     column_names,
+    constant_column,
     fit_options,
     param_vector,
+    rows_array,
+    shared_columns,
     var_column_names,
 )
 from ._progress import Trace
@@ -437,12 +440,19 @@ class HetMixedLM(MixedLM):
             self.exog_names = [f"FE{k + 1:d}" for k in range(self.exog.shape[1])]
         self.k_fe = self.exog.shape[1]
         if exog_var is None:
-            self.exog_var = np.ones((n, 1))
+            self.exog_var = constant_column(n)
+            self._exog_var_columns = None
         else:
             self.exog_var = as_float_matrix(self.exog_var, "exog_var", var_names)
             check_has_columns(self.exog_var, "The variance design (exog_var / "
                               "var_formula)", "Leave it out for a constant "
                               "residual variance.")
+            # columns of the mean design: one copy (the variance blocks
+            # only read W)
+            self._exog_var_columns = shared_columns(self.exog_var, self.exog,
+                                                    var_names, self.exog_names)
+            if self._exog_var_columns is not None:
+                self.exog_var = self.exog[:, self._exog_var_columns]
         self.data.exog_var_names = var_names
 
         # exog_re without columns (re_formula="0"): no random effects (nlme's
@@ -481,7 +491,7 @@ class HetMixedLM(MixedLM):
         elif self.k_vc == 0:
             self.k_re = 1
             self.k_re2 = 1
-            self.exog_re = np.ones((n, 1))
+            self.exog_re = constant_column(n)
             self.data.exog_re = self.exog_re
             exog_re = ["Group"]  # MixedLM's name for a default random intercept
         else:
@@ -883,7 +893,7 @@ class HetMixedLM(MixedLM):
             slots.append(np.arange(offset, offset + width))
             offset += width
         if len(parts) == 1:  # exog_re alone: no copy of it
-            return np.ascontiguousarray(parts[0], dtype=np.float64), slots
+            return rows_array(parts[0]), slots
         exog_z = np.hstack(parts) if parts else np.zeros((n, 0))
         return exog_z, slots
 
@@ -899,6 +909,15 @@ class HetMixedLM(MixedLM):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        # pickle stores a view of exog as an array of its own: the
+        # variance design shares the mean design's columns again
+        cols = state.get("_exog_var_columns")
+        if cols is not None and self.exog is not None and self.exog_var is not None:
+            view = self.exog[:, cols]
+            vf = getattr(self, "variance_function", None)
+            if vf is not None and vf.exog_var is self.exog_var:
+                vf.exog_var = view
+            self.exog_var = view
         frame = getattr(self.data, "frame", None)
         engine = state.get("_formula_engine") or "patsy"
         for formula_key, info_key in (("var_formula", "_var_design_info"),

@@ -484,3 +484,116 @@ def test_random_slope_far_from_its_origin(reml, var_formula):
         # SEs: the fixed effects' slope and female, the slope's variance
         ses = np.array(res.bse.iloc[[1, 2, 5]]) * [unit, 1.0, unit**2]
         np.testing.assert_allclose(ses, np.asarray(base.bse.iloc[[1, 2, 5]]), rtol=1e-4)
+
+
+# ----------------------------------------------------------------------
+# What the model stores: one copy of each design
+
+
+def _owned_bytes(model):
+    """Bytes of the distinct buffers behind the model's row-sized arrays
+    (views counted once, broadcasts by what they store)."""
+    g = model._grouped
+    arrays = [model.endog, model.exog, model.exog_var, model.exog_re,
+              model.variance_function.exog_var, g.endog, g.exog, g.exog_z,
+              g.exog_zc, g.group_index]
+    # the group sums' operator: a sparse matrix's arrays, or SegmentSums'
+    arrays += [a for a in vars(g.indicator).values() if isinstance(a, np.ndarray)]
+    arrays += [getattr(g.indicator, k, None) for k in ("data", "indices", "indptr")]
+    seen, total = [], 0
+    for a in arrays:
+        if a is None:
+            continue
+        base = a
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        if any(base is b for b in seen):
+            continue
+        seen.append(base)
+        total += base.nbytes
+    return total
+
+
+@pytest.fixture(scope="module")
+def scale_like():
+    """bench_scale's design on a few rows: z group-level, x row-level."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(60), 8)
+    z = rng.integers(0, 2, 60)[g]
+    x = rng.standard_normal(g.size)
+    y = (1 + z + x + rng.standard_normal(60)[g]
+         + rng.standard_normal(g.size) * np.exp(0.4 * z + 0.3 * x))
+    return pd.DataFrame({"grp": g, "z": z, "x": x, "y": y})
+
+
+def test_variance_design_shares_the_mean_design_s_columns(scale_like):
+    model = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp", var_formula="~ z*x")
+    assert np.shares_memory(model.exog_var, model.exog)
+    assert model.variance_function.exog_var is model.exog_var
+    np.testing.assert_array_equal(model.exog_var, model.exog)
+    # evenly spaced columns: a view; others: a copy of their own
+    sub = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp", var_formula="~ x")
+    assert np.shares_memory(sub.exog_var, sub.exog)
+    assert list(sub.data.exog_var_names) == ["Intercept", "x"]
+    np.testing.assert_array_equal(sub.exog_var, sub.exog[:, [0, 2]])
+    apart = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp",
+                           var_formula="~ z + z:x")
+    assert not np.shares_memory(apart.exog_var, apart.exog)
+    np.testing.assert_array_equal(apart.exog_var, apart.exog[:, [0, 1, 3]])
+    # the same names with other values (the user's arrays) are not shared
+    W = pd.DataFrame(model.exog, columns=model.exog_names)
+    W["x"] = W["x"] * 2
+    other = HetMixedLM(model.endog, pd.DataFrame(model.exog, columns=model.exog_names),
+                       scale_like["grp"], exog_var=W)
+    assert not np.shares_memory(other.exog_var, other.exog)
+    np.testing.assert_array_equal(other.exog_var[:, 2], 2 * model.exog[:, 2])
+
+
+def test_model_holds_one_copy_of_each_design(scale_like):
+    """The mean design, its centred copy (the engine's), the response and
+    the group codes; the variance design is the mean design's columns and
+    the random intercept's column of ones stores one value."""
+    model = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp", var_formula="~ z*x")
+    n, p = model.exog.shape
+    assert model.exog_re.strides[0] == 0 and model._grouped.exog_z.strides[0] == 0
+    # at most: X, the engine's centred X, y, the group codes, one 1.0 and
+    # a few per-group arrays (the segment sums' sizes and starts)
+    per_group = 3 * 8 * model.n_groups
+    assert _owned_bytes(model) <= 8 * n * (2 * p + 1) + 8 * n + 8 + per_group
+    # a constant variance stores no column either
+    hom = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp")
+    assert hom.exog_var.strides[0] == 0
+
+
+def test_shared_designs_give_the_results_of_separate_copies(scale_like):
+    """Sharing W with X and the column of ones change no estimate: the
+    same model from arrays of their own (whose names differ from the mean
+    design's, so nothing is shared)."""
+    shared = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp",
+                            var_formula="~ z*x")
+    X = np.array(shared.exog)
+    own = HetMixedLM(shared.endog, X, scale_like["grp"].to_numpy(),
+                     exog_re=np.ones((len(X), 1)), exog_var=X.copy())
+    assert not np.shares_memory(own.exog_var, own.exog)
+    assert own.exog_re.strides[0] != 0
+    for reml in (False, True):
+        a, b = shared.fit(reml=reml), own.fit(reml=reml)
+        np.testing.assert_allclose(np.asarray(a.params), np.asarray(b.params),
+                                   rtol=1e-10)
+        np.testing.assert_allclose(a.llf, b.llf, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(a.bse), np.asarray(b.bse), rtol=1e-7)
+
+
+def test_unpickled_model_shares_the_designs_again(scale_like):
+    import pickle
+
+    res = hmf.hetmixedlm("y ~ z*x", scale_like, groups="grp",
+                         var_formula="~ z*x").fit(reml=False)
+    back = pickle.loads(pickle.dumps(res))
+    model = back.model
+    assert np.shares_memory(model.exog_var, model.exog)
+    assert model.variance_function.exog_var is model.exog_var
+    assert back.llf == res.llf
+    new = scale_like.iloc[:5]
+    np.testing.assert_allclose(back.predict_variance(new), res.predict_variance(new))
+    np.testing.assert_allclose(back.predict(new), res.predict(new))

@@ -296,3 +296,39 @@ def test_array_interface_restricts_level2_functions(data):
                                                      rel=1e-12)
     with pytest.raises(ValueError, match="give exog_re_var"):
         HetMixedLM(y, X, g, re_var_terms={"g": ["Intercept"]})
+
+
+# ----------------------------------------------------------------------
+# Data handling: shared columns, constant columns
+
+
+def test_shared_columns_pairs_names_and_checks_values():
+    from statsmodels_hetmixed._validate import shared_columns
+
+    rng = np.random.default_rng(0)
+    X = np.asfortranarray(rng.standard_normal((20, 4)))
+    names = ["a", "b", "c", "d"]
+    assert shared_columns(X.copy(), X, names, names) == slice(0, 4, 1)
+    assert shared_columns(X[:, [1, 3]].copy(), X, ["b", "d"], names) == slice(1, 4, 2)
+    assert shared_columns(X[:, [2]].copy(), X, ["c"], names) == slice(2, 3, 1)
+    # not evenly spaced, reordered, unknown names, other values, other rows
+    assert shared_columns(X[:, [0, 1, 3]].copy(), X, ["a", "b", "d"], names) is None
+    assert shared_columns(X[:, [1, 0]].copy(), X, ["b", "a"], names) is None
+    assert shared_columns(X.copy(), X, ["w1", "w2", "w3", "w4"], names) is None
+    other = X.copy()
+    other[7, 2] += 1e-12
+    assert shared_columns(other, X, names, names) is None
+    assert shared_columns(X[:10].copy(), X, names, names) is None
+
+
+def test_constant_column_stores_one_value_and_rows_array_keeps_it():
+    from statsmodels_hetmixed._validate import constant_column, rows_array
+
+    ones = constant_column(1000)
+    assert ones.shape == (1000, 1) and np.all(ones == 1)
+    assert ones.strides[0] == 0 and not ones.flags.writeable
+    assert rows_array(ones) is ones
+    f = np.asfortranarray(np.ones((5, 2)))
+    c = rows_array(f)
+    assert c.flags.c_contiguous and np.array_equal(c, f)
+    assert rows_array(np.ones((1, 1))).flags.c_contiguous
