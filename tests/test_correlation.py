@@ -275,9 +275,10 @@ STRUCTURES = ["exchangeable", "ar1", "car1", "ma(1)", "arma(1,1)", "arma(2,1)",
               "banded(2) by level", "car1 fractional"]
 
 
-@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
-@pytest.mark.parametrize("spec", STRUCTURES)
-def test_llf_gradient_information_against_dense(spec, reml):
+def _model_at_random_point(spec, reml):
+    """(model, objective, natural): ``_data`` with the structure ``spec``
+    (" by level": separate parameters per level; " fractional":
+    continuous times with gaps below 1) at a random admissible point."""
     y, X, Z, W, g, t = _data()
     by = None
     if spec.endswith(" by level"):   # separate parameters per level
@@ -301,6 +302,14 @@ def test_llf_gradient_information_against_dense(spec, reml):
         if objective.admissible(natural):
             break
         step /= 2
+    return model, objective, natural
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", STRUCTURES)
+def test_llf_gradient_information_against_dense(spec, reml):
+    model, objective, natural = _model_at_random_point(spec, reml)
+    lay = model.layout
     ev, grad = objective.evaluate_natural(natural, info=True)
     assert ev.llf == pytest.approx(_dense_llf(model, natural, reml), rel=1e-12)
     # the gradient without the information (AR(1) / CAR(1): their O(n) path)
@@ -701,3 +710,26 @@ def test_exchangeable_and_random_intercept_ridge():
         llf = model.loglike(np.array([e - rho_b * s2_b, np.log(s2_b), rho_b]))
         assert llf == pytest.approx(base, rel=1e-12)
     assert model.loglike(np.array([tau2, np.log(s2), 0.05])) != pytest.approx(base)
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", ["ar1", "car1", "ar1 by level", "car1 fractional"])
+def test_analytic_observed_information_against_differences(spec, reml):
+    # AR(1) / CAR(1): the observed information is analytic
+    # (_correlated.observed_information), on unbalanced groups with gaps, a
+    # random slope and a 2-term variance function, away from the estimate
+    # (the formula holds at any point): against central differences of
+    # the analytic gradient in the natural parameters
+    model, objective, natural = _model_at_random_point(spec, reml)
+    assert objective._has_analytic_information()
+    hess = objective.observed_information(natural).hessian
+    k = natural.size
+    num = np.empty((k, k))
+    for j in range(k):
+        h = 1e-5 * max(abs(natural[j]), 1e-2)
+        e = np.zeros(k)
+        e[j] = h
+        num[:, j] = (objective.evaluate_natural(natural + e)[1]
+                     - objective.evaluate_natural(natural - e)[1]) / (2 * h)
+    np.testing.assert_allclose(hess, 0.5 * (num + num.T), rtol=1e-6,
+                               atol=1e-8 * np.abs(num).max())

@@ -490,9 +490,12 @@ class BidiagonalFactor(DenseFactor):
     built only when asked for (the expected information).
     """
 
-    def __init__(self, matrices, rho, drho, level, k):
+    def __init__(self, matrices, rho, drho, level, k, d2rho=None):
         self._matrices = matrices
         self.rho, self.drho, self.level, self.k = rho, drho, level, k
+        # d^2 rho / d phi^2, a function called when first needed (the
+        # observed information only)
+        self._d2rho = d2rho
         self.c = np.sqrt(1.0 - rho * rho)
         if not np.all(self.c > 0):
             raise np.linalg.LinAlgError("AR(1) correlation of 1 between rows")
@@ -577,6 +580,101 @@ class BidiagonalFactor(DenseFactor):
         grad_corr = np.bincount(self.level, weights=per_group, minlength=self.k)
         return 0.5 * g, grad_corr
 
+    @functools.cached_property
+    def d2rho(self):
+        return self._d2rho() if callable(self._d2rho) else self._d2rho
+
+    def d_whiten(self, v):
+        """dB v for B = L^-1 (bidiagonal) and v (m, n, c)."""
+        dBd, dBs = self._dB
+        out = dBd[:, :, None] * v
+        out[:, 1:] += dBs[:, 1:, None] * v[:, :-1]
+        return out
+
+    def d_whiten_t(self, v):
+        """dB' v."""
+        dBd, dBs = self._dB
+        out = dBd[:, :, None] * v
+        out[:, :-1] += dBs[:, 1:, None] * v[:, 1:]
+        return out
+
+    @functools.cached_property
+    def _dB(self):
+        """dB / d phi: its diagonal d(1 / c_j) and subdiagonal
+        d(-rho_j / c_j) (entries (j, j-1))."""
+        c3 = self.c ** 3
+        return self.rho * self.drho / c3, -self.drho / c3
+
+    @functools.cached_property
+    def _dCinv(self):
+        """d C^-1 / d phi = dB'B + B'dB (tridiagonal): diagonal, and the
+        entries (j, j+1)."""
+        rho, c = self.rho, self.c
+        Bd, Bs = 1.0 / c, -rho / c
+        dBd, dBs = self._dB
+        d = 2.0 * dBd * Bd
+        d[:, :-1] += 2.0 * (dBs * Bs)[:, 1:]
+        return d, (dBs * Bd + Bs * dBd)[:, 1:]
+
+    @functools.cached_property
+    def _d2Cinv(self):
+        """d^2 C^-1 / d phi^2 = d2B'B + 2 dB'dB + B'd2B (tridiagonal)."""
+        rho, c, r1, r2 = self.rho, self.c, self.drho, self.d2rho
+        c3, c5 = c ** 3, c ** 5
+        Bd, Bs = 1.0 / c, -rho / c
+        dBd, dBs = self._dB
+        d2Bd = (1.0 + 2.0 * rho * rho) / c5 * r1 * r1 + rho / c3 * r2
+        d2Bs = -3.0 * rho / c5 * r1 * r1 - r2 / c3
+        d = 2.0 * (d2Bd * Bd + dBd * dBd)
+        d[:, :-1] += 2.0 * (d2Bs * Bs + dBs * dBs)[:, 1:]
+        return d, (d2Bs * Bd + 2.0 * dBs * dBd + Bs * d2Bd)[:, 1:]
+
+    @functools.cached_property
+    def tr_cinv_dc_sq(self):
+        """tr((C^-1 dC)^2) per group, in closed form from the bidiagonal
+        factors."""
+        rho, c = self.rho, self.c
+        dBd, dBs = self._dB
+        return 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
+            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+
+    @functools.cached_property
+    def c_dcinv_diag(self):
+        """diag(C dC^-1) (C tridiagonal-times-tridiagonal: only C's
+        diagonal and first off-diagonal, rho, enter)."""
+        rho = self.rho
+        dCi_d, dCi_o = self._dCinv
+        out = dCi_d.copy()
+        out[:, 1:] += rho[:, 1:] * dCi_o
+        out[:, :-1] += rho[:, 1:] * dCi_o
+        return out
+
+    def w_c_q_w(self, w, G, K):
+        """sum over groups of w_a'(C o Q)w_b, Q = C^-1 - G K G' (w (m, n,
+        k_var), G = C^-1 Z~ (m, n, q)): C o C^-1 is tridiagonal (C's first
+        off-diagonal is rho), and w_a'(C o G K G')w_b =
+        sum_jk (L' Ga)_ja K (L' Ga)_kb' (Ga_j = w_j G_j')."""
+        m, n = self.rho.shape
+        T1 = _rows_cross(w * self._diag[..., None], w)
+        X = _rows_cross(w[:, :-1] * (self._off * self.rho[:, 1:])[..., None], w[:, 1:])
+        T1 += X + X.T
+        kv = w.shape[2]
+        q = G.shape[2]
+        Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
+        U = self.lt_dot(Ga).reshape(m, n * kv, q)
+        UK = (U @ K).reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1)
+        T2 = UK @ U.reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1).T
+        return T1 - T2
+
+    def d2logdet(self):
+        """d^2 log |C_i| / d phi^2 per group (log |C_i| = sum_j
+        log(1 - rho_j^2))."""
+        rho, r1 = self.rho, self.drho
+        one = 1.0 - rho * rho
+        per = (-2.0 * (1.0 + rho * rho) / one ** 2 * r1 * r1
+               - 2.0 * rho / one * self.d2rho)
+        return per.sum(axis=1)
+
     # --------------------------------------------------------------
     # Tridiagonal algebra for the expected information
     def _tri_dot(self, diag, off, V):
@@ -616,13 +714,8 @@ class BidiagonalFactor(DenseFactor):
         k = self.k
         G = self.whiten_t(Zw)                         # C^-1 Z~
         F = Zt @ K
-        rho, c = self.rho, self.c
-        Bd, Bs = 1.0 / c, -rho / c                    # B = L^-1: (j, j), (j, j-1)
-        c3 = c ** 3
-        dBd, dBs = rho * self.drho / c3, -self.drho / c3
-        dCi_d = 2.0 * dBd * Bd
-        dCi_d[:, :-1] += 2.0 * (dBs * Bs)[:, 1:]
-        dCi_o = (dBs * Bd + Bs * dBd)[:, 1:]
+        rho = self.rho
+        dCi_d, dCi_o = self._dCinv
         Ci_d, Ci_o = self._diag, self._off
         lev = self.level
         # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
@@ -632,16 +725,9 @@ class BidiagonalFactor(DenseFactor):
         Ma = (wt @ (F[..., :, None] * G[..., None, :]).reshape(m, n, -1)
               ).reshape(m, -1, F.shape[2], G.shape[2])
         trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
-        T1 = _rows_cross(w * Ci_d[..., None], w)
-        X = _rows_cross(w[:, :-1] * (Ci_o * rho[:, 1:])[..., None], w[:, 1:])
-        T1 += X + X.T
+        CQ = self.w_c_q_w(w, G, K)                   # w'(C o Q)w
         kv = w.shape[2]
         q = G.shape[2]
-        Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
-        # w_a' (C o G K G') w_b = sum_j,k (L' Ga)_ja K (L' Ga)_kb'
-        U = self.lt_dot(Ga).reshape(m, n * kv, q)
-        UK = (U @ K).reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1)
-        T2 = UK @ U.reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1).T
         fz = np.einsum("mjr,mjr->mj", F, Zt)
         T3 = _rows_cross(w * (Ci_d * fz)[..., None], w)
         up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
@@ -651,11 +737,10 @@ class BidiagonalFactor(DenseFactor):
         Pm = (wt @ (Zt[..., :, None] * G[..., None, :]).reshape(m, n, -1)
               ).reshape(m, -1, Zt.shape[2], G.shape[2])
         T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm, optimize=True)
-        I_vv = 0.25 * (S0 + trMM + T1 - T2 - T3 + T4)
+        I_vv = 0.25 * (S0 + trMM + CQ - T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC)
         D = -self.c_dot(self._tri_dot(dCi_d, dCi_o, Zt))        # dC G
-        tr_cc = 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
-            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+        tr_cc = self.tr_cinv_dc_sq
         CiD = self._tri_dot(Ci_d, Ci_o, D)
         mid = np.einsum("mrs,mjs,mjr->m", K, D, CiD, optimize=True)
         GD = np.einsum("mjr,mjs->mrs", G, D)
@@ -665,9 +750,7 @@ class BidiagonalFactor(DenseFactor):
         # variance x phi: 1/2 sum_j w_aj (C Q dC Q)_jj, where
         #   C Q dC Q = -C dC^-1 - D K G' - Z~ K (C^-1 D)' + Z~ K (G'D) K G'
         #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G')
-        cdci = dCi_d.copy()                           # diag(C dC^-1)
-        cdci[:, 1:] += rho[:, 1:] * dCi_o
-        cdci[:, :-1] += rho[:, 1:] * dCi_o
+        cdci = self.c_dcinv_diag                      # diag(C dC^-1)
         dPM = (-cdci - np.einsum("mjr,mjr->mj", D @ K, G)
                - np.einsum("mjr,mjr->mj", F, CiD)
                + np.einsum("mjr,mjr->mj", F @ GD @ K, G))
@@ -782,13 +865,18 @@ class AR1(CorrelationStructure):
         gaps = np.zeros(t.shape)
         gaps[:, 1:] = t[:, 1:] - t[:, :-1]
         rho = np.where(gaps > 0, np.power(phi[:, None], gaps), 0.0)
-        drho = None
+        drho = d2rho = None
         if derivative:  # d rho_j / d phi = d_j phi^(d_j - 1), any gap d_j > 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 drho = np.where(gaps > 0, gaps * np.power(phi[:, None], gaps - 1.0), 0.0)
+
+            def d2rho():  # d_j (d_j - 1) phi^(d_j - 2), zero for d_j = 1
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    return np.where((gaps > 0) & (gaps != 1.0), gaps * (gaps - 1.0)
+                                    * np.power(phi[:, None], gaps - 2.0), 0.0)
         return BidiagonalFactor(
             lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
-            level, self.k)
+            level, self.k, d2rho)
 
     def _to_natural(self, free):
         return np.tanh(free)
