@@ -82,27 +82,25 @@ def _bucket_rows(block):
 
 def _whiten(data, block, natural, resid_var, derivative):
     """(whitened GroupedData, per-bucket factors, sum log|C_i|)."""
-    s = np.sqrt(resid_var)
-    X, Zc = data.exog, _engine._engine_z(data)
-    p, q = X.shape[1], Zc.shape[1]
-    parts = [X, Zc, data.endog[:, None]]
+    inv_s = 1.0 / np.sqrt(resid_var)
+    parts = [data.exog, _engine._engine_z(data), data.endog[:, None]]
     separate_z = data.exog_zc is not None and data.exog_zc is not data.exog_z
     if separate_z:
         parts.append(data.exog_z)
-    rows = np.hstack(parts) / s[:, None]
-    out = np.empty_like(rows)
+    # each part whitened into its own array (contiguous, as the engine
+    # reads them), the scaling S^-1 inside the factor's product
+    outs = [np.empty(part.shape) for part in parts]
     factors, logdet = [], 0.0
     for bucket, at in zip(block.buckets, _bucket_rows(block)):
         factor = block.bucket_factor(natural, bucket, derivative)
-        at.put(out, factor.whiten(at.take(rows)))
+        scale = at.take(inv_s)
+        for part, out in zip(parts, outs):
+            at.put(out, factor.whiten(at.take(part), scale))
         logdet += factor.logdet
         factors.append(factor)
-    Xw = np.ascontiguousarray(out[:, :p])
-    Zw = np.ascontiguousarray(out[:, p:p + q])
-    yw = np.ascontiguousarray(out[:, p + q])
+    Xw, Zw, yw = outs[0], outs[1], outs[2][:, 0]
     wdata = dataclasses.replace(
-        data, endog=yw, exog=Xw, exog_zc=Zw,
-        exog_z=np.ascontiguousarray(out[:, p + q + 1:]) if separate_z else Zw)
+        data, endog=yw, exog=Xw, exog_zc=Zw, exog_z=outs[3] if separate_z else Zw)
     return wdata, factors, logdet
 
 
@@ -321,60 +319,11 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     xX = np.zeros((p, kl))                             # X*'x_l (s)
     N_rows = np.zeros((kl, p, p))                      # x_l(U_j)' U*_i
     second = np.zeros((kl, kl))
-    grad_eta = evaluation.grad_eta
+    acc = (c_all, t_all, xx, xX, N_rows, second)
     for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
-        groups = bucket[0]
-        m, n = fac.rho.shape
-        src = at.take(a_w)[..., None]
-        if reml:
-            src = np.concatenate([src, at.take(Xi_rows)], axis=2)
-        b = fac.whiten_t(src)                          # S u
-        La = fac.colour(src)                           # C b
-        wb = at.take(w)
-        wsrc = (b[..., :, None] * wb[..., None, :]).reshape(m, n, ns * kv)
-        Lt = fac.lt_dot(np.concatenate([wsrc, fac.d_whiten_t(src)], axis=2))
-        Ltw = Lt[..., :ns * kv].reshape(m, n, ns, kv)  # L'(w o b)
-        x_phi = -fac.d_whiten(La) - Lt[..., ns * kv:]
-        x_var = fac.whiten((La[..., :, None] * wb[..., None, :]).reshape(m, n, -1))
-        x_var = 0.5 * (x_var.reshape(m, n, ns, kv) + Ltw)
-        onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
-        x = np.concatenate([x_var, x_phi[..., None] * onehot[:, None, None, :]],
-                           axis=3)                     # (m, n, ns, kl)
-        Zw_b = at.take(Zw)
-        c_all[groups] = np.einsum("mjr,mjs->mrs", Zw_b, src)
-        t_all[groups] = (_t(Zw_b) @ x.reshape(m, n, ns * kl)).reshape(m, q, ns, kl)
-        for j in range(ns):
-            xj = x[:, :, j].reshape(-1, kl)
-            xx[j] += xj.T @ xj
-        xX += at.take(Xw).reshape(-1, p).T @ x[:, :, 0].reshape(-1, kl)
-        if reml:
-            Ub = at.take(Xi_rows).reshape(-1, p)
-            N_rows += np.einsum("rjl,ri->lji", x[:, :, 1:].reshape(-1, p, kl), Ub)
-        # second derivatives of R
-        Kg = K[groups]
-        G = fac.whiten_t(Zw_b)                         # C^-1 Z~
-        Zt_b = at.take(Zt)
-        ge = at.take(grad_eta)
-        vv = 0.5 * (wb * ge[..., None]).reshape(-1, kv).T @ wb.reshape(-1, kv)
-        Ltw2 = Ltw.reshape(-1, ns, kv)
-        vv += 0.25 * (np.einsum("rsa,rsb->ab", Ltw2, Ltw2)
-                      - fac.w_c_q_w(wb, G, Kg))
-        M = fac._tri_dot(*fac._dCinv, Zt_b)            # dC^-1 Z~
-        CM = fac.c_dot(M)                              # C dC^-1 Z~ = -dC G
-        diag_dCN = fac.c_dcinv_diag - np.einsum("mjr,mjr->mj", CM @ Kg, G)
-        per_vc = 0.5 * (np.einsum("mjsa,mjs->ma", Ltw, x_phi)
-                        + np.einsum("mja,mj->ma", wb, diag_dCN))
-        d2d, d2o = fac._d2Cinv
-        quad = (2.0 * (x_phi * x_phi).sum(axis=1)
-                - (d2d[..., None] * La * La).sum(axis=1)
-                - 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
-        GdG = (2.0 * np.einsum("mjr,mjs->mrs", M, CM)
-               - np.einsum("mjr,mjs->mrs", Zt_b, fac._tri_dot(d2d, d2o, Zt_b)))
-        per_cc = 0.5 * (quad - fac.d2logdet() - fac.tr_cinv_dc_sq
-                        + np.einsum("mrs,msr->m", Kg, GdG))
-        second[:kv, :kv] += vv
-        second[:kv, kv:] += per_vc.T @ onehot
-        second[kv:, kv:] += np.diag(per_cc @ onehot)
+        _hessian_bucket(fac, bucket[0], *(at.take(v) for v in (
+            a_w, w, Zw, Zt, Xw, evaluation.grad_eta)),
+            at.take(Xi_rows) if reml else None, K, acc)
     second[kv:, :kv] = second[:kv, kv:].T
     # the quadratic forms (V_k u)' V^-1 (V_l u), summed over the sources
     AK = A @ K
@@ -403,3 +352,60 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
         N[k_cov:] = N_rows
         hess += 0.5 * np.einsum("kab,lba->kl", N, N)
     return 0.5 * (hess + hess.T)
+
+
+def _hessian_bucket(fac, groups, a, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
+    """One bucket's terms of ``observed_information`` (its rows (m, n, ...)
+    as ``_Rows.take`` reads them), added to ``acc``."""
+    c_all, t_all, xx, xX, N_rows, second = acc
+    m, n = fac.rho.shape
+    ns, kl = t_all.shape[2], t_all.shape[3]
+    kv, k = wb.shape[2], fac.k
+    p, q = Xw_b.shape[2], Zw_b.shape[2]
+    reml = Xi is not None
+    src = a[..., None]
+    if reml:
+        src = np.concatenate([src, Xi], axis=2)
+    b = fac.whiten_t(src)                          # S u
+    La = fac.colour(src)                           # C b
+    wsrc = (b[..., :, None] * wb[..., None, :]).reshape(m, n, ns * kv)
+    Lt = fac.lt_dot(np.concatenate([wsrc, fac.d_whiten_t(src)], axis=2))
+    Ltw = Lt[..., :ns * kv].reshape(m, n, ns, kv)  # L'(w o b)
+    x_phi = -fac.d_whiten(La) - Lt[..., ns * kv:]
+    x_var = fac.whiten((La[..., :, None] * wb[..., None, :]).reshape(m, n, -1))
+    x_var = 0.5 * (x_var.reshape(m, n, ns, kv) + Ltw)
+    onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
+    x = np.concatenate([x_var, x_phi[..., None] * onehot[:, None, None, :]],
+                       axis=3)                     # (m, n, ns, kl)
+    c_all[groups] = np.einsum("mjr,mjs->mrs", Zw_b, src)
+    t_all[groups] = (_t(Zw_b) @ x.reshape(m, n, ns * kl)).reshape(m, q, ns, kl)
+    for j in range(ns):
+        xj = x[:, :, j].reshape(-1, kl)
+        xx[j] += xj.T @ xj
+    xX += Xw_b.reshape(-1, p).T @ x[:, :, 0].reshape(-1, kl)
+    if reml:
+        Ub = Xi.reshape(-1, p)
+        N_rows += np.einsum("rjl,ri->lji", x[:, :, 1:].reshape(-1, p, kl), Ub)
+    # second derivatives of R
+    Kg = K[groups]
+    G = fac.whiten_t(Zw_b)                         # C^-1 Z~
+    vv = 0.5 * (wb * ge[..., None]).reshape(-1, kv).T @ wb.reshape(-1, kv)
+    Ltw2 = Ltw.reshape(-1, ns, kv)
+    vv += 0.25 * (np.einsum("rsa,rsb->ab", Ltw2, Ltw2)
+                  - fac.w_c_q_w(wb, G, Kg))
+    M = fac._tri_dot(*fac._dCinv, Zt_b)            # dC^-1 Z~
+    CM = fac.c_dot(M)                              # C dC^-1 Z~ = -dC G
+    diag_dCN = fac.c_dcinv_diag - np.einsum("mjr,mjr->mj", CM @ Kg, G)
+    per_vc = 0.5 * (np.einsum("mjsa,mjs->ma", Ltw, x_phi)
+                    + np.einsum("mja,mj->ma", wb, diag_dCN))
+    d2d, d2o = fac._d2Cinv
+    quad = (2.0 * (x_phi * x_phi).sum(axis=1)
+            - (d2d[..., None] * La * La).sum(axis=1)
+            - 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
+    GdG = (2.0 * np.einsum("mjr,mjs->mrs", M, CM)
+           - np.einsum("mjr,mjs->mrs", Zt_b, fac._tri_dot(d2d, d2o, Zt_b)))
+    per_cc = 0.5 * (quad - fac.d2logdet() - fac.tr_cinv_dc_sq
+                    + np.einsum("mrs,msr->m", Kg, GdG))
+    second[:kv, :kv] += vv
+    second[:kv, kv:] += per_vc.T @ onehot
+    second[kv:, kv:] += np.diag(per_cc @ onehot)

@@ -733,3 +733,25 @@ def test_analytic_observed_information_against_differences(spec, reml):
                      - objective.evaluate_natural(natural - e)[1]) / (2 * h)
     np.testing.assert_allclose(hess, 0.5 * (num + num.T), rtol=1e-6,
                                atol=1e-8 * np.abs(num).max())
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+def test_chunks_of_groups_change_nothing(reml, monkeypatch):
+    # AR(1) / CAR(1) take a size bucket's groups in chunks of about
+    # _CHUNK_ROWS rows: chunks of one group give the gradient and the
+    # expected and observed information of whole buckets
+    from statsmodels_hetmixed.structures import correlation
+    model, objective, natural = _model_at_random_point("ar1 by level", reml)
+    whole = objective.evaluate_natural(natural, info=True)
+    hess = objective.observed_information(natural).hessian
+    monkeypatch.setattr(correlation, "_CHUNK_ROWS", 1)
+    chunked, objective, _ = _model_at_random_point("ar1 by level", reml)
+    buckets = chunked.layout.correlation_block.buckets
+    assert len(buckets) == chunked.n_groups > len(model.layout.correlation_block.buckets)
+    ours = objective.evaluate_natural(natural, info=True)
+    assert ours[0].llf == pytest.approx(whole[0].llf, rel=1e-14)
+    np.testing.assert_allclose(ours[1], whole[1], rtol=1e-12)
+    np.testing.assert_allclose(ours[0].grad_eta, whole[0].grad_eta, rtol=1e-12)
+    np.testing.assert_allclose(ours[0].info, whole[0].info, rtol=1e-12)
+    np.testing.assert_allclose(objective.observed_information(natural).hessian, hess,
+                               rtol=1e-12)
