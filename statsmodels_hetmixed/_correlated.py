@@ -40,7 +40,9 @@ groups.  The structure gives each bucket's factor
 (``CorrelationStructure.bucket_factor``): by default a batched Cholesky of
 the dense C_i (``DenseFactor``, O(n_i^3)); AR(1) and CAR(1) a bidiagonal
 L_i^-1 (``BidiagonalFactor``), with their own O(n_i) gradient and expected
-information (no dense matrix).
+information (no dense matrix), and an analytic observed information
+(``observed_information``; the other structures' is differenced from the
+gradient).
 """
 
 from __future__ import annotations

@@ -396,6 +396,7 @@ class HeteroskedasticObjective:
             hess_w = _correlated.observed_information(
                 self.grouped, corr, ev, lay.resid_var(natural), self.reml,
                 cov_dirs, var_dirs, R_inv.T @ ev.info_centred @ R_inv)
+            ev.whitened = None   # the whitened rows are not kept with the results
         else:
             hess_w, ev = _engine.observed_information(
                 self.grouped, lay.factor(self.centred(natural)),

@@ -755,3 +755,34 @@ def test_chunks_of_groups_change_nothing(reml, monkeypatch):
     np.testing.assert_allclose(ours[0].info, whole[0].info, rtol=1e-12)
     np.testing.assert_allclose(objective.observed_information(natural).hessian, hess,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("spec", ["ar1", "car1"])
+def test_analytic_observed_information_invariance(spec):
+    # the analytic observed information's standard errors do not depend on
+    # the units or origin of a variance covariate (carried by the delta
+    # method for the variance coefficients) nor on the order of rows and
+    # groups
+    y, X, W, g, t = _ar_data(m=30, seed=5)
+    a, b_, c = 1000.0, 5000.0, None
+    W2 = W.copy()
+    W2[:, 1] = a * W[:, 1] + b_
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(len(y))
+    relabel = rng.permutation(g.max() + 1)[g]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r0 = HetMixedLM(y, X, g, exog_var=W, correlation=spec, time=t).fit(reml=False)
+        r1 = HetMixedLM(y[perm], X[perm], relabel[perm], exog_var=W2[perm],
+                        correlation=spec, time=t[perm]).fit(reml=False)
+    assert r1.model._objective(False)._has_analytic_information()
+    assert r1.llf == pytest.approx(r0.llf, rel=1e-10)
+    # (fixed effects, random-intercept variance, variance intercept and
+    # slope, phi): recoded as v1 = v0 - 5 slope, slope / 1000
+    J = np.eye(6)
+    J[3, 4], J[4, 4] = -b_ / a, 1.0 / a
+    p0, p1 = np.asarray(r0.params), np.asarray(r1.params)
+    np.testing.assert_allclose(p1, J @ p0, rtol=1e-6, atol=1e-8)
+    cov0 = np.asarray(r0.cov_params())
+    c = J @ cov0 @ J.T
+    np.testing.assert_allclose(np.asarray(r1.bse), np.sqrt(np.diag(c)), rtol=1e-5)
