@@ -40,7 +40,9 @@ groups.  The structure gives each bucket's factor
 (``CorrelationStructure.bucket_factor``): by default a batched Cholesky of
 the dense C_i (``DenseFactor``, O(n_i^3)); AR(1) and CAR(1) a bidiagonal
 L_i^-1 (``BidiagonalFactor``), with their own O(n_i) gradient and expected
-information (no dense matrix).
+information (no dense matrix), and an analytic observed information
+(``observed_information``; the other structures' is differenced from the
+gradient).
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ import dataclasses
 import numpy as np
 
 from . import _engine
+from ._linalg import chol_solve, cholesky_equilibrated
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "observed_information", "has_observed_information"]
 
 
 class _Rows:
@@ -81,27 +84,25 @@ def _bucket_rows(block):
 
 def _whiten(data, block, natural, resid_var, derivative):
     """(whitened GroupedData, per-bucket factors, sum log|C_i|)."""
-    s = np.sqrt(resid_var)
-    X, Zc = data.exog, _engine._engine_z(data)
-    p, q = X.shape[1], Zc.shape[1]
-    parts = [X, Zc, data.endog[:, None]]
+    inv_s = 1.0 / np.sqrt(resid_var)
+    parts = [data.exog, _engine._engine_z(data), data.endog[:, None]]
     separate_z = data.exog_zc is not None and data.exog_zc is not data.exog_z
     if separate_z:
         parts.append(data.exog_z)
-    rows = np.hstack(parts) / s[:, None]
-    out = np.empty_like(rows)
+    # each part whitened into its own array (contiguous, as the engine
+    # reads them), the scaling S^-1 inside the factor's product
+    outs = [np.empty(part.shape) for part in parts]
     factors, logdet = [], 0.0
     for bucket, at in zip(block.buckets, _bucket_rows(block)):
         factor = block.bucket_factor(natural, bucket, derivative)
-        at.put(out, factor.whiten(at.take(rows)))
+        scale = at.take(inv_s)
+        for part, out in zip(parts, outs):
+            at.put(out, factor.whiten(at.take(part), scale))
         logdet += factor.logdet
         factors.append(factor)
-    Xw = np.ascontiguousarray(out[:, :p])
-    Zw = np.ascontiguousarray(out[:, p:p + q])
-    yw = np.ascontiguousarray(out[:, p + q])
+    Xw, Zw, yw = outs[0], outs[1], outs[2][:, 0]
     wdata = dataclasses.replace(
-        data, endog=yw, exog=Xw, exog_zc=Zw,
-        exog_z=np.ascontiguousarray(out[:, p + q + 1:]) if separate_z else Zw)
+        data, endog=yw, exog=Xw, exog_zc=Zw, exog_z=outs[3] if separate_z else Zw)
     return wdata, factors, logdet
 
 
@@ -234,6 +235,9 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     ev.grad_eta = grad_eta
     ev.grad_corr = grad_corr
     ev.vinv_resid = vinv_resid
+    # what ``observed_information`` reads back: the whitened rows, the
+    # factors and V*^-1 r* (and V*^-1 X* H^-1/2, REML) in the whitened rows
+    ev.whitened = (wdata, factors, a, Xi_rows)
     if with_info:
         kk = k_cov + k_var + k
         info = np.zeros((kk, kk))
@@ -250,3 +254,160 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         info[c, :k_cov] = I_Gc.T
         ev.info = 0.5 * (info + info.T)
     return ev
+
+
+def has_observed_information(block) -> bool:
+    """Whether ``observed_information`` covers the structure ``block``
+    (a bound correlation block): AR(1) and CAR(1), whose factors are
+    bidiagonal."""
+    return getattr(block, "_sparse_inverse", False)
+
+
+def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
+                         var_dirs, info):
+    """
+    Analytic Hessian of the log-likelihood profiled over the fixed effects
+    (ML) or of the REML criterion for AR(1) / CAR(1) residuals
+    (``BidiagonalFactor``), in the covariance parameters of G_c
+    (``cov_dirs``, as ``_engine.observed_information``), parameters on
+    which log r_j depends linearly (``var_dirs``: d log r_j / d param,
+    (n, k_var)) and the natural correlation parameters.
+
+    The formula is the engine's (``_engine.observed_information``):
+
+        H_kl = I_kl - (V_k s)' P (V_l s) + 1/2 tr(Omega V_kl)
+               [REML: - sum_a (V_k U_a)' V^-1 (V_l U_a) + 1/2 tr(N_k N_l)]
+
+    with I the expected information (``info``, along the same
+    directions), s = V^-1 r, Omega = s s' - V^-1 (REML: + U U'), U =
+    V^-1 X L_H^-T and N_k = U' V_k U.  The vectors V_k u are taken to the
+    whitened rows, x_k = B S^-1 V_k u (B = L^-1 bidiagonal), where
+    V*^-1 = I - Z* K Z*'; with a = B S^-1 ... the whitened form of u
+    (b = S u = B'a, L' b = a, C b = L a):
+
+        variance: x = 1/2 [B (w o L a) + L'(w o b)]
+        phi:      x = -dB (L a) - L'(dB' a)
+
+    and the second derivatives of R = S C S, with N = S Omega S (the
+    gradient's):
+
+        1/2 tr(Omega R_ab) = 1/2 sum_j w_aj w_bj g_j + 1/4 w_a'(N o C)w_b
+        1/2 tr(Omega R_a,phi) = 1/2 w_a' diag(dC N)
+        1/2 tr(Omega R_phi,phi) = 1/2 tr(N d2C),
+            d2C = C (2 dC^-1 C dC^-1 - d2C^-1) C
+
+    (g_j = d llf / d log r_j), each a few recursions over the positions of
+    a bucket's groups: O(n) per group, no dense matrix.
+
+    ``evaluation``: ``evaluate``'s with the gradient at the point (its
+    ``whitened``); ``info``: the expected information along these
+    directions, (k_cov + k_var + k)^2.
+    """
+    wdata, factors, a_w, Xi_rows = evaluation.whitened
+    A, BX, _, K, _ = evaluation.group_summaries
+    Xw, Zw = wdata.exog, _engine._engine_z(wdata)
+    s = np.sqrt(resid_var)
+    Zt = _engine._engine_z(data) / s[:, None]        # Z~ = Z / s
+    w = np.ascontiguousarray(var_dirs, dtype=np.float64)
+    k_cov, kv, k = cov_dirs.shape[0], w.shape[1], block.k
+    kl = kv + k                                        # the row parameters
+    n_groups, q = A.shape[0], Zw.shape[1]
+    p = Xw.shape[1]
+    ns = 1 + (p if reml else 0)                        # s, and U's columns
+    # per group, by source: c = Z*'a (Z'u) and t_l = Z*'x_l
+    c_all = np.zeros((n_groups, q, ns))
+    t_all = np.zeros((n_groups, q, ns, kl))
+    xx = np.zeros((ns, kl, kl))                        # sum x_l x_m
+    xX = np.zeros((p, kl))                             # X*'x_l (s)
+    N_rows = np.zeros((kl, p, p))                      # x_l(U_j)' U*_i
+    second = np.zeros((kl, kl))
+    acc = (c_all, t_all, xx, xX, N_rows, second)
+    for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
+        _hessian_bucket(fac, bucket[0], *(at.take(v) for v in (
+            a_w, w, Zw, Zt, Xw, evaluation.grad_eta)),
+            at.take(Xi_rows) if reml else None, K, acc)
+    second[kv:, :kv] = second[:kv, kv:].T
+    # the quadratic forms (V_k u)' V^-1 (V_l u), summed over the sources
+    AK = A @ K
+    zvz = A - AK @ A                                   # Z'V^-1 Z
+    ika = np.eye(q) - AK
+    kk = k_cov + kl
+    Q = np.zeros((kk, kk))
+    aG = np.einsum("kab,ibs->kisa", cov_dirs, c_all)   # E_k c (k_cov, m, ns, q)
+    Q[:k_cov, :k_cov] = np.einsum("kisa,iab,lisb->kl", aG, zvz, aG)
+    Q[:k_cov, k_cov:] = np.einsum("kisa,iasl->kl", aG,
+                                  np.einsum("iab,ibsl->iasl", ika, t_all))
+    Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
+    Q[k_cov:, k_cov:] = xx.sum(axis=0) - np.einsum("iasl,iab,ibsm->lm", t_all, K, t_all)
+    hess = info - Q
+    hess[k_cov:, k_cov:] += second
+    # profiled over b (s only): + J' H^-1 J, J = -X'V^-1 V_k s
+    J = np.empty((p, kk))
+    J[:, :k_cov] = -np.einsum("iap,kia->pk", BX - AK @ BX, aG[:, :, 0])
+    J[:, k_cov:] = -(xX - np.einsum("iqp,iqr,irl->pl", BX, K, t_all[:, :, 0]))
+    H = evaluation.xtvix if evaluation.fe_basis is None else evaluation.xtvix_centred
+    hess += J.T @ chol_solve(cholesky_equilibrated(H, "X'V^-1 X"), J)
+    if reml:
+        N = np.empty((kk, p, p))
+        cU = c_all[:, :, 1:]
+        N[:k_cov] = np.einsum("iap,kab,ibr->kpr", cU, cov_dirs, cU)
+        N[k_cov:] = N_rows
+        hess += 0.5 * np.einsum("kab,lba->kl", N, N)
+    return 0.5 * (hess + hess.T)
+
+
+def _hessian_bucket(fac, groups, a, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
+    """One bucket's terms of ``observed_information`` (its rows (m, n, ...)
+    as ``_Rows.take`` reads them), added to ``acc``."""
+    c_all, t_all, xx, xX, N_rows, second = acc
+    m, n = fac.rho.shape
+    ns, kl = t_all.shape[2], t_all.shape[3]
+    kv, k = wb.shape[2], fac.k
+    p, q = Xw_b.shape[2], Zw_b.shape[2]
+    reml = Xi is not None
+    src = a[..., None]
+    if reml:
+        src = np.concatenate([src, Xi], axis=2)
+    b = fac.whiten_t(src)                          # S u
+    La = fac.colour(src)                           # C b
+    wsrc = (b[..., :, None] * wb[..., None, :]).reshape(m, n, ns * kv)
+    Lt = fac.lt_dot(np.concatenate([wsrc, fac.d_whiten_t(src)], axis=2))
+    Ltw = Lt[..., :ns * kv].reshape(m, n, ns, kv)  # L'(w o b)
+    x_phi = -fac.d_whiten(La) - Lt[..., ns * kv:]
+    x_var = fac.whiten((La[..., :, None] * wb[..., None, :]).reshape(m, n, -1))
+    x_var = 0.5 * (x_var.reshape(m, n, ns, kv) + Ltw)
+    onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
+    x = np.concatenate([x_var, x_phi[..., None] * onehot[:, None, None, :]],
+                       axis=3)                     # (m, n, ns, kl)
+    c_all[groups] = np.einsum("mjr,mjs->mrs", Zw_b, src)
+    t_all[groups] = (_t(Zw_b) @ x.reshape(m, n, ns * kl)).reshape(m, q, ns, kl)
+    for j in range(ns):
+        xj = x[:, :, j].reshape(-1, kl)
+        xx[j] += xj.T @ xj
+    xX += Xw_b.reshape(-1, p).T @ x[:, :, 0].reshape(-1, kl)
+    if reml:
+        Ub = Xi.reshape(-1, p)
+        N_rows += np.einsum("rjl,ri->lji", x[:, :, 1:].reshape(-1, p, kl), Ub)
+    # second derivatives of R
+    Kg = K[groups]
+    G = fac.whiten_t(Zw_b)                         # C^-1 Z~
+    vv = 0.5 * (wb * ge[..., None]).reshape(-1, kv).T @ wb.reshape(-1, kv)
+    Ltw2 = Ltw.reshape(-1, ns, kv)
+    vv += 0.25 * (np.einsum("rsa,rsb->ab", Ltw2, Ltw2)
+                  - fac.w_c_q_w(wb, G, Kg))
+    M = fac._tri_dot(*fac._dCinv, Zt_b)            # dC^-1 Z~
+    CM = fac.c_dot(M)                              # C dC^-1 Z~ = -dC G
+    diag_dCN = fac.c_dcinv_diag - np.einsum("mjr,mjr->mj", CM @ Kg, G)
+    per_vc = 0.5 * (np.einsum("mjsa,mjs->ma", Ltw, x_phi)
+                    + np.einsum("mja,mj->ma", wb, diag_dCN))
+    d2d, d2o = fac._d2Cinv
+    quad = (2.0 * (x_phi * x_phi).sum(axis=1)
+            - (d2d[..., None] * La * La).sum(axis=1)
+            - 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
+    GdG = (2.0 * np.einsum("mjr,mjs->mrs", M, CM)
+           - np.einsum("mjr,mjs->mrs", Zt_b, fac._tri_dot(d2d, d2o, Zt_b)))
+    per_cc = 0.5 * (quad - fac.d2logdet() - fac.tr_cinv_dc_sq
+                    + np.einsum("mrs,msr->m", Kg, GdG))
+    second[:kv, :kv] += vv
+    second[:kv, kv:] += per_vc.T @ onehot
+    second[kv:, kv:] += np.diag(per_cc @ onehot)

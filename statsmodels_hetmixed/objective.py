@@ -327,7 +327,7 @@ class HeteroskedasticObjective:
         T = self.conditioner(mask)
         # the engine's analytic Hessian is one more pass over the rows; an
         # objective without them here (a Dask fit's) differences gradients
-        if self.layout.log_linear and self.grouped is not None:
+        if self.grouped is not None and self._has_analytic_information():
             return self._analytic_information(natural, mask, T)
         T_inv = np.linalg.inv(T)
 
@@ -350,11 +350,23 @@ class HeteroskedasticObjective:
                                   central=central)
         return ObservedInformation(hess_u, T, g0_u, ev0)
 
+    def _has_analytic_information(self) -> bool:
+        """Whether the observed information is analytic: every variance
+        block log-linear, and residuals independent or with a correlation
+        structure ``_correlated.observed_information`` covers (AR(1),
+        CAR(1)); other structures difference the gradient."""
+        lay = self.layout
+        corr = lay.correlation_block
+        return (all(b.log_linear for b in lay.variance_blocks)
+                and (corr is None or _correlated.has_observed_information(corr)))
+
     def _analytic_information(self, natural, mask, T) -> "ObservedInformation":
         """
         ``observed_information`` from the engine's analytic Hessian
         (``_engine.observed_information``; every variance block
-        log-linear).  The engine takes it along directions w: the natural
+        log-linear), or its counterpart for AR(1) / CAR(1) residuals
+        (``_correlated.observed_information``, the correlation parameters
+        in their natural coordinates).  The engine takes it along directions w: the natural
         parameters of G_c for the covariance blocks, the conditioned ones
         u of the variance blocks (their directions d log sigma2 / du =
         W T^-1, the centred columns: the Hessian in the natural ones would
@@ -366,25 +378,40 @@ class HeteroskedasticObjective:
         natural = np.asarray(natural, dtype=np.float64)
         k_cov = lay.k_cov
         cov_dirs, var_dirs = lay.info_directions(natural)
-        T_var = T[k_cov:, k_cov:]
-        conditioned = not np.array_equal(T_var, np.eye(T_var.shape[0]))
+        k_var = var_dirs.shape[1]
+        T_var = T[k_cov:k_cov + k_var, k_cov:k_cov + k_var]
+        conditioned = not np.array_equal(T_var, np.eye(k_var))
         if conditioned:
             var_dirs = var_dirs @ np.linalg.inv(T_var)
-        hess_w, ev = _engine.observed_information(
-            self.grouped, lay.factor(self.centred(natural)), lay.resid_var(natural),
-            self.reml, cov_dirs, var_dirs, evaluation=self._evaluation_at(natural))
-        if conditioned:  # the information in G_c's and the natural coordinates
-            R = np.eye(T.shape[0])
-            R[k_cov:, k_cov:] = T_var
-            ev.info = R.T @ ev.info @ R
-        ev.info_centred = ev.info
-        if self._centring is not None:
-            ev.info = self._centring.T @ ev.info @ self._centring
+        R = np.eye(T.shape[0])    # from w to G_c's and the natural coordinates
+        R[k_cov:k_cov + k_var, k_cov:k_cov + k_var] = T_var
+        corr = lay.correlation_block
+        if corr is not None:
+            # the evaluation at the estimate (the last scoring step's) with
+            # its expected information, taken to w
+            ev = self._evaluation_at(natural)
+            if ev is None or getattr(ev, "whitened", None) is None:
+                ev = self.evaluate(natural, gradient=True, info=True)
+            R_inv = np.linalg.inv(R)
+            hess_w = _correlated.observed_information(
+                self.grouped, corr, ev, lay.resid_var(natural), self.reml,
+                cov_dirs, var_dirs, R_inv.T @ ev.info_centred @ R_inv)
+            ev.whitened = None   # the whitened rows are not kept with the results
+        else:
+            hess_w, ev = _engine.observed_information(
+                self.grouped, lay.factor(self.centred(natural)),
+                lay.resid_var(natural), self.reml, cov_dirs, var_dirs,
+                evaluation=self._evaluation_at(natural))
+            if conditioned:
+                ev.info = R.T @ ev.info @ R
+            ev.info_centred = ev.info
+            if self._centring is not None:
+                ev.info = self._centring.T @ ev.info @ self._centring
         self._last_info = (natural.copy(), ev)
         g_u = self.conditioned_gradient(ev, natural, self.natural_gradient(ev, natural),
                                         mask)
         S = self._conditioning_map(mask)
-        S[k_cov:, k_cov:] = np.eye(T_var.shape[0])  # w is u there
+        S[k_cov:, k_cov:] = np.eye(S.shape[0] - k_cov)  # w is u there
         S_inv = np.linalg.inv(S)
         idx = np.flatnonzero(mask)
         hess_u = np.zeros_like(hess_w)

@@ -254,9 +254,10 @@ STRUCTURES = ["exchangeable", "ar1", "car1", "ma(1)", "arma(1,1)", "arma(2,1)",
               "banded(2) by level", "car1 fractional"]
 
 
-@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
-@pytest.mark.parametrize("spec", STRUCTURES)
-def test_llf_gradient_information_against_dense(spec, reml):
+def _model_at_random_point(spec, reml):
+    """(model, objective, natural): ``_data`` with the structure ``spec``
+    (" by level": separate parameters per level; " fractional":
+    continuous times with gaps below 1) at a random admissible point."""
     y, X, Z, W, g, t = _data()
     by = None
     if spec.endswith(" by level"):   # separate parameters per level
@@ -280,6 +281,14 @@ def test_llf_gradient_information_against_dense(spec, reml):
         if objective.admissible(natural):
             break
         step /= 2
+    return model, objective, natural
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", STRUCTURES)
+def test_llf_gradient_information_against_dense(spec, reml):
+    model, objective, natural = _model_at_random_point(spec, reml)
+    lay = model.layout
     ev, grad = objective.evaluate_natural(natural, info=True)
     assert ev.llf == pytest.approx(_dense_llf(model, natural, reml), rel=1e-12)
     # the gradient without the information (AR(1) / CAR(1): their O(n) path)
@@ -708,3 +717,79 @@ def test_exchangeable_and_random_intercept_ridge():
         llf = model.loglike(np.array([e - rho_b * s2_b, np.log(s2_b), rho_b]))
         assert llf == pytest.approx(base, rel=1e-12)
     assert model.loglike(np.array([tau2, np.log(s2), 0.05])) != pytest.approx(base)
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", ["ar1", "car1", "ar1 by level", "car1 fractional"])
+def test_analytic_observed_information_against_differences(spec, reml):
+    # AR(1) / CAR(1): the observed information is analytic
+    # (_correlated.observed_information), on unbalanced groups with gaps, a
+    # random slope and a 2-term variance function, away from the estimate
+    # (the formula holds at any point): against central differences of
+    # the analytic gradient in the natural parameters
+    model, objective, natural = _model_at_random_point(spec, reml)
+    assert objective._has_analytic_information()
+    hess = objective.observed_information(natural).hessian
+    k = natural.size
+    num = np.empty((k, k))
+    for j in range(k):
+        h = 1e-5 * max(abs(natural[j]), 1e-2)
+        e = np.zeros(k)
+        e[j] = h
+        num[:, j] = (objective.evaluate_natural(natural + e)[1]
+                     - objective.evaluate_natural(natural - e)[1]) / (2 * h)
+    np.testing.assert_allclose(hess, 0.5 * (num + num.T), rtol=1e-6,
+                               atol=1e-8 * np.abs(num).max())
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+def test_chunks_of_groups_change_nothing(reml, monkeypatch):
+    # AR(1) / CAR(1) take a size bucket's groups in chunks of about
+    # _CHUNK_ROWS rows: chunks of one group give the gradient and the
+    # expected and observed information of whole buckets
+    from statsmodels_hetmixed.structures import correlation
+    model, objective, natural = _model_at_random_point("ar1 by level", reml)
+    whole = objective.evaluate_natural(natural, info=True)
+    hess = objective.observed_information(natural).hessian
+    monkeypatch.setattr(correlation, "_CHUNK_ROWS", 1)
+    chunked, objective, _ = _model_at_random_point("ar1 by level", reml)
+    buckets = chunked.layout.correlation_block.buckets
+    assert len(buckets) == chunked.n_groups > len(model.layout.correlation_block.buckets)
+    ours = objective.evaluate_natural(natural, info=True)
+    assert ours[0].llf == pytest.approx(whole[0].llf, rel=1e-14)
+    np.testing.assert_allclose(ours[1], whole[1], rtol=1e-12)
+    np.testing.assert_allclose(ours[0].grad_eta, whole[0].grad_eta, rtol=1e-12)
+    np.testing.assert_allclose(ours[0].info, whole[0].info, rtol=1e-12)
+    np.testing.assert_allclose(objective.observed_information(natural).hessian, hess,
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("spec", ["ar1", "car1"])
+def test_analytic_observed_information_invariance(spec):
+    # the analytic observed information's standard errors do not depend on
+    # the units or origin of a variance covariate (carried by the delta
+    # method for the variance coefficients) nor on the order of rows and
+    # groups
+    y, X, W, g, t = _ar_data(m=30, seed=5)
+    a, b_, c = 1000.0, 5000.0, None
+    W2 = W.copy()
+    W2[:, 1] = a * W[:, 1] + b_
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(len(y))
+    relabel = rng.permutation(g.max() + 1)[g]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r0 = HetMixedLM(y, X, g, exog_var=W, correlation=spec, time=t).fit(reml=False)
+        r1 = HetMixedLM(y[perm], X[perm], relabel[perm], exog_var=W2[perm],
+                        correlation=spec, time=t[perm]).fit(reml=False)
+    assert r1.model._objective(False)._has_analytic_information()
+    assert r1.llf == pytest.approx(r0.llf, rel=1e-10)
+    # (fixed effects, random-intercept variance, variance intercept and
+    # slope, phi): recoded as v1 = v0 - 5 slope, slope / 1000
+    J = np.eye(6)
+    J[3, 4], J[4, 4] = -b_ / a, 1.0 / a
+    p0, p1 = np.asarray(r0.params), np.asarray(r1.params)
+    np.testing.assert_allclose(p1, J @ p0, rtol=1e-6, atol=1e-8)
+    cov0 = np.asarray(r0.cov_params())
+    c = J @ cov0 @ J.T
+    np.testing.assert_allclose(np.asarray(r1.bse), np.sqrt(np.diag(c)), rtol=1e-5)

@@ -66,8 +66,13 @@ __all__ = ["CorrelationStructure", "Exchangeable", "AR1", "CAR1", "ARMA",
            "CORRELATION_STRUCTURES"]
 
 # Groups per chunk of a size bucket: the dense per-group arrays of a chunk
-# (C, its inverse, derivatives) keep about this many elements each.
+# (C, its inverse, derivatives) keep about this many elements each; the
+# structures with O(n) algebra (AR(1), CAR(1)) take chunks of about
+# _CHUNK_ROWS rows, whose (rows x variance terms) temporaries stay small
+# (with all 100,000 rows of the benchmark in one chunk, the kernel handed
+# out some 20 MB of fresh zeroed pages per evaluation, a third of its time).
 _CHUNK_ELEMENTS = 1 << 20
+_CHUNK_ROWS = 1 << 14
 
 _COMPLEX_STEP = 1e-30
 
@@ -281,7 +286,8 @@ class CorrelationStructure(Block):
             groups = np.flatnonzero(sizes == size)
             idx = order[starts[groups][:, None] + np.arange(size)]
             per_group = size if self._sparse_inverse else size * size
-            chunk = max(1, _CHUNK_ELEMENTS // max(per_group, 1))
+            limit = _CHUNK_ROWS if self._sparse_inverse else _CHUNK_ELEMENTS
+            chunk = max(1, limit // max(per_group, 1))
             for s in range(0, len(groups), chunk):
                 g = groups[s:s + chunk]
                 t = time[idx[s:s + chunk]]
@@ -513,9 +519,9 @@ class DenseFactor:
     def dC(self):
         return self._dC() if callable(self._dC) else self._dC
 
-    def whiten(self, v):
-        """L^-1 v for v (m, n, c)."""
-        return self._Linv @ v
+    def whiten(self, v, scale=None):
+        """L^-1 v for v (m, n, c); with ``scale`` (m, n), L^-1 diag(scale) v."""
+        return self._Linv @ (v if scale is None else v * scale[..., None])
 
     def whiten_t(self, v):
         """L^-T v."""
@@ -542,9 +548,12 @@ class BidiagonalFactor(DenseFactor):
     built only when asked for (the expected information).
     """
 
-    def __init__(self, matrices, rho, drho, level, k):
+    def __init__(self, matrices, rho, drho, level, k, d2rho=None):
         self._matrices = matrices
         self.rho, self.drho, self.level, self.k = rho, drho, level, k
+        # d^2 rho / d phi^2, a function called when first needed (the
+        # observed information only)
+        self._d2rho = d2rho
         self.c = np.sqrt(1.0 - rho * rho)
         if not np.all(self.c > 0):
             raise np.linalg.LinAlgError("AR(1) correlation of 1 between rows")
@@ -566,9 +575,15 @@ class BidiagonalFactor(DenseFactor):
     def dC(self):
         return self._dense[1]
 
-    def whiten(self, v):
-        out = v / self.c[:, :, None]
-        out[:, 1:] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, :-1]
+    def whiten(self, v, scale=None):
+        if scale is None:
+            out = v / self.c[:, :, None]
+            out[:, 1:] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, :-1]
+            return out
+        # B diag(scale) v in two passes: row j is
+        # (scale_j v_j - rho_j scale_{j-1} v_{j-1}) / c_j
+        out = v * (scale / self.c)[:, :, None]
+        out[:, 1:] -= (self.rho[:, 1:] * scale[:, :-1] / self.c[:, 1:])[:, :, None] * v[:, :-1]
         return out
 
     def whiten_t(self, v):
@@ -576,14 +591,23 @@ class BidiagonalFactor(DenseFactor):
         out[:, :-1] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, 1:]
         return out
 
+    @functools.cached_property
+    def _rho_by_position(self):
+        return np.ascontiguousarray(self.rho.T)[:, :, None]      # (n, m, 1)
+
     def colour(self, v):
-        """L v (the inverse of ``whiten``): x_j = c_j v_j + rho_j x_{j-1},
-        a recursion over the positions, vectorised over groups."""
-        out = np.empty_like(v)
-        out[:, 0] = v[:, 0]
-        for j in range(1, v.shape[1]):
-            out[:, j] = self.c[:, j, None] * v[:, j] + self.rho[:, j, None] * out[:, j - 1]
-        return out
+        """L v (the inverse of ``whiten``) for v (m, n, c): x_j = c_j v_j +
+        rho_j x_{j-1}, a recursion over the positions, vectorised over
+        groups and columns.  It runs on a position-major copy, where a
+        position's groups and columns are one contiguous block (on (m, n,
+        c) itself each step reads a strided (m, c) slice: 2-3 times
+        slower for a few columns)."""
+        x = np.empty((v.shape[1], v.shape[0]) + v.shape[2:])
+        np.multiply(np.swapaxes(v, 0, 1), self.c.T[:, :, None], out=x)
+        r = self._rho_by_position
+        for j in range(1, x.shape[0]):
+            x[j] += r[j] * x[j - 1]
+        return np.ascontiguousarray(np.swapaxes(x, 0, 1))
 
     @property
     def inverse(self):
@@ -629,6 +653,119 @@ class BidiagonalFactor(DenseFactor):
         grad_corr = np.bincount(self.level, weights=per_group, minlength=self.k)
         return 0.5 * g, grad_corr
 
+    @functools.cached_property
+    def d2rho(self):
+        return self._d2rho() if callable(self._d2rho) else self._d2rho
+
+    def d_whiten(self, v):
+        """dB v for B = L^-1 (bidiagonal) and v (m, n, c)."""
+        dBd, dBs = self._dB
+        out = dBd[:, :, None] * v
+        out[:, 1:] += dBs[:, 1:, None] * v[:, :-1]
+        return out
+
+    def d_whiten_t(self, v):
+        """dB' v."""
+        dBd, dBs = self._dB
+        out = dBd[:, :, None] * v
+        out[:, :-1] += dBs[:, 1:, None] * v[:, 1:]
+        return out
+
+    @functools.cached_property
+    def _dB(self):
+        """dB / d phi: its diagonal d(1 / c_j) and subdiagonal
+        d(-rho_j / c_j) (entries (j, j-1))."""
+        c3 = self.c ** 3
+        return self.rho * self.drho / c3, -self.drho / c3
+
+    @functools.cached_property
+    def _dCinv(self):
+        """d C^-1 / d phi = dB'B + B'dB (tridiagonal): diagonal, and the
+        entries (j, j+1)."""
+        rho, c = self.rho, self.c
+        Bd, Bs = 1.0 / c, -rho / c
+        dBd, dBs = self._dB
+        d = 2.0 * dBd * Bd
+        d[:, :-1] += 2.0 * (dBs * Bs)[:, 1:]
+        return d, (dBs * Bd + Bs * dBd)[:, 1:]
+
+    @functools.cached_property
+    def _d2Cinv(self):
+        """d^2 C^-1 / d phi^2 = d2B'B + 2 dB'dB + B'd2B (tridiagonal)."""
+        rho, c, r1, r2 = self.rho, self.c, self.drho, self.d2rho
+        c3, c5 = c ** 3, c ** 5
+        Bd, Bs = 1.0 / c, -rho / c
+        dBd, dBs = self._dB
+        d2Bd = (1.0 + 2.0 * rho * rho) / c5 * r1 * r1 + rho / c3 * r2
+        d2Bs = -3.0 * rho / c5 * r1 * r1 - r2 / c3
+        d = 2.0 * (d2Bd * Bd + dBd * dBd)
+        d[:, :-1] += 2.0 * (d2Bs * Bs + dBs * dBs)[:, 1:]
+        return d, (d2Bs * Bd + 2.0 * dBs * dBd + Bs * d2Bd)[:, 1:]
+
+    @functools.cached_property
+    def tr_cinv_dc_sq(self):
+        """tr((C^-1 dC)^2) per group, in closed form from the bidiagonal
+        factors."""
+        rho, c = self.rho, self.c
+        dBd, dBs = self._dB
+        return 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
+            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+
+    @functools.cached_property
+    def c_dcinv_diag(self):
+        """diag(C dC^-1) (C tridiagonal-times-tridiagonal: only C's
+        diagonal and first off-diagonal, rho, enter)."""
+        rho = self.rho
+        dCi_d, dCi_o = self._dCinv
+        out = dCi_d.copy()
+        out[:, 1:] += rho[:, 1:] * dCi_o
+        out[:, :-1] += rho[:, 1:] * dCi_o
+        return out
+
+    def w_c_q_w(self, w, G, K, diag=None, up=None, down=None):
+        """
+        sum over groups of w_a'(C o Q)w_b, Q = C^-1 - G K G' (w (m, n,
+        k_var), G = C^-1 Z~ (m, n, q)): C o C^-1 is tridiagonal (C's first
+        off-diagonal is rho), and w_a'(C o G K G')w_b =
+        sum_jk (L' Ga)_ja K (L' Ga)_kb' (Ga_j = G_j w_j').
+
+        ``diag``, ``up``, ``down`` (m, n), (m, n-1), (m, n-1): a
+        tridiagonal matrix added to C o C^-1 (entries (j, j), (j, j+1),
+        (j+1, j)), whose form in w costs no further pass.
+        """
+        m, n = self.rho.shape
+        kv, q = w.shape[2], G.shape[2]
+        d, o = self._diag, self._off * self.rho[:, 1:]
+        o_up, o_dn = (o, o) if up is None else (o + up, o + down)
+        if diag is not None:
+            d = d + diag
+        # w_a' T w_b for tridiagonal T on w' (k_var, rows), whose rows are
+        # contiguous: weighting them is a pass of long rows (weighting
+        # (rows, k_var) broadcasts over k_var, several times slower), and
+        # the pairs (j, j+1) are neighbouring columns, with weight 0
+        # across groups
+        wt = np.ascontiguousarray(w.reshape(-1, kv).T)
+        T = (wt * d.ravel()) @ wt.T
+        for off, transpose in ((o_up, False), (o_dn, True)):
+            o_f = np.zeros((m, n))
+            o_f[:, :-1] = off
+            X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
+            T += X.T if transpose else X
+        # sum over groups, rows and q: one product of (rows q, k_var) arrays
+        Ga = (G[..., :, None] * w[..., None, :]).reshape(m, n, q * kv)
+        U = self.lt_dot(Ga).reshape(m, n, q, kv)
+        UK = K[:, None] @ U                              # (m, n, q, k_var)
+        return T - UK.reshape(-1, kv).T @ U.reshape(-1, kv)
+
+    def d2logdet(self):
+        """d^2 log |C_i| / d phi^2 per group (log |C_i| = sum_j
+        log(1 - rho_j^2))."""
+        rho, r1 = self.rho, self.drho
+        one = 1.0 - rho * rho
+        per = (-2.0 * (1.0 + rho * rho) / one ** 2 * r1 * r1
+               - 2.0 * rho / one * self.d2rho)
+        return per.sum(axis=1)
+
     # --------------------------------------------------------------
     # Tridiagonal algebra for the expected information
     def _tri_dot(self, diag, off, V):
@@ -644,15 +781,16 @@ class BidiagonalFactor(DenseFactor):
         return self.colour(self.lt_dot(V))
 
     def lt_dot(self, V):
-        """L' V by back substitution of B' u = V
-        (u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1}))."""
-        u = np.empty_like(V)
-        n = V.shape[1]
-        u[:, n - 1] = self.c[:, n - 1, None] * V[:, n - 1]
-        ratio = self.rho / self.c
-        for j in range(n - 2, -1, -1):
-            u[:, j] = self.c[:, j, None] * (V[:, j] + ratio[:, j + 1, None] * u[:, j + 1])
-        return u
+        """L' V for V (m, n, c) by back substitution of B' u = V:
+        u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1}), i.e. u = c o h with
+        h_j = v_j + rho_{j+1} h_{j+1} (position-major, as ``colour``)."""
+        h = np.array(np.swapaxes(V, 0, 1), order="C")   # a copy (V is read only)
+        r = self._rho_by_position
+        for j in range(h.shape[0] - 2, -1, -1):
+            h[j] += r[j + 1] * h[j + 1]
+        out = np.empty(V.shape)
+        np.multiply(np.swapaxes(h, 0, 1), self.c[:, :, None], out=out)
+        return out
 
     def information(self, Zt, Zw, K, A, w, E):
         """
@@ -668,13 +806,7 @@ class BidiagonalFactor(DenseFactor):
         k = self.k
         G = self.whiten_t(Zw)                         # C^-1 Z~
         F = Zt @ K
-        rho, c = self.rho, self.c
-        Bd, Bs = 1.0 / c, -rho / c                    # B = L^-1: (j, j), (j, j-1)
-        c3 = c ** 3
-        dBd, dBs = rho * self.drho / c3, -self.drho / c3
-        dCi_d = 2.0 * dBd * Bd
-        dCi_d[:, :-1] += 2.0 * (dBs * Bs)[:, 1:]
-        dCi_o = (dBs * Bd + Bs * dBd)[:, 1:]
+        dCi_d, dCi_o = self._dCinv
         Ci_d, Ci_o = self._diag, self._off
         lev = self.level
         # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
@@ -684,42 +816,33 @@ class BidiagonalFactor(DenseFactor):
         Ma = (wt @ (F[..., :, None] * G[..., None, :]).reshape(m, n, -1)
               ).reshape(m, -1, F.shape[2], G.shape[2])
         trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
-        T1 = _rows_cross(w * Ci_d[..., None], w)
-        X = _rows_cross(w[:, :-1] * (Ci_o * rho[:, 1:])[..., None], w[:, 1:])
-        T1 += X + X.T
         kv = w.shape[2]
         q = G.shape[2]
-        Ga = (w[..., :, None] * G[..., None, :]).reshape(m, n, kv * q)
-        # w_a' (C o G K G') w_b = sum_j,k (L' Ga)_ja K (L' Ga)_kb'
-        U = self.lt_dot(Ga).reshape(m, n * kv, q)
-        UK = (U @ K).reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1)
-        T2 = UK @ U.reshape(m, n, kv, q).transpose(2, 0, 1, 3).reshape(kv, -1).T
+        # w'(C o Q)w - T3, T3 = w'((F Z~') o C^-1)w (tridiagonal weights)
         fz = np.einsum("mjr,mjr->mj", F, Zt)
-        T3 = _rows_cross(w * (Ci_d * fz)[..., None], w)
         up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
         dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
-        T3 += (_rows_cross(w[:, :-1] * up[..., None], w[:, 1:])
-               + _rows_cross(w[:, 1:] * dn[..., None], w[:, :-1]))
+        CQ_T3 = self.w_c_q_w(w, G, K, -Ci_d * fz, -up, -dn)
         Pm = (wt @ (Zt[..., :, None] * G[..., None, :]).reshape(m, n, -1)
               ).reshape(m, -1, Zt.shape[2], G.shape[2])
-        T4 = np.einsum("mart,mtu,mbru->ab", Ma, K, Pm, optimize=True)
-        I_vv = 0.25 * (S0 + trMM + T1 - T2 - T3 + T4)
+        # (per-group products of small matrices as batched matmuls: einsum's
+        # path search costs more than the sums here)
+        T4 = np.einsum("maru,mbru->ab", Ma @ K[:, None], Pm)
+        I_vv = 0.25 * (S0 + trMM + CQ_T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC)
         D = -self.c_dot(self._tri_dot(dCi_d, dCi_o, Zt))        # dC G
-        tr_cc = 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
-            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+        tr_cc = self.tr_cinv_dc_sq
         CiD = self._tri_dot(Ci_d, Ci_o, D)
-        mid = np.einsum("mrs,mjs,mjr->m", K, D, CiD, optimize=True)
+        mid = ((D @ K) * CiD).sum(axis=(1, 2))
         GD = np.einsum("mjr,mjs->mrs", G, D)
-        last = np.einsum("mrs,mst,mtu,mur->m", K, GD, K, GD, optimize=True)
+        KGD = K @ GD
+        last = np.einsum("mrt,mtr->m", KGD, KGD)
         I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
                                    minlength=k))
         # variance x phi: 1/2 sum_j w_aj (C Q dC Q)_jj, where
         #   C Q dC Q = -C dC^-1 - D K G' - Z~ K (C^-1 D)' + Z~ K (G'D) K G'
         #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G')
-        cdci = dCi_d.copy()                           # diag(C dC^-1)
-        cdci[:, 1:] += rho[:, 1:] * dCi_o
-        cdci[:, :-1] += rho[:, 1:] * dCi_o
+        cdci = self.c_dcinv_diag                      # diag(C dC^-1)
         dPM = (-cdci - np.einsum("mjr,mjr->mj", D @ K, G)
                - np.einsum("mjr,mjr->mj", F, CiD)
                + np.einsum("mjr,mjr->mj", F @ GD @ K, G))
@@ -834,13 +957,19 @@ class AR1(CorrelationStructure):
         gaps = np.zeros(t.shape)
         gaps[:, 1:] = t[:, 1:] - t[:, :-1]
         rho = np.where(gaps > 0, np.power(phi[:, None], gaps), 0.0)
-        drho = None
+        drho = d2rho = None
         if derivative:  # d rho_j / d phi = d_j phi^(d_j - 1), any gap d_j > 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 drho = np.where(gaps > 0, gaps * np.power(phi[:, None], gaps - 1.0), 0.0)
+
+            def second():  # d_j (d_j - 1) phi^(d_j - 2), zero for d_j = 1
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    return np.where((gaps > 0) & (gaps != 1.0), gaps * (gaps - 1.0)
+                                    * np.power(phi[:, None], gaps - 2.0), 0.0)
+            d2rho = second
         return BidiagonalFactor(
             lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
-            level, self.k)
+            level, self.k, d2rho)
 
     def _to_natural(self, free):
         return np.tanh(free)
