@@ -49,8 +49,10 @@ sum (``_engine.group_cross``): ``P_k = sum_i C_i'E_k C_i`` or
 ``X~' diag(d_k) X~``, and likewise for Q; no loop over groups.
 
 With a residual correlation structure (``R = S C S``) the same terms come
-from dense per-group V and its exact derivatives, a bucket of groups of
-equal size at a time (``_correlated_terms``): ``V_k`` is ``Z E_k Z'``,
+from per-group dense V^-1 (Woodbury, from the structure's C^-1) and the
+exact derivatives of V, a bucket of groups of equal size at a time
+(``_correlated_terms``), and the information from the correlated engine:
+``V_k`` is ``Z E_k Z'``,
 ``S (D C + C D) S`` (``D = diag(d log r / dtheta_k) / 2``) for a variance
 parameter and ``S dC S`` for a correlation parameter (the structure's own
 dC, ``CorrelationStructure.bucket_matrices``).  The residual and
@@ -392,49 +394,58 @@ def _correlated_terms(objective, natural, index, second):
     for the parameters ``index`` (Q and the information None without
     ``second``).
 
-    Per group ``V = Z G Z' + S C S`` is formed densely and inverted, a
-    bucket of groups of equal size at a time (the structure's
-    ``buckets``, batched; O(n_i^3) per group), and the derivatives of V
-    are exact: ``Z E_k Z'`` for G, ``S (D C + C D) S`` with ``D = diag(w /
-    2)``, ``w = d log r / dtheta``, for a variance parameter, and
-    ``S dC S`` for a correlation parameter, dC the structure's own
-    (``bucket_matrices``, as the correlated engine's expected
-    information).  Then ``P_k = sum_i X'V^-1 V_k V^-1 X``,
-    ``Q_kl = sum_i X'V^-1 V_k V^-1 V_l V^-1 X`` and
-    ``I_kl = 1/2 sum_i tr(V^-1 V_k V^-1 V_l)``.
+    A bucket of groups of equal size at a time (the structure's
+    ``buckets``, batched), per group ``V = Z G Z' + S C S`` and
+
+        V^-1 = S^-1 (C^-1 - C^-1 Z~ K Z~' C^-1) S^-1,
+        K = L (I + L'Z~'C^-1 Z~ L)^-1 L'      (Z~ = S^-1 Z, G = L L')
+
+    with C^-1 the structure's factor's (``bucket_factor(...).inverse``:
+    tridiagonal for AR(1) / CAR(1)), so that nothing beyond the factor
+    costs O(n_i^3) and a singular G is no obstacle.  The derivatives of V
+    are exact and dense: ``Z E_k Z'`` for G, ``S (D C + C D) S`` with
+    ``D = diag(w / 2)``, ``w = d log r / dtheta``, for a variance
+    parameter, and ``S dC S`` for a correlation parameter, dC the
+    structure's own (as in the correlated engine's expected information).
+    Then ``P_k = sum_i X'V^-1 V_k V^-1 X`` and
+    ``Q_kl = sum_i X'V^-1 V_k V^-1 V_l V^-1 X`` (O(n_i^2 p) per group and
+    parameter); the ML expected information
+    ``1/2 sum_i tr(V^-1 V_k V^-1 V_l)`` is the correlated engine's
+    (``objective.evaluate(info=True)``).
     """
     data, lay = objective.grouped, objective.layout
     corr = lay.correlation_block
     cn = natural[lay.corr_natural]
     X, Z = data.exog, data.exog_z
     L = lay.factor(natural)
-    G = L @ L.T
+    q = L.shape[0]
     r = lay.resid_var(natural)
     sd = np.sqrt(r)
     cov_dirs, var_dirs = lay.info_directions(natural)
     kinds = _parameter_kinds(lay, index)
     k, p = len(kinds), X.shape[1]
+    with_dC = any(kind == "corr" for kind, _ in kinds)
     H = np.zeros((p, p))
     P = np.zeros((k, p, p))
     Q = np.zeros((k, k, p, p)) if second else None
-    info = np.zeros((k, k)) if second else None
     for bucket in corr.buckets:
         m, n = bucket[1].shape
         step = max(1, _CHUNK_ENTRIES // max(1, (k + 2) * n * n))
         for start in range(0, m, step):
             sub = tuple(part[start:start + step] for part in bucket)
             rows = sub[1]
-            C, dC = corr.bucket_matrices(cn, sub, derivative=any(
-                kind == "corr" for kind, _ in kinds))
+            factor = corr.bucket_factor(cn, sub, with_dC)
+            C, Ci = factor.C, factor.inverse
             s = sd[rows]
             ss = s[:, :, None] * s[:, None, :]
             Zb, Xb = Z[rows], X[rows]
-            V = Zb @ G @ _t(Zb) + ss * C
-            Vi = np.linalg.inv(V)
+            CiZ = Ci @ (Zb / s[:, :, None]) @ L                # C^-1 Z~ L
+            M = np.eye(q) + _t(Zb / s[:, :, None] @ L) @ CiZ
+            Vi = (Ci - CiZ @ np.linalg.solve(M, _t(CiZ))) / ss
             Vi = 0.5 * (Vi + _t(Vi))
             VX = Vi @ Xb
             H += np.einsum("map,mar->pr", Xb, VX)
-            dV = np.empty((k,) + V.shape)
+            dV = np.empty((k,) + Vi.shape)
             for j, (kind, pos) in enumerate(kinds):
                 if kind == "G":
                     dV[j] = Zb @ cov_dirs[pos] @ _t(Zb)
@@ -442,16 +453,22 @@ def _correlated_terms(objective, natural, index, second):
                     w = 0.5 * var_dirs[rows, pos]
                     dV[j] = (ss * C) * (w[:, :, None] + w[:, None, :])
                 else:
-                    dV[j] = ss * dC[pos]
+                    dV[j] = ss * factor.dC[pos]
             Y = dV @ VX                                       # V_k V^-1 X
             P += np.einsum("map,kmar->kpr", VX, Y)
             if second:
                 ViY = Vi @ Y                                  # V^-1 V_k V^-1 X
                 Q += np.einsum("kmap,lmar->klpr", Y, ViY)
-                T = Vi @ dV                                   # V^-1 V_k
-                info += 0.5 * np.einsum("kmab,lmba->kl", T, T)
     phi = np.linalg.inv(0.5 * (H + H.T))
     P = 0.5 * (P + _t(P))
+    info = None
+    if second:
+        # the engine's information is ordered (G, variance, correlation)
+        k_cov, k_var = lay.k_cov, var_dirs.shape[1]
+        at = [pos + {"G": 0, "var": k_cov, "corr": k_cov + k_var}[kind]
+              for kind, pos in kinds]
+        ev = objective.evaluate(natural, gradient=True, info=True)
+        info = ev.info[np.ix_(at, at)]
     return phi, P, Q, info
 
 
