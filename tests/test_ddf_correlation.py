@@ -54,6 +54,10 @@ MODELS = {
     "car1": dict(correlation="car1", time="time", re_formula="1"),
     "toeplitz2": dict(correlation="toeplitz(2)", time="occ", re_formula="0",
                       var_formula="~ b"),
+    "exchangeable": dict(correlation="exchangeable", time="occ", re_formula="0",
+                         var_formula="~ b"),
+    "arma11": dict(correlation="arma(1,1)", time="occ", re_formula="0"),
+    "banded1": dict(correlation="banded(1)", time="occ", re_formula="1"),
     "unstructured": dict(correlation="unstructured", time="occ", re_formula="0"),
     # (unstructured with a random intercept is not identified: tau^2 J
     # trades off against the correlations)
@@ -150,7 +154,8 @@ def _brute_force(res, method):
 CASES = [("ar1", True), ("ar1", False), ("ar1_by", True), ("ar1_nore", True), ("car1", False),
          ("car1", True), ("toeplitz2", True), ("toeplitz2", False),
          ("unstructured", True), ("unstructured", False),
-         ("toeplitz2_re", False)]
+         ("toeplitz2_re", False), ("exchangeable", True), ("arma11", False),
+         ("banded1", True)]
 
 
 @pytest.mark.parametrize("name,reml", CASES)
@@ -228,3 +233,15 @@ def test_residual_and_between_within_without_random_effects():
                                    "w": m - 2.0, "occ": n - m - 2.0}
     res = _fit("ar1", True, "between-within", data)
     assert res.df_fe["w"] == m - 2.0
+
+
+def test_results_use_the_df():
+    from scipy import stats
+    res = _fit("ar1", True, "satterthwaite")
+    names = list(res.fe_params.index)
+    t = res.fe_params / res.bse_fe
+    np.testing.assert_allclose(res.pvalues[names], 2 * stats.t.sf(np.abs(t), res.df_fe))
+    # the correlation parameter keeps its z-test
+    assert res.t_test("ar1 = 0").distribution == "norm"
+    text = " ".join(str(res.summary()).split())
+    assert "Satterthwaite" in text and "P>|t|" in text and "AR(1)" in text
