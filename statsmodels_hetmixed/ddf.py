@@ -47,6 +47,18 @@ all exact.  Because R is diagonal, with ``X~ = V^-1 X`` (rows
 and ``Z~ = V^-1 Z``, every term is a per-group q x q product or a row-wise
 sum (``_engine.group_cross``): ``P_k = sum_i C_i'E_k C_i`` or
 ``X~' diag(d_k) X~``, and likewise for Q; no loop over groups.
+
+With a residual correlation structure (``R = S C S``) the same terms come
+from per-group dense V^-1 (Woodbury, from the structure's C^-1) and the
+exact derivatives of V, a bucket of groups of equal size at a time
+(``_correlated_terms``), and the information from the correlated engine:
+``V_k`` is ``Z E_k Z'``,
+``S (D C + C D) S`` (``D = diag(d log r / dtheta_k) / 2``) for a variance
+parameter and ``S dC S`` for a correlation parameter (the structure's own
+dC, ``CorrelationStructure.bucket_matrices``).  The residual and
+between-within df need no derivatives; between-within takes the groups as
+the subjects whether or not they carry random effects (SAS's
+``repeated / subject=``).
 """
 
 from __future__ import annotations
@@ -288,6 +300,10 @@ def derivatives(objective, natural, index=None, second=False) -> Derivatives:
     data, lay = objective.grouped, objective.layout
     natural = np.asarray(natural, float)
     index = np.arange(lay.k_structure) if index is None else np.asarray(index)
+    if lay.correlation_block is not None:
+        phi, P, Q, info = _correlated_terms(objective, natural, index, second)
+        return _assemble(phi, P, Q, info, objective.reml, data.fe_basis, index,
+                         second)
     X, Z = data.exog, data.exog_z  # X: the centred columns when fe_basis is set
     r = lay.resid_var(natural)
     winv = 1.0 / r
@@ -312,12 +328,23 @@ def derivatives(objective, natural, index=None, second=False) -> Derivatives:
     P[:kc] = np.einsum("iap,ikar->kpr", C, EC)
     for l in range(kv):
         P[kc + l] = (xt * d[:, l:l + 1]).T @ xt
-    dphi = phi @ P @ phi
-    out = Derivatives(phi, dphi, index)
+    Q = info = None
     if second:
         Q = _second_products(data, Z, xt, winv, A, K, C, EC, d)
         info = ev.info[np.ix_(index, index)]
-        if objective.reml:
+    return _assemble(phi, P, Q, info, objective.reml, data.fe_basis, index, second)
+
+
+def _assemble(phi, P, Q, info, reml, basis, index, second) -> Derivatives:
+    """Derivatives from Phi, the P_k, and (``second``) the Q_kl and the
+    ML expected information: dPhi_k = Phi P_k Phi, the REML information
+    and the Kenward-Roger correction, in the columns of X (``basis``:
+    ``GroupedData.fe_basis``, X = X_c M)."""
+    k = P.shape[0]
+    dphi = phi @ P @ phi
+    out = Derivatives(phi, dphi, index)
+    if second:
+        if reml:
             info = (info - np.einsum("ab,klba->kl", phi, Q)
                     + 0.5 * np.einsum("kab,lba->kl", phi @ P, phi @ P))
         info = 0.5 * (info + info.T)
@@ -330,7 +357,6 @@ def derivatives(objective, natural, index=None, second=False) -> Derivatives:
         U = np.einsum("kl,klab->ab", weights, Q - PphiP)
         out.info, out.weights = info, weights
         out.correction = phi @ (0.5 * (U + U.T)) @ phi
-    basis = data.fe_basis
     if basis is not None:  # back to the columns of X (X = X_c M)
         out.phi = _linalg.back_transform(basis, out.phi)
         out.dphi = np.stack([_linalg.back_transform(basis, m) for m in out.dphi]) \
@@ -338,6 +364,116 @@ def derivatives(objective, natural, index=None, second=False) -> Derivatives:
         if out.correction is not None:
             out.correction = _linalg.back_transform(basis, out.correction)
     return out
+
+
+def _parameter_kinds(lay, index):
+    """For each estimated natural parameter ``index[j]``: ("G", position
+    in the covariance directions), ("var", column of the variance
+    directions) or ("corr", position in the correlation block)."""
+    kinds, k_var = {}, 0
+    for block, sl in zip(lay.blocks, lay.block_slices):
+        for j, pos in enumerate(range(sl.start, sl.stop)):
+            if block.role == "re_cov":
+                kinds[pos] = ("G", pos)
+            elif block is lay.correlation_block:
+                kinds[pos] = ("corr", j)
+            else:
+                kinds[pos] = ("var", k_var + j)
+        if block.role != "re_cov" and block is not lay.correlation_block:
+            k_var += block.k
+    return [kinds[int(j)] for j in index]
+
+
+#: Bound on the (k, m, n, n) arrays of one chunk of a bucket (entries).
+_CHUNK_ENTRIES = 2_000_000
+
+
+def _correlated_terms(objective, natural, index, second):
+    """
+    (Phi, P, Q, ML information) with a residual correlation structure,
+    for the parameters ``index`` (Q and the information None without
+    ``second``).
+
+    A bucket of groups of equal size at a time (the structure's
+    ``buckets``, batched), per group ``V = Z G Z' + S C S`` and
+
+        V^-1 = S^-1 (C^-1 - C^-1 Z~ K Z~' C^-1) S^-1,
+        K = L (I + L'Z~'C^-1 Z~ L)^-1 L'      (Z~ = S^-1 Z, G = L L')
+
+    with C^-1 the structure's factor's (``bucket_factor(...).inverse``:
+    tridiagonal for AR(1) / CAR(1)), so that nothing beyond the factor
+    costs O(n_i^3) and a singular G is no obstacle.  The derivatives of V
+    are exact and dense: ``Z E_k Z'`` for G, ``S (D C + C D) S`` with
+    ``D = diag(w / 2)``, ``w = d log r / dtheta``, for a variance
+    parameter, and ``S dC S`` for a correlation parameter, dC the
+    structure's own (as in the correlated engine's expected information).
+    Then ``P_k = sum_i X'V^-1 V_k V^-1 X`` and
+    ``Q_kl = sum_i X'V^-1 V_k V^-1 V_l V^-1 X`` (O(n_i^2 p) per group and
+    parameter); the ML expected information
+    ``1/2 sum_i tr(V^-1 V_k V^-1 V_l)`` is the correlated engine's
+    (``objective.evaluate(info=True)``).
+    """
+    data, lay = objective.grouped, objective.layout
+    corr = lay.correlation_block
+    cn = natural[lay.corr_natural]
+    X, Z = data.exog, data.exog_z
+    L = lay.factor(natural)
+    q = L.shape[0]
+    r = lay.resid_var(natural)
+    sd = np.sqrt(r)
+    cov_dirs, var_dirs = lay.info_directions(natural)
+    kinds = _parameter_kinds(lay, index)
+    k, p = len(kinds), X.shape[1]
+    with_dC = any(kind == "corr" for kind, _ in kinds)
+    H = np.zeros((p, p))
+    P = np.zeros((k, p, p))
+    Q = np.zeros((k, k, p, p)) if second else None
+    for bucket in corr.buckets:
+        m, n = bucket[1].shape
+        step = max(1, _CHUNK_ENTRIES // max(1, (k + 2) * n * n))
+        for start in range(0, m, step):
+            sub = tuple(part[start:start + step] for part in bucket)
+            rows = sub[1]
+            factor = corr.bucket_factor(cn, sub, with_dC)
+            C, Ci = factor.C, factor.inverse
+            s = sd[rows]
+            ss = s[:, :, None] * s[:, None, :]
+            Zb, Xb = Z[rows], X[rows]
+            CiZ = Ci @ (Zb / s[:, :, None]) @ L                # C^-1 Z~ L
+            M = np.eye(q) + _t(Zb / s[:, :, None] @ L) @ CiZ
+            Vi = (Ci - CiZ @ np.linalg.solve(M, _t(CiZ))) / ss
+            Vi = 0.5 * (Vi + _t(Vi))
+            VX = Vi @ Xb
+            H += np.einsum("map,mar->pr", Xb, VX)
+            dV = np.empty((k,) + Vi.shape)
+            for j, (kind, pos) in enumerate(kinds):
+                if kind == "G":
+                    dV[j] = Zb @ cov_dirs[pos] @ _t(Zb)
+                elif kind == "var":
+                    w = 0.5 * var_dirs[rows, pos]
+                    dV[j] = (ss * C) * (w[:, :, None] + w[:, None, :])
+                else:
+                    dV[j] = ss * factor.dC[pos]
+            Y = dV @ VX                                       # V_k V^-1 X
+            P += np.einsum("map,kmar->kpr", VX, Y)
+            if second:
+                ViY = Vi @ Y                                  # V^-1 V_k V^-1 X
+                Q += np.einsum("kmap,lmar->klpr", Y, ViY)
+    phi = np.linalg.inv(0.5 * (H + H.T))
+    P = 0.5 * (P + _t(P))
+    info = None
+    if second:
+        # the engine's information is ordered (G, variance, correlation)
+        k_cov, k_var = lay.k_cov, var_dirs.shape[1]
+        at = [pos + {"G": 0, "var": k_cov, "corr": k_cov + k_var}[kind]
+              for kind, pos in kinds]
+        ev = objective.evaluate(natural, gradient=True, info=True)
+        info = ev.info[np.ix_(at, at)]
+    return phi, P, Q, info
+
+
+def _t(a):
+    return np.swapaxes(a, -1, -2)
 
 
 def _second_products(data, Z, xt, winv, A, K, C, EC, d):

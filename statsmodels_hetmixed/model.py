@@ -1555,12 +1555,6 @@ class HetMixedLM(MixedLM):
         disp = bool(fit_kwargs.pop("disp", False))
         callback = fit_kwargs.pop("callback", None)
         ddf = _ddf.normalise_method(ddf)
-        if self.correlation_structure is not None and ddf is not None:
-            raise NotImplementedError(
-                "ddf is not available yet with a residual correlation structure: "
-                "fit without it (z-tests with the model-based covariance), or "
-                "with cov_type='cluster', cov_kwds={'correction': 'CR2'} (t-tests "
-                "with the cluster-robust covariance's Satterthwaite df).")
         if self.k_var_re and ddf is not None:
             raise NotImplementedError(
                 "ddf is not available for location-scale models (random scale "

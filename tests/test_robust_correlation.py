@@ -244,9 +244,8 @@ def test_invariant_to_row_and_group_order(ref, correction):
 # ----------------------------------------------------------------------
 # What stays unavailable
 
-def test_ddf_with_correlation_is_refused(ref):
+def test_ddf_with_cluster_is_refused(ref):
+    # (ddf itself works with correlation structures: test_ddf_correlation)
     model = model_of(ref["orthodont_ar1_ident_REML"])
-    with pytest.raises(NotImplementedError, match="ddf is not available yet"):
-        model.fit(ddf="satterthwaite")
     with pytest.raises(ValueError, match="ddf cannot be combined"):
         model.fit(ddf="satterthwaite", cov_type="cluster")
