@@ -368,8 +368,8 @@ class HeteroskedasticObjective:
         cov_dirs, var_dirs = lay.info_directions(natural)
         T_var = T[k_cov:, k_cov:]
         conditioned = not np.array_equal(T_var, np.eye(T_var.shape[0]))
-        if conditioned:
-            var_dirs = var_dirs @ np.linalg.inv(T_var)
+        if conditioned:  # in Fortran order, as the engine's designs
+            var_dirs = _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
         hess_w, ev = _engine.observed_information(
             self.grouped, lay.factor(self.centred(natural)), lay.resid_var(natural),
             self.reml, cov_dirs, var_dirs, evaluation=self._evaluation_at(natural))
