@@ -414,6 +414,27 @@ def _fe_sums(data, Z, wz, X, winv, extra=None, y=None):
     return B, b, xtvx, xtvy
 
 
+def _fe_sums_by_columns(data, Z, wz, X, winv, D):
+    """``_fe_sums`` with ``extra`` each column of ``D`` (n, k): per group
+    Z'R^-1 diag(d_l) X, (k, m, q, p), and X'R^-1 diag(d_l) X, (k, p, p);
+    for a random intercept and rows sorted by group in one pass over
+    blocks of whole groups (a block of X read once for all columns)."""
+    k = D.shape[1]
+    if not (unit_design(data, Z) and data.starts is not None):
+        sums = [_fe_sums(data, Z, wz, X, winv, D[:, l]) for l in range(k)]
+        return (np.stack([s[0] for s in sums]), np.stack([s[2] for s in sums]))
+    p = X.shape[1]
+    P = np.empty((k, data.n_groups, 1, p))
+    xtvx = np.zeros((k, p, p))
+    for groups, rows, local in _group_blocks(data):
+        xb, wb, db = X[rows], winv[rows], D[rows]
+        for l in range(k):
+            vx = _scale_rows(xb, wb * db[:, l])
+            xtvx[l] += vx.T @ xb
+            P[l, groups, 0, :] = np.add.reduceat(vx, local, axis=0)
+    return P, xtvx
+
+
 def _intercept_variance_sums(data, D, winv, v):
     """``(T, D'diag(v)D)`` with T = sum_j d_j / r_j per group, (m, k), for
     a random intercept and rows sorted by group: the expected
@@ -529,17 +550,19 @@ def _reml_rows(data, X, Z, Lit, c):
     """``||x_j' Lit - z_j' c_g||^2`` for every row j of group g, (n,): with
     ``Lit = L^-T`` (H = L L') and ``c = K B L^-T`` (m, q, p) the REML
     rows ``x~_j' H^-1 x~_j`` (x~ = X - Z K B).  A random intercept with
-    rows sorted by group: a block of whole groups at a time (no n x p
-    temporary); else by ``subtract_rows_times_group``."""
-    if not (unit_design(data, Z) and data.starts is not None):
-        U = subtract_rows_times_group(data, rows_matmul(X, Lit), Z, c)
-        return np.einsum("ij,ij->i", U, U)
-    out = np.empty(X.shape[0])
-    for groups, rows, _ in _group_blocks(data):
-        u = X[rows] @ Lit
-        u -= np.repeat(c[groups, 0, :], data.sizes[groups], axis=0)
-        np.einsum("ij,ij->i", u, u, out=out[rows])
-    return out
+    rows sorted by group: a block of whole groups at a time, transposed
+    (p x rows, in cache: no n x p temporary); else the (n, p) product
+    column-major, reduced over its contiguous columns."""
+    if unit_design(data, Z) and data.starts is not None:
+        out = np.empty(X.shape[0])
+        L_inv = np.ascontiguousarray(Lit.T)
+        for groups, rows, _ in _group_blocks(data):
+            ub = L_inv @ X[rows].T
+            ub -= np.repeat(c[groups, 0, :].T, data.sizes[groups], axis=1)
+            np.einsum("kn,kn->n", ub, ub, out=out[rows])
+        return out
+    Ut = subtract_rows_times_group(data, rows_matmul(X, Lit), Z, c).T
+    return np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
 
 
 def group_forms(data, rows, per_group):
@@ -894,8 +917,20 @@ def _variance_cross(data, Z, wz, var_dirs):
     return group_cross(data, wz, zd, None).reshape(-1, q, q, k_var)
 
 
+def _variance_sums(data, Z, wz, var_dirs, zkz_w):
+    """``(T, D'diag(1 - 2 z'Kz / r) D)``: ``_variance_cross``'s T and the
+    expected information's Gram matrix of the rows (D = ``var_dirs``),
+    for a random intercept with sorted rows in one pass
+    (``_intercept_variance_sums``)."""
+    v = 1.0 - 2.0 * zkz_w
+    if unit_design(data, Z) and data.starts is not None:
+        T, gram = _intercept_variance_sums(data, var_dirs, wz[:, 0], v)
+        return T.reshape(-1, 1, 1, var_dirs.shape[1]), gram
+    return _variance_cross(data, Z, wz, var_dirs), _weighted_gram(var_dirs, v)
+
+
 def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
-                          T=None):
+                          T=None, rowpart=None):
     """
     Expected (Fisher) information of the ML log-likelihood,
     ``I_kl = 1/2 tr(V^-1 V_k V^-1 V_l)``, for parameters whose derivatives
@@ -904,7 +939,7 @@ def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
     ``var_dirs = d log sigma2 / d param = d / r`` ((n, k_var); for the log
     link that is simply W).  ``Z`` is the engine's random-effects design,
     ``wz`` R^-1 Z and ``zkz_w`` the rows' ``z_j'K z_j / r_j``
-    (``evaluate``'s); ``T``, if given, ``_variance_cross``'s.
+    (``evaluate``'s); ``T`` and ``rowpart``, if given, ``_variance_sums``'.
 
     Per group, with C = Z'V^-1 Z and T_l = sum_j d_jl z_j z_j' / r_j^2:
 
@@ -918,15 +953,8 @@ def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
     """
     q = wz.shape[1]
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
-    rowpart = None
-    if T is None and unit_design(data, Z) and data.starts is not None:
-        T, rowpart = _intercept_variance_sums(data, var_dirs, wz[:, 0],
-                                              1.0 - 2.0 * zkz_w)
-        T = T.reshape(-1, 1, 1, k_var)
-    elif T is None:
-        T = _variance_cross(data, Z, wz, var_dirs)
-    if rowpart is None:
-        rowpart = _weighted_gram(var_dirs, 1.0 - 2.0 * zkz_w)
+    if T is None or rowpart is None:
+        T, rowpart = _variance_sums(data, Z, wz, var_dirs, zkz_w)
     ika = np.eye(q) - K @ A
     info = np.empty((k_cov + k_var, k_cov + k_var))
     F = np.einsum("kab,ibc->kiac", cov_dirs, zvz)
@@ -999,10 +1027,10 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
     zkz_w = group_forms(data, Z, K)
     zkz_w *= winv                       # z'K z / r
     wz = winv[:, None] if unit_design(data, Z) else _scale_rows(Z, winv)
-    T = _variance_cross(data, Z, wz, D) if reml or ev.info is None else None
+    T, rowpart = _variance_sums(data, Z, wz, D, zkz_w)
     if ev.info is None:
         ev.info = _expected_information(data, Z, wz, K, A, C, zkz_w, cov_dirs, D,
-                                        T=T)
+                                        T=T, rowpart=rowpart)
 
     def quadratic_forms(c_u, t):
         """Q_kl = (V_k u)' V^-1 (V_l u) for one n-vector u from its per-group
@@ -1049,8 +1077,9 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         N = np.empty((k_cov + k_var, p, p))
         N[:k_cov] = np.einsum("iap,kab,ibr->kpr", c_U, cov_dirs, c_U)
         t_U = np.empty((data.n_groups, Z.shape[1], k_var, p))
+        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D)
         for l in range(k_var):
-            P_l, _, xtvx, _ = _fe_sums(data, Z, wz, X, winv, D[:, l])  # (m, q, p)
+            P_l, xtvx = P[l], XVX[l]                            # (m, q, p)
             T_l = T[..., l]
             t_U[:, :, l, :] = (P_l - T_l @ KB) @ Li.T
             cross = np.einsum("iqp,iqr->pr", P_l, KB)
