@@ -204,19 +204,19 @@ class _GroupSums:
         resid = data.endog - data.exog @ beta
         Z = data.exog_re
         n, q = Z.shape
-        if single.indicator is None:  # the engine's padded layout
+        if single.pad_index is not None:  # the engine's padded layout
             A0 = _engine.group_cross(single, Z, Z, winv)
             e0 = _engine.group_cross(single, Z, resid[:, None], winv)[:, :, 0]
             Q0 = np.bincount(gi, resid * resid * winv, m)
             log_r = np.bincount(gi, eta, m)
-        else:  # all sums in one product with the group indicator
-            cols = np.empty((n, q * q + q + 2))
+        else:  # all sums in one pass (``segment_sums``), column-major
+            cols = np.empty((n, q * q + q + 2), order="F")
             zw = Z * winv[:, None]
             cols[:, :q * q] = (zw[:, :, None] * Z[:, None, :]).reshape(n, q * q)
             np.multiply(zw, resid[:, None], out=cols[:, q * q:q * q + q])
             np.multiply(resid * winv, resid, out=cols[:, -2])
             cols[:, -1] = eta
-            sums = single.indicator @ cols
+            sums = _engine.segment_sums(single, cols)
             A0 = sums[:, :q * q].reshape(m, q, q)
             e0, Q0, log_r = sums[:, q * q:q * q + q], sums[:, -2], sums[:, -1]
         A0 = 0.5 * (A0 + A0.transpose(0, 2, 1))

@@ -180,16 +180,17 @@ def constant_column(n_rows: int) -> np.ndarray:
     return np.broadcast_to(np.ones((1, 1)), (n_rows, 1))
 
 
-def rows_array(arr) -> np.ndarray:
+def rows_array(arr, order: str = "C") -> np.ndarray:
     """
-    A float64 (n, k) array C-contiguous for the row-wise products, except
+    A float64 (n, k) array contiguous in ``order`` ("C": row by row, for
+    row-wise products; "F": column by column, the engine's designs), except
     an array whose rows are all one row (``constant_column``, a zero row
     stride), which is kept as it is rather than expanded.
     """
     a = np.asarray(arr, dtype=np.float64)
     if a.ndim == 2 and a.shape[0] > 1 and a.strides[0] == 0:
         return a
-    return np.ascontiguousarray(a)
+    return np.asfortranarray(a) if order == "F" else np.ascontiguousarray(a)
 
 
 def check_not_empty(n_rows: int) -> None:

@@ -381,8 +381,8 @@ class HeteroskedasticObjective:
         k_var = var_dirs.shape[1]
         T_var = T[k_cov:k_cov + k_var, k_cov:k_cov + k_var]
         conditioned = not np.array_equal(T_var, np.eye(k_var))
-        if conditioned:
-            var_dirs = var_dirs @ np.linalg.inv(T_var)
+        if conditioned:  # in Fortran order, as the engine's designs
+            var_dirs = _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
         R = np.eye(T.shape[0])    # from w to G_c's and the natural coordinates
         R[k_cov:k_cov + k_var, k_cov:k_cov + k_var] = T_var
         corr = lay.correlation_block

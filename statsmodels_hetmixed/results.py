@@ -73,6 +73,16 @@ class HetMixedLMResults(MixedLMResults):
     two blocks.
     """
 
+    def __init__(self, model, params, cov_params):
+        # MixedLMResults.__init__ but for its SVD of exog (rank for
+        # df_resid, a pass over the rows that cost 25-50 ms at 1,000,000
+        # rows): the model has checked that exog has full column rank
+        # (HetMixedLM's construction; a Dask fit's check of the whole data).
+        super(MixedLMResults, self).__init__(model, params,
+                                             normalized_cov_params=cov_params)
+        self.nobs = self.model.nobs
+        self.df_resid = self.nobs - self.model.k_fe
+
     def _finish(self, ev, converged, max_grad, decrement, n_iter, hist, method,
                 free, reml, layout=None, natural=None):
         """``natural``: ``(params_natural, cov_params_natural())`` when

@@ -1,8 +1,11 @@
 """The batched engine against dense linear algebra and numerical derivatives."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from statsmodels_hetmixed import _engine
 from statsmodels_hetmixed._engine import (GroupedData, centred_directions, evaluate,
                                           fe_score_jacobian, observed_information)
 
@@ -367,3 +370,96 @@ def test_observed_information_matches_dense_formula(reml, q, sorted_rows):
         dense += J.T @ np.linalg.solve(H, J)
     np.testing.assert_allclose(hess, dense, rtol=1e-9, atol=1e-10 * np.abs(dense).max())
     np.testing.assert_allclose(ev.vinv_resid, s, atol=1e-12)
+
+
+@pytest.mark.parametrize("sorted_rows", [False, True])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_segment_sums_match_bincount(layout, sorted_rows):
+    """Per-group sums: contiguous segments where the rows come sorted by
+    group (no indicator built), the indicator or the padded array where
+    not; vectors and (n, k) arrays in either memory order."""
+    data, g, W, _ = _problem(3, layout, q=1, sorted_rows=sorted_rows)
+    assert (data.starts is not None) == sorted_rows
+    if layout == "sparse":
+        assert (data.indicator is None) == sorted_rows
+    m = data.n_groups
+    np.testing.assert_allclose(_engine.segment_sums(data, W[:, 1]),
+                               np.bincount(g, W[:, 1], m), rtol=1e-13, atol=1e-14)
+    expected = np.column_stack([np.bincount(g, W[:, j], m) for j in range(2)])
+    for rows in (np.ascontiguousarray(W), np.asfortranarray(W)):
+        np.testing.assert_allclose(_engine.segment_sums(data, rows), expected,
+                                   rtol=1e-13, atol=1e-14)
+
+
+def _general_path(data):
+    """The same data with the random intercept not recognised as one
+    (``unit_z``) and no segment sums (``starts``): every sum by the
+    general products and the group indicator."""
+    import scipy.sparse as sp
+    n = data.nobs
+    indicator = sp.csr_array((np.ones(n), (data.group_index, np.arange(n))),
+                             shape=(data.n_groups, n))
+    return dataclasses.replace(data, unit_z=None, starts=None, indicator=indicator)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_random_intercept_pass_equals_general_path(reml, monkeypatch):
+    """With a random intercept and rows sorted by group, the sums of an
+    evaluation come from one pass over blocks of whole groups
+    (``_fe_sums``) and products with the column of ones are
+    skipped; value, gradient, expected and observed information equal
+    those of the general products (blocks of a few rows, so that they
+    end inside and between groups)."""
+    monkeypatch.setattr(_engine, "_GRAM_ROWS", 4)
+    data, g, W, L = _problem(11, "sparse", q=1, sorted_rows=True)
+    assert _engine.unit_design(data, data.exog_zc) and data.starts is not None
+    general = _general_path(data)
+    assert not _engine.unit_design(general, general.exog_zc)
+    r = np.exp(W @ np.array([0.2, -0.3]))
+    dirs = (_vech_directions(1), W)
+    one = evaluate(data, L, r, reml, gradient=True, info_directions=dirs)
+    other = evaluate(general, L, r, reml, gradient=True, info_directions=dirs)
+    for name in ("llf", "fe_params", "xtvix", "blup", "grad_cov", "grad_eta",
+                 "info", "vinv_resid"):
+        np.testing.assert_allclose(getattr(one, name), getattr(other, name),
+                                   rtol=1e-11, atol=1e-12, err_msg=name)
+    h_one = observed_information(data, L, r, reml, *dirs)[0]
+    h_other = observed_information(general, L, r, reml, *dirs)[0]
+    np.testing.assert_allclose(h_one, h_other, rtol=1e-11, atol=1e-12)
+
+
+def test_a_copy_of_the_intercept_column_is_not_taken_for_it():
+    """``unit_z`` is held by identity: data whose random-effects design
+    was replaced (whitened rows of a correlated model) take the general
+    products, whatever its values."""
+    data = _problem(2, "sparse", q=1, sorted_rows=True)[0]
+    other = dataclasses.replace(data, exog_zc=data.exog_zc * 2.0)
+    assert _engine.unit_design(data, data.exog_zc)
+    assert not _engine.unit_design(other, other.exog_zc)
+
+
+@pytest.mark.parametrize("re_formula", [None, "~ x"])
+def test_fit_on_sorted_and_shuffled_rows_agree(re_formula):
+    """Segment sums (rows sorted by group: ``starts``, no indicator) and
+    the sparse indicator (rows in any order) give the same fit."""
+    import pandas as pd
+
+    import statsmodels_hetmixed.formula.api as hmf
+
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(40), rng.integers(2, 9, 40))
+    x = rng.standard_normal(g.size)
+    y = (1 + x + rng.standard_normal(40)[g] + 0.5 * rng.standard_normal(40)[g] * x
+         + rng.standard_normal(g.size) * np.exp(0.3 * x))
+    data = pd.DataFrame({"y": y, "x": x, "g": g})
+    kw = dict(groups="g", var_formula="~ x", re_formula=re_formula)
+    sorted_fit = hmf.hetmixedlm("y ~ x", data, **kw).fit(reml=False)
+    shuffled = data.iloc[rng.permutation(len(data))]
+    model = hmf.hetmixedlm("y ~ x", shuffled, **kw)
+    grouped = sorted_fit.model._grouped
+    assert grouped.starts is not None and grouped.indicator is None
+    assert model._grouped.starts is None and model._grouped.indicator is not None
+    other = model.fit(reml=False)
+    np.testing.assert_allclose(other.params, sorted_fit.params, rtol=1e-8)
+    np.testing.assert_allclose(other.llf, sorted_fit.llf, rtol=1e-12)
+    np.testing.assert_allclose(other.bse, sorted_fit.bse, rtol=1e-6)

@@ -679,7 +679,7 @@ def test_group_sums_in_either_engine_layout(small):
     padded = _locscale.LocationScaleData.build(*args, single=_engine.GroupedData.build(
         model.endog, model.exog, model.exog_re, model._group_index,
         model.n_groups, layout="padded"))
-    assert sparse.single.indicator is not None and padded.single.indicator is None
+    assert sparse.single.pad_index is None and padded.single.pad_index is not None
     beta, a = np.array([1.0, 0.5, 0.2]), np.array([0.1, 0.2, -0.3])
     one = _locscale._GroupSums.build(sparse, beta, a)
     other = _locscale._GroupSums.build(padded, beta, a)

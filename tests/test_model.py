@@ -497,9 +497,10 @@ def _owned_bytes(model):
     arrays = [model.endog, model.exog, model.exog_var, model.exog_re,
               model.variance_function.exog_var, g.endog, g.exog, g.exog_z,
               g.exog_zc, g.group_index]
-    # the group sums' operator: a sparse matrix's arrays, or SegmentSums'
-    arrays += [a for a in vars(g.indicator).values() if isinstance(a, np.ndarray)]
+    # the group sums' operator: the sparse indicator's arrays (rows not
+    # sorted by group), or the groups' first rows (segment sums)
     arrays += [getattr(g.indicator, k, None) for k in ("data", "indices", "indptr")]
+    arrays += [g.starts, g.sizes]
     seen, total = [], 0
     for a in arrays:
         if a is None:

@@ -132,3 +132,13 @@ def test_remove_data_location_scale_resid_var():
     with pytest.raises(ValueError, match=r"resid_var needs the model's data"):
         res.resid_var
     assert "Location-scale model" in res.summary().as_text()
+
+
+def test_residual_degrees_of_freedom_are_those_of_mixedlm(data):
+    """df_resid = nobs - rank(exog), as MixedLMResults computes it, from
+    the number of fixed effects (the model checked that exog has full
+    column rank) instead of an SVD of exog."""
+    res = hmf.hetmixedlm("y ~ x + I(2 * x**2)", data, groups="g",
+                         var_formula="~ x").fit()
+    exog = res.model.exog
+    assert res.df_resid == exog.shape[0] - np.linalg.matrix_rank(exog) == 197

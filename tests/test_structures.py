@@ -367,3 +367,23 @@ def test_level2_functions_refuse_a_covariance_that_is_not_positive_definite():
     assert block.factor_from_free(inside).shape == (3, 3, 3)
     with pytest.raises(np.linalg.LinAlgError):
         block.factor_from_free(outside)
+
+
+@pytest.mark.filterwarnings("ignore:The variance design")
+@pytest.mark.parametrize("origin", [0.0, 1e4])
+def test_log_linear_start_is_the_least_squares_fit(origin):
+    """The log-linear block's starting values (the normal equations of
+    its centred columns, one pass) are the least-squares regression of
+    the log squared residuals on W (an SVD of W), also for a covariate far
+    from its origin; and without an intercept column (least squares)."""
+    x = RNG.normal(size=N) + origin
+    resid = RNG.normal(size=N) * np.exp(0.3 * (x - origin))
+    logsq = np.log(resid**2 + 1e-8 * np.mean(resid**2) + 1e-300)
+    for w in (np.column_stack([np.ones(N), x, RNG.normal(size=N)]),
+              np.column_stack([x, RNG.normal(size=N)])):
+        block = LogLinearVariance(w, [f"c{j}" for j in range(w.shape[1])])
+        coef = np.linalg.lstsq(w, logsq, rcond=None)[0]
+        if block.const_direction is not None:
+            coef = coef + (np.log(0.5) + 1.2703628454614782) * block.const_direction
+        np.testing.assert_allclose(block.start_params(resid, 0.5), coef,
+                                   rtol=1e-9, atol=1e-12)

@@ -17,6 +17,7 @@ import numpy as np
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from .._engine import rows_matmul, rows_tmatvec
+from .._linalg import chol_solve, cholesky_equilibrated
 from .base import IdentityScale, SquareRootScale, StartContext, VarianceBlock
 
 # Prefix that marks the residual variance function in ``params`` names.  The
@@ -191,10 +192,36 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
         the random effects.
         """
         logsq = np.log(resid**2 + 1e-8 * np.mean(resid**2) + 1e-300)
-        coef, *_ = np.linalg.lstsq(self.exog_var, logsq, rcond=None)
+        coef = self._least_squares(logsq)
         if self.const_direction is not None:
             coef = coef + (np.log(total_share) - _LOG_CHI2_1_MEAN) * self.const_direction
         return coef
+
+    def _least_squares(self, v):
+        """
+        Least-squares coefficients of ``v`` on W.  With an intercept
+        column, by the normal equations of the centred columns W_c
+        (``_centring``; their Gram matrix accumulated block by block, one
+        pass over W instead of an SVD of it) and back by a = T^-1 u
+        (``conditioner``); by least squares (SVD) where W has no intercept
+        or W_c'W_c is singular.
+        """
+        if self._centring is not None:
+            W, means = self.exog_var, self._centring[1]
+            k = W.shape[1]
+            gram, rhs = np.zeros((k, k)), np.zeros(k)
+            for start in range(0, W.shape[0], _BLOCK_ROWS):
+                stop = start + _BLOCK_ROWS
+                wc = W[start:stop] - means
+                gram += wc.T @ wc
+                rhs += wc.T @ v[start:stop]
+            try:
+                chol = cholesky_equilibrated(gram, "W_c'W_c")
+            except np.linalg.LinAlgError:
+                pass
+            else:
+                return np.linalg.solve(self.conditioner(), chol_solve(chol, rhs))
+        return np.linalg.lstsq(self.exog_var, v, rcond=None)[0]
 
     def log_scale(self, var_params):
         """Mean over rows of log sigma2_ij (log of the geometric mean)."""
