@@ -207,3 +207,17 @@ def test_rows_of_very_different_scales_and_a_redundant_one(bodyweight):
     other = _test_of(rob, extended, np.append(rs, rs[0] + rs[2]))
     assert other[1] == 4
     assert np.allclose(other, base, rtol=1e-8)
+
+
+def test_wald_test_terms_are_htz_tests(ref, bodyweight):
+    """wald_test_terms under CR2: one HTZ test per term; the Time x Diet
+    term is clubSandwich's "interaction" hypothesis."""
+    rob, _ = bodyweight
+    out = rob.wald_test_terms(scalar=True)
+    assert out.distribution == "F"
+    row = out.table.loc["Time:Diet"]
+    htz = ref["bodyweight_car1_ident_REML"]["cluster"]["Rat"]["interaction"][
+        "tests"]["HTZ"]
+    assert np.allclose([row["statistic"], row["df_denom"], row["pvalue"]],
+                       [htz["Fstat"], htz["df_denom"], htz["p_val"]], rtol=1e-6)
+    assert row["df_constraint"] == 2
