@@ -953,7 +953,8 @@ class HetMixedLMResults(MixedLMResults):
         effects alone is an F test with the method's denominator df
         (Satterthwaite: lmerTest's ``contestMD``; Kenward-Roger: pbkrtest's
         scaled F; residual and between-within: the smallest df of the
-        effects involved), unless ``use_f=False`` or ``cov_p`` /
+        effects involved; ``cov_type="cluster"`` with CR2: clubSandwich's
+        HTZ test, ``robust.ClusterRobust.htz_test``), unless ``use_f=False`` or ``cov_p`` /
         ``invcov`` are given.
 
         Warns (``HypothesisTestWarning``) when the hypothesis sets a
@@ -983,6 +984,55 @@ class HetMixedLMResults(MixedLMResults):
         diff = L @ np.asarray(self.fe_params, float) - q
         F, df_num, df_denom = self._ddf.f_test(L, diff, cov)
         return ContrastResults(F=F, df_num=df_num, df_denom=df_denom)
+
+    def wald_test_terms(self, skip_single=False, extra_constraints=None,
+                        combine_terms=None, scalar=True):
+        """
+        Wald tests of the fixed-effect terms of the formula, one per term
+        (see ``statsmodels.base.model.LikelihoodModelResults.wald_test_terms``).
+
+        Each term's test is ``wald_test`` of its columns: with small-sample
+        df (``fit(ddf=...)``, or ``cov_type="cluster"`` with CR2, whose
+        tests of several rows are Pustejovsky and Tipton's HTZ) an F test
+        with its own denominator df (column ``df_denom``; NaN for an extra
+        constraint on other parameters, a chi2 test), else chi2 tests.
+        ``extra_constraints``: ``(name, matrix)`` pairs with one column per
+        fixed effect or per parameter.
+        """
+        from collections import defaultdict
+
+        from statsmodels.formula._manager import FormulaManager
+        from statsmodels.stats.contrast import WaldTestResults
+
+        identity = np.eye(self.k_fe)
+        spec = getattr(self.model.data, "model_spec", None)
+        if spec is not None:
+            mgr = FormulaManager()
+            terms = [(mgr.get_term_name(t), identity[mgr.get_slice(spec, t)])
+                     for t in spec.terms]
+        else:
+            terms = [(name, identity[[j]])
+                     for j, name in enumerate(self.model.exog_names[:self.k_fe])]
+        combined = defaultdict(list)
+        for name, rows in terms:
+            for cname in combine_terms or []:
+                if cname in name:
+                    combined[cname].append(rows)
+        constraints = [(n, r) for n, r in terms if not (skip_single and len(r) == 1)]
+        constraints += [(c, np.vstack(combined[c])) for c in combine_terms or []]
+        constraints += list(extra_constraints or [])
+        use_f = self._ddf is not None
+        table = []
+        for name, rows in constraints:
+            wt = self.wald_test(rows, scalar=scalar)
+            if wt.distribution == "F":
+                row = [wt.statistic, wt.pvalue, int(wt.df_num), wt.df_denom]
+            else:  # statsmodels keeps a chi2 test's df in df_denom
+                row = [wt.statistic, wt.pvalue, int(wt.df_denom), np.nan]
+            table.append(row if use_f else row[:3])
+        columns = ["statistic", "pvalue", "df_constraint", "df_denom"][:4 if use_f else 3]
+        frame = pd.DataFrame(table, index=[n for n, _ in constraints], columns=columns)
+        return WaldTestResults(None, "F" if use_f else "chi2", None, table=frame)
 
     def _warn_boundary_hypothesis(self, r_matrix):
         """Warn when a hypothesis row reads ``variance = 0``."""

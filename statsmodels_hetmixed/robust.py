@@ -41,9 +41,13 @@ the working model its first two moments give
     df = (tr P)^2 / ||P||_F^2,   P_jl = delta_jl g_j - h_j' h_l,
     g_j = c' M E_j V_j E_j' M c,   h_j = L_M' Q_j' M c,   Q_j = E_j X_j,
 
-with ``L_M L_M' = M``.  Clusters must nest the model's groups: the working
-covariance is then block-diagonal across clusters (clubSandwich refuses the
-other case too).
+with ``L_M L_M' = M``.  Tests of several rows C (``ClusterRobust.htz_test``,
+``wald_test`` / ``f_test`` under CR2): Pustejovsky and Tipton's Hotelling
+T2 approximation ("HTZ", clubSandwich's ``Wald_test``), whose df come from
+the same moments for pairs of rows (``ClusterRobust._moments``).
+
+Clusters must nest the model's groups: the working covariance is then
+block-diagonal across clusters (clubSandwich refuses the other case too).
 
 Computation: CR0, CR1 and CR1S need per-group sums only (``_engine``'s
 segment sums and the Woodbury form of V_j^-1), with no loop over groups.
@@ -65,9 +69,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import _engine
-from ._linalg import back_transform
+from ._linalg import back_transform, correlation, covariance_rank
 from .ddf import SmallSampleInference
 
 __all__ = ["CORRECTIONS", "ClusterRobust", "cluster_robust", "cluster_codes"]
@@ -134,23 +139,154 @@ class ClusterRobust:
         -------
         ndarray (r,)
         """
+        omega, var = self._moments(contrasts, full=False)
+        return 2.0 * omega * omega / var
+
+    def htz_test(self, contrasts, diff) -> HTZResult:
+        """
+        Hotelling's T2 test of ``C b = r`` with estimated degrees of freedom
+        (Pustejovsky and Tipton 2018, "HTZ"; clubSandwich's ``Wald_test(...,
+        test = "HTZ")``).
+
+        With ``Q = d' (C V_R C')^-1 d`` (``d = C b - r``, V_R this
+        sandwich) and q rows, ``Q`` is taken as Hotelling's T2 of a
+        Wishart matrix whose degrees of freedom ``nu`` match the sum of
+        the variances of ``Omega^-1/2 C V_R C' Omega^-1/2`` under the
+        working model (``Omega = E[C V_R C']``; the variances are those of
+        ``satterthwaite_df``'s quadratic forms):
+
+            nu = q (q + 1) / sum_st Var(entry st),
+            F = (nu - q + 1) / (nu q) Q  ~  F(q, nu - q + 1).
+
+        For one row this is the squared t statistic with its Satterthwaite
+        df.  Rows that are linear combinations of others are dropped (the
+        test depends on the row space of C only).
+
+        Parameters
+        ----------
+        contrasts : array_like (q, p) or (p,)
+        diff : array_like (q,)
+            ``C b - r``.
+
+        Returns
+        -------
+        HTZResult
+        """
+        C = self._contrasts(contrasts)
+        d = np.atleast_1d(np.asarray(diff, dtype=float))
+        if d.shape != (C.shape[0],):
+            raise ValueError(f"diff needs one value per row of the contrasts "
+                             f"({C.shape[0]}), got shape {d.shape}")
+        middle = C @ self.cov @ C.T
+        rank, q = covariance_rank(middle)
+        if rank < q:
+            # a basis of the row space (the test is invariant to the basis),
+            # from the correlation-scaled matrix that decided the rank
+            R, zero = (x[0] for x in correlation(middle))
+            if zero.all():
+                raise ValueError("The constraint has no row with a nonzero "
+                                 "variance.")
+            R, C, d = R[np.ix_(~zero, ~zero)], C[~zero], d[~zero]
+            sd = np.sqrt(np.diag(middle)[~zero])
+            keep = np.linalg.eigh(R)[1][:, ::-1][:, :rank] / sd[:, None]
+            C, d = keep.T @ C, keep.T @ d
+            middle, q = C @ self.cov @ C.T, rank
+        values, vectors = np.linalg.eigh(0.5 * (middle + middle.T))
+        stat = float(d @ vectors @ ((vectors.T @ d) / values))
+        # Omega^-1/2 C: the moments of a covariance estimate normalised to I
+        ow, ov = np.linalg.eigh(self._moments(C, full=True, variance=False)[0])
+        C = (ov / np.sqrt(ow)) @ ov.T @ C
+        nu = q * (q + 1) / float(self._moments(C, full=True)[1].sum())
+        df = nu - q + 1.0
+        scale = max(df / nu, 0.0)
+        F = scale * stat / q
+        pvalue = float(stats.f.sf(F, q, df)) if df > 0 else np.nan
+        return HTZResult(F, q, df, pvalue, scale, stat)
+
+    def _contrasts(self, contrasts) -> np.ndarray:
         C = np.atleast_2d(np.asarray(contrasts, dtype=float))
+        p = self.model_cov.shape[0]
+        if C.ndim != 2 or C.shape[1] != p:
+            raise ValueError(f"contrasts need {p} columns (one per fixed effect), "
+                             f"got shape {np.shape(contrasts)}")
+        return C
+
+    def _moments(self, contrasts, full: bool, variance: bool = True):
+        """
+        ``Omega = E[C V_R C']`` and the variances of the entries of ``C V_R
+        C'`` under the working model (Gaussian residuals; the module
+        docstring's P_jl, here for pairs of rows s, t): diagonals (r,) if
+        not ``full``, else (r, r) matrices, the variances those of
+        clubSandwich's ``total_variance_mat``:
+
+            Var_st = K(s,t,t,s) + K(s,s,t,t),
+            K(s,t,u,v) = sum_jl P^st_jl P^uv_jl
+                       = sum_j (g_st g_uv - g_st d_uv - g_uv d_st)_j
+                         + tr(M S_tv M S_us),
+
+        ``g_st,j = c_s' M F_j M c_t``, ``a_sj = Q_j' M c_s``, ``d_st,j =
+        a_sj' M a_tj``, ``S_st = sum_j a_sj a_tj'``.  Unchanged by the
+        constant factors of CR1 and CR1S.  ``variance=False``: Omega only
+        (None for the variances).
+        """
+        C = self._contrasts(contrasts)
         M = self.model_cov
-        if C.shape[1] != M.shape[0]:
-            raise ValueError(f"contrasts need {M.shape[0]} columns (one per fixed "
-                             f"effect), got {C.shape[1]}")
         if self.fe_basis is not None:  # c'b = c'F^-1 b_c
             C = np.linalg.solve(self.fe_basis.T, C.T).T
         Mc = C @ M                                             # (r, p)
-        g = np.einsum("rp,jpq,rq->rj", Mc, self.spread, Mc)    # (r, m)
-        a = np.einsum("jqp,rq->rjp", self.cross, Mc)           # a_j = Q_j' M c
-        aMa = np.einsum("rjp,pq,rjq->rj", a, M, a)             # ||h_j||^2
-        trace = g.sum(axis=1) - aMa.sum(axis=1)
-        S = np.einsum("rjp,rjq->rpq", a, a)                    # sum_j a_j a_j'
-        SM = S @ M
-        hh = np.einsum("rpq,rqp->r", SM, SM)                   # sum_jl (h_j'h_l)^2
-        frob = (g * g).sum(axis=1) - 2.0 * (g * aMa).sum(axis=1) + hh
-        return trace * trace / frob
+        a = np.einsum("jqp,rq->rjp", self.cross, Mc)           # a_sj = Q_j' M c_s
+        if not full:
+            g = np.einsum("rp,jpq,rq->rj", Mc, self.spread, Mc)
+            d = np.einsum("rjp,pq,rjq->rj", a, M, a)
+            omega = g.sum(axis=1) - d.sum(axis=1)
+            if not variance:
+                return omega, None
+            MS = M @ np.einsum("rjp,rjq->rpq", a, a)           # M S_ss
+            K = ((g * g).sum(axis=1) - 2.0 * (g * d).sum(axis=1)
+                 + np.einsum("rpq,rqp->r", MS, MS))
+            return omega, 2.0 * K
+        g = np.einsum("sp,jpq,tq->stj", Mc, self.spread, Mc)
+        d = np.einsum("sjp,pq,tjq->stj", a, M, a)
+        omega = g.sum(axis=2) - d.sum(axis=2)
+        if not variance:
+            return omega, None
+        MS = M @ np.einsum("sjq,tjr->stqr", a, a)              # M S_st
+        gg, dg = g.diagonal().T, d.diagonal().T                # g_ss,j, d_ss,j
+        # g and d are symmetric in s, t
+        k_tts = ((g * g).sum(axis=2) - 2.0 * (g * d).sum(axis=2)
+                 + np.einsum("tspq,tsqp->st", MS, MS))
+        k_stt = (gg @ gg.T - gg @ dg.T - dg @ gg.T
+                 + np.einsum("stpq,tsqp->st", MS, MS))
+        return omega, k_tts + k_stt
+
+
+@dataclass(frozen=True)
+class HTZResult:
+    """
+    Hotelling's T2 test with estimated df (``ClusterRobust.htz_test``).
+
+    Attributes
+    ----------
+    F : float
+        ``scale * Q / df_num``.
+    df_num : int
+        The rank q of the constraint.
+    df_denom : float
+        ``nu - q + 1``.
+    pvalue : float
+        Of F(df_num, df_denom); NaN when ``df_denom <= 0``.
+    scale : float
+        ``max((nu - q + 1) / nu, 0)``, clubSandwich's ``delta``.
+    wald : float
+        The Wald statistic Q.
+    """
+
+    F: float
+    df_num: int
+    df_denom: float
+    pvalue: float
+    scale: float
+    wald: float
 
 
 def cluster_codes(labels, group_index, n_groups: int):
@@ -427,12 +563,15 @@ def _cr2_pieces(X, Z, group_index, clusters, m, factor, resid_var, resid, M,
 
 class CR2Satterthwaite(SmallSampleInference):
     """
-    The t-tests' degrees of freedom under a CR2 covariance, in the
-    interface the results read (``ddf.SmallSampleInference``): ``df_fe``
-    per fixed effect, ``contrast_df`` for ``t_test``, ``cov_fe`` the
-    sandwich.  Wald / F tests of several rows use the interface's default
-    (the Wald statistic over its rank, the smallest df of the rows), not
-    clubSandwich's Hotelling T2 approximation.
+    The tests' degrees of freedom under a CR2 covariance, in the interface
+    the results read (``ddf.SmallSampleInference``): ``df_fe`` per fixed
+    effect and ``contrast_df`` for ``t_test`` (Satterthwaite,
+    ``ClusterRobust.satterthwaite_df``), ``cov_fe`` the sandwich, and
+    ``f_test`` for ``wald_test`` / ``f_test`` of several rows:
+    Pustejovsky and Tipton's Hotelling T2 approximation with estimated df
+    (``ClusterRobust.htz_test``; clubSandwich's ``Wald_test(test =
+    "HTZ")``), which reduces to ``t^2`` with the Satterthwaite df for one
+    row.
     """
 
     name = "Satterthwaite (CR2, Bell-McCaffrey)"
@@ -446,6 +585,11 @@ class CR2Satterthwaite(SmallSampleInference):
 
     def contrast_df(self, contrast) -> float:
         return float(self.robust.satterthwaite_df(contrast)[0])
+
+    def f_test(self, contrast, diff, cov_fe):
+        # the sandwich of the robust fit: the results' own covariance
+        test = self.robust.htz_test(contrast, diff)
+        return test.F, test.df_num, test.df_denom
 
 
 #: Covariance types of ``fit(cov_type=...)`` and ``get_robustcov_results``.

@@ -142,3 +142,45 @@ def test_residual_degrees_of_freedom_are_those_of_mixedlm(data):
                          var_formula="~ x").fit()
     exog = res.model.exog
     assert res.df_resid == exog.shape[0] - np.linalg.matrix_rank(exog) == 197
+
+
+def _terms_data():
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(30), 6)
+    arm = np.array(["a", "b", "c"])[np.arange(30) % 3][g]
+    x = rng.normal(size=g.size)
+    y = x + (arm == "b") + rng.normal(size=30)[g] + rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "x": x, "arm": arm, "g": g})
+
+
+@pytest.mark.parametrize("var_formula", [None, "~ arm"])
+def test_wald_test_terms_without_small_sample_df(var_formula):
+    """One chi2 test per formula term, those of wald_test; without a
+    variance formula (MixedLM's params) this failed on a matrix of one
+    column per parameter."""
+    from statsmodels.base.model import LikelihoodModelResults
+
+    res = hmf.hetmixedlm("y ~ x * arm", _terms_data(), groups="g",
+                         var_formula=var_formula).fit()
+    table = res.wald_test_terms(scalar=True).table
+    assert list(table.index) == ["Intercept", "arm", "x", "x:arm"]
+    assert list(table["df_constraint"]) == [1, 2, 1, 2]
+    arm = res.wald_test("arm[T.b] = 0, arm[T.c] = 0", scalar=True)
+    assert np.isclose(table.loc["arm", "statistic"], float(arm.statistic), rtol=1e-12)
+    if var_formula is not None:  # statsmodels' own where it works
+        base = LikelihoodModelResults.wald_test_terms(res, scalar=True).table
+        assert np.allclose(base.to_numpy(float), table.to_numpy(float), rtol=1e-12)
+
+
+def test_wald_test_terms_with_small_sample_df():
+    """With fit(ddf=...): F tests with each term's own df_denom (they were
+    labelled chi2, with the denominator df as the constraint's)."""
+    res = hmf.hetmixedlm("y ~ x * arm", _terms_data(), groups="g",
+                         var_formula="~ arm").fit(ddf="satterthwaite")
+    out = res.wald_test_terms(scalar=True)
+    assert out.distribution == "F"
+    table = out.table
+    arm = res.wald_test("arm[T.b] = 0, arm[T.c] = 0", scalar=True)
+    assert list(table.loc["arm"]) == pytest.approx(
+        [float(arm.fvalue), float(arm.pvalue), 2, arm.df_denom], rel=1e-12)
+    assert list(table["df_constraint"]) == [1, 2, 1, 2]
