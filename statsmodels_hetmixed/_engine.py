@@ -1023,6 +1023,9 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
     D = np.asfortranarray(var_dirs, dtype=np.float64)  # columns contiguous
     winv = 1.0 / resid_var
+    # only winv is read below: the caller's resid_var (usually made for
+    # this call) is not held through the passes, the fit's peak memory
+    del resid_var
     AK = A @ K
     C = A - AK @ A                      # Z'V^-1 Z per group
     ika = np.eye(Z.shape[1]) - AK       # I - A K
@@ -1054,7 +1057,7 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
     hess = ev.info - Q
     # the variance block's row sums: - D'diag(r s^2)D of Q and
     # 1/2 (s'V_lm s - tr V^-1 V_lm) = 1/2 D'diag(r s^2 - 1 + z'Kz / r)D
-    rows = -0.5 * (s * s * resid_var + 1.0 - zkz_w)
+    rows = -0.5 * (s * s / winv + 1.0 - zkz_w)
     # profiled over b: + J' H^-1 J, J = d score_b / d param
     zvx = B - AK @ B
     J = np.empty((p, k_cov + k_var))

@@ -13,7 +13,7 @@ uses it for its starting values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -398,18 +398,32 @@ class HeteroskedasticObjective:
                 cov_dirs, var_dirs, R_inv.T @ ev.info_centred @ R_inv)
             ev.whitened = None   # the whitened rows are not kept with the results
         else:
+            cached, g_u = self._evaluation_at(natural), None
+            if cached is not None and cached.grad_eta is None:
+                cached = None   # kept by an earlier call, without its rows
+            if cached is not None:
+                # the gradient first: its rows (grad_eta) are then released
+                # before the information's passes, the fit's peak memory
+                g_u = self.conditioned_gradient(
+                    cached, natural, self.natural_gradient(cached, natural), mask)
+                cached = replace(cached, grad_eta=None)
+                self._last_info = None
             hess_w, ev = _engine.observed_information(
                 self.grouped, lay.factor(self.centred(natural)),
                 lay.resid_var(natural), self.reml, cov_dirs, var_dirs,
-                evaluation=self._evaluation_at(natural))
+                evaluation=cached)
+            if g_u is None:
+                g_u = self.conditioned_gradient(
+                    ev, natural, self.natural_gradient(ev, natural), mask)
             if conditioned:
                 ev.info = R.T @ ev.info @ R
             ev.info_centred = ev.info
             if self._centring is not None:
                 ev.info = self._centring.T @ ev.info @ self._centring
+        if corr is not None:
+            g_u = self.conditioned_gradient(ev, natural,
+                                            self.natural_gradient(ev, natural), mask)
         self._last_info = (natural.copy(), ev)
-        g_u = self.conditioned_gradient(ev, natural, self.natural_gradient(ev, natural),
-                                        mask)
         S = self._conditioning_map(mask)
         S[k_cov:, k_cov:] = np.eye(S.shape[0] - k_cov)  # w is u there
         S_inv = np.linalg.inv(S)
@@ -417,6 +431,11 @@ class HeteroskedasticObjective:
         hess_u = np.zeros_like(hess_w)
         hess_u[np.ix_(idx, idx)] = (S_inv.T @ hess_w @ S_inv)[np.ix_(idx, idx)]
         return ObservedInformation(0.5 * (hess_u + hess_u.T), T, g_u, ev)
+
+    def release_evaluation(self) -> None:
+        """Forget the evaluation kept for the observed information (the
+        optimiser calls this when it moves on from a point)."""
+        self._last_info = None
 
     def _evaluation_at(self, natural):
         """The evaluation last computed with the expected information (by

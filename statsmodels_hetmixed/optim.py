@@ -236,6 +236,14 @@ def fisher_scoring(objective, free, mask, options, hist):
                 x[hit] = 0.0
             return x
 
+        current_llf = ev.llf
+        # Nothing below reads this point's evaluation: release it (and the
+        # objective's copy of it) so that its row-sized arrays (residuals,
+        # gradient rows) are not held while a trial point is evaluated --
+        # the fit's peak memory.  The accepted point's evaluation takes its
+        # place for the observed information.
+        ev = last = None
+        objective.release_evaluation()
         last = {}
 
         def value(x):
@@ -246,7 +254,7 @@ def fisher_scoring(objective, free, mask, options, hist):
                 last["x"], last["eval"] = x, evaluate(x)
             return last["eval"][0].llf
 
-        if line_search(value, candidate, ev.llf, t_max=t_max) is None:
+        if line_search(value, candidate, current_llf, t_max=t_max) is None:
             return lay.from_natural(nat), it, False
         nat, (ev, g) = last["x"], last["eval"]
     return lay.from_natural(nat), maxiter, False
