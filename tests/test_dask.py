@@ -280,3 +280,35 @@ def test_dask_graph_holds_no_rows_on_client(ddf):
     from dask.delayed import Delayed
 
     assert all(isinstance(p, Delayed) for p in model._dask_parts)
+
+
+def test_partitions_hold_each_design_once(data, ddf):
+    """A partition keeps float64 y, X, Z and W once each and nothing else
+    of the size of its rows (the pickled partition): W is X itself when
+    the variance formula has the mean formula's columns, a random
+    intercept's column of ones is not stored, and the centred columns,
+    the group index and the group indicator are made per evaluation."""
+    import pickle
+
+    import dask
+
+    def held(model):
+        parts = [p for p in dask.compute(*model._dask_parts) if p is not None]
+        assert sum(p.n for p in parts) == model.nobs
+        pickled = sum(len(pickle.dumps(p)) for p in parts)
+        return model._dask_row_nbytes(), pickled
+
+    n, m = len(data), data["g"].nunique()
+    # y, X = W: (1 + 4) columns
+    model = hmf.hetmixedlm("y ~ x * z", ddf, groups="g", var_formula="~ x * z")
+    rows, pickled = held(model)
+    assert rows == 8 * 5 * n
+    # beside the rows: each group's label and size, and the blocks (an
+    # extra vector of the rows would add 8 * 360 bytes a partition)
+    assert pickled - rows < 40 * m + 2500 * ddf.npartitions
+    # y, X (4), W (2), Z (2)
+    model = hmf.hetmixedlm("y ~ x * z", ddf, groups="g", var_formula="~ x",
+                           re_formula="~ x")
+    rows, pickled = held(model)
+    assert rows == 8 * (1 + 4 + 2 + 2) * n
+    assert pickled - rows < 40 * m + 2500 * ddf.npartitions
