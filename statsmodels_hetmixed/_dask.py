@@ -42,6 +42,12 @@ itself (natural, conditioned and free scales: vectors of the number of
 parameters), and the expected information (a k x k matrix), so nothing of
 the size of the rows comes back.
 
+*The observed information* (standard errors) of an ML fit with log-linear
+variance blocks is the engine's analytic Hessian, one task per partition
+(``_observed_part``) whose parts add up but for the profile term, which
+the client completes (``DaskObjective._analytic_information``); REML and
+the identity link difference the gradient.
+
 The optimiser, inference and results are the in-memory ones:
 :class:`DaskObjective` has the interface of
 :class:`~.objective.HeteroskedasticObjective`.
@@ -60,7 +66,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from . import _engine, _linalg
 from .model import HetMixedLM
-from .objective import HeteroskedasticObjective
+from .objective import HeteroskedasticObjective, ObservedInformation
 from .structures import LogLinearVariance, VarianceBlock
 
 __all__ = ["DaskHetMixedLM", "DaskObjective", "from_dask"]
@@ -373,6 +379,31 @@ def _pass2(part, centring, natural, free, fe_params, hinv_c, info, final):
     return out
 
 
+def _observed_part(part, centring, natural, fe_params, xtvix_c, t_var_inv):
+    """The partition's part of ``DaskObjective._analytic_information``:
+    the engine's analytic Hessian (ML, at the whole data's GLS fixed
+    effects, with the whole data's ``X_c'V^-1 X_c``) along the in-memory
+    fit's directions (the variance blocks' conditioned by ``t_var_inv``),
+    and the fixed effects' score's derivatives there (``F' J_p``)."""
+    if part is None:
+        return None
+    obj = _objective(part, centring)
+    lay = obj.layout
+    ev = obj.evaluate(natural, fe_params=fe_params, gradient=True)
+    ev = (replace(ev, xtvix=xtvix_c) if ev.fe_basis is None
+          else replace(ev, xtvix_centred=xtvix_c))
+    cov_dirs, var_dirs = lay.info_directions(natural)
+    if t_var_inv is not None:
+        var_dirs = var_dirs @ t_var_inv
+    factor = lay.factor(obj.centred(natural))
+    resid_var = lay.resid_var(natural)
+    hess, _ = _engine.observed_information(obj.grouped, factor, resid_var, False,
+                                           cov_dirs, var_dirs, evaluation=ev)
+    jac = _engine.fe_score_jacobian(obj.grouped, factor, resid_var, fe_params,
+                                    cov_dirs, var_dirs, evaluation=ev)
+    return hess, jac
+
+
 def _log_var_sum(part, centring, natural):
     if part is None:
         return 0.0
@@ -488,15 +519,67 @@ class DaskObjective(HeteroskedasticObjective):
         return self._nobs
 
     def observed_information(self, natural, mask=None, central=False):
-        """The observed information by differences of the gradient (the
-        engine's analytic Hessian needs the rows).  Where the in-memory
-        fit takes that analytic Hessian (log-linear variance blocks),
-        central differences away from the boundary, accurate to about
-        1e-9, so that the two fits' SEs agree; else (and where a variance
-        is at zero) the in-memory fit's own forward differences."""
+        """The observed information.  ML with log-linear variance blocks:
+        the engine's analytic Hessian, as the in-memory fit takes it, each
+        partition's part summed (``_analytic_information``: one evaluation
+        and the Hessian's passes, against two evaluations per parameter
+        for central differences).  Else by differences of the gradient
+        (REML's Hessian of log |X'V^-1 X| does not add up over
+        partitions): central differences away from the boundary, accurate
+        to about 1e-9, so that the two fits' SEs agree where the in-memory
+        fit has the analytic Hessian; else (and where a variance is at
+        zero) the in-memory fit's own forward differences."""
+        natural = np.asarray(natural, dtype=np.float64)
+        if self.layout.log_linear and not self.reml:
+            mask = (np.ones(natural.size, bool) if mask is None
+                    else np.asarray(mask, bool))
+            return self._analytic_information(natural, mask, self.conditioner(mask))
         central = central or (self.layout.log_linear
                               and not self.at_boundary(natural).any())
         return super().observed_information(natural, mask, central=central)
+
+    def _analytic_information(self, natural, mask, T):
+        """
+        ``HeteroskedasticObjective._analytic_information`` with the rows in
+        the partitions (ML).  The engine's Hessian of the profiled
+        log-likelihood is a sum over groups but for its profile term
+        ``J' (X'V^-1 X)^-1 J`` (``J``: the fixed effects' score's
+        derivatives), quadratic in the whole data's ``J``: each partition
+        (``_observed_part``) gives its Hessian, with that term of its own
+        ``J_p`` and the whole data's ``X'V^-1 X``, and ``J_p``; the client
+        swaps the sum of the partitions' terms for the whole data's.  The
+        directions and coordinates are the in-memory fit's.
+        """
+        lay = self.layout
+        k_cov = lay.k_cov
+        T_var = T[k_cov:, k_cov:]
+        conditioned = not np.array_equal(T_var, np.eye(T_var.shape[0]))
+        ev = self._evaluation_at(natural)
+        if ev is None or ev.info is None:
+            ev = self.evaluate_natural(natural, info=True)[0]
+        H = ev.xtvix if ev.fe_basis is None else ev.xtvix_centred
+        outs = [o for o in self._map(_observed_part, natural, ev.fe_params, H,
+                                     np.linalg.inv(T_var) if conditioned else None)
+                if o is not None]
+        hess_w = sum(h for h, _ in outs)
+        F = ev.fe_basis
+        # J of the engine's (centred) columns: fe_score_jacobian gives F' J
+        Js = [j if F is None else np.linalg.solve(F.T, j) for _, j in outs]
+        chol = _linalg.cholesky_equilibrated(H, "X'V^-1 X")
+        J = sum(Js)
+        hess_w = hess_w + J.T @ _linalg.chol_solve(chol, J)
+        for Jp in Js:
+            hess_w = hess_w - Jp.T @ _linalg.chol_solve(chol, Jp)
+        self._last_info = (natural.copy(), ev)
+        g_u = self.conditioned_gradient(ev, natural, self.natural_gradient(ev, natural),
+                                        mask)
+        S = self._conditioning_map(mask)
+        S[k_cov:, k_cov:] = np.eye(T_var.shape[0])  # w is u there
+        S_inv = np.linalg.inv(S)
+        idx = np.flatnonzero(mask)
+        hess_u = np.zeros_like(hess_w)
+        hess_u[np.ix_(idx, idx)] = (S_inv.T @ hess_w @ S_inv)[np.ix_(idx, idx)]
+        return ObservedInformation(0.5 * (hess_u + hess_u.T), T, g_u, ev)
 
     def _map(self, func, *args):
         dask = _dask()
