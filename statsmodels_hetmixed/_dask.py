@@ -258,8 +258,20 @@ def _part_stats(part):
         "r_x": np.linalg.qr(X, mode="r"),
         # [W, 1]: W's R factor, and whether W spans the constant
         "r_w": np.linalg.qr(np.column_stack([W, np.ones(n)]), mode="r"),
-        "w_rows": np.unique(W, axis=0)[:_MAX_VAR_ROWS],
+        "w_rows": _distinct_rows(W),
     }
+
+
+def _distinct_rows(W, limit=_MAX_VAR_ROWS):
+    """The distinct rows of W, or ``limit`` of them where it has more (the
+    summary's variance table refuses more than 200).  Hashed (pandas), on
+    a first block of rows first, so that a continuous column ends it
+    early: np.unique(W, axis=0) sorts all rows (2.9 s of the 3.3 s the
+    partition's statistics took at 1,000,000 rows)."""
+    head = pd.DataFrame(W[:8 * limit]).drop_duplicates()
+    if len(head) >= limit:
+        return head.to_numpy()[:limit]
+    return pd.DataFrame(W).drop_duplicates().to_numpy()[:limit]
 
 
 def _part_nbytes(part):
