@@ -165,8 +165,8 @@ class _Part:
     ``_objective``): the centred columns, the group index and the group
     indicator, freed when its task ends.  For ``y ~ x * g``,
     ``var_formula="~ x * g"`` and a random intercept that is 40 bytes a
-    row held, where the in-memory model (centred and uncentred copies,
-    ``[X, y]``, Z, the group index and indicator) holds 140 or more.
+    row; partitions that kept their in-memory model and centred copies
+    held 143 bytes a row of the workers' memory (benchmarks/RESULTS.md).
     """
 
     endog: np.ndarray
