@@ -73,7 +73,7 @@ def differences(r0, r1):
                          / np.asarray(r0.bse))))
 
 
-def compare(n_groups, group_size, npartitions, workers):
+def compare(n_groups, group_size, npartitions, workers, models=None):
     from distributed import Client, LocalCluster
 
     data = make_data(n_groups, group_size, seed=0)
@@ -84,6 +84,9 @@ def compare(n_groups, group_size, npartitions, workers):
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, spec in MODELS.items():
+        if models and name not in models:
+            continue
+
         def fit_memory(spec=spec):
             return hmf.hetmixedlm(FORMULA, data, groups="grp", var_formula=VAR_FORMULA,
                                   **spec["kw"]).fit(reml=spec["reml"])
@@ -121,11 +124,14 @@ def _rss():
 
 
 class Peaks:
-    """Peak RSS of every worker process, polled every ``interval`` s."""
+    """Peak RSS of every worker process, polled every ``interval`` s, their
+    latest RSS, their sum's peak, and the peak 1-minute load average."""
 
     def __init__(self, client, interval=0.5):
         self.client, self.interval = client, interval
-        self.peak = {}
+        self.peak, self.now = {}, {}
+        self.total = 0
+        self.load = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -133,8 +139,12 @@ class Peaks:
     def _run(self):
         while not self._stop.is_set():
             try:
-                for w, rss in self.client.run(_rss).items():
+                now = self.client.run(_rss)
+                for w, rss in now.items():
                     self.peak[w] = max(self.peak.get(w, 0), rss)
+                self.now = now
+                self.total = max(self.total, sum(now.values()))
+                self.load = max(self.load, os.getloadavg()[0])
             except Exception:  # noqa: BLE001 - a worker restarting
                 pass
             self._stop.wait(self.interval)
@@ -145,7 +155,11 @@ class Peaks:
         return self.peak
 
 
-def big(rows, workers, path, memory_limit, keep):
+def _pid():
+    return os.getpid()
+
+
+def big(rows, workers, path, memory_limit, keep, build_only=False, abort_gib=17.0):
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
@@ -154,12 +168,32 @@ def big(rows, workers, path, memory_limit, keep):
     n_chunks = max(1, rows // rows_per_chunk)
     groups_per_chunk = rows_per_chunk // group_size
     rows = n_chunks * rows_per_chunk
-    print(f"\n## {rows:,} rows from Parquet, LocalCluster(n_workers={workers})\n")
+    print(f"\n## {rows:,} rows from Parquet, LocalCluster(n_workers={workers}, "
+          f"memory_limit={memory_limit})\n", flush=True)
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       memory_limit=memory_limit, dashboard_address=None) as cluster, \
             Client(cluster) as client:
+        pids = list(client.run(_pid).values())
         peaks = Peaks(client)
+        # the workers' memory watched: above ``abort_gib`` in all, the run
+        # stops (the worker processes ended by their ids) before the
+        # machine runs out
+        def watch():
+            while not peaks._stop.wait(0.5):
+                if peaks.total > abort_gib * 2**30:
+                    print(f"ABORT: the workers hold {peaks.total / 2**30:.2f} GiB "
+                          f"(limit {abort_gib} GiB)", flush=True)
+                    for pid in pids:
+                        try:
+                            os.kill(pid, 9)
+                        except OSError:
+                            pass
+                    os._exit(3)
+        threading.Thread(target=watch, daemon=True).start()
+        time.sleep(1.5)
+        idle = sum(peaks.now.values())
         meta = _chunk(0, 2, 2).iloc[:0]
+        t_gen = 0.0
         if not Path(path).exists():
             gen = dd.from_map(_chunk, range(n_chunks), groups_per_chunk=groups_per_chunk,
                               group_size=group_size, meta=meta)
@@ -167,29 +201,59 @@ def big(rows, workers, path, memory_limit, keep):
             print(f"generated {n_chunks} files in {t_gen:.0f} s", flush=True)
         size = sum(f.stat().st_size for f in Path(path).glob("*.parquet"))
         ddf = dd.read_parquet(path)
+        client.run(_collect)
+        time.sleep(1.5)
+        before = sum(peaks.now.values())
         model, t_build = timed(lambda: hmf.hetmixedlm(
             FORMULA, ddf, groups="grp", var_formula=VAR_FORMULA))
+        client.run(_collect)
+        time.sleep(1.5)
+        held = sum(peaks.now.values())
         after_build = dict(peaks.peak)
+        print(f"build (read, designs, persist) {t_build:.0f} s; workers' RSS "
+              f"{idle / 2**30:.2f} GiB idle, {before / 2**30:.2f} before, "
+              f"{held / 2**30:.2f} after the build: {(held - before) / rows:.0f} "
+              f"bytes per row held", flush=True)
+        if hasattr(model, "_dask_row_nbytes"):
+            print(f"the partitions' arrays: {model._dask_row_nbytes() / rows:.1f} "
+                  "bytes per row", flush=True)
+        if build_only:
+            peaks.stop()
+            print("workers' peak RSS (GiB): " + ", ".join(
+                f"{v / 2**30:.2f}" for v in after_build.values())
+                + f"; load average up to {peaks.load:.1f}")
+            if not keep:
+                shutil.rmtree(path, ignore_errors=True)
+            return
         res, t_fit = timed(lambda: model.fit(reml=False, full_output=True))
         worker_peak = peaks.stop()
     client_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"Parquet on disk: {size / 2**30:.2f} GiB ({ddf.npartitions} partitions)")
-    print(f"build (read, designs, persist) {t_build:.0f} s; fit {t_fit:.0f} s "
-          f"({len(res.hist)} scoring/quasi-Newton iterations); total {t_build + t_fit:.0f} s")
+    print(f"generation {t_gen:.0f} s; build (read, designs, persist) {t_build:.0f} s; "
+          f"fit {t_fit:.0f} s ({len(res.hist)} scoring/quasi-Newton iterations); "
+          f"build + fit {t_build + t_fit:.0f} s")
     print("workers' peak RSS (GiB): " + ", ".join(
         f"{v / 2**30:.2f}" for v in worker_peak.values())
-          + " (after construction: " + ", ".join(
-        f"{v / 2**30:.2f}" for v in after_build.values()) + ")")
-    print(f"client peak RSS: {client_peak / 2**30:.2f} GiB")
+          + " (during construction: " + ", ".join(
+        f"{v / 2**30:.2f}" for v in after_build.values())
+          + f"); their sum's peak {peaks.total / 2**30:.2f} GiB")
+    print(f"client peak RSS: {client_peak / 2**30:.2f} GiB; load average up to "
+          f"{peaks.load:.1f}")
     truth = {**TRUE_FE, "x:g": 0.0, "var(grp)": TRUE_RE_VAR,
              **{f"var:{k}": v for k, v in TRUE_VAR.items()}}
     table = pd.DataFrame({"estimate": res.params, "SE": res.bse})
     table["truth"] = [truth.get(k, np.nan) for k in table.index]
     table["(est - truth) / SE"] = (table["estimate"] - table["truth"]) / table["SE"]
+    print(f"llf {res.llf:.2f}, converged {res.converged}")
     print(table.round(5).to_string())
     print(res.summary())
     if not keep:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _collect():
+    import gc
+    gc.collect()
 
 
 def machine():
@@ -211,12 +275,20 @@ def main(argv=None):
     parser.add_argument("--memory-limit", default="auto")
     parser.add_argument("--path", default="/tmp/hetmixed_big.parquet")
     parser.add_argument("--keep", action="store_true", help="keep the Parquet data")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the --big model and report its memory, no fit")
+    parser.add_argument("--abort-gib", type=float, default=17.0,
+                        help="stop the --big run when the workers hold more")
+    parser.add_argument("--models", nargs="*", choices=list(MODELS),
+                        help="the models of part 1 (default: all)")
     args = parser.parse_args(argv)
     machine()
     if not args.no_compare:
-        compare(args.groups, args.group_size, args.partitions, args.workers)
+        compare(args.groups, args.group_size, args.partitions, args.workers,
+                args.models)
     if args.big:
-        big(args.big, args.workers, args.path, args.memory_limit, args.keep)
+        big(args.big, args.workers, args.path, args.memory_limit, args.keep,
+            args.build_only, args.abort_gib)
 
 
 if __name__ == "__main__":

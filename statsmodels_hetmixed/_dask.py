@@ -20,13 +20,15 @@ workers):
    summed over partitions against the frame's); if not, the frame is
    shuffled on the groups column, with a warning;
 3. every partition's model (``HetMixedLM.from_formula`` on the pandas
-   partition, exactly the in-memory code path) is built and persisted;
-   a reduction gives the row and group counts, the column sums and ranges
-   that fix the centring of the fixed-effects, random-effects and variance
-   designs for the whole data (each partition is then centred with the
-   global means, so that its sums add up), the R factors of a tall-skinny
-   QR of X and W (the rank checks of the in-memory model, decided on the
-   stacked R factors), and the distinct rows of W (for the summary).
+   partition, exactly the in-memory code path) is built, and of it only
+   the arrays the evaluations read are persisted (``_Part``: y, X, Z and
+   W once each, the rows sorted by group); a reduction gives the row and
+   group counts, the column sums and ranges that fix the centring of the
+   fixed-effects, random-effects and variance designs for the whole data
+   (every task centres its partition with these global means, so that
+   the partitions' sums add up), the R factors of a tall-skinny QR of X
+   and W (the rank checks of the in-memory model, decided on the stacked
+   R factors), and the distinct rows of W (for the summary).
 
 *Each evaluation* makes two passes over the partitions.  Pass 1 gives each
 partition's ``X'V^-1 X`` and ``X'V^-1 y``; the client solves for the GLS
@@ -39,6 +41,12 @@ to the gradient.  Each partition reduces its gradient to the parameters
 itself (natural, conditioned and free scales: vectors of the number of
 parameters), and the expected information (a k x k matrix), so nothing of
 the size of the rows comes back.
+
+*The observed information* (standard errors) of an ML fit with log-linear
+variance blocks is the engine's analytic Hessian, one task per partition
+(``_observed_part``) whose parts add up but for the profile term, which
+the client completes (``DaskObjective._analytic_information``); REML and
+the identity link difference the gradient.
 
 The optimiser, inference and results are the in-memory ones:
 :class:`DaskObjective` has the interface of
@@ -53,11 +61,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from statsmodels.tools.sm_exceptions import ValueWarning
 
 from . import _engine, _linalg
 from .model import HetMixedLM
-from .objective import HeteroskedasticObjective
+from .objective import HeteroskedasticObjective, ObservedInformation
 from .structures import LogLinearVariance, VarianceBlock
 
 __all__ = ["DaskHetMixedLM", "DaskObjective", "from_dask"]
@@ -139,61 +148,184 @@ def _build_model(pdf, spec: _Spec, number: int):
         raise ValueError(f"In partition {number} of the Dask DataFrame: {exc}") from exc
 
 
-def _model_stats(model):
-    """Counts, column sums and ranges, QR factors and distinct W rows."""
+@dataclass
+class _Part:
+    """
+    A partition's rows as the evaluations need them, each array once and
+    nothing derived from them: float64 ``endog``, the fixed-effects design
+    ``exog`` (uncentred), the random-effects design ``exog_z`` and the
+    variance function's design (held by the variance block of ``layout``),
+    with the rows sorted by group so that ``sizes`` (rows per group) place
+    them.  Where the variance design has the fixed-effects design's
+    columns (``var_formula`` repeating the mean formula) the block holds
+    ``exog`` itself; a random intercept alone (a column of ones) is not
+    stored (``exog_z`` None).
+
+    Every evaluation derives what the engine works with from these (see
+    ``_objective``): the centred columns, the group index and the group
+    indicator, freed when its task ends.  For ``y ~ x * g``,
+    ``var_formula="~ x * g"`` and a random intercept that is 40 bytes a
+    row; partitions that kept their in-memory model and centred copies
+    held 143 bytes a row of the workers' memory (benchmarks/RESULTS.md).
+    """
+
+    endog: np.ndarray
+    exog: np.ndarray
+    exog_z: np.ndarray | None
+    layout: object
+    sizes: np.ndarray
+    labels: np.ndarray
+    names: tuple
+    k_re: int
+
+    @property
+    def n(self) -> int:
+        return self.endog.shape[0]
+
+    @property
+    def exog_var(self) -> np.ndarray:
+        return self.layout.variance_blocks[0].exog_var
+
+    def row_arrays(self) -> list:
+        """The distinct row-sized arrays held (W once when it is X)."""
+        arrays = [self.endog, self.exog, self.exog_var, self.exog_z]
+        out = []
+        for a in arrays:
+            if a is not None and not any(a is b for b in out):
+                out.append(a)
+        return out
+
+    def design_z(self) -> np.ndarray:
+        """The random-effects design (padded variance-component columns
+        included): a column of ones when not stored."""
+        return np.ones((self.n, 1)) if self.exog_z is None else self.exog_z
+
+
+def _make_part(pdf, spec: _Spec, number: int):
+    """The partition's ``_Part`` (None for an empty partition): its model
+    built by the in-memory ``from_formula``, of which only the arrays the
+    evaluations read are kept."""
+    model = _build_model(pdf, spec, number)
     if model is None:
         return None
-    X, W = model.exog, model.exog_var
-    Zre = model.exog_re if model.k_re else np.zeros((model.nobs, 0))
-    return {
-        "n": model.nobs, "labels": np.asarray(model.group_labels),
-        "sizes": np.asarray(model._group_sizes),
-        "names": (list(model.exog_names), list(model.data.exog_var_names),
+    gi = np.asarray(model._group_index)
+    order = None if np.all(gi[1:] >= gi[:-1]) else np.argsort(gi, kind="stable")
+
+    def rows(a):
+        a = np.asarray(a, dtype=np.float64)
+        return np.ascontiguousarray(a if order is None else a[order])
+
+    endog, exog = rows(model.endog), rows(model.exog)
+    W = np.asarray(model.exog_var, dtype=np.float64)
+    # the same columns in both designs: one array serves both
+    exog_var = exog if (W.shape == model.exog.shape
+                        and np.array_equal(W, model.exog)) else rows(W)
+    Z = model._grouped.exog_z
+    exog_z = None if Z.shape[1] == 1 and np.all(Z == 1.0) else rows(Z)
+    layout = model.layout
+    block = layout.variance_blocks[0]
+    block.exog_var = exog_var
+    # cached on the partition's W (the whole data's are set per task)
+    for key in ("_centring", "_centred_design"):
+        block.__dict__.pop(key, None)
+    return _Part(endog, exog, exog_z, layout,
+                 np.asarray(model._group_sizes, dtype=np.int64),
+                 np.asarray(model.group_labels),
+                 (list(model.exog_names), list(model.data.exog_var_names),
                   list(model.layout.names)),
+                 int(model.k_re))
+
+
+def _part_stats(part):
+    """Counts, column sums and ranges, QR factors and distinct W rows."""
+    if part is None:
+        return None
+    X, W = part.exog, part.exog_var
+    n = part.n
+    if part.k_re == 0:
+        z = (np.zeros(0), np.zeros(0), np.zeros(0))
+    elif part.exog_z is None:  # a random intercept
+        z = (np.array([float(n)]), np.ones(1), np.ones(1))
+    else:
+        Zre = part.exog_z[:, :part.k_re]
+        z = (Zre.sum(axis=0), Zre.min(axis=0), Zre.max(axis=0))
+    return {
+        "n": n, "labels": part.labels, "sizes": part.sizes,
+        "names": part.names,
         "x": (X.sum(axis=0), X.min(axis=0), X.max(axis=0)),
-        "z": (Zre.sum(axis=0), Zre.min(axis=0, initial=np.inf),
-              Zre.max(axis=0, initial=-np.inf)),
+        "z": z,
         "w_sum": W.sum(axis=0),
         "r_x": np.linalg.qr(X, mode="r"),
         # [W, 1]: W's R factor, and whether W spans the constant
-        "r_w": np.linalg.qr(np.column_stack([W, np.ones(len(W))]), mode="r"),
-        "w_rows": np.unique(W, axis=0)[:_MAX_VAR_ROWS],
+        "r_w": np.linalg.qr(np.column_stack([W, np.ones(n)]), mode="r"),
+        "w_rows": _distinct_rows(W),
     }
 
 
-@dataclass
-class _Part:
-    """A partition's data as the engine needs them: globally centred
-    designs, its layout (its variance blocks hold its rows of W) and an
-    ML objective on them."""
+def _distinct_rows(W, limit=_MAX_VAR_ROWS):
+    """The distinct rows of W, or ``limit`` of them where it has more (the
+    summary's variance table refuses more than 200).  Hashed (pandas), on
+    a first block of rows first, so that a continuous column ends it
+    early: np.unique(W, axis=0) sorts all rows (2.9 s of the 3.3 s the
+    partition's statistics took at 1,000,000 rows)."""
+    head = pd.DataFrame(W[:8 * limit]).drop_duplicates()
+    if len(head) >= limit:
+        return head.to_numpy()[:limit]
+    return pd.DataFrame(W).drop_duplicates().to_numpy()[:limit]
 
-    objective: HeteroskedasticObjective
-    labels: np.ndarray
-    n: int
+
+def _part_nbytes(part):
+    """Bytes of the row-sized arrays the partition holds, and its rows."""
+    if part is None:
+        return 0, 0
+    return sum(a.nbytes for a in part.row_arrays()), part.n
 
 
-def _finalise(model, centring):
-    """The partition's ``_Part``: its designs centred with the whole
-    data's means (``centring``: fixed effects, random effects and the
-    variance blocks' ``_centring``)."""
-    if model is None:
-        return None
-    fe_c, re_c, var_c = centring
-    g = model._grouped
-    exog = np.asarray(model.exog, dtype=np.float64)
-    exog_c, F, Fi = (_engine._centred(exog, exog.shape[1], fe_c) if fe_c is not None
-                     else (np.ascontiguousarray(exog), None, None))
-    exog_zc, M, Mi = (_engine._centred(g.exog_z, model.k_re,
-                                       _padded(re_c, g.exog_z.shape[1]))
-                      if re_c is not None else (g.exog_z, None, None))
-    grouped = replace(g, exog=exog_c, fe_basis=F,
-                      fe_basis_inverse=Fi, exog_zc=exog_zc, re_basis=M,
-                      re_basis_inverse=Mi)
-    layout = model.layout
-    for block, value in zip(layout.variance_blocks, var_c):
+def _layout(part, var_c):
+    """The partition's layout with a copy of its variance block centred
+    as the whole data's (``_set_block_centring``); the copy shares W."""
+    lay = part.layout.with_copies(part.layout.variance_blocks)
+    for block, value in zip(lay.variance_blocks, var_c):
         _set_block_centring(block, value)
-    objective = HeteroskedasticObjective(grouped, layout, reml=False)
-    return _Part(objective, np.asarray(model.group_labels), model.nobs)
+    return lay
+
+
+def _objective(part, centring):
+    """The ML objective of the partition's rows, in the whole data's
+    centred coordinates (``centring``: fixed effects, random effects and
+    the variance block's, of ``_global_centring``).  The centred designs,
+    the group index and the group indicator are made here and freed with
+    the task: a pass over the rows each, against the several of an
+    evaluation."""
+    fe_c, re_c, var_c = centring
+    X = part.exog
+    exog_c, F, Fi = (_engine._centred(X, X.shape[1], fe_c) if fe_c is not None
+                     else (X, None, None))
+    Z = part.design_z()
+    exog_zc, M, Mi = (_engine._centred(Z, part.k_re, _padded(re_c, Z.shape[1]))
+                      if re_c is not None else (Z, None, None))
+    sizes = part.sizes
+    m, n = sizes.size, part.n
+    group_index = np.repeat(np.arange(m, dtype=np.intp), sizes)
+    max_size = int(sizes.max())
+    indicator = None
+    if (Z.shape[1] >= _engine._MIN_Q_PADDED
+            and m * max_size <= _engine._MAX_PADDING * n):  # as GroupedData.build
+        grouped = _engine.GroupedData.build(part.endog, exog_c, Z, group_index, m,
+                                            layout="padded")
+    else:
+        # rows sorted by group: the indicator's row i spans group i's rows
+        indptr = np.zeros(m + 1, dtype=np.intp)
+        np.cumsum(sizes, out=indptr[1:])
+        indicator = sp.csr_array((np.ones(n), np.arange(n, dtype=np.intp), indptr),
+                                 shape=(m, n))
+        grouped = _engine.GroupedData(
+            endog=part.endog, exog=exog_c, exog_z=Z, group_index=group_index,
+            n_groups=m, max_size=max_size, indicator=indicator, pad_index=None,
+            sizes=sizes, sorted_groups=True)
+    grouped = replace(grouped, exog=exog_c, fe_basis=F, fe_basis_inverse=Fi,
+                      exog_zc=exog_zc, re_basis=M, re_basis_inverse=Mi)
+    return HeteroskedasticObjective(grouped, _layout(part, var_c), reml=False)
 
 
 def _set_block_centring(block, value):
@@ -208,33 +340,33 @@ def _set_block_centring(block, value):
         block.__dict__.pop("_centred_design", None)
 
 
-def _evaluate_at(part, natural, free, **kwargs):
-    obj = part.objective
+def _evaluate_at(obj, natural, free, **kwargs):
     if free is None:
         return obj.evaluate(natural, **kwargs)
     lay = obj.layout
     return obj.evaluate(natural, factor=lay.factor_from_free(free), **kwargs)
 
 
-def _pass1(part, natural, free):
+def _pass1(part, centring, natural, free):
     """X_c'V^-1 X_c and X_c'V^-1 y of the partition (centred columns)."""
     if part is None:
         return None
-    p = part.objective.grouped.exog.shape[1]
-    ev = _evaluate_at(part, natural, free, fe_params=np.zeros(p))
+    obj = _objective(part, centring)
+    p = part.exog.shape[1]
+    ev = _evaluate_at(obj, natural, free, fe_params=np.zeros(p))
     xtvix = ev.xtvix if ev.fe_basis is None else ev.xtvix_centred
     return xtvix, ev.group_summaries[4]
 
 
-def _pass2(part, natural, free, fe_params, hinv_c, info, final):
+def _pass2(part, centring, natural, free, fe_params, hinv_c, info, final):
     """The partition's log-likelihood at ``fe_params``, its gradient
     reduced to the parameters and, with ``info``, its expected
     information; with ``final``, its BLUPs."""
     if part is None:
         return None
-    obj = part.objective
+    obj = _objective(part, centring)
     lay = obj.layout
-    ev = _evaluate_at(part, natural, free, fe_params=fe_params, gradient=True,
+    ev = _evaluate_at(obj, natural, free, fe_params=fe_params, gradient=True,
                       info=info)
     resid_var = lay.resid_var(natural)
     if hinv_c is not None:  # REML
@@ -259,18 +391,43 @@ def _pass2(part, natural, free, fe_params, hinv_c, info, final):
     return out
 
 
-def _log_var_sum(part, natural):
+def _observed_part(part, centring, natural, fe_params, xtvix_c, t_var_inv):
+    """The partition's part of ``DaskObjective._analytic_information``:
+    the engine's analytic Hessian (ML, at the whole data's GLS fixed
+    effects, with the whole data's ``X_c'V^-1 X_c``) along the in-memory
+    fit's directions (the variance blocks' conditioned by ``t_var_inv``),
+    and the fixed effects' score's derivatives there (``F' J_p``)."""
+    if part is None:
+        return None
+    obj = _objective(part, centring)
+    lay = obj.layout
+    ev = obj.evaluate(natural, fe_params=fe_params, gradient=True)
+    ev = (replace(ev, xtvix=xtvix_c) if ev.fe_basis is None
+          else replace(ev, xtvix_centred=xtvix_c))
+    cov_dirs, var_dirs = lay.info_directions(natural)
+    if t_var_inv is not None:
+        var_dirs = var_dirs @ t_var_inv
+    factor = lay.factor(obj.centred(natural))
+    resid_var = lay.resid_var(natural)
+    hess, _ = _engine.observed_information(obj.grouped, factor, resid_var, False,
+                                           cov_dirs, var_dirs, evaluation=ev)
+    jac = _engine.fe_score_jacobian(obj.grouped, factor, resid_var, fe_params,
+                                    cov_dirs, var_dirs, evaluation=ev)
+    return hess, jac
+
+
+def _log_var_sum(part, centring, natural):
     if part is None:
         return 0.0
-    return float(np.log(part.objective.layout.resid_var(natural)).sum())
+    return float(np.log(_layout(part, centring[2]).resid_var(natural)).sum())
 
 
-def _block_log_sum(part, var_params):
+def _block_log_sum(part, centring, var_params):
     """Sum over the partition's rows of the log variance of its variance
     function (the only variance block of a Dask model)."""
     if part is None:
         return 0.0
-    block = part.objective.layout.variance_blocks[0]
+    block = _layout(part, centring[2]).variance_blocks[0]
     return float(np.log(block.variance(var_params)).sum())
 
 
@@ -278,42 +435,43 @@ def dask_delayed(func):
     return _dask().delayed(func, pure=True)
 
 
-def _fe_score_jacobian(part, natural, fe_params):
+def _fe_score_jacobian(part, centring, natural, fe_params):
     if part is None:
         return None
-    return part.objective.fe_score_jacobian(natural, fe_params)
+    return _objective(part, centring).fe_score_jacobian(natural, fe_params)
 
 
 # Starting values: ``HeteroskedasticObjective.start`` of the whole data,
 # its least-squares fits by the R factors of a tall-skinny QR (the R of
 # stacked R factors is the whole data's, up to signs).
-def _start_ols(part):
+def _start_ols(part, centring):
     if part is None:
         return None
-    g = part.objective.grouped
+    g = _objective(part, centring).grouped
     return np.linalg.qr(np.column_stack([g.exog, g.endog]), mode="r")
 
 
-def _start_resid(part, beta_c):
+def _start_resid(part, centring, beta_c):
     """Sum of squared OLS residuals and, per covariance block, each
     random-effects column's sum of squares and count of non-zero rows."""
     if part is None:
         return None
-    g = part.objective.grouped
+    obj = _objective(part, centring)
+    g = obj.grouped
     resid = g.endog - g.exog @ beta_c
-    cols = [g.exog_z[:, b.slots] for b in part.objective.layout.cov_blocks]
+    cols = [g.exog_z[:, b.slots] for b in obj.layout.cov_blocks]
     return (float(resid @ resid),
             [((c**2).sum(axis=0), (c != 0).sum(axis=0)) for c in cols])
 
 
-def _start_var(part, beta_c, mean_sq):
+def _start_var(part, centring, beta_c, mean_sq):
     """R factor of [W, 1, log of squared residuals, squared residuals]
     (``LogLinearVariance.start_params``, ``AdditiveVariance``'s)."""
     if part is None:
         return None
-    g = part.objective.grouped
+    g = _objective(part, centring).grouped
     resid = g.endog - g.exog @ beta_c
-    W = part.objective.layout.variance_blocks[0].exog_var
+    W = part.exog_var
     sq = resid**2
     logsq = np.log(sq + 1e-8 * mean_sq + 1e-300)
     return np.linalg.qr(np.column_stack([W, np.ones_like(sq), logsq, sq]), mode="r")
@@ -338,6 +496,9 @@ class DaskObjective(HeteroskedasticObjective):
     ----------
     parts : list of dask.delayed.Delayed
         The persisted ``_Part`` of each partition.
+    part_centring : tuple
+        The whole data's centring of the designs (``_global_centring``),
+        which every task applies to its partition.
     layout : Layout
         The client's layout (its variance blocks centred as the data's).
     reml : bool
@@ -349,8 +510,9 @@ class DaskObjective(HeteroskedasticObjective):
     """
 
     def __init__(self, parts, layout, reml, nobs, k_fe, fe_basis,
-                 fe_basis_inverse, centring, progress=False):
+                 fe_basis_inverse, centring, progress=False, part_centring=None):
         self.parts = parts
+        self.part_centring = part_centring
         self.layout = layout
         self.reml = bool(reml)
         self._nobs = int(nobs)
@@ -369,20 +531,73 @@ class DaskObjective(HeteroskedasticObjective):
         return self._nobs
 
     def observed_information(self, natural, mask=None, central=False):
-        """The observed information by differences of the gradient (the
-        engine's analytic Hessian needs the rows).  Where the in-memory
-        fit takes that analytic Hessian (log-linear variance blocks),
-        central differences away from the boundary, accurate to about
-        1e-9, so that the two fits' SEs agree; else (and where a variance
-        is at zero) the in-memory fit's own forward differences."""
+        """The observed information.  ML with log-linear variance blocks:
+        the engine's analytic Hessian, as the in-memory fit takes it, each
+        partition's part summed (``_analytic_information``: one evaluation
+        and the Hessian's passes, against two evaluations per parameter
+        for central differences).  Else by differences of the gradient
+        (REML's Hessian of log |X'V^-1 X| does not add up over
+        partitions): central differences away from the boundary, accurate
+        to about 1e-9, so that the two fits' SEs agree where the in-memory
+        fit has the analytic Hessian; else (and where a variance is at
+        zero) the in-memory fit's own forward differences."""
+        natural = np.asarray(natural, dtype=np.float64)
+        if self.layout.log_linear and not self.reml:
+            mask = (np.ones(natural.size, bool) if mask is None
+                    else np.asarray(mask, bool))
+            return self._analytic_information(natural, mask, self.conditioner(mask))
         central = central or (self.layout.log_linear
                               and not self.at_boundary(natural).any())
         return super().observed_information(natural, mask, central=central)
 
+    def _analytic_information(self, natural, mask, T):
+        """
+        ``HeteroskedasticObjective._analytic_information`` with the rows in
+        the partitions (ML).  The engine's Hessian of the profiled
+        log-likelihood is a sum over groups but for its profile term
+        ``J' (X'V^-1 X)^-1 J`` (``J``: the fixed effects' score's
+        derivatives), quadratic in the whole data's ``J``: each partition
+        (``_observed_part``) gives its Hessian, with that term of its own
+        ``J_p`` and the whole data's ``X'V^-1 X``, and ``J_p``; the client
+        swaps the sum of the partitions' terms for the whole data's.  The
+        directions and coordinates are the in-memory fit's.
+        """
+        lay = self.layout
+        k_cov = lay.k_cov
+        T_var = T[k_cov:, k_cov:]
+        conditioned = not np.array_equal(T_var, np.eye(T_var.shape[0]))
+        ev = self._evaluation_at(natural)
+        if ev is None or ev.info is None:
+            ev = self.evaluate_natural(natural, info=True)[0]
+        H = ev.xtvix if ev.fe_basis is None else ev.xtvix_centred
+        outs = [o for o in self._map(_observed_part, natural, ev.fe_params, H,
+                                     np.linalg.inv(T_var) if conditioned else None)
+                if o is not None]
+        hess_w = sum(h for h, _ in outs)
+        F = ev.fe_basis
+        # J of the engine's (centred) columns: fe_score_jacobian gives F' J
+        Js = [j if F is None else np.linalg.solve(F.T, j) for _, j in outs]
+        chol = _linalg.cholesky_equilibrated(H, "X'V^-1 X")
+        J = sum(Js)
+        hess_w = hess_w + J.T @ _linalg.chol_solve(chol, J)
+        for Jp in Js:
+            hess_w = hess_w - Jp.T @ _linalg.chol_solve(chol, Jp)
+        self._last_info = (natural.copy(), ev)
+        g_u = self.conditioned_gradient(ev, natural, self.natural_gradient(ev, natural),
+                                        mask)
+        S = self._conditioning_map(mask)
+        S[k_cov:, k_cov:] = np.eye(T_var.shape[0])  # w is u there
+        S_inv = np.linalg.inv(S)
+        idx = np.flatnonzero(mask)
+        hess_u = np.zeros_like(hess_w)
+        hess_u[np.ix_(idx, idx)] = (S_inv.T @ hess_w @ S_inv)[np.ix_(idx, idx)]
+        return ObservedInformation(0.5 * (hess_u + hess_u.T), T, g_u, ev)
+
     def _map(self, func, *args):
         dask = _dask()
         task = dask.delayed(func, pure=True)
-        return _compute([task(p, *args) for p in self.parts], self.progress)
+        return _compute([task(p, self.part_centring, *args) for p in self.parts],
+                        self.progress)
 
     # ------------------------------------------------------------------
     def evaluate(self, natural, factor=None, fe_params=None, gradient=False,
@@ -621,10 +836,10 @@ def from_dask(formula, ddf, groups, re_formula=None, vc_formula=None,
     if var_link is not None:
         spec_kwargs["var_link"] = var_link
     spec = _Spec(formula, groups, spec_kwargs)
-    build = dask.delayed(_build_model, pure=True)
-    models = [build(part, spec, j) for j, part in enumerate(ddf.to_delayed())]
-    models = list(dask.persist(*models))
-    stats = _compute([dask.delayed(_model_stats)(m) for m in models], disp)
+    build = dask.delayed(_make_part, pure=True)
+    parts = [build(part, spec, j) for j, part in enumerate(ddf.to_delayed())]
+    parts = list(dask.persist(*parts))
+    stats = _compute([dask.delayed(_part_stats)(p) for p in parts], disp)
     sizes = [0 if s is None else s["n"] for s in stats]
     stats_ = [s for s in stats if s is not None]
     if not stats_:
@@ -656,9 +871,6 @@ def from_dask(formula, ddf, groups, re_formula=None, vc_formula=None,
             "constant, so the residual variance has no free overall scale. "
             "Add an intercept to the variance formula unless this is "
             "intended.", ValueWarning, stacklevel=3)
-    parts = list(dask.persist(*[dask.delayed(_finalise, pure=True)(m, centring)
-                                for m in models]))
-    del models
     return DaskHetMixedLM._make(client_model, parts, sizes, labels, group_sizes,
                                 centring, stats_, disp)
 
@@ -750,15 +962,16 @@ class _MeanLogVariance:
     all rows of log sigma2, from W's column means (log link) or reduced
     over the partitions."""
 
-    def __init__(self, nobs, w_mean, parts):
+    def __init__(self, nobs, w_mean, parts, centring):
         self.nobs, self.w_mean, self.parts = nobs, w_mean, parts
+        self.centring = centring
 
     def __call__(self, var_params):
         if self.w_mean is not None:
             return float(self.w_mean @ var_params)
         if self.parts is None:
             raise ValueError("the mean log variance needs the Dask data")
-        sums = _compute([dask_delayed(_block_log_sum)(p, var_params)
+        sums = _compute([dask_delayed(_block_log_sum)(p, self.centring, var_params)
                          for p in self.parts])
         return float(sum(sums) / self.nobs)
 
@@ -828,6 +1041,7 @@ class DaskHetMixedLM(HetMixedLM):
         model._group_sizes = group_sizes[order]
         model.nobs = model.n_totobs = int(sum(sizes))
         model._dask_progress = bool(disp)
+        model._dask_part_centring = centring
         fe_c, re_c, var_c = centring
         k = model.exog.shape[1]
         F = Fi = None
@@ -854,7 +1068,7 @@ class DaskHetMixedLM(HetMixedLM):
         vf = model.variance_function
         vf.log_scale = _MeanLogVariance(
             model.nobs, w_mean if isinstance(vf, LogLinearVariance) else None,
-            parts)
+            parts, centring)
         # the summary's distinct rows of W, of the whole data
         rows = np.unique(np.vstack([s["w_rows"] for s in stats]), axis=0)
         model.variance_function.exog_var = rows
@@ -884,9 +1098,16 @@ class DaskHetMixedLM(HetMixedLM):
         F, Fi = self._dask_fe_basis
         obj = DaskObjective(self._dask_parts, self.layout, reml, self.nobs,
                             self.k_fe, F, Fi, self._dask_centring,
-                            progress=self._dask_progress)
+                            progress=self._dask_progress,
+                            part_centring=self._dask_part_centring)
         obj._sizes = self._dask_sizes
         return obj
+
+    def _dask_row_nbytes(self) -> int:
+        """Bytes of the row-sized arrays the partitions hold on the workers
+        (``_Part.row_arrays``; one small reduction)."""
+        return int(sum(b for b, _ in _compute(
+            [dask_delayed(_part_nbytes)(p) for p in self._dask_parts])))
 
     def fit(self, start_params=None, reml=True, **kwargs):
         """As :meth:`HetMixedLM.fit`, without ``ddf`` and
