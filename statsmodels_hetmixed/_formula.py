@@ -287,7 +287,12 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     # from_formula uses for the mean design.
     engine = kwargs["_formula_engine"] = formula_engine()
 
-    if var_formula is not None:
+    if var_formula is not None and same_terms(formula, var_formula):
+        # the mean design's own columns (y ~ z*x, var_formula="~ z*x"):
+        # the model takes them from the mean design that from_formula
+        # builds next, instead of a second build of the same design
+        kwargs["exog_var"] = SAME_AS_EXOG
+    elif var_formula is not None:
         try:
             kwargs["exog_var"] = design(var_formula, data, env, engine)
         except (*FORMULA_ERRORS, ValueError) as exc:
@@ -320,6 +325,20 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
     kwargs.update(var_formula=var_formula, var_by=var_by,
                   var_re_formula=var_re_formula, re_var_formula=re_var_formula)
     return data, (group_name if group_name is not None else groups), kwargs
+
+
+#: ``exog_var`` of a model whose variance formula is its mean formula's
+#: right-hand side (``same_terms``): the variance design is the mean design.
+SAME_AS_EXOG = "same as exog"
+
+
+def same_terms(formula: str, var_formula: str) -> bool:
+    """Whether a one-sided variance formula is, up to white space, the
+    right-hand side of the mean formula (a response name before '~')."""
+    _, tilde, rhs = formula.partition("~")
+    _, var_tilde, var_rhs = var_formula.partition("~")
+    return bool(tilde and var_tilde and not var_formula.partition("~")[0].strip()
+                and "".join(rhs.split()) == "".join(var_rhs.split()))
 
 
 def _has_response(formula: str) -> bool:

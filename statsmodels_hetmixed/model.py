@@ -320,6 +320,8 @@ class HetMixedLM(MixedLM):
         # for display, prediction on new data and pickling.
         for key in _FORMULA_KEYS + _PREDICTION_KEYS:
             setattr(self, key, kwargs.pop(key, None))
+        if isinstance(exog_var, str) and exog_var == _formula.SAME_AS_EXOG:
+            exog_var = exog   # from_formula: the variance formula is the mean's
         self._var_design_info = _formula.design_spec(exog_var)
         self._var_re_design_info = _formula.design_spec(exog_var_re)
         exog, exog_var, exog_var_re, exog_re_var = (

@@ -107,3 +107,47 @@ def test_consolidated_design_is_one_float_block(frame):
     assert _formula.consolidated(p) is p
     plain = frame[["x", "c"]]  # not a design: left for the input checks
     assert _formula.consolidated(plain) is plain
+
+
+@pytest.mark.parametrize("formula, var_formula, same", [
+    ("y ~ x + C(c)", "~ x + C(c)", True),
+    ("y ~ x + C(c)", "~x+C(c)", True),
+    ("y ~ x + C(c)", "~ C(c) + x", False),   # another column order
+    ("y ~ x + C(c)", "~ 1 + x + C(c)", False),
+    ("y ~ x + C(c)", "v ~ x + C(c)", False),  # not one-sided
+    ("y ~ x", "~ x + C(c)", False),
+])
+def test_same_terms(formula, var_formula, same):
+    assert _formula.same_terms(formula, var_formula) is same
+
+
+@pytest.mark.parametrize("name", ["patsy", "formulaic"])
+def test_variance_formula_equal_to_the_mean_s_is_built_once(frame, engine, monkeypatch,
+                                                            name):
+    """var_formula the mean formula's right-hand side: the variance design
+    is the mean design (no second build; its columns shared), with the
+    results, names, predictions and pickles of the same design built on
+    its own (the formula written differently)."""
+    engine(name)
+    built = []
+    design = _formula.design
+    monkeypatch.setattr(_formula, "design",
+                        lambda f, *a, **k: built.append(f) or design(f, *a, **k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        once = hmf.hetmixedlm("y ~ x + C(c)", frame, groups="g",
+                              var_formula="~ x + C(c)")
+        twice = hmf.hetmixedlm("y ~ x + C(c)", frame, groups="g",
+                               var_formula="~ 1 + x + C(c)")
+        a, b = once.fit(reml=False), twice.fit(reml=False)
+    assert built == ["~ 1 + x + C(c)"]
+    assert np.shares_memory(once.exog_var, once.exog)
+    assert list(a.params.index) == list(b.params.index)
+    np.testing.assert_allclose(np.asarray(a.params), np.asarray(b.params), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(a.bse), np.asarray(b.bse), rtol=1e-10)
+    new = frame.head(5)
+    np.testing.assert_allclose(a.predict_variance(new), b.predict_variance(new),
+                               rtol=1e-12)
+    again = pickle.loads(pickle.dumps(a))
+    np.testing.assert_allclose(again.predict_variance(new), a.predict_variance(new),
+                               rtol=1e-12)
