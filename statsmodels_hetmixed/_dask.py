@@ -65,7 +65,7 @@ from statsmodels.tools.sm_exceptions import ValueWarning
 
 from . import _engine, _linalg
 from .model import HetMixedLM
-from .objective import HeteroskedasticObjective, ObservedInformation
+from .objective import HeteroskedasticObjective
 from .structures import LogLinearVariance, VarianceBlock
 
 __all__ = ["DaskHetMixedLM", "DaskObjective", "from_dask"]
@@ -579,13 +579,7 @@ class DaskObjective(HeteroskedasticObjective):
         self._last_info = (natural.copy(), ev)
         g_u = self.conditioned_gradient(ev, natural, self.natural_gradient(ev, natural),
                                         mask)
-        S = self._conditioning_map(mask)
-        S[k_cov:, k_cov:] = np.eye(T_var.shape[0])  # w is u there
-        S_inv = np.linalg.inv(S)
-        idx = np.flatnonzero(mask)
-        hess_u = np.zeros_like(hess_w)
-        hess_u[np.ix_(idx, idx)] = (S_inv.T @ hess_w @ S_inv)[np.ix_(idx, idx)]
-        return ObservedInformation(0.5 * (hess_u + hess_u.T), T, g_u, ev)
+        return self._information_from_w(hess_w, mask, T, g_u, ev)
 
     def _map(self, func, *args):
         dask = _dask()

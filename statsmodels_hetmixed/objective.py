@@ -397,33 +397,36 @@ class HeteroskedasticObjective:
                 self.grouped, corr, ev, lay.resid_var(natural), self.reml,
                 cov_dirs, var_dirs, R_inv.T @ ev.info_centred @ R_inv)
             ev.whitened = None   # the whitened rows are not kept with the results
+            g_u = self.conditioned_gradient(ev, natural,
+                                            self.natural_gradient(ev, natural), mask)
         else:
-            cached, g_u = self._evaluation_at(natural), None
-            if cached is not None and cached.grad_eta is None:
-                cached = None   # kept by an earlier call, without its rows
-            if cached is not None:
-                # the gradient first: its rows (grad_eta) are then released
-                # before the information's passes, the fit's peak memory
-                g_u = self.conditioned_gradient(
-                    cached, natural, self.natural_gradient(cached, natural), mask)
-                cached = replace(cached, grad_eta=None)
-                self._last_info = None
+            # the evaluation at the estimate (the last scoring step's) unless
+            # none is kept, or an earlier call kept it without its rows
+            ev = self._evaluation_at(natural)
+            if ev is None or ev.grad_eta is None:
+                ev = self.evaluate(natural, gradient=True)
+            # the gradient first: its rows (grad_eta) are then released
+            # before the information's passes, the fit's peak memory
+            g_u = self.conditioned_gradient(ev, natural,
+                                            self.natural_gradient(ev, natural), mask)
+            ev, self._last_info = replace(ev, grad_eta=None), None
             hess_w, ev = _engine.observed_information(
                 self.grouped, lay.factor(self.centred(natural)),
-                lay.resid_var(natural), self.reml, cov_dirs, var_dirs,
-                evaluation=cached)
-            if g_u is None:
-                g_u = self.conditioned_gradient(
-                    ev, natural, self.natural_gradient(ev, natural), mask)
+                lay.resid_var(natural), self.reml, cov_dirs, var_dirs, evaluation=ev)
             if conditioned:
                 ev.info = R.T @ ev.info @ R
             ev.info_centred = ev.info
             if self._centring is not None:
                 ev.info = self._centring.T @ ev.info @ self._centring
-        if corr is not None:
-            g_u = self.conditioned_gradient(ev, natural,
-                                            self.natural_gradient(ev, natural), mask)
         self._last_info = (natural.copy(), ev)
+        return self._information_from_w(hess_w, mask, T, g_u, ev)
+
+    def _information_from_w(self, hess_w, mask, T, g_u, ev) -> "ObservedInformation":
+        """The engine's Hessian along the directions w (``_analytic_information``)
+        in the conditioned coordinates u: ``S^-T H_w S^-1``, with S the
+        covariance blocks' conditioning map (w is u for the variance
+        blocks), the held parameters' rows and columns zero."""
+        k_cov = self.layout.k_cov
         S = self._conditioning_map(mask)
         S[k_cov:, k_cov:] = np.eye(S.shape[0] - k_cov)  # w is u there
         S_inv = np.linalg.inv(S)
