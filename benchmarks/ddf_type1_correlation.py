@@ -21,10 +21,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +31,9 @@ from scipy import stats
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import ddf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddf_type1 import run_study  # noqa: E402
 
 OCCASIONS = 6
 PHI = 0.5
@@ -82,34 +84,8 @@ def one(rng, m):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=400)
-    parser.add_argument("--groups", type=int, nargs="+", default=[20])
-    parser.add_argument("--seed", type=int, default=20261127)
-    parser.add_argument("--out", default=None, help="JSON file for the results")
-    args = parser.parse_args()
-    summary = {}
-    for m in args.groups:
-        rng = np.random.default_rng([args.seed, m])
-        start = time.perf_counter()
-        rows = [one(rng, m) for _ in range(args.reps)]
-        frame = pd.DataFrame(rows)
-        rates = {meth: float((frame[meth] < 0.05).mean())
-                 for meth in ("z", "kenward-roger", "satterthwaite", "between-within")}
-        summary[m] = {
-            "reps": args.reps,
-            "rejection_5pct": rates,
-            "mc_se": float(np.sqrt(0.05 * 0.95 / args.reps)),
-            "median_df_kr": float(frame["df_kr"].median()),
-            "median_df_sat": float(frame["df_sat"].median()),
-            "mean_phi": float(frame["phi"].mean()),
-            "fits_with_warnings": int(frame["warned"].sum()),
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-        print(m, json.dumps(summary[m]), flush=True)
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(summary, fh, indent=2)
+    run_study(one, __doc__, reps=400, groups=(20,),
+              extra=lambda frame: {"mean_phi": float(frame["phi"].mean())})
 
 
 if __name__ == "__main__":
