@@ -282,38 +282,6 @@ def _formulaic_quoted_formula(text):
     return quoted.replace("\u29db", "").replace("\u29da", "").strip()
 
 
-def _numeric_text_columns(data, formulas):
-    """
-    Columns used in a formula that hold numbers except for some values (a
-    stray "1,5" or "n/a"): pandas reads them as text, and patsy would make
-    them categorical (one dummy per distinct value) -- the fit then fails
-    far from the cause, or silently fits a different model.  Returns
-    (column, first bad value, its row number in the file) tuples.
-    """
-    import pandas as pd
-
-    text = " ".join(f for f in formulas if f)
-    found = []
-    for name in data.columns:
-        column = data[name]
-        # text columns: object dtype, or pandas' string dtype (pandas 3)
-        if not (column.dtype == object or pd.api.types.is_string_dtype(column)) \
-                or not isinstance(name, str):
-            continue
-        # used as a variable, and not explicitly as categorical: C(name ...)
-        used = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
-        if not used or re.search(rf"C\(\s*{re.escape(name)}\s*[,)]", text):
-            continue
-        values = column.dropna()
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = numbers.isna()
-        # mostly numbers: more values read as numbers than not
-        if 0 < bad.sum() < (~bad).sum():
-            row = values.index[bad.to_numpy()][0]
-            found.append((name, values[row], int(row) + 2))  # header is line 1
-    return found
-
-
 def _describe(model, method, source, formula, groups, re_formula, var_formula):
     re_text = f"random effects {re_formula}" if re_formula else "random intercept"
     var_text = var_formula if var_formula else "constant"
@@ -371,14 +339,14 @@ def _run(args):
             raise _UsageError(
                 f"--groups column {groups!r} has a single value ({levels[0]!r}): "
                 "a mixed model needs at least two groups")
-        for name, value, line in _numeric_text_columns(
+        for name, value, row in _formula.numeric_text_columns(
                 data, [formula, re_formula, var_formula, args.var_re_formula,
                        args.re_var_formula] + [
                            f"~ {c}" for c in (args.var_power, args.var_const_power)
                            if c is not None and c != "fitted"]):
             raise _UsageError(
                 f"column {name!r} of {source} has non-numeric values, such as "
-                f"{value!r} on line {line}: fix them in the file (a decimal "
+                f"{value!r} on line {int(row) + 2}: fix them in the file (a decimal "
                 f"point, not a comma; empty cells for missing values), or "
                 f"write C({name}) if the column is categorical")
     if args.var_re_formula is not None and args.reml:

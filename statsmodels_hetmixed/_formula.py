@@ -20,17 +20,20 @@ specification), ``design_spec`` (the specification of a design frame),
 from __future__ import annotations
 
 import keyword
+import re
+import warnings
 
 import numpy as np
 import pandas as pd
 import patsy
 from statsmodels.regression.mixed_linear_model import _handle_missing
+from statsmodels.tools.sm_exceptions import ValueWarning
 
 from ._validate import check_not_empty
 
 __all__ = ["capture_eval_env", "level2_design", "model_arguments", "re_names",
            "formula_engine", "design", "design_spec", "build_rows", "spec_names",
-           "FORMULA_ERRORS"]
+           "FORMULA_ERRORS", "numeric_text_columns"]
 
 try:  # optional in statsmodels 0.15, as patsy is
     import formulaic
@@ -163,6 +166,48 @@ def spec_names(spec) -> tuple[list[str], set[str]]:
     return names, categorical
 
 
+def numeric_text_columns(data: pd.DataFrame, formulas) -> list[tuple]:
+    """
+    Columns used in a formula that hold numbers except for some values (a
+    stray "1,5" or "n/a"): pandas reads them as text, and the formula
+    engine would make them categorical (one dummy per distinct value) --
+    the fit then fails far from the cause, or silently fits a different
+    model.  Returns (column, first text value, its index label) tuples.
+    A column written ``C(name)`` is meant as categorical and not checked;
+    an all-text column is categorical, not a broken numeric one.
+    """
+    text = " ".join(f for f in formulas if f)
+    found = []
+    for name in data.columns:
+        column = data[name]
+        # text columns: object dtype, or pandas' string dtype (pandas 3)
+        if not (column.dtype == object or pd.api.types.is_string_dtype(column)) \
+                or not isinstance(name, str):
+            continue
+        # used as a variable, and not explicitly as categorical: C(name ...)
+        used = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
+        if not used or re.search(rf"C\(\s*{re.escape(name)}\s*[,)]", text):
+            continue
+        values = column.dropna()
+        bad = pd.to_numeric(values, errors="coerce").isna().to_numpy()
+        # mostly numbers: more values read as numbers than not
+        if 0 < bad.sum() < (~bad).sum():
+            first = int(np.flatnonzero(bad)[0])
+            found.append((name, values.iloc[first], values.index[first]))
+    return found
+
+
+def _warn_numeric_text(data, texts):
+    for name, value, label in numeric_text_columns(data, texts):
+        warnings.warn(
+            f"column {name!r} holds numbers and some text, such as {value!r} "
+            f"(row {label!r}): the formula treats it as categorical, one "
+            f"dummy per distinct value. Convert it with "
+            f"pd.to_numeric(data[{name!r}], errors='coerce') (text becomes "
+            f"missing), or write C({name}) if it is categorical.",
+            ValueWarning, stacklevel=4)
+
+
 def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
                     var_formula, subset, missing, var_by, var_re_formula,
                     re_var_formula, kwargs, var_power=None, var_const_power=None,
@@ -235,6 +280,7 @@ def model_arguments(formula, data, groups, eval_env, *, re_formula, vc_formula,
             formulas[f"\0re_var{j}"] = f
     elif re_var_formula is not None:
         formulas["\0re_var"] = re_var_formula
+    _warn_numeric_text(data, [formula, re_formula, *formulas.values()])
     kept, _ = _handle_missing(
         data, groups, formula, re_formula, formulas or None
     )

@@ -425,14 +425,14 @@ def test_bad_command_line_module_exit_status(bad_files):
 
 def test_decimal_comma_column_as_categorical(bad_files, capsys):
     """C(x) says the text column is meant as categorical: no check then."""
-    from statsmodels_hetmixed.__main__ import _numeric_text_columns
+    from statsmodels_hetmixed._formula import numeric_text_columns
 
     data = pd.read_csv(bad_files["comma"])
-    assert [c[:2] for c in _numeric_text_columns(data, ["y ~ x"])] == [("x", "1,5")]
-    assert _numeric_text_columns(data, ["y ~ C(x)"]) == []
-    assert _numeric_text_columns(data, ["y ~ xx + np.x1"]) == []
+    assert [c[:2] for c in numeric_text_columns(data, ["y ~ x"])] == [("x", "1,5")]
+    assert numeric_text_columns(data, ["y ~ C(x)"]) == []
+    assert numeric_text_columns(data, ["y ~ xx + np.x1"]) == []
     # an all-text column is categorical, not a broken numeric one
-    assert _numeric_text_columns(data, ["y ~ grp"]) == []
+    assert numeric_text_columns(data, ["y ~ grp"]) == []
 
 
 def test_help_links_and_python_warning(capsys):

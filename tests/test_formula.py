@@ -151,3 +151,37 @@ def test_variance_formula_equal_to_the_mean_s_is_built_once(frame, engine, monke
     again = pickle.loads(pickle.dumps(a))
     np.testing.assert_allclose(again.predict_variance(new), a.predict_variance(new),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("where", ["formula", "var_formula", "re_formula"])
+def test_numbers_with_some_text_warn_that_the_column_turns_categorical(frame, where):
+    """A numeric column with a stray text value ("n/a", a decimal comma)
+    is read as text, which the formula engine codes as one dummy per
+    distinct value: a silently different model unless the user is told."""
+    from statsmodels.tools.sm_exceptions import ValueWarning
+
+    data = frame.copy()
+    data["x"] = data["x"].astype(object)
+    data.loc[7, "x"] = "n/a"
+    args = {"formula": "y ~ 1", "var_formula": None, "re_formula": None}
+    args[where] = ("y ~ x" if where == "formula" else "~ x")
+    with pytest.warns(ValueWarning, match=r"column 'x' holds numbers and some "
+                      r"text, such as 'n/a' \(row 7\).*C\(x\)"):
+        hmf.hetmixedlm(args["formula"], data, groups="g", re_formula=args["re_formula"],
+                       var_formula=args["var_formula"])
+
+
+def test_text_columns_meant_as_categorical_do_not_warn(frame):
+    """C(k) says a column of codes with a text level is categorical on
+    purpose; an all-text column is categorical too: no warning."""
+    from statsmodels.tools.sm_exceptions import ValueWarning
+
+    data = frame.copy()
+    data["k"] = np.where(np.arange(len(data)) % 5 == 0, "n/a",
+                         (np.arange(len(data)) % 2 + 1).astype(str)).astype(object)
+    with pytest.warns(ValueWarning, match="column 'k'"):
+        hmf.hetmixedlm("y ~ k", data, groups="g")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueWarning)
+        model = hmf.hetmixedlm("y ~ C(k)", data, groups="g", var_formula="~ c")
+    assert model.exog_names == ["Intercept", "C(k)[T.2]", "C(k)[T.n/a]"]
