@@ -626,26 +626,30 @@ class BidiagonalFactor(DenseFactor):
         out[..., 1:, :] += o * M[..., :-1, :]
         return out
 
-    def gradient(self, a, Zw, Zt, K, Xi):
+    def gradient(self, a, La, Zw, Zt, K, Xi, LXi):
         """
         (d llf / d log r_ij (m, n), d llf / d phi (k,)) without dense
         matrices.  With Omega* = a a' - I + Z* K Z*' (+ Xi Xi', REML) in
         the whitened rows and U = L: d llf / d log r_j = 1/2 (U Omega*
         U^-1)_jj, and d llf / d phi = -tr(dB U Omega*) for B = U^-1
         (bidiagonal, so only (U Omega*)_jj and (U Omega*)_{j-1, j} enter).
+
+        ``La`` = L a and ``LXi`` = L Xi (REML) come from the caller, which
+        has them without a recursion over the positions: a and Xi are
+        whitened rows (B S^-1 times unwhitened ones) less Z* times a
+        per-group vector, and L B = I, L Z* = Z~
+        (``_correlated._coloured_rows``).
         """
-        Ua = self.colour(a[:, :, None])[:, :, 0]
         b = self.whiten_t(a[:, :, None])[:, :, 0]
         ZK = Zt @ K                                   # (U Z*) K = Z~ K
         Y = self.whiten_t(Zw)
-        g = Ua * b - 1.0 + np.einsum("mjr,mjr->mj", ZK, Y)
-        diag = Ua * a - self.c + np.einsum("mjr,mjr->mj", ZK, Zw)
-        sub = Ua[:, :-1] * a[:, 1:] + np.einsum("mjr,mjr->mj", ZK[:, :-1], Zw[:, 1:])
+        g = La * b - 1.0 + np.einsum("mjr,mjr->mj", ZK, Y)
+        diag = La * a - self.c + np.einsum("mjr,mjr->mj", ZK, Zw)
+        sub = La[:, :-1] * a[:, 1:] + np.einsum("mjr,mjr->mj", ZK[:, :-1], Zw[:, 1:])
         if Xi is not None:
-            UXi = self.colour(Xi)
-            g += np.einsum("mjp,mjp->mj", UXi, self.whiten_t(Xi))
-            diag += np.einsum("mjp,mjp->mj", UXi, Xi)
-            sub += np.einsum("mjp,mjp->mj", UXi[:, :-1], Xi[:, 1:])
+            g += np.einsum("mjp,mjp->mj", LXi, self.whiten_t(Xi))
+            diag += np.einsum("mjp,mjp->mj", LXi, Xi)
+            sub += np.einsum("mjp,mjp->mj", LXi[:, :-1], Xi[:, 1:])
         c3 = self.c ** 3
         d_diag = self.rho * self.drho / c3            # d (1 / c_j)
         d_sub = -self.drho / c3                       # d (-rho_j / c_j)
@@ -722,19 +726,45 @@ class BidiagonalFactor(DenseFactor):
         out[:, :-1] += rho[:, 1:] * dCi_o
         return out
 
-    def w_c_q_w(self, w, G, K, diag=None, up=None, down=None):
+    def info_parts(self, Zw, Zt, w, extra=None):
+        """
+        What the expected and the observed information take from L', in
+        one back substitution (``lt_dot``) over all their columns (each
+        call is a loop over the positions, whose cost is mostly per call):
+
+        * G = C^-1 Z~ = B'Z* (m, n, q);
+        * U_a = L'(w_a o G) per variance direction a (m, n, q, k_var);
+        * BD = B dC G = -dB Z~ - L'(dB'Z*) (m, n, q): from dC = -L dB C
+          - C dB'L' and L'C^-1 = B, dC G = -L dB Z~ - C dB'Z*, so that
+          D = dC G = L BD, D'C^-1 D = BD'BD and G'D = Z*'BD;
+        * L' extra for ``extra`` (m, n, c), else None.
+        """
+        m, n = self.rho.shape
+        q, kv = Zw.shape[2], w.shape[2]
+        G = self.whiten_t(Zw)
+        cols = [(G[..., :, None] * w[..., None, :]).reshape(m, n, q * kv),
+                self.d_whiten_t(Zw)]
+        if extra is not None:
+            cols.append(extra)
+        Lt = self.lt_dot(np.concatenate(cols, axis=2))
+        U = Lt[..., :q * kv].reshape(m, n, q, kv)
+        BD = -self.d_whiten(Zt) - Lt[..., q * kv:q * (kv + 1)]
+        return G, U, BD, (None if extra is None else Lt[..., q * (kv + 1):])
+
+    def w_c_q_w(self, w, U, K, diag=None, up=None, down=None):
         """
         sum over groups of w_a'(C o Q)w_b, Q = C^-1 - G K G' (w (m, n,
         k_var), G = C^-1 Z~ (m, n, q)): C o C^-1 is tridiagonal (C's first
         off-diagonal is rho), and w_a'(C o G K G')w_b =
-        sum_jk (L' Ga)_ja K (L' Ga)_kb' (Ga_j = G_j w_j').
+        sum_jk (L' Ga)_ja K (L' Ga)_kb' (Ga_j = G_j w_j'), with
+        U = L' Ga (m, n, q, k_var) from ``info_parts``.
 
         ``diag``, ``up``, ``down`` (m, n), (m, n-1), (m, n-1): a
         tridiagonal matrix added to C o C^-1 (entries (j, j), (j, j+1),
         (j+1, j)), whose form in w costs no further pass.
         """
         m, n = self.rho.shape
-        kv, q = w.shape[2], G.shape[2]
+        kv = w.shape[2]
         d, o = self._diag, self._off * self.rho[:, 1:]
         o_up, o_dn = (o, o) if up is None else (o + up, o + down)
         if diag is not None:
@@ -752,8 +782,6 @@ class BidiagonalFactor(DenseFactor):
             X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
             T += X.T if transpose else X
         # sum over groups, rows and q: one product of (rows q, k_var) arrays
-        Ga = (G[..., :, None] * w[..., None, :]).reshape(m, n, q * kv)
-        U = self.lt_dot(Ga).reshape(m, n, q, kv)
         UK = K[:, None] @ U                              # (m, n, q, k_var)
         return T - UK.reshape(-1, kv).T @ U.reshape(-1, kv)
 
@@ -797,16 +825,16 @@ class BidiagonalFactor(DenseFactor):
         The expected information's pieces (variance x variance, variance x
         phi, phi x phi, G x variance, G x phi) without dense matrices:
         with Q = C^-1 - G K G' (G = C^-1 Z~), P = C Q = I - F G'
-        (F = Z~ K), C^-1 and dC^-1 tridiagonal, dC G = -C dC^-1 Z~, and
-        traces of products of bidiagonal factors in closed form (see the
+        (F = Z~ K), C^-1 and dC^-1 tridiagonal, the products with L' in
+        one recursion (``info_parts``), and traces of products of
+        bidiagonal factors in closed form (see the
         module docstring of ``_correlated`` for the dense formulas these
         reduce).
         """
         m, n = self.rho.shape
         k = self.k
-        G = self.whiten_t(Zw)                         # C^-1 Z~
+        G, U, BD, _ = self.info_parts(Zw, Zt, w)      # G = C^-1 Z~
         F = Zt @ K
-        dCi_d, dCi_o = self._dCinv
         Ci_d, Ci_o = self._diag, self._off
         lev = self.level
         # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
@@ -822,31 +850,34 @@ class BidiagonalFactor(DenseFactor):
         fz = np.einsum("mjr,mjr->mj", F, Zt)
         up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
         dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
-        CQ_T3 = self.w_c_q_w(w, G, K, -Ci_d * fz, -up, -dn)
+        CQ_T3 = self.w_c_q_w(w, U, K, -Ci_d * fz, -up, -dn)
         Pm = (wt @ (Zt[..., :, None] * G[..., None, :]).reshape(m, n, -1)
               ).reshape(m, -1, Zt.shape[2], G.shape[2])
         # (per-group products of small matrices as batched matmuls: einsum's
         # path search costs more than the sums here)
         T4 = np.einsum("maru,mbru->ab", Ma @ K[:, None], Pm)
         I_vv = 0.25 * (S0 + trMM + CQ_T3 + T4)
-        # phi x phi: 1/2 tr(Q dC Q dC)
-        D = -self.c_dot(self._tri_dot(dCi_d, dCi_o, Zt))        # dC G
+        # phi x phi: 1/2 tr(Q dC Q dC) = 1/2 [tr((C^-1 dC)^2)
+        #   - 2 tr(K D'C^-1 D) + tr(K G'D K G'D)] with D = dC G = L BD:
+        #   D'C^-1 D = BD'BD and G'D = Z*'BD (``info_parts``)
         tr_cc = self.tr_cinv_dc_sq
-        CiD = self._tri_dot(Ci_d, Ci_o, D)
-        mid = ((D @ K) * CiD).sum(axis=(1, 2))
-        GD = np.einsum("mjr,mjs->mrs", G, D)
+        BDK = BD @ K
+        mid = (BDK * BD).sum(axis=(1, 2))
+        GD = np.einsum("mjr,mjs->mrs", Zw, BD)
         KGD = K @ GD
         last = np.einsum("mrt,mtr->m", KGD, KGD)
         I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
                                    minlength=k))
         # variance x phi: 1/2 sum_j w_aj (C Q dC Q)_jj, where
         #   C Q dC Q = -C dC^-1 - D K G' - Z~ K (C^-1 D)' + Z~ K (G'D) K G'
-        #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G')
+        #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G'),
+        # C^-1 D = B'BD and sum_j w_aj (D K G')_jj = sum_j (BD K)_j U_aj
+        # (D = L BD, U_a = L'(w_a o G))
         cdci = self.c_dcinv_diag                      # diag(C dC^-1)
-        dPM = (-cdci - np.einsum("mjr,mjr->mj", D @ K, G)
-               - np.einsum("mjr,mjr->mj", F, CiD)
+        dPM = (-cdci - np.einsum("mjr,mjr->mj", F, self.whiten_t(BD))
                + np.einsum("mjr,mjr->mj", F @ GD @ K, G))
-        per = 0.5 * np.einsum("mja,mj->ma", w, dPM)              # (m, k_var)
+        per = 0.5 * (np.einsum("mja,mj->ma", w, dPM)
+                     - np.einsum("mjr,mjra->ma", BDK, U))        # (m, k_var)
         I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
                          for a in range(kv)])
         # G x variance, G x phi
