@@ -153,7 +153,10 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         H = ev.xtvix if F is None else ev.xtvix_centred
         chol_H = np.linalg.cholesky(H)
         xh = wdata.exog - _engine.rows_times_group(wdata, Zw, K @ B)
-        Xi_rows = np.linalg.solve(chol_H, xh.T).T  # x^ chol_H^-T: x^ H^-1 x^' = Xi Xi'
+        # x^ chol_H^-T (x^ H^-1 x^' = Xi Xi'), by the (p, p) inverse: a
+        # product of the rows (np.linalg.solve with the n rows as right-hand
+        # sides took 8 ms at 100,000 rows)
+        Xi_rows = xh @ np.linalg.inv(chol_H).T
     coloured = (_coloured_rows(data, ev, s, Zt, chol_H)
                 if has_observed_information(block) else None)
     k = block.k
@@ -276,7 +279,7 @@ def _coloured_rows(data, ev, s, Zt, chol_H):
     if chol_H is None:
         return La[:, None]
     xl = data.exog / s[:, None] - _engine.rows_times_group(data, Zt, K @ B)
-    return np.column_stack([La, np.linalg.solve(chol_H, xl.T).T])
+    return np.column_stack([La, xl @ np.linalg.inv(chol_H).T])
 
 
 def has_observed_information(block) -> bool:

@@ -575,10 +575,19 @@ class BidiagonalFactor(DenseFactor):
     def dC(self):
         return self._dense[1]
 
+    @functools.cached_property
+    def _inv_c(self):
+        return (1.0 / self.c)[:, :, None]
+
+    @functools.cached_property
+    def _rho_c(self):
+        """rho_j / c_j for j >= 1 (B's subdiagonal, negated), (m, n-1, 1)."""
+        return (self.rho[:, 1:] / self.c[:, 1:])[:, :, None]
+
     def whiten(self, v, scale=None):
         if scale is None:
-            out = v / self.c[:, :, None]
-            out[:, 1:] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, :-1]
+            out = v * self._inv_c
+            out[:, 1:] -= self._rho_c * v[:, :-1]
             return out
         # B diag(scale) v in two passes: row j is
         # (scale_j v_j - rho_j scale_{j-1} v_{j-1}) / c_j
@@ -587,27 +596,13 @@ class BidiagonalFactor(DenseFactor):
         return out
 
     def whiten_t(self, v):
-        out = v / self.c[:, :, None]
-        out[:, :-1] -= (self.rho[:, 1:] / self.c[:, 1:])[:, :, None] * v[:, 1:]
+        out = v * self._inv_c
+        out[:, :-1] -= self._rho_c * v[:, 1:]
         return out
 
     @functools.cached_property
     def _rho_by_position(self):
         return np.ascontiguousarray(self.rho.T)[:, :, None]      # (n, m, 1)
-
-    def colour(self, v):
-        """L v (the inverse of ``whiten``) for v (m, n, c): x_j = c_j v_j +
-        rho_j x_{j-1}, a recursion over the positions, vectorised over
-        groups and columns.  It runs on a position-major copy, where a
-        position's groups and columns are one contiguous block (on (m, n,
-        c) itself each step reads a strided (m, c) slice: 2-3 times
-        slower for a few columns)."""
-        x = np.empty((v.shape[1], v.shape[0]) + v.shape[2:])
-        np.multiply(np.swapaxes(v, 0, 1), self.c.T[:, :, None], out=x)
-        r = self._rho_by_position
-        for j in range(1, x.shape[0]):
-            x[j] += r[j] * x[j - 1]
-        return np.ascontiguousarray(np.swapaxes(x, 0, 1))
 
     @property
     def inverse(self):
@@ -641,18 +636,16 @@ class BidiagonalFactor(DenseFactor):
         (``_correlated._coloured_rows``).
         """
         b = self.whiten_t(a[:, :, None])[:, :, 0]
-        ZK = Zt @ K                                   # (U Z*) K = Z~ K
+        ZK = _times_k(Zt, K)                          # (U Z*) K = Z~ K
         Y = self.whiten_t(Zw)
-        g = La * b - 1.0 + np.einsum("mjr,mjr->mj", ZK, Y)
-        diag = La * a - self.c + np.einsum("mjr,mjr->mj", ZK, Zw)
-        sub = La[:, :-1] * a[:, 1:] + np.einsum("mjr,mjr->mj", ZK[:, :-1], Zw[:, 1:])
+        g = La * b - 1.0 + _row_dot(ZK, Y)
+        diag = La * a - self.c + _row_dot(ZK, Zw)
+        sub = La[:, :-1] * a[:, 1:] + _row_dot(ZK[:, :-1], Zw[:, 1:])
         if Xi is not None:
-            g += np.einsum("mjp,mjp->mj", LXi, self.whiten_t(Xi))
-            diag += np.einsum("mjp,mjp->mj", LXi, Xi)
-            sub += np.einsum("mjp,mjp->mj", LXi[:, :-1], Xi[:, 1:])
-        c3 = self.c ** 3
-        d_diag = self.rho * self.drho / c3            # d (1 / c_j)
-        d_sub = -self.drho / c3                       # d (-rho_j / c_j)
+            g += _row_dot(LXi, self.whiten_t(Xi))
+            diag += _row_dot(LXi, Xi)
+            sub += _row_dot(LXi[:, :-1], Xi[:, 1:])
+        d_diag, d_sub = self._dB                      # d (1 / c_j), d (-rho_j / c_j)
         per_group = -((d_diag * diag).sum(axis=1) + (d_sub[:, 1:] * sub).sum(axis=1))
         grad_corr = np.bincount(self.level, weights=per_group, minlength=self.k)
         return 0.5 * g, grad_corr
@@ -782,7 +775,7 @@ class BidiagonalFactor(DenseFactor):
             X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
             T += X.T if transpose else X
         # sum over groups, rows and q: one product of (rows q, k_var) arrays
-        UK = K[:, None] @ U                              # (m, n, q, k_var)
+        UK = _times_k(U, K[:, None], left=True)          # (m, n, q, k_var)
         return T - UK.reshape(-1, kv).T @ U.reshape(-1, kv)
 
     def d2logdet(self):
@@ -804,14 +797,17 @@ class BidiagonalFactor(DenseFactor):
         out[:, 1:] += off[:, :, None] * V[:, :-1]
         return out
 
-    def c_dot(self, V):
-        """C V = L (L' V) (``lt_dot``, then ``colour``)."""
-        return self.colour(self.lt_dot(V))
-
     def lt_dot(self, V):
         """L' V for V (m, n, c) by back substitution of B' u = V:
         u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1}), i.e. u = c o h with
-        h_j = v_j + rho_{j+1} h_{j+1} (position-major, as ``colour``)."""
+        h_j = v_j + rho_{j+1} h_{j+1}, a recursion over the positions,
+        vectorised over groups and columns.  It runs on a position-major
+        copy, where a position's groups and columns are one contiguous
+        block (on (m, n, c) itself each step reads a strided (m, c) slice:
+        2-3 times slower for a few columns).  (A banded triangular solve,
+        LAPACK's dtbtrs, over a bucket's rows as one bidiagonal matrix took
+        2 times longer for 4 columns: a chain of dependent steps per
+        column.)"""
         h = np.array(np.swapaxes(V, 0, 1), order="C")   # a copy (V is read only)
         r = self._rho_by_position
         for j in range(h.shape[0] - 2, -1, -1):
@@ -834,36 +830,37 @@ class BidiagonalFactor(DenseFactor):
         m, n = self.rho.shape
         k = self.k
         G, U, BD, _ = self.info_parts(Zw, Zt, w)      # G = C^-1 Z~
-        F = Zt @ K
+        F = _times_k(Zt, K)
         Ci_d, Ci_o = self._diag, self._off
         lev = self.level
-        # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w
-        fg = np.einsum("mjr,mjr->mj", F, G)
-        S0 = _rows_cross(w * (1.0 - 2.0 * fg)[..., None], w)
-        wt = _swap(w)                                 # (m, k_var, n)
-        Ma = (wt @ (F[..., :, None] * G[..., None, :]).reshape(m, n, -1)
-              ).reshape(m, -1, F.shape[2], G.shape[2])
-        trMM = np.einsum("mars,mbsr->ab", Ma, Ma)
         kv = w.shape[2]
         q = G.shape[2]
-        # w'(C o Q)w - T3, T3 = w'((F Z~') o C^-1)w (tridiagonal weights)
-        fz = np.einsum("mjr,mjr->mj", F, Zt)
-        up = Ci_o * np.einsum("mjr,mjr->mj", F[:, :-1], Zt[:, 1:])
-        dn = Ci_o * np.einsum("mjr,mjr->mj", F[:, 1:], Zt[:, :-1])
-        CQ_T3 = self.w_c_q_w(w, U, K, -Ci_d * fz, -up, -dn)
-        Pm = (wt @ (Zt[..., :, None] * G[..., None, :]).reshape(m, n, -1)
-              ).reshape(m, -1, Zt.shape[2], G.shape[2])
-        # (per-group products of small matrices as batched matmuls: einsum's
-        # path search costs more than the sums here)
-        T4 = np.einsum("maru,mbru->ab", Ma @ K[:, None], Pm)
-        I_vv = 0.25 * (S0 + trMM + CQ_T3 + T4)
+        # variance x variance: 1/4 w'[P o P' + (C - F Z~') o (C^-1 - G K G')]w:
+        #   w'(P o P')w = sum_j w_j w_j'(1 - 2 F_j.G_j) + tr(M_a M_b),
+        #   M_a = sum_j w_aj F_j G_j' (q x q per group), and
+        #   w'((C - F Z~') o Q)w = w'(C o Q)w - T3 + T4, T3 = w'((F Z~') o
+        #   C^-1)w (tridiagonal weights, with the diagonal sum above in the
+        #   same pass: ``w_c_q_w``), T4 = sum tr(M_a K P_b'), P_b = sum_j
+        #   w_bj Z~_j G_j'
+        Ma = _group_sums(_outer_rows(F, G), w)        # (m, q*q, k_var)
+        Pm = _group_sums(_outer_rows(Zt, G), w)
+        swap_rs = np.arange(q * q).reshape(q, q).T.ravel()  # (r, s) -> (s, r)
+        trMM = np.einsum("mka,mkb->ab", Ma, Ma[:, swap_rs])
+        # (per-group sums of small arrays: einsum's own loop suffices)
+        T4 = np.einsum("mrsa,msu,mrub->ab", Ma.reshape(m, q, q, kv), K,
+                       Pm.reshape(m, q, q, kv))
+        up = Ci_o * _row_dot(F[:, :-1], Zt[:, 1:])
+        dn = Ci_o * _row_dot(F[:, 1:], Zt[:, :-1])
+        diag = (1.0 - 2.0 * _row_dot(F, G)) - Ci_d * _row_dot(F, Zt)
+        CQ_T3 = self.w_c_q_w(w, U, K, diag, -up, -dn)
+        I_vv = 0.25 * (trMM + CQ_T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC) = 1/2 [tr((C^-1 dC)^2)
         #   - 2 tr(K D'C^-1 D) + tr(K G'D K G'D)] with D = dC G = L BD:
         #   D'C^-1 D = BD'BD and G'D = Z*'BD (``info_parts``)
         tr_cc = self.tr_cinv_dc_sq
-        BDK = BD @ K
+        BDK = _times_k(BD, K)
         mid = (BDK * BD).sum(axis=(1, 2))
-        GD = np.einsum("mjr,mjs->mrs", Zw, BD)
+        GD = _cross(Zw, BD)
         KGD = K @ GD
         last = np.einsum("mrt,mtr->m", KGD, KGD)
         I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
@@ -874,19 +871,20 @@ class BidiagonalFactor(DenseFactor):
         # C^-1 D = B'BD and sum_j w_aj (D K G')_jj = sum_j (BD K)_j U_aj
         # (D = L BD, U_a = L'(w_a o G))
         cdci = self.c_dcinv_diag                      # diag(C dC^-1)
-        dPM = (-cdci - np.einsum("mjr,mjr->mj", F, self.whiten_t(BD))
-               + np.einsum("mjr,mjr->mj", F @ GD @ K, G))
-        per = 0.5 * (np.einsum("mja,mj->ma", w, dPM)
-                     - np.einsum("mjr,mjra->ma", BDK, U))        # (m, k_var)
+        dPM = (-cdci - _row_dot(F, self.whiten_t(BD))
+               + _row_dot(_times_k(_times_k(F, GD), K), G))
+        per = 0.5 * (_group_sums(dPM[:, :, None], w)[:, 0]
+                     - _group_sums(BDK.reshape(m, -1, 1), U.reshape(m, -1, kv))[:, 0])
         I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
                          for a in range(kv)])
-        # G x variance, G x phi
+        # G x variance: 1/2 sum_rows w_a (E_c o (C Q Z~)_j (Q Z~)_j') summed,
+        # as E_c times the rows' sums of the q x q products; G x phi
         IKA = np.eye(q) - K @ A
-        Yq = G @ IKA
-        CYq = Zt @ IKA
-        CYqE = np.einsum("mjr,crs->cmjs", CYq, E)
-        I_Gv = 0.5 * (np.einsum("cmjs,mjs->cmj", CYqE, Yq).reshape(E.shape[0], -1)
-                      @ w.reshape(-1, kv))
+        Yq = _times_k(G, IKA)
+        CYq = _times_k(Zt, IKA)
+        kc = E.shape[0]
+        I_Gv = 0.5 * (E.reshape(kc, q * q)
+                      @ _rows_cross(_outer_rows(CYq, Yq), w))
         Mq = _swap(IKA) @ GD @ IKA
         per_c = 0.5 * np.einsum("crs,msr->cm", E, Mq)
         I_Gc = np.stack([np.bincount(lev, weights=row, minlength=k) for row in per_c]
@@ -902,6 +900,46 @@ def _rows_cross(a, b):
     """sum over groups and rows of a_j b_j' ((m, n, k) each): one BLAS
     product (einsum's own loop is several times slower here)."""
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
+
+# Per-group algebra with the q random effects of the rows.  With q = 1 (a
+# random intercept) the products of numpy's batched matmul and einsum on
+# 1 x 1 matrices cost 3-5 times a broadcast product of the same arrays
+# (measured on a bucket of 16,384 rows), so they take that path then.
+def _times_k(V, K, left=False):
+    """V @ K (or K @ V with ``left``) per group: V (m, n, q) or (m, n, q,
+    c) for ``left``, K (m, q, q) (broadcast as given)."""
+    if K.shape[-1] == 1 and K.shape[-2] == 1:
+        return V * K
+    return K @ V if left else V @ K
+
+
+def _row_dot(a, b):
+    """sum_r a_jr b_jr per row, (m, n, q) each."""
+    if a.shape[-1] == 1:
+        return (a * b)[..., 0]
+    return np.einsum("mjr,mjr->mj", a, b)
+
+
+def _cross(a, b):
+    """a'b per group (m, q, q) for a, b (m, n, q)."""
+    if a.shape[-1] == 1:
+        return (a * b).sum(axis=1, keepdims=True)
+    return np.einsum("mjr,mjs->mrs", a, b)
+
+
+def _outer_rows(a, b):
+    """a_j b_j' per row, flattened: (m, n, q * q)."""
+    m, n, q = a.shape
+    if q == 1:
+        return a * b
+    return (a[..., :, None] * b[..., None, :]).reshape(m, n, q * q)
+
+
+def _group_sums(v, w):
+    """sum_j v_jk w_ja per group, (m, k, k_var), for v (m, n, k) and w (m,
+    n, k_var): a batched product (einsum's loop is 4 times slower)."""
+    return _swap(v) @ w
 
 
 class Exchangeable(CorrelationStructure):
