@@ -53,6 +53,7 @@ import numpy as np
 
 from . import _engine
 from ._linalg import chol_solve, cholesky_equilibrated
+from .structures.correlation import _bd_dot_u, _cross, _group_sums, _times_k
 
 __all__ = ["evaluate", "observed_information", "has_observed_information"]
 
@@ -97,7 +98,10 @@ def _whiten(data, block, natural, resid_var, derivative):
         factor = block.bucket_factor(natural, bucket, derivative)
         scale = at.take(inv_s)
         for part, out in zip(parts, outs):
-            at.put(out, factor.whiten(at.take(part), scale))
+            if at.rows is not None:   # straight into the output's rows (a view)
+                factor.whiten(at.take(part), scale, out=at.take(out))
+            else:
+                at.put(out, factor.whiten(at.take(part), scale))
         logdet += factor.logdet
         factors.append(factor)
     Xw, Zw, yw = outs[0], outs[1], outs[2][:, 0]
@@ -408,8 +412,8 @@ def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
     onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
     x = np.concatenate([x_var, x_phi[..., None] * onehot[:, None, None, :]],
                        axis=3)                     # (m, n, ns, kl)
-    c_all[groups] = np.einsum("mjr,mjs->mrs", Zw_b, src)
-    t_all[groups] = (_t(Zw_b) @ x.reshape(m, n, ns * kl)).reshape(m, q, ns, kl)
+    c_all[groups] = _cross(Zw_b, src)
+    t_all[groups] = _group_sums(Zw_b, x.reshape(m, n, ns * kl)).reshape(m, q, ns, kl)
     for j in range(ns):
         xj = x[:, :, j].reshape(-1, kl)
         xx[j] += xj.T @ xj
@@ -426,18 +430,17 @@ def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
     # diag(dC N) = diag(C dC^-1) - diag(C dC^-1 Z~ K G') (the gradient's
     # N); C dC^-1 Z~ = -dC G = -L BD, so that
     # sum_j w_aj (C dC^-1 Z~ K G')_jj = -sum_j (BD K)_j U_aj
-    BDK = BD @ Kg
-    per_vc = 0.5 * (np.einsum("mjsa,mjs->ma", Ltw, x_phi)
-                    + np.einsum("mja,mj->ma", wb, fac.c_dcinv_diag)
-                    + np.einsum("mjr,mjra->ma", BDK, U))
+    BDK = _times_k(BD, Kg)
+    per_vc = 0.5 * (_group_sums(x_phi.reshape(m, -1, 1), Ltw.reshape(m, -1, kv))[:, 0]
+                    + _group_sums(fac.c_dcinv_diag[:, :, None], wb)[:, 0]
+                    + _bd_dot_u(BDK, U))
     d2d, d2o = fac._d2Cinv
     quad = (2.0 * (x_phi * x_phi).sum(axis=1)
             - (d2d[..., None] * La * La).sum(axis=1)
             - 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
     # M'C M for M = dC^-1 Z~: L'M = L'(dB'B + B'dB) Z~ = L'dB'Z* + dB Z~
     # = -BD
-    GdG = (2.0 * np.einsum("mjr,mjs->mrs", BD, BD)
-           - np.einsum("mjr,mjs->mrs", Zt_b, fac._tri_dot(d2d, d2o, Zt_b)))
+    GdG = 2.0 * _cross(BD, BD) - _cross(Zt_b, fac._tri_dot(d2d, d2o, Zt_b))
     per_cc = 0.5 * (quad - fac.d2logdet() - fac.tr_cinv_dc_sq
                     + np.einsum("mrs,msr->m", Kg, GdG))
     second[:kv, :kv] += vv

@@ -519,9 +519,11 @@ class DenseFactor:
     def dC(self):
         return self._dC() if callable(self._dC) else self._dC
 
-    def whiten(self, v, scale=None):
-        """L^-1 v for v (m, n, c); with ``scale`` (m, n), L^-1 diag(scale) v."""
-        return self._Linv @ (v if scale is None else v * scale[..., None])
+    def whiten(self, v, scale=None, out=None):
+        """L^-1 v for v (m, n, c); with ``scale`` (m, n), L^-1 diag(scale) v;
+        into ``out`` where given."""
+        return np.matmul(self._Linv, v if scale is None else v * scale[..., None],
+                         out=out)
 
     def whiten_t(self, v):
         """L^-T v."""
@@ -584,14 +586,14 @@ class BidiagonalFactor(DenseFactor):
         """rho_j / c_j for j >= 1 (B's subdiagonal, negated), (m, n-1, 1)."""
         return (self.rho[:, 1:] / self.c[:, 1:])[:, :, None]
 
-    def whiten(self, v, scale=None):
+    def whiten(self, v, scale=None, out=None):
         if scale is None:
-            out = v * self._inv_c
+            out = np.multiply(v, self._inv_c, out=out)
             out[:, 1:] -= self._rho_c * v[:, :-1]
             return out
         # B diag(scale) v in two passes: row j is
         # (scale_j v_j - rho_j scale_{j-1} v_{j-1}) / c_j
-        out = v * (scale / self.c)[:, :, None]
+        out = np.multiply(v, (scale / self.c)[:, :, None], out=out)
         out[:, 1:] -= (self.rho[:, 1:] * scale[:, :-1] / self.c[:, 1:])[:, :, None] * v[:, :-1]
         return out
 
@@ -672,7 +674,7 @@ class BidiagonalFactor(DenseFactor):
     def _dB(self):
         """dB / d phi: its diagonal d(1 / c_j) and subdiagonal
         d(-rho_j / c_j) (entries (j, j-1))."""
-        c3 = self.c ** 3
+        c3 = self.c * self.c * self.c      # (c ** 3 takes np.power's slow path)
         return self.rho * self.drho / c3, -self.drho / c3
 
     @functools.cached_property
@@ -690,7 +692,8 @@ class BidiagonalFactor(DenseFactor):
     def _d2Cinv(self):
         """d^2 C^-1 / d phi^2 = d2B'B + 2 dB'dB + B'd2B (tridiagonal)."""
         rho, c, r1, r2 = self.rho, self.c, self.drho, self.d2rho
-        c3, c5 = c ** 3, c ** 5
+        c3 = c * c * c
+        c5 = c3 * c * c
         Bd, Bs = 1.0 / c, -rho / c
         dBd, dBs = self._dB
         d2Bd = (1.0 + 2.0 * rho * rho) / c5 * r1 * r1 + rho / c3 * r2
@@ -722,27 +725,39 @@ class BidiagonalFactor(DenseFactor):
     def info_parts(self, Zw, Zt, w, extra=None):
         """
         What the expected and the observed information take from L', in
-        one back substitution (``lt_dot``) over all their columns (each
-        call is a loop over the positions, whose cost is mostly per call):
+        one back substitution (``lt_position_major``) over all their
+        columns (each is a loop over the positions, whose cost is mostly
+        per call):
 
         * G = C^-1 Z~ = B'Z* (m, n, q);
-        * U_a = L'(w_a o G) per variance direction a (m, n, q, k_var);
+        * U_a = L'(w_a o G) per variance direction a, position-major (n,
+          m, q, k_var): its uses sum over rows, in any order;
         * BD = B dC G = -dB Z~ - L'(dB'Z*) (m, n, q): from dC = -L dB C
           - C dB'L' and L'C^-1 = B, dC G = -L dB Z~ - C dB'Z*, so that
           D = dC G = L BD, D'C^-1 D = BD'BD and G'D = Z*'BD;
         * L' extra for ``extra`` (m, n, c), else None.
+
+        The columns are written position-major straight from their
+        factors (no concatenated copy to transpose).
         """
         m, n = self.rho.shape
         q, kv = Zw.shape[2], w.shape[2]
+        qk = q * kv
         G = self.whiten_t(Zw)
-        cols = [(G[..., :, None] * w[..., None, :]).reshape(m, n, q * kv),
-                self.d_whiten_t(Zw)]
+        ce = 0 if extra is None else extra.shape[2]
+        h = np.empty((n, m, qk + q + ce))
+        Ga = h[..., :qk].view()
+        Ga.shape = (n, m, q, kv)      # a view (raises if it were a copy)
+        np.multiply(np.swapaxes(G, 0, 1)[..., :, None],
+                    np.swapaxes(w, 0, 1)[..., None, :], out=Ga)
+        h[..., qk:qk + q] = np.swapaxes(self.d_whiten_t(Zw), 0, 1)
         if extra is not None:
-            cols.append(extra)
-        Lt = self.lt_dot(np.concatenate(cols, axis=2))
-        U = Lt[..., :q * kv].reshape(m, n, q, kv)
-        BD = -self.d_whiten(Zt) - Lt[..., q * kv:q * (kv + 1)]
-        return G, U, BD, (None if extra is None else Lt[..., q * (kv + 1):])
+            h[..., qk + q:] = np.swapaxes(extra, 0, 1)
+        self.lt_position_major(h)
+        BD = -self.d_whiten(Zt) - np.swapaxes(h[..., qk:qk + q], 0, 1)
+        rest = (None if extra is None
+                else np.ascontiguousarray(np.swapaxes(h[..., qk + q:], 0, 1)))
+        return G, Ga, BD, rest
 
     def w_c_q_w(self, w, U, K, diag=None, up=None, down=None):
         """
@@ -750,7 +765,7 @@ class BidiagonalFactor(DenseFactor):
         k_var), G = C^-1 Z~ (m, n, q)): C o C^-1 is tridiagonal (C's first
         off-diagonal is rho), and w_a'(C o G K G')w_b =
         sum_jk (L' Ga)_ja K (L' Ga)_kb' (Ga_j = G_j w_j'), with
-        U = L' Ga (m, n, q, k_var) from ``info_parts``.
+        U = L' Ga position-major (n, m, q, k_var) from ``info_parts``.
 
         ``diag``, ``up``, ``down`` (m, n), (m, n-1), (m, n-1): a
         tridiagonal matrix added to C o C^-1 (entries (j, j), (j, j+1),
@@ -775,7 +790,7 @@ class BidiagonalFactor(DenseFactor):
             X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
             T += X.T if transpose else X
         # sum over groups, rows and q: one product of (rows q, k_var) arrays
-        UK = _times_k(U, K[:, None], left=True)          # (m, n, q, k_var)
+        UK = _times_k(U, K[None], left=True)             # (n, m, q, k_var)
         return T - UK.reshape(-1, kv).T @ U.reshape(-1, kv)
 
     def d2logdet(self):
@@ -797,24 +812,21 @@ class BidiagonalFactor(DenseFactor):
         out[:, 1:] += off[:, :, None] * V[:, :-1]
         return out
 
-    def lt_dot(self, V):
-        """L' V for V (m, n, c) by back substitution of B' u = V:
+    def lt_position_major(self, h):
+        """L' V in place for V position-major (n, m, c), by back substitution
+        of B' u = V:
         u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1}), i.e. u = c o h with
         h_j = v_j + rho_{j+1} h_{j+1}, a recursion over the positions,
-        vectorised over groups and columns.  It runs on a position-major
-        copy, where a position's groups and columns are one contiguous
-        block (on (m, n, c) itself each step reads a strided (m, c) slice:
+        vectorised over groups and columns.  Position-major, a
+        position's groups and columns are one contiguous block (on (m, n, c) itself each step reads a strided (m, c) slice:
         2-3 times slower for a few columns).  (A banded triangular solve,
         LAPACK's dtbtrs, over a bucket's rows as one bidiagonal matrix took
         2 times longer for 4 columns: a chain of dependent steps per
         column.)"""
-        h = np.array(np.swapaxes(V, 0, 1), order="C")   # a copy (V is read only)
         r = self._rho_by_position
         for j in range(h.shape[0] - 2, -1, -1):
             h[j] += r[j + 1] * h[j + 1]
-        out = np.empty(V.shape)
-        np.multiply(np.swapaxes(h, 0, 1), self.c[:, :, None], out=out)
-        return out
+        h *= self.c.T[:, :, None]
 
     def information(self, Zt, Zw, K, A, w, E):
         """
@@ -873,8 +885,7 @@ class BidiagonalFactor(DenseFactor):
         cdci = self.c_dcinv_diag                      # diag(C dC^-1)
         dPM = (-cdci - _row_dot(F, self.whiten_t(BD))
                + _row_dot(_times_k(_times_k(F, GD), K), G))
-        per = 0.5 * (_group_sums(dPM[:, :, None], w)[:, 0]
-                     - _group_sums(BDK.reshape(m, -1, 1), U.reshape(m, -1, kv))[:, 0])
+        per = 0.5 * (_group_sums(dPM[:, :, None], w)[:, 0] - _bd_dot_u(BDK, U))
         I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
                          for a in range(kv)])
         # G x variance: 1/2 sum_rows w_a (E_c o (C Q Z~)_j (Q Z~)_j') summed,
@@ -922,7 +933,7 @@ def _row_dot(a, b):
 
 
 def _cross(a, b):
-    """a'b per group (m, q, q) for a, b (m, n, q)."""
+    """a'b per group (m, q, c) for a (m, n, q), b (m, n, c)."""
     if a.shape[-1] == 1:
         return (a * b).sum(axis=1, keepdims=True)
     return np.einsum("mjr,mjs->mrs", a, b)
@@ -934,6 +945,12 @@ def _outer_rows(a, b):
     if q == 1:
         return a * b
     return (a[..., :, None] * b[..., None, :]).reshape(m, n, q * q)
+
+
+def _bd_dot_u(V, U):
+    """sum_j V_j U_ja per group (m, k_var), for V (m, n, q) and the
+    position-major U (n, m, q, k_var) of ``BidiagonalFactor.info_parts``."""
+    return (np.swapaxes(V, 0, 1)[..., None] * U).sum(axis=(0, 2))
 
 
 def _group_sums(v, w):
@@ -1025,6 +1042,16 @@ class AR1(CorrelationStructure):
         phi = np.asarray(self._per_level(natural))[level, 0]
         gaps = np.zeros(t.shape)
         gaps[:, 1:] = t[:, 1:] - t[:, :-1]
+        if np.all(gaps[:, 1:] == 1.0):
+            # no gaps: rho_j = phi, d rho_j / d phi = 1, d2 = 0 (the same
+            # numbers as the powers below, without np.power's cost, a
+            # tenth of an evaluation)
+            rho = np.repeat(phi[:, None], t.shape[1], axis=1)
+            rho[:, 0] = 0.0
+            drho = (gaps > 0).astype(np.float64) if derivative else None
+            return BidiagonalFactor(
+                lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
+                level, self.k, lambda: np.zeros(t.shape))
         rho = np.where(gaps > 0, np.power(phi[:, None], gaps), 0.0)
         drho = d2rho = None
         if derivative:  # d rho_j / d phi = d_j phi^(d_j - 1), any gap d_j > 0
