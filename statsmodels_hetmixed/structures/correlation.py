@@ -606,6 +606,10 @@ class BidiagonalFactor(DenseFactor):
     def _rho_by_position(self):
         return np.ascontiguousarray(self.rho.T)[:, :, None]      # (n, m, 1)
 
+    @functools.cached_property
+    def _c_by_position(self):
+        return np.ascontiguousarray(self.c.T)[:, :, None]        # (n, m, 1)
+
     @property
     def inverse(self):
         m, n = self.rho.shape
@@ -826,7 +830,7 @@ class BidiagonalFactor(DenseFactor):
         r = self._rho_by_position
         for j in range(h.shape[0] - 2, -1, -1):
             h[j] += r[j + 1] * h[j + 1]
-        h *= self.c.T[:, :, None]
+        h *= self._c_by_position
 
     def information(self, Zt, Zw, K, A, w, E):
         """
@@ -854,8 +858,16 @@ class BidiagonalFactor(DenseFactor):
         #   C^-1)w (tridiagonal weights, with the diagonal sum above in the
         #   same pass: ``w_c_q_w``), T4 = sum tr(M_a K P_b'), P_b = sum_j
         #   w_bj Z~_j G_j'
-        Ma = _group_sums(_outer_rows(F, G), w)        # (m, q*q, k_var)
-        Pm = _group_sums(_outer_rows(Zt, G), w)
+        # the three per-group sums over rows weighted by w (M_a, P_b and
+        # the variance x phi diagonal below) in one pass over w
+        qq = q * q
+        cdci = self.c_dcinv_diag                      # diag(C dC^-1)
+        GD = _cross(Zw, BD)
+        dPM = (-cdci - _row_dot(F, self.whiten_t(BD))
+               + _row_dot(_times_k(_times_k(F, GD), K), G))
+        sums = _group_sums(np.concatenate(
+            [_outer_rows(F, G), _outer_rows(Zt, G), dPM[:, :, None]], axis=2), w)
+        Ma, Pm = sums[:, :qq], sums[:, qq:2 * qq]     # (m, q*q, k_var)
         swap_rs = np.arange(q * q).reshape(q, q).T.ravel()  # (r, s) -> (s, r)
         trMM = np.einsum("mka,mkb->ab", Ma, Ma[:, swap_rs])
         # (per-group sums of small arrays: einsum's own loop suffices)
@@ -872,7 +884,6 @@ class BidiagonalFactor(DenseFactor):
         tr_cc = self.tr_cinv_dc_sq
         BDK = _times_k(BD, K)
         mid = (BDK * BD).sum(axis=(1, 2))
-        GD = _cross(Zw, BD)
         KGD = K @ GD
         last = np.einsum("mrt,mtr->m", KGD, KGD)
         I_cc = np.diag(np.bincount(lev, weights=0.5 * (tr_cc - 2.0 * mid + last),
@@ -882,10 +893,8 @@ class BidiagonalFactor(DenseFactor):
         #   (Q dC Q = -dC^-1 - C^-1 D K G' - G K D' C^-1 + G K G'D K G'),
         # C^-1 D = B'BD and sum_j w_aj (D K G')_jj = sum_j (BD K)_j U_aj
         # (D = L BD, U_a = L'(w_a o G))
-        cdci = self.c_dcinv_diag                      # diag(C dC^-1)
-        dPM = (-cdci - _row_dot(F, self.whiten_t(BD))
-               + _row_dot(_times_k(_times_k(F, GD), K), G))
-        per = 0.5 * (_group_sums(dPM[:, :, None], w)[:, 0] - _bd_dot_u(BDK, U))
+        # (dPM above)
+        per = 0.5 * (sums[:, 2 * qq] - _bd_dot_u(BDK, U))
         I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
                          for a in range(kv)])
         # G x variance: 1/2 sum_rows w_a (E_c o (C Q Z~)_j (Q Z~)_j') summed,
@@ -950,7 +959,8 @@ def _outer_rows(a, b):
 def _bd_dot_u(V, U):
     """sum_j V_j U_ja per group (m, k_var), for V (m, n, q) and the
     position-major U (n, m, q, k_var) of ``BidiagonalFactor.info_parts``."""
-    return (np.swapaxes(V, 0, 1)[..., None] * U).sum(axis=(0, 2))
+    # (einsum: half the time of the broadcast product and its sum here)
+    return np.einsum("mjr,jmra->ma", V, U)
 
 
 def _group_sums(v, w):
