@@ -90,9 +90,13 @@ def _whiten(data, block, natural, resid_var, derivative):
     separate_z = data.exog_zc is not None and data.exog_zc is not data.exog_z
     if separate_z:
         parts.append(data.exog_z)
-    # each part whitened into its own array (contiguous, as the engine
-    # reads them), the scaling S^-1 inside the factor's product
-    outs = [np.empty(part.shape) for part in parts]
+    # each part whitened into its own array, in the part's memory order
+    # (the designs are Fortran-ordered, as the engine reads them: a
+    # bucket's rows are then read and written a column at a time; into
+    # C-ordered arrays each step read the columns 8 x n bytes apart, and
+    # an evaluation of the value took about 2 ms longer at 100,000 rows),
+    # the scaling S^-1 inside the factor's product
+    outs = [np.empty_like(part, dtype=np.float64) for part in parts]
     factors, logdet = [], 0.0
     for bucket, at in zip(block.buckets, _bucket_rows(block)):
         factor = block.bucket_factor(natural, bucket, derivative)
