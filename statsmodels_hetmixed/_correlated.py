@@ -153,7 +153,7 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
 
     s = np.sqrt(resid_var)
     a = ev.vinv_resid                        # V*^-1 r*, whitened rows
-    A, B, e, K, _ = ev.group_summaries       # engine's centred coordinates
+    A, B, _, K, _ = ev.group_summaries       # engine's centred coordinates
     Zw = _engine._engine_z(wdata)
     Zt = _engine._engine_z(data) / s[:, None]    # Z~ = Z / s (centred columns)
     Xi_rows = chol_H = None
@@ -281,7 +281,7 @@ def _coloured_rows(data, ev, s, Zt, chol_H):
     BLUPs) and Xi is X* - Z* K B times a matrix; L B S^-1 = S^-1 and
     L Z* = Z~, so L a = S^-1 r - Z~ u and L Xi = (S^-1 X - Z~ K B) chol_H^-T.
     """
-    A, B, e, K, _ = ev.group_summaries
+    _, B, e, K, _ = ev.group_summaries
     La = ev.resid_marginal / s - _engine.rows_times_group(
         data, Zt, np.einsum("iab,ib->ia", K, e))
     if chol_H is None:
@@ -407,7 +407,7 @@ def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
     wsrc = (b[..., :, None] * wb[..., None, :]).reshape(m, n, ns * kv)
     # every product with L' in one recursion (G = C^-1 Z~, U, BD: see
     # ``BidiagonalFactor.info_parts``)
-    G, U, BD, Lt = fac.info_parts(
+    _, U, BD, Lt = fac.info_parts(
         Zw_b, Zt_b, wb, np.concatenate([wsrc, fac.d_whiten_t(src)], axis=2))
     Ltw = Lt[..., :ns * kv].reshape(m, n, ns, kv)  # L'(w o b)
     x_phi = -fac.d_whiten(La) - Lt[..., ns * kv:]
