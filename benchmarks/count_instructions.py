@@ -16,7 +16,9 @@ version (the 100,000-row fits take longest).  Workloads: ``hsb_het_ml``,
 ``hsb_hom_ml`` (HSB, ``mathach ~ female``, ``var_formula="~ female"`` or
 none, ML), ``ls1_laplace``, ``ls1_aghq`` (HSB location-scale model (1),
 ``bench_locscale.py``), ``sim100k_hom_ml``, ``sim100k_het_ml``,
-``sim100k_het_reml`` (``bench_fit.py``'s model on 2,000 groups x 50 rows).
+``sim100k_het_reml`` (``bench_fit.py``'s model on 2,000 groups x 50 rows),
+``ar1_100k_ml``, ``ar1data_indep_ml`` (``bench_correlation.py --ar1-only``'s
+AR(1) model and the same model without correlation, ML).
 """
 
 from __future__ import annotations
@@ -31,14 +33,26 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ("hsb_het_ml", "hsb_hom_ml", "ls1_laplace", "ls1_aghq",
-             "sim100k_hom_ml", "sim100k_het_ml", "sim100k_het_reml")
+             "sim100k_hom_ml", "sim100k_het_ml", "sim100k_het_reml",
+             "ar1_100k_ml", "ar1data_indep_ml")
 
 
 def _child(workload: str) -> None:
     """One warm-up fit, then one fit with callgrind's instrumentation on."""
     import statsmodels_hetmixed.formula.api as hmf
 
-    if workload.startswith("sim100k"):
+    if workload.startswith("ar1"):
+        sys.path.insert(0, str(HERE))
+        from make_data import make_ar1_data
+
+        data, warm = make_ar1_data(2000, 50), make_ar1_data(100, 50, seed=1)
+        kw = ({"correlation": "ar1", "time": "t"} if workload == "ar1_100k_ml"
+              else {})
+
+        def fit(df):
+            return hmf.hetmixedlm("y ~ x + g", df, groups="grp",
+                                  var_formula="~ x + g + xg", **kw).fit(reml=False)
+    elif workload.startswith("sim100k"):
         sys.path.insert(0, str(HERE))
         import bench_fit
         from make_data import make_data

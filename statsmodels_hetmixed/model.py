@@ -1723,9 +1723,13 @@ class HetMixedLM(MixedLM):
         free = objective.start()
         mask = np.ones(free.size, bool)
         # a few scoring steps: a start, not an estimate (scoring converges
-        # in about 5 steps from the OLS start; 10 cost the same as a fit)
+        # in about 5 steps from the OLS start; 10 cost the same as a fit),
+        # stopped once the Newton decrement (twice the log-likelihood still
+        # to gain) is below 1e-3 instead of the fit's 1e-10: the steps in
+        # between move the start by far less than a standard error (on
+        # the AR(1) benchmark: 4 evaluations instead of 6)
         free, _, _ = optim.run_method("scoring", objective, free, mask,
-                                      {"maxiter": 50}, None)
+                                      {"maxiter": 50, "decrement_tol": 1e-3}, None)
         natural = np.concatenate([inner.to_natural(free), corr.start(None)])
         return lay.from_natural(natural)
 

@@ -181,6 +181,9 @@ def fisher_scoring(objective, free, mask, options, hist):
     nat = lay.to_natural(free)
     box = lay.bounded
     maxiter = options.get("maxiter", 200)
+    # below this Newton decrement (on the scoring information) the point
+    # is taken: a start needs less than an estimate
+    tol = options.get("decrement_tol", NEWTON_DECREMENT_TOL)
     # Steps are solved in the conditioned coordinates u = T natural (centred
     # variance covariates), where the information is well conditioned.
 
@@ -214,7 +217,7 @@ def fisher_scoring(objective, free, mask, options, hist):
         except np.linalg.LinAlgError:
             return lay.from_natural(nat), it, False
         step_u = _linalg.chol_solve(chol, g_u)
-        if float(g_u @ step_u) < NEWTON_DECREMENT_TOL:
+        if float(g_u @ step_u) < tol:
             return lay.from_natural(nat), it, True
         step = np.zeros_like(nat)
         step[work] = T_w_inv @ step_u
