@@ -154,6 +154,8 @@ def shared_columns(sub: np.ndarray, full: np.ndarray, sub_names: Sequence[str],
     """
     if sub.shape[0] != full.shape[0] or not sub.shape[1] or sub.dtype != full.dtype:
         return None
+    if sub is full and list(map(str, sub_names)) == list(map(str, full_names)):
+        return slice(0, full.shape[1])
     position = {str(name): j for j, name in enumerate(full_names)}
     cols = [position.get(str(name)) for name in sub_names]
     if len(cols) != sub.shape[1] or None in cols:

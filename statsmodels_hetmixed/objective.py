@@ -91,13 +91,20 @@ class HeteroskedasticObjective:
         The model's blocks.
     reml : bool
         REML criterion if True, else the log-likelihood.
+    var_columns : slice, optional
+        The columns of the fixed-effects design that the (single) variance
+        block's design W is, ``W = X[:, var_columns]`` (the model's
+        ``_exog_var_columns``): W's centred columns W T^-1 are then the
+        engine's centred columns of X there, which the observed
+        information takes as its directions instead of forming them.
     """
 
-    def __init__(self, grouped: _engine.GroupedData, layout: Layout, reml: bool
-                 ) -> None:
+    def __init__(self, grouped: _engine.GroupedData, layout: Layout, reml: bool,
+                 var_columns: slice | None = None) -> None:
         self.grouped = grouped
         self.layout = layout
         self.reml = bool(reml)
+        self.var_columns = var_columns
         self._last_info = None  # (natural, evaluation with the information)
         self._conditioning = {}  # the conditioning maps' inverses, by masks
         # natural -> the natural parameters of the centred effects'
@@ -381,8 +388,8 @@ class HeteroskedasticObjective:
         k_var = var_dirs.shape[1]
         T_var = T[k_cov:k_cov + k_var, k_cov:k_cov + k_var]
         conditioned = not np.array_equal(T_var, np.eye(k_var))
-        if conditioned:  # in Fortran order, as the engine's designs
-            var_dirs = _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
+        if conditioned:
+            var_dirs = self._conditioned_directions(var_dirs, T_var)
         R = np.eye(T.shape[0])    # from w to G_c's and the natural coordinates
         R[k_cov:k_cov + k_var, k_cov:k_cov + k_var] = T_var
         corr = lay.correlation_block
@@ -420,6 +427,23 @@ class HeteroskedasticObjective:
                 ev.info = self._centring.T @ ev.info @ self._centring
         self._last_info = (natural.copy(), ev)
         return self._information_from_w(hess_w, mask, T, g_u, ev)
+
+    def _conditioned_directions(self, var_dirs, T_var) -> np.ndarray:
+        """
+        The variance blocks' directions in the conditioned coordinates,
+        W T^-1 (W = ``var_dirs``), in Fortran order as the engine's
+        designs.  Where W is columns of the fixed-effects design
+        (``var_columns``) that the engine holds centred, W T^-1 = W - 1 m'
+        (m the columns' means, 0 for the intercept; ``LogLinearVariance.
+        conditioner``) is the engine's X_c = X M^-1 there: a view of it,
+        not an n x k copy (320 MB at 10,000,000 rows and four columns).
+        """
+        grouped, cols = self.grouped, self.var_columns
+        if (cols is not None and grouped.fe_basis is not None
+                and len(self.layout.variance_blocks) == 1
+                and self.layout.correlation_block is None):
+            return grouped.exog[:, cols]
+        return _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
 
     def _information_from_w(self, hess_w, mask, T, g_u, ev) -> "ObservedInformation":
         """The engine's Hessian along the directions w (``_analytic_information``)
@@ -516,14 +540,19 @@ class HeteroskedasticObjective:
             beta = _linalg.chol_solve(chol, _engine.rows_tmatvec(X, y))
         except np.linalg.LinAlgError:
             beta = np.linalg.lstsq(X, y, rcond=None)[0]
-        resid = y - _engine.rows_matmul(X, beta)
+        resid = _engine.rows_matmul(X, beta)
+        np.subtract(y, resid, out=resid)  # in place: one array of the rows' size
         total = max(float(np.mean(resid**2)), 1e-12)
         Z = self.grouped.exog_z
         share_re = 0.25 if Z.shape[1] > 0 else 0.0
-        # Mean square of each random-effects column over the rows where it is
-        # non-zero: columns of a variance component often touch few rows.
-        nonzero = np.maximum((Z != 0).sum(axis=0), 1)
-        zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
+        if self.grouped.unit_z is not None:
+            zz = np.ones(1)  # a random intercept's column of ones
+        else:
+            # Mean square of each random-effects column over the rows where
+            # it is non-zero: columns of a variance component often touch
+            # few rows.
+            nonzero = np.maximum((Z != 0).sum(axis=0), 1)
+            zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
         context = StartContext(resid=resid, total=total, share_re=share_re,
                                z_mean_square=zz)
         return self.layout.from_natural(self.layout.start(context))

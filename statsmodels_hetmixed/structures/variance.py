@@ -131,7 +131,9 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
     def variance(self, var_params, exog_var=None):
         """Residual variances sigma2_ij."""
         eta = self.linear_predictor(var_params, exog_var)
-        return np.exp(np.clip(eta, -_ETA_LIMIT, _ETA_LIMIT))
+        # in place: a fresh array of the rows' size costs page faults
+        np.clip(eta, -_ETA_LIMIT, _ETA_LIMIT, out=eta)
+        return np.exp(eta, out=eta)
 
     def natural_gradient(self, var_params, grad_log_variance):
         """d llf / d var_params from d llf / d log sigma2_ij: W' g."""
@@ -191,7 +193,9 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
         attributed to the residual (level-1) variance; the rest is left to
         the random effects.
         """
-        logsq = np.log(resid**2 + 1e-8 * np.mean(resid**2) + 1e-300)
+        logsq = np.square(resid)
+        logsq += 1e-8 * np.mean(logsq) + 1e-300
+        np.log(logsq, out=logsq)  # in place: no temporaries of the rows' size
         coef = self._least_squares(logsq)
         if self.const_direction is not None:
             coef = coef + (np.log(total_share) - _LOG_CHI2_1_MEAN) * self.const_direction
