@@ -286,14 +286,14 @@ def _scale_rows(a, v):
 _GRAM_ROWS = 1 << 15
 
 
-def rows_matmul(a, b):
+def rows_matmul(a, b, out=None):
     """``a @ b`` for a tall (n, k) ``a`` with few columns and a small
     ``b`` ((k,) or (k, l)), a block of rows at a time; an (n, l) result
     in Fortran order (its columns contiguous, as the engine's designs':
     measured 2.1 ms against 5.6 ms in C order for l = 4 at 1,000,000
-    rows)."""
+    rows).  ``out``: an (n,) array for the result of a vector ``b``."""
     if np.ndim(b) == 1:
-        out = np.empty(a.shape[0])
+        out = np.empty(a.shape[0]) if out is None else out
         for start in range(0, a.shape[0], _GRAM_ROWS):
             stop = start + _GRAM_ROWS
             np.matmul(a[start:stop], b, out=out[start:stop])
@@ -456,7 +456,15 @@ def _variance_block(db, wb, vb, local, T_out, gram):
     gram += _scale_rows(db, vb).T @ db
 
 
-def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None):
+def _spare_rows(a, n):
+    """Whether ``a`` can hold an evaluation's row-sized results: a float64
+    (n,) array of its own (no view of another)."""
+    return (isinstance(a, np.ndarray) and a.shape == (n,) and a.dtype == np.float64
+            and a.base is None and a.flags.c_contiguous and a.flags.writeable)
+
+
+def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
+                    B=None, spare=None):
     """
     The rows' part of ``evaluate`` after the fixed effects, for a random
     intercept with rows sorted by group, in one pass over blocks of whole
@@ -474,24 +482,39 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None)
     = (y - X b - Z u)_j^2 / r_j - 1 + K / r_j (the ML gradient rows,
     twice d llf / d log r_j) and, with ``D`` (the variance directions,
     (n, k_var)), ``_intercept_variance_sums``' T and Gram matrix of the
-    rows with v = 1 - 2 K / r_j.
+    rows with v = 1 - 2 K / r_j.  ``D`` a slice: the columns ``X[:, D]``
+    (``evaluate``'s ``info_directions``), read from the block of X in
+    cache, and T their columns of the per-group sums ``B`` = Z'R^-1 X.
+    ``resid_var`` None: sum log r_j = - sum log (1 / r_j) (``winv``
+    written over it).  ``spare``: arrays (``_spare_rows``) taken (popped)
+    for the row-sized results instead of new ones.
     """
     n, p = X.shape
     m = data.n_groups
     k_gain = K[:, 0, 0]
-    resid = np.empty(n)
+    spare = [] if spare is None else spare
+
+    def rows_array():
+        return spare.pop() if spare else np.empty(n)
+
+    resid = rows_array()
     e, blup = np.empty((m, 1)), np.empty((m, 1))
     quad = logsum = 0.0
     xtwr = np.zeros(p)
     out = {"resid": resid, "e": e, "blup": blup}
     if gradient:
-        out["vinv_resid"] = vinv_resid = np.empty(n)
-        out["g"] = g = np.empty(n)
-        if D is not None:
+        out["vinv_resid"] = vinv_resid = rows_array()
+        out["g"] = g = rows_array()
+        columns = isinstance(D, slice)
+        if columns:   # T of X's columns: their sums B = Z'R^-1 X
+            T = B[:, 0, D]
+            gram = np.zeros((T.shape[1],) * 2)
+        elif D is not None:
             T, gram = np.empty((m, D.shape[1])), np.zeros((D.shape[1],) * 2)
     for groups, rows, local in _group_blocks(data):
         rb = resid[rows]
-        np.subtract(y[rows], X[rows] @ fe_params, out=rb)
+        xb = X[rows]
+        np.subtract(y[rows], xb @ fe_params, out=rb)
         wb = winv[rows]
         rwb = rb * wb
         eb = np.add.reduceat(rwb, local)
@@ -499,8 +522,9 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None)
         ub = k_gain[groups] * eb
         blup[groups, 0] = ub
         quad += rwb @ rb - eb @ ub
-        logsum += np.log(resid_var[rows]).sum()
-        xtwr += X[rows].T @ rwb
+        logsum += (np.log(resid_var[rows]).sum() if resid_var is not None
+                   else -np.log(wb).sum())
+        xtwr += xb.T @ rwb
         if not gradient:
             continue
         sizes = data.sizes[groups]
@@ -513,11 +537,14 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None)
         np.multiply(cb, vb, out=gb)
         gb -= 1.0
         gb += zkz
-        if D is not None:
+        if columns:
+            db = xb[:, D]
+            gram += _scale_rows(db, 1.0 - 2.0 * zkz).T @ db
+        elif D is not None:
             _variance_block(D[rows], wb, 1.0 - 2.0 * zkz, local, T[groups], gram)
     out.update(quad=quad, logsum=logsum, xtwr=xtwr)
     if gradient and D is not None:
-        out["T"], out["rowpart"] = T.reshape(-1, 1, 1, D.shape[1]), gram
+        out["T"], out["rowpart"] = T.reshape(-1, 1, 1, T.shape[1]), gram
     return out
 
 
@@ -699,7 +726,7 @@ class Evaluation:
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
              info_directions=None, endog=None, per_group=False,
-             fe_summaries=True):
+             fe_summaries=True, reuse=None):
     """
     Log-likelihood (and optionally its gradient) of the Gaussian LMM.
 
@@ -731,6 +758,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         ``_expected_information``; with ``data.re_basis``, ``cov_dirs`` are
         derivatives of G_c (``centred_directions`` maps dG / d param to
         them; the natural parameters of G_c take its own directions).
+        ``var_dirs`` a slice: the columns ``data.exog[:, var_dirs]`` of the
+        engine's (centred) fixed-effects design, whose per-group sums
+        the fixed effects' pass has already taken.
     endog : ndarray (n,), optional
         Replaces ``data.endog`` (e.g. the response minus a per-group offset).
     per_group : bool
@@ -742,6 +772,15 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         given only) skips them and the cross products only they need, for
         callers that use neither (the location-scale quadrature); they are
         then None.
+    reuse : list, optional
+        Arrays the evaluation may overwrite instead of allocating new ones
+        of the rows' size (each a fresh allocation, with its page faults,
+        at 10,000,000 rows), for a random intercept with rows sorted by
+        group: ``resid_var`` itself when it is in the list (its reciprocals
+        are written over it), and float64 (n,) arrays of the list for the
+        residuals, V^-1 (y - X b) and the gradient rows.  The caller holds
+        no other reference to them, and drops them after the call (some
+        may then be the evaluation's).
 
     Raises
     ------
@@ -752,12 +791,26 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     fe_basis = data.fe_basis
     if fe_basis is not None and fe_params is not None:
         fe_params = fe_basis @ np.asarray(fe_params, dtype=np.float64)  # of X_c
+    if info_directions is not None and isinstance(info_directions[1], slice):
+        # read from X in the one pass of a random intercept (its sums B
+        # are then the T needed, ``_intercept_rows``); else a view of X
+        if not (unit_design(data, Z) and data.starts is not None
+                and fe_summaries and not per_group):
+            info_directions = (info_directions[0], X[:, info_directions[1]])
     y = data.endog if endog is None else np.asarray(endog, dtype=np.float64)
     if per_group and reml:
         raise ValueError("per-group log-likelihoods are for ML only")
     n, p = X.shape
     q = Z.shape[1]
-    winv = 1.0 / resid_var
+    fusing = unit_design(data, Z) and data.starts is not None and not per_group
+    if fusing and reuse and any(a is resid_var for a in reuse):
+        # sum log r_j below is then - sum log (1 / r_j)
+        winv = np.divide(1.0, resid_var, out=resid_var)
+        resid_var = None
+    else:
+        winv = 1.0 / resid_var
+    spare = [] if not fusing or reuse is None else [
+        a for a in reuse if a is not winv and _spare_rows(a, n)]
 
     # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y,
     # each a product of a column of R^-1 Z (formed once) with the rows.
@@ -802,10 +855,10 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     # a random intercept with rows sorted by group: the rows' part in one
     # pass (residuals, BLUPs, gradient rows, information sums)
     fused = None
-    if unit and data.starts is not None and not per_group:
+    if fusing:
         fused = _intercept_rows(
             data, X, y, winv, resid_var, fe_params, K, gradient,
-            None if info_directions is None else info_directions[1])
+            None if info_directions is None else info_directions[1], B, spare)
         resid, e, blup = fused["resid"], fused["e"], fused["blup"]
         quad, logsum = fused["quad"], fused["logsum"]
     else:
@@ -892,8 +945,11 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     ev.grad_cov_centred = grad_cov
     ev.grad_eta = g
     if info_directions is not None:
+        cov_dirs, var_dirs = info_directions
+        if isinstance(var_dirs, slice):
+            var_dirs = X[:, var_dirs]   # a view (its sums are info_sums')
         ev.info = _expected_information(data, Z, wz, K, A, zvz, zkz_w,
-                                        *info_directions, **info_sums)
+                                        cov_dirs, var_dirs, **info_sums)
     return ev
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _correlated, _engine, _hessian, _linalg
 from .structures import CovarianceBlock, Layout, StartContext, VarianceBlock
+from .structures.variance import LogLinearVariance
 
 __all__ = ["HeteroskedasticObjective", "ObservedInformation"]
 
@@ -106,6 +107,10 @@ class HeteroskedasticObjective:
         self.reml = bool(reml)
         self.var_columns = var_columns
         self._last_info = None  # (natural, evaluation with the information)
+        # row-sized arrays of a released evaluation, which the next one
+        # writes its results into (the engine's ``reuse``)
+        self._spare_rows = []
+        self._resid_var_array = None  # the last evaluation's, reused
         self._conditioning = {}  # the conditioning maps' inverses, by masks
         # natural -> the natural parameters of the centred effects'
         # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
@@ -139,17 +144,37 @@ class HeteroskedasticObjective:
         elif basis is not None:
             factor = basis @ factor
         directions = lay.info_directions(natural) if info else None
+        centred_var = self._centred_var_columns() if info else None
+        if centred_var is not None:
+            # the engine takes the variance directions' centred columns
+            # W T^-1 as its own X_c columns, in the pass over X it makes
+            # anyway; its information is then in u = T a, and in a it is
+            # R' I_u R (R: T on the variance block)
+            directions = (directions[0], centred_var[0])
         corr = lay.correlation_block
         if corr is None:
-            ev = _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
+            # resid_var is made for this call (into the last call's array,
+            # which no evaluation holds): the engine may write over it
+            resid_var = lay.resid_var(natural, out=self._resid_var_array)
+            reuse, self._spare_rows = [resid_var, *self._spare_rows], []
+            self._resid_var_array = None
+            ev = _engine.evaluate(self.grouped, factor, resid_var,
                                   self.reml, fe_params=fe_params, gradient=gradient,
-                                  info_directions=directions)
+                                  info_directions=directions, reuse=reuse)
+            if _engine._spare_rows(resid_var, self.nobs):
+                self._resid_var_array = resid_var
+            del resid_var, reuse
         else:  # correlated residuals: the engine on whitened rows
             ev = _correlated.evaluate(
                 self.grouped, corr, np.asarray(natural)[lay.corr_natural], factor,
                 lay.resid_var(natural), self.reml, fe_params=fe_params,
                 gradient=gradient, info_directions=directions)
         if info:
+            if centred_var is not None:
+                R = np.eye(ev.info.shape[0])
+                k_cov, T_var = lay.k_cov, centred_var[1]
+                R[k_cov:k_cov + len(T_var), k_cov:k_cov + len(T_var)] = T_var
+                ev.info = R.T @ ev.info @ R
             # The blocks' own directions are those of the natural parameters
             # of G_c, v = C natural (``centred``): the engine's information
             # is in v, computed there without the cancellation of the
@@ -428,21 +453,40 @@ class HeteroskedasticObjective:
         self._last_info = (natural.copy(), ev)
         return self._information_from_w(hess_w, mask, T, g_u, ev)
 
+    def _centred_var_columns(self):
+        """
+        ``(cols, T)`` where the variance block's centred design W T^-1 is
+        the engine's centred columns ``grouped.exog[:, cols]``, else None.
+
+        A single log-linear block (its directions d log sigma2 / da are W)
+        whose W is columns of the fixed-effects design (``var_columns``),
+        with an intercept (T, its ``conditioner``, not the identity): then
+        W T^-1 = W - 1 m' (m the columns' means, 0 for the intercept) is
+        the engine's X_c = X M^-1 (X's columns less their means, its
+        intercept kept) there.
+        """
+        lay, cols = self.layout, self.var_columns
+        if (cols is None or self.grouped.fe_basis is None
+                or lay.correlation_block is not None
+                or len(lay.variance_blocks) != 1
+                or not isinstance(lay.variance_blocks[0], LogLinearVariance)):
+            return None
+        T_var = lay.variance_blocks[0].conditioner()
+        if np.array_equal(T_var, np.eye(len(T_var))):
+            return None
+        return cols, T_var
+
     def _conditioned_directions(self, var_dirs, T_var) -> np.ndarray:
         """
         The variance blocks' directions in the conditioned coordinates,
         W T^-1 (W = ``var_dirs``), in Fortran order as the engine's
-        designs.  Where W is columns of the fixed-effects design
-        (``var_columns``) that the engine holds centred, W T^-1 = W - 1 m'
-        (m the columns' means, 0 for the intercept; ``LogLinearVariance.
-        conditioner``) is the engine's X_c = X M^-1 there: a view of it,
-        not an n x k copy (320 MB at 10,000,000 rows and four columns).
+        designs: a view of the engine's centred X where they are its
+        columns (``_centred_var_columns``), not an n x k copy (320 MB at
+        10,000,000 rows and four columns).
         """
-        grouped, cols = self.grouped, self.var_columns
-        if (cols is not None and grouped.fe_basis is not None
-                and len(self.layout.variance_blocks) == 1
-                and self.layout.correlation_block is None):
-            return grouped.exog[:, cols]
+        centred_var = self._centred_var_columns()
+        if centred_var is not None:
+            return self.grouped.exog[:, centred_var[0]]
         return _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
 
     def _information_from_w(self, hess_w, mask, T, g_u, ev) -> "ObservedInformation":
@@ -461,8 +505,14 @@ class HeteroskedasticObjective:
 
     def release_evaluation(self) -> None:
         """Forget the evaluation kept for the observed information (the
-        optimiser calls this when it moves on from a point)."""
-        self._last_info = None
+        optimiser calls this when it moves on from a point, holding no
+        other reference to that evaluation): the next evaluation writes
+        its row-sized results into its arrays (the residuals, V^-1 r and
+        the gradient rows) instead of new ones."""
+        last, self._last_info = self._last_info, None
+        if last is not None and self.layout.correlation_block is None:
+            ev = last[1]
+            self._spare_rows = [ev.resid_marginal, ev.vinv_resid, ev.grad_eta]
 
     def _evaluation_at(self, natural):
         """The evaluation last computed with the expected information (by

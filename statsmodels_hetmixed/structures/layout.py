@@ -377,10 +377,16 @@ class Layout:
     def _variance_parts(self, vector):
         return [v for _, v in self._of(VarianceBlock, vector)]
 
-    def resid_var(self, natural, designs=None) -> np.ndarray:
+    def resid_var(self, natural, designs=None, out=None) -> np.ndarray:
         """Residual variances sigma2_ij: the product of the variance
-        blocks' factors (of new designs, one per block, if given)."""
+        blocks' factors (of new designs, one per block, if given).
+        ``out``: an (n,) float64 array the result may be written into
+        (a single block with ``variance_into``, the log-linear one)."""
         pieces = self._variance_parts(natural)
+        blocks = self.variance_blocks
+        if (out is not None and designs is None and len(blocks) == 1
+                and hasattr(blocks[0], "variance_into")):
+            return blocks[0].variance_into(pieces[0], out)
         designs = designs or [None] * len(pieces)
         out = None
         for block, v, design in zip(self.variance_blocks, pieces, designs):
