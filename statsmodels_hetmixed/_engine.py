@@ -484,7 +484,8 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
     (n, k_var)), ``_intercept_variance_sums``' T and Gram matrix of the
     rows with v = 1 - 2 K / r_j.  ``D`` a slice: the columns ``X[:, D]``
     (``evaluate``'s ``info_directions``), read from the block of X in
-    cache, and T their columns of the per-group sums ``B`` = Z'R^-1 X.
+    cache, T their columns of the per-group sums ``B`` = Z'R^-1 X, and
+    ``xtg`` = X[:, D]'g.
     ``resid_var`` None: sum log r_j = - sum log (1 / r_j) (``winv``
     written over it).  ``spare``: arrays (``_spare_rows``) taken (popped)
     for the row-sized results instead of new ones.
@@ -509,6 +510,7 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
         if columns:   # T of X's columns: their sums B = Z'R^-1 X
             T = B[:, 0, D]
             gram = np.zeros((T.shape[1],) * 2)
+            xtg = np.zeros(T.shape[1])
         elif D is not None:
             T, gram = np.empty((m, D.shape[1])), np.zeros((D.shape[1],) * 2)
     for groups, rows, local in _group_blocks(data):
@@ -540,11 +542,14 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
         if columns:
             db = xb[:, D]
             gram += _scale_rows(db, 1.0 - 2.0 * zkz).T @ db
+            xtg += db.T @ gb
         elif D is not None:
             _variance_block(D[rows], wb, 1.0 - 2.0 * zkz, local, T[groups], gram)
     out.update(quad=quad, logsum=logsum, xtwr=xtwr)
     if gradient and D is not None:
         out["T"], out["rowpart"] = T.reshape(-1, 1, 1, T.shape[1]), gram
+        if columns:
+            out["xtg"] = xtg
     return out
 
 
@@ -703,6 +708,11 @@ class Evaluation:
     # d llf / dG_c of the centred effects (GroupedData.re_basis; grad_cov
     # without it): the covariance blocks' conditioned gradient
     grad_cov_centred: np.ndarray | None = None
+    # ML with variance directions given as columns of X (``evaluate``'s
+    # ``info_directions``) and the random intercept's pass: X[:, cols]' of
+    # grad_eta, taken in that pass (a log-linear block's conditioned
+    # gradient W_c'g where W_c is those centred columns)
+    grad_var_centred: np.ndarray | None = None
     # REML with the gradient: x~_j' H^-1 x~_j / r_j (x~ = X - Z K B, H =
     # X'V^-1 X), the REML criterion's term of d llf / d log r_j (twice it);
     # observed_information reads it instead of passing over the rows again
@@ -940,6 +950,8 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         g += reml_rows
         ev.reml_row_terms = reml_rows
     g *= 0.5
+    if not reml and fused is not None and "xtg" in fused:
+        ev.grad_var_centred = 0.5 * fused["xtg"]   # X[:, cols]' g
     grad_cov = 0.5 * (grad_cov + grad_cov.T)
     ev.grad_cov = _to_user_gradient(data, grad_cov)
     ev.grad_cov_centred = grad_cov

@@ -326,7 +326,10 @@ class HeteroskedasticObjective:
             if not mask[sl].all():
                 continue
             if isinstance(block, VarianceBlock):
-                g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
+                # taken by the engine in its pass over X where W_c is
+                # columns of X (``_centred_var_columns``; one such block)
+                g_u[sl] = (block.conditioned_gradient(natural[sl], ev.grad_eta)
+                           if ev.grad_var_centred is None else ev.grad_var_centred)
             elif self._centring is not None and isinstance(block, CovarianceBlock):
                 ix = np.ix_(block.slots, block.slots)
                 g_u[sl] = block.natural_gradient(ev.grad_cov_centred[ix])
