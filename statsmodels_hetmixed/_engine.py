@@ -464,7 +464,7 @@ def _spare_rows(a, n):
 
 
 def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
-                    B=None, spare=None):
+                    B=None, spare=None, log_sum=True):
     """
     The rows' part of ``evaluate`` after the fixed effects, for a random
     intercept with rows sorted by group, in one pass over blocks of whole
@@ -487,7 +487,7 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
     cache, T their columns of the per-group sums ``B`` = Z'R^-1 X, and
     ``xtg`` = X[:, D]'g.
     ``resid_var`` None: sum log r_j = - sum log (1 / r_j) (``winv``
-    written over it).  ``spare``: arrays (``_spare_rows``) taken (popped)
+    written over it); ``log_sum`` False: not taken (``logsum`` 0).  ``spare``: arrays (``_spare_rows``) taken (popped)
     for the row-sized results instead of new ones.
     """
     n, p = X.shape
@@ -524,8 +524,9 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
         ub = k_gain[groups] * eb
         blup[groups, 0] = ub
         quad += rwb @ rb - eb @ ub
-        logsum += (np.log(resid_var[rows]).sum() if resid_var is not None
-                   else -np.log(wb).sum())
+        if log_sum:
+            logsum += (np.log(resid_var[rows]).sum() if resid_var is not None
+                       else -np.log(wb).sum())
         xtwr += xb.T @ rwb
         if not gradient:
             continue
@@ -736,7 +737,7 @@ class Evaluation:
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
              info_directions=None, endog=None, per_group=False,
-             fe_summaries=True, reuse=None):
+             fe_summaries=True, reuse=None, log_resid_var_sum=None):
     """
     Log-likelihood (and optionally its gradient) of the Gaussian LMM.
 
@@ -791,6 +792,10 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         residuals, V^-1 (y - X b) and the gradient rows.  The caller holds
         no other reference to them, and drops them after the call (some
         may then be the evaluation's).
+    log_resid_var_sum : float, optional
+        sum_j log r_j where the caller knows it (a log-linear variance:
+        the sum of its linear predictor), instead of the logarithms of
+        the rows.
 
     Raises
     ------
@@ -868,9 +873,12 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     if fusing:
         fused = _intercept_rows(
             data, X, y, winv, resid_var, fe_params, K, gradient,
-            None if info_directions is None else info_directions[1], B, spare)
+            None if info_directions is None else info_directions[1], B, spare,
+            log_sum=log_resid_var_sum is None)
         resid, e, blup = fused["resid"], fused["e"], fused["blup"]
         quad, logsum = fused["quad"], fused["logsum"]
+        if log_resid_var_sum is not None:
+            logsum = log_resid_var_sum
     else:
         resid = y - rows_matmul(X, fe_params)
         resid_w = resid * winv  # R^-1 (y - X b)
@@ -878,7 +886,8 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
              else group_cross(data, wz, resid[:, None], None)[:, :, 0])
         blup = np.einsum("iab,ib->ia", K, e)
         quad = np.dot(resid_w, resid) - np.einsum("ia,ia->", e, blup)
-        logsum = np.log(resid_var).sum()
+        logsum = (np.log(resid_var).sum() if log_resid_var_sum is None
+                  else log_resid_var_sum)
 
     logdet_V = logsum + logdet_M
     if reml:

@@ -100,6 +100,9 @@ class HeteroskedasticObjective:
         information takes as its directions instead of forming them.
     """
 
+    #: (see ``var_columns``; None also for subclasses with their own rows)
+    var_columns: slice | None = None
+
     def __init__(self, grouped: _engine.GroupedData, layout: Layout, reml: bool,
                  var_columns: slice | None = None) -> None:
         self.grouped = grouped
@@ -155,12 +158,13 @@ class HeteroskedasticObjective:
         if corr is None:
             # resid_var is made for this call (into the last call's array,
             # which no evaluation holds): the engine may write over it
-            resid_var = lay.resid_var(natural, out=self._resid_var_array)
+            resid_var, log_sum = lay.resid_var_into(natural, self._resid_var_array)
             reuse, self._spare_rows = [resid_var, *self._spare_rows], []
             self._resid_var_array = None
             ev = _engine.evaluate(self.grouped, factor, resid_var,
                                   self.reml, fe_params=fe_params, gradient=gradient,
-                                  info_directions=directions, reuse=reuse)
+                                  info_directions=directions, reuse=reuse,
+                                  log_resid_var_sum=log_sum)
             if _engine._spare_rows(resid_var, self.nobs):
                 self._resid_var_array = resid_var
             del resid_var, reuse

@@ -183,5 +183,7 @@ def test_a_released_evaluation_lends_its_arrays_to_the_next():
                                       err_msg=name)
     np.testing.assert_array_equal(g_second, g_fresh)
     out = np.empty(model.nobs)
-    assert model.layout.resid_var(moved, out=out) is out
+    into, log_sum = model.layout.resid_var_into(moved, out)
+    assert into is out
     np.testing.assert_array_equal(out, model.layout.resid_var(moved))
+    assert log_sum == pytest.approx(np.log(out).sum(), rel=1e-13)

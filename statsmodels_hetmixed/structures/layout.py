@@ -377,16 +377,20 @@ class Layout:
     def _variance_parts(self, vector):
         return [v for _, v in self._of(VarianceBlock, vector)]
 
-    def resid_var(self, natural, designs=None, out=None) -> np.ndarray:
-        """Residual variances sigma2_ij: the product of the variance
-        blocks' factors (of new designs, one per block, if given).
-        ``out``: an (n,) float64 array the result may be written into
-        (a single block with ``variance_into``, the log-linear one)."""
-        pieces = self._variance_parts(natural)
+    def resid_var_into(self, natural, out) -> tuple[np.ndarray, float | None]:
+        """``(resid_var(natural), sum of its logs or None)``, the variances
+        written into ``out`` (an (n,) float64 array, or None) where a
+        single block can (``variance_into``, the log-linear block, which
+        also gives the sum of the logs from its linear predictor)."""
         blocks = self.variance_blocks
-        if (out is not None and designs is None and len(blocks) == 1
-                and hasattr(blocks[0], "variance_into")):
-            return blocks[0].variance_into(pieces[0], out)
+        if len(blocks) == 1 and hasattr(blocks[0], "variance_into"):
+            return blocks[0].variance_into(self._variance_parts(natural)[0], out)
+        return self.resid_var(natural), None
+
+    def resid_var(self, natural, designs=None) -> np.ndarray:
+        """Residual variances sigma2_ij: the product of the variance
+        blocks' factors (of new designs, one per block, if given)."""
+        pieces = self._variance_parts(natural)
         designs = designs or [None] * len(pieces)
         out = None
         for block, v, design in zip(self.variance_blocks, pieces, designs):

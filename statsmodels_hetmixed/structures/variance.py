@@ -130,16 +130,19 @@ class LogLinearVariance(IdentityScale, _VarianceFunction):
 
     def variance(self, var_params, exog_var=None):
         """Residual variances sigma2_ij."""
-        return self.variance_into(var_params, None, exog_var)
+        return self.variance_into(var_params, None, exog_var)[0]
 
     def variance_into(self, var_params, out, exog_var=None):
-        """``variance`` written into ``out`` (an (n,) float64 array, or None
-        for a new one) and returned: the optimiser's evaluations reuse one
-        array (``Layout.resid_var``), where a new one of the rows' size
-        costs its page faults each time (10,000,000 rows: 80 MB)."""
+        """``(variance, sum of the log variances)``, the variances written
+        into ``out`` (an (n,) float64 array, or None for a new one): the
+        optimiser's evaluations reuse one array (``Layout.resid_var``),
+        where a new one of the rows' size costs its page faults each time
+        (10,000,000 rows: 80 MB), and take the log-determinant of R from
+        the linear predictor's sum (no logarithms of the rows)."""
         eta = self.linear_predictor(var_params, exog_var, out=out)
         np.clip(eta, -_ETA_LIMIT, _ETA_LIMIT, out=eta)
-        return np.exp(eta, out=eta)
+        log_sum = float(eta.sum())
+        return np.exp(eta, out=eta), log_sum
 
     def natural_gradient(self, var_params, grad_log_variance):
         """d llf / d var_params from d llf / d log sigma2_ij: W' g."""
