@@ -96,8 +96,10 @@ class HeteroskedasticObjective:
         The columns of the fixed-effects design that the (single) variance
         block's design W is, ``W = X[:, var_columns]`` (the model's
         ``_exog_var_columns``): W's centred columns W T^-1 are then the
-        engine's centred columns of X there, which the observed
-        information takes as its directions instead of forming them.
+        engine's centred columns of X there, which the expected and the
+        observed information take as their directions (and the engine's
+        pass over X gives the block's conditioned gradient) instead of
+        forming them (``_centred_var_columns``).
     """
 
     #: (see ``var_columns``; None also for subclasses with their own rows)
@@ -451,7 +453,8 @@ class HeteroskedasticObjective:
             ev, self._last_info = replace(ev, grad_eta=None), None
             hess_w, ev = _engine.observed_information(
                 self.grouped, lay.factor(self.centred(natural)),
-                lay.resid_var(natural), self.reml, cov_dirs, var_dirs, evaluation=ev)
+                self._resid_var_once(natural), self.reml, cov_dirs, var_dirs,
+                evaluation=ev)
             if conditioned:
                 ev.info = R.T @ ev.info @ R
             ev.info_centred = ev.info
@@ -495,6 +498,13 @@ class HeteroskedasticObjective:
         if centred_var is not None:
             return self.grouped.exog[:, centred_var[0]]
         return _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
+
+    def _resid_var_once(self, natural) -> np.ndarray:
+        """The residual variances for one call that drops them, written
+        into the evaluations' array (``_resid_var_array``, taken: no
+        reference is kept here, so the callee frees it)."""
+        spare, self._resid_var_array = self._resid_var_array, None
+        return self.layout.resid_var_into(natural, spare)[0]
 
     def _information_from_w(self, hess_w, mask, T, g_u, ev) -> "ObservedInformation":
         """The engine's Hessian along the directions w (``_analytic_information``)
