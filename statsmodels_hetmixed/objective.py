@@ -207,9 +207,14 @@ class HeteroskedasticObjective:
             evaluation=evaluation)
 
     def natural_gradient(self, ev: _engine.Evaluation, natural) -> np.ndarray:
-        """d llf / d natural from an evaluation with the gradient."""
+        """d llf / d natural from an evaluation with the gradient; the
+        variance block's W'g as T' (W_c'g) where the engine took W_c'g
+        (``Evaluation.grad_var_centred``; W = W_c T): no pass over W."""
+        known = None
+        if ev.grad_var_centred is not None:
+            known = self._centred_var_columns()[1].T @ ev.grad_var_centred
         return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta,
-                                            ev.grad_corr)
+                                            ev.grad_corr, variance_gradient=known)
 
     def evaluate_natural(self, natural, info=False):
         """(Evaluation with the gradient, d llf / d natural); an expected
