@@ -286,14 +286,14 @@ def _scale_rows(a, v):
 _GRAM_ROWS = 1 << 15
 
 
-def rows_matmul(a, b):
+def rows_matmul(a, b, out=None):
     """``a @ b`` for a tall (n, k) ``a`` with few columns and a small
     ``b`` ((k,) or (k, l)), a block of rows at a time; an (n, l) result
     in Fortran order (its columns contiguous, as the engine's designs':
     measured 2.1 ms against 5.6 ms in C order for l = 4 at 1,000,000
-    rows)."""
+    rows).  ``out``: an (n,) array for the result of a vector ``b``."""
     if np.ndim(b) == 1:
-        out = np.empty(a.shape[0])
+        out = np.empty(a.shape[0]) if out is None else out
         for start in range(0, a.shape[0], _GRAM_ROWS):
             stop = start + _GRAM_ROWS
             np.matmul(a[start:stop], b, out=out[start:stop])
@@ -444,10 +444,114 @@ def _intercept_variance_sums(data, D, winv, v):
     k = D.shape[1]
     T, gram = np.empty((data.n_groups, k)), np.zeros((k, k))
     for groups, rows, local in _group_blocks(data):
-        db = D[rows]
-        T[groups] = np.add.reduceat(_scale_rows(db, winv[rows]), local, axis=0)
-        gram += _scale_rows(db, v[rows]).T @ db
+        _variance_block(D[rows], winv[rows], v[rows], local, T[groups], gram)
     return T, gram
+
+
+def _variance_block(db, wb, vb, local, T_out, gram):
+    """One block of ``_intercept_variance_sums``: the block's groups' T
+    into ``T_out`` and its rows' part of the Gram matrix added to
+    ``gram``."""
+    T_out[...] = np.add.reduceat(_scale_rows(db, wb), local, axis=0)
+    gram += _scale_rows(db, vb).T @ db
+
+
+def _spare_rows(a, n):
+    """Whether ``a`` can hold an evaluation's row-sized results: a float64
+    (n,) array of its own (no view of another)."""
+    return (isinstance(a, np.ndarray) and a.shape == (n,) and a.dtype == np.float64
+            and a.base is None and a.flags.c_contiguous and a.flags.writeable)
+
+
+def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
+                    B=None, spare=None, log_sum=True):
+    """
+    The rows' part of ``evaluate`` after the fixed effects, for a random
+    intercept with rows sorted by group, in one pass over blocks of whole
+    groups (``_group_blocks``): each block's residuals give its groups'
+    sums e = Z'R^-1 (y - X b), their BLUPs K e at once, and from those the
+    block's gradient rows and expected-information sums, while the block
+    is in cache.  Row-sized arrays are only the results kept (the
+    residuals, and with the gradient V^-1 (y - X b) and the gradient
+    rows): no temporaries of the rows' size, each of which a fresh
+    allocation (page faults) at 10,000,000 rows.
+
+    Returns a dict: ``resid`` (n,), ``e`` (m, 1), ``blup`` (m, 1),
+    ``quad`` = r'R^-1 r - e'K e, ``logsum`` = sum log r_j,
+    ``xtwr`` = X'R^-1 r; with ``gradient`` also ``vinv_resid``, ``g``
+    = (y - X b - Z u)_j^2 / r_j - 1 + K / r_j (the ML gradient rows,
+    twice d llf / d log r_j) and, with ``D`` (the variance directions,
+    (n, k_var)), ``_intercept_variance_sums``' T and Gram matrix of the
+    rows with v = 1 - 2 K / r_j.  ``D`` a slice: the columns ``X[:, D]``
+    (``evaluate``'s ``info_directions``), read from the block of X in
+    cache, T their columns of the per-group sums ``B`` = Z'R^-1 X, and
+    ``xtg`` = X[:, D]'g.
+    ``resid_var`` None: sum log r_j = - sum log (1 / r_j) (``winv``
+    written over it); ``log_sum`` False: not taken (``logsum`` 0).  ``spare``: arrays (``_spare_rows``) taken (popped)
+    for the row-sized results instead of new ones.
+    """
+    n, p = X.shape
+    m = data.n_groups
+    k_gain = K[:, 0, 0]
+    spare = [] if spare is None else spare
+
+    def rows_array():
+        return spare.pop() if spare else np.empty(n)
+
+    resid = rows_array()
+    e, blup = np.empty((m, 1)), np.empty((m, 1))
+    quad = logsum = 0.0
+    xtwr = np.zeros(p)
+    out = {"resid": resid, "e": e, "blup": blup}
+    if gradient:
+        out["vinv_resid"] = vinv_resid = rows_array()
+        out["g"] = g = rows_array()
+        columns = isinstance(D, slice)
+        if columns:   # T of X's columns: their sums B = Z'R^-1 X
+            T = B[:, 0, D]
+            gram = np.zeros((T.shape[1],) * 2)
+            xtg = np.zeros(T.shape[1])
+        elif D is not None:
+            T, gram = np.empty((m, D.shape[1])), np.zeros((D.shape[1],) * 2)
+    for groups, rows, local in _group_blocks(data):
+        rb = resid[rows]
+        xb = X[rows]
+        np.subtract(y[rows], xb @ fe_params, out=rb)
+        wb = winv[rows]
+        rwb = rb * wb
+        eb = np.add.reduceat(rwb, local)
+        e[groups, 0] = eb
+        ub = k_gain[groups] * eb
+        blup[groups, 0] = ub
+        quad += rwb @ rb - eb @ ub
+        if log_sum:
+            logsum += (np.log(resid_var[rows]).sum() if resid_var is not None
+                       else -np.log(wb).sum())
+        xtwr += xb.T @ rwb
+        if not gradient:
+            continue
+        sizes = data.sizes[groups]
+        cb = rb - np.repeat(ub, sizes)               # y - X b - Z u
+        vb = vinv_resid[rows]
+        np.multiply(cb, wb, out=vb)                  # V^-1 (y - X b)
+        zkz = np.repeat(k_gain[groups], sizes)
+        zkz *= wb                                    # z'K z / r
+        gb = g[rows]
+        np.multiply(cb, vb, out=gb)
+        gb -= 1.0
+        gb += zkz
+        if columns:
+            db = xb[:, D]
+            gram += _scale_rows(db, 1.0 - 2.0 * zkz).T @ db
+            xtg += db.T @ gb
+        elif D is not None:
+            _variance_block(D[rows], wb, 1.0 - 2.0 * zkz, local, T[groups], gram)
+    out.update(quad=quad, logsum=logsum, xtwr=xtwr)
+    if gradient and D is not None:
+        out["T"], out["rowpart"] = T.reshape(-1, 1, 1, T.shape[1]), gram
+        if columns:
+            out["xtg"] = xtg
+    return out
 
 
 def group_cross(data, left, right, weights):
@@ -605,6 +709,11 @@ class Evaluation:
     # d llf / dG_c of the centred effects (GroupedData.re_basis; grad_cov
     # without it): the covariance blocks' conditioned gradient
     grad_cov_centred: np.ndarray | None = None
+    # ML with variance directions given as columns of X (``evaluate``'s
+    # ``info_directions``) and the random intercept's pass: X[:, cols]' of
+    # grad_eta, taken in that pass (a log-linear block's conditioned
+    # gradient W_c'g where W_c is those centred columns)
+    grad_var_centred: np.ndarray | None = None
     # REML with the gradient: x~_j' H^-1 x~_j / r_j (x~ = X - Z K B, H =
     # X'V^-1 X), the REML criterion's term of d llf / d log r_j (twice it);
     # observed_information reads it instead of passing over the rows again
@@ -628,7 +737,7 @@ class Evaluation:
 
 def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
              info_directions=None, endog=None, per_group=False,
-             fe_summaries=True):
+             fe_summaries=True, reuse=None, log_resid_var_sum=None):
     """
     Log-likelihood (and optionally its gradient) of the Gaussian LMM.
 
@@ -660,6 +769,9 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         ``_expected_information``; with ``data.re_basis``, ``cov_dirs`` are
         derivatives of G_c (``centred_directions`` maps dG / d param to
         them; the natural parameters of G_c take its own directions).
+        ``var_dirs`` a slice: the columns ``data.exog[:, var_dirs]`` of the
+        engine's (centred) fixed-effects design, whose per-group sums
+        the fixed effects' pass has already taken.
     endog : ndarray (n,), optional
         Replaces ``data.endog`` (e.g. the response minus a per-group offset).
     per_group : bool
@@ -671,6 +783,19 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         given only) skips them and the cross products only they need, for
         callers that use neither (the location-scale quadrature); they are
         then None.
+    reuse : list, optional
+        Arrays the evaluation may overwrite instead of allocating new ones
+        of the rows' size (each a fresh allocation, with its page faults,
+        at 10,000,000 rows), for a random intercept with rows sorted by
+        group: ``resid_var`` itself when it is in the list (its reciprocals
+        are written over it), and float64 (n,) arrays of the list for the
+        residuals, V^-1 (y - X b) and the gradient rows.  The caller holds
+        no other reference to them, and drops them after the call (some
+        may then be the evaluation's).
+    log_resid_var_sum : float, optional
+        sum_j log r_j where the caller knows it (a log-linear variance:
+        the sum of its linear predictor), instead of the logarithms of
+        the rows.
 
     Raises
     ------
@@ -681,12 +806,26 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     fe_basis = data.fe_basis
     if fe_basis is not None and fe_params is not None:
         fe_params = fe_basis @ np.asarray(fe_params, dtype=np.float64)  # of X_c
+    if info_directions is not None and isinstance(info_directions[1], slice):
+        # read from X in the one pass of a random intercept (its sums B
+        # are then the T needed, ``_intercept_rows``); else a view of X
+        if not (unit_design(data, Z) and data.starts is not None
+                and fe_summaries and not per_group):
+            info_directions = (info_directions[0], X[:, info_directions[1]])
     y = data.endog if endog is None else np.asarray(endog, dtype=np.float64)
     if per_group and reml:
         raise ValueError("per-group log-likelihoods are for ML only")
     n, p = X.shape
     q = Z.shape[1]
-    winv = 1.0 / resid_var
+    fusing = unit_design(data, Z) and data.starts is not None and not per_group
+    if fusing and reuse and any(a is resid_var for a in reuse):
+        # sum log r_j below is then - sum log (1 / r_j)
+        winv = np.divide(1.0, resid_var, out=resid_var)
+        resid_var = None
+    else:
+        winv = 1.0 / resid_var
+    spare = [] if not fusing or reuse is None else [
+        a for a in reuse if a is not winv and _spare_rows(a, n)]
 
     # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y,
     # each a product of a column of R^-1 Z (formed once) with the rows.
@@ -728,21 +867,37 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         xtviy = xtwy - np.einsum("iqp,iq->p", KB, b)
         fe_params = _chol_solve(chol_H, xtviy)
 
-    resid = y - rows_matmul(X, fe_params)
-    resid_w = resid * winv  # R^-1 (y - X b)
-    e = (segment_sums(data, resid_w)[:, None] if unit
-         else group_cross(data, wz, resid[:, None], None)[:, :, 0])
-    blup = np.einsum("iab,ib->ia", K, e)
-    quad = np.dot(resid_w, resid) - np.einsum("ia,ia->", e, blup)
+    # a random intercept with rows sorted by group: the rows' part in one
+    # pass (residuals, BLUPs, gradient rows, information sums)
+    fused = None
+    if fusing:
+        fused = _intercept_rows(
+            data, X, y, winv, resid_var, fe_params, K, gradient,
+            None if info_directions is None else info_directions[1], B, spare,
+            log_sum=log_resid_var_sum is None)
+        resid, e, blup = fused["resid"], fused["e"], fused["blup"]
+        quad, logsum = fused["quad"], fused["logsum"]
+        if log_resid_var_sum is not None:
+            logsum = log_resid_var_sum
+    else:
+        resid = y - rows_matmul(X, fe_params)
+        resid_w = resid * winv  # R^-1 (y - X b)
+        e = (segment_sums(data, resid_w)[:, None] if unit
+             else group_cross(data, wz, resid[:, None], None)[:, :, 0])
+        blup = np.einsum("iab,ib->ia", K, e)
+        quad = np.dot(resid_w, resid) - np.einsum("ia,ia->", e, blup)
+        logsum = (np.log(resid_var).sum() if log_resid_var_sum is None
+                  else log_resid_var_sum)
 
-    logdet_V = np.log(resid_var).sum() + logdet_M
+    logdet_V = logsum + logdet_M
     if reml:
         logdet_H = 2.0 * np.log(chol_H.diagonal()).sum()
         llf = -0.5 * ((n - p) * _LOG_2PI + logdet_V + logdet_H + quad)
     else:
         llf = -0.5 * (n * _LOG_2PI + logdet_V + quad)
 
-    score_fe = (rows_tmatvec(X, resid_w) - np.einsum("iqp,iq->p", B, blup)
+    xtwr = rows_tmatvec(X, resid_w) if fused is None else fused["xtwr"]
+    score_fe = (xtwr - np.einsum("iqp,iq->p", B, blup)
                 if fe_summaries else None)
     # the centred effects' BLUPs and covariances back to Z's: M^-1 u_c
     Mi = data.re_basis_inverse
@@ -777,15 +932,21 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         ev.grad_cov_groups = _to_user_gradient(data, grad_cov_groups)
     # d llf / d log r_j = 1/2 [(y - X b - Z u)_j^2 / r_j - 1 + z_j'K z_j / r_j]
     # (+ REML), in place on as few row vectors as possible
-    cond_resid = rows_times_group(data, Z, blup)
-    np.subtract(resid, cond_resid, out=cond_resid)     # y - X b - Z u
-    ev.vinv_resid = cond_resid * winv                  # V^-1 (y - X b)
-    zkz_w = group_forms(data, Z, K)
-    zkz_w *= winv                                      # z'K z / r
-    g = cond_resid
-    g *= ev.vinv_resid
-    g -= 1.0
-    g += zkz_w
+    info_sums = {}
+    if fused is not None:
+        ev.vinv_resid, g, zkz_w = fused["vinv_resid"], fused["g"], None
+        if info_directions is not None:
+            info_sums = {"T": fused["T"], "rowpart": fused["rowpart"]}
+    else:
+        cond_resid = rows_times_group(data, Z, blup)
+        np.subtract(resid, cond_resid, out=cond_resid)     # y - X b - Z u
+        ev.vinv_resid = cond_resid * winv                  # V^-1 (y - X b)
+        zkz_w = group_forms(data, Z, K)
+        zkz_w *= winv                                      # z'K z / r
+        g = cond_resid
+        g *= ev.vinv_resid
+        g -= 1.0
+        g += zkz_w
     if reml:
         Q = B - A @ KB
         HiQt = _chol_solve(chol_H, Q.transpose(2, 1, 0).reshape(p, -1))
@@ -798,13 +959,18 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         g += reml_rows
         ev.reml_row_terms = reml_rows
     g *= 0.5
+    if not reml and fused is not None and "xtg" in fused:
+        ev.grad_var_centred = 0.5 * fused["xtg"]   # X[:, cols]' g
     grad_cov = 0.5 * (grad_cov + grad_cov.T)
     ev.grad_cov = _to_user_gradient(data, grad_cov)
     ev.grad_cov_centred = grad_cov
     ev.grad_eta = g
     if info_directions is not None:
+        cov_dirs, var_dirs = info_directions
+        if isinstance(var_dirs, slice):
+            var_dirs = X[:, var_dirs]   # a view (its sums are info_sums')
         ev.info = _expected_information(data, Z, wz, K, A, zvz, zkz_w,
-                                        *info_directions)
+                                        cov_dirs, var_dirs, **info_sums)
     return ev
 
 
@@ -1029,10 +1195,23 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
     AK = A @ K
     C = A - AK @ A                      # Z'V^-1 Z per group
     ika = np.eye(Z.shape[1]) - AK       # I - A K
-    zkz_w = group_forms(data, Z, K)
-    zkz_w *= winv                       # z'K z / r
     wz = winv[:, None] if unit_design(data, Z) else _scale_rows(Z, winv)
-    T, rowpart = _variance_sums(data, Z, wz, D, zkz_w)
+    s = ev.vinv_resid
+    if unit_design(data, Z) and data.starts is not None and not reml:
+        # ML with a random intercept, rows sorted by group: the sums over
+        # the rows below in one pass (``_intercept_information_rows``)
+        zkz_w = rows = None
+        T, rowpart, t, xsd, row_gram = _intercept_information_rows(
+            data, D, winv, s, K, X)
+    else:
+        zkz_w = group_forms(data, Z, K)
+        zkz_w *= winv                   # z'K z / r
+        T, rowpart = _variance_sums(data, Z, wz, D, zkz_w)
+        t = group_cross(data, Z, D, s)                       # Z'(d_l s)
+        # the variance block's row sums: - D'diag(r s^2)D of Q and
+        # 1/2 (s'V_lm s - tr V^-1 V_lm) = 1/2 D'diag(r s^2 - 1 + z'Kz / r)D
+        rows = -0.5 * (s * s / winv + 1.0 - zkz_w)
+        xsd = _weighted_gram(X, s, D)
     if ev.info is None:
         ev.info = _expected_information(data, Z, wz, K, A, C, zkz_w, cov_dirs, D,
                                         T=T, rowpart=rowpart)
@@ -1050,20 +1229,14 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         Q[k_cov:, k_cov:] = -np.einsum("ial,iab,ibm->lm", t, K, t)
         return Q, a
 
-    s = ev.vinv_resid
     c = e - np.einsum("iab,ib->ia", A, np.einsum("iab,ib->ia", K, e))  # Z'V^-1 r
-    t = group_cross(data, Z, D, s)                           # Z'(d_l s)
     Q, a = quadratic_forms(c, t)
     hess = ev.info - Q
-    # the variance block's row sums: - D'diag(r s^2)D of Q and
-    # 1/2 (s'V_lm s - tr V^-1 V_lm) = 1/2 D'diag(r s^2 - 1 + z'Kz / r)D
-    rows = -0.5 * (s * s / winv + 1.0 - zkz_w)
     # profiled over b: + J' H^-1 J, J = d score_b / d param
     zvx = B - AK @ B
     J = np.empty((p, k_cov + k_var))
     J[:, :k_cov] = -np.einsum("iap,kia->pk", zvx, a)
-    J[:, k_cov:] = -(_weighted_gram(X, s, D)
-                     - np.einsum("iqp,iqr,irl->pl", B, K, t))
+    J[:, k_cov:] = -(xsd - np.einsum("iqp,iqr,irl->pl", B, K, t))
     H = ev.xtvix if ev.xtvix_centred is None else ev.xtvix_centred
     chol_H = cholesky_equilibrated(H, "X'V^-1 X")
     hess += J.T @ _chol_solve(chol_H, J)
@@ -1096,8 +1269,34 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
         rows -= 0.5 * ev.reml_row_terms
         hess += 0.5 * np.einsum("kab,lba->kl", N, N)
-    hess[k_cov:, k_cov:] += _weighted_gram(D, rows)
+    hess[k_cov:, k_cov:] += row_gram if rows is None else _weighted_gram(D, rows)
     return 0.5 * (hess + hess.T), ev
+
+
+def _intercept_information_rows(data, D, winv, s, K, X):
+    """
+    ``observed_information``'s sums over the rows (ML) for a random
+    intercept with rows sorted by group, in one pass over blocks of whole
+    groups (``_group_blocks``; no temporaries of the rows' size):
+    ``_intercept_variance_sums``' T and Gram matrix (v = 1 - 2 K / r_j),
+    t = Z'(d_l s) per group (m, 1, k_var), X'diag(s) D, and
+    D'diag(rows) D with rows = -1/2 (s^2 r + 1 - K / r_j).
+    """
+    m, k = data.n_groups, D.shape[1]
+    k_gain = K[:, 0, 0]
+    T, t = np.empty((m, k)), np.empty((m, k))
+    rowpart, row_gram = np.zeros((k, k)), np.zeros((k, k))
+    xsd = np.zeros((X.shape[1], k))
+    for groups, rows, local in _group_blocks(data):
+        db, wb, sb = D[rows], winv[rows], s[rows]
+        zkz = np.repeat(k_gain[groups], data.sizes[groups])
+        zkz *= wb                                     # z'K z / r
+        _variance_block(db, wb, 1.0 - 2.0 * zkz, local, T[groups], rowpart)
+        sdb = _scale_rows(db, sb)
+        t[groups] = np.add.reduceat(sdb, local, axis=0)
+        xsd += X[rows].T @ sdb
+        row_gram += _scale_rows(db, -0.5 * (sb * sb / wb + 1.0 - zkz)).T @ db
+    return T.reshape(-1, 1, 1, k), rowpart, t[:, None, :], xsd, row_gram
 
 
 def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):

@@ -320,7 +320,8 @@ class HetMixedLM(MixedLM):
         # for display, prediction on new data and pickling.
         for key in _FORMULA_KEYS + _PREDICTION_KEYS:
             setattr(self, key, kwargs.pop(key, None))
-        if isinstance(exog_var, str) and exog_var == _formula.SAME_AS_EXOG:
+        same_as_exog = isinstance(exog_var, str) and exog_var == _formula.SAME_AS_EXOG
+        if same_as_exog:
             exog_var = exog   # from_formula: the variance formula is the mean's
         self._var_design_info = _formula.design_spec(exog_var)
         self._var_re_design_info = _formula.design_spec(exog_var_re)
@@ -386,7 +387,8 @@ class HetMixedLM(MixedLM):
         if missing != "drop":
             # Before statsmodels' own check, whose message names no column.
             for what, arr in inputs.items():
-                if arr is not None:
+                # the mean design as the variance design: checked once
+                if arr is not None and not (same_as_exog and what == "exog_var"):
                     check_finite(arr, what, names[what])
         for what, arr in inputs.items():
             if arr is not None:
@@ -445,7 +447,10 @@ class HetMixedLM(MixedLM):
             self.exog_var = constant_column(n)
             self._exog_var_columns = None
         else:
-            self.exog_var = as_float_matrix(self.exog_var, "exog_var", var_names)
+            # the mean design as the variance design: the same rows
+            # (missing='drop' drops them from both), checked above
+            self.exog_var = (self.exog if same_as_exog else
+                             as_float_matrix(self.exog_var, "exog_var", var_names))
             check_has_columns(self.exog_var, "The variance design (exog_var / "
                               "var_formula)", "Leave it out for a constant "
                               "residual variance.")
@@ -542,9 +547,11 @@ class HetMixedLM(MixedLM):
         _check_full_rank(self.exog, "The fixed-effects design (exog)",
                          self.exog_names,
                          "Remove or recode those terms of the mean formula.")
-        _check_full_rank(self.exog_var, "The variance design (exog_var)",
-                         var_names,
-                         "Remove those terms from var_formula / exog_var.")
+        if self._exog_var_columns is None:
+            # (columns of the full-rank mean design have full rank)
+            _check_full_rank(self.exog_var, "The variance design (exog_var)",
+                             var_names,
+                             "Remove those terms from var_formula / exog_var.")
         if self.k_re + self.k_vc > 0 and self._group_sizes.max() < 2:
             raise ValueError(
                 "Every group has a single observation, so the random effects "
@@ -1225,7 +1232,8 @@ class HetMixedLM(MixedLM):
         """The heteroskedastic objective of this model's data and layout
         (REML as the model's ``reml`` attribute unless given)."""
         reml = self.reml if reml is None else reml
-        return HeteroskedasticObjective(self._grouped, self.layout, reml)
+        return HeteroskedasticObjective(self._grouped, self.layout, reml,
+                                        var_columns=self._exog_var_columns)
 
     def _split_any(self, params, what="params"):
         """(fe_params or None, natural) of a parameter vector or a

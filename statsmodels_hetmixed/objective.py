@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _correlated, _engine, _hessian, _linalg
 from .structures import CovarianceBlock, Layout, StartContext, VarianceBlock
+from .structures.variance import LogLinearVariance
 
 __all__ = ["HeteroskedasticObjective", "ObservedInformation"]
 
@@ -91,14 +92,30 @@ class HeteroskedasticObjective:
         The model's blocks.
     reml : bool
         REML criterion if True, else the log-likelihood.
+    var_columns : slice, optional
+        The columns of the fixed-effects design that the (single) variance
+        block's design W is, ``W = X[:, var_columns]`` (the model's
+        ``_exog_var_columns``): W's centred columns W T^-1 are then the
+        engine's centred columns of X there, which the expected and the
+        observed information take as their directions (and the engine's
+        pass over X gives the block's conditioned gradient) instead of
+        forming them (``_centred_var_columns``).
     """
 
-    def __init__(self, grouped: _engine.GroupedData, layout: Layout, reml: bool
-                 ) -> None:
+    #: (see ``var_columns``; None also for subclasses with their own rows)
+    var_columns: slice | None = None
+
+    def __init__(self, grouped: _engine.GroupedData, layout: Layout, reml: bool,
+                 var_columns: slice | None = None) -> None:
         self.grouped = grouped
         self.layout = layout
         self.reml = bool(reml)
+        self.var_columns = var_columns
         self._last_info = None  # (natural, evaluation with the information)
+        # row-sized arrays of a released evaluation, which the next one
+        # writes its results into (the engine's ``reuse``)
+        self._spare_rows = []
+        self._resid_var_array = None  # the last evaluation's, reused
         self._conditioning = {}  # the conditioning maps' inverses, by masks
         # natural -> the natural parameters of the centred effects'
         # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
@@ -132,17 +149,38 @@ class HeteroskedasticObjective:
         elif basis is not None:
             factor = basis @ factor
         directions = lay.info_directions(natural) if info else None
+        centred_var = self._centred_var_columns() if info else None
+        if centred_var is not None:
+            # the engine takes the variance directions' centred columns
+            # W T^-1 as its own X_c columns, in the pass over X it makes
+            # anyway; its information is then in u = T a, and in a it is
+            # R' I_u R (R: T on the variance block)
+            directions = (directions[0], centred_var[0])
         corr = lay.correlation_block
         if corr is None:
-            ev = _engine.evaluate(self.grouped, factor, lay.resid_var(natural),
+            # resid_var is made for this call (into the last call's array,
+            # which no evaluation holds): the engine may write over it
+            resid_var, log_sum = lay.resid_var_into(natural, self._resid_var_array)
+            reuse, self._spare_rows = [resid_var, *self._spare_rows], []
+            self._resid_var_array = None
+            ev = _engine.evaluate(self.grouped, factor, resid_var,
                                   self.reml, fe_params=fe_params, gradient=gradient,
-                                  info_directions=directions)
+                                  info_directions=directions, reuse=reuse,
+                                  log_resid_var_sum=log_sum)
+            if _engine._spare_rows(resid_var, self.nobs):
+                self._resid_var_array = resid_var
+            del resid_var, reuse
         else:  # correlated residuals: the engine on whitened rows
             ev = _correlated.evaluate(
                 self.grouped, corr, np.asarray(natural)[lay.corr_natural], factor,
                 lay.resid_var(natural), self.reml, fe_params=fe_params,
                 gradient=gradient, info_directions=directions)
         if info:
+            if centred_var is not None:
+                R = np.eye(ev.info.shape[0])
+                k_cov, T_var = lay.k_cov, centred_var[1]
+                R[k_cov:k_cov + len(T_var), k_cov:k_cov + len(T_var)] = T_var
+                ev.info = R.T @ ev.info @ R
             # The blocks' own directions are those of the natural parameters
             # of G_c, v = C natural (``centred``): the engine's information
             # is in v, computed there without the cancellation of the
@@ -169,9 +207,14 @@ class HeteroskedasticObjective:
             evaluation=evaluation)
 
     def natural_gradient(self, ev: _engine.Evaluation, natural) -> np.ndarray:
-        """d llf / d natural from an evaluation with the gradient."""
+        """d llf / d natural from an evaluation with the gradient; the
+        variance block's W'g as T' (W_c'g) where the engine took W_c'g
+        (``Evaluation.grad_var_centred``; W = W_c T): no pass over W."""
+        known = None
+        if ev.grad_var_centred is not None:
+            known = self._centred_var_columns()[1].T @ ev.grad_var_centred
         return self.layout.natural_gradient(natural, ev.grad_cov, ev.grad_eta,
-                                            ev.grad_corr)
+                                            ev.grad_corr, variance_gradient=known)
 
     def evaluate_natural(self, natural, info=False):
         """(Evaluation with the gradient, d llf / d natural); an expected
@@ -294,7 +337,10 @@ class HeteroskedasticObjective:
             if not mask[sl].all():
                 continue
             if isinstance(block, VarianceBlock):
-                g_u[sl] = block.conditioned_gradient(natural[sl], ev.grad_eta)
+                # taken by the engine in its pass over X where W_c is
+                # columns of X (``_centred_var_columns``; one such block)
+                g_u[sl] = (block.conditioned_gradient(natural[sl], ev.grad_eta)
+                           if ev.grad_var_centred is None else ev.grad_var_centred)
             elif self._centring is not None and isinstance(block, CovarianceBlock):
                 ix = np.ix_(block.slots, block.slots)
                 g_u[sl] = block.natural_gradient(ev.grad_cov_centred[ix])
@@ -381,8 +427,8 @@ class HeteroskedasticObjective:
         k_var = var_dirs.shape[1]
         T_var = T[k_cov:k_cov + k_var, k_cov:k_cov + k_var]
         conditioned = not np.array_equal(T_var, np.eye(k_var))
-        if conditioned:  # in Fortran order, as the engine's designs
-            var_dirs = _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
+        if conditioned:
+            var_dirs = self._conditioned_directions(var_dirs, T_var)
         R = np.eye(T.shape[0])    # from w to G_c's and the natural coordinates
         R[k_cov:k_cov + k_var, k_cov:k_cov + k_var] = T_var
         corr = lay.correlation_block
@@ -412,7 +458,8 @@ class HeteroskedasticObjective:
             ev, self._last_info = replace(ev, grad_eta=None), None
             hess_w, ev = _engine.observed_information(
                 self.grouped, lay.factor(self.centred(natural)),
-                lay.resid_var(natural), self.reml, cov_dirs, var_dirs, evaluation=ev)
+                self._resid_var_once(natural), self.reml, cov_dirs, var_dirs,
+                evaluation=ev)
             if conditioned:
                 ev.info = R.T @ ev.info @ R
             ev.info_centred = ev.info
@@ -420,6 +467,49 @@ class HeteroskedasticObjective:
                 ev.info = self._centring.T @ ev.info @ self._centring
         self._last_info = (natural.copy(), ev)
         return self._information_from_w(hess_w, mask, T, g_u, ev)
+
+    def _centred_var_columns(self):
+        """
+        ``(cols, T)`` where the variance block's centred design W T^-1 is
+        the engine's centred columns ``grouped.exog[:, cols]``, else None.
+
+        A single log-linear block (its directions d log sigma2 / da are W)
+        whose W is columns of the fixed-effects design (``var_columns``),
+        with an intercept (T, its ``conditioner``, not the identity): then
+        W T^-1 = W - 1 m' (m the columns' means, 0 for the intercept) is
+        the engine's X_c = X M^-1 (X's columns less their means, its
+        intercept kept) there.
+        """
+        lay, cols = self.layout, self.var_columns
+        if (cols is None or self.grouped.fe_basis is None
+                or lay.correlation_block is not None
+                or len(lay.variance_blocks) != 1
+                or not isinstance(lay.variance_blocks[0], LogLinearVariance)):
+            return None
+        T_var = lay.variance_blocks[0].conditioner()
+        if np.array_equal(T_var, np.eye(len(T_var))):
+            return None
+        return cols, T_var
+
+    def _conditioned_directions(self, var_dirs, T_var) -> np.ndarray:
+        """
+        The variance blocks' directions in the conditioned coordinates,
+        W T^-1 (W = ``var_dirs``), in Fortran order as the engine's
+        designs: a view of the engine's centred X where they are its
+        columns (``_centred_var_columns``), not an n x k copy (320 MB at
+        10,000,000 rows and four columns).
+        """
+        centred_var = self._centred_var_columns()
+        if centred_var is not None:
+            return self.grouped.exog[:, centred_var[0]]
+        return _engine.rows_matmul(var_dirs, np.linalg.inv(T_var))
+
+    def _resid_var_once(self, natural) -> np.ndarray:
+        """The residual variances for one call that drops them, written
+        into the evaluations' array (``_resid_var_array``, taken: no
+        reference is kept here, so the callee frees it)."""
+        spare, self._resid_var_array = self._resid_var_array, None
+        return self.layout.resid_var_into(natural, spare)[0]
 
     def _information_from_w(self, hess_w, mask, T, g_u, ev) -> "ObservedInformation":
         """The engine's Hessian along the directions w (``_analytic_information``)
@@ -437,8 +527,14 @@ class HeteroskedasticObjective:
 
     def release_evaluation(self) -> None:
         """Forget the evaluation kept for the observed information (the
-        optimiser calls this when it moves on from a point)."""
-        self._last_info = None
+        optimiser calls this when it moves on from a point, holding no
+        other reference to that evaluation): the next evaluation writes
+        its row-sized results into its arrays (the residuals, V^-1 r and
+        the gradient rows) instead of new ones."""
+        last, self._last_info = self._last_info, None
+        if last is not None and self.layout.correlation_block is None:
+            ev = last[1]
+            self._spare_rows = [ev.resid_marginal, ev.vinv_resid, ev.grad_eta]
 
     def _evaluation_at(self, natural):
         """The evaluation last computed with the expected information (by
@@ -516,14 +612,19 @@ class HeteroskedasticObjective:
             beta = _linalg.chol_solve(chol, _engine.rows_tmatvec(X, y))
         except np.linalg.LinAlgError:
             beta = np.linalg.lstsq(X, y, rcond=None)[0]
-        resid = y - _engine.rows_matmul(X, beta)
+        resid = _engine.rows_matmul(X, beta)
+        np.subtract(y, resid, out=resid)  # in place: one array of the rows' size
         total = max(float(np.mean(resid**2)), 1e-12)
         Z = self.grouped.exog_z
         share_re = 0.25 if Z.shape[1] > 0 else 0.0
-        # Mean square of each random-effects column over the rows where it is
-        # non-zero: columns of a variance component often touch few rows.
-        nonzero = np.maximum((Z != 0).sum(axis=0), 1)
-        zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
+        if self.grouped.unit_z is not None:
+            zz = np.ones(1)  # a random intercept's column of ones
+        else:
+            # Mean square of each random-effects column over the rows where
+            # it is non-zero: columns of a variance component often touch
+            # few rows.
+            nonzero = np.maximum((Z != 0).sum(axis=0), 1)
+            zz = np.maximum((Z**2).sum(axis=0) / nonzero, 1e-12)
         context = StartContext(resid=resid, total=total, share_re=share_re,
                                z_mean_square=zz)
         return self.layout.from_natural(self.layout.start(context))

@@ -463,3 +463,38 @@ def test_fit_on_sorted_and_shuffled_rows_agree(re_formula):
     np.testing.assert_allclose(other.params, sorted_fit.params, rtol=1e-8)
     np.testing.assert_allclose(other.llf, sorted_fit.llf, rtol=1e-12)
     np.testing.assert_allclose(other.bse, sorted_fit.bse, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_reused_arrays_and_variance_directions_of_x_columns(reml, monkeypatch):
+    """``evaluate(reuse=...)`` writes the reciprocal variances over
+    ``resid_var`` and its row-sized results into the given arrays (not
+    into a view of another array), with the values of an evaluation
+    without them; variance directions given as columns of X (a slice)
+    give the information of the same columns given as an array, by the
+    random intercept's pass and by the general products."""
+    monkeypatch.setattr(_engine, "_GRAM_ROWS", 4)
+    data, g, W, L = _problem(11, "sparse", q=1, sorted_rows=True)
+    n = data.nobs
+    r = np.exp(W @ np.array([0.2, -0.3]))
+    cov_dirs = _vech_directions(1)
+    plain = evaluate(data, L, r, reml, gradient=True, info_directions=(cov_dirs, W))
+    arrays = [np.full(n, np.nan) for _ in range(3)]
+    view = np.empty(2 * n)[::2]
+    rv = r.copy()
+    ev = evaluate(data, L, rv, reml, gradient=True, info_directions=(cov_dirs, W),
+                  reuse=[rv, view, *arrays])
+    np.testing.assert_allclose(rv, 1.0 / r, rtol=1e-15)
+    for name in ("llf", "fe_params", "resid_marginal", "vinv_resid", "grad_eta",
+                 "info", "grad_cov"):
+        np.testing.assert_allclose(getattr(ev, name), getattr(plain, name),
+                                   rtol=1e-13, atol=1e-14, err_msg=name)
+    for name in ("resid_marginal", "vinv_resid", "grad_eta"):
+        assert any(getattr(ev, name) is a for a in arrays), name
+    X = data.exog
+    for d in (data, _general_path(data)):
+        as_array = evaluate(d, L, r, reml, gradient=True,
+                            info_directions=(cov_dirs, X[:, 1:3]))
+        as_slice = evaluate(d, L, r, reml, gradient=True,
+                            info_directions=(cov_dirs, slice(1, 3)))
+        np.testing.assert_allclose(as_slice.info, as_array.info, rtol=1e-12, atol=1e-13)

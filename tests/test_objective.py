@@ -118,3 +118,73 @@ def test_identity_link_keeps_the_differenced_information():
                                for j in range(natural.size)])
     np.testing.assert_array_less(
         np.abs(info.hessian - central) / _hessian_scale(central), 1e-4)
+
+
+@pytest.mark.parametrize("var_formula", ["~ x + male", "~ x"])
+def test_variance_directions_from_the_engine_columns(var_formula):
+    """A variance design of the mean design's columns (``var_columns``):
+    the variance directions' centred columns W T^-1 are read from the
+    engine's centred X (a view, no copy), in the expected information of
+    every evaluation and in the observed information; both equal the
+    route that forms W T^-1 itself (an objective without ``var_columns``),
+    with a covariate far from its origin."""
+    data = _data()
+    data["x"] += 50.0
+    model = hmf.hetmixedlm("y ~ x + male", data, groups="g", var_formula=var_formula)
+    assert model._exog_var_columns is not None
+    fast = model._objective(reml=False)
+    plain = HeteroskedasticObjective(model._grouped, model.layout, False)
+    assert fast._centred_var_columns() is not None
+    assert plain._centred_var_columns() is None
+    natural = model.layout.to_natural(fast.start() * 1.1 + 0.05)
+    ev_f, g_f = fast.evaluate_natural(natural, info=True)
+    ev_p, g_p = plain.evaluate_natural(natural, info=True)
+    mask = np.ones(natural.size, bool)
+    info_f = fast.conditioned_information(ev_f, mask)
+    info_p = plain.conditioned_information(ev_p, mask)
+    np.testing.assert_allclose(info_f, info_p, rtol=1e-10,
+                               atol=1e-12 * np.abs(info_p).max())
+    np.testing.assert_allclose(ev_f.info / _hessian_scale(ev_p.info),
+                               ev_p.info / _hessian_scale(ev_p.info), atol=1e-10)
+    # the natural gradient W'g = T'(W_c'g), within rounding of |T'||W_c'g|
+    np.testing.assert_allclose(g_f, g_p, rtol=1e-10, atol=1e-12 * np.abs(g_p).max())
+    # the conditioned gradient W_c'g, taken in the engine's pass over X
+    assert ev_f.grad_var_centred is not None and ev_p.grad_var_centred is None
+    np.testing.assert_allclose(fast.conditioned_gradient(ev_f, natural, g_f, mask),
+                               plain.conditioned_gradient(ev_p, natural, g_p, mask),
+                               rtol=1e-10, atol=1e-12 * np.abs(g_p).max())
+    obs_f, obs_p = fast.observed_information(natural), plain.observed_information(natural)
+    np.testing.assert_allclose(obs_f.hess_u, obs_p.hess_u, rtol=1e-10,
+                               atol=1e-12 * np.abs(obs_p.hess_u).max())
+    k_cov = model.layout.k_cov
+    T_var = fast.conditioner(mask)[k_cov:, k_cov:]
+    directions = fast._conditioned_directions(None, T_var)
+    assert np.shares_memory(directions, model._grouped.exog)
+
+
+def test_a_released_evaluation_lends_its_arrays_to_the_next():
+    """After ``release_evaluation`` the next evaluation writes its
+    row-sized results into the released one's arrays (and the residual
+    variances into the last call's array): the same values as a fresh
+    objective's."""
+    model = hmf.hetmixedlm("y ~ x", _data(), groups="g", var_formula="~ x + male")
+    objective = model._objective(reml=False)
+    natural = model.layout.to_natural(objective.start())
+    first, _ = objective.evaluate_natural(natural, info=True)
+    lent = [first.resid_marginal, first.vinv_resid, first.grad_eta]
+    objective.release_evaluation()
+    moved = natural * 1.05
+    second, g_second = objective.evaluate_natural(moved, info=True)
+    for name in ("resid_marginal", "vinv_resid", "grad_eta"):
+        assert any(getattr(second, name) is a for a in lent), name
+    fresh, g_fresh = model._objective(reml=False).evaluate_natural(moved, info=True)
+    for name in ("llf", "fe_params", "resid_marginal", "vinv_resid", "grad_eta",
+                 "info", "grad_cov"):
+        np.testing.assert_array_equal(getattr(second, name), getattr(fresh, name),
+                                      err_msg=name)
+    np.testing.assert_array_equal(g_second, g_fresh)
+    out = np.empty(model.nobs)
+    into, log_sum = model.layout.resid_var_into(moved, out)
+    assert into is out
+    np.testing.assert_array_equal(out, model.layout.resid_var(moved))
+    assert log_sum == pytest.approx(np.log(out).sum(), rel=1e-13)

@@ -10,6 +10,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import HetMixedLM, _locscale
+from statsmodels_hetmixed._validate import check_groups
 
 
 def _data(n_groups=30, size=5, seed=0):
@@ -332,3 +333,19 @@ def test_constant_column_stores_one_value_and_rows_array_keeps_it():
     c = rows_array(f)
     assert c.flags.c_contiguous and np.array_equal(c, f)
     assert rows_array(np.ones((1, 1))).flags.c_contiguous
+
+
+@pytest.mark.parametrize("labels", [
+    np.repeat([3, 7, 8, 20], [2, 1, 3, 2]),                 # sorted integers
+    np.repeat([-1.5, 0.0, 2.25], [3, 1, 2]),                # sorted floats
+    np.array([2, 2, 1, 1, 3, 2]),                           # not sorted
+    np.array(["b", "b", "a", "c", "c", "a"], dtype=object),  # strings
+])
+def test_check_groups_codes_are_factorize_sorted(labels):
+    """Sorted numeric labels take their codes from the changes of label
+    (no hash pass): the same codes and labels as ``pd.factorize(sort=True)``."""
+    codes, levels = check_groups(labels, len(labels))
+    expected_codes, expected_levels = pd.factorize(labels, sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    np.testing.assert_array_equal(levels, np.asarray(expected_levels))
+    assert codes.dtype == np.intp and levels.dtype == np.asarray(expected_levels).dtype

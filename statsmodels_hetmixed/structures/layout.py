@@ -377,6 +377,16 @@ class Layout:
     def _variance_parts(self, vector):
         return [v for _, v in self._of(VarianceBlock, vector)]
 
+    def resid_var_into(self, natural, out) -> tuple[np.ndarray, float | None]:
+        """``(resid_var(natural), sum of its logs or None)``, the variances
+        written into ``out`` (an (n,) float64 array, or None) where a
+        single block can (``variance_into``, the log-linear block, which
+        also gives the sum of the logs from its linear predictor)."""
+        blocks = self.variance_blocks
+        if len(blocks) == 1 and hasattr(blocks[0], "variance_into"):
+            return blocks[0].variance_into(self._variance_parts(natural)[0], out)
+        return self.resid_var(natural), None
+
     def resid_var(self, natural, designs=None) -> np.ndarray:
         """Residual variances sigma2_ij: the product of the variance
         blocks' factors (of new designs, one per block, if given)."""
@@ -395,14 +405,19 @@ class Layout:
         return float(sum(b.log_scale(v) for b, v in
                          zip(self.variance_blocks, self._variance_parts(natural))))
 
-    def natural_gradient(self, natural, grad_cov, grad_log_var, grad_corr=None
-                         ) -> np.ndarray:
+    def natural_gradient(self, natural, grad_cov, grad_log_var, grad_corr=None,
+                         variance_gradient=None) -> np.ndarray:
         """d llf / d natural from the engine's d llf / dG (q x q),
         d llf / d log sigma2_ij (n,) and, with a correlation block,
-        d llf / d its natural parameters (``grad_corr``)."""
+        d llf / d its natural parameters (``grad_corr``);
+        ``variance_gradient``: the natural gradient of the (single)
+        variance block where the caller has it."""
+        if variance_gradient is not None and len(self.variance_blocks) != 1:
+            raise ValueError("variance_gradient is for a single variance block")
         out = [b.natural_gradient(grad_cov[ix]) if cov
                else b.natural_gradient(grad_corr) if b is self.correlation_block
-               else b.natural_gradient(v, grad_log_var)
+               else (b.natural_gradient(v, grad_log_var) if variance_gradient is None
+                     else variance_gradient)
                for b, v, cov, ix in zip(self.blocks, self.parts(natural),
                                         self._is_cov, self._slots_ix)]
         return np.concatenate(out) if out else np.zeros(0)
