@@ -416,22 +416,42 @@ def _fe_sums(data, Z, wz, X, winv, extra=None, y=None):
     return B, b, xtvx, xtvy
 
 
-def _fe_sums_by_columns(data, Z, wz, X, winv, D):
+def _constant_column(a, j):
+    """Whether column ``j`` of ``a`` is one number (the first rows first:
+    another column differs there at once)."""
+    c = a[0, j]
+    return bool(np.all(a[:8, j] == c) and np.all(a[:, j] == c))
+
+
+def _fe_sums_by_columns(data, Z, wz, X, winv, D, constant_sums=None):
     """``_fe_sums`` with ``extra`` each column of ``D`` (n, k): per group
     Z'R^-1 diag(d_l) X, (k, m, q, p), and X'R^-1 diag(d_l) X, (k, p, p);
     for a random intercept and rows sorted by group in one pass over
-    blocks of whole groups (a block of X read once for all columns)."""
-    k = D.shape[1]
-    if not (unit_design(data, Z) and data.starts is not None):
-        sums = [_fe_sums(data, Z, wz, X, winv, D[:, l]) for l in range(k)]
-        return (np.stack([s[0] for s in sums]), np.stack([s[2] for s in sums]))
-    p = X.shape[1]
-    P = np.empty((k, data.n_groups, 1, p))
+    blocks of whole groups (a block of X read once for all columns).
+
+    ``constant_sums``: ``(B, X'R^-1 X)``, the sums without ``D`` (an
+    evaluation's).  A constant column c of D (a variance function's
+    intercept) then gives c B and c X'R^-1 X without a pass over the
+    rows."""
+    k, p = D.shape[1], X.shape[1]
+    P = np.empty((k, data.n_groups, Z.shape[1], p))
     xtvx = np.zeros((k, p, p))
-    for groups, rows, local in _group_blocks(data):
-        xb, wb, db = X[rows], winv[rows], D[rows]
-        for l in range(k):
-            vx = _scale_rows(xb, wb * db[:, l])
+    columns = []
+    for l in range(k):
+        if constant_sums is not None and _constant_column(D, l):
+            c = D[0, l]
+            P[l], xtvx[l] = c * constant_sums[0], c * constant_sums[1]
+        else:
+            columns.append(l)
+    if not (unit_design(data, Z) and data.starts is not None):
+        for l in columns:
+            P[l], _, xtvx[l], _ = _fe_sums(data, Z, wz, X, winv, D[:, l])
+        return P, xtvx
+    for groups, rows, local in _group_blocks(data) if columns else ():
+        xb = X[rows]
+        fb = _scale_rows(D[rows], winv[rows])      # d_l / r, columns contiguous
+        for l in columns:
+            vx = _scale_rows(xb, fb[:, l])
             xtvx[l] += vx.T @ xb
             P[l, groups, 0, :] = np.add.reduceat(vx, local, axis=0)
     return P, xtvx
@@ -548,13 +568,14 @@ def subtract_rows_times_group(data, out, rows, per_group):
     return out
 
 
-def _reml_rows(data, X, Z, Lit, c):
-    """``||x_j' Lit - z_j' c_g||^2`` for every row j of group g, (n,): with
-    ``Lit = L^-T`` (H = L L') and ``c = K B L^-T`` (m, q, p) the REML
-    rows ``x~_j' H^-1 x~_j`` (x~ = X - Z K B).  A random intercept with
-    rows sorted by group: a block of whole groups at a time, transposed
-    (p x rows, in cache: no n x p temporary); else the (n, p) product
-    column-major, reduced over its contiguous columns."""
+def _reml_rows(data, X, Z, Lit, c, winv):
+    """``||x_j' Lit - z_j' c_g||^2 / r_j`` for every row j of group g,
+    (n,): with ``Lit = L^-T`` (H = L L'), ``c = K B L^-T`` (m, q, p) and
+    ``winv`` = 1 / r the REML rows ``x~_j' H^-1 x~_j / r_j`` (x~ = X -
+    Z K B).  A random intercept with rows sorted by group: a block of
+    whole groups at a time, transposed (p x rows, in cache: no n x p
+    temporary); else the (n, p) product column-major, reduced over its
+    contiguous columns."""
     if unit_design(data, Z) and data.starts is not None:
         out = np.empty(X.shape[0])
         L_inv = np.ascontiguousarray(Lit.T)
@@ -562,9 +583,33 @@ def _reml_rows(data, X, Z, Lit, c):
             ub = L_inv @ X[rows].T
             ub -= np.repeat(c[groups, 0, :].T, data.sizes[groups], axis=1)
             np.einsum("kn,kn->n", ub, ub, out=out[rows])
+        out *= winv
         return out
     Ut = subtract_rows_times_group(data, rows_matmul(X, Lit), Z, c).T
-    return np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
+    out = np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
+    out *= winv
+    return out
+
+
+def _reml_terms(data, A, B, KB, F, winv):
+    """
+    What the REML criterion adds to the ML gradient at the GLS fixed
+    effects, from the per-group sums ``A``, ``B`` and ``K B``
+    (``evaluate``'s) and a factor ``F`` of ``H^-1 = F F'`` (H = X'V^-1 X,
+    in the engine's columns; ``L^-T`` for H = L L'), twice:
+
+        d / dG:         sum_i (Q_i F)(Q_i F)',  Q_i = B_i - A_i K_i B_i
+        d / d log r_j:  ||x~_j' F||^2 / r_j,  x~ = X - Z K B
+
+    Returns ``((q, q), (n,))``.
+    """
+    p = F.shape[0]
+    # products with F as one of the stacked (m q, p) rows (a stack of
+    # (q, p) matrices times one (p, p) is a loop of small products)
+    QF = ((B - A @ KB).reshape(-1, p) @ F).reshape(B.shape)
+    cov = np.tensordot(QF, QF, axes=([0, 2], [0, 2]))
+    KBF = (KB.reshape(-1, p) @ F).reshape(B.shape)
+    return cov, _reml_rows(data, data.exog, _engine_z(data), F, KBF, winv)
 
 
 def group_forms(data, rows, per_group):
@@ -787,14 +832,10 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     g -= 1.0
     g += zkz_w
     if reml:
-        Q = B - A @ KB
-        HiQt = _chol_solve(chol_H, Q.transpose(2, 1, 0).reshape(p, -1))
-        HiQt = HiQt.reshape(p, q, -1).transpose(2, 1, 0)  # (m, q, p): Q_i H^-1
-        grad_cov += 0.5 * np.einsum("iap,ibp->ab", Q, HiQt)
-        # x~_j' H^-1 x~_j / r_j with x~ = X - Z K B: ||L^-1 x~_j||^2 (H = L L')
-        Lit = np.linalg.inv(chol_H).T
-        reml_rows = _reml_rows(data, X, Z, Lit, KB @ Lit)
-        reml_rows *= winv
+        # H^-1 = L^-T L^-1 with H = L L'
+        cov_terms, reml_rows = _reml_terms(data, A, B, KB, np.linalg.inv(chol_H).T,
+                                           winv)
+        grad_cov += 0.5 * cov_terms
         g += reml_rows
         ev.reml_row_terms = reml_rows
     g *= 0.5
@@ -1038,17 +1079,28 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
                                         T=T, rowpart=rowpart)
 
     def quadratic_forms(c_u, t):
-        """Q_kl = (V_k u)' V^-1 (V_l u) for one n-vector u from its per-group
-        sums c_u = Z'u and t = Z'(d_l u) (m, q, k_var), but for the row sums
-        ``D' diag(r u^2) D`` of its variance block (the caller adds those
-        of all its vectors in one pass)."""
-        a = np.einsum("kab,ib->kia", cov_dirs, c_u)          # E_k c_u
+        """Q_kl = sum_a (V_k u_a)' V^-1 (V_l u_a) for n-vectors u_a from
+        their per-group sums c_u = Z'u_a and t = Z'(d_l u_a), (m, q, J)
+        and (m, q, k_var, J) for J vectors or (m, q) and (m, q, k_var)
+        for one, but for the row sums ``D' diag(r u^2) D`` of its variance
+        block (the caller adds those of all its vectors in one pass); and
+        a = E_k c_u, (k_cov, m, q[, J]).  Batched matrix products over
+        the groups, one for all the vectors."""
+        one = c_u.ndim == 2
+        if one:
+            c_u, t = c_u[..., None], t[..., None]
+        m, J = c_u.shape[0], c_u.shape[2]
+        a = np.matmul(cov_dirs[:, None], c_u)                 # E_k c_u
         Q = np.empty((k_cov + k_var, k_cov + k_var))
-        Q[:k_cov, :k_cov] = np.einsum("kia,iab,lib->kl", a, C, a)
-        Q[:k_cov, k_cov:] = np.einsum("kia,ial->kl", a, ika @ t)
+        Q[:k_cov, :k_cov] = (a.reshape(k_cov, -1)
+                             @ np.matmul(C, a).reshape(k_cov, -1).T)
+        t2 = t.reshape(m, t.shape[1], k_var * J)
+        ikat = np.matmul(ika, t2).reshape(t.shape)            # (I - A K) t
+        Q[:k_cov, k_cov:] = np.tensordot(a, ikat, axes=([1, 2, 3], [0, 1, 3]))
         Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
-        Q[k_cov:, k_cov:] = -np.einsum("ial,iab,ibm->lm", t, K, t)
-        return Q, a
+        Kt = np.matmul(K, t2).reshape(t.shape)
+        Q[k_cov:, k_cov:] = -np.tensordot(t, Kt, axes=([0, 1, 3], [0, 1, 3]))
+        return Q, (a[..., 0] if one else a)
 
     s = ev.vinv_resid
     c = e - np.einsum("iab,ib->ia", A, np.einsum("iab,ib->ia", K, e))  # Z'V^-1 r
@@ -1076,31 +1128,34 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         #     = L^-1 [X'R^-1 diag(d_l) X - sum_i (P_il'K_i B_i
         #             + B_i'K_i P_il - B_i'K_i T_il K_i B_i)] L^-T,
         # and sum_a r U_a^2 = x~'H^-1 x~ / r (the evaluation's REML rows).
+        # (products with L^-T as one matrix product of the stacked rows:
+        # a stack of (q, p) matrices times one (p, p) is a loop of small ones)
         Li = np.linalg.inv(chol_H)
         KB = K @ B
-        c_U = (B - A @ KB) @ Li.T                               # (m, q, p)
+        c_U = ((B - A @ KB).reshape(-1, p) @ Li.T).reshape(B.shape)   # (m, q, p)
+        # X'R^-1 X = H + sum_i B_i'K_i B_i, for D's constant columns
+        xtwx = H + np.tensordot(B, KB, axes=([0, 1], [0, 1]))
+        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D, (B, xtwx))
+        TKB = np.einsum("iabl,ibp->liap", T, KB)                # T_l K B
+        t_U = ((P - TKB).reshape(-1, p) @ Li.T).reshape(P.shape)
+        t_U = np.moveaxis(t_U, 0, 2)                            # (m, q, k_var, p)
+        hess -= quadratic_forms(c_U, t_U)[0]
         N = np.empty((k_cov + k_var, p, p))
-        N[:k_cov] = np.einsum("iap,kab,ibr->kpr", c_U, cov_dirs, c_U)
-        t_U = np.empty((data.n_groups, Z.shape[1], k_var, p))
-        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D)
-        for l in range(k_var):
-            P_l, xtvx = P[l], XVX[l]                            # (m, q, p)
-            T_l = T[..., l]
-            t_U[:, :, l, :] = (P_l - T_l @ KB) @ Li.T
-            cross = np.einsum("iqp,iqr->pr", P_l, KB)
-            inner = (xtvx - cross - cross.T
-                     + np.einsum("iqp,iqs,isr->pr", KB, T_l, KB))
-            N[k_cov + l] = Li @ inner @ Li.T
-        for j in range(p):
-            hess -= quadratic_forms(c_U[:, :, j], t_U[..., j])[0]
+        Ec = np.matmul(cov_dirs[:, None], c_U)                  # E_k c_U
+        N[:k_cov] = np.tensordot(c_U, Ec, axes=([0, 1], [1, 2])).transpose(1, 0, 2)
+        cross = np.tensordot(P, KB, axes=([1, 2], [0, 1]))       # sum_i P_il'K_i B_i
+        inner = (XVX - cross - cross.transpose(0, 2, 1)
+                 + np.tensordot(KB, TKB, axes=([0, 1], [1, 2])).transpose(1, 0, 2))
+        N[k_cov:] = Li @ inner @ Li.T
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
         rows -= 0.5 * ev.reml_row_terms
-        hess += 0.5 * np.einsum("kab,lba->kl", N, N)
+        hess += 0.5 * (N.reshape(len(N), -1)
+                       @ N.transpose(0, 2, 1).reshape(len(N), -1).T)
     hess[k_cov:, k_cov:] += _weighted_gram(D, rows)
     return 0.5 * (hess + hess.T), ev
 
 
-def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
+def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_factor):
     """
     What the REML criterion adds to the ML gradient at the GLS fixed
     effects, for the rows of ``data`` when ``X'V^-1 X`` is that of more
@@ -1109,10 +1164,11 @@ def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
         d / dG:         1/2 sum_i Q_i H^-1 Q_i',  Q_i = Z_i'V_i^-1 X_i
         d / d log r_j:  1/2 x~_j' H^-1 x~_j / r_j,  x~ = X - Z K B
 
-    (``evaluate``'s REML terms with ``H^-1`` given).  ``evaluation``: the
-    engine's ML evaluation of these rows at the GLS fixed effects
-    (its ``group_summaries``); ``xtvix_inv_centred``: ``H^-1`` in the
-    engine's (centred) columns.
+    (``evaluate``'s REML terms, ``_reml_terms``, with ``H^-1`` given).
+    ``evaluation``: the engine's ML evaluation of these rows at the GLS
+    fixed effects (its ``group_summaries``); ``xtvix_inv_factor``: F
+    with ``H^-1 = F F'`` in the engine's (centred) columns (``L^-T`` for
+    a Cholesky factor ``H = L L'``).
 
     Returns
     -------
@@ -1121,10 +1177,7 @@ def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
     grad_log_var : ndarray (n,)
     """
     A, B, _, K, _ = evaluation.group_summaries
-    KB = K @ B
-    Q = B - A @ KB
-    Hinv = np.asarray(xtvix_inv_centred, dtype=np.float64)
-    grad_cov = 0.5 * np.einsum("iap,pr,ibr->ab", Q, Hinv, Q)
-    xt = data.exog - rows_times_group(data, _engine_z(data), KB)
-    g = 0.5 * ((xt @ Hinv) * xt).sum(axis=1) / resid_var
-    return 0.5 * (grad_cov + grad_cov.T), g
+    F = np.asarray(xtvix_inv_factor, dtype=np.float64)
+    cov, rows = _reml_terms(data, A, B, K @ B, F, 1.0 / resid_var)
+    rows *= 0.5
+    return 0.25 * (cov + cov.T), rows
