@@ -568,48 +568,55 @@ def subtract_rows_times_group(data, out, rows, per_group):
     return out
 
 
-def _reml_rows(data, X, Z, Lit, c, winv):
-    """``||x_j' Lit - z_j' c_g||^2 / r_j`` for every row j of group g,
-    (n,): with ``Lit = L^-T`` (H = L L'), ``c = K B L^-T`` (m, q, p) and
-    ``winv`` = 1 / r the REML rows ``x~_j' H^-1 x~_j / r_j`` (x~ = X -
-    Z K B).  A random intercept with rows sorted by group: a block of
-    whole groups at a time, transposed (p x rows, in cache: no n x p
-    temporary); else the (n, p) product column-major, reduced over its
-    contiguous columns."""
-    if unit_design(data, Z) and data.starts is not None:
-        out = np.empty(X.shape[0])
-        L_inv = np.ascontiguousarray(Lit.T)
-        for groups, rows, _ in _group_blocks(data):
-            ub = L_inv @ X[rows].T
-            ub -= np.repeat(c[groups, 0, :].T, data.sizes[groups], axis=1)
-            np.einsum("kn,kn->n", ub, ub, out=out[rows])
-        out *= winv
-        return out
-    Ut = subtract_rows_times_group(data, rows_matmul(X, Lit), Z, c).T
-    out = np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
-    out *= winv
-    return out
-
-
-def _reml_terms(data, A, B, KB, F, winv):
+def _reml_rows(data, F, KB, winv, y=None, fe_params=None):
     """
-    What the REML criterion adds to the ML gradient at the GLS fixed
-    effects, from the per-group sums ``A``, ``B`` and ``K B``
-    (``evaluate``'s) and a factor ``F`` of ``H^-1 = F F'`` (H = X'V^-1 X,
-    in the engine's columns; ``L^-T`` for H = L L'), twice:
+    The REML rows ``x~_j' H^-1 x~_j / r_j`` (x~ = X - Z K B), (n,), as
+    ``||x_j'F - z_j' c_g||^2 / r_j`` with ``c = K B F`` for a factor F of
+    ``H^-1 = F F'`` (``L^-T`` for H = L L'); with ``y`` and ``fe_params``
+    also the residuals ``y - X b`` (the same pass over X: ``(rows,
+    resid)``).
 
-        d / dG:         sum_i (Q_i F)(Q_i F)',  Q_i = B_i - A_i K_i B_i
-        d / d log r_j:  ||x~_j' F||^2 / r_j,  x~ = X - Z K B
-
-    Returns ``((q, q), (n,))``.
+    A random intercept with rows sorted by group: a block of whole groups
+    at a time, transposed (p x rows, in cache: no n x p temporary; the
+    residuals one more row of the block's product); else the (n, p)
+    product column-major, reduced over its contiguous columns.
     """
+    X, Z = data.exog, _engine_z(data)
     p = F.shape[0]
     # products with F as one of the stacked (m q, p) rows (a stack of
     # (q, p) matrices times one (p, p) is a loop of small products)
-    QF = ((B - A @ KB).reshape(-1, p) @ F).reshape(B.shape)
-    cov = np.tensordot(QF, QF, axes=([0, 2], [0, 2]))
-    KBF = (KB.reshape(-1, p) @ F).reshape(B.shape)
-    return cov, _reml_rows(data, data.exog, _engine_z(data), F, KBF, winv)
+    c = (KB.reshape(-1, p) @ F).reshape(KB.shape)
+    resid = None
+    if unit_design(data, Z) and data.starts is not None:
+        out = np.empty(X.shape[0])
+        left = F.T if y is None else np.vstack([F.T, fe_params])
+        if y is not None:
+            resid = np.empty(X.shape[0])
+        for groups, rows, _ in _group_blocks(data):
+            ub = left @ X[rows].T
+            if y is not None:
+                np.subtract(y[rows], ub[p], out=resid[rows])
+                ub = ub[:p]
+            ub -= np.repeat(c[groups, 0, :].T, data.sizes[groups], axis=1)
+            np.einsum("kn,kn->n", ub, ub, out=out[rows])
+    else:
+        Ut = subtract_rows_times_group(data, rows_matmul(X, F), Z, c).T
+        out = np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
+        if y is not None:
+            resid = y - rows_matmul(X, fe_params)
+    out *= winv
+    return out if y is None else (out, resid)
+
+
+def _reml_cov_terms(A, B, KB, F):
+    """What the REML criterion adds to the ML gradient in G at the GLS
+    fixed effects, twice: ``sum_i (Q_i F)(Q_i F)'`` with ``Q_i = Z_i'V_i^-1
+    X_i = B_i - A_i K_i B_i`` (per-group sums, ``evaluate``'s) and a
+    factor F of ``H^-1 = F F'``, (q, q).  (Its term in the log residual
+    variances: ``_reml_rows``.)"""
+    p = F.shape[0]
+    QF = ((B - A @ KB).reshape(-1, p) @ F).reshape(B.shape)   # (see _reml_rows)
+    return np.tensordot(QF, QF, axes=([0, 2], [0, 2]))
 
 
 def group_forms(data, rows, per_group):
@@ -773,7 +780,12 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         xtviy = xtwy - np.einsum("iqp,iq->p", KB, b)
         fe_params = _chol_solve(chol_H, xtviy)
 
-    resid = y - rows_matmul(X, fe_params)
+    if reml and gradient:
+        # the REML rows of the gradient in the residuals' pass over X
+        F_reml = np.linalg.inv(chol_H).T                  # H^-1 = F F'
+        reml_rows, resid = _reml_rows(data, F_reml, KB, winv, y, fe_params)
+    else:
+        resid = y - rows_matmul(X, fe_params)
     resid_w = resid * winv  # R^-1 (y - X b)
     e = (segment_sums(data, resid_w)[:, None] if unit
          else group_cross(data, wz, resid[:, None], None)[:, :, 0])
@@ -832,10 +844,7 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     g -= 1.0
     g += zkz_w
     if reml:
-        # H^-1 = L^-T L^-1 with H = L L'
-        cov_terms, reml_rows = _reml_terms(data, A, B, KB, np.linalg.inv(chol_H).T,
-                                           winv)
-        grad_cov += 0.5 * cov_terms
+        grad_cov += 0.5 * _reml_cov_terms(A, B, KB, F_reml)
         g += reml_rows
         ev.reml_row_terms = reml_rows
     g *= 0.5
@@ -1095,11 +1104,11 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         Q[:k_cov, :k_cov] = (a.reshape(k_cov, -1)
                              @ np.matmul(C, a).reshape(k_cov, -1).T)
         t2 = t.reshape(m, t.shape[1], k_var * J)
-        ikat = np.matmul(ika, t2).reshape(t.shape)            # (I - A K) t
-        Q[:k_cov, k_cov:] = np.tensordot(a, ikat, axes=([1, 2, 3], [0, 1, 3]))
+        prod = np.matmul(ika, t2).reshape(t.shape)            # (I - A K) t
+        Q[:k_cov, k_cov:] = np.tensordot(a, prod, axes=([1, 2, 3], [0, 1, 3]))
         Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
-        Kt = np.matmul(K, t2).reshape(t.shape)
-        Q[k_cov:, k_cov:] = -np.tensordot(t, Kt, axes=([0, 1, 3], [0, 1, 3]))
+        prod = np.matmul(K, t2).reshape(t.shape)              # K t
+        Q[k_cov:, k_cov:] = -np.tensordot(t, prod, axes=([0, 1, 3], [0, 1, 3]))
         return Q, (a[..., 0] if one else a)
 
     s = ev.vinv_resid
@@ -1137,9 +1146,6 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         xtwx = H + np.tensordot(B, KB, axes=([0, 1], [0, 1]))
         P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D, (B, xtwx))
         TKB = np.einsum("iabl,ibp->liap", T, KB)                # T_l K B
-        t_U = ((P - TKB).reshape(-1, p) @ Li.T).reshape(P.shape)
-        t_U = np.moveaxis(t_U, 0, 2)                            # (m, q, k_var, p)
-        hess -= quadratic_forms(c_U, t_U)[0]
         N = np.empty((k_cov + k_var, p, p))
         Ec = np.matmul(cov_dirs[:, None], c_U)                  # E_k c_U
         N[:k_cov] = np.tensordot(c_U, Ec, axes=([0, 1], [1, 2])).transpose(1, 0, 2)
@@ -1147,6 +1153,15 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         inner = (XVX - cross - cross.transpose(0, 2, 1)
                  + np.tensordot(KB, TKB, axes=([0, 1], [1, 2])).transpose(1, 0, 2))
         N[k_cov:] = Li @ inner @ Li.T
+        # t_U (m, q, k_var, p), with as few stacks of its size alive at
+        # once as can be (the fit's peak memory)
+        P -= TKB
+        del TKB
+        t_U = np.moveaxis((P.reshape(-1, p) @ Li.T).reshape(P.shape), 0, 2)
+        del P
+        t_U = np.ascontiguousarray(t_U)
+        hess -= quadratic_forms(c_U, t_U)[0]
+        del t_U
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
         rows -= 0.5 * ev.reml_row_terms
         hess += 0.5 * (N.reshape(len(N), -1)
@@ -1164,7 +1179,8 @@ def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_factor):
         d / dG:         1/2 sum_i Q_i H^-1 Q_i',  Q_i = Z_i'V_i^-1 X_i
         d / d log r_j:  1/2 x~_j' H^-1 x~_j / r_j,  x~ = X - Z K B
 
-    (``evaluate``'s REML terms, ``_reml_terms``, with ``H^-1`` given).
+    (``evaluate``'s REML terms, ``_reml_cov_terms`` and ``_reml_rows``,
+    with ``H^-1`` given).
     ``evaluation``: the engine's ML evaluation of these rows at the GLS
     fixed effects (its ``group_summaries``); ``xtvix_inv_factor``: F
     with ``H^-1 = F F'`` in the engine's (centred) columns (``L^-T`` for
@@ -1178,6 +1194,8 @@ def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_factor):
     """
     A, B, _, K, _ = evaluation.group_summaries
     F = np.asarray(xtvix_inv_factor, dtype=np.float64)
-    cov, rows = _reml_terms(data, A, B, K @ B, F, 1.0 / resid_var)
+    KB = K @ B
+    cov = _reml_cov_terms(A, B, KB, F)
+    rows = _reml_rows(data, F, KB, 1.0 / resid_var)
     rows *= 0.5
     return 0.25 * (cov + cov.T), rows
