@@ -1089,26 +1089,25 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
 
     def quadratic_forms(c_u, t):
         """Q_kl = sum_a (V_k u_a)' V^-1 (V_l u_a) for n-vectors u_a from
-        their per-group sums c_u = Z'u_a and t = Z'(d_l u_a), (m, q, J)
-        and (m, q, k_var, J) for J vectors or (m, q) and (m, q, k_var)
-        for one, but for the row sums ``D' diag(r u^2) D`` of its variance
-        block (the caller adds those of all its vectors in one pass); and
-        a = E_k c_u, (k_cov, m, q[, J]).  Batched matrix products over
-        the groups, one for all the vectors."""
+        their per-group sums c_u = Z'u_a, (m, q, J), and t = Z'(d_l u_a),
+        (k_var, m, q, J) (directions first); or for one vector, (m, q)
+        and (m, q, k_var); but for the row sums ``D' diag(r u^2) D`` of
+        its variance block (the caller adds those of all its vectors in
+        one pass); and a = E_k c_u, (k_cov, m, q[, J]).  Batched products
+        over the groups, then one matrix product over groups and vectors
+        for each block of Q (no transposed copies)."""
         one = c_u.ndim == 2
         if one:
-            c_u, t = c_u[..., None], t[..., None]
-        m, J = c_u.shape[0], c_u.shape[2]
+            c_u, t = c_u[..., None], np.moveaxis(t, -1, 0)[..., None]
         a = np.matmul(cov_dirs[:, None], c_u)                 # E_k c_u
+        a2 = a.reshape(k_cov, -1)
         Q = np.empty((k_cov + k_var, k_cov + k_var))
-        Q[:k_cov, :k_cov] = (a.reshape(k_cov, -1)
-                             @ np.matmul(C, a).reshape(k_cov, -1).T)
-        t2 = t.reshape(m, t.shape[1], k_var * J)
-        prod = np.matmul(ika, t2).reshape(t.shape)            # (I - A K) t
-        Q[:k_cov, k_cov:] = np.tensordot(a, prod, axes=([1, 2, 3], [0, 1, 3]))
+        Q[:k_cov, :k_cov] = a2 @ np.matmul(C, a).reshape(k_cov, -1).T
+        prod = np.matmul(ika, t)                              # (I - A K) t
+        Q[:k_cov, k_cov:] = a2 @ prod.reshape(k_var, -1).T
         Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
-        prod = np.matmul(K, t2).reshape(t.shape)              # K t
-        Q[k_cov:, k_cov:] = -np.tensordot(t, prod, axes=([0, 1, 3], [0, 1, 3]))
+        prod = np.matmul(K, t)                                # K t
+        Q[k_cov:, k_cov:] = -(t.reshape(k_var, -1) @ prod.reshape(k_var, -1).T)
         return Q, (a[..., 0] if one else a)
 
     s = ev.vinv_resid
@@ -1147,19 +1146,20 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D, (B, xtwx))
         TKB = np.einsum("iabl,ibp->liap", T, KB)                # T_l K B
         N = np.empty((k_cov + k_var, p, p))
+        # sums over the groups as products of the stacked (m q, p) rows
+        c_U2, KB2 = c_U.reshape(-1, p), KB.reshape(-1, p)
         Ec = np.matmul(cov_dirs[:, None], c_U)                  # E_k c_U
-        N[:k_cov] = np.tensordot(c_U, Ec, axes=([0, 1], [1, 2])).transpose(1, 0, 2)
-        cross = np.tensordot(P, KB, axes=([1, 2], [0, 1]))       # sum_i P_il'K_i B_i
+        N[:k_cov] = np.matmul(c_U2.T, Ec.reshape(k_cov, -1, p))
+        cross = np.matmul(P.reshape(k_var, -1, p).transpose(0, 2, 1), KB2)
         inner = (XVX - cross - cross.transpose(0, 2, 1)
-                 + np.tensordot(KB, TKB, axes=([0, 1], [1, 2])).transpose(1, 0, 2))
+                 + np.matmul(KB2.T, TKB.reshape(k_var, -1, p)))
         N[k_cov:] = Li @ inner @ Li.T
-        # t_U (m, q, k_var, p), with as few stacks of its size alive at
-        # once as can be (the fit's peak memory)
+        # t_U = (P_l - T_l K B) L^-T, (k_var, m, q, p), with as few stacks
+        # of its size alive at once as can be (the fit's peak memory)
         P -= TKB
         del TKB
-        t_U = np.moveaxis((P.reshape(-1, p) @ Li.T).reshape(P.shape), 0, 2)
+        t_U = (P.reshape(-1, p) @ Li.T).reshape(P.shape)
         del P
-        t_U = np.ascontiguousarray(t_U)
         hess -= quadratic_forms(c_U, t_U)[0]
         del t_U
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
