@@ -1163,7 +1163,10 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         hess -= quadratic_forms(c_U, t_U)[0]
         del t_U
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
-        rows -= 0.5 * ev.reml_row_terms
+        # (in place, no n-sized temporary: scaling by 2 and 1/2 is exact)
+        rows *= 2.0
+        rows -= ev.reml_row_terms
+        rows *= 0.5
         hess += 0.5 * (N.reshape(len(N), -1)
                        @ N.transpose(0, 2, 1).reshape(len(N), -1).T)
     hess[k_cov:, k_cov:] += _weighted_gram(D, rows)
