@@ -737,7 +737,6 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     if per_group and reml:
         raise ValueError("per-group log-likelihoods are for ML only")
     n, p = X.shape
-    q = Z.shape[1]
     winv = 1.0 / resid_var
 
     # Per-group cross products: A = Z'R^-1 Z, B = Z'R^-1 X, b = Z'R^-1 y,
