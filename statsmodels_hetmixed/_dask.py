@@ -36,11 +36,11 @@ fixed effects ``b``.  Pass 2 evaluates every partition's ML log-likelihood
 at ``b``, whose gradient at fixed ``b`` sums to the profile gradient (the
 envelope theorem: ``b`` is the whole data's GLS estimate).  REML adds
 ``1/2 p log 2 pi - 1/2 log|X'V^-1 X|`` to the value and the terms of
-``_engine.reml_gradient_terms`` (with the whole data's ``(X'V^-1 X)^-1``)
-to the gradient.  Each partition reduces its gradient to the parameters
-itself (natural, conditioned and free scales: vectors of the number of
-parameters), and the expected information (a k x k matrix), so nothing of
-the size of the rows comes back.
+``_engine.reml_gradient_terms`` (with a factor of the whole data's
+``(X'V^-1 X)^-1``) to the gradient.  Each partition reduces its gradient
+to the parameters itself (natural, conditioned and free scales: vectors of
+the number of parameters), and the expected information (a k x k matrix),
+so nothing of the size of the rows comes back.
 
 *The observed information* (standard errors) of an ML fit with log-linear
 variance blocks is the engine's analytic Hessian, one task per partition
@@ -619,7 +619,8 @@ class DaskObjective(HeteroskedasticObjective):
         beta = beta_c if F is None else Fi @ beta_c
         if fe_params is not None and not self.reml:
             beta = np.asarray(fe_params, dtype=np.float64)
-        hinv_c = _linalg.chol_solve(chol, np.eye(chol.shape[0])) if self.reml else None
+        # REML: the partitions' terms take H^-1 = F F', F = L^-T (H = L L')
+        hinv_c = np.linalg.inv(chol).T if self.reml else None
         twos = [t for t in self._map(_pass2, natural, free, beta, hinv_c, info,
                                      final) if t is not None]
         llf = float(sum(t["llf"] for t in twos))

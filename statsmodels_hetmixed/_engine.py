@@ -416,22 +416,42 @@ def _fe_sums(data, Z, wz, X, winv, extra=None, y=None):
     return B, b, xtvx, xtvy
 
 
-def _fe_sums_by_columns(data, Z, wz, X, winv, D):
+def _constant_column(a, j):
+    """Whether column ``j`` of ``a`` is one number (the first rows first:
+    another column differs there at once)."""
+    c = a[0, j]
+    return bool(np.all(a[:8, j] == c) and np.all(a[:, j] == c))
+
+
+def _fe_sums_by_columns(data, Z, wz, X, winv, D, constant_sums=None):
     """``_fe_sums`` with ``extra`` each column of ``D`` (n, k): per group
     Z'R^-1 diag(d_l) X, (k, m, q, p), and X'R^-1 diag(d_l) X, (k, p, p);
     for a random intercept and rows sorted by group in one pass over
-    blocks of whole groups (a block of X read once for all columns)."""
-    k = D.shape[1]
-    if not (unit_design(data, Z) and data.starts is not None):
-        sums = [_fe_sums(data, Z, wz, X, winv, D[:, l]) for l in range(k)]
-        return (np.stack([s[0] for s in sums]), np.stack([s[2] for s in sums]))
-    p = X.shape[1]
-    P = np.empty((k, data.n_groups, 1, p))
+    blocks of whole groups (a block of X read once for all columns).
+
+    ``constant_sums``: ``(B, X'R^-1 X)``, the sums without ``D`` (an
+    evaluation's).  A constant column c of D (a variance function's
+    intercept) then gives c B and c X'R^-1 X without a pass over the
+    rows."""
+    k, p = D.shape[1], X.shape[1]
+    P = np.empty((k, data.n_groups, Z.shape[1], p))
     xtvx = np.zeros((k, p, p))
-    for groups, rows, local in _group_blocks(data):
-        xb, wb, db = X[rows], winv[rows], D[rows]
-        for l in range(k):
-            vx = _scale_rows(xb, wb * db[:, l])
+    columns = []
+    for l in range(k):
+        if constant_sums is not None and _constant_column(D, l):
+            c = D[0, l]
+            P[l], xtvx[l] = c * constant_sums[0], c * constant_sums[1]
+        else:
+            columns.append(l)
+    if not (unit_design(data, Z) and data.starts is not None):
+        for l in columns:
+            P[l], _, xtvx[l], _ = _fe_sums(data, Z, wz, X, winv, D[:, l])
+        return P, xtvx
+    for groups, rows, local in _group_blocks(data) if columns else ():
+        xb = X[rows]
+        fb = _scale_rows(D[rows], winv[rows])      # d_l / r, columns contiguous
+        for l in columns:
+            vx = _scale_rows(xb, fb[:, l])
             xtvx[l] += vx.T @ xb
             P[l, groups, 0, :] = np.add.reduceat(vx, local, axis=0)
     return P, xtvx
@@ -464,7 +484,7 @@ def _spare_rows(a, n):
 
 
 def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
-                    B=None, spare=None, log_sum=True):
+                    B=None, spare=None, log_sum=True, reml_factor=None):
     """
     The rows' part of ``evaluate`` after the fixed effects, for a random
     intercept with rows sorted by group, in one pass over blocks of whole
@@ -487,8 +507,12 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
     cache, T their columns of the per-group sums ``B`` = Z'R^-1 X, and
     ``xtg`` = X[:, D]'g.
     ``resid_var`` None: sum log r_j = - sum log (1 / r_j) (``winv``
-    written over it); ``log_sum`` False: not taken (``logsum`` 0).  ``spare``: arrays (``_spare_rows``) taken (popped)
-    for the row-sized results instead of new ones.
+    written over it); ``log_sum`` False: not taken (``logsum`` 0).
+    ``spare``: arrays (``_spare_rows``) taken (popped) for the row-sized
+    results instead of new ones.  ``reml_factor`` (F, K B) with ``H^-1 =
+    F F'`` (REML, with ``gradient``): also ``reml_rows``, ``_reml_rows``'
+    x~_j' H^-1 x~_j / r_j from the block's product with X that gives its
+    residuals, added to ``g`` (and to ``xtg``) as REML's gradient rows.
     """
     n, p = X.shape
     m = data.n_groups
@@ -513,11 +537,23 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
             xtg = np.zeros(T.shape[1])
         elif D is not None:
             T, gram = np.empty((m, D.shape[1])), np.zeros((D.shape[1],) * 2)
+    if reml_factor is not None:
+        F, KB = reml_factor
+        p_f = F.shape[0]
+        left = np.vstack([F.T, fe_params])
+        c_reml = (KB.reshape(-1, p_f) @ F).reshape(KB.shape)   # K B F
+        out["reml_rows"] = reml_rows = rows_array()
     for groups, rows, local in _group_blocks(data):
         rb = resid[rows]
         xb = X[rows]
-        np.subtract(y[rows], xb @ fe_params, out=rb)
         wb = winv[rows]
+        if reml_factor is None:
+            np.subtract(y[rows], xb @ fe_params, out=rb)
+        else:
+            hb = reml_rows[rows]
+            _reml_block(left, xb, c_reml[groups, 0, :], data.sizes[groups], hb,
+                        (y[rows], rb))
+            hb *= wb
         rwb = rb * wb
         eb = np.add.reduceat(rwb, local)
         e[groups, 0] = eb
@@ -540,6 +576,8 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
         np.multiply(cb, vb, out=gb)
         gb -= 1.0
         gb += zkz
+        if reml_factor is not None:
+            gb += hb
         if columns:
             db = xb[:, D]
             gram += _scale_rows(db, 1.0 - 2.0 * zkz).T @ db
@@ -652,23 +690,66 @@ def subtract_rows_times_group(data, out, rows, per_group):
     return out
 
 
-def _reml_rows(data, X, Z, Lit, c):
-    """``||x_j' Lit - z_j' c_g||^2`` for every row j of group g, (n,): with
-    ``Lit = L^-T`` (H = L L') and ``c = K B L^-T`` (m, q, p) the REML
-    rows ``x~_j' H^-1 x~_j`` (x~ = X - Z K B).  A random intercept with
-    rows sorted by group: a block of whole groups at a time, transposed
-    (p x rows, in cache: no n x p temporary); else the (n, p) product
-    column-major, reduced over its contiguous columns."""
+def _reml_rows(data, F, KB, winv, y=None, fe_params=None):
+    """
+    The REML rows ``x~_j' H^-1 x~_j / r_j`` (x~ = X - Z K B), (n,), as
+    ``||x_j'F - z_j' c_g||^2 / r_j`` with ``c = K B F`` for a factor F of
+    ``H^-1 = F F'`` (``L^-T`` for H = L L'); with ``y`` and ``fe_params``
+    also the residuals ``y - X b`` (the same pass over X: ``(rows,
+    resid)``).
+
+    A random intercept with rows sorted by group: a block of whole groups
+    at a time, transposed (p x rows, in cache: no n x p temporary; the
+    residuals one more row of the block's product); else the (n, p)
+    product column-major, reduced over its contiguous columns.
+    """
+    X, Z = data.exog, _engine_z(data)
+    p = F.shape[0]
+    # products with F as one of the stacked (m q, p) rows (a stack of
+    # (q, p) matrices times one (p, p) is a loop of small products)
+    c = (KB.reshape(-1, p) @ F).reshape(KB.shape)
+    resid = None
     if unit_design(data, Z) and data.starts is not None:
         out = np.empty(X.shape[0])
-        L_inv = np.ascontiguousarray(Lit.T)
+        left = F.T if y is None else np.vstack([F.T, fe_params])
+        if y is not None:
+            resid = np.empty(X.shape[0])
         for groups, rows, _ in _group_blocks(data):
-            ub = L_inv @ X[rows].T
-            ub -= np.repeat(c[groups, 0, :].T, data.sizes[groups], axis=1)
-            np.einsum("kn,kn->n", ub, ub, out=out[rows])
-        return out
-    Ut = subtract_rows_times_group(data, rows_matmul(X, Lit), Z, c).T
-    return np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
+            _reml_block(left, X[rows], c[groups, 0, :], data.sizes[groups],
+                        out[rows], None if y is None else (y[rows], resid[rows]))
+    else:
+        Ut = subtract_rows_times_group(data, rows_matmul(X, F), Z, c).T
+        out = np.einsum("kn,kn->n", Ut, Ut)  # Ut (p, n) C-contiguous
+        if y is not None:
+            resid = y - rows_matmul(X, fe_params)
+    out *= winv
+    return out if y is None else (out, resid)
+
+
+def _reml_block(left, xb, c_groups, sizes, out, resid=None):
+    """``_reml_rows`` for one block of whole groups (random intercept, rows
+    sorted by group) before the division by r_j: ``||x_j'F - c_g||^2``
+    into ``out`` from one product of ``left`` (F' stacked on b' when
+    ``resid`` = (y, out) is given: the residuals y - X b into its out)
+    with the block of X, transposed (in cache, no n x p temporary)."""
+    ub = left @ xb.T
+    if resid is not None:
+        p = left.shape[0] - 1
+        np.subtract(resid[0], ub[p], out=resid[1])
+        ub = ub[:p]
+    ub -= np.repeat(c_groups.T, sizes, axis=1)
+    np.einsum("kn,kn->n", ub, ub, out=out)
+
+
+def _reml_cov_terms(A, B, KB, F):
+    """What the REML criterion adds to the ML gradient in G at the GLS
+    fixed effects, twice: ``sum_i (Q_i F)(Q_i F)'`` with ``Q_i = Z_i'V_i^-1
+    X_i = B_i - A_i K_i B_i`` (per-group sums, ``evaluate``'s) and a
+    factor F of ``H^-1 = F F'``, (q, q).  (Its term in the log residual
+    variances: ``_reml_rows``.)"""
+    p = F.shape[0]
+    QF = ((B - A @ KB).reshape(-1, p) @ F).reshape(B.shape)   # (see _reml_rows)
+    return np.tensordot(QF, QF, axes=([0, 2], [0, 2]))
 
 
 def group_forms(data, rows, per_group):
@@ -816,7 +897,6 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
     if per_group and reml:
         raise ValueError("per-group log-likelihoods are for ML only")
     n, p = X.shape
-    q = Z.shape[1]
     fusing = unit_design(data, Z) and data.starts is not None and not per_group
     if fusing and reuse and any(a is resid_var for a in reuse):
         # sum log r_j below is then - sum log (1 / r_j)
@@ -867,20 +947,29 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         xtviy = xtwy - np.einsum("iqp,iq->p", KB, b)
         fe_params = _chol_solve(chol_H, xtviy)
 
+    # the REML rows of the gradient are taken in the residuals' pass over
+    # X, with the factor F of H^-1 = F F'
+    F_reml = np.linalg.inv(chol_H).T if reml and gradient else None
+    reml_rows = None
     # a random intercept with rows sorted by group: the rows' part in one
-    # pass (residuals, BLUPs, gradient rows, information sums)
+    # pass (residuals, BLUPs, gradient rows with REML's, information sums)
     fused = None
     if fusing:
         fused = _intercept_rows(
             data, X, y, winv, resid_var, fe_params, K, gradient,
             None if info_directions is None else info_directions[1], B, spare,
-            log_sum=log_resid_var_sum is None)
+            log_sum=log_resid_var_sum is None,
+            reml_factor=None if F_reml is None else (F_reml, KB))
         resid, e, blup = fused["resid"], fused["e"], fused["blup"]
         quad, logsum = fused["quad"], fused["logsum"]
+        reml_rows = fused.get("reml_rows")
         if log_resid_var_sum is not None:
             logsum = log_resid_var_sum
     else:
-        resid = y - rows_matmul(X, fe_params)
+        if F_reml is not None:
+            reml_rows, resid = _reml_rows(data, F_reml, KB, winv, y, fe_params)
+        else:
+            resid = y - rows_matmul(X, fe_params)
         resid_w = resid * winv  # R^-1 (y - X b)
         e = (segment_sums(data, resid_w)[:, None] if unit
              else group_cross(data, wz, resid[:, None], None)[:, :, 0])
@@ -948,18 +1037,12 @@ def evaluate(data, factor, resid_var, reml, fe_params=None, gradient=False,
         g -= 1.0
         g += zkz_w
     if reml:
-        Q = B - A @ KB
-        HiQt = _chol_solve(chol_H, Q.transpose(2, 1, 0).reshape(p, -1))
-        HiQt = HiQt.reshape(p, q, -1).transpose(2, 1, 0)  # (m, q, p): Q_i H^-1
-        grad_cov += 0.5 * np.einsum("iap,ibp->ab", Q, HiQt)
-        # x~_j' H^-1 x~_j / r_j with x~ = X - Z K B: ||L^-1 x~_j||^2 (H = L L')
-        Lit = np.linalg.inv(chol_H).T
-        reml_rows = _reml_rows(data, X, Z, Lit, KB @ Lit)
-        reml_rows *= winv
-        g += reml_rows
+        grad_cov += 0.5 * _reml_cov_terms(A, B, KB, F_reml)
+        if fused is None:   # (the fused pass added them to its rows)
+            g += reml_rows
         ev.reml_row_terms = reml_rows
     g *= 0.5
-    if not reml and fused is not None and "xtg" in fused:
+    if fused is not None and "xtg" in fused:
         ev.grad_var_centred = 0.5 * fused["xtg"]   # X[:, cols]' g
     grad_cov = 0.5 * (grad_cov + grad_cov.T)
     ev.grad_cov = _to_user_gradient(data, grad_cov)
@@ -1217,17 +1300,27 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
                                         T=T, rowpart=rowpart)
 
     def quadratic_forms(c_u, t):
-        """Q_kl = (V_k u)' V^-1 (V_l u) for one n-vector u from its per-group
-        sums c_u = Z'u and t = Z'(d_l u) (m, q, k_var), but for the row sums
-        ``D' diag(r u^2) D`` of its variance block (the caller adds those
-        of all its vectors in one pass)."""
-        a = np.einsum("kab,ib->kia", cov_dirs, c_u)          # E_k c_u
+        """Q_kl = sum_a (V_k u_a)' V^-1 (V_l u_a) for n-vectors u_a from
+        their per-group sums c_u = Z'u_a, (m, q, J), and t = Z'(d_l u_a),
+        (k_var, m, q, J) (directions first); or for one vector, (m, q)
+        and (m, q, k_var); but for the row sums ``D' diag(r u^2) D`` of
+        its variance block (the caller adds those of all its vectors in
+        one pass); and a = E_k c_u, (k_cov, m, q[, J]).  Batched products
+        over the groups, then one matrix product over groups and vectors
+        for each block of Q (no transposed copies)."""
+        one = c_u.ndim == 2
+        if one:
+            c_u, t = c_u[..., None], np.moveaxis(t, -1, 0)[..., None]
+        a = np.matmul(cov_dirs[:, None], c_u)                 # E_k c_u
+        a2 = a.reshape(k_cov, -1)
         Q = np.empty((k_cov + k_var, k_cov + k_var))
-        Q[:k_cov, :k_cov] = np.einsum("kia,iab,lib->kl", a, C, a)
-        Q[:k_cov, k_cov:] = np.einsum("kia,ial->kl", a, ika @ t)
+        Q[:k_cov, :k_cov] = a2 @ np.matmul(C, a).reshape(k_cov, -1).T
+        prod = np.matmul(ika, t)                              # (I - A K) t
+        Q[:k_cov, k_cov:] = a2 @ prod.reshape(k_var, -1).T
         Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
-        Q[k_cov:, k_cov:] = -np.einsum("ial,iab,ibm->lm", t, K, t)
-        return Q, a
+        prod = np.matmul(K, t)                                # K t
+        Q[k_cov:, k_cov:] = -(t.reshape(k_var, -1) @ prod.reshape(k_var, -1).T)
+        return Q, (a[..., 0] if one else a)
 
     c = e - np.einsum("iab,ib->ia", A, np.einsum("iab,ib->ia", K, e))  # Z'V^-1 r
     Q, a = quadratic_forms(c, t)
@@ -1249,26 +1342,39 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         #     = L^-1 [X'R^-1 diag(d_l) X - sum_i (P_il'K_i B_i
         #             + B_i'K_i P_il - B_i'K_i T_il K_i B_i)] L^-T,
         # and sum_a r U_a^2 = x~'H^-1 x~ / r (the evaluation's REML rows).
+        # (products with L^-T as one matrix product of the stacked rows:
+        # a stack of (q, p) matrices times one (p, p) is a loop of small ones)
         Li = np.linalg.inv(chol_H)
         KB = K @ B
-        c_U = (B - A @ KB) @ Li.T                               # (m, q, p)
+        c_U = ((B - A @ KB).reshape(-1, p) @ Li.T).reshape(B.shape)   # (m, q, p)
+        # X'R^-1 X = H + sum_i B_i'K_i B_i, for D's constant columns
+        xtwx = H + np.tensordot(B, KB, axes=([0, 1], [0, 1]))
+        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D, (B, xtwx))
+        TKB = np.einsum("iabl,ibp->liap", T, KB)                # T_l K B
         N = np.empty((k_cov + k_var, p, p))
-        N[:k_cov] = np.einsum("iap,kab,ibr->kpr", c_U, cov_dirs, c_U)
-        t_U = np.empty((data.n_groups, Z.shape[1], k_var, p))
-        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D)
-        for l in range(k_var):
-            P_l, xtvx = P[l], XVX[l]                            # (m, q, p)
-            T_l = T[..., l]
-            t_U[:, :, l, :] = (P_l - T_l @ KB) @ Li.T
-            cross = np.einsum("iqp,iqr->pr", P_l, KB)
-            inner = (xtvx - cross - cross.T
-                     + np.einsum("iqp,iqs,isr->pr", KB, T_l, KB))
-            N[k_cov + l] = Li @ inner @ Li.T
-        for j in range(p):
-            hess -= quadratic_forms(c_U[:, :, j], t_U[..., j])[0]
+        # sums over the groups as products of the stacked (m q, p) rows
+        c_U2, KB2 = c_U.reshape(-1, p), KB.reshape(-1, p)
+        Ec = np.matmul(cov_dirs[:, None], c_U)                  # E_k c_U
+        N[:k_cov] = np.matmul(c_U2.T, Ec.reshape(k_cov, -1, p))
+        cross = np.matmul(P.reshape(k_var, -1, p).transpose(0, 2, 1), KB2)
+        inner = (XVX - cross - cross.transpose(0, 2, 1)
+                 + np.matmul(KB2.T, TKB.reshape(k_var, -1, p)))
+        N[k_cov:] = Li @ inner @ Li.T
+        # t_U = (P_l - T_l K B) L^-T, (k_var, m, q, p), with as few stacks
+        # of its size alive at once as can be (the fit's peak memory)
+        P -= TKB
+        del TKB
+        t_U = (P.reshape(-1, p) @ Li.T).reshape(P.shape)
+        del P
+        hess -= quadratic_forms(c_U, t_U)[0]
+        del t_U
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
-        rows -= 0.5 * ev.reml_row_terms
-        hess += 0.5 * np.einsum("kab,lba->kl", N, N)
+        # (in place, no n-sized temporary: scaling by 2 and 1/2 is exact)
+        rows *= 2.0
+        rows -= ev.reml_row_terms
+        rows *= 0.5
+        hess += 0.5 * (N.reshape(len(N), -1)
+                       @ N.transpose(0, 2, 1).reshape(len(N), -1).T)
     hess[k_cov:, k_cov:] += row_gram if rows is None else _weighted_gram(D, rows)
     return 0.5 * (hess + hess.T), ev
 
@@ -1299,7 +1405,7 @@ def _intercept_information_rows(data, D, winv, s, K, X):
     return T.reshape(-1, 1, 1, k), rowpart, t[:, None, :], xsd, row_gram
 
 
-def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
+def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_factor):
     """
     What the REML criterion adds to the ML gradient at the GLS fixed
     effects, for the rows of ``data`` when ``X'V^-1 X`` is that of more
@@ -1308,10 +1414,12 @@ def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
         d / dG:         1/2 sum_i Q_i H^-1 Q_i',  Q_i = Z_i'V_i^-1 X_i
         d / d log r_j:  1/2 x~_j' H^-1 x~_j / r_j,  x~ = X - Z K B
 
-    (``evaluate``'s REML terms with ``H^-1`` given).  ``evaluation``: the
-    engine's ML evaluation of these rows at the GLS fixed effects
-    (its ``group_summaries``); ``xtvix_inv_centred``: ``H^-1`` in the
-    engine's (centred) columns.
+    (``evaluate``'s REML terms, ``_reml_cov_terms`` and ``_reml_rows``,
+    with ``H^-1`` given).
+    ``evaluation``: the engine's ML evaluation of these rows at the GLS
+    fixed effects (its ``group_summaries``); ``xtvix_inv_factor``: F
+    with ``H^-1 = F F'`` in the engine's (centred) columns (``L^-T`` for
+    a Cholesky factor ``H = L L'``).
 
     Returns
     -------
@@ -1320,10 +1428,9 @@ def reml_gradient_terms(data, evaluation, resid_var, xtvix_inv_centred):
     grad_log_var : ndarray (n,)
     """
     A, B, _, K, _ = evaluation.group_summaries
+    F = np.asarray(xtvix_inv_factor, dtype=np.float64)
     KB = K @ B
-    Q = B - A @ KB
-    Hinv = np.asarray(xtvix_inv_centred, dtype=np.float64)
-    grad_cov = 0.5 * np.einsum("iap,pr,ibr->ab", Q, Hinv, Q)
-    xt = data.exog - rows_times_group(data, _engine_z(data), KB)
-    g = 0.5 * ((xt @ Hinv) * xt).sum(axis=1) / resid_var
-    return 0.5 * (grad_cov + grad_cov.T), g
+    cov = _reml_cov_terms(A, B, KB, F)
+    rows = _reml_rows(data, F, KB, 1.0 / resid_var)
+    rows *= 0.5
+    return 0.25 * (cov + cov.T), rows

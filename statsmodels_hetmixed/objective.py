@@ -529,12 +529,13 @@ class HeteroskedasticObjective:
         """Forget the evaluation kept for the observed information (the
         optimiser calls this when it moves on from a point, holding no
         other reference to that evaluation): the next evaluation writes
-        its row-sized results into its arrays (the residuals, V^-1 r and
-        the gradient rows) instead of new ones."""
+        its row-sized results into its arrays (the residuals, V^-1 r, the
+        gradient rows and REML's rows) instead of new ones."""
         last, self._last_info = self._last_info, None
         if last is not None and self.layout.correlation_block is None:
             ev = last[1]
-            self._spare_rows = [ev.resid_marginal, ev.vinv_resid, ev.grad_eta]
+            self._spare_rows = [ev.resid_marginal, ev.vinv_resid, ev.grad_eta,
+                                ev.reml_row_terms]
 
     def _evaluation_at(self, natural):
         """The evaluation last computed with the expected information (by
