@@ -423,38 +423,56 @@ def _constant_column(a, j):
     return bool(np.all(a[:8, j] == c) and np.all(a[:, j] == c))
 
 
-def _fe_sums_by_columns(data, Z, wz, X, winv, D, constant_sums=None):
+def _fe_sums_by_columns(data, Z, wz, X, winv, D, constant_sums=None, summed=None):
     """``_fe_sums`` with ``extra`` each column of ``D`` (n, k): per group
     Z'R^-1 diag(d_l) X, (k, m, q, p), and X'R^-1 diag(d_l) X, (k, p, p);
     for a random intercept and rows sorted by group in one pass over
-    blocks of whole groups (a block of X read once for all columns).
+    blocks of whole groups (a block of X read once for all columns,
+    ``_fe_columns_block``).
 
     ``constant_sums``: ``(B, X'R^-1 X)``, the sums without ``D`` (an
     evaluation's).  A constant column c of D (a variance function's
     intercept) then gives c B and c X'R^-1 X without a pass over the
-    rows."""
+    rows.  ``summed``: ``(P, xtvx)`` whose other columns a pass over the
+    rows has already summed (``_fe_columns_to_sum``,
+    ``_intercept_information_rows``): only the constant ones are added."""
     k, p = D.shape[1], X.shape[1]
-    P = np.empty((k, data.n_groups, Z.shape[1], p))
-    xtvx = np.zeros((k, p, p))
-    columns = []
-    for l in range(k):
-        if constant_sums is not None and _constant_column(D, l):
-            c = D[0, l]
-            P[l], xtvx[l] = c * constant_sums[0], c * constant_sums[1]
-        else:
-            columns.append(l)
+    if summed is None:
+        P = np.empty((k, data.n_groups, Z.shape[1], p))
+        xtvx = np.zeros((k, p, p))
+    else:
+        P, xtvx = summed
+    columns = _fe_columns_to_sum(D, constant_sums is not None)
+    for l in set(range(k)) - set(columns):
+        c = D[0, l]
+        P[l], xtvx[l] = c * constant_sums[0], c * constant_sums[1]
+    if summed is not None:
+        return P, xtvx
     if not (unit_design(data, Z) and data.starts is not None):
         for l in columns:
             P[l], _, xtvx[l], _ = _fe_sums(data, Z, wz, X, winv, D[:, l])
         return P, xtvx
     for groups, rows, local in _group_blocks(data) if columns else ():
-        xb = X[rows]
-        fb = _scale_rows(D[rows], winv[rows])      # d_l / r, columns contiguous
-        for l in columns:
-            vx = _scale_rows(xb, fb[:, l])
-            xtvx[l] += vx.T @ xb
-            P[l, groups, 0, :] = np.add.reduceat(vx, local, axis=0)
+        _fe_columns_block(X[rows], _scale_rows(D[rows], winv[rows]), columns,
+                          groups, local, P, xtvx)
     return P, xtvx
+
+
+def _fe_columns_to_sum(D, constants_known):
+    """The columns of ``D`` that ``_fe_sums_by_columns`` sums over the rows:
+    all, or with the constant sums known only the non-constant ones."""
+    return [l for l in range(D.shape[1])
+            if not (constants_known and _constant_column(D, l))]
+
+
+def _fe_columns_block(xb, fb, columns, groups, local, P, xtvx):
+    """One block of whole groups of ``_fe_sums_by_columns`` (random
+    intercept): ``xb`` its rows of X, ``fb`` of D / r (columns
+    contiguous)."""
+    for l in columns:
+        vx = _scale_rows(xb, fb[:, l])
+        xtvx[l] += vx.T @ xb
+        P[l, groups, 0, :] = np.add.reduceat(vx, local, axis=0)
 
 
 def _intercept_variance_sums(data, D, winv, v):
@@ -1280,12 +1298,17 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
     ika = np.eye(Z.shape[1]) - AK       # I - A K
     wz = winv[:, None] if unit_design(data, Z) else _scale_rows(Z, winv)
     s = ev.vinv_resid
-    if unit_design(data, Z) and data.starts is not None and not reml:
-        # ML with a random intercept, rows sorted by group: the sums over
-        # the rows below in one pass (``_intercept_information_rows``)
+    fe_columns = None
+    if unit_design(data, Z) and data.starts is not None:
+        # a random intercept, rows sorted by group: the sums over the rows
+        # below in one pass (``_intercept_information_rows``), with REML's
+        # rows and its sums of X by the columns of D
         zkz_w = rows = None
+        if reml:
+            fe_columns = (_fe_columns_to_sum(D, True), np.empty((k_var, len(A), 1, p)),
+                          np.zeros((k_var, p, p)))
         T, rowpart, t, xsd, row_gram = _intercept_information_rows(
-            data, D, winv, s, K, X)
+            data, D, winv, s, K, X, ev.reml_row_terms if reml else None, fe_columns)
     else:
         zkz_w = group_forms(data, Z, K)
         zkz_w *= winv                   # z'K z / r
@@ -1349,7 +1372,8 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         c_U = ((B - A @ KB).reshape(-1, p) @ Li.T).reshape(B.shape)   # (m, q, p)
         # X'R^-1 X = H + sum_i B_i'K_i B_i, for D's constant columns
         xtwx = H + np.tensordot(B, KB, axes=([0, 1], [0, 1]))
-        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D, (B, xtwx))
+        P, XVX = _fe_sums_by_columns(data, Z, wz, X, winv, D, (B, xtwx),
+                                     None if fe_columns is None else fe_columns[1:])
         TKB = np.einsum("iabl,ibp->liap", T, KB)                # T_l K B
         N = np.empty((k_cov + k_var, p, p))
         # sums over the groups as products of the stacked (m q, p) rows
@@ -1369,24 +1393,30 @@ def observed_information(data, factor, resid_var, reml, cov_dirs, var_dirs,
         hess -= quadratic_forms(c_U, t_U)[0]
         del t_U
         # - D'diag(r u^2)D of each Q, + 1/2 of it from U_a' V_lm U_a
-        # (in place, no n-sized temporary: scaling by 2 and 1/2 is exact)
-        rows *= 2.0
-        rows -= ev.reml_row_terms
-        rows *= 0.5
+        # (in place, no n-sized temporary: scaling by 2 and 1/2 is exact;
+        # the one-pass route has them in its row_gram)
+        if rows is not None:
+            rows *= 2.0
+            rows -= ev.reml_row_terms
+            rows *= 0.5
         hess += 0.5 * (N.reshape(len(N), -1)
                        @ N.transpose(0, 2, 1).reshape(len(N), -1).T)
     hess[k_cov:, k_cov:] += row_gram if rows is None else _weighted_gram(D, rows)
     return 0.5 * (hess + hess.T), ev
 
 
-def _intercept_information_rows(data, D, winv, s, K, X):
+def _intercept_information_rows(data, D, winv, s, K, X, reml_rows=None,
+                                fe_columns=None):
     """
-    ``observed_information``'s sums over the rows (ML) for a random
-    intercept with rows sorted by group, in one pass over blocks of whole
-    groups (``_group_blocks``; no temporaries of the rows' size):
+    ``observed_information``'s sums over the rows for a random intercept
+    with rows sorted by group, in one pass over blocks of whole groups
+    (``_group_blocks``; no temporaries of the rows' size):
     ``_intercept_variance_sums``' T and Gram matrix (v = 1 - 2 K / r_j),
     t = Z'(d_l s) per group (m, 1, k_var), X'diag(s) D, and
-    D'diag(rows) D with rows = -1/2 (s^2 r + 1 - K / r_j).
+    D'diag(rows) D with rows = -1/2 (s^2 r + 1 - K / r_j) (ML), less
+    1/2 ``reml_rows`` (REML: the evaluation's x~'H^-1 x~ / r).
+    ``fe_columns``: ``(columns, P, xtvx)`` (REML), into which the same
+    pass sums ``_fe_sums_by_columns``' columns ``columns`` of D.
     """
     m, k = data.n_groups, D.shape[1]
     k_gain = K[:, 0, 0]
@@ -1394,14 +1424,21 @@ def _intercept_information_rows(data, D, winv, s, K, X):
     rowpart, row_gram = np.zeros((k, k)), np.zeros((k, k))
     xsd = np.zeros((X.shape[1], k))
     for groups, rows, local in _group_blocks(data):
-        db, wb, sb = D[rows], winv[rows], s[rows]
+        db, wb, sb, xb = D[rows], winv[rows], s[rows], X[rows]
         zkz = np.repeat(k_gain[groups], data.sizes[groups])
         zkz *= wb                                     # z'K z / r
         _variance_block(db, wb, 1.0 - 2.0 * zkz, local, T[groups], rowpart)
         sdb = _scale_rows(db, sb)
         t[groups] = np.add.reduceat(sdb, local, axis=0)
-        xsd += X[rows].T @ sdb
-        row_gram += _scale_rows(db, -0.5 * (sb * sb / wb + 1.0 - zkz)).T @ db
+        xsd += xb.T @ sdb
+        vb = sb * sb / wb + 1.0 - zkz
+        if reml_rows is not None:
+            vb += reml_rows[rows]
+        vb *= -0.5
+        row_gram += _scale_rows(db, vb).T @ db
+        if fe_columns is not None and fe_columns[0]:
+            _fe_columns_block(xb, _scale_rows(db, wb), fe_columns[0], groups, local,
+                              *fe_columns[1:])
     return T.reshape(-1, 1, 1, k), rowpart, t[:, None, :], xsd, row_gram
 
 
