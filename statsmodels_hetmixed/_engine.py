@@ -489,9 +489,12 @@ def _intercept_variance_sums(data, D, winv, v):
 def _variance_block(db, wb, vb, local, T_out, gram):
     """One block of ``_intercept_variance_sums``: the block's groups' T
     into ``T_out`` and its rows' part of the Gram matrix added to
-    ``gram``."""
-    T_out[...] = np.add.reduceat(_scale_rows(db, wb), local, axis=0)
+    ``gram``.  Returns the block's D / r (columns contiguous), for a
+    caller that sums more with it."""
+    fb = _scale_rows(db, wb)
+    T_out[...] = np.add.reduceat(fb, local, axis=0)
     gram += _scale_rows(db, vb).T @ db
+    return fb
 
 
 def _spare_rows(a, n):
@@ -556,10 +559,7 @@ def _intercept_rows(data, X, y, winv, resid_var, fe_params, K, gradient, D=None,
         elif D is not None:
             T, gram = np.empty((m, D.shape[1])), np.zeros((D.shape[1],) * 2)
     if reml_factor is not None:
-        F, KB = reml_factor
-        p_f = F.shape[0]
-        left = np.vstack([F.T, fe_params])
-        c_reml = (KB.reshape(-1, p_f) @ F).reshape(KB.shape)   # K B F
+        left, c_reml = _reml_block_operands(*reml_factor, fe_params)
         out["reml_rows"] = reml_rows = rows_array()
     for groups, rows, local in _group_blocks(data):
         rb = resid[rows]
@@ -722,14 +722,10 @@ def _reml_rows(data, F, KB, winv, y=None, fe_params=None):
     product column-major, reduced over its contiguous columns.
     """
     X, Z = data.exog, _engine_z(data)
-    p = F.shape[0]
-    # products with F as one of the stacked (m q, p) rows (a stack of
-    # (q, p) matrices times one (p, p) is a loop of small products)
-    c = (KB.reshape(-1, p) @ F).reshape(KB.shape)
+    left, c = _reml_block_operands(F, KB, None if y is None else fe_params)
     resid = None
     if unit_design(data, Z) and data.starts is not None:
         out = np.empty(X.shape[0])
-        left = F.T if y is None else np.vstack([F.T, fe_params])
         if y is not None:
             resid = np.empty(X.shape[0])
         for groups, rows, _ in _group_blocks(data):
@@ -742,6 +738,16 @@ def _reml_rows(data, F, KB, winv, y=None, fe_params=None):
             resid = y - rows_matmul(X, fe_params)
     out *= winv
     return out if y is None else (out, resid)
+
+
+def _reml_block_operands(F, KB, fe_params=None):
+    """``(left, c)`` of ``_reml_block``: F' (with b' stacked under it when
+    the residuals are wanted too) and ``c = K B F`` (m, q, p), the
+    products with F as one of the stacked (m q, p) rows (a stack of (q, p)
+    matrices times one (p, p) is a loop of small products)."""
+    p = F.shape[0]
+    left = F.T if fe_params is None else np.vstack([F.T, fe_params])
+    return left, (KB.reshape(-1, p) @ F).reshape(KB.shape)
 
 
 def _reml_block(left, xb, c_groups, sizes, out, resid=None):
@@ -808,9 +814,9 @@ class Evaluation:
     # d llf / dG_c of the centred effects (GroupedData.re_basis; grad_cov
     # without it): the covariance blocks' conditioned gradient
     grad_cov_centred: np.ndarray | None = None
-    # ML with variance directions given as columns of X (``evaluate``'s
+    # variance directions given as columns of X (``evaluate``'s
     # ``info_directions``) and the random intercept's pass: X[:, cols]' of
-    # grad_eta, taken in that pass (a log-linear block's conditioned
+    # grad_eta (REML's rows included), taken in that pass (a log-linear block's conditioned
     # gradient W_c'g where W_c is those centred columns)
     grad_var_centred: np.ndarray | None = None
     # REML with the gradient: x~_j' H^-1 x~_j / r_j (x~ = X - Z K B, H =
@@ -1427,7 +1433,7 @@ def _intercept_information_rows(data, D, winv, s, K, X, reml_rows=None,
         db, wb, sb, xb = D[rows], winv[rows], s[rows], X[rows]
         zkz = np.repeat(k_gain[groups], data.sizes[groups])
         zkz *= wb                                     # z'K z / r
-        _variance_block(db, wb, 1.0 - 2.0 * zkz, local, T[groups], rowpart)
+        fb = _variance_block(db, wb, 1.0 - 2.0 * zkz, local, T[groups], rowpart)
         sdb = _scale_rows(db, sb)
         t[groups] = np.add.reduceat(sdb, local, axis=0)
         xsd += xb.T @ sdb
@@ -1437,8 +1443,7 @@ def _intercept_information_rows(data, D, winv, s, K, X, reml_rows=None,
         vb *= -0.5
         row_gram += _scale_rows(db, vb).T @ db
         if fe_columns is not None and fe_columns[0]:
-            _fe_columns_block(xb, _scale_rows(db, wb), fe_columns[0], groups, local,
-                              *fe_columns[1:])
+            _fe_columns_block(xb, fb, fe_columns[0], groups, local, *fe_columns[1:])
     return T.reshape(-1, 1, 1, k), rowpart, t[:, None, :], xsd, row_gram
 
 
