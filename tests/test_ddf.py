@@ -15,6 +15,8 @@ import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import ddf as ddf_module
 from statsmodels_hetmixed.structures import PowerVariance
 
+from .dense_ddf import kenward_roger_parts
+
 HERE = Path(__file__).resolve().parent / "results" / "ddf"
 REF = json.loads((HERE / "r_ddf.json").read_text())["cases"]
 R_NAMES = {"(Intercept)": "Intercept", "SexMale": "Sex[T.Male]"}
@@ -143,7 +145,6 @@ def _brute_force(res, method):
         return (f(theta + e) - f(theta - e)) / (2 * steps[j])
 
     index = np.flatnonzero(np.asarray(res.bse)[lay.k_fe:] > 0)  # not held
-    k = index.size
     Phi = phi(theta)
     if method == "satterthwaite":
         dphi = np.stack([central(phi, j) for j in index])
@@ -154,21 +155,8 @@ def _brute_force(res, method):
             df.append(2 * (e @ Phi @ e) ** 2 / (grad @ A @ grad))
         return np.array(df), None
     V = dense_v(theta)
-    Vi = np.linalg.inv(V)
     dV = [central(dense_v, j) for j in index]
-    P = [X.T @ Vi @ D @ Vi @ X for D in dV]
-    Q = [[X.T @ Vi @ Di @ Vi @ Dj @ Vi @ X for Dj in dV] for Di in dV]
-    info = np.empty((k, k))
-    for i in range(k):
-        for j in range(k):
-            info[i, j] = 0.5 * np.trace(Vi @ dV[i] @ Vi @ dV[j])
-            if res.reml:
-                info[i, j] += (-np.trace(Phi @ Q[i][j])
-                               + 0.5 * np.trace(Phi @ P[i] @ Phi @ P[j]))
-    W = np.linalg.inv(info)
-    U = sum(W[i, j] * (Q[i][j] - P[i] @ Phi @ P[j]) for i in range(k) for j in range(k))
-    adjusted = Phi + 2 * Phi @ U @ Phi
-    dphi = np.stack([Phi @ Pi @ Phi for Pi in P])
+    W, adjusted, dphi = kenward_roger_parts(X, V, dV, Phi, res.reml)
     kr = ddf_module.KenwardRoger(list(res.fe_params.index), Phi, dphi, W, adjusted)
     return kr.df_fe.to_numpy(), adjusted
 

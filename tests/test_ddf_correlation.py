@@ -15,6 +15,8 @@ import pytest
 import statsmodels_hetmixed.formula.api as hmf
 from statsmodels_hetmixed import ddf as ddf_module
 
+from .dense_ddf import kenward_roger_parts
+
 
 def _sim(seed=3, groups=12, occasions=6):
     """Unbalanced longitudinal data with gaps: occasions dropped at random,
@@ -125,28 +127,14 @@ def _brute_force(res, method):
     np.testing.assert_allclose((V - G_part)[np.ix_(r_sorted, r_sorted)], Ri,
                                rtol=1e-10, atol=1e-12)
     index = np.flatnonzero(np.asarray(res.bse)[lay.k_fe:] > 0)  # not held
-    k = index.size
     Phi = phi(theta)
     if method == "satterthwaite":
         dphi = np.stack([central(phi, j) for j in index])
         A = np.asarray(res.cov_params())[lay.k_fe:, lay.k_fe:][np.ix_(index, index)]
         sat = ddf_module.Satterthwaite(list(res.fe_params.index), Phi, dphi, A)
         return sat, None
-    Vi = np.linalg.inv(V)
     dV = [central(dense_v, j) for j in index]
-    P = [X.T @ Vi @ D @ Vi @ X for D in dV]
-    Q = [[X.T @ Vi @ Di @ Vi @ Dj @ Vi @ X for Dj in dV] for Di in dV]
-    info = np.empty((k, k))
-    for i in range(k):
-        for j in range(k):
-            info[i, j] = 0.5 * np.trace(Vi @ dV[i] @ Vi @ dV[j])
-            if res.reml:
-                info[i, j] += (-np.trace(Phi @ Q[i][j])
-                               + 0.5 * np.trace(Phi @ P[i] @ Phi @ P[j]))
-    W = np.linalg.inv(info)
-    U = sum(W[i, j] * (Q[i][j] - P[i] @ Phi @ P[j]) for i in range(k) for j in range(k))
-    adjusted = Phi + 2 * Phi @ U @ Phi
-    dphi = np.stack([Phi @ Pi @ Phi for Pi in P])
+    W, adjusted, dphi = kenward_roger_parts(X, V, dV, Phi, res.reml)
     kr = ddf_module.KenwardRoger(list(res.fe_params.index), Phi, dphi, W, adjusted)
     return kr, adjusted
 
