@@ -48,19 +48,36 @@ def simulate(rng, m):
 def one(rng, m):
     data = simulate(rng, m)
     model = hmf.hetmixedlm("y ~ x + treat", data, groups="g", var_formula="~ b")
+    return p_values(model, m)[1]
+
+
+def p_values(model, m, term="treat", held_allowed=False):
+    """
+    Fit ``model`` with Kenward-Roger df and test ``term`` = 0 by each
+    method: ``(results, row)`` with the p-values of "z", "kenward-roger",
+    "satterthwaite" (from the same fit's Phi and dPhi) and
+    "between-within" (m - 2 df), the df of the first two and whether the
+    fit warned.  ``held_allowed``: covariance parameters held at a bound
+    (SE 0) are left out of Satterthwaite's covariance matrix.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = model.fit(ddf="kenward-roger")
     kr = res._ddf
-    j = list(res.fe_params.index).index("treat")
+    j = list(res.fe_params.index).index(term)
     beta = res.fe_params.iloc[j]
     se_z = np.sqrt(kr.phi[j, j])
     se_kr = np.sqrt(kr.cov_fe[j, j])
     k = res.k_fe
-    sat = ddf.Satterthwaite(list(res.fe_params.index), kr.phi, kr.dphi,
-                            np.asarray(res.cov_params())[k:, k:])
+    cov = np.asarray(res.cov_params())
+    if held_allowed:
+        est = k + np.flatnonzero(np.asarray(res.bse)[k:] > 0)
+        cov = cov[np.ix_(est, est)]
+    else:
+        cov = cov[k:, k:]
+    sat = ddf.Satterthwaite(list(res.fe_params.index), kr.phi, kr.dphi, cov)
     e = np.eye(k)[j]
-    return {
+    return res, {
         "z": 2 * stats.norm.sf(abs(beta / se_z)),
         "kenward-roger": 2 * stats.t.sf(abs(beta / se_kr), kr.df_fe.iloc[j]),
         "satterthwaite": 2 * stats.t.sf(abs(beta / se_z), sat.contrast_df(e)),

@@ -22,18 +22,15 @@ Usage::
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 import statsmodels_hetmixed.formula.api as hmf
-from statsmodels_hetmixed import ddf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ddf_type1 import run_study  # noqa: E402
+from ddf_type1 import p_values, run_study  # noqa: E402
 
 OCCASIONS = 6
 PHI = 0.5
@@ -58,29 +55,10 @@ def one(rng, m):
     data = simulate(rng, m)
     model = hmf.hetmixedlm("y ~ occ + treat", data, groups="g", re_formula="0",
                            var_formula="~ b", correlation="ar1", time="occ")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = model.fit(ddf="kenward-roger")
-    kr = res._ddf
-    j = list(res.fe_params.index).index("treat")
-    beta = res.fe_params.iloc[j]
-    se_z = np.sqrt(kr.phi[j, j])
-    se_kr = np.sqrt(kr.cov_fe[j, j])
-    k = res.k_fe
-    est = k + np.flatnonzero(np.asarray(res.bse)[k:] > 0)  # var(Group) is held at 0
-    sat = ddf.Satterthwaite(list(res.fe_params.index), kr.phi, kr.dphi,
-                            np.asarray(res.cov_params())[np.ix_(est, est)])
-    e = np.eye(k)[j]
-    return {
-        "z": 2 * stats.norm.sf(abs(beta / se_z)),
-        "kenward-roger": 2 * stats.t.sf(abs(beta / se_kr), kr.df_fe.iloc[j]),
-        "satterthwaite": 2 * stats.t.sf(abs(beta / se_z), sat.contrast_df(e)),
-        "between-within": 2 * stats.t.sf(abs(beta / se_z), m - 2),
-        "df_kr": kr.df_fe.iloc[j],
-        "df_sat": sat.contrast_df(e),
-        "phi": float(res.params["ar1"]),
-        "warned": bool(caught),
-    }
+    # var(Group) is held at 0 (re_formula="0")
+    res, row = p_values(model, m, held_allowed=True)
+    row["phi"] = float(res.params["ar1"])
+    return row
 
 
 def main():
