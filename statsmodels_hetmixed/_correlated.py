@@ -83,6 +83,32 @@ def _bucket_rows(block):
     return [_Rows(b[1], r) for b, r in zip(block.buckets, block.bucket_rows)]
 
 
+class BucketDirections:
+    """
+    The variance directions w = d log r / d a (n, k_var) as the expected
+    information reads them, bucket by bucket: ``rows`` (C order), and per
+    bucket ``by_group`` (m, n, k_var) and ``by_direction`` (k_var, m n),
+    the transposed copy the tridiagonal forms of ``BidiagonalFactor``
+    weight a row at a time.
+
+    Built once per fit where w does not depend on the parameters (a
+    log-linear variance function: the objective keeps it) instead of in
+    every evaluation: the copies were a tenth of an AR(1) evaluation's
+    time, most of it the page faults of their fresh memory.
+    """
+
+    def __init__(self, block, w):
+        self.source = w
+        self.rows = np.ascontiguousarray(w, dtype=np.float64)
+        self.by_group, self.by_direction = [], []
+        for at in _bucket_rows(block):
+            wb = at.take(self.rows)
+            self.by_group.append(wb)
+            self.by_direction.append(
+                np.ascontiguousarray(wb.reshape(-1, wb.shape[-1]).T)
+                if getattr(block, "_sparse_inverse", False) else None)
+
+
 def _whiten(data, block, natural, resid_var, derivative):
     """(whitened GroupedData, per-bucket factors, sum log|C_i|)."""
     inv_s = 1.0 / np.sqrt(resid_var)
@@ -101,6 +127,8 @@ def _whiten(data, block, natural, resid_var, derivative):
     for bucket, at in zip(block.buckets, _bucket_rows(block)):
         factor = block.bucket_factor(natural, bucket, derivative)
         scale = at.take(inv_s)
+        if hasattr(factor, "scaled_bands"):   # the same bands for every part
+            scale = factor.scaled_bands(scale)
         for part, out in zip(parts, outs):
             if at.rows is not None:   # straight into the output's rows (a view)
                 factor.whiten(at.take(part), scale, out=at.take(out))
@@ -141,7 +169,9 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     n = data.nobs
     dirs = None
     if info_directions is not None:
-        dirs = (info_directions[0], np.zeros((n, 1)))
+        # G's block of the information from the engine (the rows' blocks
+        # are this module's): no variance directions
+        dirs = (info_directions[0], np.zeros((n, 0)))
     ev = _engine.evaluate(wdata, factor, np.ones(n), reml, fe_params=fe_params,
                           gradient=gradient, info_directions=dirs)
     ev.llf -= 0.5 * (np.log(resid_var).sum() + logdet_C)
@@ -174,14 +204,18 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     with_info = info_directions is not None
     if with_info:
         E = np.asarray(info_directions[0])
-        w = np.ascontiguousarray(info_directions[1], dtype=np.float64)
+        dirs_b = info_directions[1]
+        if not isinstance(dirs_b, BucketDirections):
+            dirs_b = BucketDirections(block, dirs_b)
+        w = dirs_b.rows
         k_cov, k_var = E.shape[0], w.shape[1]
         I_vv = np.zeros((k_var, k_var))
         I_vc = np.zeros((k_var, k))
         I_cc = np.zeros((k, k))
         I_Gv = np.zeros((k_cov, k_var))
         I_Gc = np.zeros((k_cov, k))
-    for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
+    for j_b, (bucket, fac, at) in enumerate(zip(block.buckets, factors,
+                                                _bucket_rows(block))):
         groups, idx = bucket[0], bucket[1]
         a_b = at.take(a)
         b = fac.whiten_t(a_b[:, :, None])[:, :, 0]          # S V^-1 r
@@ -199,8 +233,9 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
             grad_corr += g_corr
             if not with_info:
                 continue
-            vv, vc, cc, Gv, Gc = fac.information(Zt_b, Zw_b, K[groups],
-                                                 A[groups], at.take(w), E)
+            vv, vc, cc, Gv, Gc = fac.information(
+                Zt_b, Zw_b, K[groups], A[groups], dirs_b.by_group[j_b], E,
+                dirs_b.by_direction[j_b])
             I_vv += vv
             I_vc += vc
             I_cc += cc

@@ -1228,7 +1228,9 @@ def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
     """
     q = wz.shape[1]
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
-    if T is None or rowpart is None:
+    if k_var == 0:   # G's block only (the correlated engine's whitened rows)
+        T, rowpart = np.zeros((A.shape[0], q, q, 0)), np.zeros((0, 0))
+    elif T is None or rowpart is None:
         T, rowpart = _variance_sums(data, Z, wz, var_dirs, zkz_w)
     ika = np.eye(q) - K @ A
     info = np.empty((k_cov + k_var, k_cov + k_var))
@@ -1236,7 +1238,8 @@ def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
     info[:k_cov, :k_cov] = 0.5 * np.einsum("kiac,lica->kl", F, F)
     # M_l = sum_i (I - K A)' T_il (I - K A), as batched matrix products.
     ikat = ika.transpose(0, 2, 1)
-    Mv = np.stack([(ikat @ T[..., l] @ ika).sum(axis=0) for l in range(k_var)])
+    Mv = np.stack([(ikat @ T[..., l] @ ika).sum(axis=0) for l in range(k_var)]
+                  ) if k_var else np.zeros((0, q, q))
     info[k_cov:, :k_cov] = 0.5 * np.einsum("kdb,lbd->lk", cov_dirs, Mv)
     info[:k_cov, k_cov:] = info[k_cov:, :k_cov].T
     KT = np.einsum("iab,ibcl->iacl", K, T)

@@ -116,6 +116,9 @@ class HeteroskedasticObjective:
         # writes its results into (the engine's ``reuse``)
         self._spare_rows = []
         self._resid_var_array = None  # the last evaluation's, reused
+        # the variance directions as a correlation structure's buckets read
+        # them (``_bucket_directions``)
+        self._kept_directions = None
         self._conditioning = {}  # the conditioning maps' inverses, by masks
         # natural -> the natural parameters of the centred effects'
         # covariance G_c = M_z G M_z' (grouped.re_basis), what the engine
@@ -171,6 +174,8 @@ class HeteroskedasticObjective:
                 self._resid_var_array = resid_var
             del resid_var, reuse
         else:  # correlated residuals: the engine on whitened rows
+            if directions is not None:
+                directions = (directions[0], self._bucket_directions(directions[1]))
             ev = _correlated.evaluate(
                 self.grouped, corr, np.asarray(natural)[lay.corr_natural], factor,
                 lay.resid_var(natural), self.reml, fe_params=fe_params,
@@ -189,6 +194,16 @@ class HeteroskedasticObjective:
             if self._centring is not None:
                 ev.info = self._centring.T @ ev.info @ self._centring
         return ev
+
+    def _bucket_directions(self, var_dirs):
+        """The variance directions by bucket of the correlation structure
+        (``_correlated.BucketDirections``), kept while they are the same
+        array (a log-linear variance function's W)."""
+        kept = self._kept_directions
+        if kept is None or kept.source is not var_dirs:
+            kept = _correlated.BucketDirections(self.layout.correlation_block, var_dirs)
+            self._kept_directions = kept
+        return kept
 
     def fe_score_jacobian(self, natural, fe_params, evaluation=None) -> np.ndarray:
         """d (X'V^-1 (y - X b)) / d natural at fixed ``fe_params``: the

@@ -586,6 +586,13 @@ class BidiagonalFactor(DenseFactor):
         """rho_j / c_j for j >= 1 (B's subdiagonal, negated), (m, n-1, 1)."""
         return (self.rho[:, 1:] / self.c[:, 1:])[:, :, None]
 
+    def scaled_bands(self, scale):
+        """B diag(scale)'s diagonal scale_j / c_j and negated subdiagonal
+        rho_j scale_{j-1} / c_j, (m, n, 1) and (m, n-1, 1): what ``whiten``
+        takes as ``scale`` for several arrays with the same scale."""
+        return ((scale / self.c)[:, :, None],
+                (self.rho[:, 1:] * scale[:, :-1] / self.c[:, 1:])[:, :, None])
+
     def whiten(self, v, scale=None, out=None):
         if scale is None:
             out = np.multiply(v, self._inv_c, out=out)
@@ -593,8 +600,9 @@ class BidiagonalFactor(DenseFactor):
             return out
         # B diag(scale) v in two passes: row j is
         # (scale_j v_j - rho_j scale_{j-1} v_{j-1}) / c_j
-        out = np.multiply(v, (scale / self.c)[:, :, None], out=out)
-        out[:, 1:] -= (self.rho[:, 1:] * scale[:, :-1] / self.c[:, 1:])[:, :, None] * v[:, :-1]
+        diag, sub = scale if isinstance(scale, tuple) else self.scaled_bands(scale)
+        out = np.multiply(v, diag, out=out)
+        out[:, 1:] -= sub * v[:, :-1]
         return out
 
     def whiten_t(self, v):
@@ -763,7 +771,7 @@ class BidiagonalFactor(DenseFactor):
                 else np.ascontiguousarray(np.swapaxes(h[..., qk + q:], 0, 1)))
         return G, Ga, BD, rest
 
-    def w_c_q_w(self, w, U, K, diag=None, up=None, down=None):
+    def w_c_q_w(self, w, U, K, diag=None, up=None, down=None, wt=None):
         """
         sum over groups of w_a'(C o Q)w_b, Q = C^-1 - G K G' (w (m, n,
         k_var), G = C^-1 Z~ (m, n, q)): C o C^-1 is tridiagonal (C's first
@@ -773,7 +781,8 @@ class BidiagonalFactor(DenseFactor):
 
         ``diag``, ``up``, ``down`` (m, n), (m, n-1), (m, n-1): a
         tridiagonal matrix added to C o C^-1 (entries (j, j), (j, j+1),
-        (j+1, j)), whose form in w costs no further pass.
+        (j+1, j)), whose form in w costs no further pass.  ``wt``: w's
+        rows as (k_var, m n), C order, if the caller has them.
         """
         m, n = self.rho.shape
         kv = w.shape[2]
@@ -786,7 +795,8 @@ class BidiagonalFactor(DenseFactor):
         # (rows, k_var) broadcasts over k_var, several times slower), and
         # the pairs (j, j+1) are neighbouring columns, with weight 0
         # across groups
-        wt = np.ascontiguousarray(w.reshape(-1, kv).T)
+        if wt is None:
+            wt = np.ascontiguousarray(w.reshape(-1, kv).T)
         T = (wt * d.ravel()) @ wt.T
         for off, transpose in ((o_up, False), (o_dn, True)):
             o_f = np.zeros((m, n))
@@ -832,7 +842,7 @@ class BidiagonalFactor(DenseFactor):
             h[j] += r[j + 1] * h[j + 1]
         h *= self._c_by_position
 
-    def information(self, Zt, Zw, K, A, w, E):
+    def information(self, Zt, Zw, K, A, w, E, wt=None):
         """
         The expected information's pieces (variance x variance, variance x
         phi, phi x phi, G x variance, G x phi) without dense matrices:
@@ -876,7 +886,7 @@ class BidiagonalFactor(DenseFactor):
         up = Ci_o * _row_dot(F[:, :-1], Zt[:, 1:])
         dn = Ci_o * _row_dot(F[:, 1:], Zt[:, :-1])
         diag = (1.0 - 2.0 * _row_dot(F, G)) - Ci_d * _row_dot(F, Zt)
-        CQ_T3 = self.w_c_q_w(w, U, K, diag, -up, -dn)
+        CQ_T3 = self.w_c_q_w(w, U, K, diag, -up, -dn, wt)
         I_vv = 0.25 * (trMM + CQ_T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC) = 1/2 [tr((C^-1 dC)^2)
         #   - 2 tr(K D'C^-1 D) + tr(K G'D K G'D)] with D = dC G = L BD:
