@@ -225,17 +225,20 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
             # (AR(1), CAR(1))
             Zw_b, Zt_b = at.take(Zw), at.take(Zt)
             La = at.take(coloured)
+            K_b = K[groups]
+            # B'Z* and Z~ K, which the gradient and the information share
+            G_b, F_b = fac.whiten_t(Zw_b), _times_k(Zt_b, K_b)
             g_eta, g_corr = fac.gradient(
-                a_b, La[..., 0], Zw_b, Zt_b, K[groups],
+                a_b, La[..., 0], Zw_b, Zt_b, K_b,
                 None if Xi_rows is None else at.take(Xi_rows),
-                None if Xi_rows is None else La[..., 1:])
+                None if Xi_rows is None else La[..., 1:], b=b, ZK=F_b, Y=G_b)
             at.put(grad_eta, g_eta)
             grad_corr += g_corr
             if not with_info:
                 continue
             vv, vc, cc, Gv, Gc = fac.information(
-                Zt_b, Zw_b, K[groups], A[groups], dirs_b.by_group[j_b], E,
-                dirs_b.by_direction[j_b])
+                Zt_b, Zw_b, K_b, A[groups], dirs_b.by_group[j_b], E,
+                dirs_b.by_direction[j_b], G=G_b, F=F_b)
             I_vv += vv
             I_vc += vc
             I_cc += cc

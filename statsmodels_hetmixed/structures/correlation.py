@@ -635,7 +635,7 @@ class BidiagonalFactor(DenseFactor):
         out[..., 1:, :] += o * M[..., :-1, :]
         return out
 
-    def gradient(self, a, La, Zw, Zt, K, Xi, LXi):
+    def gradient(self, a, La, Zw, Zt, K, Xi, LXi, b=None, ZK=None, Y=None):
         """
         (d llf / d log r_ij (m, n), d llf / d phi (k,)) without dense
         matrices.  With Omega* = a a' - I + Z* K Z*' (+ Xi Xi', REML) in
@@ -648,10 +648,16 @@ class BidiagonalFactor(DenseFactor):
         whitened rows (B S^-1 times unwhitened ones) less Z* times a
         per-group vector, and L B = I, L Z* = Z~
         (``_correlated._coloured_rows``).
+
+        ``b`` = B'a, ``ZK`` = Z~ K and ``Y`` = B'Z* where the caller has
+        them (the expected information takes the same ``ZK`` and ``Y``).
         """
-        b = self.whiten_t(a[:, :, None])[:, :, 0]
-        ZK = _times_k(Zt, K)                          # (U Z*) K = Z~ K
-        Y = self.whiten_t(Zw)
+        if b is None:
+            b = self.whiten_t(a[:, :, None])[:, :, 0]
+        if ZK is None:
+            ZK = _times_k(Zt, K)                      # (U Z*) K = Z~ K
+        if Y is None:
+            Y = self.whiten_t(Zw)
         g = La * b - 1.0 + _row_dot(ZK, Y)
         diag = La * a - self.c + _row_dot(ZK, Zw)
         sub = La[:, :-1] * a[:, 1:] + _row_dot(ZK[:, :-1], Zw[:, 1:])
@@ -734,7 +740,7 @@ class BidiagonalFactor(DenseFactor):
         out[:, :-1] += rho[:, 1:] * dCi_o
         return out
 
-    def info_parts(self, Zw, Zt, w, extra=None):
+    def info_parts(self, Zw, Zt, w, extra=None, G=None):
         """
         What the expected and the observed information take from L', in
         one back substitution (``lt_position_major``) over all their
@@ -749,13 +755,16 @@ class BidiagonalFactor(DenseFactor):
           D = dC G = L BD, D'C^-1 D = BD'BD and G'D = Z*'BD;
         * L' extra for ``extra`` (m, n, c), else None.
 
+        ``G``: B'Z* where the caller has it.
+
         The columns are written position-major straight from their
         factors (no concatenated copy to transpose).
         """
         m, n = self.rho.shape
         q, kv = Zw.shape[2], w.shape[2]
         qk = q * kv
-        G = self.whiten_t(Zw)
+        if G is None:
+            G = self.whiten_t(Zw)
         ce = 0 if extra is None else extra.shape[2]
         h = np.empty((n, m, qk + q + ce))
         Ga = h[..., :qk].view()
@@ -842,7 +851,7 @@ class BidiagonalFactor(DenseFactor):
             h[j] += r[j + 1] * h[j + 1]
         h *= self._c_by_position
 
-    def information(self, Zt, Zw, K, A, w, E, wt=None):
+    def information(self, Zt, Zw, K, A, w, E, wt=None, G=None, F=None):
         """
         The expected information's pieces (variance x variance, variance x
         phi, phi x phi, G x variance, G x phi) without dense matrices:
@@ -851,12 +860,14 @@ class BidiagonalFactor(DenseFactor):
         one recursion (``info_parts``), and traces of products of
         bidiagonal factors in closed form (see the
         module docstring of ``_correlated`` for the dense formulas these
-        reduce).
+        reduce).  ``wt``: w's rows as (k_var, m n) (``w_c_q_w``); ``G`` =
+        B'Z* and ``F`` = Z~ K where the caller has them (``gradient``'s).
         """
         m, n = self.rho.shape
         k = self.k
-        G, U, BD, _ = self.info_parts(Zw, Zt, w)      # G = C^-1 Z~
-        F = _times_k(Zt, K)
+        G, U, BD, _ = self.info_parts(Zw, Zt, w, G=G)  # G = C^-1 Z~
+        if F is None:
+            F = _times_k(Zt, K)
         Ci_d, Ci_o = self._diag, self._off
         lev = self.level
         kv = w.shape[2]
