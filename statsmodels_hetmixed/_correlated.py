@@ -147,7 +147,7 @@ def _t(a):
 
 
 def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
-             gradient=False, info_directions=None):
+             gradient=False, info_directions=None, log_resid_var_sum=None):
     """
     The engine's evaluation for correlated residuals (see the module
     docstring); arguments as ``_engine.evaluate``, plus the bound
@@ -156,6 +156,8 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     correlation parameters, ``info`` the expected information in the
     order (G, variance, correlation); ``vinv_resid`` is V^-1 (y - X b) and
     ``resid_marginal`` y - X b in the data's rows (not whitened).
+    ``log_resid_var_sum``: sum_j log r_j where the caller knows it (as
+    ``_engine.evaluate``'s).
 
     Per group the work is O(n_i^2 (q + k)) beyond the structure's own
     factorisation: the products with C and C^-1 the formulas need are
@@ -172,9 +174,13 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         # G's block of the information from the engine (the rows' blocks
         # are this module's): no variance directions
         dirs = (info_directions[0], np.zeros((n, 0)))
+    # unit residual variances: sum log r* = 0 needs no logarithms of rows
     ev = _engine.evaluate(wdata, factor, np.ones(n), reml, fe_params=fe_params,
-                          gradient=gradient, info_directions=dirs)
-    ev.llf -= 0.5 * (np.log(resid_var).sum() + logdet_C)
+                          gradient=gradient, info_directions=dirs,
+                          log_resid_var_sum=0.0)
+    if log_resid_var_sum is None:
+        log_resid_var_sum = np.log(resid_var).sum()
+    ev.llf -= 0.5 * (log_resid_var_sum + logdet_C)
     F = data.fe_basis
     fe_c = ev.fe_params if F is None else F @ ev.fe_params
     ev.resid_marginal = data.endog - data.exog @ fe_c

@@ -176,10 +176,12 @@ class HeteroskedasticObjective:
         else:  # correlated residuals: the engine on whitened rows
             if directions is not None:
                 directions = (directions[0], self._bucket_directions(directions[1]))
+            resid_var, log_sum = lay.resid_var_into(natural, None)
             ev = _correlated.evaluate(
                 self.grouped, corr, np.asarray(natural)[lay.corr_natural], factor,
-                lay.resid_var(natural), self.reml, fe_params=fe_params,
-                gradient=gradient, info_directions=directions)
+                resid_var, self.reml, fe_params=fe_params,
+                gradient=gradient, info_directions=directions,
+                log_resid_var_sum=log_sum)
         if info:
             if centred_var is not None:
                 R = np.eye(ev.info.shape[0])
