@@ -439,7 +439,7 @@ def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
     as ``_Rows.take`` reads them, ``La`` = L [a, Xi] from
     ``_coloured_rows``), added to ``acc``."""
     c_all, t_all, xx, xX, N_rows, second = acc
-    m, n = fac.rho.shape
+    m, n = fac.shape
     ns, kl = t_all.shape[2], t_all.shape[3]
     kv, k = wb.shape[2], fac.k
     p, q = Xw_b.shape[2], Zw_b.shape[2]

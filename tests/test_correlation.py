@@ -322,6 +322,50 @@ def test_llf_gradient_information_against_dense(spec, reml):
         np.testing.assert_allclose(ev.info, info, rtol=1e-6, atol=1e-8 * np.abs(info).max())
 
 
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", ["ar1", "ar1 gaps", "car1", "ar1 by level"])
+def test_shared_rho_equals_per_group_factors(spec, reml, monkeypatch):
+    """Where every group of a bucket has the same rho (the same time gaps
+    and phi), the AR(1) / CAR(1) factor keeps one group's arrays,
+    broadcast over the bucket: the llf, gradient, expected and observed
+    information equal those of one row per group.  (" by level": phi
+    differs between a bucket's groups, which then keep their own rows.)"""
+    rng = np.random.default_rng(4)
+    m, n = 30, 6
+    g = np.repeat(np.arange(m), n)
+    steps = [0, 1, 3, 4, 5, 8] if spec == "ar1 gaps" else list(range(n))
+    t = np.tile(np.array(steps, float), m) * (0.4 if spec == "car1" else 1.0)
+    by = np.where(g % 2 == 0, "a", "b") if spec.endswith("by level") else None
+    N = m * n
+    X = np.column_stack([np.ones(N), rng.normal(size=N)])
+    Z = np.column_stack([np.ones(N), t / 3])
+    W = np.column_stack([np.ones(N), rng.normal(size=N)])
+    y = X @ [1.0, 2.0] + rng.normal(size=N) * np.exp(0.3 * W[:, 1]) \
+        + np.repeat(rng.normal(size=m), n)
+    model = HetMixedLM(y, X, g, exog_re=Z, exog_var=W, correlation=spec.split()[0],
+                       time=t, correlation_by=by)
+    lay, block = model.layout, model.layout.correlation_block
+    natural = lay.to_natural(model._objective(reml).start() + 0.1)
+
+    def at_point():
+        objective = model._objective(reml)
+        ev, grad = objective.evaluate_natural(natural, info=True)
+        return ev.llf, grad, ev.info, objective.observed_information(natural).hessian
+
+    shared = at_point()
+    factor = block.bucket_factor(natural[lay.corr_natural], block.buckets[0], True)
+    assert factor.rho.shape == ((m, n) if by is not None else (1, n))
+    assert factor.shape == (m, n)
+    own_rows = block._bucket_gaps
+    monkeypatch.setattr(block, "_bucket_gaps", lambda b: (own_rows(b)[0], False))
+    factor = block.bucket_factor(natural[lay.corr_natural], block.buckets[0], True)
+    assert factor.rho.shape == (m, n)
+    per_group = at_point()
+    assert shared[0] == pytest.approx(per_group[0], rel=1e-13)
+    for a, b in zip(shared[1:], per_group[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12 * np.abs(b).max())
+
+
 def test_unstructured_llf_and_gradient_against_dense():
     rng = np.random.default_rng(5)
     m, K = 15, 4

@@ -225,6 +225,9 @@ class CorrelationStructure(Block):
         return out
 
     def _bind(self, time, gi, m, by, by_name, time_given):
+        # per bucket, what does not change between evaluations (AR(1)'s
+        # time gaps), by the identity of the bucket's row array
+        self._gaps_kept = {}
         n = len(time)
         if time.shape != (n,) or gi.shape != (n,):
             raise ValueError("time must have one value per row")
@@ -548,18 +551,26 @@ class BidiagonalFactor(DenseFactor):
     log |C_i| = sum_j log c_j^2 and C^-1 = B'B (B = L^-1) is tridiagonal.
     The gradient needs no dense matrix (``gradient``); C and dC are
     built only when asked for (the expected information).
+
+    ``rho``, ``drho`` and ``d2rho`` are (m, n), one row per group, or
+    (1, n) where every group of the bucket has the same rho (the same
+    time gaps and phi: a balanced design): the arrays that depend on rho
+    alone (B's bands, the derivatives of C^-1, traces) are then one
+    group's, broadcast over the m groups, and cost 1/m of the work.
+    ``shape`` is (m, n) either way; ``n_groups`` gives m for (1, n).
     """
 
-    def __init__(self, matrices, rho, drho, level, k, d2rho=None):
+    def __init__(self, matrices, rho, drho, level, k, d2rho=None, n_groups=None):
         self._matrices = matrices
         self.rho, self.drho, self.level, self.k = rho, drho, level, k
+        self.shape = (rho.shape[0] if n_groups is None else int(n_groups), rho.shape[1])
         # d^2 rho / d phi^2, a function called when first needed (the
         # observed information only)
         self._d2rho = d2rho
         self.c = np.sqrt(1.0 - rho * rho)
         if not np.all(self.c > 0):
             raise np.linalg.LinAlgError("AR(1) correlation of 1 between rows")
-        self.logdet = 2.0 * float(np.log(self.c).sum())
+        self.logdet = 2.0 * float(np.log(self.c).sum()) * (self.shape[0] // rho.shape[0])
         inv_c2 = 1.0 / self.c ** 2
         self._diag = inv_c2.copy()
         self._diag[:, :-1] += (rho * rho * inv_c2)[:, 1:]
@@ -620,7 +631,7 @@ class BidiagonalFactor(DenseFactor):
 
     @property
     def inverse(self):
-        m, n = self.rho.shape
+        m, n = self.shape
         out = np.zeros((m, n, n))
         i = np.arange(n)
         out[:, i, i] = self._diag
@@ -726,8 +737,12 @@ class BidiagonalFactor(DenseFactor):
         factors."""
         rho, c = self.rho, self.c
         dBd, dBs = self._dB
-        return 2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
-            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1)
+        return self._per_group(2.0 * ((dBd * c) ** 2).sum(axis=1) + 2.0 * (
+            dBd ** 2 + 2.0 * dBd * dBs * rho + dBs ** 2).sum(axis=1))
+
+    def _per_group(self, v):
+        """A per-group vector (m,) from one computed on ``rho``'s rows."""
+        return np.broadcast_to(v, (self.shape[0],))
 
     @functools.cached_property
     def c_dcinv_diag(self):
@@ -760,7 +775,7 @@ class BidiagonalFactor(DenseFactor):
         The columns are written position-major straight from their
         factors (no concatenated copy to transpose).
         """
-        m, n = self.rho.shape
+        m, n = self.shape
         q, kv = Zw.shape[2], w.shape[2]
         qk = q * kv
         if G is None:
@@ -793,12 +808,11 @@ class BidiagonalFactor(DenseFactor):
         (j+1, j)), whose form in w costs no further pass.  ``wt``: w's
         rows as (k_var, m n), C order, if the caller has them.
         """
-        m, n = self.rho.shape
+        m, n = self.shape
         kv = w.shape[2]
         d, o = self._diag, self._off * self.rho[:, 1:]
         o_up, o_dn = (o, o) if up is None else (o + up, o + down)
-        if diag is not None:
-            d = d + diag
+        d = np.broadcast_to(d, (m, n)) if diag is None else d + diag
         # w_a' T w_b for tridiagonal T on w' (k_var, rows), whose rows are
         # contiguous: weighting them is a pass of long rows (weighting
         # (rows, k_var) broadcasts over k_var, several times slower), and
@@ -823,7 +837,7 @@ class BidiagonalFactor(DenseFactor):
         one = 1.0 - rho * rho
         per = (-2.0 * (1.0 + rho * rho) / one ** 2 * r1 * r1
                - 2.0 * rho / one * self.d2rho)
-        return per.sum(axis=1)
+        return self._per_group(per.sum(axis=1))
 
     # --------------------------------------------------------------
     # Tridiagonal algebra for the expected information
@@ -863,7 +877,7 @@ class BidiagonalFactor(DenseFactor):
         reduce).  ``wt``: w's rows as (k_var, m n) (``w_c_q_w``); ``G`` =
         B'Z* and ``F`` = Z~ K where the caller has them (``gradient``'s).
         """
-        m, n = self.rho.shape
+        m, n = self.shape
         k = self.k
         G, U, BD, _ = self.info_parts(Zw, Zt, w, G=G)  # G = C^-1 Z~
         if F is None:
@@ -1065,14 +1079,34 @@ class AR1(CorrelationStructure):
     def _corr(self, theta, t, derivative, lag):
         return _power_matrices(theta[0], lag, derivative)
 
+    def _bucket_gaps(self, bucket):
+        """(time gaps d_j (m, n), 0 for a group's first row; whether all
+        groups of the bucket have the same gaps), kept for the structure's
+        own buckets (they do not change between evaluations)."""
+        idx = bucket[1]
+        kept = self._gaps_kept.get(id(idx))
+        if kept is not None and kept[0] is idx:
+            return kept[1], kept[2]
+        t = bucket[2]
+        gaps = np.zeros(t.shape)
+        gaps[:, 1:] = t[:, 1:] - t[:, :-1]
+        same = bool(np.all(gaps == gaps[:1]))
+        if any(b[1] is idx for b in self.buckets):
+            self._gaps_kept[id(idx)] = (idx, gaps, same)
+        return gaps, same
+
     def bucket_factor(self, natural, bucket, derivative=False):
         # C^-1 is tridiagonal: C = L L' with L^-1 bidiagonal (row j:
         # (x_j - phi^d_j x_{j-1}) / sqrt(1 - phi^(2 d_j)), d_j the gap)
         groups, _, t, lag = bucket
         level = self.level_of_group[groups]
         phi = np.asarray(self._per_level(natural))[level, 0]
-        gaps = np.zeros(t.shape)
-        gaps[:, 1:] = t[:, 1:] - t[:, :-1]
+        gaps, same_gaps = self._bucket_gaps(bucket)
+        n_groups = None
+        if same_gaps and np.all(level == level[0]):
+            # every group of the bucket has the same rho: the factor's
+            # arrays are one group's, broadcast over the groups
+            gaps, phi, n_groups = gaps[:1], phi[:1], len(groups)
         if np.all(gaps[:, 1:] == 1.0):
             # no gaps: rho_j = phi, d rho_j / d phi = 1, d2 = 0 (the same
             # numbers as the powers below, without np.power's cost, a
@@ -1082,7 +1116,7 @@ class AR1(CorrelationStructure):
             drho = (gaps > 0).astype(np.float64) if derivative else None
             return BidiagonalFactor(
                 lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
-                level, self.k, lambda: np.zeros(t.shape))
+                level, self.k, lambda: np.zeros(gaps.shape), n_groups)
         rho = np.where(gaps > 0, np.power(phi[:, None], gaps), 0.0)
         drho = d2rho = None
         if derivative:  # d rho_j / d phi = d_j phi^(d_j - 1), any gap d_j > 0
@@ -1096,7 +1130,7 @@ class AR1(CorrelationStructure):
             d2rho = second
         return BidiagonalFactor(
             lambda: self.bucket_matrices(natural, bucket, derivative), rho, drho,
-            level, self.k, d2rho)
+            level, self.k, d2rho, n_groups)
 
     def _to_natural(self, free):
         return np.tanh(free)
