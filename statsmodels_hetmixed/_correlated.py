@@ -53,7 +53,8 @@ import numpy as np
 
 from . import _engine
 from ._linalg import chol_solve, cholesky_equilibrated
-from .structures.correlation import _bd_dot_u, _cross, _group_sums, _times_k
+from .structures.correlation import (_bd_dot_u, _by_direction, _cross, _group_sums,
+                                     _times_k)
 
 __all__ = ["evaluate", "observed_information", "has_observed_information"]
 
@@ -87,9 +88,8 @@ class BucketDirections:
     """
     The variance directions w = d log r / d a (n, k_var) as the expected
     information reads them, bucket by bucket: ``rows`` (C order), and per
-    bucket ``by_group`` (m, n, k_var) and ``by_direction`` (k_var, m n),
-    the transposed copy the tridiagonal forms of ``BidiagonalFactor``
-    weight a row at a time.
+    bucket ``by_group`` (m, n, k_var) and ``by_direction`` (k_var, n, m),
+    the position-major copy ``BidiagonalFactor.information`` reads.
 
     Built once per fit where w does not depend on the parameters (a
     log-linear variance function: the objective keeps it) instead of in
@@ -105,8 +105,7 @@ class BucketDirections:
             wb = at.take(self.rows)
             self.by_group.append(wb)
             self.by_direction.append(
-                np.ascontiguousarray(wb.reshape(-1, wb.shape[-1]).T)
-                if getattr(block, "_sparse_inverse", False) else None)
+                _by_direction(wb) if getattr(block, "_sparse_inverse", False) else None)
 
 
 def _whiten(data, block, natural, resid_var, derivative):

@@ -623,11 +623,11 @@ class BidiagonalFactor(DenseFactor):
 
     @functools.cached_property
     def _rho_by_position(self):
-        return np.ascontiguousarray(self.rho.T)[:, :, None]      # (n, m, 1)
+        return np.ascontiguousarray(self.rho.T)[:, None, :]      # (n, 1, m)
 
     @functools.cached_property
     def _c_by_position(self):
-        return np.ascontiguousarray(self.c.T)[:, :, None]        # (n, m, 1)
+        return np.ascontiguousarray(self.c.T)[:, None, :]        # (n, 1, m)
 
     @property
     def inverse(self):
@@ -755,7 +755,7 @@ class BidiagonalFactor(DenseFactor):
         out[:, :-1] += rho[:, 1:] * dCi_o
         return out
 
-    def info_parts(self, Zw, Zt, w, extra=None, G=None):
+    def info_parts(self, Zw, Zt, w, extra=None, G=None, w_by_direction=None):
         """
         What the expected and the observed information take from L', in
         one back substitution (``lt_position_major``) over all their
@@ -764,71 +764,79 @@ class BidiagonalFactor(DenseFactor):
 
         * G = C^-1 Z~ = B'Z* (m, n, q);
         * U_a = L'(w_a o G) per variance direction a, position-major (n,
-          m, q, k_var): its uses sum over rows, in any order;
+          q, k_var, m): its uses (``w_c_q_w``, ``_bd_dot_u``) sum over
+          rows, in any order;
         * BD = B dC G = -dB Z~ - L'(dB'Z*) (m, n, q): from dC = -L dB C
           - C dB'L' and L'C^-1 = B, dC G = -L dB Z~ - C dB'Z*, so that
           D = dC G = L BD, D'C^-1 D = BD'BD and G'D = Z*'BD;
         * L' extra for ``extra`` (m, n, c), else None.
 
-        ``G``: B'Z* where the caller has it.
+        ``G``: B'Z* where the caller has it; ``w_by_direction``: w as
+        (k_var, n, m), C order (``_by_direction``), where the caller has it.
 
-        The columns are written position-major straight from their
-        factors (no concatenated copy to transpose).
+        The columns are written position-major, (n, columns, m), straight
+        from their factors: each position's column is then a contiguous
+        row of the m groups, which the products write and the recursion
+        reads a row at a time (with the groups' columns interleaved,
+        (n, m, columns), writing U_a took 4 times longer).
         """
         m, n = self.shape
         q, kv = Zw.shape[2], w.shape[2]
         qk = q * kv
         if G is None:
             G = self.whiten_t(Zw)
+        if w_by_direction is None:
+            w_by_direction = _by_direction(w)
         ce = 0 if extra is None else extra.shape[2]
-        h = np.empty((n, m, qk + q + ce))
-        Ga = h[..., :qk].view()
-        Ga.shape = (n, m, q, kv)      # a view (raises if it were a copy)
-        np.multiply(np.swapaxes(G, 0, 1)[..., :, None],
-                    np.swapaxes(w, 0, 1)[..., None, :], out=Ga)
-        h[..., qk:qk + q] = np.swapaxes(self.d_whiten_t(Zw), 0, 1)
+        h = np.empty((n, qk + q + ce, m))
+        Ga = h[:, :qk].view()
+        Ga.shape = (n, q, kv, m)      # a view (raises if it were a copy)
+        np.multiply(G.transpose(1, 2, 0)[:, :, None, :],
+                    w_by_direction.transpose(1, 0, 2)[:, None, :, :], out=Ga)
+        h[:, qk:qk + q] = self.d_whiten_t(Zw).transpose(1, 2, 0)
         if extra is not None:
-            h[..., qk + q:] = np.swapaxes(extra, 0, 1)
+            h[:, qk + q:] = extra.transpose(1, 2, 0)
         self.lt_position_major(h)
-        BD = -self.d_whiten(Zt) - np.swapaxes(h[..., qk:qk + q], 0, 1)
+        BD = -self.d_whiten(Zt) - h[:, qk:qk + q].transpose(2, 0, 1)
         rest = (None if extra is None
-                else np.ascontiguousarray(np.swapaxes(h[..., qk + q:], 0, 1)))
+                else np.ascontiguousarray(h[:, qk + q:].transpose(2, 0, 1)))
         return G, Ga, BD, rest
 
-    def w_c_q_w(self, w, U, K, diag=None, up=None, down=None, wt=None):
+    def w_c_q_w(self, w, U, K, diag=None, up=None, down=None, w_by_direction=None):
         """
         sum over groups of w_a'(C o Q)w_b, Q = C^-1 - G K G' (w (m, n,
         k_var), G = C^-1 Z~ (m, n, q)): C o C^-1 is tridiagonal (C's first
         off-diagonal is rho), and w_a'(C o G K G')w_b =
         sum_jk (L' Ga)_ja K (L' Ga)_kb' (Ga_j = G_j w_j'), with
-        U = L' Ga position-major (n, m, q, k_var) from ``info_parts``.
+        U = L' Ga position-major (n, q, k_var, m) from ``info_parts``.
 
         ``diag``, ``up``, ``down`` (m, n), (m, n-1), (m, n-1): a
         tridiagonal matrix added to C o C^-1 (entries (j, j), (j, j+1),
-        (j+1, j)), whose form in w costs no further pass.  ``wt``: w's
-        rows as (k_var, m n), C order, if the caller has them.
+        (j+1, j)), whose form in w costs no further pass.
+        ``w_by_direction``: w as (k_var, n, m), as ``info_parts`` takes it.
         """
         m, n = self.shape
         kv = w.shape[2]
         d, o = self._diag, self._off * self.rho[:, 1:]
         o_up, o_dn = (o, o) if up is None else (o + up, o + down)
         d = np.broadcast_to(d, (m, n)) if diag is None else d + diag
-        # w_a' T w_b for tridiagonal T on w' (k_var, rows), whose rows are
-        # contiguous: weighting them is a pass of long rows (weighting
-        # (rows, k_var) broadcasts over k_var, several times slower), and
-        # the pairs (j, j+1) are neighbouring columns, with weight 0
-        # across groups
-        if wt is None:
-            wt = np.ascontiguousarray(w.reshape(-1, kv).T)
-        T = (wt * d.ravel()) @ wt.T
+        # w_a' T w_b for tridiagonal T on w as (k_var, n m), position-major:
+        # each direction's row contiguous, so that weighting them is a pass
+        # of long rows (weighting (rows, k_var) broadcasts over k_var,
+        # several times slower); the pairs (j, j+1) of a group are m
+        # entries apart
+        wt = (_by_direction(w) if w_by_direction is None else w_by_direction
+              ).reshape(kv, -1)
+        T = (wt * d.T.ravel()) @ wt.T
         for off, transpose in ((o_up, False), (o_dn, True)):
-            o_f = np.zeros((m, n))
-            o_f[:, :-1] = off
-            X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
+            off = np.broadcast_to(off, (m, n - 1)).T.ravel()   # position-major
+            X = (wt[:, :-m] * off) @ wt[:, m:].T
             T += X.T if transpose else X
-        # sum over groups, rows and q: one product of (rows q, k_var) arrays
-        UK = _times_k(U, K[None], left=True)             # (n, m, q, k_var)
-        return T - UK.reshape(-1, kv).T @ U.reshape(-1, kv)
+        # sum over positions, groups and q of U K U'
+        if U.shape[1] == 1:    # (K a number per group, along U's last axis)
+            U1 = U[:, 0]
+            return T - np.matmul(U1 * K[:, 0, 0], U1.transpose(0, 2, 1)).sum(axis=0)
+        return T - np.einsum("jrag,grs,jsbg->ab", U, K, U, optimize=True)
 
     def d2logdet(self):
         """d^2 log |C_i| / d phi^2 per group (log |C_i| = sum_j
@@ -865,7 +873,7 @@ class BidiagonalFactor(DenseFactor):
             h[j] += r[j + 1] * h[j + 1]
         h *= self._c_by_position
 
-    def information(self, Zt, Zw, K, A, w, E, wt=None, G=None, F=None):
+    def information(self, Zt, Zw, K, A, w, E, w_by_direction=None, G=None, F=None):
         """
         The expected information's pieces (variance x variance, variance x
         phi, phi x phi, G x variance, G x phi) without dense matrices:
@@ -874,12 +882,16 @@ class BidiagonalFactor(DenseFactor):
         one recursion (``info_parts``), and traces of products of
         bidiagonal factors in closed form (see the
         module docstring of ``_correlated`` for the dense formulas these
-        reduce).  ``wt``: w's rows as (k_var, m n) (``w_c_q_w``); ``G`` =
-        B'Z* and ``F`` = Z~ K where the caller has them (``gradient``'s).
+        reduce).  ``w_by_direction``: w as (k_var, n, m) (``info_parts``);
+        ``G`` = B'Z* and ``F`` = Z~ K where the caller has them
+        (``gradient``'s).
         """
         m, n = self.shape
         k = self.k
-        G, U, BD, _ = self.info_parts(Zw, Zt, w, G=G)  # G = C^-1 Z~
+        if w_by_direction is None:
+            w_by_direction = _by_direction(w)
+        G, U, BD, _ = self.info_parts(Zw, Zt, w, G=G,   # G = C^-1 Z~
+                                      w_by_direction=w_by_direction)
         if F is None:
             F = _times_k(Zt, K)
         Ci_d, Ci_o = self._diag, self._off
@@ -911,7 +923,7 @@ class BidiagonalFactor(DenseFactor):
         up = Ci_o * _row_dot(F[:, :-1], Zt[:, 1:])
         dn = Ci_o * _row_dot(F[:, 1:], Zt[:, :-1])
         diag = (1.0 - 2.0 * _row_dot(F, G)) - Ci_d * _row_dot(F, Zt)
-        CQ_T3 = self.w_c_q_w(w, U, K, diag, -up, -dn, wt)
+        CQ_T3 = self.w_c_q_w(w, U, K, diag, -up, -dn, w_by_direction)
         I_vv = 0.25 * (trMM + CQ_T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC) = 1/2 [tr((C^-1 dC)^2)
         #   - 2 tr(K D'C^-1 D) + tr(K G'D K G'D)] with D = dC G = L BD:
@@ -993,9 +1005,16 @@ def _outer_rows(a, b):
 
 def _bd_dot_u(V, U):
     """sum_j V_j U_ja per group (m, k_var), for V (m, n, q) and the
-    position-major U (n, m, q, k_var) of ``BidiagonalFactor.info_parts``."""
-    # (einsum: half the time of the broadcast product and its sum here)
-    return np.einsum("mjr,jmra->ma", V, U)
+    position-major U (n, q, k_var, m) of ``BidiagonalFactor.info_parts``."""
+    if U.shape[1] == 1:     # a broadcast product along U's rows of groups
+        return (U[:, 0] * V[..., 0].T[:, None, :]).sum(axis=0).T
+    return np.einsum("mjr,jram->ma", V, U)
+
+
+def _by_direction(w):
+    """w (m, n, k_var) as (k_var, n, m), C order: each direction's values
+    position-major (``BidiagonalFactor.info_parts``, ``w_c_q_w``)."""
+    return np.ascontiguousarray(w.transpose(2, 1, 0))
 
 
 def _group_sums(v, w):
