@@ -1607,10 +1607,13 @@ class HetMixedLM(MixedLM):
                 return objective.start()
             return lay.from_natural(self._start_natural(start_params))
 
-        theta = start(objective)
-        mask = self._free_mask(free, theta)
         # a correlation structure starts from the fit without it (also the
-        # first fit of the fixed-point iteration, with the OLS fitted values)
+        # first fit of the fixed-point iteration, with the OLS fitted values),
+        # which makes its own start: none is needed here then
+        only_correlation_start = (start_params is None and free is None and not iterate
+                                  and lay.correlation_block is not None)
+        theta = None if only_correlation_start else start(objective)
+        mask = self._free_mask(free, theta)
         correlation_start = start_params is None and \
             lay.correlation_block is not None and (mask is None or np.all(mask))
         if correlation_start and not iterate:
