@@ -1730,7 +1730,8 @@ class HetMixedLM(MixedLM):
         lay = self.layout
         corr = lay.correlation_block
         inner = Layout(lay.fe_names, [b for b in lay.blocks if b is not corr], q=lay.q)
-        objective = HeteroskedasticObjective(self._grouped, inner, reml)
+        objective = HeteroskedasticObjective(self._grouped, inner, reml,
+                                             var_columns=self._exog_var_columns)
         free = objective.start()
         mask = np.ones(free.size, bool)
         # a few scoring steps: a start, not an estimate (scoring converges
