@@ -168,15 +168,10 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     """
     wdata, factors, logdet_C = _whiten(data, block, natural, resid_var, gradient)
     n = data.nobs
-    dirs = None
-    if info_directions is not None:
-        # G's block of the information from the engine (the rows' blocks
-        # are this module's): no variance directions
-        dirs = (info_directions[0], np.zeros((n, 0)))
-    # unit residual variances: sum log r* = 0 needs no logarithms of rows
+    # unit residual variances: sum log r* = 0 needs no logarithms of rows;
+    # the expected information is this module's (G's block too)
     ev = _engine.evaluate(wdata, factor, np.ones(n), reml, fe_params=fe_params,
-                          gradient=gradient, info_directions=dirs,
-                          log_resid_var_sum=0.0)
+                          gradient=gradient, log_resid_var_sum=0.0)
     if log_resid_var_sum is None:
         log_resid_var_sum = np.log(resid_var).sum()
     ev.llf -= 0.5 * (log_resid_var_sum + logdet_C)
@@ -206,7 +201,11 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     grad_eta = np.empty(n)
     grad_corr = np.zeros(k)
     vinv_resid = np.empty(n)
-    with_info = info_directions is not None
+    sparse = has_observed_information(block)
+    # AR(1) / CAR(1): the information after the gradient (``information``,
+    # which an evaluation without it can also be given later); the dense
+    # structures' in the same pass over the buckets
+    with_info = info_directions is not None and not sparse
     if with_info:
         E = np.asarray(info_directions[0])
         dirs_b = info_directions[1]
@@ -225,30 +224,16 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         a_b = at.take(a)
         b = fac.whiten_t(a_b[:, :, None])[:, :, 0]          # S V^-1 r
         at.put(vinv_resid, b / at.take(s))
-        if hasattr(fac, "gradient") and (not with_info or hasattr(fac, "information")):
-            # a structure with its own O(n) gradient and information
-            # (AR(1), CAR(1))
+        if sparse:
+            # a structure with its own O(n) gradient (AR(1), CAR(1))
             Zw_b, Zt_b = at.take(Zw), at.take(Zt)
             La = at.take(coloured)
-            K_b = K[groups]
-            # B'Z* and Z~ K, which the gradient and the information share
-            G_b, F_b = fac.whiten_t(Zw_b), _times_k(Zt_b, K_b)
             g_eta, g_corr = fac.gradient(
-                a_b, La[..., 0], Zw_b, Zt_b, K_b,
+                a_b, La[..., 0], Zw_b, Zt_b, K[groups],
                 None if Xi_rows is None else at.take(Xi_rows),
-                None if Xi_rows is None else La[..., 1:], b=b, ZK=F_b, Y=G_b)
+                None if Xi_rows is None else La[..., 1:], b=b)
             at.put(grad_eta, g_eta)
             grad_corr += g_corr
-            if not with_info:
-                continue
-            vv, vc, cc, Gv, Gc = fac.information(
-                Zt_b, Zw_b, K_b, A[groups], dirs_b.by_group[j_b], E,
-                dirs_b.by_direction[j_b], G=G_b, F=F_b)
-            I_vv += vv
-            I_vc += vc
-            I_cc += cc
-            I_Gv += Gv
-            I_Gc += Gc
             continue
         C = fac.C
         Y = fac.whiten_t(Zw[idx])                          # C^-1 Z~
@@ -299,21 +284,75 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     # and L times them
     ev.whitened = (wdata, factors, a, Xi_rows, coloured)
     if with_info:
-        kk = k_cov + k_var + k
-        info = np.zeros((kk, kk))
-        info[:k_cov, :k_cov] = ev.info[:k_cov, :k_cov]
-        v = slice(k_cov, k_cov + k_var)
-        c = slice(k_cov + k_var, kk)
-        info[v, v] = I_vv
-        info[c, c] = I_cc
-        info[v, c] = I_vc
-        info[c, v] = I_vc.T
-        info[:k_cov, v] = I_Gv
-        info[v, :k_cov] = I_Gv.T
-        info[:k_cov, c] = I_Gc
-        info[c, :k_cov] = I_Gc.T
-        ev.info = 0.5 * (info + info.T)
+        ev.info = _information_matrix(_cov_information(E, ev), I_vv, I_vc, I_cc,
+                                      I_Gv, I_Gc)
+    elif info_directions is not None:
+        ev.info = information(data, block, ev, resid_var, info_directions)
     return ev
+
+
+def _cov_information(cov_dirs, evaluation):
+    """G's block of the expected information, the engine's formula on the
+    whitened rows (``_engine.cov_information``) from the evaluation's
+    per-group sums."""
+    A, _, _, K, _ = evaluation.group_summaries
+    return _engine.cov_information(cov_dirs, A - A @ K @ A)
+
+
+def _information_matrix(I_GG, I_vv, I_vc, I_cc, I_Gv, I_Gc):
+    """The expected information in the order (G, variance, correlation)
+    from its blocks, symmetrised."""
+    k_cov, k_var, k = I_GG.shape[0], I_vv.shape[0], I_cc.shape[0]
+    kk = k_cov + k_var + k
+    info = np.zeros((kk, kk))
+    info[:k_cov, :k_cov] = I_GG
+    v = slice(k_cov, k_cov + k_var)
+    c = slice(k_cov + k_var, kk)
+    info[v, v] = I_vv
+    info[c, c] = I_cc
+    info[v, c] = I_vc
+    info[c, v] = I_vc.T
+    info[:k_cov, v] = I_Gv
+    info[v, :k_cov] = I_Gv.T
+    info[:k_cov, c] = I_Gc
+    info[c, :k_cov] = I_Gc.T
+    return 0.5 * (info + info.T)
+
+
+def information(data, block, evaluation, resid_var, info_directions) -> np.ndarray:
+    """
+    The expected information (as ``evaluate``'s ``info``) of an AR(1) /
+    CAR(1) evaluation with the gradient, from what it keeps (``whitened``,
+    ``group_summaries``): computed with the evaluation, or afterwards where
+    the optimiser went on without it (``HeteroskedasticObjective.
+    add_information``).  ``info_directions``: (dG / d param, the variance
+    directions (n, k_var) or their ``BucketDirections``).
+    """
+    wdata, factors = evaluation.whitened[:2]
+    A, _, _, K, _ = evaluation.group_summaries
+    E = np.asarray(info_directions[0])
+    dirs_b = info_directions[1]
+    if not isinstance(dirs_b, BucketDirections):
+        dirs_b = BucketDirections(block, dirs_b)
+    Zw = _engine._engine_z(wdata)
+    Zt = _engine._engine_z(data) / np.sqrt(resid_var)[:, None]
+    k_cov, k_var, k = E.shape[0], dirs_b.rows.shape[1], block.k
+    I_vv, I_vc, I_cc = np.zeros((k_var, k_var)), np.zeros((k_var, k)), np.zeros((k, k))
+    I_Gv, I_Gc = np.zeros((k_cov, k_var)), np.zeros((k_cov, k))
+    for j_b, (bucket, fac, at) in enumerate(zip(block.buckets, factors,
+                                                _bucket_rows(block))):
+        groups = bucket[0]
+        Zw_b, Zt_b, K_b = at.take(Zw), at.take(Zt), K[groups]
+        vv, vc, cc, Gv, Gc = fac.information(
+            Zt_b, Zw_b, K_b, A[groups], dirs_b.by_group[j_b], E,
+            dirs_b.by_direction[j_b], G=fac.whiten_t(Zw_b), F=_times_k(Zt_b, K_b))
+        I_vv += vv
+        I_vc += vc
+        I_cc += cc
+        I_Gv += Gv
+        I_Gc += Gc
+    return _information_matrix(_cov_information(E, evaluation), I_vv, I_vc, I_cc,
+                               I_Gv, I_Gc)
 
 
 def _coloured_rows(data, ev, s, Zt, chol_H):

@@ -1204,6 +1204,14 @@ def _variance_sums(data, Z, wz, var_dirs, zkz_w):
     return _variance_cross(data, Z, wz, var_dirs), _weighted_gram(var_dirs, v)
 
 
+def cov_information(cov_dirs, zvz) -> np.ndarray:
+    """The expected information's block of G's parameters,
+    1/2 sum_i tr(E_k C_i E_l C_i) with C_i = Z_i'V_i^-1 Z_i (``zvz``,
+    (m, q, q)) and E_k = dG / d param_k (``cov_dirs``)."""
+    F = np.einsum("kab,ibc->kiac", cov_dirs, zvz)
+    return 0.5 * np.einsum("kiac,lica->kl", F, F)
+
+
 def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
                           T=None, rowpart=None):
     """
@@ -1228,18 +1236,14 @@ def _expected_information(data, Z, wz, K, A, zvz, zkz_w, cov_dirs, var_dirs,
     """
     q = wz.shape[1]
     k_cov, k_var = cov_dirs.shape[0], var_dirs.shape[1]
-    if k_var == 0:   # G's block only (the correlated engine's whitened rows)
-        T, rowpart = np.zeros((A.shape[0], q, q, 0)), np.zeros((0, 0))
-    elif T is None or rowpart is None:
+    if T is None or rowpart is None:
         T, rowpart = _variance_sums(data, Z, wz, var_dirs, zkz_w)
     ika = np.eye(q) - K @ A
     info = np.empty((k_cov + k_var, k_cov + k_var))
-    F = np.einsum("kab,ibc->kiac", cov_dirs, zvz)
-    info[:k_cov, :k_cov] = 0.5 * np.einsum("kiac,lica->kl", F, F)
+    info[:k_cov, :k_cov] = cov_information(cov_dirs, zvz)
     # M_l = sum_i (I - K A)' T_il (I - K A), as batched matrix products.
     ikat = ika.transpose(0, 2, 1)
-    Mv = np.stack([(ikat @ T[..., l] @ ika).sum(axis=0) for l in range(k_var)]
-                  ) if k_var else np.zeros((0, q, q))
+    Mv = np.stack([(ikat @ T[..., l] @ ika).sum(axis=0) for l in range(k_var)])
     info[k_cov:, :k_cov] = 0.5 * np.einsum("kdb,lbd->lk", cov_dirs, Mv)
     info[:k_cov, k_cov:] = info[k_cov:, :k_cov].T
     KT = np.einsum("iab,ibcl->iacl", K, T)
