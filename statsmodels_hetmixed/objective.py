@@ -188,14 +188,41 @@ class HeteroskedasticObjective:
                 k_cov, T_var = lay.k_cov, centred_var[1]
                 R[k_cov:k_cov + len(T_var), k_cov:k_cov + len(T_var)] = T_var
                 ev.info = R.T @ ev.info @ R
-            # The blocks' own directions are those of the natural parameters
-            # of G_c, v = C natural (``centred``): the engine's information
-            # is in v, computed there without the cancellation of the
-            # natural coordinates; the natural parameters' is C' I_v C.
-            ev.info_centred = ev.info
-            if self._centring is not None:
-                ev.info = self._centring.T @ ev.info @ self._centring
+            self._natural_information(ev)
         return ev
+
+    def _natural_information(self, ev) -> None:
+        """``ev.info`` (the engine's, in the natural parameters of G_c) to
+        the natural parameters, kept as ``ev.info_centred``: the blocks'
+        own directions are those of G_c's natural parameters, v = C natural
+        (``centred``), where the information is computed without the
+        cancellation of the natural coordinates; the natural parameters'
+        is C' I_v C."""
+        ev.info_centred = ev.info
+        if self._centring is not None:
+            ev.info = self._centring.T @ ev.info @ self._centring
+
+    @property
+    def defers_information(self) -> bool:
+        """Whether Fisher scoring may evaluate points near the optimum
+        without the expected information, scoring the steps with one
+        computed a little earlier (``optim.fisher_scoring``): AR(1) / CAR(1)
+        residuals, whose information costs more than the rest of an
+        evaluation and can be given to an evaluation afterwards
+        (``add_information``: the observed information needs it)."""
+        corr = self.layout.correlation_block
+        return corr is not None and _correlated.has_observed_information(corr)
+
+    def add_information(self, ev, natural) -> None:
+        """The expected information of an evaluation with the gradient made
+        without it, at ``natural`` (``defers_information``), as
+        ``evaluate(info=True)`` gives it."""
+        lay = self.layout
+        cov_dirs, var_dirs = lay.info_directions(natural)
+        ev.info = _correlated.information(
+            self.grouped, lay.correlation_block, ev, lay.resid_var(natural),
+            (cov_dirs, self._bucket_directions(var_dirs)))
+        self._natural_information(ev)
 
     def _bucket_directions(self, var_dirs):
         """The variance directions by bucket of the correlation structure
@@ -234,11 +261,13 @@ class HeteroskedasticObjective:
                                             ev.grad_corr, variance_gradient=known)
 
     def evaluate_natural(self, natural, info=False):
-        """(Evaluation with the gradient, d llf / d natural); an expected
-        information computed here is kept for the difference directions
-        of ``observed_information``."""
+        """(Evaluation with the gradient, d llf / d natural); one with the
+        expected information is kept for ``observed_information`` (its
+        difference directions, or the analytic one's evaluation at the
+        estimate), and so is one without it where the information can be
+        added afterwards (``defers_information``)."""
         ev = self.evaluate(natural, gradient=True, info=info)
-        if info:
+        if info or self.defers_information:
             self._last_info = (np.array(natural, copy=True), ev)
         return ev, self.natural_gradient(ev, natural)
 
@@ -455,6 +484,8 @@ class HeteroskedasticObjective:
             ev = self._evaluation_at(natural)
             if ev is None or getattr(ev, "whitened", None) is None:
                 ev = self.evaluate(natural, gradient=True, info=True)
+            elif ev.info is None:   # scoring's last steps went without it
+                self.add_information(ev, natural)
             R_inv = np.linalg.inv(R)
             hess_w = _correlated.observed_information(
                 self.grouped, corr, ev, lay.resid_var(natural), self.reml,
@@ -555,10 +586,11 @@ class HeteroskedasticObjective:
                                 ev.reml_row_terms]
 
     def _evaluation_at(self, natural):
-        """The evaluation last computed with the expected information (by
-        Fisher scoring, usually the last step) if it was at ``natural``, to
-        rounding (the round trip through the free scale, a few units in
-        the last place), else None."""
+        """The evaluation last kept by ``evaluate_natural`` (by Fisher
+        scoring, usually the last step; with the expected information, or
+        where ``defers_information`` perhaps without) if it was at
+        ``natural``, to rounding (the round trip through the free scale, a
+        few units in the last place), else None."""
         last = self._last_info
         if last is None or last[0].shape != natural.shape:
             return None
@@ -576,8 +608,11 @@ class HeteroskedasticObjective:
         last = self._last_info
         if last is None or last[0].shape != natural.shape:
             return None
+        info = getattr(last[1], "info_centred", None)
+        if info is None:
+            return None
         delta = self.centred(natural) - self.centred(last[0])
-        dist2 = float(delta @ last[1].info_centred @ delta)
+        dist2 = float(delta @ info @ delta)
         return last[1] if np.isfinite(dist2) and dist2 <= 1e-2 else None
 
     def _typical_size(self, natural, values):

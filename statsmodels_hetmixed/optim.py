@@ -40,6 +40,12 @@ __all__ = ["NEWTON_DECREMENT_TOL", "FLAT_TOL", "Estimate", "NewtonStep",
 
 #: Below this Newton decrement the fit is converged.
 NEWTON_DECREMENT_TOL = 1e-10
+
+#: Below this Newton decrement (twice the log-likelihood still to gain) an
+#: objective whose expected information is costly (``defers_information``)
+#: scores the following steps with the information it has: near the
+#: optimum it changes by far less than the steps need.
+INFORMATION_REUSE_DECREMENT = 1.0
 _MAX_NEWTON_STEPS = 20
 #: Eigenvalues of the (unit-scaled, profiled) information of the covariance
 #: parameters at or below this fraction of the largest mark flat directions:
@@ -176,6 +182,13 @@ def fisher_scoring(objective, free, mask, options, hist):
     matrix that must stay semi-definite, ``objective.admissible``) reject a
     step; where that blocks progress the caller falls back to quasi-Newton
     on the free scale.
+
+    Where the objective ``defers_information`` (AR(1) / CAR(1) residuals,
+    whose information costs more than the rest of an evaluation), points
+    reached once the decrement is below ``INFORMATION_REUSE_DECREMENT``
+    are evaluated without it and their steps scored with the last one
+    computed: the steps there are small, and the information barely
+    changes over them.
     """
     lay = objective.layout
     nat = lay.to_natural(free)
@@ -187,15 +200,20 @@ def fisher_scoring(objective, free, mask, options, hist):
     # Steps are solved in the conditioned coordinates u = T natural (centred
     # variance covariates), where the information is well conditioned.
 
-    def evaluate(x):
+    deferred = getattr(objective, "defers_information", False)
+
+    def evaluate(x, info=True):
         if not objective.admissible(x):
             raise np.linalg.LinAlgError("outside the parameter space")
-        return objective.evaluate_natural(x, info=True)
+        return objective.evaluate_natural(x, info=info)
 
     try:
         ev, g = evaluate(nat)
     except np.linalg.LinAlgError:
         return free, 0, False
+    # the expected information that scores the steps (without its
+    # evaluation, which is released)
+    scoring = _Information(ev.info_centred)
     for it in range(1, maxiter + 1):
         if hist is not None:
             hist(ev.llf, nat, g[mask])
@@ -205,7 +223,7 @@ def fisher_scoring(objective, free, mask, options, hist):
             return lay.from_natural(nat), it, True
         T_w_inv = objective.conditioner_inverse(mask, work)
         g_u = objective.conditioned_gradient(ev, nat, g, mask)[work]
-        info = objective.conditioned_information(ev, mask, work)
+        info = objective.conditioned_information(scoring, mask, work)
         # A ridge relative to each parameter's own information: one relative
         # to the largest would swamp the parameters of other units (with y in
         # units 1e-3 the covariances' information is 1e12 times the variance
@@ -217,8 +235,10 @@ def fisher_scoring(objective, free, mask, options, hist):
         except np.linalg.LinAlgError:
             return lay.from_natural(nat), it, False
         step_u = _linalg.chol_solve(chol, g_u)
-        if float(g_u @ step_u) < tol:
+        decrement = float(g_u @ step_u)
+        if decrement < tol:
             return lay.from_natural(nat), it, True
+        reuse = deferred and decrement < INFORMATION_REUSE_DECREMENT
         step = np.zeros_like(nat)
         step[work] = T_w_inv @ step_u
         # Longest step that keeps the boxed variances non-negative; the
@@ -254,13 +274,23 @@ def fisher_scoring(objective, free, mask, options, hist):
             # covariate stepped far): its llf is then not finite and the
             # line search steps back, as quasi_newton's trial points do
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                last["x"], last["eval"] = x, evaluate(x)
+                last["x"], last["eval"] = x, evaluate(x, info=not reuse)
             return last["eval"][0].llf
 
         if line_search(value, candidate, current_llf, t_max=t_max) is None:
             return lay.from_natural(nat), it, False
         nat, (ev, g) = last["x"], last["eval"]
+        if not reuse:
+            scoring = _Information(ev.info_centred)
     return lay.from_natural(nat), maxiter, False
+
+
+@dataclass(frozen=True)
+class _Information:
+    """An evaluation's expected information (``info_centred``, what
+    ``objective.conditioned_information`` reads) without the evaluation."""
+
+    info_centred: np.ndarray
 
 
 def quasi_newton(objective, free, mask, options, hist, method="bfgs"):

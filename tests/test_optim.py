@@ -9,6 +9,8 @@ import pytest
 import statsmodels.formula.api as smf
 
 import statsmodels_hetmixed.formula.api as hmf
+from statsmodels_hetmixed import optim
+from statsmodels_hetmixed.model import HetMixedLM
 from statsmodels_hetmixed.objective import HeteroskedasticObjective
 from statsmodels_hetmixed.optim import (
     NEWTON_DECREMENT_TOL,
@@ -185,3 +187,67 @@ def test_scoring_steps_do_not_depend_on_the_response_units(c):
     np.testing.assert_allclose(np.asarray(other.var_params)[0] - 2 * np.log(c),
                                np.asarray(base.var_params)[0], rtol=1e-7)
     np.testing.assert_allclose(np.asarray(other.bse_fe) / c, base.bse_fe, rtol=1e-5)
+
+
+def _ar1_model(seed=2, m=60, n=8):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(m), n)
+    t = np.tile(np.arange(n, dtype=float), m)
+    x = rng.normal(size=m * n)
+    e = np.empty((m, n))
+    e[:, 0] = rng.normal(size=m)
+    for j in range(1, n):
+        e[:, j] = 0.6 * e[:, j - 1] + 0.8 * rng.normal(size=m)
+    y = (1.0 + 0.5 * x + np.repeat(rng.normal(size=m), n)
+         + e.ravel() * np.exp(0.3 * x))
+    X = np.column_stack([np.ones(m * n), x])
+    return HetMixedLM(y, X, g, exog_var=X, correlation="ar1", time=t)
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+def test_scoring_reuses_information_near_the_optimum(reml, monkeypatch):
+    """AR(1) residuals (``defers_information``): points reached with a
+    Newton decrement below INFORMATION_REUSE_DECREMENT are evaluated
+    without the expected information, their steps scored with the last
+    one; the estimate, its standard errors and the observed information
+    (which adds the information to the last evaluation afterwards) agree
+    with scoring that computes it at every point."""
+    from statsmodels_hetmixed import _correlated
+
+    calls = {"information": 0, "evaluate": 0}
+    info_fn, eval_fn = _correlated.information, _correlated.evaluate
+
+    def counted(name, fn):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(_correlated, "information", counted("information", info_fn))
+    monkeypatch.setattr(_correlated, "evaluate", counted("evaluate", eval_fn))
+    reused = _ar1_model().fit(reml=reml)
+    # evaluations without the information: the fit's last steps
+    assert calls["information"] < calls["evaluate"]
+    monkeypatch.setattr(optim, "INFORMATION_REUSE_DECREMENT", 0.0)
+    calls.update(information=0, evaluate=0)
+    every = _ar1_model().fit(reml=reml)
+    assert calls["information"] == calls["evaluate"]
+    assert reused.converged and every.converged
+    assert reused.llf == pytest.approx(every.llf, rel=1e-12, abs=0)
+    np.testing.assert_allclose(reused.params, every.params, rtol=0,
+                               atol=1e-4 * every.bse.min())
+    np.testing.assert_allclose(reused.bse, every.bse, rtol=1e-5)
+
+
+def test_added_information_equals_the_evaluations():
+    """``add_information`` on an evaluation made without the expected
+    information gives what ``evaluate(info=True)`` gives."""
+    model = _ar1_model()
+    objective = model._objective(False)
+    natural = objective.layout.to_natural(objective.start() + 0.05)
+    with_info = objective.evaluate(natural, gradient=True, info=True)
+    later = objective.evaluate(natural, gradient=True)
+    assert later.info is None
+    objective.add_information(later, natural)
+    np.testing.assert_array_equal(later.info, with_info.info)
+    np.testing.assert_array_equal(later.info_centred, with_info.info_centred)
