@@ -53,7 +53,7 @@ import numpy as np
 
 from . import _engine
 from ._linalg import chol_solve, cholesky_equilibrated
-from .structures.correlation import _bd_dot_u, _cross, _group_sums, _times_k
+from .structures.correlation import _bd_dot_u, _cross, _group_sums, _swap, _times_k
 
 __all__ = ["evaluate", "observed_information", "has_observed_information"]
 
@@ -316,11 +316,11 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     directions), s = V^-1 r, Omega = s s' - V^-1 (REML: + U U'), U =
     V^-1 X L_H^-T and N_k = U' V_k U.  The vectors V_k u are taken to the
     whitened rows, x_k = B S^-1 V_k u (B = L^-1 bidiagonal), where
-    V*^-1 = I - Z* K Z*'; with a = B S^-1 ... the whitened form of u
-    (b = S u = B'a, L' b = a, C b = L a):
+    V*^-1 = I - Z* K Z*'; with p the whitened form of u (p = a, and the
+    columns of Xi = V*^-1 X* L_H^-T, REML), b = B'p = S u and L p = C b:
 
-        variance: x = 1/2 [B (w o L a) + L'(w o b)]
-        phi:      x = -dB (L a) - L'(dB' a)
+        variance: x = 1/2 [B (w o L p) + L'(w o b)]
+        phi:      x = -dB (L p) - L'(dB' p)
 
     and the second derivatives of R = S C S, with N = S Omega S (the
     gradient's):
@@ -330,8 +330,13 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
         1/2 tr(Omega R_phi,phi) = 1/2 tr(N d2C),
             d2C = C (2 dC^-1 C dC^-1 - d2C^-1) C
 
-    (g_j = d llf / d log r_j), each a few recursions over the positions of
-    a bucket's groups: O(n) per group, no dense matrix.
+    (g_j = d llf / d log r_j).  The products with L' in x cancel against
+    the b b' part of N (``_hessian_bucket``), so that neither x nor L'
+    of the sources is formed: x's sums (x_k'x_l, Z*'x_k, X*'x_k, Xi'x_k)
+    are sums over the rows of products of p, L p, b, dB' p and the rows
+    of the design, and the only recursion over the positions is the
+    expected information's own (``BidiagonalFactor.info_parts``): O(n) per
+    group, no dense matrix.
 
     ``evaluation``: ``evaluate``'s with the gradient at the point (its
     ``whitened``); ``info``: the expected information along these
@@ -351,17 +356,17 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     # per group, by source: c = Z*'a (Z'u) and t_l = Z*'x_l
     c_all = np.zeros((n_groups, q, ns))
     t_all = np.zeros((n_groups, q, ns, kl))
-    xx = np.zeros((ns, kl, kl))                        # sum x_l x_m
     xX = np.zeros((p, kl))                             # X*'x_l (s)
     N_rows = np.zeros((kl, p, p))                      # x_l(U_j)' U*_i
-    second = np.zeros((kl, kl))
-    acc = (c_all, t_all, xx, xX, N_rows, second)
+    rows = np.zeros((kl, kl))       # 1/2 tr(Omega R_kl) - sum x_k'x_l
+    acc = (c_all, t_all, xX, N_rows, rows)
     for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
         _hessian_bucket(fac, bucket[0], *(at.take(v) for v in (
-            a_w, coloured, w, Zw, Zt, Xw, evaluation.grad_eta)),
+            a_w, coloured, w, Zw, Zt, Xw, data.exog, s, evaluation.grad_eta)),
             at.take(Xi_rows) if reml else None, K, acc)
-    second[kv:, :kv] = second[:kv, kv:].T
-    # the quadratic forms (V_k u)' V^-1 (V_l u), summed over the sources
+    rows[kv:, :kv] = rows[:kv, kv:].T
+    # the quadratic forms (V_k u)' V^-1 (V_l u), summed over the sources,
+    # less the rows' x_k'x_l (in ``rows``)
     AK = A @ K
     zvz = A - AK @ A                                   # Z'V^-1 Z
     ika = np.eye(q) - AK
@@ -372,9 +377,9 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     Q[:k_cov, k_cov:] = np.einsum("kisa,iasl->kl", aG,
                                   np.einsum("iab,ibsl->iasl", ika, t_all))
     Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
-    Q[k_cov:, k_cov:] = xx.sum(axis=0) - np.einsum("iasl,iab,ibsm->lm", t_all, K, t_all)
+    Q[k_cov:, k_cov:] = -np.einsum("iasl,iab,ibsm->lm", t_all, K, t_all)
     hess = info - Q
-    hess[k_cov:, k_cov:] += second
+    hess[k_cov:, k_cov:] += rows
     # profiled over b (s only): + J' H^-1 J, J = -X'V^-1 V_k s
     J = np.empty((p, kk))
     J[:, :k_cov] = -np.einsum("iap,kia->pk", BX - AK @ BX, aG[:, :, 0])
@@ -390,63 +395,91 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     return 0.5 * (hess + hess.T)
 
 
-def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, ge, Xi, K, acc):
-    """One bucket's terms of ``observed_information`` (its rows (m, n, ...)
+def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, Xi, K,
+                    acc):
+    """
+    One bucket's terms of ``observed_information`` (its rows (m, n, ...)
     as ``_Rows.take`` reads them, ``La`` = L [a, Xi] from
-    ``_coloured_rows``), added to ``acc``."""
-    c_all, t_all, xx, xX, N_rows, second = acc
+    ``_coloured_rows``, ``X_b`` the rows of the unwhitened X and ``s_b``
+    of s), added to ``acc``.
+
+    Per source p (a, and Xi's columns, REML), with Lp = L p, b = B'p,
+    f_a = w_a o Lp, g_a = w_a o b and x as in ``observed_information``
+    (L B = I, B'L' = I, L Z* = Z~):
+
+    * Z*'x_a = 1/2 sum_j w_aj (G_j Lp_j + Z~_j b_j) (G = B'Z*) and
+      Z*'x_phi = -Z*'(dB Lp) - Z~'(dB'p), and likewise with X* (L X* =
+      X~ = S^-1 X) and Xi (B'Xi and L Xi are b's and Lp's columns);
+    * x_a'x_b = 1/4 [f_a'C^-1 f_b + f_a'g_b + g_a'f_b + (L'g_a)'(L'g_b)],
+      whose last term is 1/4 w_a'((b b') o C)w_b of 1/2 tr(Omega R_ab):
+      with both, a tridiagonal form in w (``w_c_q_w``);
+    * x_a'x_phi = 1/2 [f_a'B'x_phi + (L'g_a)'x_phi], whose last term is
+      1/2 w_a' diag(dC b b') (dC b = L x_phi), with B'x_phi = -B'dB Lp -
+      dB'p;
+    * x_phi'x_phi, against the 1/2 tr((b b') d2C) = x_phi'x_phi - 1/2
+      Lp'd2C^-1 Lp of 1/2 tr(N d2C).
+
+    ``acc`` gets those differences: 1/2 tr(Omega R_kl) - sum_p x_k'x_l.
+    """
+    c_all, t_all, xX, N_rows, rows = acc
     m, n = fac.rho.shape
-    ns, kl = t_all.shape[2], t_all.shape[3]
     kv, k = wb.shape[2], fac.k
     p, q = Xw_b.shape[2], Zw_b.shape[2]
     reml = Xi is not None
     src = a[..., None]
     if reml:
         src = np.concatenate([src, Xi], axis=2)
+    ns = src.shape[2]
     b = fac.whiten_t(src)                          # S u (La = L src = C b)
-    wsrc = (b[..., :, None] * wb[..., None, :]).reshape(m, n, ns * kv)
-    # every product with L' in one recursion (G = C^-1 Z~, U, BD: see
-    # ``BidiagonalFactor.info_parts``)
-    _, U, BD, Lt = fac.info_parts(
-        Zw_b, Zt_b, wb, np.concatenate([wsrc, fac.d_whiten_t(src)], axis=2))
-    Ltw = Lt[..., :ns * kv].reshape(m, n, ns, kv)  # L'(w o b)
-    x_phi = -fac.d_whiten(La) - Lt[..., ns * kv:]
-    x_var = fac.whiten((La[..., :, None] * wb[..., None, :]).reshape(m, n, -1))
-    x_var = 0.5 * (x_var.reshape(m, n, ns, kv) + Ltw)
-    onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
-    x = np.concatenate([x_var, x_phi[..., None] * onehot[:, None, None, :]],
-                       axis=3)                     # (m, n, ns, kl)
-    c_all[groups] = _cross(Zw_b, src)
-    t_all[groups] = _group_sums(Zw_b, x.reshape(m, n, ns * kl)).reshape(m, q, ns, kl)
-    for j in range(ns):
-        xj = x[:, :, j].reshape(-1, kl)
-        xx[j] += xj.T @ xj
-    xX += Xw_b.reshape(-1, p).T @ x[:, :, 0].reshape(-1, kl)
-    if reml:
-        Ub = Xi.reshape(-1, p)
-        N_rows += np.einsum("rjl,ri->lji", x[:, :, 1:].reshape(-1, p, kl), Ub)
-    # second derivatives of R
+    d_src = fac.d_whiten_t(src)                    # dB' p
+    dBL = fac.d_whiten(La)                         # dB Lp
+    # the expected information's products with L' (G = C^-1 Z~, U, BD)
+    G, U, BD, _ = fac.info_parts(Zw_b, Zt_b, wb)
     Kg = K[groups]
-    vv = 0.5 * (wb * ge[..., None]).reshape(-1, kv).T @ wb.reshape(-1, kv)
-    Ltw2 = Ltw.reshape(-1, ns, kv)
-    vv += 0.25 * (np.einsum("rsa,rsb->ab", Ltw2, Ltw2)
-                  - fac.w_c_q_w(wb, U, Kg))
-    # diag(dC N) = diag(C dC^-1) - diag(C dC^-1 Z~ K G') (the gradient's
-    # N); C dC^-1 Z~ = -dC G = -L BD, so that
-    # sum_j w_aj (C dC^-1 Z~ K G')_jj = -sum_j (BD K)_j U_aj
-    BDK = _times_k(BD, Kg)
-    per_vc = 0.5 * (_group_sums(x_phi.reshape(m, -1, 1), Ltw.reshape(m, -1, kv))[:, 0]
-                    + _group_sums(fac.c_dcinv_diag[:, :, None], wb)[:, 0]
-                    + _bd_dot_u(BDK, U))
+    onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
+    # Z*'x and Z*'p per group
+    c_all[groups] = _cross(Zw_b, src)
+    tv = (G[..., :, None] * La[..., None, :]
+          + Zt_b[..., :, None] * b[..., None, :]).reshape(m, n, q * ns)
+    t_all[groups, :, :, :kv] = 0.5 * _group_sums(tv, wb).reshape(m, q, ns, kv)
+    t_phi = -(_cross(Zw_b, dBL) + _cross(Zt_b, d_src))            # (m, q, ns)
+    t_all[groups, :, :, kv:] = t_phi[..., None] * onehot[:, None, None, :]
+    # X*'x for the source a
+    Xt_b = X_b / s_b[..., None]                    # X~ = L X*
+    xv = fac.whiten_t(Xw_b) * La[..., :1] + Xt_b * b[..., :1]
+    xX[:, :kv] += 0.5 * (xv.reshape(-1, p).T @ wb.reshape(-1, kv))
+    x_phi = -(Xw_b * dBL[..., :1] + Xt_b * d_src[..., :1]).sum(axis=1)   # (m, p)
+    xX[:, kv:] += x_phi.T @ onehot
+    if reml:
+        # Xi_i'x_a(Xi_j) = 1/2 sum_r w_a (b_i Lp_j + Lp_i b_j), and
+        # Xi_i'x_phi(Xi_j) = -(dB'Xi_i)'Lp_j - Lp_i'(dB'Xi_j)
+        Lx, bx = La[..., 1:], b[..., 1:]
+        Nv = (wb.reshape(-1, kv).T @ (Lx[..., :, None] * bx[..., None, :]
+                                      ).reshape(-1, p * p)).reshape(kv, p, p)
+        N_rows[:kv] += 0.5 * (Nv + _swap(Nv))
+        P = _cross(Lx, d_src[..., 1:])             # (m, p, p): Lp_j'(dB'Xi_i)
+        N_rows[kv:] -= np.einsum("mji,ml->lji", P + _swap(P), onehot)
+    # variance x variance: 1/2 w'diag(g)w - 1/4 sum_p [f'C^-1 f + 2 w'diag(Lp
+    # b)w] - 1/4 w'(C o Q)w, one tridiagonal form in w
+    diag = (-2.0 * ge + fac._diag * (La * La).sum(axis=2)
+            + 2.0 * (La * b).sum(axis=2))
+    off = fac._off * (La[:, :-1] * La[:, 1:]).sum(axis=2)
+    vv = -0.25 * fac.w_c_q_w(wb, U, Kg, diag, off, off)
+    # variance x phi: 1/2 sum_j w_aj [sum_p Lp_j (B'dB Lp + dB'p)_j +
+    # diag(C dC^-1)_j] plus the Q part of diag(dC N): with C dC^-1 Z~ =
+    # -dC G = -L BD, sum_j w_aj (C dC^-1 Z~ K G')_jj = -sum_j (BD K)_j U_aj
+    e = (La * (fac.whiten_t(dBL) + d_src)).sum(axis=2) + fac.c_dcinv_diag
+    per_vc = 0.5 * (_group_sums(e[..., None], wb)[:, 0]
+                    + _bd_dot_u(_times_k(BD, Kg), U))
+    # phi x phi: 1/2 [-sum_p Lp'd2C^-1 Lp - d2 log|C| - tr((C^-1 dC)^2)
+    # + tr(K M'C M)], M = dC^-1 Z~: L'M = L'(dB'B + B'dB) Z~ = L'dB'Z* +
+    # dB Z~ = -BD
     d2d, d2o = fac._d2Cinv
-    quad = (2.0 * (x_phi * x_phi).sum(axis=1)
-            - (d2d[..., None] * La * La).sum(axis=1)
-            - 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
-    # M'C M for M = dC^-1 Z~: L'M = L'(dB'B + B'dB) Z~ = L'dB'Z* + dB Z~
-    # = -BD
+    quad = ((d2d[..., None] * La * La).sum(axis=1)
+            + 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
     GdG = 2.0 * _cross(BD, BD) - _cross(Zt_b, fac._tri_dot(d2d, d2o, Zt_b))
-    per_cc = 0.5 * (quad - fac.d2logdet() - fac.tr_cinv_dc_sq
+    per_cc = 0.5 * (-quad - fac.d2logdet() - fac.tr_cinv_dc_sq
                     + np.einsum("mrs,msr->m", Kg, GdG))
-    second[:kv, :kv] += vv
-    second[:kv, kv:] += per_vc.T @ onehot
-    second[kv:, kv:] += np.diag(per_cc @ onehot)
+    rows[:kv, :kv] += vv
+    rows[:kv, kv:] += per_vc.T @ onehot
+    rows[kv:, kv:] += np.diag(per_cc @ onehot)
