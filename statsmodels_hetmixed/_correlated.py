@@ -53,7 +53,8 @@ import numpy as np
 
 from . import _engine
 from ._linalg import chol_solve, cholesky_equilibrated
-from .structures.correlation import _bd_dot_u, _cross, _group_sums, _swap, _times_k
+from .structures.correlation import (_bd_dot_u, _cross, _group_sums, _outer_rows,
+                                     _row_dot, _swap, _times_k)
 
 __all__ = ["evaluate", "observed_information", "has_observed_information"]
 
@@ -331,23 +332,28 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
             d2C = C (2 dC^-1 C dC^-1 - d2C^-1) C
 
     (g_j = d llf / d log r_j).  The products with L' in x cancel against
-    the b b' part of N (``_hessian_bucket``), so that neither x nor L'
-    of the sources is formed: x's sums (x_k'x_l, Z*'x_k, X*'x_k, Xi'x_k)
-    are sums over the rows of products of p, L p, b, dB' p and the rows
-    of the design, and the only recursion over the positions is the
-    expected information's own (``BidiagonalFactor.info_parts``): O(n) per
+    the b b' part of N, and the products with L' in the expected
+    information's (L'(w_a o C^-1 Z~), ``BidiagonalFactor.info_parts``)
+    against the -Q part of N (``_hessian_bucket``): so the block of the
+    variance and correlation parameters is computed here as a whole, I_kl
+    + 1/2 tr(Omega R_kl) - sum x_k'x_l, from sums over the rows of
+    products of p, L p, b, dB' p, the rows of the design and BD = B dC
+    C^-1 Z~ (one recursion over the positions, on q columns): O(n) per
     group, no dense matrix.
 
     ``evaluation``: ``evaluate``'s with the gradient at the point (its
     ``whitened``); ``info``: the expected information along these
-    directions, (k_cov + k_var + k)^2.
+    directions, (k_cov + k_var + k)^2, of which the rows of G_c's
+    parameters are read.
     """
     wdata, factors, a_w, Xi_rows, coloured = evaluation.whitened
     A, BX, _, K, _ = evaluation.group_summaries
     Xw, Zw = wdata.exog, _engine._engine_z(wdata)
     s = np.sqrt(resid_var)
     Zt = _engine._engine_z(data) / s[:, None]        # Z~ = Z / s
-    w = np.ascontiguousarray(var_dirs, dtype=np.float64)
+    # (in its own memory order: var_dirs is Fortran-ordered, and its
+    # columns are what the passes below read)
+    w = np.asarray(var_dirs, dtype=np.float64)
     k_cov, kv, k = cov_dirs.shape[0], w.shape[1], block.k
     kl = kv + k                                        # the row parameters
     n_groups, q = A.shape[0], Zw.shape[1]
@@ -358,7 +364,7 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     t_all = np.zeros((n_groups, q, ns, kl))
     xX = np.zeros((p, kl))                             # X*'x_l (s)
     N_rows = np.zeros((kl, p, p))                      # x_l(U_j)' U*_i
-    rows = np.zeros((kl, kl))       # 1/2 tr(Omega R_kl) - sum x_k'x_l
+    rows = np.zeros((kl, kl))       # I_kl + 1/2 tr(Omega R_kl) - sum x_k'x_l
     acc = (c_all, t_all, xX, N_rows, rows)
     for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
         _hessian_bucket(fac, bucket[0], *(at.take(v) for v in (
@@ -379,7 +385,7 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     Q[k_cov:, :k_cov] = Q[:k_cov, k_cov:].T
     Q[k_cov:, k_cov:] = -np.einsum("iasl,iab,ibsm->lm", t_all, K, t_all)
     hess = info - Q
-    hess[k_cov:, k_cov:] += rows
+    hess[k_cov:, k_cov:] = rows - Q[k_cov:, k_cov:]
     # profiled over b (s only): + J' H^-1 J, J = -X'V^-1 V_k s
     J = np.empty((p, kk))
     J[:, :k_cov] = -np.einsum("iap,kia->pk", BX - AK @ BX, aG[:, :, 0])
@@ -395,6 +401,49 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     return 0.5 * (hess + hess.T)
 
 
+def _tri_form(w, diag, off):
+    """sum over groups of w_a'T w_b for T symmetric tridiagonal per group
+    (``diag`` (m, n), ``off`` (m, n-1): entries (j, j+1)) and w (m, n,
+    k_var): on w' (k_var, rows), whose rows are contiguous, as
+    ``BidiagonalFactor.w_c_q_w`` does (the pairs (j, j+1) are neighbouring
+    columns, with weight 0 across groups)."""
+    m, n, kv = w.shape
+    wt = np.ascontiguousarray(w.reshape(-1, kv).T)
+    o_f = np.zeros((m, n))
+    o_f[:, :-1] = off
+    X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
+    return (wt * diag.ravel()) @ wt.T + X + X.T
+
+
+def _d2_sums(fac, M, M1):
+    """
+    Per group, tr(d2C^-1 M) + d2 log|C| / d phi^2 for the symmetric
+    tridiagonal M (diagonal ``M`` (m, n), entries (j, j+1) ``M1`` (m,
+    n-1)), in closed form from rho_j and its derivatives: d2C^-1 = d2B'B
+    + 2 dB'dB + B'd2B has the diagonal 2 (al_j + al_j+1) and the entries
+    (j-1, j) be_j, with A_j = rho_j'^2 / c_j^6, E_j = rho_j'' / c_j^4,
+
+        al = (1 + 3 rho^2) A + rho E,  be = -rho (6 + 2 rho^2) A - (1 + rho^2) E,
+
+    and d2 log(1 - rho_j^2) = -2 c_j^2 ((1 + rho^2) A + rho E); all are 0
+    at a group's first row (rho = 0 there).  (``BidiagonalFactor._d2Cinv``
+    and ``d2logdet`` build the same from B's entries in about a third
+    more passes over the rows.)
+    """
+    rho, r1, r2 = fac.rho[:, 1:], fac.drho[:, 1:], fac.d2rho[:, 1:]
+    rr = rho * rho
+    c2 = 1.0 - rr
+    i4 = 1.0 / (c2 * c2)
+    A = r1 * r1 * i4 / c2
+    E = r2 * i4
+    rE = rho * E
+    one_rr = 1.0 + rr
+    al = A + 3.0 * rr * A + rE
+    be = -(rho * (6.0 + 2.0 * rr) * A + one_rr * E)
+    per = 2.0 * (al * (M[:, 1:] + M[:, :-1]) + be * M1 - c2 * (one_rr * A + rE))
+    return per.sum(axis=1)
+
+
 def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, Xi, K,
                     acc):
     """
@@ -405,21 +454,36 @@ def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, Xi, 
 
     Per source p (a, and Xi's columns, REML), with Lp = L p, b = B'p,
     f_a = w_a o Lp, g_a = w_a o b and x as in ``observed_information``
-    (L B = I, B'L' = I, L Z* = Z~):
+    (L B = I, B'L' = I, L Z* = Z~); G = C^-1 Z~ = B'Z*, F = Z~ K, Q =
+    C^-1 - G K G', P = C Q = I - F G', D = dC G = L BD (BD = -dB Z~ -
+    L'(dB'Z*)):
 
-    * Z*'x_a = 1/2 sum_j w_aj (G_j Lp_j + Z~_j b_j) (G = B'Z*) and
-      Z*'x_phi = -Z*'(dB Lp) - Z~'(dB'p), and likewise with X* (L X* =
-      X~ = S^-1 X) and Xi (B'Xi and L Xi are b's and Lp's columns);
-    * x_a'x_b = 1/4 [f_a'C^-1 f_b + f_a'g_b + g_a'f_b + (L'g_a)'(L'g_b)],
-      whose last term is 1/4 w_a'((b b') o C)w_b of 1/2 tr(Omega R_ab):
-      with both, a tridiagonal form in w (``w_c_q_w``);
-    * x_a'x_phi = 1/2 [f_a'B'x_phi + (L'g_a)'x_phi], whose last term is
-      1/2 w_a' diag(dC b b') (dC b = L x_phi), with B'x_phi = -B'dB Lp -
-      dB'p;
-    * x_phi'x_phi, against the 1/2 tr((b b') d2C) = x_phi'x_phi - 1/2
-      Lp'd2C^-1 Lp of 1/2 tr(N d2C).
+    * Z*'x_a = 1/2 sum_j w_aj (G_j Lp_j + Z~_j b_j) and Z*'x_phi =
+      -(dB'Z*)'Lp - Z~'(dB'p), and likewise with X* (L X* = X~ = S^-1 X)
+      and Xi (B'Xi and L Xi are b's and Lp's columns);
+    * variance x variance: x_a'x_b = 1/4 [f_a'C^-1 f_b + f_a'g_b + g_a'f_b
+      + (L'g_a)'(L'g_b)], whose last term is 1/4 w_a'((b b') o C)w_b of
+      1/2 tr(Omega R_ab); the -1/4 w'(C o Q)w there and I_ab = 1/4 w'(P o
+      P' + (C - Z~ K Z~') o Q)w leave 1/4 w'(P o P' - (Z~ K Z~') o Q)w =
+      1/4 [w'diag(1 - 2 F.G)w + tr(M_a M_b) - w'((Z~ K Z~') o C^-1)w +
+      tr(Pm_a'K Pm_b K)] (M_a = Pm_a'K, Pm_a = sum_j w_aj Z~_j G_j'): a
+      tridiagonal form in w and per-group q x q sums;
+    * variance x phi: x_a'x_phi = 1/2 [f_a'B'x_phi + (L'g_a)'x_phi], whose
+      last term is 1/2 w_a' diag(dC b b') (dC b = L x_phi), with B'x_phi
+      = -B'dB Lp - dB'p; the -1/2 w_a'diag(dC Q) there is 1/2 w_a'[diag(C
+      dC^-1) + (BD K U_a)] and I_a,phi = 1/2 w_a'[-diag(C dC^-1) - diag(F
+      (B'BD)') + diag(F (G'D) K G')] - 1/2 (BD K U_a) (U_a = L'(w_a o G),
+      ``BidiagonalFactor.information``): their sum needs neither U nor C
+      dC^-1;
+    * phi x phi: x_phi'x_phi against the 1/2 tr((b b') d2C) = x_phi'x_phi
+      - 1/2 Lp'd2C^-1 Lp of 1/2 tr(N d2C); -1/2 tr(Q d2C) = 1/2 [-d2
+      log|C| - tr((C^-1 dC)^2) + 2 tr(K BD'BD) - tr(K Z~'d2C^-1 Z~)] and
+      I_phi,phi = 1/2 [tr((C^-1 dC)^2) - 2 tr(K BD'BD) + tr(K G'D K G'D)]
+      (G'D = Z*'BD) sum to 1/2 [tr(K G'D K G'D) - d2 log|C| - tr(K
+      Z~'d2C^-1 Z~)].
 
-    ``acc`` gets those differences: 1/2 tr(Omega R_kl) - sum_p x_k'x_l.
+    ``acc`` gets I_kl + 1/2 tr(Omega R_kl) - sum_p x_k'x_l and the sums
+    with Z*, X* and Xi.
     """
     c_all, t_all, xX, N_rows, rows = acc
     m, n = fac.rho.shape
@@ -432,54 +496,83 @@ def _hessian_bucket(fac, groups, a, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, Xi, 
     ns = src.shape[2]
     b = fac.whiten_t(src)                          # S u (La = L src = C b)
     d_src = fac.d_whiten_t(src)                    # dB' p
-    dBL = fac.d_whiten(La)                         # dB Lp
-    # the expected information's products with L' (G = C^-1 Z~, U, BD)
-    G, U, BD, _ = fac.info_parts(Zw_b, Zt_b, wb)
     Kg = K[groups]
     onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
-    # Z*'x and Z*'p per group
-    c_all[groups] = _cross(Zw_b, src)
+    # BD = -dB Z~ - L'(dB'Z*): the one recursion over the positions, on
+    # q columns (``BidiagonalFactor.lt_position_major``)
+    G = fac.whiten_t(Zw_b)
+    dZ = fac.d_whiten_t(Zw_b)
+    h = np.swapaxes(dZ, 0, 1).copy()   # (a copy: dZ is read below)
+    fac.lt_position_major(h)
+    BD = -fac.d_whiten(Zt_b) - np.swapaxes(h, 0, 1)
+    F = _times_k(Zt_b, Kg)
+    # (per-group sums over the rows as batched products, ``_group_sums``:
+    # summing broadcast products over the rows took 10-20 times longer
+    # for several sources)
+    # Z*'p and Z*'x per group
+    c_all[groups] = _group_sums(Zw_b, src)
     tv = (G[..., :, None] * La[..., None, :]
           + Zt_b[..., :, None] * b[..., None, :]).reshape(m, n, q * ns)
     t_all[groups, :, :, :kv] = 0.5 * _group_sums(tv, wb).reshape(m, q, ns, kv)
-    t_phi = -(_cross(Zw_b, dBL) + _cross(Zt_b, d_src))            # (m, q, ns)
+    t_phi = -(_group_sums(dZ, La) + _group_sums(Zt_b, d_src))
     t_all[groups, :, :, kv:] = t_phi[..., None] * onehot[:, None, None, :]
-    # X*'x for the source a
+    # X*'x for the source a; X*'x_phi = -X*'(dB La) - X~'(dB'a) summed by level
     Xt_b = X_b / s_b[..., None]                    # X~ = L X*
     xv = fac.whiten_t(Xw_b) * La[..., :1] + Xt_b * b[..., :1]
     xX[:, :kv] += 0.5 * (xv.reshape(-1, p).T @ wb.reshape(-1, kv))
-    x_phi = -(Xw_b * dBL[..., :1] + Xt_b * d_src[..., :1]).sum(axis=1)   # (m, p)
-    xX[:, kv:] += x_phi.T @ onehot
+    dBL = fac.d_whiten(La[..., :1])
+    d_a = d_src[..., :1]
+    if k > 1:
+        dBL, d_a = dBL * onehot[:, None, :], d_a * onehot[:, None, :]
+    xX[:, kv:] -= (Xw_b.reshape(-1, p).T @ dBL.reshape(-1, k)
+                   + Xt_b.reshape(-1, p).T @ d_a.reshape(-1, k))
     if reml:
         # Xi_i'x_a(Xi_j) = 1/2 sum_r w_a (b_i Lp_j + Lp_i b_j), and
-        # Xi_i'x_phi(Xi_j) = -(dB'Xi_i)'Lp_j - Lp_i'(dB'Xi_j)
-        Lx, bx = La[..., 1:], b[..., 1:]
-        Nv = (wb.reshape(-1, kv).T @ (Lx[..., :, None] * bx[..., None, :]
-                                      ).reshape(-1, p * p)).reshape(kv, p, p)
+        # Xi_i'x_phi(Xi_j) = -(dB'Xi_i)'Lp_j - Lp_i'(dB'Xi_j); the first
+        # as one product of rows-long columns (w_a Lp_j, (k_var p, rows)):
+        # broadcasting the rows' outer products of 3 columns took 4 times
+        # longer
+        wt = np.ascontiguousarray(wb.reshape(-1, kv).T)
+        Lt = np.ascontiguousarray(La[..., 1:].reshape(-1, p).T)
+        Nv = ((wt[:, None, :] * Lt[None, :, :]).reshape(kv * p, -1)
+              @ b[..., 1:].reshape(-1, p)).reshape(kv, p, p)
         N_rows[:kv] += 0.5 * (Nv + _swap(Nv))
-        P = _cross(Lx, d_src[..., 1:])             # (m, p, p): Lp_j'(dB'Xi_i)
+        P = _group_sums(La[..., 1:], d_src[..., 1:])   # (m, p, p): Lp_j'(dB'Xi_i)
         N_rows[kv:] -= np.einsum("mji,ml->lji", P + _swap(P), onehot)
-    # variance x variance: 1/2 w'diag(g)w - 1/4 sum_p [f'C^-1 f + 2 w'diag(Lp
-    # b)w] - 1/4 w'(C o Q)w, one tridiagonal form in w
-    diag = (-2.0 * ge + fac._diag * (La * La).sum(axis=2)
-            + 2.0 * (La * b).sum(axis=2))
-    off = fac._off * (La[:, :-1] * La[:, 1:]).sum(axis=2)
-    vv = -0.25 * fac.w_c_q_w(wb, U, Kg, diag, off, off)
-    # variance x phi: 1/2 sum_j w_aj [sum_p Lp_j (B'dB Lp + dB'p)_j +
-    # diag(C dC^-1)_j] plus the Q part of diag(dC N): with C dC^-1 Z~ =
-    # -dC G = -L BD, sum_j w_aj (C dC^-1 Z~ K G')_jj = -sum_j (BD K)_j U_aj
-    e = (La * (fac.whiten_t(dBL) + d_src)).sum(axis=2) + fac.c_dcinv_diag
-    per_vc = 0.5 * (_group_sums(e[..., None], wb)[:, 0]
-                    + _bd_dot_u(_times_k(BD, Kg), U))
-    # phi x phi: 1/2 [-sum_p Lp'd2C^-1 Lp - d2 log|C| - tr((C^-1 dC)^2)
-    # + tr(K M'C M)], M = dC^-1 Z~: L'M = L'(dB'B + B'dB) Z~ = L'dB'Z* +
-    # dB Z~ = -BD
-    d2d, d2o = fac._d2Cinv
-    quad = ((d2d[..., None] * La * La).sum(axis=1)
-            + 2.0 * (d2o[..., None] * La[:, :-1] * La[:, 1:]).sum(axis=1)).sum(axis=1)
-    GdG = 2.0 * _cross(BD, BD) - _cross(Zt_b, fac._tri_dot(d2d, d2o, Zt_b))
-    per_cc = 0.5 * (-quad - fac.d2logdet() - fac.tr_cinv_dc_sq
-                    + np.einsum("mrs,msr->m", Kg, GdG))
+    # the sources and Z~ K Z~' enter through sums per row and pair of rows
+    M = _row_dot(La, La) + _row_dot(F, Zt_b)       # sum_p Lp_j^2 + (Z~KZ~')_jj
+    M1 = _row_dot(La[:, :-1], La[:, 1:]) + _row_dot(F[:, :-1], Zt_b[:, 1:])
+    # variance x variance
+    diag = (0.25 * (1.0 - 2.0 * _row_dot(F, G) - fac._diag * M)
+            + 0.5 * (ge - _row_dot(La, b)))
+    vv = _tri_form(wb, diag, -0.25 * fac._off * M1)
+    Pm = _group_sums(_outer_rows(Zt_b, G), wb)     # (m, q q, k_var): Pm_a
+    if q == 1:
+        KP = (Kg[:, 0] * Pm[:, 0])                 # tr(M_a M_b) = tr(Pm_a'K Pm_b K)
+        vv += 0.5 * (KP.T @ KP)
+    else:
+        Pm = Pm.reshape(m, q, q, kv)
+        Ma = np.einsum("mrta,mru->mtua", Pm, Kg)
+        Nb = np.einsum("muva,mvt->muta", Pm, Kg)
+        vv += 0.25 * np.einsum("mtua,mutb->ab", Ma, Ma + Nb)
+    # variance x phi: sum_p Lp_j (B'dB Lp + dB'p)_j - F_j.(B'BD)_j + (F
+    # G'D K)_j.G_j weighted by w_aj; B'dB is tridiagonal: (j, j) 1/c_j
+    # dBd_j - rho_j+1/c_j+1 dBs_j+1, (j, j+1) -rho_j+1/c_j+1 dBd_j+1,
+    # (j, j-1) dBs_j / c_j (LL, LL1: M and M1 without Z~ K Z~')
+    GD = _group_sums(Zw_b, BD)                     # G'D = Z*'BD (m, q, q)
+    LL = _row_dot(La, La)
+    LL1 = _row_dot(La[:, :-1], La[:, 1:])
+    dBd, dBs = fac._dB
+    rc = fac._rho_c[..., 0]                        # rho_j / c_j, j >= 1
+    e = (dBd / fac.c * LL + _row_dot(La, d_src) - _row_dot(F, fac.whiten_t(BD))
+         + _row_dot(_times_k(_times_k(F, GD), Kg), G))
+    e[:, :-1] -= rc * (dBs[:, 1:] * LL[:, :-1] + dBd[:, 1:] * LL1)
+    e[:, 1:] += dBs[:, 1:] / fac.c[:, 1:] * LL1
+    per_vc = 0.5 * _group_sums(e[..., None], wb)[:, 0]
+    # phi x phi: 1/2 [tr(K G'D K G'D) - sum_p Lp'd2C^-1 Lp - tr(K Z~'d2C^-1
+    # Z~) - d2 log|C|]
+    KGD = Kg @ GD
+    per_cc = 0.5 * (np.einsum("mrt,mtr->m", KGD, KGD) - _d2_sums(fac, M, M1))
     rows[:kv, :kv] += vv
     rows[:kv, kv:] += per_vc.T @ onehot
     rows[kv:, kv:] += np.diag(per_cc @ onehot)
