@@ -53,8 +53,7 @@ import numpy as np
 
 from . import _engine
 from ._linalg import chol_solve, cholesky_equilibrated
-from .structures.correlation import (_bd_dot_u, _cross, _group_sums, _outer_rows,
-                                     _row_dot, _swap, _times_k)
+from .structures.correlation import _group_sums, _outer_rows, _row_dot, _swap, _times_k
 
 __all__ = ["evaluate", "observed_information", "has_observed_information"]
 
@@ -337,9 +336,8 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     against the -Q part of N (``_hessian_bucket``): so the block of the
     variance and correlation parameters is computed here as a whole, I_kl
     + 1/2 tr(Omega R_kl) - sum x_k'x_l, from sums over the rows of
-    products of p, L p, b, dB' p, the rows of the design and BD = B dC
-    C^-1 Z~ (one recursion over the positions, on q columns): O(n) per
-    group, no dense matrix.
+    products of p, L p, b, dB' p, the rows of the design, C^-1 Z~ and dB
+    Z~: O(n) per group, no recursion over the positions, no dense matrix.
 
     ``evaluation``: ``evaluate``'s with the gradient at the point (its
     ``whitened``); ``info``: the expected information along these
@@ -381,8 +379,9 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
             src, coloured, w, Zw, Zt, Xw, data.exog, s, evaluation.grad_eta)),
             K, acc)
     rows[kv:, :kv] = rows[:kv, kv:].T
-    # the quadratic forms (V_k u)' V^-1 (V_l u), summed over the sources,
-    # less the rows' x_k'x_l (in ``rows``)
+    # the quadratic forms (V_k u)' V^-1 (V_l u), summed over the sources
+    # (in the row parameters only -t'K t here: their x_k'x_l are in
+    # ``rows``)
     AK = A @ K
     zvz = A - AK @ A                                   # Z'V^-1 Z
     ika = np.eye(q) - AK
@@ -465,7 +464,9 @@ def _hessian_bucket(fac, groups, src, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, K,
     f_a = w_a o Lp, g_a = w_a o b and x as in ``observed_information``
     (L B = I, B'L' = I, L Z* = Z~); G = C^-1 Z~ = B'Z*, F = Z~ K, Q =
     C^-1 - G K G', P = C Q = I - F G', D = dC G = L BD (BD = -dB Z~ -
-    L'(dB'Z*)):
+    L'(dB'Z*), ``BidiagonalFactor.info_parts``), of which only G'D = Z*'BD
+    = -Z*'dB Z~ - Z~'dB'Z* and C^-1 D = B'BD = -B'dB Z~ - dB'Z* enter, so
+    that BD itself (a recursion over the positions) is not formed:
 
     * Z*'x_a = 1/2 sum_j w_aj (G_j Lp_j + Z~_j b_j) and Z*'x_phi =
       -(dB'Z*)'Lp - Z~'(dB'p), and likewise with X* (L X* = X~ = S^-1 X)
@@ -504,13 +505,9 @@ def _hessian_bucket(fac, groups, src, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, K,
     d_src = fac.d_whiten_t(src)                    # dB' p
     Kg = K[groups]
     onehot = (fac.level[:, None] == np.arange(k)).astype(np.float64)
-    # BD = -dB Z~ - L'(dB'Z*): the one recursion over the positions, on
-    # q columns (``BidiagonalFactor.lt_position_major``)
     G = fac.whiten_t(Zw_b)
-    dZ = fac.d_whiten_t(Zw_b)
-    h = np.swapaxes(dZ, 0, 1).copy()   # (a copy: dZ is read below)
-    fac.lt_position_major(h)
-    BD = -fac.d_whiten(Zt_b) - np.swapaxes(h, 0, 1)
+    dZ = fac.d_whiten_t(Zw_b)                      # dB'Z*
+    dBZ = fac.d_whiten(Zt_b)                       # dB Z~
     F = _times_k(Zt_b, Kg)
     # (per-group sums over the rows as batched products, ``_group_sums``:
     # summing broadcast products over the rows took 10-20 times longer
@@ -567,10 +564,11 @@ def _hessian_bucket(fac, groups, src, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, K,
     # G'D K)_j.G_j weighted by w_aj; B'dB is tridiagonal: (j, j) 1/c_j
     # dBd_j - rho_j+1/c_j+1 dBs_j+1, (j, j+1) -rho_j+1/c_j+1 dBd_j+1,
     # (j, j-1) dBs_j / c_j
-    GD = _group_sums(Zw_b, BD)                     # G'D = Z*'BD (m, q, q)
+    GD = _group_sums(Zw_b, dBZ)                    # G'D = -(Z*'dB Z~ + its transpose)
+    GD = -(GD + _swap(GD))
     dBd, dBs = fac._dB
     rc = fac._rho_c[..., 0]                        # rho_j / c_j, j >= 1
-    e = (dBd / fac.c * LL + _row_dot(La, d_src) - _row_dot(F, fac.whiten_t(BD))
+    e = (dBd / fac.c * LL + _row_dot(La, d_src) + _row_dot(F, fac.whiten_t(dBZ) + dZ)
          + _row_dot(_times_k(_times_k(F, GD), Kg), G))
     e[:, :-1] -= rc * (dBs[:, 1:] * LL[:, :-1] + dBd[:, 1:] * LL1)
     e[:, 1:] += dBs[:, 1:] / fac.c[:, 1:] * LL1

@@ -748,8 +748,10 @@ def test_analytic_observed_information_groups_alone(spec, reml, monkeypatch):
     # a random intercept (q = 1) and chunks of one group: a chunk's (1, n,
     # 1) arrays are laid out alike by group and by position, so that a
     # position-major copy made by np.ascontiguousarray is the array itself
-    # (a recursion in place on it changed what the observed information
-    # read afterwards); against central differences of the gradient
+    # (a draft of the observed information ran a recursion in place on
+    # such a "copy" and changed what it read afterwards; the random-slope
+    # tests above did not see it); against central differences of the
+    # gradient
     from statsmodels_hetmixed.structures import correlation
     monkeypatch.setattr(correlation, "_CHUNK_ROWS", 1)
     y, X, Z, W, g, t = _data(seed=4)
