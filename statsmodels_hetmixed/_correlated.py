@@ -568,10 +568,11 @@ def _hessian_bucket(fac, groups, src, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, K,
         Nb = np.einsum("muva,mvt->muta", Pm, Kg)
         vv += 0.25 * np.einsum("mtua,mutb->ab", Ma, Ma + Nb)
     # variance x phi: sum_p Lp_j (B'dB Lp + dB'p)_j - F_j.(B'BD)_j + (F
-    # G'D K)_j.G_j weighted by w_aj; B'dB is tridiagonal: (j, j) 1/c_j
+    # G'D K)_j.G_j weighted by w_aj, B'BD = -(B'dB Z~ + dB'Z*) and G'D =
+    # Z*'BD = -(Z*'dB Z~ + its transpose); B'dB is tridiagonal: (j, j) 1/c_j
     # dBd_j - rho_j+1/c_j+1 dBs_j+1, (j, j+1) -rho_j+1/c_j+1 dBd_j+1,
     # (j, j-1) dBs_j / c_j
-    GD = _group_sums(Zw_b, dBZ)                    # G'D = -(Z*'dB Z~ + its transpose)
+    GD = _group_sums(Zw_b, dBZ)
     GD = -(GD + _swap(GD))
     dBd, dBs = fac._dB
     rc = fac._rho_c[..., 0]                        # rho_j / c_j, j >= 1
