@@ -787,6 +787,40 @@ def test_analytic_observed_information_against_differences(spec, reml):
 
 
 @pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
+@pytest.mark.parametrize("spec", ["ar1", "car1"])
+def test_analytic_observed_information_groups_alone(spec, reml, monkeypatch):
+    # a random intercept (q = 1) and chunks of one group: a chunk's (1, n,
+    # 1) arrays are laid out alike by group and by position, so that a
+    # position-major copy made by np.ascontiguousarray is the array itself
+    # (a draft of the observed information ran a recursion in place on
+    # such a "copy" and changed what it read afterwards; the random-slope
+    # tests above did not see it); against central differences of the
+    # gradient
+    from statsmodels_hetmixed.structures import correlation
+    monkeypatch.setattr(correlation, "_CHUNK_ROWS", 1)
+    y, X, Z, W, g, t = _data(seed=4)
+    if spec == "car1":
+        t = 0.37 * t + np.random.default_rng(3).uniform(0, 0.1, size=t.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HetMixedLM(y, X, g, exog_var=W, correlation=spec, time=t)
+    objective = model._objective(reml)
+    assert len(model.layout.correlation_block.buckets) == model.n_groups
+    natural = model.layout.to_natural(objective.start() + 0.2)
+    hess = objective.observed_information(natural).hessian
+    k = natural.size
+    num = np.empty((k, k))
+    for j in range(k):
+        h = 1e-5 * max(abs(natural[j]), 1e-2)
+        e = np.zeros(k)
+        e[j] = h
+        num[:, j] = (objective.evaluate_natural(natural + e)[1]
+                     - objective.evaluate_natural(natural - e)[1]) / (2 * h)
+    np.testing.assert_allclose(hess, 0.5 * (num + num.T), rtol=1e-6,
+                               atol=1e-8 * np.abs(num).max())
+
+
+@pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
 def test_chunks_of_groups_change_nothing(reml, monkeypatch):
     # AR(1) / CAR(1) take a size bucket's groups in chunks of about
     # _CHUNK_ROWS rows: chunks of one group give the gradient and the
