@@ -53,8 +53,8 @@ import numpy as np
 
 from . import _engine
 from ._linalg import chol_solve, cholesky_equilibrated
-from .structures.correlation import (_bd_dot_u, _by_direction, _cross, _group_sums,
-                                     _outer_rows, _row_dot, _swap, _times_k)
+from .structures.correlation import (_by_direction, _group_sums, _outer_rows,
+                                     _row_dot, _swap, _times_k, _tridiagonal_form)
 
 __all__ = ["evaluate", "observed_information", "has_observed_information"]
 
@@ -499,20 +499,6 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     return 0.5 * (hess + hess.T)
 
 
-def _tri_form(w, diag, off):
-    """sum over groups of w_a'T w_b for T symmetric tridiagonal per group
-    (``diag`` (m, n), ``off`` (m, n-1): entries (j, j+1)) and w (m, n,
-    k_var): on w' (k_var, rows), whose rows are contiguous, as
-    ``BidiagonalFactor.w_c_q_w`` does (the pairs (j, j+1) are neighbouring
-    columns, with weight 0 across groups)."""
-    m, n, kv = w.shape
-    wt = np.ascontiguousarray(w.reshape(-1, kv).T)
-    o_f = np.zeros((m, n))
-    o_f[:, :-1] = off
-    X = (wt[:, :-1] * o_f.ravel()[:-1]) @ wt[:, 1:].T
-    return (wt * diag.ravel()) @ wt.T + X + X.T
-
-
 def _d2_sums(fac, M, M1):
     """
     Per group, tr(d2C^-1 M) + d2 log|C| / d phi^2 for the symmetric
@@ -639,7 +625,7 @@ def _hessian_bucket(fac, groups, src, La, wb, Zw_b, Zt_b, Xw_b, X_b, s_b, ge, K,
     # variance x variance
     diag = (0.25 * (1.0 - 2.0 * _row_dot(F, G) - fac._diag * M)
             + 0.5 * (ge - _row_dot(La, b)))
-    vv = _tri_form(wb, diag, -0.25 * fac._off * M1)
+    vv = _tridiagonal_form(_by_direction(wb), diag, -0.25 * fac._off * M1)
     Pm = _group_sums(_outer_rows(Zt_b, G), wb)     # (m, q q, k_var): Pm_a
     if q == 1:
         KP = (Kg[:, 0] * Pm[:, 0])                 # tr(M_a M_b) = tr(Pm_a'K Pm_b K)

@@ -815,23 +815,13 @@ class BidiagonalFactor(DenseFactor):
         (j+1, j)), whose form in w costs no further pass.
         ``w_by_direction``: w as (k_var, n, m), as ``info_parts`` takes it.
         """
-        m, n = self.shape
-        kv = w.shape[2]
         d, o = self._diag, self._off * self.rho[:, 1:]
-        o_up, o_dn = (o, o) if up is None else (o + up, o + down)
-        d = np.broadcast_to(d, (m, n)) if diag is None else d + diag
-        # w_a' T w_b for tridiagonal T on w as (k_var, n m), position-major:
-        # each direction's row contiguous, so that weighting them is a pass
-        # of long rows (weighting (rows, k_var) broadcasts over k_var,
-        # several times slower); the pairs (j, j+1) of a group are m
-        # entries apart
-        wt = (_by_direction(w) if w_by_direction is None else w_by_direction
-              ).reshape(kv, -1)
-        T = (wt * d.T.ravel()) @ wt.T
-        for off, transpose in ((o_up, False), (o_dn, True)):
-            off = np.broadcast_to(off, (m, n - 1)).T.ravel()   # position-major
-            X = (wt[:, :-m] * off) @ wt[:, m:].T
-            T += X.T if transpose else X
+        if w_by_direction is None:
+            w_by_direction = _by_direction(w)
+        if up is None:
+            T = _tridiagonal_form(w_by_direction, d, o)
+        else:
+            T = _tridiagonal_form(w_by_direction, d + diag, o + up, o + down)
         # sum over positions, groups and q of U K U'
         if U.shape[1] == 1:    # (K a number per group, along U's last axis)
             U1 = U[:, 0]
@@ -1009,6 +999,30 @@ def _bd_dot_u(V, U):
     if U.shape[1] == 1:     # a broadcast product along U's rows of groups
         return (U[:, 0] * V[..., 0].T[:, None, :]).sum(axis=0).T
     return np.einsum("mjr,jram->ma", V, U)
+
+
+def _tridiagonal_form(w_by_direction, diag, up, down=None):
+    """
+    sum over groups of w_a'T w_b (k_var, k_var) for each group's
+    tridiagonal T: ``diag`` (m, n), ``up`` and ``down`` (m, n-1) its
+    entries (j, j+1) and (j+1, j) (``down`` None: T symmetric), each (m,
+    ...) or one group's (1, ...) for all; w as (k_var, n, m)
+    (``_by_direction``).  Each direction's values are one contiguous row,
+    position-major, so that weighting them is a pass of long rows
+    (weighting (rows, k_var) broadcasts over k_var, several times slower),
+    and a group's pairs (j, j+1) are m entries apart.
+    """
+    kv, n, m = w_by_direction.shape
+    wt = w_by_direction.reshape(kv, -1)
+
+    def position_major(t, cols):
+        return np.broadcast_to(t, (m, cols)).T.ravel()
+
+    T = (wt * position_major(diag, n)) @ wt.T
+    X = (wt[:, :-m] * position_major(up, n - 1)) @ wt[:, m:].T
+    if down is None:
+        return T + X + X.T
+    return T + X + ((wt[:, :-m] * position_major(down, n - 1)) @ wt[:, m:].T).T
 
 
 def _by_direction(w):
