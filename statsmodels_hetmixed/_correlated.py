@@ -319,13 +319,38 @@ def _information_matrix(I_GG, I_vv, I_vc, I_cc, I_Gv, I_Gc):
     return 0.5 * (info + info.T)
 
 
+def cov_information_rows(data, block, evaluation, resid_var, cov_dirs,
+                         var_dirs) -> np.ndarray:
+    """
+    The rows of G_c's parameters of ``information`` (k_cov, k_cov + k_var
+    + k), what ``observed_information`` reads, from an AR(1) / CAR(1)
+    evaluation with the gradient made without the information (Fisher
+    scoring's last steps, ``optim.INFORMATION_REUSE_DECREMENT``): no
+    recursion over the positions (``BidiagonalFactor.cov_rows``).
+    """
+    wdata, factors = evaluation.whitened[:2]
+    A, _, _, K, _ = evaluation.group_summaries
+    E = np.asarray(cov_dirs)
+    w = np.asarray(var_dirs, dtype=np.float64)
+    Zw = _engine._engine_z(wdata)
+    Zt = _engine._engine_z(data) / np.sqrt(resid_var)[:, None]
+    k_cov, k_var = E.shape[0], w.shape[1]
+    rows = np.zeros((k_cov, k_cov + k_var + block.k))
+    rows[:, :k_cov] = _cov_information(E, evaluation)
+    for bucket, fac, at in zip(block.buckets, factors, _bucket_rows(block)):
+        groups = bucket[0]
+        Gv, Gc, _ = fac.cov_rows(at.take(Zt), at.take(Zw), K[groups], A[groups],
+                                 at.take(w), E)
+        rows[:, k_cov:k_cov + k_var] += Gv
+        rows[:, k_cov + k_var:] += Gc
+    return rows
+
+
 def information(data, block, evaluation, resid_var, info_directions) -> np.ndarray:
     """
     The expected information (as ``evaluate``'s ``info``) of an AR(1) /
     CAR(1) evaluation with the gradient, from what it keeps (``whitened``,
-    ``group_summaries``): computed with the evaluation, or afterwards where
-    the optimiser went on without it (``HeteroskedasticObjective.
-    add_information``).  ``info_directions``: (dG / d param, the variance
+    ``group_summaries``).  ``info_directions``: (dG / d param, the variance
     directions (n, k_var) or their ``BucketDirections``).
     """
     wdata, factors = evaluation.whitened[:2]
@@ -380,7 +405,7 @@ def has_observed_information(block) -> bool:
 
 
 def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
-                         var_dirs, info):
+                         var_dirs, info_cov_rows):
     """
     Analytic Hessian of the log-likelihood profiled over the fixed effects
     (ML) or of the REML criterion for AR(1) / CAR(1) residuals
@@ -422,9 +447,9 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     Z~: O(n) per group, no recursion over the positions, no dense matrix.
 
     ``evaluation``: ``evaluate``'s with the gradient at the point (its
-    ``whitened``); ``info``: the expected information along these
-    directions, (k_cov + k_var + k)^2, of which the rows of G_c's
-    parameters are read.
+    ``whitened``); ``info_cov_rows``: the rows of G_c's parameters of the
+    expected information along these directions, (k_cov, k_cov + k_var +
+    k) (the rest of I enters the block computed here as a whole).
     """
     wdata, factors, a_w, Xi_rows, coloured = evaluation.whitened
     A, BX, _, K, _ = evaluation.group_summaries
@@ -482,8 +507,10 @@ def observed_information(data, block, evaluation, resid_var, reml, cov_dirs,
     # loop over the three operands took 0.7 ms for 600 groups, q = 2)
     Kt = K @ t_all.reshape(n_groups, q, ns * kl)
     Q[k_cov:, k_cov:] = -(t_all.reshape(-1, kl).T @ Kt.reshape(-1, kl))
-    hess = info - Q
-    hess[k_cov:, k_cov:] = rows - Q[k_cov:, k_cov:]
+    hess = -Q
+    hess[:k_cov] += info_cov_rows
+    hess[k_cov:, :k_cov] += info_cov_rows[:, k_cov:].T
+    hess[k_cov:, k_cov:] += rows
     # profiled over b (s only): + J' H^-1 J, J = -X'V^-1 V_k s
     J = np.empty((p, kk))
     J[:, :k_cov] = -np.einsum("iap,kia->pk", BX - AK @ BX, aG[:, :, 0])

@@ -208,21 +208,11 @@ class HeteroskedasticObjective:
         without the expected information, scoring the steps with one
         computed a little earlier (``optim.fisher_scoring``): AR(1) / CAR(1)
         residuals, whose information costs more than the rest of an
-        evaluation and can be given to an evaluation afterwards
-        (``add_information``: the observed information needs it)."""
+        evaluation, and of which the observed information at the estimate
+        reads only the rows of G's parameters, computed from an evaluation
+        without it (``_correlated.cov_information_rows``)."""
         corr = self.layout.correlation_block
         return corr is not None and _correlated.has_observed_information(corr)
-
-    def add_information(self, ev, natural) -> None:
-        """The expected information of an evaluation with the gradient made
-        without it, at ``natural`` (``defers_information``), as
-        ``evaluate(info=True)`` gives it."""
-        lay = self.layout
-        cov_dirs, var_dirs = lay.info_directions(natural)
-        ev.info = _correlated.information(
-            self.grouped, lay.correlation_block, ev, lay.resid_var(natural),
-            (cov_dirs, self._bucket_directions(var_dirs)))
-        self._natural_information(ev)
 
     def _bucket_directions(self, var_dirs):
         """The variance directions by bucket of the correlation structure
@@ -479,17 +469,23 @@ class HeteroskedasticObjective:
         R[k_cov:k_cov + k_var, k_cov:k_cov + k_var] = T_var
         corr = lay.correlation_block
         if corr is not None:
-            # the evaluation at the estimate (the last scoring step's) with
-            # its expected information, taken to w
+            # the evaluation at the estimate (the last scoring step's), and
+            # the rows of G's parameters of its expected information (what
+            # the formula reads), taken to w: R is the identity on G's
+            # block, so they are rows @ R^-1
             ev = self._evaluation_at(natural)
             if ev is None or getattr(ev, "whitened", None) is None:
                 ev = self.evaluate(natural, gradient=True, info=True)
-            elif ev.info is None:   # scoring's last steps went without it
-                self.add_information(ev, natural)
-            R_inv = np.linalg.inv(R)
+            resid_var = lay.resid_var(natural)
+            if ev.info is None:   # scoring's last steps went without it
+                info_rows = _correlated.cov_information_rows(
+                    self.grouped, corr, ev, resid_var, cov_dirs,
+                    lay.info_directions(natural)[1])
+            else:
+                info_rows = ev.info_centred[:k_cov]
             hess_w = _correlated.observed_information(
-                self.grouped, corr, ev, lay.resid_var(natural), self.reml,
-                cov_dirs, var_dirs, R_inv.T @ ev.info_centred @ R_inv)
+                self.grouped, corr, ev, resid_var, self.reml,
+                cov_dirs, var_dirs, info_rows @ np.linalg.inv(R))
             ev.whitened = None   # the whitened rows are not kept with the results
             g_u = self.conditioned_gradient(ev, natural,
                                             self.natural_gradient(ev, natural), mask)

@@ -239,15 +239,30 @@ def test_scoring_reuses_information_near_the_optimum(reml, monkeypatch):
     np.testing.assert_allclose(reused.bse, every.bse, rtol=1e-5)
 
 
-def test_added_information_equals_the_evaluations():
-    """``add_information`` on an evaluation made without the expected
-    information gives what ``evaluate(info=True)`` gives."""
-    model = _ar1_model()
-    objective = model._objective(False)
-    natural = objective.layout.to_natural(objective.start() + 0.05)
-    with_info = objective.evaluate(natural, gradient=True, info=True)
-    later = objective.evaluate(natural, gradient=True)
-    assert later.info is None
-    objective.add_information(later, natural)
-    np.testing.assert_array_equal(later.info, with_info.info)
-    np.testing.assert_array_equal(later.info_centred, with_info.info_centred)
+def test_information_rows_without_the_information():
+    """The rows of G's parameters of the expected information, from an
+    AR(1) evaluation made without it (``cov_information_rows``, what the
+    observed information reads after scoring's last steps), equal those
+    of ``evaluate(info=True)``."""
+    from statsmodels_hetmixed import _correlated
+
+    for re_formula in (None, "slope"):
+        model = _ar1_model()
+        if re_formula:   # a random slope: k_cov = 3, q = 2
+            model = HetMixedLM(model.endog, model.exog, model.groups,
+                               exog_re=model.exog, exog_var=model.exog,
+                               correlation="ar1", time=model.time)
+        objective = model._objective(False)
+        lay = objective.layout
+        natural = lay.to_natural(objective.start() + 0.05)
+        with_info = objective.evaluate(natural, gradient=True, info=True)
+        later = objective.evaluate(natural, gradient=True)
+        assert later.info is None
+        cov_dirs, var_dirs = lay.info_directions(natural)
+        rows = _correlated.cov_information_rows(
+            objective.grouped, lay.correlation_block, later, lay.resid_var(natural),
+            cov_dirs, var_dirs)
+        k_cov = lay.k_cov
+        assert rows.shape == (k_cov, natural.size)
+        np.testing.assert_allclose(rows, with_info.info_centred[:k_cov], rtol=1e-12,
+                                   atol=1e-13 * np.abs(rows).max())

@@ -899,7 +899,8 @@ class BidiagonalFactor(DenseFactor):
         # the variance x phi diagonal below) in one pass over w
         qq = q * q
         cdci = self.c_dcinv_diag                      # diag(C dC^-1)
-        GD = _cross(Zw, BD)
+        # the rows of G's parameters, and G'D = Z*'BD
+        I_Gv, I_Gc, GD = self.cov_rows(Zt, Zw, K, A, w, E, G)
         dPM = (-cdci - _row_dot(F, self.whiten_t(BD))
                + _row_dot(_times_k(_times_k(F, GD), K), G))
         sums = _group_sums(np.concatenate(
@@ -917,7 +918,7 @@ class BidiagonalFactor(DenseFactor):
         I_vv = 0.25 * (trMM + CQ_T3 + T4)
         # phi x phi: 1/2 tr(Q dC Q dC) = 1/2 [tr((C^-1 dC)^2)
         #   - 2 tr(K D'C^-1 D) + tr(K G'D K G'D)] with D = dC G = L BD:
-        #   D'C^-1 D = BD'BD and G'D = Z*'BD (``info_parts``)
+        #   D'C^-1 D = BD'BD and G'D = Z*'BD (``cov_rows``)
         tr_cc = self.tr_cinv_dc_sq
         BDK = _times_k(BD, K)
         mid = (BDK * BD).sum(axis=(1, 2))
@@ -934,8 +935,26 @@ class BidiagonalFactor(DenseFactor):
         per = 0.5 * (sums[:, 2 * qq] - _bd_dot_u(BDK, U))
         I_vc = np.stack([np.bincount(lev, weights=per[:, a], minlength=k)
                          for a in range(kv)])
-        # G x variance: 1/2 sum_rows w_a (E_c o (C Q Z~)_j (Q Z~)_j') summed,
-        # as E_c times the rows' sums of the q x q products; G x phi
+        return I_vv, I_vc, I_cc, I_Gv, I_Gc
+
+    def cov_rows(self, Zt, Zw, K, A, w, E, G=None):
+        """
+        The expected information's rows of G's parameters (``E``, (k_cov,
+        q, q)) against the variance directions (k_cov, k_var) and phi
+        (k_cov, k), and G'D per group (m, q, q), without a recursion over
+        the positions: with G = C^-1 Z~ = B'Z* (``G``, where the caller
+        has it) and D = dC G, G'D = Z*'BD = -(Z*'dB Z~ + Z~'dB'Z*) (BD =
+        -dB Z~ - L'(dB'Z*) of ``info_parts``, L Z* = Z~).
+
+        G x variance: 1/2 sum over rows of w_a (E_c o (C Q Z~)_j (Q
+        Z~)_j'), as E_c times the rows' sums of the q x q products; G x
+        phi: 1/2 tr(E_c (I - K A)' G'D (I - K A)) per group, by level.
+        """
+        q = Zw.shape[2]
+        if G is None:
+            G = self.whiten_t(Zw)
+        GD = _cross(Zw, self.d_whiten(Zt))
+        GD = -(GD + _swap(GD))
         IKA = np.eye(q) - K @ A
         Yq = _times_k(G, IKA)
         CYq = _times_k(Zt, IKA)
@@ -944,9 +963,9 @@ class BidiagonalFactor(DenseFactor):
                       @ _rows_cross(_outer_rows(CYq, Yq), w))
         Mq = _swap(IKA) @ GD @ IKA
         per_c = 0.5 * np.einsum("crs,msr->cm", E, Mq)
-        I_Gc = np.stack([np.bincount(lev, weights=row, minlength=k) for row in per_c]
-                        ) if E.shape[0] else np.zeros((0, k))
-        return I_vv, I_vc, I_cc, I_Gv, I_Gc
+        I_Gc = np.stack([np.bincount(self.level, weights=row, minlength=self.k)
+                         for row in per_c]) if kc else np.zeros((0, self.k))
+        return I_Gv, I_Gc, GD
 
 
 def _swap(a):
