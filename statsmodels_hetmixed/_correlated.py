@@ -537,9 +537,8 @@ def _d2_sums(fac, M, M1):
         al = (1 + 3 rho^2) A + rho E,  be = -rho (6 + 2 rho^2) A - (1 + rho^2) E,
 
     and d2 log(1 - rho_j^2) = -2 c_j^2 ((1 + rho^2) A + rho E); all are 0
-    at a group's first row (rho = 0 there).  The same numbers as
-    ``BidiagonalFactor._d2Cinv`` and ``d2logdet``, which build them from
-    B's entries, in fewer passes over the rows.
+    at a group's first row (rho = 0 there): fewer passes over the rows
+    than building d2C^-1 from B's entries.
     """
     rho, r1, r2 = fac.rho[:, 1:], fac.drho[:, 1:], fac.d2rho[:, 1:]
     rr = rho * rho

@@ -718,20 +718,6 @@ class BidiagonalFactor(DenseFactor):
         return d, (dBs * Bd + Bs * dBd)[:, 1:]
 
     @functools.cached_property
-    def _d2Cinv(self):
-        """d^2 C^-1 / d phi^2 = d2B'B + 2 dB'dB + B'd2B (tridiagonal)."""
-        rho, c, r1, r2 = self.rho, self.c, self.drho, self.d2rho
-        c3 = c * c * c
-        c5 = c3 * c * c
-        Bd, Bs = 1.0 / c, -rho / c
-        dBd, dBs = self._dB
-        d2Bd = (1.0 + 2.0 * rho * rho) / c5 * r1 * r1 + rho / c3 * r2
-        d2Bs = -3.0 * rho / c5 * r1 * r1 - r2 / c3
-        d = 2.0 * (d2Bd * Bd + dBd * dBd)
-        d[:, :-1] += 2.0 * (d2Bs * Bs + dBs * dBs)[:, 1:]
-        return d, (d2Bs * Bd + 2.0 * dBs * dBd + Bs * d2Bd)[:, 1:]
-
-    @functools.cached_property
     def tr_cinv_dc_sq(self):
         """tr((C^-1 dC)^2) per group, in closed form from the bidiagonal
         factors."""
@@ -755,12 +741,11 @@ class BidiagonalFactor(DenseFactor):
         out[:, :-1] += rho[:, 1:] * dCi_o
         return out
 
-    def info_parts(self, Zw, Zt, w, extra=None, G=None, w_by_direction=None):
+    def info_parts(self, Zw, Zt, w, G=None, w_by_direction=None):
         """
-        What the expected and the observed information take from L', in
-        one back substitution (``lt_position_major``) over all their
-        columns (each is a loop over the positions, whose cost is mostly
-        per call):
+        What the expected information takes from L', in one back
+        substitution (``lt_position_major``) over all its columns (each is
+        a loop over the positions, whose cost is mostly per call):
 
         * G = C^-1 Z~ = B'Z* (m, n, q);
         * U_a = L'(w_a o G) per variance direction a, position-major (n,
@@ -768,8 +753,7 @@ class BidiagonalFactor(DenseFactor):
           rows, in any order;
         * BD = B dC G = -dB Z~ - L'(dB'Z*) (m, n, q): from dC = -L dB C
           - C dB'L' and L'C^-1 = B, dC G = -L dB Z~ - C dB'Z*, so that
-          D = dC G = L BD, D'C^-1 D = BD'BD and G'D = Z*'BD;
-        * L' extra for ``extra`` (m, n, c), else None.
+          D = dC G = L BD and D'C^-1 D = BD'BD.
 
         ``G``: B'Z* where the caller has it; ``w_by_direction``: w as
         (k_var, n, m), C order (``_by_direction``), where the caller has it.
@@ -787,20 +771,15 @@ class BidiagonalFactor(DenseFactor):
             G = self.whiten_t(Zw)
         if w_by_direction is None:
             w_by_direction = _by_direction(w)
-        ce = 0 if extra is None else extra.shape[2]
-        h = np.empty((n, qk + q + ce, m))
+        h = np.empty((n, qk + q, m))
         Ga = h[:, :qk].view()
         Ga.shape = (n, q, kv, m)      # a view (raises if it were a copy)
         np.multiply(G.transpose(1, 2, 0)[:, :, None, :],
                     w_by_direction.transpose(1, 0, 2)[:, None, :, :], out=Ga)
         h[:, qk:qk + q] = self.d_whiten_t(Zw).transpose(1, 2, 0)
-        if extra is not None:
-            h[:, qk + q:] = extra.transpose(1, 2, 0)
         self.lt_position_major(h)
         BD = -self.d_whiten(Zt) - h[:, qk:qk + q].transpose(2, 0, 1)
-        rest = (None if extra is None
-                else np.ascontiguousarray(h[:, qk + q:].transpose(2, 0, 1)))
-        return G, Ga, BD, rest
+        return G, Ga, BD
 
     def w_c_q_w(self, w, U, K, diag=None, up=None, down=None, w_by_direction=None):
         """
@@ -828,36 +807,20 @@ class BidiagonalFactor(DenseFactor):
             return T - np.matmul(U1 * K[:, 0, 0], U1.transpose(0, 2, 1)).sum(axis=0)
         return T - np.einsum("jrag,grs,jsbg->ab", U, K, U, optimize=True)
 
-    def d2logdet(self):
-        """d^2 log |C_i| / d phi^2 per group (log |C_i| = sum_j
-        log(1 - rho_j^2))."""
-        rho, r1 = self.rho, self.drho
-        one = 1.0 - rho * rho
-        per = (-2.0 * (1.0 + rho * rho) / one ** 2 * r1 * r1
-               - 2.0 * rho / one * self.d2rho)
-        return self._per_group(per.sum(axis=1))
-
     # --------------------------------------------------------------
     # Tridiagonal algebra for the expected information
-    def _tri_dot(self, diag, off, V):
-        """T V for the symmetric tridiagonal T (diag (m, n), off (m, n-1):
-        entries (j, j+1)) and V (m, n, c)."""
-        out = diag[:, :, None] * V
-        out[:, :-1] += off[:, :, None] * V[:, 1:]
-        out[:, 1:] += off[:, :, None] * V[:, :-1]
-        return out
-
     def lt_position_major(self, h):
-        """L' V in place for V position-major (n, m, c), by back substitution
+        """L' V in place for V position-major (n, c, m), by back substitution
         of B' u = V:
         u_j = c_j (v_j + rho_{j+1} / c_{j+1} u_{j+1}), i.e. u = c o h with
         h_j = v_j + rho_{j+1} h_{j+1}, a recursion over the positions,
-        vectorised over groups and columns.  Position-major, a
-        position's groups and columns are one contiguous block (on (m, n, c) itself each step reads a strided (m, c) slice:
-        2-3 times slower for a few columns).  (A banded triangular solve,
-        LAPACK's dtbtrs, over a bucket's rows as one bidiagonal matrix took
-        2 times longer for 4 columns: a chain of dependent steps per
-        column.)"""
+        vectorised over columns and groups.  Position-major, a
+        position's columns and groups are one contiguous block (on (m, n,
+        c) itself each step reads a strided (m, c) slice: 2-3 times slower
+        for a few columns).  (A banded triangular solve, LAPACK's dtbtrs,
+        over a bucket's rows as one bidiagonal matrix took 2 times longer
+        for 4 columns: a chain of dependent steps per column;
+        ``scipy.signal.lfilter`` along the positions, 3 times longer.)"""
         r = self._rho_by_position
         for j in range(h.shape[0] - 2, -1, -1):
             h[j] += r[j + 1] * h[j + 1]
@@ -880,7 +843,7 @@ class BidiagonalFactor(DenseFactor):
         k = self.k
         if w_by_direction is None:
             w_by_direction = _by_direction(w)
-        G, U, BD, _ = self.info_parts(Zw, Zt, w, G=G,   # G = C^-1 Z~
+        G, U, BD = self.info_parts(Zw, Zt, w, G=G,      # G = C^-1 Z~
                                       w_by_direction=w_by_direction)
         if F is None:
             F = _times_k(Zt, K)
