@@ -186,26 +186,22 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     A, B, _, K, _ = ev.group_summaries       # engine's centred coordinates
     Zw = _engine._engine_z(wdata)
     Zt = _engine._engine_z(data) / s[:, None]    # Z~ = Z / s (centred columns)
-    Xi_rows = chol_H = None
+    sparse = has_observed_information(block)   # AR(1), CAR(1)
+    Xi_rows = chol_H_inv_t = None
     if reml:
         H = ev.xtvix if F is None else ev.xtvix_centred
-        chol_H = np.linalg.cholesky(H)
+        chol_H_inv_t = np.linalg.inv(np.linalg.cholesky(H)).T
         xh = wdata.exog - _engine.rows_times_group(wdata, Zw, K @ B)
         # x^ chol_H^-T (x^ H^-1 x^' = Xi Xi'), by the (p, p) inverse: a
         # product of the rows (np.linalg.solve with the n rows as right-hand
         # sides took 8 ms at 100,000 rows)
-        Xi_rows = xh @ np.linalg.inv(chol_H).T
-    coloured = (_coloured_rows(data, ev, s, Zt, chol_H)
-                if has_observed_information(block) else None)
+        Xi_rows = xh @ chol_H_inv_t
+    coloured = _coloured_rows(data, ev, s, Zt, chol_H_inv_t) if sparse else None
     k = block.k
     grad_eta = np.empty(n)
     grad_corr = np.zeros(k)
     vinv_resid = np.empty(n)
-    sparse = has_observed_information(block)
-    # AR(1) / CAR(1): the information after the gradient (``information``,
-    # which an evaluation without it can also be given later); the dense
-    # structures' in the same pass over the buckets
-    with_info = info_directions is not None and not sparse
+    with_info = info_directions is not None
     if with_info:
         E = np.asarray(info_directions[0])
         dirs_b = info_directions[1]
@@ -225,15 +221,27 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
         b = fac.whiten_t(a_b[:, :, None])[:, :, 0]          # S V^-1 r
         at.put(vinv_resid, b / at.take(s))
         if sparse:
-            # a structure with its own O(n) gradient (AR(1), CAR(1))
+            # a structure with its own O(n) gradient and information
             Zw_b, Zt_b = at.take(Zw), at.take(Zt)
             La = at.take(coloured)
+            K_b = K[groups]
+            # B'Z* and Z~ K, which the gradient and the information share
+            G_b, F_b = fac.whiten_t(Zw_b), _times_k(Zt_b, K_b)
             g_eta, g_corr = fac.gradient(
-                a_b, La[..., 0], Zw_b, Zt_b, K[groups],
+                a_b, La[..., 0], Zw_b, Zt_b, K_b,
                 None if Xi_rows is None else at.take(Xi_rows),
-                None if Xi_rows is None else La[..., 1:], b=b)
+                None if Xi_rows is None else La[..., 1:], b=b, ZK=F_b, Y=G_b)
             at.put(grad_eta, g_eta)
             grad_corr += g_corr
+            if with_info:
+                vv, vc, cc, Gv, Gc = fac.information(
+                    Zt_b, Zw_b, K_b, A[groups], dirs_b.by_group[j_b], E,
+                    dirs_b.by_direction[j_b], G=G_b, F=F_b)
+                I_vv += vv
+                I_vc += vc
+                I_cc += cc
+                I_Gv += Gv
+                I_Gc += Gc
             continue
         C = fac.C
         Y = fac.whiten_t(Zw[idx])                          # C^-1 Z~
@@ -286,8 +294,6 @@ def evaluate(data, block, natural, factor, resid_var, reml, fe_params=None,
     if with_info:
         ev.info = _information_matrix(_cov_information(E, ev), I_vv, I_vc, I_cc,
                                       I_Gv, I_Gc)
-    elif info_directions is not None:
-        ev.info = information(data, block, ev, resid_var, info_directions)
     return ev
 
 
@@ -322,8 +328,8 @@ def _information_matrix(I_GG, I_vv, I_vc, I_cc, I_Gv, I_Gc):
 def cov_information_rows(data, block, evaluation, resid_var, cov_dirs,
                          var_dirs) -> np.ndarray:
     """
-    The rows of G_c's parameters of ``information`` (k_cov, k_cov + k_var
-    + k), what ``observed_information`` reads, from an AR(1) / CAR(1)
+    The rows of G_c's parameters of the expected information (``evaluate``'s
+    ``info``; k_cov, k_cov + k_var + k), what ``observed_information`` reads, from an AR(1) / CAR(1)
     evaluation with the gradient made without the information (Fisher
     scoring's last steps, ``optim.INFORMATION_REUSE_DECREMENT``): no
     recursion over the positions (``BidiagonalFactor.cov_rows``).
@@ -346,41 +352,7 @@ def cov_information_rows(data, block, evaluation, resid_var, cov_dirs,
     return rows
 
 
-def information(data, block, evaluation, resid_var, info_directions) -> np.ndarray:
-    """
-    The expected information (as ``evaluate``'s ``info``) of an AR(1) /
-    CAR(1) evaluation with the gradient, from what it keeps (``whitened``,
-    ``group_summaries``).  ``info_directions``: (dG / d param, the variance
-    directions (n, k_var) or their ``BucketDirections``).
-    """
-    wdata, factors = evaluation.whitened[:2]
-    A, _, _, K, _ = evaluation.group_summaries
-    E = np.asarray(info_directions[0])
-    dirs_b = info_directions[1]
-    if not isinstance(dirs_b, BucketDirections):
-        dirs_b = BucketDirections(block, dirs_b)
-    Zw = _engine._engine_z(wdata)
-    Zt = _engine._engine_z(data) / np.sqrt(resid_var)[:, None]
-    k_cov, k_var, k = E.shape[0], dirs_b.rows.shape[1], block.k
-    I_vv, I_vc, I_cc = np.zeros((k_var, k_var)), np.zeros((k_var, k)), np.zeros((k, k))
-    I_Gv, I_Gc = np.zeros((k_cov, k_var)), np.zeros((k_cov, k))
-    for j_b, (bucket, fac, at) in enumerate(zip(block.buckets, factors,
-                                                _bucket_rows(block))):
-        groups = bucket[0]
-        Zw_b, Zt_b, K_b = at.take(Zw), at.take(Zt), K[groups]
-        vv, vc, cc, Gv, Gc = fac.information(
-            Zt_b, Zw_b, K_b, A[groups], dirs_b.by_group[j_b], E,
-            dirs_b.by_direction[j_b], G=fac.whiten_t(Zw_b), F=_times_k(Zt_b, K_b))
-        I_vv += vv
-        I_vc += vc
-        I_cc += cc
-        I_Gv += Gv
-        I_Gc += Gc
-    return _information_matrix(_cov_information(E, evaluation), I_vv, I_vc, I_cc,
-                               I_Gv, I_Gc)
-
-
-def _coloured_rows(data, ev, s, Zt, chol_H):
+def _coloured_rows(data, ev, s, Zt, chol_H_inv_t):
     """
     L a for a = V*^-1 r* (and L Xi for the REML rows Xi = (X* - Z* K B)
     chol_H^-T), (n, 1 [+ p]), without a recursion over the positions:
@@ -391,10 +363,10 @@ def _coloured_rows(data, ev, s, Zt, chol_H):
     _, B, e, K, _ = ev.group_summaries
     La = ev.resid_marginal / s - _engine.rows_times_group(
         data, Zt, np.einsum("iab,ib->ia", K, e))
-    if chol_H is None:
+    if chol_H_inv_t is None:
         return La[:, None]
     xl = data.exog / s[:, None] - _engine.rows_times_group(data, Zt, K @ B)
-    return np.column_stack([La, xl @ np.linalg.inv(chol_H).T])
+    return np.column_stack([La, xl @ chol_H_inv_t])
 
 
 def has_observed_information(block) -> bool:

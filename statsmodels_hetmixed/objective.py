@@ -254,8 +254,8 @@ class HeteroskedasticObjective:
         """(Evaluation with the gradient, d llf / d natural); one with the
         expected information is kept for ``observed_information`` (its
         difference directions, or the analytic one's evaluation at the
-        estimate), and so is one without it where the information can be
-        added afterwards (``defers_information``)."""
+        estimate), and so is one without it where the observed information
+        can do without it (``defers_information``)."""
         ev = self.evaluate(natural, gradient=True, info=info)
         if info or self.defers_information:
             self._last_info = (np.array(natural, copy=True), ev)
