@@ -460,6 +460,7 @@ class HeteroskedasticObjective:
         natural = np.asarray(natural, dtype=np.float64)
         k_cov = lay.k_cov
         cov_dirs, var_dirs = lay.info_directions(natural)
+        natural_var_dirs = var_dirs
         k_var = var_dirs.shape[1]
         T_var = T[k_cov:k_cov + k_var, k_cov:k_cov + k_var]
         conditioned = not np.array_equal(T_var, np.eye(k_var))
@@ -479,8 +480,7 @@ class HeteroskedasticObjective:
             resid_var = lay.resid_var(natural)
             if ev.info is None:   # scoring's last steps went without it
                 info_rows = _correlated.cov_information_rows(
-                    self.grouped, corr, ev, resid_var, cov_dirs,
-                    lay.info_directions(natural)[1])
+                    self.grouped, corr, ev, resid_var, cov_dirs, natural_var_dirs)
             else:
                 info_rows = ev.info_centred[:k_cov]
             hess_w = _correlated.observed_information(
