@@ -484,11 +484,15 @@ def _ar_data(m=40, seed=12):
 
 def test_ar1_on_scaled_times_and_car1_scaling():
     """AR(1) depends on time differences (origin free); CAR(1)'s phi on
-    times scaled by c is phi^(1/c); AR(1) on integer times equals CAR(1)."""
+    times scaled by c is phi^(1/c), and so is AR(1)'s on integer times
+    scaled by an integer (months for times two years apart: the start adapts
+    to the typical gap, where phi = 0.1 left correlations of 0.1^24, a
+    flat log-likelihood in phi); AR(1) on integer times equals CAR(1)."""
     y, X, W, g, t = _ar_data()
     fits = {}
     for name, spec, time in [("ar", "ar1", t), ("ar_shift", "ar1", t + 100),
-                             ("car", "car1", t), ("car_x3", "car1", 3 * t + 7)]:
+                             ("car", "car1", t), ("car_x3", "car1", 3 * t + 7),
+                             ("ar_x24", "ar1", 24 * t + 5)]:
         fits[name] = HetMixedLM(y, X, g, exog_var=W, correlation=spec, time=time).fit()
     base = fits["ar"]
     for name in ("ar_shift", "car"):
@@ -496,9 +500,12 @@ def test_ar1_on_scaled_times_and_car1_scaling():
                                    rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(np.asarray(fits[name].bse), np.asarray(base.bse),
                                    rtol=1e-3)
-    phi3 = fits["car_x3"].correlation_params.iloc[0]
-    assert phi3 ** 3 == pytest.approx(base.correlation_params.iloc[0], rel=1e-5)
-    assert fits["car_x3"].llf == pytest.approx(base.llf, rel=1e-10)
+    for name, c in (("car_x3", 3), ("ar_x24", 24)):
+        phi_c = fits[name].correlation_params.iloc[0]
+        assert phi_c ** c == pytest.approx(base.correlation_params.iloc[0], rel=1e-5)
+        assert fits[name].llf == pytest.approx(base.llf, rel=1e-10)
+    np.testing.assert_allclose(np.asarray(fits["ar_x24"].bse)[:X.shape[1]],
+                               np.asarray(base.bse)[:X.shape[1]], rtol=1e-4)
 
 
 def test_reordering_rows_and_groups():

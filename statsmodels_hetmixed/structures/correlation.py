@@ -1088,6 +1088,11 @@ class AR1(CorrelationStructure):
     label = "AR(1)"
     _sparse_inverse = True
 
+    def _setup(self, ts, gs, starts, sizes):
+        same = gs[1:] == gs[:-1]
+        gaps = (ts[1:] - ts[:-1])[same]
+        self._gap = float(np.median(gaps)) if gaps.size else 1.0
+
     def _names(self):
         return ["ar1"]
 
@@ -1157,7 +1162,15 @@ class AR1(CorrelationStructure):
         return np.arctanh(phi)
 
     def _start(self):
-        return np.array([0.1])
+        # a correlation of 0.1 at the typical gap between a group's times,
+        # free of the time's units: with times in months two years apart
+        # (gap 24) a start of 0.1 gave correlations of 0.1^24 between the
+        # rows, where the log-likelihood is flat in phi, and scoring
+        # stopped there (orthodont, REML: llf 0.6 below the maximum).  (A
+        # strong start such as 0.3 let the correlation take over a random
+        # intercept's part: bodyweight's CAR(1) fit with a random slope
+        # stopped at phi = 0.997, G = 0, llf 6.6 below nlme's maximum.)
+        return np.array([0.1 ** (1.0 / self._gap)])
 
 
 class CAR1(AR1):
@@ -1171,11 +1184,6 @@ class CAR1(AR1):
     integer_time = False
     label = "CAR(1)"
 
-    def _setup(self, ts, gs, starts, sizes):
-        same = gs[1:] == gs[:-1]
-        gaps = (ts[1:] - ts[:-1])[same]
-        self._gap = float(np.median(gaps)) if gaps.size else 1.0
-
     def _names(self):
         return ["car1"]
 
@@ -1187,14 +1195,6 @@ class CAR1(AR1):
         if not np.all((phi > 0) & (phi < 1)):
             raise ValueError("CAR(1) phi must be in (0, 1)")
         return np.log(phi / (1.0 - phi))
-
-    def _start(self):
-        # a correlation of 0.1 at the typical gap between a group's times
-        # (free of the time's units; a strong start such as 0.3 let the
-        # correlation take over a random intercept's part: bodyweight's
-        # fit with a random slope stopped at phi = 0.997, G = 0, llf 6.6
-        # below nlme's maximum)
-        return np.array([0.1 ** (1.0 / self._gap)])
 
 
 class _LagStructure(CorrelationStructure):
