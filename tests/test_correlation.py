@@ -261,6 +261,10 @@ def _model_at_random_point(spec, reml):
     y, X, Z, W, g, t = _data()
     by = None
     if spec.endswith(" by level"):   # separate parameters per level
+        # (30 groups: in 12, the 4 of level "a" never observe times 3 and
+        # 4 together, and banded(2)'s correlation of that pair for the
+        # level would not be identified)
+        y, X, Z, W, g, t = _data(m=30)
         spec, by = spec.split()[0], np.where(g % 3 == 0, "a", "b")
     if spec.endswith(" fractional"):  # continuous times, gaps below 1
         spec = spec.split()[0]
@@ -714,6 +718,93 @@ def test_error_unstructured_pair_never_observed():
     with pytest.raises(ValueError, match="never occur in the same group"):
         HetMixedLM(y, X, g, correlation="unstructured", time=t)
     HetMixedLM(y, X, g, correlation="banded(1)", time=t)   # lag 2 not needed
+
+
+def _four_occasions(m=16, seed=21):
+    """Groups of 4 rows at times 0-3 with MA(1)-like errors and a random
+    intercept; half of the groups (``by`` = 1) after them."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(m), 4)
+    t = np.tile(np.arange(4), m).astype(float)
+    u = rng.normal(size=(m, 5))
+    e = (u[:, 1:] + 0.5 * u[:, :-1]).ravel()
+    X = np.column_stack([np.ones(g.size), rng.normal(size=g.size)])
+    y = X @ [1.0, 0.5] + 0.7 * rng.normal(size=m)[g] + e
+    return y, X, g, t, (g >= m // 2).astype(int)
+
+
+@pytest.mark.parametrize("spec, names", [
+    ("toeplitz(1)", r"rho\(lag 1\) not identified: no two rows of a group are 1 apart"),
+    ("toeplitz", r"rho\(lag 1\), rho\(lag 3\), rho\(lag 5\) not identified"),
+    ("ma(1)", "ma1 not identified: the rows of a group are 2, 4, 6 apart"),
+    ("ma(2)", "ma1, ma2 not identified"),
+])
+def test_error_lags_never_observed(spec, names):
+    # times 0, 2, 4, 6: the correlations at odd lags never enter the
+    # likelihood (before: the fits reported them at their start with a
+    # standard error of 0 as converged)
+    y, X, g, t, _ = _four_occasions()
+    with pytest.raises(ValueError, match=names):
+        HetMixedLM(y, X, g, correlation=spec, time=2 * t)
+    # the same times one step apart: identified
+    HetMixedLM(y, X, g, correlation=spec, time=t)
+
+
+def test_arma_identified_from_the_lags_observed():
+    # ARMA(1,1) on times two apart: the correlations at lags 2, 4, 6 are
+    # rho(2) = phi rho(1), rho(4) = phi^3 rho(1), ...: both parameters are
+    # identified (the Jacobian test, not a rule on the gaps); on groups of
+    # two rows one lag does not identify two parameters
+    y, X, g, t, _ = _four_occasions()
+    HetMixedLM(y, X, g, correlation="arma(1,1)", time=2 * t)
+    pairs = t < 2
+    with pytest.raises(ValueError, match="ARMA.1,1. correlation: ar1, ma1 not identified: .* determine only 1 of the 2"):
+        HetMixedLM(y[pairs], X[pairs], g[pairs], correlation="arma(1,1)", time=t[pairs])
+    HetMixedLM(y[pairs], X[pairs], g[pairs], correlation="ar1", time=t[pairs])
+
+
+def test_error_banded_without_a_pair_in_the_band():
+    y, X, g, t, _ = _four_occasions()
+    with pytest.raises(ValueError, match=r"banded\(1\): no two time values are at "
+                       "most 1 apart .the closest are 2 apart"):
+        HetMixedLM(y, X, g, correlation="banded(1)", time=2 * t)
+    HetMixedLM(y, X, g, correlation="banded(2)", time=2 * t)
+
+
+@pytest.mark.parametrize("spec", ["ar1", "car1", "exchangeable", "ma(1)", "toeplitz(2)",
+                                  "unstructured"])
+def test_error_no_group_of_two_rows(spec):
+    y, X, g, t, by = _four_occasions()
+    one = t == 0
+    with pytest.raises(ValueError, match="not identified: no group has two rows or more"):
+        HetMixedLM(y[one], X[one], g[one], correlation=spec, time=t[one])
+    # only the groups of one level of correlation_by have one row
+    keep = (by == 0) | (t == 0)
+    with pytest.raises(ValueError, match="in the groups with correlation_by = 1: .* not "
+                       "identified: no group has two rows or more"):
+        HetMixedLM(y[keep], X[keep], g[keep], correlation=spec, time=t[keep],
+                   correlation_by=by[keep])
+    HetMixedLM(y, X, g, correlation=spec, time=t, correlation_by=by)
+
+
+@pytest.mark.parametrize("spec, names", [
+    ("toeplitz(1)", r"rho\(lag 1\):1 not identified"),
+    ("ma(1)", "ma1:1 not identified"),
+    ("arma(1,1)", "ar1:1, ma1:1 not identified"),
+    ("unstructured", r"rho\(0,1\):1, rho\(0,3\):1, .* never occur in the same group"),
+    ("banded(1)", r"rho\(0,1\):1, rho\(1,2\):1, rho\(2,3\):1 not identified"),
+])
+def test_error_level_of_correlation_by_leaves_parameters_unidentified(spec, names):
+    # the groups with by = 1 observe times 0 and 2 only: the level's own
+    # parameters (its lag-1 correlations, its pairs of times) are not
+    # identified, although the other level's groups observe them (before:
+    # the check of unstructured pairs ran over all groups, and the fits
+    # kept that level's parameters at their start)
+    y, X, g, t, by = _four_occasions()
+    keep = (by == 0) | np.isin(t, [0, 2])
+    with pytest.raises(ValueError, match=f"in the groups with correlation_by = 1: {names}"):
+        HetMixedLM(y[keep], X[keep], g[keep], correlation=spec, time=t[keep],
+                   correlation_by=by[keep])
 
 
 def test_error_time_without_correlation_and_locscale():

@@ -58,7 +58,7 @@ import re
 
 import numpy as np
 
-from .._linalg import is_positive_definite
+from .._linalg import is_positive_definite, redundant_columns
 from .base import Block, StartContext
 
 __all__ = ["CorrelationStructure", "Exchangeable", "AR1", "CAR1", "ARMA",
@@ -271,6 +271,8 @@ class CorrelationStructure(Block):
         # per level: the structure's parameters from that level's groups
         starts = np.concatenate([[0], np.cumsum(sizes)])
         self.time = time
+        if sizes.max(initial=0) < 2:   # (by level: ``_check_identified``)
+            raise ValueError(f"{self.label} correlation not identified: {_NO_PAIR_OF_ROWS}.")
         self._setup(ts, gs, starts, sizes)
         base = self._names()
         self.k_level = len(base)
@@ -301,7 +303,42 @@ class CorrelationStructure(Block):
                     slice(int(flat[0]), int(flat[0]) + flat.size)
                     if np.array_equal(flat, flat[0] + np.arange(flat.size)) else None)
         self.nobs = n
+        self._check_identified()
         self._bound = True
+
+    def _check_identified(self):
+        """
+        Raise where the groups of a level (of ``correlation_by``; all groups
+        without it) leave some of that level's parameters unidentified
+        (``_unidentified``): their log-likelihood would be flat in them,
+        and a fit would report them at their start with a standard error
+        of zero.
+        """
+        base = self._names()
+        for lev, label in enumerate(self.levels):
+            of_level = [(t, self.level_of_group[groups] == lev)
+                        for groups, _, t, _ in self.buckets if t.shape[1] > 1]
+            of_level = [(t, sel) for t, sel in of_level if sel.any()]
+            if of_level:
+                # the groups' distinct sets of times (one in a balanced
+                # design), not every group's pairs of rows; made only for
+                # the structures that read them
+                times = ((p, _lags(p)) for p in (np.unique(t[sel], axis=0)
+                                                  for t, sel in of_level))
+                missing, reason = self._unidentified(times)
+            else:
+                missing, reason = list(range(len(base))), _NO_PAIR_OF_ROWS
+            if not missing:
+                continue
+            names = self.names[lev * len(base):(lev + 1) * len(base)]
+            where = level_hint = ""
+            if label is not None:
+                where = f" in the groups with {self.by_name} = {label}"
+                level_hint = (f" (Or merge that level of {self.by_name} with "
+                              "another, or fit without correlation_by.)")
+            raise ValueError(
+                f"{self.label} correlation{where}: {', '.join(names[j] for j in missing)} "
+                f"not identified: {reason}.{level_hint}")
 
     def _check_bound(self):
         if not self._bound:
@@ -315,6 +352,18 @@ class CorrelationStructure(Block):
 
     def _names(self) -> list[str]:
         raise NotImplementedError
+
+    def _unidentified(self, times) -> tuple[list[int], str]:
+        """
+        The parameters of one level (indices into ``_names()``) that the
+        times of its groups do not identify, and why (a phrase).
+
+        ``times``: an iterable (read once) of the level's distinct sets of
+        times of groups with two rows or more, per bucket (m, n), with
+        their (m, n, n) |differences|.  Where a group has two rows, one
+        parameter (AR(1), CAR(1), exchangeable) is identified: the default.
+        """
+        return [], ""
 
     def _corr(self, theta, t, derivative, lag):
         """(C, dC): correlation matrices (m, n, n) of groups with times t
@@ -471,6 +520,9 @@ class CorrelationStructure(Block):
     def describe(self) -> str:
         """A one-line description, e.g. "AR(1)"."""
         return self.label
+
+
+_NO_PAIR_OF_ROWS = "no group has two rows or more, and a correlation needs two rows of a group"
 
 
 def _lags(t):
@@ -1047,10 +1099,9 @@ class Exchangeable(CorrelationStructure):
     absorbs_random_intercept = True
 
     def _setup(self, ts, gs, starts, sizes):
-        n_max = int(sizes.max())
-        if n_max < 2:
-            raise ValueError("exchangeable correlation needs a group with at "
-                             "least two rows")
+        # (without a group of two rows or more ``_check_identified`` stops
+        # the model)
+        n_max = max(int(sizes.max()), 2)
         self.lower = -1.0 / (n_max - 1)
 
     def _names(self):
@@ -1213,6 +1264,12 @@ class _LagStructure(CorrelationStructure):
         """Correlations at lags 0..max_lag (complex input allowed)."""
         raise NotImplementedError
 
+    @staticmethod
+    def _observed_lags(times) -> np.ndarray:
+        """The distinct lags between two rows of a group, above 0."""
+        lags = np.unique(np.concatenate([np.unique(lag) for _, lag in times]))
+        return lags[lags > 0].astype(np.intp)
+
     def _corr(self, theta, t, derivative, lag):
         lag = lag.astype(np.intp)
         L = int(lag.max()) if lag.size else 0
@@ -1256,6 +1313,32 @@ class ARMA(_LagStructure):
     def _names(self):
         return ([f"ar{a}" for a in range(1, self.p + 1)]
                 + [f"ma{b}" for b in range(1, self.q + 1)])
+
+    def _unidentified(self, times):
+        # The parameters enter the likelihood through the correlations at
+        # the lags observed: where the Jacobian of these correlations is
+        # not of full column rank (``redundant_columns``, the package's one
+        # rank rule) they are not all identified; e.g. MA(1) on times two
+        # apart, whose correlations at lags 2, 4, ... are all zero, or
+        # ARMA(1,1) on groups of two rows (one lag).  Taken at a generic
+        # stationary, invertible point (partial autocorrelations of
+        # alternating sign, AR and MA apart so that no root cancels).
+        lags = self._observed_lags(times)
+        pacf = np.concatenate([0.3 * (-0.7) ** np.arange(self.p),
+                               0.4 * (-0.6) ** np.arange(self.q)])
+        theta = self._to_natural(np.arctanh(pacf))
+        top = int(lags.max()) if lags.size else 0
+        jac = _complex_jacobian(lambda x: self._acf(x, top), theta)[lags]
+        rank = jac.shape[1] - len(redundant_columns(jac))
+        if rank == jac.shape[1]:
+            return [], ""
+        seen = ", ".join(str(v) for v in lags[:8]) + (", ..." if lags.size > 8 else "")
+        # which parameters are redundant depends on their order: all are named
+        return list(range(jac.shape[1])), (
+            f"the rows of a group are {seen} apart in time, and the correlations "
+            f"at these lags determine only {rank} of the {jac.shape[1]} parameters; "
+            "recode the times to consecutive occasions (e.g. divide them by their "
+            "common step) or lower the order")
 
     def _acf(self, theta, max_lag):
         return arma_acf(theta[:self.p], theta[self.p:], max_lag)
@@ -1316,6 +1399,15 @@ class Toeplitz(_LagStructure):
     def _names(self):
         return [f"rho(lag {l})" for l in range(1, self.L + 1)]
 
+    def _unidentified(self, times):
+        missing = np.setdiff1d(np.arange(1, self.L + 1), self._observed_lags(times))
+        if not missing.size:
+            return [], ""
+        return [int(l) - 1 for l in missing], (
+            f"no two rows of a group are {', '.join(str(int(l)) for l in missing[:8])}"
+            f"{', ...' if missing.size > 8 else ''} apart in time; lower q, or recode "
+            "the times to consecutive occasions (e.g. divide them by their common step)")
+
     def _acf(self, theta, max_lag):
         out = np.zeros(max(max_lag, self.L) + 1, dtype=np.result_type(theta, 1.0))
         out[0] = 1.0
@@ -1370,7 +1462,6 @@ class Unstructured(CorrelationStructure):
         values = np.unique(ts)
         self.values = values
         K = len(values)
-        pos = np.searchsorted(values, ts)
         iu = np.triu_indices(K, 1)
         lagv = values[iu[1]] - values[iu[0]]
         keep = np.ones(len(lagv), bool) if self._band is None else lagv <= self._band
@@ -1379,26 +1470,31 @@ class Unstructured(CorrelationStructure):
                 f"{self.label}: q is larger than the longest lag between two time "
                 f"values ({values[-1] - values[0]:g}). Lower q.")
         self.pairs = (iu[0][keep], iu[1][keep])
-        # identification: every pair observed together in some group
-        seen = np.zeros((K, K), bool)
-        for size in np.unique(sizes[sizes > 1]):
-            groups = np.flatnonzero(sizes == size)
-            p = pos[starts[groups][:, None] + np.arange(size)]
-            a = np.repeat(p, size, axis=1).ravel()
-            b = np.tile(p, (1, size)).ravel()
-            seen[a, b] = True
-        missing = [(values[a], values[b]) for a, b in zip(*self.pairs) if not seen[a, b]]
-        if missing:
-            a, b = missing[0]
+        if self._band is not None and not keep.any():
+            gap = float(np.min(np.diff(values))) if K > 1 else 0.0
             raise ValueError(
-                f"{self.label} correlation: times {a:g} and {b:g} never occur in "
-                f"the same group ({len(missing)} such pairs), so their correlation "
-                "is not identified. Use a structured correlation (ar1, toeplitz) "
-                "or drop rarely observed times.")
+                f"{self.label}: no two time values are at most {self._band} apart "
+                f"(the closest are {gap:g} apart), so the band holds no "
+                "correlation. Widen the band or recode the times.")
         self.K = K
         self._index = -np.ones((K, K), dtype=np.intp)
         for k, (a, b) in enumerate(zip(*self.pairs)):
             self._index[a, b] = self._index[b, a] = k
+
+    def _unidentified(self, times):
+        # every pair of time values observed together in some group
+        seen = np.zeros((self.K, self.K), bool)
+        for t, _ in times:
+            p = np.searchsorted(self.values, t)
+            seen[p[:, :, None], p[:, None, :]] = True
+        missing = [k for k, (a, b) in enumerate(zip(*self.pairs)) if not seen[a, b]]
+        if not missing:
+            return [], ""
+        a, b = self.pairs[0][missing[0]], self.pairs[1][missing[0]]
+        return missing, (
+            f"times {self._fmt(self.values[a])} and {self._fmt(self.values[b])} never "
+            f"occur in the same group ({len(missing)} such pairs); use a structured "
+            "correlation (ar1, toeplitz) or drop rarely observed times")
 
     def _fmt(self, v):
         return str(int(v)) if float(v).is_integer() else f"{v:g}"
