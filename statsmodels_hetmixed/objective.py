@@ -270,8 +270,16 @@ class HeteroskedasticObjective:
 
     def free_value_and_gradient(self, free) -> tuple[float, np.ndarray]:
         """The log-likelihood and its gradient on the free scale; -inf
-        where the engine cannot evaluate (a collinear GLS system)."""
+        where the engine cannot evaluate (a collinear GLS system) and
+        where the correlation structure rejects the point: the free scale
+        of Toeplitz(q) and banded(q) also reaches correlations that are not
+        positive definite over all times, outside the model, though each
+        group's own matrix may be (a BFGS fit of banded(2) ended at a
+        matrix with eigenvalue -0.06)."""
         lay = self.layout
+        corr = lay.correlation_block
+        if corr is not None and not corr.admissible(lay.to_natural(free)[lay.corr_natural]):
+            return -np.inf, np.zeros_like(free)
         try:
             ev = self.evaluate_free(free, gradient=True)
         except np.linalg.LinAlgError:

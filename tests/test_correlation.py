@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import optimize
-from statsmodels.tools.sm_exceptions import ValueWarning
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
 
 from statsmodels_hetmixed.model import HetMixedLM
 from statsmodels_hetmixed.structures import (
@@ -525,6 +525,22 @@ def test_reordering_rows_and_groups():
         np.testing.assert_allclose(np.asarray(a.params), np.asarray(b.params),
                                    rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(np.asarray(a.bse), np.asarray(b.bse), rtol=1e-3)
+
+
+def test_fit_stays_within_positive_definite_correlations():
+    # AR(1) data (phi 0.7) cut to banded(2): the maximum lies where the
+    # matrix over all times stops being positive definite.  Scoring stops
+    # there and the free-scale fallbacks (BFGS, Newton steps) took the
+    # fit beyond it, to an eigenvalue of -0.06 and an llf 3 above the
+    # model's supremum; now they are held inside, and the fit says it
+    # did not converge.
+    y, X, W, g, t = _ar_data(m=40, seed=7)
+    model = HetMixedLM(y, X, g, exog_var=W, correlation="banded(2)", time=t)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        res = model.fit()
+    corr = model.correlation_structure
+    assert corr.admissible(np.asarray(res.correlation_params))
+    assert np.linalg.eigvalsh(corr._full(np.asarray(res.correlation_params)))[0] > 0
 
 
 def _direct_fit(model, reml, start):
