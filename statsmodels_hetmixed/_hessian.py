@@ -138,7 +138,10 @@ def directional_derivatives(func: Callable[[np.ndarray], np.ndarray],
     Derivatives of a vector function along the columns of ``basis``, by
     forward (or central) differences: column ``j`` is about
     ``J b_j`` with ``J`` the Jacobian of ``func`` at ``x``
-    (``J = D B^-1`` over the free entries).
+    (``J = D B^-1`` over the free entries).  Where ``func`` raises
+    ``np.linalg.LinAlgError`` at the forward point (outside the parameter
+    space), the backward difference; where it raises there too, the
+    error propagates.
 
     Parameters
     ----------
@@ -175,7 +178,15 @@ def directional_derivatives(func: Callable[[np.ndarray], np.ndarray],
             columns.append((np.asarray(func(up)) - np.asarray(func(down)))
                            / (2.0 * step))
         else:
-            columns.append((np.asarray(func(up)) - np.asarray(f0)) / step)
+            try:
+                columns.append((np.asarray(func(up)) - np.asarray(f0)) / step)
+            except np.linalg.LinAlgError:
+                # the step left the parameter space (an estimate on the
+                # boundary of positive definite correlations): the
+                # backward difference, accurate to the same order
+                down = x.copy()
+                down[idx] -= step * basis[:, j]
+                columns.append((np.asarray(f0) - np.asarray(func(down))) / step)
     if not columns:
         return np.zeros((np.size(f0) if f0 is not None else 0, 0))
     return np.column_stack(columns)

@@ -278,7 +278,8 @@ class HeteroskedasticObjective:
         matrix with eigenvalue -0.06)."""
         lay = self.layout
         corr = lay.correlation_block
-        if corr is not None and not corr.admissible(lay.to_natural(free)[lay.corr_natural]):
+        if corr is not None and not corr.free_scale_admissible and \
+                not corr.admissible(lay.to_natural(free)[lay.corr_natural]):
             return -np.inf, np.zeros_like(free)
         try:
             ev = self.evaluate_free(free, gradient=True)
@@ -436,8 +437,14 @@ class HeteroskedasticObjective:
         basis = _hessian.whitening_basis(
             info_u[np.ix_(idx, idx)], self._typical_size(natural, u0)[idx],
             bounded=self.at_boundary(natural)[idx])
-        hess_u = _hessian.hessian(lambda u: grad_u(u)[0], u0, g0_u, basis, free=mask,
-                                  central=central)
+        try:
+            hess_u = _hessian.hessian(lambda u: grad_u(u)[0], u0, g0_u, basis, free=mask,
+                                      central=central)
+        except np.linalg.LinAlgError:
+            # steps both ways leave the parameter space (a correlation
+            # matrix singular to within the step): no Hessian, and the
+            # fit is not converged (standard errors NaN)
+            hess_u = np.full((natural.size, natural.size), np.nan)
         return ObservedInformation(hess_u, T, g0_u, ev0)
 
     def _has_analytic_information(self) -> bool:

@@ -422,6 +422,23 @@ def test_free_scale_round_trip_and_jacobian(spec):
         np.linalg.cholesky(C)
 
 
+def test_unstructured_free_scale_far_out_stays_finite():
+    # canonical partial correlations within rounding of +-1: what a row of
+    # the Cholesky factor has left of its unit length fell below zero by
+    # rounding, and its square root was NaN (a BFGS fit of unstructured
+    # correlations with var_by on the times warned "invalid value
+    # encountered in sqrt")
+    y, X, g, t, _ = _four_occasions()
+    block = HetMixedLM(y, X, g, exog_re=np.zeros((len(y), 0)), correlation="unstructured",
+                       time=t).correlation_structure
+    free = np.array([-13.07657219, -2.59227267, 15.6795094, 29.8686229,
+                     -25.18131064, 30.27847549])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        nat = block.to_natural(free)
+    assert np.all(np.isfinite(nat)) and np.all(np.abs(nat) <= 1.0)
+
+
 @pytest.mark.parametrize("spec", ["toeplitz(1)", "banded(1)"])
 def test_positive_definite_by_one_rule(spec):
     """Lag-1 correlations rho over K times: the K x K matrix's eigenvalues
@@ -982,3 +999,28 @@ def test_analytic_observed_information_invariance(spec):
     cov0 = np.asarray(r0.cov_params())
     c = J @ cov0 @ J.T
     np.testing.assert_allclose(np.asarray(r1.bse), np.sqrt(np.diag(c)), rtol=1e-5)
+
+
+def test_observed_information_where_every_step_leaves_the_space(monkeypatch):
+    # an estimate whose correlation matrix is singular to within the
+    # difference step (an unstructured model with too many correlations
+    # for its groups ended there): the differenced Hessian cannot be taken
+    # either way, and the information is NaN, not an exception out of fit()
+    y, X, g, t, _ = _four_occasions()
+    model = HetMixedLM(y, X, g, exog_re=np.zeros((len(y), 0)), correlation="toeplitz(2)",
+                       time=t)
+    objective = model._objective(False)
+    natural = objective.layout.to_natural(objective.start())
+    assert not objective._has_analytic_information()
+    evaluate_natural = objective.evaluate_natural
+
+    def only_there(x, **kwargs):
+        if not np.array_equal(x, natural):
+            raise np.linalg.LinAlgError("not positive definite")
+        return evaluate_natural(x, **kwargs)
+
+    monkeypatch.setattr(objective, "evaluate_natural", only_there)
+    info = objective.observed_information(natural)
+    assert np.isnan(info.hess_u).all()
+    assert np.all(np.isfinite(info.grad_u))
+

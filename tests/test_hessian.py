@@ -180,3 +180,30 @@ def test_model_hessian_matches_richardson_of_loglike(reml, centred):
     ref = _richardson_hessian(lambda z: model.loglike(natural + basis @ z),
                               np.zeros(natural.size), np.full(natural.size, 0.02))
     assert np.abs(basis.T @ hess @ basis - ref).max() < 1e-4
+
+
+def test_backward_difference_where_the_forward_point_is_outside():
+    # grad of -0.5 x' A x + c' x^3 / 6, defined for x[0] <= 0 only (a
+    # parameter on the boundary of its space): columns whose forward step
+    # leaves it are backward differences, accurate to the same order
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    c = np.array([0.3, -0.2])
+
+    def grad(x):
+        if x[0] > 0:
+            raise np.linalg.LinAlgError("outside the parameter space")
+        return -A @ x + 0.5 * c * x**2
+
+    x = np.array([0.0, 0.4])
+    basis = np.eye(2)
+    H = _hessian.hessian(grad, x, grad(x), basis, step=1e-6)
+    exact = -A + np.diag(c * x)
+    np.testing.assert_allclose(H, exact, atol=1e-5)
+
+    def nowhere(x):
+        if not np.array_equal(x, [0.0, 0.4]):
+            raise np.linalg.LinAlgError("outside the parameter space")
+        return grad(x)
+    # both ways outside: the error reaches the caller
+    with pytest.raises(np.linalg.LinAlgError):
+        _hessian.hessian(nowhere, x, grad(x), basis)

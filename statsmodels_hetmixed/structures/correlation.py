@@ -340,6 +340,13 @@ class CorrelationStructure(Block):
                 f"{self.label} correlation{where}: {', '.join(names[j] for j in missing)} "
                 f"not identified: {reason}.{level_hint}")
 
+    @property
+    def free_scale_admissible(self) -> bool:
+        """Whether every free vector maps to an admissible structure (all
+        but Toeplitz(q) below the longest lag and banded(q), whose
+        correlations over all times need not be positive definite)."""
+        return True
+
     def _check_bound(self):
         if not self._bound:
             raise ValueError(f"{type(self).__name__} is not bound to data: give "
@@ -1408,6 +1415,10 @@ class Toeplitz(_LagStructure):
             f"{', ...' if missing.size > 8 else ''} apart in time; lower q, or recode "
             "the times to consecutive occasions (e.g. divide them by their common step)")
 
+    @property
+    def free_scale_admissible(self) -> bool:
+        return self.full
+
     def _acf(self, theta, max_lag):
         out = np.zeros(max(max_lag, self.L) + 1, dtype=np.result_type(theta, 1.0))
         out[0] = 1.0
@@ -1542,10 +1553,14 @@ class Unstructured(CorrelationStructure):
         cpc = np.zeros((K, K), dtype=z.dtype)
         cpc[np.triu_indices(K, 1)[1], np.triu_indices(K, 1)[0]] = z
         for i in range(1, K):
+            # what row i has left of its unit length, 1 - sum_j L_ij^2, as
+            # the product of the (1 - cpc^2): never below zero (the
+            # difference fell below zero by rounding where a cpc is within
+            # rounding of +-1, and its square root was NaN)
             rest = 1.0
             for j in range(i):
                 L[i, j] = cpc[i, j] * np.sqrt(rest)
-                rest = rest - L[i, j] ** 2
+                rest = rest * (1.0 - cpc[i, j] ** 2)
             L[i, i] = np.sqrt(rest)
         R = L @ L.T
         return R[self.pairs]
@@ -1594,6 +1609,8 @@ class Banded(Unstructured):
         if not np.all(np.abs(nat) < 1):
             raise ValueError("banded correlations must be in (-1, 1)")
         return np.arctanh(nat)
+
+    free_scale_admissible = False
 
     def _admissible(self, natural):
         return super()._admissible(natural) and _is_pd(self._full(np.asarray(natural, float)))
