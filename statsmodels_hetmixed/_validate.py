@@ -10,6 +10,7 @@ into arrays.
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from typing import Sequence
 
@@ -193,6 +194,38 @@ def rows_array(arr, order: str = "C") -> np.ndarray:
     if a.ndim == 2 and a.shape[0] > 1 and a.strides[0] == 0:
         return a
     return np.asfortranarray(a) if order == "F" else np.ascontiguousarray(a)
+
+
+def time_values(time) -> np.ndarray:
+    """
+    Each row's time as floats, for a correlation structure's ``time=``:
+    numbers as given; dates (datetime64, or with a time zone their wall
+    time) as days since the earliest, and durations (timedelta64) as days,
+    so that ``car1``'s phi is the correlation one day apart and dates at
+    midnight are integer times for ``ar1``.  (As numbers, dates were
+    nanoseconds since 1970: a CAR(1) phi of 1 - 1e-15 that rounded to 1,
+    and a fit that did not converge.)
+    """
+    values = np.asarray(time)
+    if values.dtype == object and values.size and \
+            isinstance(values.ravel()[0], datetime.datetime):
+        # dates with a time zone (an object array of Timestamps): their
+        # wall time, so that visits at midnight stay whole days apart
+        # across a change to or from daylight saving time
+        stamps = pd.DatetimeIndex(pd.to_datetime(values.ravel()))
+        if stamps.tz is not None:
+            stamps = stamps.tz_localize(None)
+        values = stamps.to_numpy().reshape(values.shape)
+    day = np.timedelta64(1, "D")
+    if np.issubdtype(values.dtype, np.datetime64):
+        return (values - values.min()) / day if values.size else values.astype(float)
+    if np.issubdtype(values.dtype, np.timedelta64):
+        return values / day
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("time must be numeric, dates or durations (each row's "
+                         "time or occasion within its group)") from None
 
 
 def check_not_empty(n_rows: int) -> None:

@@ -40,6 +40,7 @@ from ._validate import (
     param_vector,
     rows_array,
     shared_columns,
+    time_values,
     var_column_names,
 )
 from ._progress import Trace
@@ -586,11 +587,7 @@ class HetMixedLM(MixedLM):
             time = np.empty(len(gi))
             time[order] = np.arange(len(gi)) - starts[gi[order]]
         else:
-            try:
-                time = np.asarray(self.time, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ValueError("time must be numeric (each row's time or "
-                                 "occasion within its group)") from None
+            time = time_values(self.time)
         block = structure.bind(time, gi, self.n_groups, by=self.correlation_by,
                                by_name=self._correlation_by_name or "correlation_by",
                                time_given=self.time is not None)

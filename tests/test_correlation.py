@@ -1024,3 +1024,40 @@ def test_observed_information_where_every_step_leaves_the_space(monkeypatch):
     assert np.isnan(info.hess_u).all()
     assert np.all(np.isfinite(info.grad_u))
 
+
+def test_dates_and_durations_as_days():
+    # dates are days since the earliest (a time zone's wall time, whole
+    # days apart across the start of daylight saving time), durations days;
+    # before, dates were nanoseconds since 1970 and CAR(1)'s phi rounded
+    # to 1 in a fit that did not converge
+    y, X, W, g, t = _ar_data(m=30, seed=3)
+    days = 7.0 * t
+    base = HetMixedLM(y, X, g, exog_var=W, correlation="car1", time=days).fit()
+    start = pd.Timestamp("2020-03-15")           # Europe/Berlin: DST on 03-29
+    dates = pd.Series(start + pd.to_timedelta(days, unit="D"))
+    for time in (dates, dates.to_numpy(), dates.dt.tz_localize("Europe/Berlin"),
+                 pd.Series(pd.to_timedelta(days + 3, unit="D"))):
+        model = HetMixedLM(y, X, g, exog_var=W, correlation="car1", time=time)
+        np.testing.assert_array_equal(model.correlation_structure.time, days
+                                      + (3 if time.dtype.kind == "m" else 0))
+        res = model.fit()
+        assert res.llf == pytest.approx(base.llf, rel=1e-12)
+        assert res.correlation_params.iloc[0] == pytest.approx(
+            base.correlation_params.iloc[0], rel=1e-8)
+    # integer days: AR(1) takes the zoned dates too
+    HetMixedLM(y, X, g, correlation="ar1", time=dates.dt.tz_localize("Europe/Berlin"))
+    with pytest.raises(ValueError, match="time must be numeric, dates or durations"):
+        HetMixedLM(y, X, g, correlation="car1", time=np.array(["a"] * len(y), object))
+
+
+def test_error_car1_times_in_units_far_below_the_gaps():
+    # phi is the correlation one unit apart: with gaps of 1e-6 units the
+    # start 0.1^(1e6) underflowed to 0 and the fit stopped in the free
+    # scale's check; now the model says to rescale time
+    y, X, W, g, t = _ar_data(m=30, seed=3)
+    with pytest.raises(ValueError, match="typical gap between a group's times is 1e-06 "
+                       "units of time.*Rescale time, e.g. divide it by 1e-06"):
+        HetMixedLM(y, X, g, correlation="car1", time=1e-6 * t)
+    a = HetMixedLM(y, X, g, exog_var=W, correlation="car1", time=t).fit()
+    b = HetMixedLM(y, X, g, exog_var=W, correlation="car1", time=0.01 * t).fit()
+    assert b.llf == pytest.approx(a.llf, rel=1e-10)

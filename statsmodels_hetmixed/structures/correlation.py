@@ -1150,6 +1150,16 @@ class AR1(CorrelationStructure):
         same = gs[1:] == gs[:-1]
         gaps = (ts[1:] - ts[:-1])[same]
         self._gap = float(np.median(gaps)) if gaps.size else 1.0
+        # phi is the correlation one unit of time apart: in units far below
+        # or above the typical gap it underflows to 0 or rounds to 1 (times
+        # in units of 1e-6 gave a start of 0.1^(1e6) = 0 and an error from
+        # the free scale)
+        if not 1e-300 < self._start()[0] < 1.0 - 1e-12:
+            raise ValueError(
+                f"{self.label}: the typical gap between a group's times is "
+                f"{self._gap:g} units of time, where phi (the correlation one "
+                "unit apart) cannot be represented. Rescale time, e.g. divide "
+                f"it by {self._gap:g}.")
 
     def _names(self):
         return ["ar1"]
