@@ -144,7 +144,8 @@ def _build_parser():
         "--time", metavar="COL",
         help="with --correlation: the column placing each row within its "
              "group (Stata's t(), nlme's form = ~ COL | group; integer "
-             "occasions, gaps allowed, except car1: any real times). "
+             "occasions, gaps allowed, except car1: any real times; dates "
+             "such as 2021-01-04 count in days). "
              "Default: the rows' order within each group.")
     parser.add_argument(
         "--correlation-by", metavar="COL", dest="correlation_by",

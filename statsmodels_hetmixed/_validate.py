@@ -196,17 +196,30 @@ def rows_array(arr, order: str = "C") -> np.ndarray:
     return np.asfortranarray(a) if order == "F" else np.ascontiguousarray(a)
 
 
-def time_values(time) -> np.ndarray:
+def time_values(time) -> tuple[np.ndarray, str | None]:
     """
     Each row's time as floats, for a correlation structure's ``time=``:
     numbers as given; dates (datetime64, or with a time zone their wall
-    time) as days since the earliest, and durations (timedelta64) as days,
+    time; text in ISO 8601, as a CSV file's dates) as days since the
+    earliest, and durations (timedelta64) as days,
     so that ``car1``'s phi is the correlation one day apart and dates at
     midnight are integer times for ``ar1``.  (As numbers, dates were
     nanoseconds since 1970: a CAR(1) phi of 1 - 1e-15 that rounded to 1,
-    and a fit that did not converge.)
+    and a fit that did not converge.)  Returns the times and their unit
+    ("days" for dates and durations, else None: the user's own).
     """
     values = np.asarray(time)
+    if values.dtype.kind in "OUS" and values.size and \
+            isinstance(values.ravel()[0], str):
+        # text: numbers, else ISO 8601 dates (a CSV's date column)
+        try:
+            return np.asarray(values, dtype=np.float64), None
+        except (TypeError, ValueError):
+            try:
+                values = pd.to_datetime(values.ravel().astype(str), format="ISO8601"
+                                        ).to_numpy().reshape(values.shape)
+            except (TypeError, ValueError):
+                pass
     if values.dtype == object and values.size and \
             isinstance(values.ravel()[0], datetime.datetime):
         # dates with a time zone (an object array of Timestamps): their
@@ -218,11 +231,11 @@ def time_values(time) -> np.ndarray:
         values = stamps.to_numpy().reshape(values.shape)
     day = np.timedelta64(1, "D")
     if np.issubdtype(values.dtype, np.datetime64):
-        return (values - values.min()) / day if values.size else values.astype(float)
+        return (values - values.min()) / day, "days"
     if np.issubdtype(values.dtype, np.timedelta64):
-        return values / day
+        return values / day, "days"
     try:
-        return np.asarray(values, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64), None
     except (TypeError, ValueError):
         raise ValueError("time must be numeric, dates or durations (each row's "
                          "time or occasion within its group)") from None

@@ -580,6 +580,7 @@ class HetMixedLM(MixedLM):
                 "exog_var_re): fit the correlation without random scale effects, "
                 "or the location-scale model without correlation=.")
         gi = self._group_index
+        self._time_unit = None
         if self.time is None:
             # the row order within each group (nlme's form = ~ 1 | g)
             order = np.argsort(gi, kind="stable")
@@ -587,7 +588,7 @@ class HetMixedLM(MixedLM):
             time = np.empty(len(gi))
             time[order] = np.arange(len(gi)) - starts[gi[order]]
         else:
-            time = time_values(self.time)
+            time, self._time_unit = time_values(self.time)
         block = structure.bind(time, gi, self.n_groups, by=self.correlation_by,
                                by_name=self._correlation_by_name or "correlation_by",
                                time_given=self.time is not None)

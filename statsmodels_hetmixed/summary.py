@@ -323,6 +323,8 @@ def correlation_heading(model) -> str:
             text += " in row order"
         else:
             text += f" in {model._time_name or 'time'}"
+            if getattr(model, "_time_unit", None):     # dates: phi per day
+                text += f" ({model._time_unit})"
     if block.levels != [None]:
         text += f" by {model._correlation_by_name or 'correlation_by'}"
     return text

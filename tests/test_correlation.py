@@ -1036,16 +1036,19 @@ def test_dates_and_durations_as_days():
     start = pd.Timestamp("2020-03-15")           # Europe/Berlin: DST on 03-29
     dates = pd.Series(start + pd.to_timedelta(days, unit="D"))
     for time in (dates, dates.to_numpy(), dates.dt.tz_localize("Europe/Berlin"),
+                 dates.dt.strftime("%Y-%m-%d"),      # a CSV file's column
                  pd.Series(pd.to_timedelta(days + 3, unit="D"))):
         model = HetMixedLM(y, X, g, exog_var=W, correlation="car1", time=time)
         np.testing.assert_array_equal(model.correlation_structure.time, days
                                       + (3 if time.dtype.kind == "m" else 0))
         res = model.fit()
+        assert "Residual correlation: CAR(1) in time (days)" in str(res.summary())
         assert res.llf == pytest.approx(base.llf, rel=1e-12)
         assert res.correlation_params.iloc[0] == pytest.approx(
             base.correlation_params.iloc[0], rel=1e-8)
     # integer days: AR(1) takes the zoned dates too
     HetMixedLM(y, X, g, correlation="ar1", time=dates.dt.tz_localize("Europe/Berlin"))
+    assert "(days)" not in str(base.summary())
     with pytest.raises(ValueError, match="time must be numeric, dates or durations"):
         HetMixedLM(y, X, g, correlation="car1", time=np.array(["a"] * len(y), object))
 
