@@ -47,6 +47,12 @@ NEWTON_DECREMENT_TOL = 1e-10
 #: optimum it changes by far less than the steps need.
 INFORMATION_REUSE_DECREMENT = 1.0
 _MAX_NEWTON_STEPS = 20
+#: After this many scoring steps in a row whose log-likelihood gain is
+#: within the line search's rounding allowance, scoring has stalled at the
+#: rounding level of the llf (a nearly flat ridge, e.g. ARMA(2,1) fitted
+#: to AR(1) data, where its decrement stayed above NEWTON_DECREMENT_TOL for
+#: its 200 iterations) and hands over to the next method.
+_STALLED_STEPS = 5
 #: Eigenvalues of the (unit-scaled, profiled) information of the covariance
 #: parameters at or below this fraction of the largest mark flat directions:
 #: a condition number of 1e8 is a standard-error ratio of 1e4 between two
@@ -211,6 +217,7 @@ def fisher_scoring(objective, free, mask, options, hist):
         ev, g = evaluate(nat)
     except np.linalg.LinAlgError:
         return free, 0, False
+    stalled = 0
     # the expected information that scores the steps (without its
     # evaluation, which is released)
     scoring = _Information(ev.info_centred)
@@ -277,9 +284,14 @@ def fisher_scoring(objective, free, mask, options, hist):
                 last["x"], last["eval"] = x, evaluate(x, info=not reuse)
             return last["eval"][0].llf
 
-        if line_search(value, candidate, current_llf, t_max=t_max) is None:
+        found = line_search(value, candidate, current_llf, t_max=t_max)
+        if found is None:
             return lay.from_natural(nat), it, False
         nat, (ev, g) = last["x"], last["eval"]
+        # a gain within the rounding allowance is no progress
+        stalled = stalled + 1 if found[2] - current_llf <= 1e-12 * abs(current_llf) else 0
+        if stalled >= _STALLED_STEPS:
+            return lay.from_natural(nat), it, False
         if not reuse:
             scoring = _Information(ev.info_centred)
     return lay.from_natural(nat), maxiter, False
