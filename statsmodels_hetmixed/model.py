@@ -1636,6 +1636,12 @@ class HetMixedLM(MixedLM):
         else:
             est = optim.estimate(objective, theta, mask, methods=method,
                                  options=fit_kwargs, hist=trace, optimise=do_cg)
+        corr = lay.correlation_block
+        if est.converged and corr is not None and \
+                corr.degenerate(est.natural[lay.corr_natural]) is not None:
+            # singular C_i: the likelihood rises towards them, no maximum
+            # (warn_fit_problems says why)
+            est.converged = False
         held = None
         if self._no_random_effects:   # zero by construction, not an estimate
             held = np.zeros(lay.k_structure, bool)

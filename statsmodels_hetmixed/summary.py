@@ -193,6 +193,10 @@ def build_summary(res, yname=None, xname_fe=None, xname_re=None, title=None,
             smry.add_text(f"Warning: {message}")
     if lay.correlation_block is not None:
         _correlation_table(smry, res, params, bse, alpha, lo, hi)
+        message = lay.correlation_block.degenerate(
+            params[res.layout.slice_of(lay.correlation_block)])
+        if message is not None:
+            smry.add_text(f"Warning: {message}")
     fixed_point = getattr(res, "fixed_point", None)
     if fixed_point is not None:
         smry.add_text(

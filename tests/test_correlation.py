@@ -1080,3 +1080,34 @@ def test_scoring_hands_over_once_it_stalls():
     assert res.converged
     assert res.n_iter < 150
     assert res.llf == pytest.approx(-429.7219371196307, rel=1e-10)
+
+
+def test_singular_correlation_matrices_at_the_estimate():
+    # unstructured correlations (10) of 5 occasions from 4 complete groups:
+    # the residuals span at most 4 directions, and the (REML) likelihood
+    # rises without bound towards a singular C; the fit stops on the way
+    # and says so (before: no word of the singular matrices, and with 45
+    # correlations for 40 groups once "Converged: Yes")
+    rng = np.random.default_rng(2)
+    m, K = 4, 5
+    g = np.repeat(np.arange(m), K)
+    t = np.tile(np.arange(K), m).astype(float)
+    y = rng.normal(size=m * K) + rng.normal(size=m)[g]
+    X = np.ones((m * K, 1))
+    none = np.zeros((m * K, 0))
+    with pytest.warns(ConvergenceWarning, match="correlation matrices of 4 of 4 groups are "
+                      "singular at the estimate"):
+        res = HetMixedLM(y, X, g, exog_re=none, correlation="unstructured", time=t).fit()
+    assert not res.converged
+    assert "Warning: The residual correlation matrices of 4 of 4" in str(res.summary())
+    # the other side: 40 groups determine the 10 correlations
+    m = 40
+    g = np.repeat(np.arange(m), K)
+    t = np.tile(np.arange(K), m).astype(float)
+    y = rng.normal(size=m * K) + rng.normal(size=m)[g]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = HetMixedLM(y, np.ones((m * K, 1)), g, exog_re=np.zeros((m * K, 0)),
+                         correlation="unstructured", time=t).fit()
+    assert res.converged
+    assert "singular" not in str(res.summary())
