@@ -567,6 +567,7 @@ class HetMixedLM(MixedLM):
         one): each row's time (``time``, else its position in its group)
         and the by-variable."""
         structure = make_correlation(correlation)
+        self._time_unit = None   # "days" for dates and durations
         if structure is None:
             if self.time is not None or self.correlation_by is not None:
                 raise ValueError("time and correlation_by describe a residual "
@@ -580,7 +581,6 @@ class HetMixedLM(MixedLM):
                 "exog_var_re): fit the correlation without random scale effects, "
                 "or the location-scale model without correlation=.")
         gi = self._group_index
-        self._time_unit = None
         if self.time is None:
             # the row order within each group (nlme's form = ~ 1 | g)
             order = np.argsort(gi, kind="stable")

@@ -40,6 +40,9 @@ __all__ = ["NEWTON_DECREMENT_TOL", "FLAT_TOL", "Estimate", "NewtonStep",
 
 #: Below this Newton decrement the fit is converged.
 NEWTON_DECREMENT_TOL = 1e-10
+#: Changes of the log-likelihood within this fraction of it are rounding:
+#: the line search's allowance, and no progress for scoring's stall test.
+LLF_RTOL = 1e-12
 
 #: Below this Newton decrement (twice the log-likelihood still to gain) an
 #: objective whose expected information is costly (``defers_information``)
@@ -62,7 +65,7 @@ FLAT_TOL = 1e-8
 
 def line_search(value: Callable[[np.ndarray], float],
                 candidate: Callable[[float], np.ndarray], f0: float,
-                t_max: float = 1.0, t_min: float = 1e-10, rtol: float = 1e-12):
+                t_max: float = 1.0, t_min: float = 1e-10, rtol: float = LLF_RTOL):
     """
     Backtracking: the longest of ``t_max, t_max/2, ...`` (down to
     ``t_min``) at which ``value(candidate(t))`` is at least ``f0`` (less a
@@ -289,7 +292,7 @@ def fisher_scoring(objective, free, mask, options, hist):
             return lay.from_natural(nat), it, False
         nat, (ev, g) = last["x"], last["eval"]
         # a gain within the rounding allowance is no progress
-        stalled = stalled + 1 if found[2] - current_llf <= 1e-12 * abs(current_llf) else 0
+        stalled = stalled + 1 if found[2] - current_llf <= LLF_RTOL * abs(current_llf) else 0
         if stalled >= _STALLED_STEPS:
             return lay.from_natural(nat), it, False
         if not reuse:

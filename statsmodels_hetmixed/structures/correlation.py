@@ -1130,9 +1130,7 @@ class Exchangeable(CorrelationStructure):
     absorbs_random_intercept = True
 
     def _setup(self, ts, gs, starts, sizes):
-        # (without a group of two rows or more ``_check_identified`` stops
-        # the model)
-        n_max = max(int(sizes.max()), 2)
+        n_max = int(sizes.max())     # at least 2 (``_bind`` checked)
         self.lower = -1.0 / (n_max - 1)
 
     def _names(self):
