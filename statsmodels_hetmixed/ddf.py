@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from . import _engine, _linalg
+from .structures.correlation import _sub_bucket
 
 __all__ = ["METHODS", "SmallSampleInference", "FixedDf", "Satterthwaite",
            "KenwardRoger", "normalise_method", "build"]
@@ -432,7 +433,7 @@ def _correlated_terms(objective, natural, index, second):
         m, n = bucket[1].shape
         step = max(1, _CHUNK_ENTRIES // max(1, (k + 2) * n * n))
         for start in range(0, m, step):
-            sub = tuple(part[start:start + step] for part in bucket)
+            sub = _sub_bucket(bucket, slice(start, start + step))
             rows = sub[1]
             factor = corr.bucket_factor(cn, sub, with_dC)
             C, Ci = factor.C, factor.inverse
