@@ -782,7 +782,9 @@ def from_dask(formula, ddf, groups, re_formula=None, vc_formula=None,
     and the documentation page "Dask").
     """
     dask = _dask()
-    for key in ("var_re_formula", "re_var_formula", "variance_blocks", "subset"):
+    for key in ("var_re_formula", "re_var_formula", "variance_blocks", "subset",
+                "correlation", "time", "correlation_by", "var_power",
+                "var_const_power"):
         if kwargs.get(key) is not None:
             raise NotImplementedError(
                 f"{key} is not available for Dask DataFrames: fit the "

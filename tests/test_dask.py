@@ -209,6 +209,13 @@ def test_errors(data, ddf):
         hmf.hetmixedlm("y ~ x", _by_group(missing, 2), groups="g")
     with pytest.raises(NotImplementedError, match="var_re_formula"):
         hmf.hetmixedlm("y ~ x", ddf, groups="g", var_re_formula="~ 1")
+    # residual correlation and nlme's power variance functions are in-memory
+    # only (before: "unexpected arguments for a Dask fit")
+    for key, value in (("correlation", "ar1"), ("var_power", "x"),
+                       ("var_const_power", "fitted")):
+        with pytest.raises(NotImplementedError, match=f"{key} is not available for "
+                           "Dask DataFrames.*load the data into pandas"):
+            hmf.hetmixedlm("y ~ x", ddf, groups="g", **{key: value})
     with pytest.raises(TypeError, match="Dask DataFrame"):
         HetMixedLM.from_formula("y ~ x", ddf, groups="g")
     with pytest.raises(ValueError, match="singular"):
