@@ -228,6 +228,8 @@ class CorrelationStructure(Block):
         # per bucket, what does not change between evaluations (AR(1)'s
         # time gaps), by the identity of the bucket's row array
         self._gaps_kept = {}
+        # (natural parameters, ``degenerate``'s message) at the last estimate
+        self._degenerate_kept = None
         n = len(time)
         if time.shape != (n,) or gi.shape != (n,):
             raise ValueError("time must have one value per row")
@@ -328,8 +330,7 @@ class CorrelationStructure(Block):
                 # the groups' distinct sets of times (one in a balanced
                 # design), not every group's pairs of rows; made only for
                 # the structures that read them
-                times = ((p, _lags(p)) for p in (np.unique(t[sel], axis=0)
-                                                  for t, sel in of_level))
+                times = (np.unique(t[sel], axis=0) for t, sel in of_level)
                 missing, reason = self._unidentified(times)
             else:
                 missing, reason = list(range(len(base))), _NO_PAIR_OF_ROWS
@@ -358,16 +359,24 @@ class CorrelationStructure(Block):
         """
         if self._sparse_inverse:
             return None
+        # the fit, its warnings and the summary each ask at the same
+        # estimate: the eigenvalues of every group's C_i once (166 ms for
+        # Toeplitz(3) on 2,000 groups of 50 rows)
+        key = np.asarray(natural, dtype=np.float64).tobytes()
+        if self._degenerate_kept is not None and self._degenerate_kept[0] == key:
+            return self._degenerate_kept[1]
         singular = sum(int((~is_positive_definite(
             self.bucket_matrices(natural, bucket)[0])).sum()) for bucket in self.buckets)
-        if not singular:
-            return None
-        n_groups = sum(len(bucket[0]) for bucket in self.buckets)
-        return (f"The residual correlation matrices of {singular} of {n_groups} "
-                "groups are singular at the estimate: the likelihood grows "
-                "without bound towards such matrices, so it has no maximum "
-                "there. Use fewer correlation parameters (a structured "
-                "correlation, a band, or fewer distinct times).")
+        message = None
+        if singular:
+            n_groups = sum(len(bucket[0]) for bucket in self.buckets)
+            message = (f"The residual correlation matrices of {singular} of {n_groups} "
+                       "groups are singular at the estimate: the likelihood grows "
+                       "without bound towards such matrices, so it has no maximum "
+                       "there. Use fewer correlation parameters (a structured "
+                       "correlation, a band, or fewer distinct times).")
+        self._degenerate_kept = (key, message)
+        return message
 
     @property
     def free_scale_admissible(self) -> bool:
@@ -395,9 +404,9 @@ class CorrelationStructure(Block):
         times of its groups do not identify, and why (a phrase).
 
         ``times``: an iterable (read once) of the level's distinct sets of
-        times of groups with two rows or more, per bucket (m, n), with
-        their (m, n, n) |differences|.  Where a group has two rows, one
-        parameter (AR(1), CAR(1), exchangeable) is identified: the default.
+        times of groups with two rows or more, per bucket (m, n).  Where a
+        group has two rows, one parameter (AR(1), CAR(1), exchangeable) is
+        identified: the default.
         """
         return [], ""
 
@@ -565,6 +574,12 @@ _NO_PAIR_OF_ROWS = "no group has two rows or more, and a correlation needs two r
 
 def _lags(t):
     return np.abs(t[:, :, None] - t[:, None, :])
+
+
+def _listed(lags, most=8):
+    """Integer lags for a message: "1, 3, 5", the first ``most`` then "..."."""
+    text = ", ".join(str(int(v)) for v in lags[:most])
+    return text + (", ..." if len(lags) > most else "")
 
 
 def _sub_bucket(bucket, groups):
@@ -1319,7 +1334,7 @@ class _LagStructure(CorrelationStructure):
     @staticmethod
     def _observed_lags(times) -> np.ndarray:
         """The distinct lags between two rows of a group, above 0."""
-        lags = np.unique(np.concatenate([np.unique(lag) for _, lag in times]))
+        lags = np.unique(np.concatenate([np.unique(_lags(t)) for t in times]))
         return lags[lags > 0].astype(np.intp)
 
     def _corr(self, theta, t, derivative, lag):
@@ -1384,10 +1399,9 @@ class ARMA(_LagStructure):
         rank = jac.shape[1] - len(redundant_columns(jac))
         if rank == jac.shape[1]:
             return [], ""
-        seen = ", ".join(str(v) for v in lags[:8]) + (", ..." if lags.size > 8 else "")
         # which parameters are redundant depends on their order: all are named
         return list(range(jac.shape[1])), (
-            f"the rows of a group are {seen} apart in time, and the correlations "
+            f"the rows of a group are {_listed(lags)} apart in time, and the correlations "
             f"at these lags determine only {rank} of the {jac.shape[1]} parameters; "
             "recode the times to consecutive occasions (e.g. divide them by their "
             "common step) or lower the order")
@@ -1456,8 +1470,7 @@ class Toeplitz(_LagStructure):
         if not missing.size:
             return [], ""
         return [int(l) - 1 for l in missing], (
-            f"no two rows of a group are {', '.join(str(int(l)) for l in missing[:8])}"
-            f"{', ...' if missing.size > 8 else ''} apart in time; lower q, or recode "
+            f"no two rows of a group are {_listed(missing)} apart in time; lower q, or recode "
             "the times to consecutive occasions (e.g. divide them by their common step)")
 
     @property
@@ -1540,7 +1553,7 @@ class Unstructured(CorrelationStructure):
     def _unidentified(self, times):
         # every pair of time values observed together in some group
         seen = np.zeros((self.K, self.K), bool)
-        for t, _ in times:
+        for t in times:
             p = np.searchsorted(self.values, t)
             seen[p[:, :, None], p[:, None, :]] = True
         missing = [k for k, (a, b) in enumerate(zip(*self.pairs)) if not seen[a, b]]
